@@ -1,0 +1,444 @@
+//! A plan: the procedure rendered with its parameters, step by step, as a person would follow
+//! it. Made offline, it touches nothing; what only a run can know shows as `⟨placeholder⟩`.
+
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+
+use crate::params::ParamValues;
+use crate::runbook::{
+    Command, Contact, HttpBody, OnFailure, OnTimeout, ParamValue, Runbook, Step, StepKind, Template,
+};
+use crate::template::{self, Context, Target};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runbook: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub review_every: Option<String>,
+    /// The rendered lock key: no other active run may hold it.
+    pub lock: Option<String>,
+    pub contacts: Vec<Contact>,
+    pub roles: Vec<PlannedRole>,
+    pub params: Vec<PlannedParam>,
+    pub steps: Vec<PlannedStep>,
+    pub rollback: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRole {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedParam {
+    pub name: String,
+    pub value: ParamValue,
+    /// The value is the parameter's default rather than one that was given.
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    /// `1`, `2`, … for steps; `R1`, `R2`, … for rollback steps.
+    pub number: String,
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub read_only: bool,
+    pub idempotent: bool,
+    pub when: Option<String>,
+    pub action: Action,
+    pub timeout: Option<String>,
+    pub retries: Option<String>,
+    pub expect: Vec<String>,
+    pub on_failure: OnFailure,
+}
+
+/// What a step does, rendered.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// A program run directly with these arguments.
+    Run {
+        argv: Vec<String>,
+    },
+    /// A command line for `/bin/sh -c`, every interpolated value quoted.
+    Shell {
+        command: String,
+    },
+    Http {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<serde_json::Value>,
+    },
+    Check {
+        expression: String,
+    },
+    Manual {
+        role: String,
+        instructions: String,
+    },
+    Approval {
+        role: String,
+        approvals: u32,
+        timeout: Option<String>,
+        prompt: Option<String>,
+        allow_self_approval: bool,
+        escalate_to: Option<String>,
+    },
+    Sleep {
+        duration: String,
+    },
+}
+
+impl Plan {
+    /// Renders `runbook` with `params`, which must have been resolved against it.
+    pub fn new(runbook: &Runbook, params: &ParamValues) -> Plan {
+        let context = Context::offline(runbook, params);
+        let plan_steps = |steps: &[Step], prefix: &str| {
+            steps
+                .iter()
+                .enumerate()
+                .map(|(index, step)| planned_step(step, format!("{prefix}{}", index + 1), &context))
+                .collect()
+        };
+        Plan {
+            runbook: runbook.name.clone(),
+            title: runbook.title.clone(),
+            description: runbook.description.clone(),
+            owner: runbook.owner.clone(),
+            review_every: runbook.review_every.map(|duration| duration.to_string()),
+            lock: runbook
+                .lock
+                .as_ref()
+                .map(|lock| render(lock, Target::Text, &context)),
+            contacts: runbook.contacts.clone(),
+            roles: runbook
+                .roles
+                .iter()
+                .map(|role| PlannedRole {
+                    name: role.name.clone(),
+                    description: role.description.clone(),
+                })
+                .collect(),
+            params: runbook
+                .params
+                .iter()
+                .filter_map(|param| {
+                    let value = params.get(&param.name)?.clone();
+                    let is_default = param.default.as_ref() == Some(&value);
+                    Some(PlannedParam {
+                        name: param.name.clone(),
+                        value,
+                        is_default,
+                    })
+                })
+                .collect(),
+            steps: plan_steps(&runbook.steps, ""),
+            rollback: plan_steps(&runbook.rollback, "R"),
+        }
+    }
+}
+
+/// Renders a template for display; a template that cannot be rendered before the run (say, a
+/// filter applied to a step's output) is shown as written.
+fn render(template: &Template, target: Target, context: &Context) -> String {
+    template::render(template, target, context).unwrap_or_else(|_| template.source.clone())
+}
+
+fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
+    let action = match &step.kind {
+        StepKind::Run(Command::Argv(argv)) => Action::Run {
+            argv: argv
+                .iter()
+                .map(|argument| render(argument, Target::Text, context))
+                .collect(),
+        },
+        StepKind::Run(Command::Shell(command)) => Action::Shell {
+            command: render(command, Target::Shell, context),
+        },
+        StepKind::Http(request) => Action::Http {
+            method: request.method.as_str().to_owned(),
+            url: render(&request.url, Target::Text, context),
+            headers: request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), render(value, Target::Text, context)))
+                .collect(),
+            body: request.body.as_ref().map(|body| match body {
+                HttpBody::Json(json) => {
+                    template::render_json(json, context).unwrap_or_else(|_| json.clone())
+                }
+                HttpBody::Text(text) => {
+                    serde_json::Value::String(render(text, Target::Text, context))
+                }
+            }),
+        },
+        StepKind::Check(expression) => Action::Check {
+            expression: expression.source.clone(),
+        },
+        StepKind::Manual(manual) => Action::Manual {
+            role: manual.role.name.clone(),
+            instructions: render(&manual.instructions, Target::Text, context),
+        },
+        StepKind::Approval(approval) => Action::Approval {
+            role: approval.role.name.clone(),
+            approvals: approval.approvals,
+            timeout: approval.timeout.map(|timeout| timeout.to_string()),
+            prompt: approval
+                .prompt
+                .as_ref()
+                .map(|prompt| render(prompt, Target::Text, context)),
+            allow_self_approval: approval.allow_self_approval,
+            escalate_to: match &approval.on_timeout {
+                OnTimeout::Fail => None,
+                OnTimeout::Escalate { role, timeout } => {
+                    Some(format!("{} for {timeout}", role.name))
+                }
+            },
+        },
+        StepKind::Sleep(duration) => Action::Sleep {
+            duration: duration.to_string(),
+        },
+    };
+    let mut expect = Vec::new();
+    if !step.expect.exit_code.is_empty() {
+        expect.push(format!(
+            "exit code {}",
+            join(&step.expect.exit_code, " or ")
+        ));
+    }
+    if let Some(pattern) = &step.expect.stdout {
+        expect.push(format!("stdout matches {}", pattern.as_str()));
+    }
+    if !step.expect.status.is_empty() {
+        expect.push(format!("HTTP status {}", join(&step.expect.status, " or ")));
+    }
+    let default_timeout = matches!(step.kind, StepKind::Run(_) | StepKind::Http(_))
+        .then(|| crate::Duration::from_std(Step::DEFAULT_TIMEOUT));
+    PlannedStep {
+        number,
+        id: step.id.clone(),
+        name: step.name.clone(),
+        description: step.description.clone(),
+        read_only: step.read_only,
+        idempotent: step.idempotent,
+        when: step.when.as_ref().map(|when| when.source.clone()),
+        action,
+        timeout: step
+            .timeout
+            .or(default_timeout)
+            .map(|timeout| timeout.to_string()),
+        retries: step
+            .retries
+            .map(|retries| format!("{} more times, {} apart", retries.count, retries.delay)),
+        expect,
+        on_failure: step.on_failure,
+    }
+}
+
+fn join(values: &[impl ToString], separator: &str) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.title {
+            Some(title) => writeln!(f, "{}: {title}", self.runbook)?,
+            None => writeln!(f, "{}", self.runbook)?,
+        }
+        if let Some(description) = &self.description {
+            writeln!(f, "{}", description.trim_end())?;
+        }
+        writeln!(f)?;
+        let mut facts = Vec::new();
+        if let Some(owner) = &self.owner {
+            facts.push(("Owner", vec![owner.clone()]));
+        }
+        if let Some(review_every) = &self.review_every {
+            facts.push(("Review", vec![format!("every {review_every}")]));
+        }
+        if let Some(lock) = &self.lock {
+            facts.push(("Lock", vec![lock.clone()]));
+        }
+        if !self.contacts.is_empty() {
+            facts.push((
+                "Contacts",
+                self.contacts
+                    .iter()
+                    .map(|c| format!("{}: {}", c.name, c.how))
+                    .collect(),
+            ));
+        }
+        if !self.roles.is_empty() {
+            let roles = self
+                .roles
+                .iter()
+                .map(|role| match &role.description {
+                    Some(description) => format!("{}: {description}", role.name),
+                    None => role.name.clone(),
+                })
+                .collect();
+            facts.push(("Roles", roles));
+        }
+        if !self.params.is_empty() {
+            let params = self
+                .params
+                .iter()
+                .map(|param| {
+                    let default = if param.is_default { " (default)" } else { "" };
+                    format!("{} = {}{default}", param.name, param.value)
+                })
+                .collect();
+            facts.push(("Parameters", params));
+        }
+        for (label, lines) in facts {
+            for (index, line) in lines.iter().enumerate() {
+                let label = if index == 0 { label } else { "" };
+                writeln!(f, "{label:<12}{line}")?;
+            }
+        }
+        writeln!(f, "\nSteps")?;
+        for step in &self.steps {
+            write!(f, "{step}")?;
+        }
+        if !self.rollback.is_empty() {
+            writeln!(
+                f,
+                "\nRollback (runs when a step with on_failure: rollback fails)"
+            )?;
+            for step in &self.rollback {
+                write!(f, "{step}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for PlannedStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut tags = Vec::new();
+        if self.read_only {
+            tags.push("read-only".to_owned());
+        }
+        if self.idempotent {
+            tags.push("idempotent".to_owned());
+        }
+        match &self.action {
+            Action::Approval { role, .. } => tags.push(format!("GATE: {role}")),
+            Action::Manual { role, .. } => tags.push(format!("MANUAL: {role}")),
+            _ => {}
+        }
+        let title = match &self.name {
+            Some(name) => format!("{name} ({})", self.id),
+            None => self.id.clone(),
+        };
+        let tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", tags.join(", "))
+        };
+        writeln!(f, "{:>5}. {title}{tags}", self.number)?;
+
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        if let Some(when) = &self.when {
+            lines.push(("only if", when.clone()));
+        }
+        match &self.action {
+            Action::Run { argv } => {
+                let command = shlex::try_join(argv.iter().map(String::as_str))
+                    .unwrap_or_else(|_| argv.join(" "));
+                lines.push(("run", command));
+            }
+            Action::Shell { command } => lines.push(("sh", command.clone())),
+            Action::Http {
+                method,
+                url,
+                headers,
+                body,
+            } => {
+                lines.push(("http", format!("{method} {url}")));
+                for (name, value) in headers {
+                    lines.push(("header", format!("{name}: {value}")));
+                }
+                match body {
+                    Some(serde_json::Value::String(text)) => lines.push(("body", text.clone())),
+                    Some(json) => lines.push(("json", json.to_string())),
+                    None => {}
+                }
+            }
+            Action::Check { expression } => lines.push(("check", expression.clone())),
+            Action::Manual { instructions, .. } => {
+                lines.push(("do", instructions.trim_end().to_owned()))
+            }
+            Action::Approval {
+                approvals,
+                timeout,
+                prompt,
+                allow_self_approval,
+                escalate_to,
+                ..
+            } => {
+                if let Some(prompt) = prompt {
+                    lines.push(("asks", prompt.clone()));
+                }
+                let mut rule = format!(
+                    "{approvals} approval{}",
+                    if *approvals == 1 { "" } else { "s" }
+                );
+                rule.push_str(if *allow_self_approval {
+                    "; the commander may approve"
+                } else {
+                    "; not the commander"
+                });
+                if let Some(timeout) = timeout {
+                    let _ = write!(rule, "; times out after {timeout}");
+                }
+                match escalate_to {
+                    Some(escalation) => {
+                        let _ = write!(rule, ", then escalates to {escalation}");
+                    }
+                    None if timeout.is_some() => rule.push_str(", then fails"),
+                    None => {}
+                }
+                lines.push(("needs", rule));
+            }
+            Action::Sleep { duration } => lines.push(("wait", duration.clone())),
+        }
+        if let Some(description) = &self.description {
+            lines.push(("note", description.trim_end().to_owned()));
+        }
+        if !self.expect.is_empty() {
+            lines.push(("expect", self.expect.join(", ")));
+        }
+        let mut limits = Vec::new();
+        if let Some(timeout) = &self.timeout {
+            limits.push(format!("timeout {timeout}"));
+        }
+        if let Some(retries) = &self.retries {
+            limits.push(format!("retry {retries}"));
+        }
+        if self.on_failure != OnFailure::Pause {
+            limits.push(format!("on failure {}", self.on_failure.as_str()));
+        }
+        if !limits.is_empty() {
+            lines.push(("limits", limits.join(", ")));
+        }
+        for (label, text) in lines {
+            for (index, line) in text.lines().enumerate() {
+                let label = if index == 0 { label } else { "" };
+                writeln!(f, "{:7}{label:<9}{line}", "")?;
+            }
+        }
+        Ok(())
+    }
+}

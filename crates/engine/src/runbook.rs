@@ -1,0 +1,400 @@
+//! The runbook model: a validated, typed procedure, and `parse` that builds it from YAML.
+//!
+//! Parsing is two stages. `yaml` turns the text into a tree of nodes that remember where they
+//! came from; `parse` walks that tree into the types below, reporting every problem it finds
+//! rather than stopping at the first. `references` then checks what templates and expressions
+//! refer to, and `lint` adds warnings to a runbook that is valid.
+
+mod lint;
+mod parse;
+mod references;
+mod yaml;
+
+use serde::Serialize;
+
+use crate::diagnostic::{Diagnostic, Position};
+use crate::duration::Duration;
+
+/// The result of reading a runbook. Parsing never fails: it returns the runbook when the text
+/// is valid, and every diagnostic (errors and lint warnings) either way.
+#[derive(Debug)]
+pub struct Parsed {
+    pub runbook: Option<Runbook>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parsed {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Reads, validates and lints one runbook's YAML source.
+pub fn parse(source: &str) -> Parsed {
+    let mut diagnostics = Vec::new();
+    let runbook = parse::runbook(source, &mut diagnostics);
+    let runbook = runbook.filter(|runbook| {
+        references::check(runbook, source, &mut diagnostics);
+        !diagnostics.iter().any(Diagnostic::is_error)
+    });
+    if let Some(runbook) = &runbook {
+        lint::check(runbook, &mut diagnostics);
+    }
+    diagnostics.sort_by_key(|diagnostic| (diagnostic.at, diagnostic.severity));
+    Parsed {
+        runbook,
+        diagnostics,
+    }
+}
+
+/// A procedure, exactly as its author wrote it, known to be valid.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// Unique name, `[a-z0-9-]+`: what people type and what versions are kept under.
+    pub name: String,
+    /// Where the name is written, for errors about the runbook as a whole.
+    pub name_at: Position,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// The team that keeps the procedure current.
+    pub owner: Option<String>,
+    /// How long the procedure may go without a successful drill or live run before it is
+    /// flagged as overdue for review.
+    pub review_every: Option<Duration>,
+    /// Rendered with the run's parameters; at most one active run may hold a rendered key.
+    pub lock: Option<Template>,
+    pub contacts: Vec<Contact>,
+    /// Run roles in declaration order, assigned to people when a run starts.
+    pub roles: Vec<Role>,
+    /// Names of secrets, read at run time from `STEADY_SECRET_<NAME>`, never shown.
+    pub secrets: Vec<String>,
+    pub params: Vec<Param>,
+    pub steps: Vec<Step>,
+    /// Run in order when a step whose `on_failure` is `rollback` fails.
+    pub rollback: Vec<Step>,
+}
+
+impl Runbook {
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|param| param.name == name)
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|role| role.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Contact {
+    pub name: String,
+    /// Where to reach them: a channel, a phone number, a pager rotation.
+    pub how: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub description: Option<String>,
+    pub at: Position,
+}
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamType,
+    pub required: bool,
+    pub default: Option<ParamValue>,
+    /// The allowed values (`enum:` in YAML); empty when any value of the type is allowed.
+    pub choices: Vec<ParamValue>,
+    /// A regular expression a string value must match.
+    pub pattern: Option<Pattern>,
+    pub description: Option<String>,
+    pub at: Position,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl ParamType {
+    pub const ALL: [ParamType; 4] = [
+        ParamType::String,
+        ParamType::Integer,
+        ParamType::Number,
+        ParamType::Boolean,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+        }
+    }
+}
+
+/// A parameter's value, always of its parameter's type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    String(String),
+    Integer(i64),
+    Number(f64),
+    Boolean(bool),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::String(value) => f.write_str(value),
+            ParamValue::Integer(value) => write!(f, "{value}"),
+            ParamValue::Number(value) => write!(f, "{value}"),
+            ParamValue::Boolean(value) => write!(f, "{value}"),
+        }
+    }
+}
+
+/// A compiled regular expression that remembers how it was written.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Self, regex::Error> {
+        regex::Regex::new(source).map(Pattern)
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// A piece of runbook text that is rendered with Jinja syntax before it is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub source: String,
+    pub at: Position,
+}
+
+/// A Jinja expression (`check`, `when`), compiled once at validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expression {
+    pub source: String,
+    pub at: Position,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// `[a-z][a-z0-9_]*`, unique in the runbook, so that `steps.<id>` works in expressions.
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub kind: StepKind,
+    /// Evaluated just before the step; false skips it.
+    pub when: Option<Expression>,
+    /// How long a `run` or `http` step may take; `None` means the default.
+    pub timeout: Option<Duration>,
+    pub retries: Option<Retries>,
+    /// Only observes: executed for real in dry runs, and safe to run again after a crash.
+    pub read_only: bool,
+    /// Has side effects, but running it twice has the same effect as once.
+    pub idempotent: bool,
+    pub env: Vec<(String, Template)>,
+    pub expect: Expect,
+    pub on_failure: OnFailure,
+    pub at: Position,
+}
+
+impl Step {
+    /// The default timeout of `run` and `http` steps.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+    /// A step that changes the world, as opposed to one that observes or waits for people.
+    pub fn has_side_effects(&self) -> bool {
+        matches!(self.kind, StepKind::Run(_) | StepKind::Http(_)) && !self.read_only
+    }
+
+    pub fn is_gate(&self) -> bool {
+        matches!(self.kind, StepKind::Approval(_))
+    }
+
+    /// What people see: the step's name, or its id when it has none.
+    pub fn title(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Run(Command),
+    Http(HttpRequest),
+    Check(Expression),
+    Manual(Manual),
+    Approval(Approval),
+    Sleep(Duration),
+}
+
+impl StepKind {
+    pub const NAMES: [&'static str; 6] = ["run", "http", "check", "manual", "approval", "sleep"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Run(_) => "run",
+            StepKind::Http(_) => "http",
+            StepKind::Check(_) => "check",
+            StepKind::Manual(_) => "manual",
+            StepKind::Approval(_) => "approval",
+            StepKind::Sleep(_) => "sleep",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Executed directly, one rendered element per argument: nothing is interpreted by a shell.
+    Argv(Vec<Template>),
+    /// Executed by `/bin/sh -c`; every interpolated value is shell-quoted when rendered.
+    Shell(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: HttpMethod,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<HttpBody>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HttpMethod {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "HEAD")]
+    Head,
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+    #[serde(rename = "PATCH")]
+    Patch,
+    #[serde(rename = "DELETE")]
+    Delete,
+}
+
+impl HttpMethod {
+    pub const ALL: [HttpMethod; 6] = [
+        HttpMethod::Get,
+        HttpMethod::Head,
+        HttpMethod::Post,
+        HttpMethod::Put,
+        HttpMethod::Patch,
+        HttpMethod::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpBody {
+    /// A JSON document whose string leaves are templates.
+    Json(serde_json::Value),
+    Text(Template),
+}
+
+/// A run role named by a gate or manual step, with where it was named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRef {
+    pub name: String,
+    pub at: Position,
+}
+
+#[derive(Debug, Clone)]
+pub struct Manual {
+    pub role: RoleRef,
+    pub instructions: Template,
+}
+
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub role: RoleRef,
+    /// How many distinct people holding `role` must approve.
+    pub approvals: u32,
+    pub timeout: Option<Duration>,
+    pub prompt: Option<Template>,
+    pub allow_self_approval: bool,
+    pub on_timeout: OnTimeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnTimeout {
+    Fail,
+    /// The gate passes to another role, which then has `timeout` to answer.
+    Escalate {
+        role: RoleRef,
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    pub count: u32,
+    pub delay: Duration,
+}
+
+/// What a step's result must look like to count as success.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Accepted exit codes of a `run` step; empty means 0.
+    pub exit_code: Vec<i32>,
+    /// A regular expression stdout (trailing newlines removed) must match.
+    pub stdout: Option<Pattern>,
+    /// Accepted HTTP statuses; empty means any 2xx.
+    pub status: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The run waits for the commander to retry, skip, roll back or abort.
+    #[default]
+    Pause,
+    Abort,
+    Continue,
+    Rollback,
+}
+
+impl OnFailure {
+    pub const ALL: [OnFailure; 4] = [
+        OnFailure::Pause,
+        OnFailure::Abort,
+        OnFailure::Continue,
+        OnFailure::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Pause => "pause",
+            OnFailure::Abort => "abort",
+            OnFailure::Continue => "continue",
+            OnFailure::Rollback => "rollback",
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Lint warnings: a valid runbook that is probably not what its author meant, or not safe.
+
+use super::*;
+
+pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
+    sequence(&runbook.steps, out);
+    sequence(&runbook.rollback, out);
+    unused_roles(runbook, out);
+}
+
+fn sequence(steps: &[Step], out: &mut Vec<Diagnostic>) {
+    let mut gated = false;
+    for step in steps {
+        gated |= step.is_gate();
+        let id = &step.id;
+        if step.has_side_effects() && !gated {
+            out.push(Diagnostic::warning(
+                step.at,
+                format!("step `{id}` changes things but is neither `read_only` nor behind an approval gate: mark it read_only if it only looks, or put an approval step before it"),
+            ));
+        }
+        if step.retries.is_some() && step.has_side_effects() && !step.idempotent {
+            out.push(Diagnostic::warning(
+                step.at,
+                format!("step `{id}` has `retries` but is not `idempotent`: a retry could repeat its side effect; mark it idempotent if running it twice is harmless"),
+            ));
+        }
+        if matches!(step.kind, StepKind::Run(_)) && step.timeout.is_none() {
+            out.push(Diagnostic::warning(
+                step.at,
+                format!("step `{id}` has no `timeout`, so the default of 5m applies: say how long it may take"),
+            ));
+        }
+    }
+}
+
+fn unused_roles(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
+    let mut used = Vec::new();
+    for step in runbook.steps.iter().chain(&runbook.rollback) {
+        match &step.kind {
+            StepKind::Manual(manual) => used.push(manual.role.name.as_str()),
+            StepKind::Approval(approval) => {
+                used.push(approval.role.name.as_str());
+                if let OnTimeout::Escalate { role, .. } = &approval.on_timeout {
+                    used.push(role.name.as_str());
+                }
+            }
+            _ => {}
+        }
+    }
+    for role in &runbook.roles {
+        if !used.contains(&role.name.as_str()) {
+            out.push(Diagnostic::warning(
+                role.at,
+                format!(
+                    "role `{}` is not used by any approval or manual step",
+                    role.name
+                ),
+            ));
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Compiles every template and expression of a runbook and checks what each refers to:
+//! declared parameters, secrets and roles, and only steps that will have run before it.
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::diagnostic::with_suggestion;
+use crate::template::{Compiler, SyntaxError, Target};
+
+/// What templates may read of a step: `steps.<id>.<field>`.
+pub const STEP_FIELDS: [&str; 7] = [
+    "status",
+    "stdout",
+    "stderr",
+    "exit_code",
+    "json",
+    "approved_by",
+    "note",
+];
+/// What templates may read of the run: `run.<field>`.
+pub const RUN_FIELDS: [&str; 3] = ["id", "mode", "commander"];
+const ROOTS: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
+/// minijinja's global functions, which static analysis reports like variables.
+const GLOBAL_FUNCTIONS: [&str; 5] = ["range", "dict", "namespace", "debug", "lipsum"];
+
+pub(super) fn check(runbook: &Runbook, source: &str, out: &mut Vec<Diagnostic>) {
+    let checker = Checker {
+        runbook,
+        source_lines: source.lines().collect(),
+        compiler: Compiler::new(),
+        out,
+    };
+    checker.run();
+}
+
+struct Checker<'a> {
+    runbook: &'a Runbook,
+    source_lines: Vec<&'a str>,
+    compiler: Compiler<'a>,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+/// Where a template stands, which decides what it may refer to.
+struct Scope<'a> {
+    /// The step the template belongs to, if any.
+    step: Option<&'a Step>,
+    /// Ids of the steps that will have run (or been skipped) before it.
+    earlier: Vec<&'a str>,
+    /// Whether step results and run facts exist yet: not when the lock key is rendered.
+    in_run: bool,
+}
+
+impl<'a> Checker<'a> {
+    fn run(mut self) {
+        let runbook = self.runbook;
+        if let Some(lock) = &runbook.lock {
+            let scope = Scope {
+                step: None,
+                earlier: Vec::new(),
+                in_run: false,
+            };
+            self.template(lock, Target::Text, &scope);
+        }
+        for (index, step) in runbook.steps.iter().enumerate() {
+            let earlier = runbook.steps[..index]
+                .iter()
+                .map(|step| step.id.as_str())
+                .collect();
+            self.step(
+                step,
+                Scope {
+                    step: Some(step),
+                    earlier,
+                    in_run: true,
+                },
+            );
+        }
+        // A rollback runs after any main step may have failed; it may read every main step's
+        // result (status tells which ran) and the rollback steps before it.
+        for (index, step) in runbook.rollback.iter().enumerate() {
+            let earlier = runbook
+                .steps
+                .iter()
+                .chain(&runbook.rollback[..index])
+                .map(|step| step.id.as_str())
+                .collect();
+            self.step(
+                step,
+                Scope {
+                    step: Some(step),
+                    earlier,
+                    in_run: true,
+                },
+            );
+        }
+    }
+
+    fn step(&mut self, step: &'a Step, scope: Scope<'a>) {
+        if let Some(when) = &step.when {
+            self.expression(when, &scope);
+        }
+        match &step.kind {
+            StepKind::Run(Command::Argv(argv)) => {
+                for argument in argv {
+                    self.template(argument, Target::Text, &scope);
+                }
+            }
+            StepKind::Run(Command::Shell(command)) => self.template(command, Target::Shell, &scope),
+            StepKind::Http(request) => {
+                self.template(&request.url, Target::Text, &scope);
+                for (_, value) in &request.headers {
+                    self.template(value, Target::Text, &scope);
+                }
+                match &request.body {
+                    Some(HttpBody::Text(body)) => self.template(body, Target::Text, &scope),
+                    Some(HttpBody::Json(json)) => self.json(json, step.at, &scope),
+                    None => {}
+                }
+            }
+            StepKind::Check(expression) => self.expression(expression, &scope),
+            StepKind::Manual(manual) => {
+                self.role(&manual.role);
+                self.template(&manual.instructions, Target::Text, &scope);
+            }
+            StepKind::Approval(approval) => {
+                self.role(&approval.role);
+                if let OnTimeout::Escalate { role, .. } = &approval.on_timeout {
+                    self.role(role);
+                }
+                if let Some(prompt) = &approval.prompt {
+                    self.template(prompt, Target::Text, &scope);
+                }
+            }
+            StepKind::Sleep(_) => {}
+        }
+        for (_, value) in &step.env {
+            self.template(value, Target::Text, &scope);
+        }
+    }
+
+    fn role(&mut self, role: &RoleRef) {
+        if self.runbook.role(&role.name).is_none() {
+            let message = format!("unknown role `{}`: declare it under `roles`", role.name);
+            let declared = self.runbook.roles.iter().map(|role| role.name.as_str());
+            self.out.push(Diagnostic::error(
+                role.at,
+                with_suggestion(message, &role.name, declared),
+            ));
+        }
+    }
+
+    fn json(&mut self, value: &'a serde_json::Value, at: Position, scope: &Scope<'a>) {
+        match value {
+            serde_json::Value::String(source) => match self.compiler.template(source, Target::Text)
+            {
+                Ok(references) => {
+                    for path in sorted(references) {
+                        if let Err(message) = self.reference(&path, scope) {
+                            self.out
+                                .push(Diagnostic::error(at, format!("in `http.json`: {message}")));
+                        }
+                    }
+                }
+                Err(error) => self
+                    .out
+                    .push(Diagnostic::error(at, format!("in `http.json`: {error}"))),
+            },
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|item| self.json(item, at, scope))
+            }
+            serde_json::Value::Object(fields) => {
+                fields.values().for_each(|item| self.json(item, at, scope))
+            }
+            _ => {}
+        }
+    }
+
+    fn template(&mut self, template: &'a Template, target: Target, scope: &Scope<'a>) {
+        let compiled = self.compiler.template(&template.source, target);
+        self.compiled(&template.source, template.at, compiled, scope);
+    }
+
+    fn expression(&mut self, expression: &'a Expression, scope: &Scope<'a>) {
+        let compiled = self.compiler.expression(&expression.source);
+        self.compiled(&expression.source, expression.at, compiled, scope);
+    }
+
+    fn compiled(
+        &mut self,
+        text: &str,
+        at: Position,
+        compiled: Result<HashSet<String>, SyntaxError>,
+        scope: &Scope<'a>,
+    ) {
+        match compiled {
+            Err(error) => {
+                let offset = error
+                    .offset
+                    .unwrap_or_else(|| line_offset(text, error.line));
+                let at = self.locate(at, text, offset);
+                self.out.push(Diagnostic::error(at, error.message));
+            }
+            Ok(references) => {
+                for path in sorted(references) {
+                    if let Err(message) = self.reference(&path, scope) {
+                        let offset = text.find(path.as_str()).unwrap_or(0);
+                        let at = self.locate(at, text, offset);
+                        self.out.push(Diagnostic::error(at, message));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks one dotted path a template reads, such as `steps.lag.stdout`.
+    fn reference(&self, path: &str, scope: &Scope<'a>) -> Result<(), String> {
+        let runbook = self.runbook;
+        let mut parts = path.split('.');
+        let root = parts.next().unwrap_or_default();
+        let name = parts.next();
+        let field = parts.next();
+        match root {
+            "params" => match name {
+                Some(name) if runbook.param(name).is_none() => {
+                    let declared = runbook.params.iter().map(|param| param.name.as_str());
+                    let message = format!("unknown parameter `{name}`: declare it under `params`");
+                    Err(with_suggestion(message, name, declared))
+                }
+                _ => Ok(()),
+            },
+            "secrets" => match name {
+                _ if !scope.in_run => {
+                    Err("the lock key cannot use secrets: it is stored and shown".to_owned())
+                }
+                Some(name) if !runbook.secrets.iter().any(|secret| secret == name) => {
+                    let message = format!("unknown secret `{name}`: list it under `secrets`");
+                    Err(with_suggestion(
+                        message,
+                        name,
+                        runbook.secrets.iter().map(String::as_str),
+                    ))
+                }
+                _ => Ok(()),
+            },
+            "steps" => {
+                if !scope.in_run {
+                    return Err(
+                        "the lock key is rendered before any step runs: it can only use params"
+                            .to_owned(),
+                    );
+                }
+                let Some(id) = name else { return Ok(()) };
+                self.step_reference(id, field, scope)
+            }
+            "run" => match name {
+                _ if !scope.in_run => Err(
+                    "the lock key is rendered before the run exists: it can only use params"
+                        .to_owned(),
+                ),
+                Some(name) if !RUN_FIELDS.contains(&name) => {
+                    let message = format!(
+                        "`run` has no field `{name}`: use run.id, run.mode or run.commander"
+                    );
+                    Err(with_suggestion(message, name, RUN_FIELDS))
+                }
+                _ => Ok(()),
+            },
+            "roles" => match name {
+                _ if !scope.in_run => Err(
+                    "the lock key is rendered before roles are assigned: it can only use params"
+                        .to_owned(),
+                ),
+                Some(name) if runbook.role(name).is_none() => {
+                    let message = format!("unknown role `{name}`: declare it under `roles`");
+                    Err(with_suggestion(
+                        message,
+                        name,
+                        runbook.roles.iter().map(|role| role.name.as_str()),
+                    ))
+                }
+                _ => Ok(()),
+            },
+            _ if GLOBAL_FUNCTIONS.contains(&root) => Ok(()),
+            _ => {
+                let message = format!(
+                    "unknown variable `{root}`: templates can use params, secrets, steps, run and roles"
+                );
+                Err(with_suggestion(message, root, ROOTS))
+            }
+        }
+    }
+
+    fn step_reference(
+        &self,
+        id: &str,
+        field: Option<&str>,
+        scope: &Scope<'a>,
+    ) -> Result<(), String> {
+        let all_steps = || self.runbook.steps.iter().chain(&self.runbook.rollback);
+        if scope.step.is_some_and(|step| step.id == id) {
+            return Err(format!(
+                "step `{id}` cannot use its own result: `steps.{id}` is only known after it ran"
+            ));
+        }
+        if !scope.earlier.contains(&id) {
+            return Err(match all_steps().find(|step| step.id == id) {
+                Some(later) => format!(
+                    "`steps.{id}` refers to step `{id}`, which runs later (line {}): a step can only use the results of steps before it",
+                    later.at.line
+                ),
+                None => {
+                    let message = format!("unknown step `{id}`");
+                    with_suggestion(message, id, scope.earlier.iter().copied())
+                }
+            });
+        }
+        match field {
+            Some(field) if !STEP_FIELDS.contains(&field) => {
+                let message = format!(
+                    "a step result has no field `{field}`: use status, stdout, stderr, exit_code, json, approved_by or note"
+                );
+                Err(with_suggestion(message, field, STEP_FIELDS))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Maps a byte offset inside a template to a line and column of the runbook, where the
+    /// scalar's style makes that exact: a single-line plain or quoted string, or a literal
+    /// block (`|`). Otherwise the scalar's start is as close as it gets.
+    fn locate(&self, at: Position, text: &str, offset: usize) -> Position {
+        let Some(line) = self.source_lines.get(at.line.saturating_sub(1)) else {
+            return at;
+        };
+        let Some(first) = line.chars().nth(at.column.saturating_sub(1)) else {
+            return at;
+        };
+        let before = &text[..floor_char_boundary(text, offset)];
+        match first {
+            '|' => {
+                let line_index = before.matches('\n').count();
+                let column_in_line = before
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .count();
+                let Some(first_content) = self.source_lines.get(at.line) else {
+                    return at;
+                };
+                let indent = first_content.len() - first_content.trim_start().len();
+                Position {
+                    line: at.line + 1 + line_index,
+                    column: indent + 1 + column_in_line,
+                }
+            }
+            '>' => at,
+            _ if text.contains('\n') => at,
+            '"' | '\'' => Position {
+                line: at.line,
+                column: at.column + 1 + before.chars().count(),
+            },
+            _ => Position {
+                line: at.line,
+                column: at.column + before.chars().count(),
+            },
+        }
+    }
+}
+
+fn sorted(references: HashSet<String>) -> Vec<String> {
+    let mut references: Vec<String> = references.into_iter().collect();
+    references.sort();
+    references
+}
+
+fn line_offset(text: &str, line: usize) -> usize {
+    text.split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum()
+}
+
+fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}

@@ -1,0 +1,240 @@
+//! Templating and expressions: Jinja syntax through minijinja, never a hand-written engine.
+//!
+//! Two environments share every setting but how a value is written out. In a `run` string
+//! every interpolated value is shell-quoted, always: there is no `safe` filter or `autoescape`
+//! block that turns it off, so a parameter can never inject shell syntax. Everywhere else
+//! (argv elements, URLs, instructions) a value is written as it is.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+use crate::runbook::{Expression, ParamValue, Runbook, Template};
+
+/// What a rendered secret looks like wherever it is shown or stored.
+pub const MASK: &str = "***";
+
+/// How a template's output is used, which decides how values are written into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A command for `/bin/sh -c`: every value is shell-quoted.
+    Shell,
+    /// Anything else: values are written as they are.
+    Text,
+}
+
+/// A template or expression that does not compile, with where in its source it went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SyntaxError {
+    pub message: String,
+    /// Line within the template's own text, from 1.
+    pub line: usize,
+    /// Byte offset within the template's text, when minijinja knows it.
+    pub offset: Option<usize>,
+}
+
+/// A template or expression that compiled but could not be evaluated with the run's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RenderError {
+    pub message: String,
+}
+
+impl From<Error> for RenderError {
+    fn from(error: Error) -> Self {
+        RenderError {
+            message: describe(&error),
+        }
+    }
+}
+
+/// Compiles the templates and expressions of one runbook, to find syntax errors and what each
+/// refers to before anything runs.
+#[derive(Debug)]
+pub struct Compiler<'source> {
+    shell: Environment<'source>,
+    text: Environment<'source>,
+}
+
+impl<'source> Compiler<'source> {
+    pub fn new() -> Self {
+        // minijinja borrows a template's source for as long as its environment lives, so
+        // the shared environments are copied for the lifetime of the runbook's text.
+        Compiler {
+            shell: environment(Target::Shell).clone(),
+            text: environment(Target::Text).clone(),
+        }
+    }
+
+    /// Compiles a template and returns the variables it refers to, as dotted paths such as
+    /// `steps.lag.stdout`.
+    pub fn template(
+        &self,
+        source: &'source str,
+        target: Target,
+    ) -> Result<HashSet<String>, SyntaxError> {
+        let env = match target {
+            Target::Shell => &self.shell,
+            Target::Text => &self.text,
+        };
+        let template = env.template_from_str(source).map_err(syntax_error)?;
+        Ok(template.undeclared_variables(true))
+    }
+
+    /// Compiles an expression and returns the variables it refers to.
+    pub fn expression(&self, source: &'source str) -> Result<HashSet<String>, SyntaxError> {
+        let expression = self.text.compile_expression(source).map_err(syntax_error)?;
+        Ok(expression.undeclared_variables(true))
+    }
+}
+
+impl Default for Compiler<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Renders a template with a run's values.
+pub fn render(
+    template: &Template,
+    target: Target,
+    context: &Context,
+) -> Result<String, RenderError> {
+    Ok(environment(target).render_str(&template.source, &context.root)?)
+}
+
+/// Renders every string inside a JSON document (an `http.json` body) as a text template.
+pub fn render_json(
+    value: &serde_json::Value,
+    context: &Context,
+) -> Result<serde_json::Value, RenderError> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        Json::String(source) => {
+            Json::String(environment(Target::Text).render_str(source, &context.root)?)
+        }
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|item| render_json(item, context))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(key, item)| Ok((key.clone(), render_json(item, context)?)))
+                .collect::<Result<_, RenderError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Evaluates a `check` or `when` expression to true or false, by Jinja's truthiness.
+pub fn evaluate(expression: &Expression, context: &Context) -> Result<bool, RenderError> {
+    let compiled = environment(Target::Text).compile_expression_owned(expression.source.clone())?;
+    Ok(compiled.eval(&context.root)?.is_true())
+}
+
+/// The values templates see: `params`, `secrets`, `steps`, `run` and `roles`.
+#[derive(Debug, Clone)]
+pub struct Context {
+    root: Value,
+}
+
+impl Context {
+    /// The context of a plan made before any run: parameters are known, secrets are masked,
+    /// and everything a run would know (step outputs, run id, role holders) shows as a
+    /// placeholder such as `⟨steps.lag.stdout⟩`.
+    pub fn offline(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Self {
+        let secrets: BTreeMap<&str, &str> = runbook
+            .secrets
+            .iter()
+            .map(|name| (name.as_str(), MASK))
+            .collect();
+        let run: BTreeMap<&str, Value> = ["id", "mode", "commander"]
+            .into_iter()
+            .map(|field| {
+                (
+                    field,
+                    Value::from_object(Placeholder(format!("run.{field}"))),
+                )
+            })
+            .collect();
+        let root = minijinja::context! {
+            params => Value::from_serialize(params),
+            secrets => secrets,
+            steps => Value::from_object(Placeholder("steps".to_owned())),
+            run => run,
+            roles => Value::from_object(Placeholder("roles".to_owned())),
+        };
+        Context { root }
+    }
+}
+
+/// A value only a run will know, shown by its path.
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl Object for Placeholder {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "⟨{}⟩", self.0)
+    }
+}
+
+/// Bounds the work one template may do, so that a hostile or careless loop cannot hang a run.
+const FUEL: u64 = 1_000_000;
+
+fn environment(target: Target) -> &'static Environment<'static> {
+    static SHELL: OnceLock<Environment<'static>> = OnceLock::new();
+    static TEXT: OnceLock<Environment<'static>> = OnceLock::new();
+    let (cell, target) = match target {
+        Target::Shell => (&SHELL, Target::Shell),
+        Target::Text => (&TEXT, Target::Text),
+    };
+    cell.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        env.set_keep_trailing_newline(true);
+        env.set_debug(false);
+        if target == Target::Shell {
+            env.set_formatter(|out, _state, value| {
+                let text = value.to_string();
+                let quoted = shlex::try_quote(&text).map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "a value with a NUL byte cannot be passed to a shell",
+                    )
+                })?;
+                out.write_str(&quoted).map_err(Error::from)
+            });
+        }
+        env
+    })
+}
+
+fn syntax_error(error: Error) -> SyntaxError {
+    let offset = error.range().map(|range| range.start);
+    SyntaxError {
+        message: describe(&error),
+        line: error.line().unwrap_or(1),
+        offset,
+    }
+}
+
+/// minijinja's message without the template name and position it appends, which mean
+/// nothing to a runbook author: positions are reported against the runbook instead.
+fn describe(error: &Error) -> String {
+    match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    }
+}

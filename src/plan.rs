@@ -1,0 +1,62 @@
+//! `steady plan RUNBOOK [-p KEY=VALUE]... [--json]`: the procedure rendered offline.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use steady_engine::plan::Plan;
+
+use crate::report;
+use crate::runbooks;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A runbook file, or the name of a runbook in the runbooks folder.
+    runbook: String,
+    /// A parameter value; repeat for each parameter.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    runbooks: crate::RunbooksDir,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    Ok((key.trim().to_owned(), value.to_owned()))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let file = runbooks::find(&args.runbook, &args.runbooks.path)?;
+    let display = file.display_path();
+    for diagnostic in &file.parsed.diagnostics {
+        if diagnostic.is_error() {
+            report::diagnostic(&display, &file.source, diagnostic);
+        }
+    }
+    let Some(runbook) = &file.parsed.runbook else {
+        return Ok(ExitCode::from(1));
+    };
+    let params = match steady_engine::params::resolve(runbook, &args.params) {
+        Ok(params) => params,
+        Err(errors) => {
+            for error in errors {
+                report::error(&error.to_string());
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let plan = Plan::new(runbook, &params);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).context("cannot write the plan as JSON")?
+        );
+    } else {
+        print!("{plan}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! How the CLI shows problems: compiler-style lines on stderr, coloured on a terminal, each
+//! followed by the source line it points at.
+
+use anstream::eprintln;
+use anstyle::{AnsiColor, Style};
+use steady_engine::{Diagnostic, Severity};
+
+const BOLD: Style = Style::new().bold();
+const ERROR: Style = AnsiColor::Red.on_default().bold();
+const WARNING: Style = AnsiColor::Yellow.on_default().bold();
+const GUTTER: Style = AnsiColor::Blue.on_default().bold();
+
+/// Prints `path:line:column: error: message` and the line of `source` it points at.
+pub fn diagnostic(path: &str, source: &str, diagnostic: &Diagnostic) {
+    let style = match diagnostic.severity {
+        Severity::Error => ERROR,
+        Severity::Warning => WARNING,
+    };
+    let at = diagnostic.at;
+    eprintln!(
+        "{BOLD}{path}:{at}:{BOLD:#} {style}{}{style:#}{BOLD}:{BOLD:#} {}",
+        diagnostic.severity.as_str(),
+        diagnostic.message
+    );
+    if let Some(line) = source.lines().nth(at.line.saturating_sub(1)) {
+        let number = at.line.to_string();
+        let pad = " ".repeat(number.len());
+        let caret = " ".repeat(line.chars().take(at.column.saturating_sub(1)).count());
+        eprintln!("{GUTTER}{number} |{GUTTER:#} {line}");
+        eprintln!("{GUTTER}{pad} |{GUTTER:#} {caret}{style}^{style:#}");
+    }
+}
+
+/// Prints a problem that has no place in a file: `error: message`.
+pub fn error(message: &str) {
+    eprintln!("{ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {message}");
+}
+
+/// Prints a problem with a file as a whole: `path: error: message`.
+pub fn file_error(path: &str, message: &str) {
+    eprintln!("{BOLD}{path}:{BOLD:#} {ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {message}");
+}

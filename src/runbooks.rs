@@ -1,0 +1,99 @@
+//! Finding runbook files on disk: folders are searched for `.yaml` and `.yml` files, and a
+//! runbook can be named instead of given as a path.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use steady_engine::Parsed;
+
+/// A runbook file read from disk, with its parse result.
+#[derive(Debug)]
+pub struct RunbookFile {
+    pub path: PathBuf,
+    pub source: String,
+    pub parsed: Parsed,
+}
+
+impl RunbookFile {
+    pub fn read(path: &Path) -> anyhow::Result<RunbookFile> {
+        let source = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let parsed = steady_engine::parse(&source);
+        Ok(RunbookFile {
+            path: path.to_owned(),
+            source,
+            parsed,
+        })
+    }
+
+    pub fn display_path(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// The runbook files under `folder`, in a stable order, searched recursively.
+pub fn files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut folders = vec![folder.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("{}: cannot read folder", folder.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("{}: cannot read folder", folder.display()))?
+                .path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Finds a runbook given as a file path, or by its `name` in `folder`.
+pub fn find(reference: &str, folder: &Path) -> anyhow::Result<RunbookFile> {
+    let path = Path::new(reference);
+    if path.is_file() {
+        return RunbookFile::read(path);
+    }
+    if reference.contains(['/', '\\'])
+        || reference.ends_with(".yaml")
+        || reference.ends_with(".yml")
+    {
+        bail!("{reference}: no such runbook file");
+    }
+    if !folder.is_dir() {
+        bail!(
+            "no runbook file `{reference}`, and no runbooks folder {} to look for it by name",
+            folder.display()
+        );
+    }
+    let mut names = Vec::new();
+    for path in files_in(folder)? {
+        let file = RunbookFile::read(&path)?;
+        let name = file
+            .parsed
+            .runbook
+            .as_ref()
+            .map(|runbook| runbook.name.clone());
+        // A file named after the runbook is taken even when invalid, to show its errors.
+        if name.as_deref() == Some(reference)
+            || path.file_stem().is_some_and(|stem| stem == reference)
+        {
+            return Ok(file);
+        }
+        names.extend(name);
+    }
+    names.sort();
+    bail!(
+        "no runbook named `{reference}` in {} (found: {})",
+        folder.display(),
+        names.join(", ")
+    )
+}

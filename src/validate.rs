@@ -1,0 +1,72 @@
+//! `steady validate PATH...`: checks runbook files and folders and reports every problem.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use steady_engine::Diagnostic;
+
+use crate::report;
+use crate::runbooks::{self, RunbookFile};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Runbook files, or folders searched for `.yaml` and `.yml` files.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Fail (exit 1) on lint warnings as well as on errors.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        if path.is_dir() {
+            files.extend(runbooks::files_in(path)?);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            report::file_error(&path.display().to_string(), "no such file or folder");
+            return Ok(ExitCode::from(2));
+        }
+    }
+
+    let (mut errors, mut warnings) = (0, 0);
+    let mut names: HashMap<String, String> = HashMap::new();
+    for path in &files {
+        let file = RunbookFile::read(path)?;
+        let display = file.display_path();
+        let mut diagnostics = file.parsed.diagnostics.clone();
+        if let Some(runbook) = &file.parsed.runbook
+            && let Some(first) = names.insert(runbook.name.clone(), display.clone())
+        {
+            diagnostics.push(Diagnostic::error(
+                runbook.name_at,
+                format!("runbook name `{}` is already used by {first}", runbook.name),
+            ));
+        }
+        for diagnostic in &diagnostics {
+            report::diagnostic(&display, &file.source, diagnostic);
+            if diagnostic.is_error() {
+                errors += 1;
+            } else {
+                warnings += 1;
+            }
+        }
+    }
+
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "checked {}: {}, {}",
+        count(files.len(), "runbook"),
+        count(errors, "error"),
+        count(warnings, "warning")
+    );
+    let failed = errors > 0 || (args.deny_warnings && warnings > 0);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
