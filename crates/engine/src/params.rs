@@ -159,14 +159,14 @@ fn parse_value(param: &Param, text: &str) -> Result<ParamValue, ParamError> {
             value: text.to_owned(),
         });
     }
-    if let (Some(pattern), ParamValue::String(text)) = (&param.pattern, &value) {
-        if !pattern.is_match(text) {
-            return Err(ParamError::NoMatch {
-                name: param.name.clone(),
-                pattern: pattern.as_str().to_owned(),
-                value: text.clone(),
-            });
-        }
+    if let (Some(pattern), ParamValue::String(text)) = (&param.pattern, &value)
+        && !pattern.is_match(text)
+    {
+        return Err(ParamError::NoMatch {
+            name: param.name.clone(),
+            pattern: pattern.as_str().to_owned(),
+            value: text.clone(),
+        });
     }
     Ok(value)
 }

@@ -181,7 +181,11 @@ struct Placeholder(String);
 
 impl Object for Placeholder {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+        let path = match key.as_i64() {
+            Some(index) => format!("{}[{index}]", self.0),
+            None => format!("{}.{key}", self.0),
+        };
+        Some(Value::from_object(Placeholder(path)))
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {

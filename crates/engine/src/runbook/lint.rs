@@ -3,13 +3,27 @@
 use super::*;
 
 pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
-    sequence(&runbook.steps, out);
-    sequence(&runbook.rollback, out);
+    sequence(&runbook.steps, false, out);
+    sequence(&runbook.rollback, rollback_is_gated(&runbook.steps), out);
     unused_roles(runbook, out);
 }
 
-fn sequence(steps: &[Step], out: &mut Vec<Diagnostic>) {
+/// A rollback starts by a commander's decision, which is a person deciding, or because a step
+/// with `on_failure: rollback` failed; when every such step waited behind a gate, the approver
+/// signed off the attempt and with it the way back.
+fn rollback_is_gated(steps: &[Step]) -> bool {
     let mut gated = false;
+    for step in steps {
+        gated |= step.is_gate();
+        if step.on_failure == OnFailure::Rollback && !gated {
+            return false;
+        }
+    }
+    true
+}
+
+/// Lints one sequence of steps; `gated` says whether it starts behind an approval.
+fn sequence(steps: &[Step], mut gated: bool, out: &mut Vec<Diagnostic>) {
     for step in steps {
         gated |= step.is_gate();
         let id = &step.id;

@@ -378,16 +378,16 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
                     ),
                 ));
             }
-            if let (Some(pattern), ParamValue::String(text)) = (&pattern, &value) {
-                if !pattern.is_match(text) {
-                    out.push(Diagnostic::error(
-                        at(node),
-                        format!(
-                            "default `{text}` does not match the pattern `{}`",
-                            pattern.as_str()
-                        ),
-                    ));
-                }
+            if let (Some(pattern), ParamValue::String(text)) = (&pattern, &value)
+                && !pattern.is_match(text)
+            {
+                out.push(Diagnostic::error(
+                    at(node),
+                    format!(
+                        "default `{text}` does not match the pattern `{}`",
+                        pattern.as_str()
+                    ),
+                ));
             }
             Some(value)
         });

@@ -327,43 +327,45 @@ impl<'a> Checker<'a> {
 
     /// Maps a byte offset inside a template to a line and column of the runbook, where the
     /// scalar's style makes that exact: a single-line plain or quoted string, or a literal
-    /// block (`|`). Otherwise the scalar's start is as close as it gets.
+    /// block (`|`). Otherwise (a folded or multi-line flow string) the scalar's start is as
+    /// close as it gets.
     fn locate(&self, at: Position, text: &str, offset: usize) -> Position {
-        let Some(line) = self.source_lines.get(at.line.saturating_sub(1)) else {
-            return at;
-        };
-        let Some(first) = line.chars().nth(at.column.saturating_sub(1)) else {
-            return at;
-        };
         let before = &text[..floor_char_boundary(text, offset)];
-        match first {
-            '|' => {
-                let line_index = before.matches('\n').count();
-                let column_in_line = before
-                    .rsplit('\n')
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .count();
-                let Some(first_content) = self.source_lines.get(at.line) else {
-                    return at;
-                };
-                let indent = first_content.len() - first_content.trim_start().len();
-                Position {
-                    line: at.line + 1 + line_index,
-                    column: indent + 1 + column_in_line,
-                }
+        let line_index = before.matches('\n').count();
+        let column_in_line = before
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count();
+        let source_line = |index: usize| self.source_lines.get(at.line.saturating_sub(1) + index);
+        if !text.contains('\n') {
+            let opening =
+                source_line(0).and_then(|line| line.chars().nth(at.column.saturating_sub(1)));
+            let quote = usize::from(matches!(opening, Some('"' | '\'')));
+            return Position {
+                line: at.line,
+                column: at.column + quote + column_in_line,
+            };
+        }
+        // A block scalar's position is that of its first line of content; in a literal block
+        // every line of the text stands on a line of its own at the same indentation.
+        let indent = at.column.saturating_sub(1);
+        let literal = text
+            .lines()
+            .take(line_index + 1)
+            .enumerate()
+            .all(|(index, line)| {
+                source_line(index)
+                    .is_some_and(|source| source.get(indent..).unwrap_or_default() == line)
+            });
+        if literal {
+            Position {
+                line: at.line + line_index,
+                column: indent + 1 + column_in_line,
             }
-            '>' => at,
-            _ if text.contains('\n') => at,
-            '"' | '\'' => Position {
-                line: at.line,
-                column: at.column + 1 + before.chars().count(),
-            },
-            _ => Position {
-                line: at.line,
-                column: at.column + before.chars().count(),
-            },
+        } else {
+            at
         }
     }
 }

@@ -103,7 +103,10 @@ pub(super) fn fields<'n>(
     out: &mut Vec<Diagnostic>,
 ) -> Option<Fields<'n>> {
     let Node::Mapping(map) = node else {
-        out.push(mismatch(node, field, "a mapping"));
+        out.push(Diagnostic::error(
+            at(node),
+            format!("{field} must be a mapping, found {}", describe(node)),
+        ));
         return None;
     };
     for key in map.keys() {
@@ -119,8 +122,12 @@ pub(super) fn fields<'n>(
 }
 
 impl<'n> Fields<'n> {
+    /// Where the mapping starts: its first key, which is where a reader's eye lands.
     pub(super) fn at(&self) -> Position {
-        self.map.span().start().map(position).unwrap_or_default()
+        match self.map.keys().next() {
+            Some(key) => scalar_at(key),
+            None => self.map.span().start().map(position).unwrap_or_default(),
+        }
     }
 
     /// The value of `key`, treating an explicit `null` like an absent key.

@@ -1,0 +1,125 @@
+//! Every broken runbook in `fixtures/invalid` has exactly one fault, and gets exactly one
+//! error naming it at the right line and column. Lint fixtures are valid runbooks that each
+//! earn warnings.
+
+use std::path::Path;
+
+use steady_engine::parse;
+
+use crate::render_diagnostics;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("a fixture file")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn each_broken_runbook_gets_one_error_at_its_fault() {
+    insta::glob!(FIXTURES, "invalid/*.yaml", |path| {
+        let source = std::fs::read_to_string(path).expect("fixture is readable");
+        let parsed = parse(&source);
+        let errors: Vec<_> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        let rendered = render_diagnostics(&file_name(path), &source, &errors);
+        assert!(
+            parsed.runbook.is_none(),
+            "{} should be rejected",
+            file_name(path)
+        );
+        assert_eq!(
+            errors.len(),
+            1,
+            "one fault, one error, in {}:\n{rendered}",
+            file_name(path)
+        );
+        insta::assert_snapshot!(rendered);
+    });
+}
+
+#[test]
+fn lint_fixtures_are_valid_but_warned_about() {
+    insta::glob!(FIXTURES, "lint/*.yaml", |path| {
+        let source = std::fs::read_to_string(path).expect("fixture is readable");
+        let parsed = parse(&source);
+        let rendered = render_diagnostics(&file_name(path), &source, &parsed.diagnostics);
+        assert!(
+            parsed.runbook.is_some(),
+            "{} should be valid:\n{rendered}",
+            file_name(path)
+        );
+        assert!(
+            !parsed.diagnostics.is_empty(),
+            "{} should be warned about",
+            file_name(path)
+        );
+        insta::assert_snapshot!(rendered);
+    });
+}
+
+#[test]
+fn the_shipped_runbooks_are_valid_and_lint_clean() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runbooks");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&folder).expect("runbooks folder") {
+        let path = entry.expect("folder entry").path();
+        let source = std::fs::read_to_string(&path).expect("runbook is readable");
+        let parsed = parse(&source);
+        let rendered = render_diagnostics(&file_name(&path), &source, &parsed.diagnostics);
+        assert_eq!(
+            rendered,
+            "",
+            "{} should be valid and lint-clean",
+            path.display()
+        );
+        names.push(parsed.runbook.expect("valid").name);
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "postgres-failover",
+            "redis-failover",
+            "restore-verify",
+            "shed-load",
+            "traffic-shift"
+        ]
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let source = "\
+name: Bad Name
+steps:
+  - id: one
+    run: [\"true\"]
+    timout: 5s
+  - id: one
+    sleep: soon
+  - id: two
+    check: \"steps.three.status == 'succeeded'\"
+";
+    let parsed = parse(source);
+    insta::assert_snapshot!(render_diagnostics("many.yaml", source, &parsed.diagnostics), @r"
+    many.yaml:1:7: error: runbook name `Bad Name` may only use a-z, 0-9 and -
+      | name: Bad Name
+      |       ^
+    many.yaml:5:5: error: unknown field `timout` in a step; did you mean `timeout`?
+      |     timout: 5s
+      |     ^
+    many.yaml:6:9: error: duplicate step id `one` (first used on line 3)
+      |   - id: one
+      |         ^
+    many.yaml:7:12: error: `sleep`: invalid duration `soon`: write a number and a unit, such as 500ms, 30s, 5m, 1h30m or 90d
+      |     sleep: soon
+      |            ^
+    ");
+}
