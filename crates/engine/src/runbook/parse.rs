@@ -93,7 +93,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
     let steps = match fields.require("steps", "the runbook", out) {
         Some(node) => {
             let steps = steps(node, "steps", &mut known_ids, out);
-            if steps.is_empty() && matches!(node, Node::Sequence(_)) {
+            if matches!(node, Node::Sequence(items) if items.is_empty()) {
                 out.push(Diagnostic::error(
                     at(node),
                     "`steps` must list at least one step",

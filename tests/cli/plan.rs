@@ -1,0 +1,174 @@
+//! `steady plan`: each shipped runbook rendered as the procedure a tired engineer follows.
+
+use crate::{repo, scratch, steady};
+
+#[track_caller]
+fn plan(args: &[&str]) -> String {
+    let mut full = vec!["plan"];
+    full.extend_from_slice(args);
+    let run = steady(repo(), &full);
+    assert_eq!(
+        (run.code, run.stderr.as_str()),
+        (0, ""),
+        "steady {}",
+        full.join(" ")
+    );
+    run.stdout
+}
+
+#[test]
+fn postgres_failover() {
+    insta::assert_snapshot!(plan(&[
+        "postgres-failover",
+        "-p",
+        "cluster=main",
+        "-p",
+        "standby_host=db2.example.com"
+    ]));
+}
+
+#[test]
+fn redis_failover() {
+    insta::assert_snapshot!(plan(&[
+        "runbooks/redis-failover.yaml",
+        "-p",
+        "sentinel_host=sentinel-1"
+    ]));
+}
+
+#[test]
+fn traffic_shift() {
+    insta::assert_snapshot!(plan(&[
+        "traffic-shift",
+        "-p",
+        "service=checkout",
+        "-p",
+        "secondary=eu-west-1"
+    ]));
+}
+
+#[test]
+fn shed_load() {
+    insta::assert_snapshot!(plan(&["shed-load", "-p", "service=checkout"]));
+}
+
+#[test]
+fn restore_verify() {
+    insta::assert_snapshot!(plan(&[
+        "restore-verify",
+        "-p",
+        "cluster=main",
+        "-p",
+        "source_host=db1.example.com"
+    ]));
+}
+
+#[test]
+fn json_plan_lists_every_step_with_its_rendered_action() {
+    let json = plan(&[
+        "postgres-failover",
+        "--json",
+        "-p",
+        "cluster=main",
+        "-p",
+        "standby_host=db2",
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(plan["lock"], "pg/main");
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        plan["steps"][5]["action"],
+        serde_json::json!({"kind": "run", "argv": ["ssh", "db2", "pg_ctl", "promote", "-w", "-D", "/var/lib/postgresql/16/main"]})
+    );
+    assert_eq!(plan["steps"][4]["action"]["kind"], "approval");
+    assert_eq!(plan["steps"][4]["action"]["role"], "approver");
+    assert_eq!(plan["rollback"][0]["number"], "R1");
+}
+
+#[test]
+fn parameter_errors_are_bad_input() {
+    let run = steady(
+        repo(),
+        &[
+            "plan",
+            "postgres-failover",
+            "-p",
+            "cluster=Main!",
+            "-p",
+            "max_lag_bytes=lots",
+            "-p",
+            "standbyhost=x",
+        ],
+    );
+    assert_eq!(run.code, 2);
+    insta::assert_snapshot!(run.stderr, @r"
+    error: parameter `cluster` must match `^[a-z0-9-]+$`, got `Main!`
+    error: parameter `max_lag_bytes` must be a whole number, got `lots`
+    error: unknown parameter `standbyhost`; did you mean `standby_host`?
+    error: missing required parameter `standby_host` (Host name of the standby to promote)
+    ");
+    let run = steady(repo(), &["plan", "postgres-failover", "-p", "cluster"]);
+    assert_eq!(run.code, 2, "a parameter without =: {}", run.stderr);
+}
+
+#[test]
+fn a_hostile_parameter_is_shown_quoted_as_it_would_run() {
+    let dir = scratch("plan-hostile");
+    std::fs::write(
+        dir.join("echo.yaml"),
+        "name: echo\nparams:\n  who: { type: string, required: true }\nsteps:\n  - id: greet\n    run: echo hello {{ params.who }}\n    read_only: true\n    timeout: 5s\n",
+    )
+    .unwrap();
+    let run = steady(
+        &dir,
+        &["plan", "echo.yaml", "-p", "who=x'; touch /tmp/pwned #"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("sh       echo hello \"x'; touch /tmp/pwned #\"\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn runbooks_are_found_by_name_in_the_runbooks_folder() {
+    let dir = scratch("plan-by-name");
+    let run = steady(
+        &dir,
+        &[
+            "plan",
+            "no-such-runbook",
+            "--runbooks",
+            repo().join("runbooks").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("no runbook named `no-such-runbook`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(
+        "(found: postgres-failover, redis-failover, restore-verify, shed-load, traffic-shift)"
+    ));
+}
+
+#[test]
+fn an_invalid_runbook_fails_with_its_errors() {
+    let dir = scratch("plan-invalid");
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "name: bad\nsteps:\n  - id: wait\n    sleep: forever\n",
+    )
+    .unwrap();
+    let run = steady(&dir, &["plan", "bad.yaml"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with("bad.yaml:4:12: error: `sleep`: invalid duration `forever`"),
+        "{}",
+        run.stderr
+    );
+}

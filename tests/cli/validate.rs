@@ -1,0 +1,81 @@
+//! `steady validate`: 0 when every runbook is valid, 1 when any is not, 2 for bad usage.
+
+use crate::{repo, scratch, steady};
+
+#[test]
+fn the_shipped_runbooks_are_valid() {
+    let run = steady(repo(), &["validate", "runbooks"]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    assert_eq!(run.stdout, "checked 5 runbooks: 0 errors, 0 warnings\n");
+}
+
+#[test]
+fn a_folder_with_a_broken_runbook_fails_with_every_error_located() {
+    let dir = scratch("validate-broken");
+    std::fs::write(
+        dir.join("fine.yaml"),
+        "name: fine\nsteps:\n  - id: wait\n    sleep: 1s\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("db")).unwrap();
+    std::fs::write(
+        dir.join("db/broken.yml"),
+        "name: broken\nsteps:\n  - id: wait\n    sleep: 1 minute\n  - id: look\n    run: uptime\n    read_only: true\n    timout: 5s\n",
+    )
+    .unwrap();
+    let run = steady(&dir, &["validate", "."]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout, "checked 2 runbooks: 2 errors, 0 warnings\n");
+    insta::assert_snapshot!(run.stderr, @r"
+    ./db/broken.yml:4:12: error: `sleep`: invalid duration `1 minute`: write a number and a unit, such as 500ms, 30s, 5m, 1h30m or 90d
+    4 |     sleep: 1 minute
+      |            ^
+    ./db/broken.yml:8:5: error: unknown field `timout` in a step; did you mean `timeout`?
+    8 |     timout: 5s
+      |     ^
+    ");
+}
+
+#[test]
+fn warnings_pass_unless_denied() {
+    let dir = scratch("validate-warnings");
+    std::fs::write(dir.join("restart.yaml"), "name: restart\nsteps:\n  - id: restart\n    run: systemctl restart nginx\n    timeout: 30s\n").unwrap();
+    let run = steady(&dir, &["validate", "restart.yaml"]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stderr
+            .starts_with("restart.yaml:3:5: warning: step `restart` changes things"),
+        "{}",
+        run.stderr
+    );
+    let run = steady(&dir, &["validate", "--deny-warnings", "restart.yaml"]);
+    assert_eq!(run.code, 1);
+}
+
+#[test]
+fn two_runbooks_may_not_share_a_name() {
+    let dir = scratch("validate-duplicate");
+    let source = "name: same\nsteps:\n  - id: wait\n    sleep: 1s\n";
+    std::fs::write(dir.join("a.yaml"), source).unwrap();
+    std::fs::write(dir.join("b.yaml"), source).unwrap();
+    let run = steady(&dir, &["validate", "a.yaml", "b.yaml"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with("b.yaml:1:7: error: runbook name `same` is already used by a.yaml"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_missing_path_is_a_usage_error() {
+    let dir = scratch("validate-missing");
+    let run = steady(&dir, &["validate", "nowhere.yaml"]);
+    assert_eq!(
+        (run.code, run.stderr.as_str()),
+        (2, "nowhere.yaml: error: no such file or folder\n")
+    );
+    let run = steady(&dir, &["validate"]);
+    assert_eq!(run.code, 2, "no path at all: {}", run.stderr);
+}
