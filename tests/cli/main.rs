@@ -23,6 +23,11 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes a runbook file into a scratch folder.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write runbook file");
+}
+
 /// What one run of `steady` did.
 #[derive(Debug)]
 pub struct Run {

@@ -1,6 +1,6 @@
 //! `steady plan`: each shipped runbook rendered as the procedure a tired engineer follows.
 
-use crate::{repo, scratch, steady};
+use crate::{repo, scratch, steady, write};
 
 #[track_caller]
 fn plan(args: &[&str]) -> String {
@@ -114,11 +114,11 @@ fn parameter_errors_are_bad_input() {
 #[test]
 fn a_hostile_parameter_is_shown_quoted_as_it_would_run() {
     let dir = scratch("plan-hostile");
-    std::fs::write(
-        dir.join("echo.yaml"),
+    write(
+        &dir,
+        "echo.yaml",
         "name: echo\nparams:\n  who: { type: string, required: true }\nsteps:\n  - id: greet\n    run: echo hello {{ params.who }}\n    read_only: true\n    timeout: 5s\n",
-    )
-    .unwrap();
+    );
     let run = steady(
         &dir,
         &["plan", "echo.yaml", "-p", "who=x'; touch /tmp/pwned #"],
@@ -141,7 +141,7 @@ fn runbooks_are_found_by_name_in_the_runbooks_folder() {
             "plan",
             "no-such-runbook",
             "--runbooks",
-            repo().join("runbooks").to_str().unwrap(),
+            repo().join("runbooks").to_str().expect("utf-8 path"),
         ],
     );
     assert_eq!(run.code, 2);
@@ -158,11 +158,11 @@ fn runbooks_are_found_by_name_in_the_runbooks_folder() {
 #[test]
 fn an_invalid_runbook_fails_with_its_errors() {
     let dir = scratch("plan-invalid");
-    std::fs::write(
-        dir.join("bad.yaml"),
+    write(
+        &dir,
+        "bad.yaml",
         "name: bad\nsteps:\n  - id: wait\n    sleep: forever\n",
-    )
-    .unwrap();
+    );
     let run = steady(&dir, &["plan", "bad.yaml"]);
     assert_eq!(run.code, 1);
     assert!(

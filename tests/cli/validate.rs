@@ -1,6 +1,6 @@
 //! `steady validate`: 0 when every runbook is valid, 1 when any is not, 2 for bad usage.
 
-use crate::{repo, scratch, steady};
+use crate::{repo, scratch, steady, write};
 
 #[test]
 fn the_shipped_runbooks_are_valid() {
@@ -12,17 +12,17 @@ fn the_shipped_runbooks_are_valid() {
 #[test]
 fn a_folder_with_a_broken_runbook_fails_with_every_error_located() {
     let dir = scratch("validate-broken");
-    std::fs::write(
-        dir.join("fine.yaml"),
+    write(
+        &dir,
+        "fine.yaml",
         "name: fine\nsteps:\n  - id: wait\n    sleep: 1s\n",
-    )
-    .unwrap();
-    std::fs::create_dir(dir.join("db")).unwrap();
-    std::fs::write(
-        dir.join("db/broken.yml"),
+    );
+    std::fs::create_dir(dir.join("db")).expect("make folder");
+    write(
+        &dir,
+        "db/broken.yml",
         "name: broken\nsteps:\n  - id: wait\n    sleep: 1 minute\n  - id: look\n    run: uptime\n    read_only: true\n    timout: 5s\n",
-    )
-    .unwrap();
+    );
     let run = steady(&dir, &["validate", "."]);
     assert_eq!(run.code, 1);
     assert_eq!(run.stdout, "checked 2 runbooks: 2 errors, 0 warnings\n");
@@ -39,7 +39,11 @@ fn a_folder_with_a_broken_runbook_fails_with_every_error_located() {
 #[test]
 fn warnings_pass_unless_denied() {
     let dir = scratch("validate-warnings");
-    std::fs::write(dir.join("restart.yaml"), "name: restart\nsteps:\n  - id: restart\n    run: systemctl restart nginx\n    timeout: 30s\n").unwrap();
+    write(
+        &dir,
+        "restart.yaml",
+        "name: restart\nsteps:\n  - id: restart\n    run: systemctl restart nginx\n    timeout: 30s\n",
+    );
     let run = steady(&dir, &["validate", "restart.yaml"]);
     assert_eq!(run.code, 0);
     assert!(
@@ -56,8 +60,8 @@ fn warnings_pass_unless_denied() {
 fn two_runbooks_may_not_share_a_name() {
     let dir = scratch("validate-duplicate");
     let source = "name: same\nsteps:\n  - id: wait\n    sleep: 1s\n";
-    std::fs::write(dir.join("a.yaml"), source).unwrap();
-    std::fs::write(dir.join("b.yaml"), source).unwrap();
+    write(&dir, "a.yaml", source);
+    write(&dir, "b.yaml", source);
     let run = steady(&dir, &["validate", "a.yaml", "b.yaml"]);
     assert_eq!(run.code, 1);
     assert!(

@@ -77,6 +77,11 @@ impl<'source> Compiler<'source> {
         source: &'source str,
         target: Target,
     ) -> Result<HashSet<String>, SyntaxError> {
+        // Most argv elements and many strings are plain text; nothing in them can fail to
+        // compile or refer to anything.
+        if !source.contains('{') {
+            return Ok(HashSet::new());
+        }
         let env = match target {
             Target::Shell => &self.shell,
             Target::Text => &self.text,

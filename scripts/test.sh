@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one test command (README "Test"): installs what the tests need when it is missing, then
+# runs the whole suite. CI runs exactly this through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The Rust toolchain comes with the machine; everything else the tests need is installed here.
+need_apt=()
+command -v sh >/dev/null || need_apt+=(dash)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Snapshots are compared, never written, when tests run for real.
+export INSTA_UPDATE=no
+cargo test --workspace --locked
