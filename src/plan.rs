@@ -23,9 +23,7 @@ pub struct Args {
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
     Ok((key.trim().to_owned(), value.to_owned()))
 }
 

@@ -19,11 +19,7 @@ impl RunbookFile {
         let source = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let parsed = steady_engine::parse(&source);
-        Ok(RunbookFile {
-            path: path.to_owned(),
-            source,
-            parsed,
-        })
+        Ok(RunbookFile { path: path.to_owned(), source, parsed })
     }
 
     pub fn display_path(&self) -> String {
@@ -39,15 +35,11 @@ pub fn files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let entries = std::fs::read_dir(&folder)
             .with_context(|| format!("{}: cannot read folder", folder.display()))?;
         for entry in entries {
-            let path = entry
-                .with_context(|| format!("{}: cannot read folder", folder.display()))?
-                .path();
+            let path =
+                entry.with_context(|| format!("{}: cannot read folder", folder.display()))?.path();
             if path.is_dir() {
                 folders.push(path);
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
-            ) {
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
                 files.push(path);
             }
         }
@@ -77,11 +69,7 @@ pub fn find(reference: &str, folder: &Path) -> anyhow::Result<RunbookFile> {
     let mut names = Vec::new();
     for path in files_in(folder)? {
         let file = RunbookFile::read(&path)?;
-        let name = file
-            .parsed
-            .runbook
-            .as_ref()
-            .map(|runbook| runbook.name.clone());
+        let name = file.parsed.runbook.as_ref().map(|runbook| runbook.name.clone());
         // A file named after the runbook is taken even when invalid, to show its errors.
         if name.as_deref() == Some(reference)
             || path.file_stem().is_some_and(|stem| stem == reference)
@@ -91,9 +79,5 @@ pub fn find(reference: &str, folder: &Path) -> anyhow::Result<RunbookFile> {
         names.extend(name);
     }
     names.sort();
-    bail!(
-        "no runbook named `{reference}` in {} (found: {})",
-        folder.display(),
-        names.join(", ")
-    )
+    bail!("no runbook named `{reference}` in {} (found: {})", folder.display(), names.join(", "))
 }

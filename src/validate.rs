@@ -64,9 +64,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         count(warnings, "warning")
     );
     let failed = errors > 0 || (args.deny_warnings && warnings > 0);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -45,15 +45,9 @@ pub fn steady(dir: &Path, args: &[&str]) -> Run {
             command.env_remove(key);
         }
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("steady runs");
+    let Output { status, stdout, stderr } = command.output().expect("steady runs");
     Run {
-        code: status
-            .code()
-            .expect("steady exits rather than being killed"),
+        code: status.code().expect("steady exits rather than being killed"),
         stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
         stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
     }

@@ -7,12 +7,7 @@ fn plan(args: &[&str]) -> String {
     let mut full = vec!["plan"];
     full.extend_from_slice(args);
     let run = steady(repo(), &full);
-    assert_eq!(
-        (run.code, run.stderr.as_str()),
-        (0, ""),
-        "steady {}",
-        full.join(" ")
-    );
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "steady {}", full.join(" "));
     run.stdout
 }
 
@@ -65,14 +60,8 @@ fn restore_verify() {
 
 #[test]
 fn json_plan_lists_every_step_with_its_rendered_action() {
-    let json = plan(&[
-        "postgres-failover",
-        "--json",
-        "-p",
-        "cluster=main",
-        "-p",
-        "standby_host=db2",
-    ]);
+    let json =
+        plan(&["postgres-failover", "--json", "-p", "cluster=main", "-p", "standby_host=db2"]);
     let plan: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     assert_eq!(plan["lock"], "pg/main");
     assert_eq!(plan["steps"].as_array().map(Vec::len), Some(8));
@@ -119,14 +108,10 @@ fn a_hostile_parameter_is_shown_quoted_as_it_would_run() {
         "echo.yaml",
         "name: echo\nparams:\n  who: { type: string, required: true }\nsteps:\n  - id: greet\n    run: echo hello {{ params.who }}\n    read_only: true\n    timeout: 5s\n",
     );
-    let run = steady(
-        &dir,
-        &["plan", "echo.yaml", "-p", "who=x'; touch /tmp/pwned #"],
-    );
+    let run = steady(&dir, &["plan", "echo.yaml", "-p", "who=x'; touch /tmp/pwned #"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stdout
-            .contains("sh       echo hello \"x'; touch /tmp/pwned #\"\n"),
+        run.stdout.contains("sh       echo hello \"x'; touch /tmp/pwned #\"\n"),
         "{}",
         run.stdout
     );
@@ -145,11 +130,7 @@ fn runbooks_are_found_by_name_in_the_runbooks_folder() {
         ],
     );
     assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("no runbook named `no-such-runbook`"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no runbook named `no-such-runbook`"), "{}", run.stderr);
     assert!(run.stderr.contains(
         "(found: postgres-failover, redis-failover, restore-verify, shed-load, traffic-shift)"
     ));
@@ -158,16 +139,11 @@ fn runbooks_are_found_by_name_in_the_runbooks_folder() {
 #[test]
 fn an_invalid_runbook_fails_with_its_errors() {
     let dir = scratch("plan-invalid");
-    write(
-        &dir,
-        "bad.yaml",
-        "name: bad\nsteps:\n  - id: wait\n    sleep: forever\n",
-    );
+    write(&dir, "bad.yaml", "name: bad\nsteps:\n  - id: wait\n    sleep: forever\n");
     let run = steady(&dir, &["plan", "bad.yaml"]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr
-            .starts_with("bad.yaml:4:12: error: `sleep`: invalid duration `forever`"),
+        run.stderr.starts_with("bad.yaml:4:12: error: `sleep`: invalid duration `forever`"),
         "{}",
         run.stderr
     );

@@ -12,11 +12,7 @@ fn the_shipped_runbooks_are_valid() {
 #[test]
 fn a_folder_with_a_broken_runbook_fails_with_every_error_located() {
     let dir = scratch("validate-broken");
-    write(
-        &dir,
-        "fine.yaml",
-        "name: fine\nsteps:\n  - id: wait\n    sleep: 1s\n",
-    );
+    write(&dir, "fine.yaml", "name: fine\nsteps:\n  - id: wait\n    sleep: 1s\n");
     std::fs::create_dir(dir.join("db")).expect("make folder");
     write(
         &dir,
@@ -47,8 +43,7 @@ fn warnings_pass_unless_denied() {
     let run = steady(&dir, &["validate", "restart.yaml"]);
     assert_eq!(run.code, 0);
     assert!(
-        run.stderr
-            .starts_with("restart.yaml:3:5: warning: step `restart` changes things"),
+        run.stderr.starts_with("restart.yaml:3:5: warning: step `restart` changes things"),
         "{}",
         run.stderr
     );
@@ -65,8 +60,7 @@ fn two_runbooks_may_not_share_a_name() {
     let run = steady(&dir, &["validate", "a.yaml", "b.yaml"]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr
-            .starts_with("b.yaml:1:7: error: runbook name `same` is already used by a.yaml"),
+        run.stderr.starts_with("b.yaml:1:7: error: runbook name `same` is already used by a.yaml"),
         "{}",
         run.stderr
     );

@@ -42,19 +42,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(at: Position, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Error,
-            at,
-            message: message.into(),
-        }
+        Diagnostic { severity: Severity::Error, at, message: message.into() }
     }
 
     pub fn warning(at: Position, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            at,
-            message: message.into(),
-        }
+        Diagnostic { severity: Severity::Warning, at, message: message.into() }
     }
 
     pub fn is_error(&self) -> bool {
@@ -63,12 +55,7 @@ impl Diagnostic {
 
     /// The compiler-style line every tool understands: `path:line:column: error: message`.
     pub fn render(&self, path: &str) -> String {
-        format!(
-            "{path}:{}: {}: {}",
-            self.at,
-            self.severity.as_str(),
-            self.message
-        )
+        format!("{path}:{}: {}: {}", self.at, self.severity.as_str(), self.message)
     }
 }
 

@@ -33,9 +33,7 @@ impl FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || DurationError {
-            text: text.to_owned(),
-        };
+        let error = || DurationError { text: text.to_owned() };
         // humantime accepts a bare number as well ("0") and spaces between parts; runbooks
         // always name the unit and write it in one word, so that `timeout: 5` is an error
         // rather than five seconds someone did not mean.
@@ -44,21 +42,14 @@ impl FromStr for Duration {
         if !starts_with_digit || !ends_with_unit || text.contains(char::is_whitespace) {
             return Err(error());
         }
-        humantime::parse_duration(text)
-            .map(Duration)
-            .map_err(|_| error())
+        humantime::parse_duration(text).map(Duration).map_err(|_| error())
     }
 }
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u128); 5] = [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ];
+        const UNITS: [(&str, u128); 5] =
+            [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
         let mut millis = self.0.as_millis();
         if millis == 0 {
             return f.write_str("0s");
@@ -96,10 +87,7 @@ mod tests {
     #[test]
     fn numbers_without_units_and_prose_are_refused() {
         for text in ["5", "", "m", "five minutes", "5 m", "-5s", "5x"] {
-            assert!(
-                text.parse::<Duration>().is_err(),
-                "{text:?} should be refused"
-            );
+            assert!(text.parse::<Duration>().is_err(), "{text:?} should be refused");
         }
     }
 }

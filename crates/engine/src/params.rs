@@ -11,42 +11,21 @@ pub type ParamValues = BTreeMap<String, ParamValue>;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParamError {
     #[error("unknown parameter `{name}`{}", suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
-    Unknown {
-        name: String,
-        suggestion: Option<String>,
-    },
+    Unknown { name: String, suggestion: Option<String> },
     #[error("parameter `{name}` is given twice")]
     Repeated { name: String },
     #[error("missing required parameter `{name}`{}", describe(description))]
-    Missing {
-        name: String,
-        description: Option<String>,
-    },
+    Missing { name: String, description: Option<String> },
     #[error("parameter `{name}` must be {}, got `{value}`", article(*expected))]
-    WrongType {
-        name: String,
-        expected: ParamType,
-        value: String,
-    },
+    WrongType { name: String, expected: ParamType, value: String },
     #[error("parameter `{name}` must be one of {allowed}, got `{value}`")]
-    NotAllowed {
-        name: String,
-        allowed: String,
-        value: String,
-    },
+    NotAllowed { name: String, allowed: String, value: String },
     #[error("parameter `{name}` must match `{pattern}`, got `{value}`")]
-    NoMatch {
-        name: String,
-        pattern: String,
-        value: String,
-    },
+    NoMatch { name: String, pattern: String, value: String },
 }
 
 fn describe(description: &Option<String>) -> String {
-    description
-        .as_ref()
-        .map(|text| format!(" ({text})"))
-        .unwrap_or_default()
+    description.as_ref().map(|text| format!(" ({text})")).unwrap_or_default()
 }
 
 fn article(kind: ParamType) -> &'static str {
@@ -108,11 +87,7 @@ pub fn resolve(
             }
         }
     }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(values) } else { Err(errors) }
 }
 
 fn empty_value(kind: ParamType) -> ParamValue {
@@ -147,12 +122,7 @@ fn parse_value(param: &Param, text: &str) -> Result<ParamValue, ParamError> {
         }),
     };
     if !param.choices.is_empty() && !param.choices.contains(&value) {
-        let allowed = param
-            .choices
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let allowed = param.choices.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         return Err(ParamError::NotAllowed {
             name: param.name.clone(),
             allowed,

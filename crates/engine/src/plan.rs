@@ -113,10 +113,7 @@ impl Plan {
             description: runbook.description.clone(),
             owner: runbook.owner.clone(),
             review_every: runbook.review_every.map(|duration| duration.to_string()),
-            lock: runbook
-                .lock
-                .as_ref()
-                .map(|lock| render(lock, Target::Text, &context)),
+            lock: runbook.lock.as_ref().map(|lock| render(lock, Target::Text, &context)),
             contacts: runbook.contacts.clone(),
             roles: runbook
                 .roles
@@ -132,11 +129,7 @@ impl Plan {
                 .filter_map(|param| {
                     let value = params.get(&param.name)?.clone();
                     let is_default = param.default.as_ref() == Some(&value);
-                    Some(PlannedParam {
-                        name: param.name.clone(),
-                        value,
-                        is_default,
-                    })
+                    Some(PlannedParam { name: param.name.clone(), value, is_default })
                 })
                 .collect(),
             steps: plan_steps(&runbook.steps, ""),
@@ -154,14 +147,11 @@ fn render(template: &Template, target: Target, context: &Context) -> String {
 fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
     let action = match &step.kind {
         StepKind::Run(Command::Argv(argv)) => Action::Run {
-            argv: argv
-                .iter()
-                .map(|argument| render(argument, Target::Text, context))
-                .collect(),
+            argv: argv.iter().map(|argument| render(argument, Target::Text, context)).collect(),
         },
-        StepKind::Run(Command::Shell(command)) => Action::Shell {
-            command: render(command, Target::Shell, context),
-        },
+        StepKind::Run(Command::Shell(command)) => {
+            Action::Shell { command: render(command, Target::Shell, context) }
+        }
         StepKind::Http(request) => Action::Http {
             method: request.method.as_str().to_owned(),
             url: render(&request.url, Target::Text, context),
@@ -179,9 +169,7 @@ fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
                 }
             }),
         },
-        StepKind::Check(expression) => Action::Check {
-            expression: expression.source.clone(),
-        },
+        StepKind::Check(expression) => Action::Check { expression: expression.source.clone() },
         StepKind::Manual(manual) => Action::Manual {
             role: manual.role.name.clone(),
             instructions: render(&manual.instructions, Target::Text, context),
@@ -190,10 +178,7 @@ fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
             role: approval.role.name.clone(),
             approvals: approval.approvals,
             timeout: approval.timeout.map(|timeout| timeout.to_string()),
-            prompt: approval
-                .prompt
-                .as_ref()
-                .map(|prompt| render(prompt, Target::Text, context)),
+            prompt: approval.prompt.as_ref().map(|prompt| render(prompt, Target::Text, context)),
             allow_self_approval: approval.allow_self_approval,
             escalate_to: match &approval.on_timeout {
                 OnTimeout::Fail => None,
@@ -202,16 +187,11 @@ fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
                 }
             },
         },
-        StepKind::Sleep(duration) => Action::Sleep {
-            duration: duration.to_string(),
-        },
+        StepKind::Sleep(duration) => Action::Sleep { duration: duration.to_string() },
     };
     let mut expect = Vec::new();
     if !step.expect.exit_code.is_empty() {
-        expect.push(format!(
-            "exit code {}",
-            join(&step.expect.exit_code, " or ")
-        ));
+        expect.push(format!("exit code {}", join(&step.expect.exit_code, " or ")));
     }
     if let Some(pattern) = &step.expect.stdout {
         expect.push(format!("stdout matches {}", pattern.as_str()));
@@ -230,10 +210,7 @@ fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
         idempotent: step.idempotent,
         when: step.when.as_ref().map(|when| when.source.clone()),
         action,
-        timeout: step
-            .timeout
-            .or(default_timeout)
-            .map(|timeout| timeout.to_string()),
+        timeout: step.timeout.or(default_timeout).map(|timeout| timeout.to_string()),
         retries: step
             .retries
             .map(|retries| format!("{} more times, {} apart", retries.count, retries.delay)),
@@ -243,11 +220,7 @@ fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
 }
 
 fn join(values: &[impl ToString], separator: &str) -> String {
-    values
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(separator)
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
 }
 
 impl fmt::Display for Plan {
@@ -273,10 +246,7 @@ impl fmt::Display for Plan {
         if !self.contacts.is_empty() {
             facts.push((
                 "Contacts",
-                self.contacts
-                    .iter()
-                    .map(|c| format!("{}: {}", c.name, c.how))
-                    .collect(),
+                self.contacts.iter().map(|c| format!("{}: {}", c.name, c.how)).collect(),
             ));
         }
         if !self.roles.is_empty() {
@@ -312,10 +282,7 @@ impl fmt::Display for Plan {
             write!(f, "{step}")?;
         }
         if !self.rollback.is_empty() {
-            writeln!(
-                f,
-                "\nRollback (runs when a step with on_failure: rollback fails)"
-            )?;
+            writeln!(f, "\nRollback (runs when a step with on_failure: rollback fails)")?;
             for step in &self.rollback {
                 write!(f, "{step}")?;
             }
@@ -342,11 +309,7 @@ impl fmt::Display for PlannedStep {
             Some(name) => format!("{name} ({})", self.id),
             None => self.id.clone(),
         };
-        let tags = if tags.is_empty() {
-            String::new()
-        } else {
-            format!("  [{}]", tags.join(", "))
-        };
+        let tags = if tags.is_empty() { String::new() } else { format!("  [{}]", tags.join(", ")) };
         writeln!(f, "{:>5}. {title}{tags}", self.number)?;
 
         let mut lines: Vec<(&str, String)> = Vec::new();
@@ -360,12 +323,7 @@ impl fmt::Display for PlannedStep {
                 lines.push(("run", command));
             }
             Action::Shell { command } => lines.push(("sh", command.clone())),
-            Action::Http {
-                method,
-                url,
-                headers,
-                body,
-            } => {
+            Action::Http { method, url, headers, body } => {
                 lines.push(("http", format!("{method} {url}")));
                 for (name, value) in headers {
                     lines.push(("header", format!("{name}: {value}")));
@@ -391,10 +349,8 @@ impl fmt::Display for PlannedStep {
                 if let Some(prompt) = prompt {
                     lines.push(("asks", prompt.clone()));
                 }
-                let mut rule = format!(
-                    "{approvals} approval{}",
-                    if *approvals == 1 { "" } else { "s" }
-                );
+                let mut rule =
+                    format!("{approvals} approval{}", if *approvals == 1 { "" } else { "s" });
                 rule.push_str(if *allow_self_approval {
                     "; the commander may approve"
                 } else {

@@ -41,10 +41,7 @@ pub fn parse(source: &str) -> Parsed {
         lint::check(runbook, &mut diagnostics);
     }
     diagnostics.sort_by_key(|diagnostic| (diagnostic.at, diagnostic.severity));
-    Parsed {
-        runbook,
-        diagnostics,
-    }
+    Parsed { runbook, diagnostics }
 }
 
 /// A procedure, exactly as its author wrote it, known to be valid.
@@ -122,12 +119,8 @@ pub enum ParamType {
 }
 
 impl ParamType {
-    pub const ALL: [ParamType; 4] = [
-        ParamType::String,
-        ParamType::Integer,
-        ParamType::Number,
-        ParamType::Boolean,
-    ];
+    pub const ALL: [ParamType; 4] =
+        [ParamType::String, ParamType::Integer, ParamType::Number, ParamType::Boolean];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -382,12 +375,8 @@ pub enum OnFailure {
 }
 
 impl OnFailure {
-    pub const ALL: [OnFailure; 4] = [
-        OnFailure::Pause,
-        OnFailure::Abort,
-        OnFailure::Continue,
-        OnFailure::Rollback,
-    ];
+    pub const ALL: [OnFailure; 4] =
+        [OnFailure::Pause, OnFailure::Abort, OnFailure::Continue, OnFailure::Rollback];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -46,9 +46,7 @@ pub struct RenderError {
 
 impl From<Error> for RenderError {
     fn from(error: Error) -> Self {
-        RenderError {
-            message: describe(&error),
-        }
+        RenderError { message: describe(&error) }
     }
 }
 
@@ -123,10 +121,7 @@ pub fn render_json(
             Json::String(environment(Target::Text).render_str(source, &context.root)?)
         }
         Json::Array(items) => Json::Array(
-            items
-                .iter()
-                .map(|item| render_json(item, context))
-                .collect::<Result<_, _>>()?,
+            items.iter().map(|item| render_json(item, context)).collect::<Result<_, _>>()?,
         ),
         Json::Object(fields) => Json::Object(
             fields
@@ -155,19 +150,11 @@ impl Context {
     /// and everything a run would know (step outputs, run id, role holders) shows as a
     /// placeholder such as `⟨steps.lag.stdout⟩`.
     pub fn offline(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Self {
-        let secrets: BTreeMap<&str, &str> = runbook
-            .secrets
-            .iter()
-            .map(|name| (name.as_str(), MASK))
-            .collect();
+        let secrets: BTreeMap<&str, &str> =
+            runbook.secrets.iter().map(|name| (name.as_str(), MASK)).collect();
         let run: BTreeMap<&str, Value> = ["id", "mode", "commander"]
             .into_iter()
-            .map(|field| {
-                (
-                    field,
-                    Value::from_object(Placeholder(format!("run.{field}"))),
-                )
-            })
+            .map(|field| (field, Value::from_object(Placeholder(format!("run.{field}")))))
             .collect();
         let root = minijinja::context! {
             params => Value::from_serialize(params),
@@ -232,11 +219,7 @@ fn environment(target: Target) -> &'static Environment<'static> {
 
 fn syntax_error(error: Error) -> SyntaxError {
     let offset = error.range().map(|range| range.start);
-    SyntaxError {
-        message: describe(&error),
-        line: error.line().unwrap_or(1),
-        offset,
-    }
+    SyntaxError { message: describe(&error), line: error.line().unwrap_or(1), offset }
 }
 
 /// minijinja's message without the template name and position it appends, which mean

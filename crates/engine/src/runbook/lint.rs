@@ -66,10 +66,7 @@ fn unused_roles(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
         if !used.contains(&role.name.as_str()) {
             out.push(Diagnostic::warning(
                 role.at,
-                format!(
-                    "role `{}` is not used by any approval or manual step",
-                    role.name
-                ),
+                format!("role `{}` is not used by any approval or manual step", role.name),
             ));
         }
     }

@@ -66,38 +66,20 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
     let title = optional_string(fields, "title", out);
     let description = optional_string(fields, "description", out);
     let owner = optional_string(fields, "owner", out);
-    let review_every = fields
-        .get("review_every")
-        .and_then(|node| duration(node, "review_every", out));
-    let lock = fields
-        .get("lock")
-        .and_then(|node| template(node, "lock", out));
-    let contacts = fields
-        .get("contacts")
-        .map(|node| contacts(node, out))
-        .unwrap_or_default();
-    let roles = fields
-        .get("roles")
-        .map(|node| roles(node, out))
-        .unwrap_or_default();
-    let secrets = fields
-        .get("secrets")
-        .map(|node| secrets(node, out))
-        .unwrap_or_default();
-    let params = fields
-        .get("params")
-        .map(|node| params(node, out))
-        .unwrap_or_default();
+    let review_every =
+        fields.get("review_every").and_then(|node| duration(node, "review_every", out));
+    let lock = fields.get("lock").and_then(|node| template(node, "lock", out));
+    let contacts = fields.get("contacts").map(|node| contacts(node, out)).unwrap_or_default();
+    let roles = fields.get("roles").map(|node| roles(node, out)).unwrap_or_default();
+    let secrets = fields.get("secrets").map(|node| secrets(node, out)).unwrap_or_default();
+    let params = fields.get("params").map(|node| params(node, out)).unwrap_or_default();
 
     let mut known_ids = Vec::new();
     let steps = match fields.require("steps", "the runbook", out) {
         Some(node) => {
             let steps = steps(node, "steps", &mut known_ids, out);
             if matches!(node, Node::Sequence(items) if items.is_empty()) {
-                out.push(Diagnostic::error(
-                    at(node),
-                    "`steps` must list at least one step",
-                ));
+                out.push(Diagnostic::error(at(node), "`steps` must list at least one step"));
             }
             steps
         }
@@ -129,9 +111,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
 
 fn is_runbook_name(name: &str) -> bool {
     !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// `[a-z][a-z0-9_]*`: a name that works after a dot in a Jinja expression.
@@ -149,23 +129,16 @@ fn is_secret_name(name: &str) -> bool {
 
 fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn optional_string(fields: Fields<'_>, key: &str, out: &mut Vec<Diagnostic>) -> Option<String> {
-    fields
-        .get(key)
-        .and_then(|node| yaml::string(node, key, out))
+    fields.get(key).and_then(|node| yaml::string(node, key, out))
 }
 
 fn optional_bool(fields: Fields<'_>, key: &str, out: &mut Vec<Diagnostic>) -> bool {
-    fields
-        .get(key)
-        .and_then(|node| yaml::boolean(node, key, out))
-        .unwrap_or(false)
+    fields.get(key).and_then(|node| yaml::boolean(node, key, out)).unwrap_or(false)
 }
 
 fn role_ref(node: &Node, out: &mut Vec<Diagnostic>) -> Option<RoleRef> {
@@ -173,25 +146,16 @@ fn role_ref(node: &Node, out: &mut Vec<Diagnostic>) -> Option<RoleRef> {
 }
 
 fn template(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Template> {
-    yaml::string(node, field, out).map(|source| Template {
-        source,
-        at: at(node),
-    })
+    yaml::string(node, field, out).map(|source| Template { source, at: at(node) })
 }
 
 fn expression(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Expression> {
     let source = yaml::string(node, field, out)?;
     if source.trim().is_empty() {
-        out.push(Diagnostic::error(
-            at(node),
-            format!("`{field}` must not be empty"),
-        ));
+        out.push(Diagnostic::error(at(node), format!("`{field}` must not be empty")));
         return None;
     }
-    Some(Expression {
-        source,
-        at: at(node),
-    })
+    Some(Expression { source, at: at(node) })
 }
 
 fn duration(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Duration> {
@@ -213,11 +177,7 @@ fn pattern(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Patter
             // The regex crate's message spans several lines with a caret; its last line says
             // what is wrong.
             let reason = error.to_string();
-            let reason = reason
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim_start_matches("error: ");
+            let reason = reason.lines().last().unwrap_or_default().trim_start_matches("error: ");
             out.push(Diagnostic::error(
                 at(node),
                 format!("`{field}` is not a valid regular expression: {reason}"),
@@ -239,10 +199,7 @@ fn contacts(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Contact> {
             let how = fields.require("how", "a contact", out);
             let name = yaml::string(name?, "name", out);
             let how = yaml::string(how?, "how", out);
-            Some(Contact {
-                name: name?,
-                how: how?,
-            })
+            Some(Contact { name: name?, how: how? })
         })
         .collect()
 }
@@ -263,11 +220,7 @@ fn roles(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Role> {
             yaml::fields(value, "a role", &["description"], out)
                 .and_then(|fields| optional_string(fields, "description", out))
         };
-        roles.push(Role {
-            name: name.to_owned(),
-            description,
-            at: scalar_at(key),
-        });
+        roles.push(Role { name: name.to_owned(), description, at: scalar_at(key) });
     }
     roles
 }
@@ -287,10 +240,7 @@ fn secrets(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<String> {
                 format!("secret name `{name}` must be upper case, such as SLACK_WEBHOOK"),
             ));
         } else if secrets.contains(&name) {
-            out.push(Diagnostic::error(
-                at(item),
-                format!("secret `{name}` is listed twice"),
-            ));
+            out.push(Diagnostic::error(at(item), format!("secret `{name}` is listed twice")));
         } else {
             secrets.push(name);
         }
@@ -299,14 +249,7 @@ fn secrets(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<String> {
 }
 
 fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
-    const FIELDS: &[&str] = &[
-        "type",
-        "required",
-        "default",
-        "enum",
-        "pattern",
-        "description",
-    ];
+    const FIELDS: &[&str] = &["type", "required", "default", "enum", "pattern", "description"];
     let mut params = Vec::new();
     for (key, value) in yaml::entries(node, "params", out) {
         let name = key.as_str();
@@ -321,9 +264,7 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
         let Some(fields) = yaml::fields(value, &what, FIELDS, out) else {
             continue;
         };
-        let Some(kind) = fields
-            .require("type", &what, out)
-            .and_then(|node| param_type(node, out))
+        let Some(kind) = fields.require("type", &what, out).and_then(|node| param_type(node, out))
         else {
             continue;
         };
@@ -346,10 +287,7 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
             .get("enum")
             .and_then(|node| yaml::sequence(node, "enum", out))
             .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| param_value(item, kind, "enum", out))
-                    .collect()
+                items.iter().filter_map(|item| param_value(item, kind, "enum", out)).collect()
             })
             .unwrap_or_default();
         if fields
@@ -383,10 +321,7 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
             {
                 out.push(Diagnostic::error(
                     at(node),
-                    format!(
-                        "default `{text}` does not match the pattern `{}`",
-                        pattern.as_str()
-                    ),
+                    format!("default `{text}` does not match the pattern `{}`", pattern.as_str()),
                 ));
             }
             Some(value)
@@ -408,18 +343,12 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
 }
 
 fn list(values: &[ParamValue]) -> String {
-    values
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn param_type(node: &Node, out: &mut Vec<Diagnostic>) -> Option<ParamType> {
     let text = yaml::string(node, "type", out)?;
-    let kind = ParamType::ALL
-        .into_iter()
-        .find(|kind| kind.as_str() == text);
+    let kind = ParamType::ALL.into_iter().find(|kind| kind.as_str() == text);
     if kind.is_none() {
         let message =
             format!("unknown parameter type `{text}`: use string, integer, number or boolean");
@@ -455,10 +384,7 @@ fn steps(
     let Some(items) = yaml::sequence(node, field, out) else {
         return Vec::new();
     };
-    items
-        .iter()
-        .filter_map(|item| step(item, known_ids, out))
-        .collect()
+    items.iter().filter_map(|item| step(item, known_ids, out)).collect()
 }
 
 fn step(
@@ -491,10 +417,7 @@ fn step(
         None => "a step".to_owned(),
     };
 
-    let kinds: Vec<&str> = StepKind::NAMES
-        .into_iter()
-        .filter(|kind| fields.has(kind))
-        .collect();
+    let kinds: Vec<&str> = StepKind::NAMES.into_iter().filter(|kind| fields.has(kind)).collect();
     let kind = match kinds.as_slice() {
         [] => {
             out.push(Diagnostic::error(
@@ -536,12 +459,8 @@ fn step(
 
     let name = optional_string(fields, "name", out);
     let description = optional_string(fields, "description", out);
-    let when = fields
-        .get("when")
-        .and_then(|node| expression(node, "when", out));
-    let timeout = fields
-        .get("timeout")
-        .and_then(|node| positive_duration(node, "timeout", out));
+    let when = fields.get("when").and_then(|node| expression(node, "when", out));
+    let timeout = fields.get("timeout").and_then(|node| positive_duration(node, "timeout", out));
     let retries = fields.get("retries").and_then(|node| retries(node, out));
     let read_only = optional_bool(fields, "read_only", out);
     let idempotent = optional_bool(fields, "idempotent", out);
@@ -551,18 +470,11 @@ fn step(
             "a read_only step is already safe to repeat: drop `idempotent`",
         ));
     }
-    let env = fields
-        .get("env")
-        .map(|node| env(node, out))
-        .unwrap_or_default();
-    let expect = fields
-        .get("expect")
-        .and_then(|node| expect(node, kind_name, out))
-        .unwrap_or_default();
-    let on_failure = fields
-        .get("on_failure")
-        .and_then(|node| on_failure(node, out))
-        .unwrap_or_default();
+    let env = fields.get("env").map(|node| env(node, out)).unwrap_or_default();
+    let expect =
+        fields.get("expect").and_then(|node| expect(node, kind_name, out)).unwrap_or_default();
+    let on_failure =
+        fields.get("on_failure").and_then(|node| on_failure(node, out)).unwrap_or_default();
 
     let step = Step {
         id: id?,
@@ -589,10 +501,7 @@ fn step_kind(
     out: &mut Vec<Diagnostic>,
 ) -> Option<StepKind> {
     let Some(node) = fields.get(kind) else {
-        out.push(Diagnostic::error(
-            fields.key_at(kind),
-            format!("`{kind}` of {what} is empty"),
-        ));
+        out.push(Diagnostic::error(fields.key_at(kind), format!("`{kind}` of {what} is empty")));
         return None;
     };
     match kind {
@@ -609,10 +518,7 @@ fn step_kind(
 fn positive_duration(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Duration> {
     let duration = duration(node, field, out)?;
     if duration.is_zero() {
-        out.push(Diagnostic::error(
-            at(node),
-            format!("`{field}` must be longer than zero"),
-        ));
+        out.push(Diagnostic::error(at(node), format!("`{field}` must be longer than zero")));
         return None;
     }
     Some(duration)
@@ -622,25 +528,17 @@ fn command(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Command> {
     match node {
         Node::Sequence(items) => {
             if items.is_empty() {
-                out.push(Diagnostic::error(
-                    at(node),
-                    "`run` must name a program to run",
-                ));
+                out.push(Diagnostic::error(at(node), "`run` must name a program to run"));
                 return None;
             }
-            let argv: Vec<Template> = items
-                .iter()
-                .filter_map(|item| template(item, "run", out))
-                .collect();
+            let argv: Vec<Template> =
+                items.iter().filter_map(|item| template(item, "run", out)).collect();
             (argv.len() == items.len()).then_some(Command::Argv(argv))
         }
         Node::Scalar(_) => {
             let template = template(node, "run", out)?;
             if template.source.trim().is_empty() {
-                out.push(Diagnostic::error(
-                    at(node),
-                    "`run` must name a program to run",
-                ));
+                out.push(Diagnostic::error(at(node), "`run` must name a program to run"));
                 return None;
             }
             Some(Command::Shell(template))
@@ -656,12 +554,7 @@ fn command(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Command> {
 }
 
 fn http(node: &Node, out: &mut Vec<Diagnostic>) -> Option<HttpRequest> {
-    let fields = yaml::fields(
-        node,
-        "`http`",
-        &["method", "url", "headers", "json", "body"],
-        out,
-    )?;
+    let fields = yaml::fields(node, "`http`", &["method", "url", "headers", "json", "body"], out)?;
     let method = match fields.get("method") {
         None => Some(HttpMethod::Get),
         Some(node) => yaml::string(node, "method", out).and_then(|text| {
@@ -679,9 +572,7 @@ fn http(node: &Node, out: &mut Vec<Diagnostic>) -> Option<HttpRequest> {
             method
         }),
     };
-    let url = fields
-        .require("url", "`http`", out)
-        .and_then(|node| template(node, "url", out));
+    let url = fields.require("url", "`http`", out).and_then(|node| template(node, "url", out));
     let headers = fields
         .get("headers")
         .map(|node| {
@@ -705,60 +596,35 @@ fn http(node: &Node, out: &mut Vec<Diagnostic>) -> Option<HttpRequest> {
         (None, Some(body)) => template(body, "body", out).map(HttpBody::Text),
         (None, None) => None,
     };
-    Some(HttpRequest {
-        method: method?,
-        url: url?,
-        headers,
-        body,
-    })
+    Some(HttpRequest { method: method?, url: url?, headers, body })
 }
 
 fn manual(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Manual> {
     let fields = yaml::fields(node, "`manual`", &["role", "instructions"], out)?;
-    let role = fields
-        .require("role", "`manual`", out)
-        .and_then(|node| role_ref(node, out));
+    let role = fields.require("role", "`manual`", out).and_then(|node| role_ref(node, out));
     let instructions = fields
         .require("instructions", "`manual`", out)
         .and_then(|node| template(node, "instructions", out));
-    Some(Manual {
-        role: role?,
-        instructions: instructions?,
-    })
+    Some(Manual { role: role?, instructions: instructions? })
 }
 
 fn approval(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Approval> {
-    const FIELDS: &[&str] = &[
-        "role",
-        "approvals",
-        "timeout",
-        "prompt",
-        "allow_self_approval",
-        "on_timeout",
-    ];
+    const FIELDS: &[&str] =
+        &["role", "approvals", "timeout", "prompt", "allow_self_approval", "on_timeout"];
     let fields = yaml::fields(node, "`approval`", FIELDS, out)?;
-    let role = fields
-        .require("role", "`approval`", out)
-        .and_then(|node| role_ref(node, out));
+    let role = fields.require("role", "`approval`", out).and_then(|node| role_ref(node, out));
     let approvals = match fields.get("approvals") {
         None => Some(1),
         Some(node) => yaml::integer(node, "approvals", out).and_then(|count| {
             let count = u32::try_from(count).ok().filter(|count| *count >= 1);
             if count.is_none() {
-                out.push(Diagnostic::error(
-                    at(node),
-                    "`approvals` must be at least 1",
-                ));
+                out.push(Diagnostic::error(at(node), "`approvals` must be at least 1"));
             }
             count
         }),
     };
-    let timeout = fields
-        .get("timeout")
-        .and_then(|node| positive_duration(node, "timeout", out));
-    let prompt = fields
-        .get("prompt")
-        .and_then(|node| template(node, "prompt", out));
+    let timeout = fields.get("timeout").and_then(|node| positive_duration(node, "timeout", out));
+    let prompt = fields.get("prompt").and_then(|node| template(node, "prompt", out));
     let allow_self_approval = optional_bool(fields, "allow_self_approval", out);
     let on_timeout = match fields.get("on_timeout") {
         None => Some(OnTimeout::Fail),
@@ -797,30 +663,20 @@ fn on_timeout(node: &Node, out: &mut Vec<Diagnostic>) -> Option<OnTimeout> {
     let fields = yaml::fields(node, "`on_timeout`", &["escalate"], out)?;
     let escalate = fields.require("escalate", "`on_timeout`", out)?;
     let fields = yaml::fields(escalate, "`escalate`", &["role", "timeout"], out)?;
-    let role = fields
-        .require("role", "`escalate`", out)
-        .and_then(|node| role_ref(node, out));
+    let role = fields.require("role", "`escalate`", out).and_then(|node| role_ref(node, out));
     let timeout = fields
         .require("timeout", "`escalate`", out)
         .and_then(|node| positive_duration(node, "timeout", out));
-    Some(OnTimeout::Escalate {
-        role: role?,
-        timeout: timeout?,
-    })
+    Some(OnTimeout::Escalate { role: role?, timeout: timeout? })
 }
 
 fn retries(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Retries> {
     let fields = yaml::fields(node, "`retries`", &["count", "delay"], out)?;
     let count = fields.require("count", "`retries`", out).and_then(|node| {
         let count = yaml::integer(node, "count", out)?;
-        let count = u32::try_from(count)
-            .ok()
-            .filter(|count| (1..=1000).contains(count));
+        let count = u32::try_from(count).ok().filter(|count| (1..=1000).contains(count));
         if count.is_none() {
-            out.push(Diagnostic::error(
-                at(node),
-                "`count` must be between 1 and 1000",
-            ));
+            out.push(Diagnostic::error(at(node), "`count` must be between 1 and 1000"));
         }
         count
     });
@@ -828,10 +684,7 @@ fn retries(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Retries> {
         Some(node) => duration(node, "delay", out),
         None => Some(Retries::DEFAULT_DELAY),
     };
-    Some(Retries {
-        count: count?,
-        delay: delay?,
-    })
+    Some(Retries { count: count?, delay: delay? })
 }
 
 impl Retries {
@@ -846,10 +699,7 @@ fn env(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<(String, Template)> {
             if !is_env_name(key.as_str()) {
                 out.push(Diagnostic::error(
                     scalar_at(key),
-                    format!(
-                        "`{}` is not a valid environment variable name",
-                        key.as_str()
-                    ),
+                    format!("`{}` is not a valid environment variable name", key.as_str()),
                 ));
                 return None;
             }
@@ -873,79 +723,42 @@ fn expect(node: &Node, kind: &str, out: &mut Vec<Diagnostic>) -> Option<Expect> 
     wrong_kind("status", "http", out);
     let exit_code = fields
         .get("exit_code")
-        .map(|node| {
-            integers(node, "exit_code", out)
-                .into_iter()
-                .filter_map(|(code, at)| {
-                    match i32::try_from(code)
-                        .ok()
-                        .filter(|code| (0..=255).contains(code))
-                    {
-                        Some(code) => Some(code),
-                        None => {
-                            out.push(Diagnostic::error(
-                                at,
-                                "`exit_code` must be between 0 and 255",
-                            ));
-                            None
-                        }
-                    }
-                })
-                .collect()
-        })
+        .map(|node| codes(node, "exit_code", 0..=255, "an exit code between 0 and 255", out))
         .unwrap_or_default();
-    let stdout = fields
-        .get("stdout")
-        .and_then(|node| pattern(node, "stdout", out));
+    let stdout = fields.get("stdout").and_then(|node| pattern(node, "stdout", out));
     let status = fields
         .get("status")
-        .map(|node| {
-            integers(node, "status", out)
-                .into_iter()
-                .filter_map(|(code, at)| {
-                    match u16::try_from(code)
-                        .ok()
-                        .filter(|code| (100..=599).contains(code))
-                    {
-                        Some(code) => Some(code),
-                        None => {
-                            out.push(Diagnostic::error(
-                                at,
-                                "`status` must be an HTTP status between 100 and 599",
-                            ));
-                            None
-                        }
-                    }
-                })
-                .collect()
-        })
+        .map(|node| codes(node, "status", 100..=599, "an HTTP status between 100 and 599", out))
         .unwrap_or_default();
-    Some(Expect {
-        exit_code,
-        stdout,
-        status,
-    })
+    Some(Expect { exit_code, stdout, status })
 }
 
-/// One whole number or a list of them, each with its position.
-fn integers(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Vec<(i64, Position)> {
-    match node {
-        Node::Sequence(items) => items
-            .iter()
-            .filter_map(|item| yaml::integer(item, field, out).map(|value| (value, at(item))))
-            .collect(),
-        _ => yaml::integer(node, field, out)
-            .map(|value| (value, at(node)))
-            .into_iter()
-            .collect(),
+/// One code or a list of them, each within `range`.
+fn codes<T: TryFrom<i64>>(
+    node: &Node,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+    expected: &str,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<T> {
+    let items = match node {
+        Node::Sequence(items) => items.as_slice(),
+        _ => std::slice::from_ref(node),
+    };
+    let mut codes = Vec::new();
+    for item in items {
+        let Some(code) = yaml::integer(item, field, out) else { continue };
+        match T::try_from(code).ok().filter(|_| range.contains(&code)) {
+            Some(code) => codes.push(code),
+            None => out.push(Diagnostic::error(at(item), format!("`{field}` must be {expected}"))),
+        }
     }
+    codes
 }
 
 fn on_failure(node: &Node, out: &mut Vec<Diagnostic>) -> Option<OnFailure> {
     let text = yaml::string(node, "on_failure", out)?;
-    let value = OnFailure::ALL
-        .into_iter()
-        .find(|value| value.as_str() == text);
+    let value = OnFailure::ALL.into_iter().find(|value| value.as_str() == text);
     if value.is_none() {
         let message =
             format!("unknown `on_failure` `{text}`: use pause, abort, continue or rollback");

@@ -8,15 +8,8 @@ use crate::diagnostic::with_suggestion;
 use crate::template::{Compiler, SyntaxError, Target};
 
 /// What templates may read of a step: `steps.<id>.<field>`.
-pub const STEP_FIELDS: [&str; 7] = [
-    "status",
-    "stdout",
-    "stderr",
-    "exit_code",
-    "json",
-    "approved_by",
-    "note",
-];
+pub const STEP_FIELDS: [&str; 7] =
+    ["status", "stdout", "stderr", "exit_code", "json", "approved_by", "note"];
 /// What templates may read of the run: `run.<field>`.
 pub const RUN_FIELDS: [&str; 3] = ["id", "mode", "commander"];
 const ROOTS: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
@@ -24,12 +17,8 @@ const ROOTS: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
 const GLOBAL_FUNCTIONS: [&str; 5] = ["range", "dict", "namespace", "debug", "lipsum"];
 
 pub(super) fn check(runbook: &Runbook, source: &str, out: &mut Vec<Diagnostic>) {
-    let checker = Checker {
-        runbook,
-        source_lines: source.lines().collect(),
-        compiler: Compiler::new(),
-        out,
-    };
+    let checker =
+        Checker { runbook, source_lines: source.lines().collect(), compiler: Compiler::new(), out };
     checker.run();
 }
 
@@ -54,44 +43,21 @@ impl<'a> Checker<'a> {
     fn run(mut self) {
         let runbook = self.runbook;
         if let Some(lock) = &runbook.lock {
-            let scope = Scope {
-                step: None,
-                earlier: Vec::new(),
-                in_run: false,
-            };
+            let scope = Scope { step: None, earlier: Vec::new(), in_run: false };
             self.template(lock, Target::Text, &scope);
         }
-        for (index, step) in runbook.steps.iter().enumerate() {
-            let earlier = runbook.steps[..index]
-                .iter()
-                .map(|step| step.id.as_str())
-                .collect();
-            self.step(
-                step,
-                Scope {
-                    step: Some(step),
-                    earlier,
-                    in_run: true,
-                },
-            );
-        }
+        self.sequence(&runbook.steps, &[]);
         // A rollback runs after any main step may have failed; it may read every main step's
         // result (status tells which ran) and the rollback steps before it.
-        for (index, step) in runbook.rollback.iter().enumerate() {
-            let earlier = runbook
-                .steps
-                .iter()
-                .chain(&runbook.rollback[..index])
-                .map(|step| step.id.as_str())
-                .collect();
-            self.step(
-                step,
-                Scope {
-                    step: Some(step),
-                    earlier,
-                    in_run: true,
-                },
-            );
+        self.sequence(&runbook.rollback, &runbook.steps);
+    }
+
+    /// Checks a sequence of steps, each of which may read `preceding` and the steps before it.
+    fn sequence(&mut self, steps: &'a [Step], preceding: &'a [Step]) {
+        for (index, step) in steps.iter().enumerate() {
+            let earlier =
+                preceding.iter().chain(&steps[..index]).map(|step| step.id.as_str()).collect();
+            self.step(step, Scope { step: Some(step), earlier, in_run: true });
         }
     }
 
@@ -142,10 +108,8 @@ impl<'a> Checker<'a> {
         if self.runbook.role(&role.name).is_none() {
             let message = format!("unknown role `{}`: declare it under `roles`", role.name);
             let declared = self.runbook.roles.iter().map(|role| role.name.as_str());
-            self.out.push(Diagnostic::error(
-                role.at,
-                with_suggestion(message, &role.name, declared),
-            ));
+            self.out
+                .push(Diagnostic::error(role.at, with_suggestion(message, &role.name, declared)));
         }
     }
 
@@ -161,9 +125,9 @@ impl<'a> Checker<'a> {
                         }
                     }
                 }
-                Err(error) => self
-                    .out
-                    .push(Diagnostic::error(at, format!("in `http.json`: {error}"))),
+                Err(error) => {
+                    self.out.push(Diagnostic::error(at, format!("in `http.json`: {error}")))
+                }
             },
             serde_json::Value::Array(items) => {
                 items.iter().for_each(|item| self.json(item, at, scope))
@@ -194,9 +158,7 @@ impl<'a> Checker<'a> {
     ) {
         match compiled {
             Err(error) => {
-                let offset = error
-                    .offset
-                    .unwrap_or_else(|| line_offset(text, error.line));
+                let offset = error.offset.unwrap_or_else(|| line_offset(text, error.line));
                 let at = self.locate(at, text, offset);
                 self.out.push(Diagnostic::error(at, error.message));
             }
@@ -234,11 +196,7 @@ impl<'a> Checker<'a> {
                 }
                 Some(name) if !runbook.secrets.iter().any(|secret| secret == name) => {
                     let message = format!("unknown secret `{name}`: list it under `secrets`");
-                    Err(with_suggestion(
-                        message,
-                        name,
-                        runbook.secrets.iter().map(String::as_str),
-                    ))
+                    Err(with_suggestion(message, name, runbook.secrets.iter().map(String::as_str)))
                 }
                 _ => Ok(()),
             },
@@ -253,10 +211,10 @@ impl<'a> Checker<'a> {
                 self.step_reference(id, field, scope)
             }
             "run" => match name {
-                _ if !scope.in_run => Err(
-                    "the lock key is rendered before the run exists: it can only use params"
-                        .to_owned(),
-                ),
+                _ if !scope.in_run => {
+                    Err("the lock key is rendered before the run exists: it can only use params"
+                        .to_owned())
+                }
                 Some(name) if !RUN_FIELDS.contains(&name) => {
                     let message = format!(
                         "`run` has no field `{name}`: use run.id, run.mode or run.commander"
@@ -332,38 +290,23 @@ impl<'a> Checker<'a> {
     fn locate(&self, at: Position, text: &str, offset: usize) -> Position {
         let before = &text[..floor_char_boundary(text, offset)];
         let line_index = before.matches('\n').count();
-        let column_in_line = before
-            .rsplit('\n')
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .count();
+        let column_in_line = before.rsplit('\n').next().unwrap_or_default().chars().count();
         let source_line = |index: usize| self.source_lines.get(at.line.saturating_sub(1) + index);
         if !text.contains('\n') {
             let opening =
                 source_line(0).and_then(|line| line.chars().nth(at.column.saturating_sub(1)));
             let quote = usize::from(matches!(opening, Some('"' | '\'')));
-            return Position {
-                line: at.line,
-                column: at.column + quote + column_in_line,
-            };
+            return Position { line: at.line, column: at.column + quote + column_in_line };
         }
         // A block scalar's position is that of its first line of content; in a literal block
         // every line of the text stands on a line of its own at the same indentation.
         let indent = at.column.saturating_sub(1);
-        let literal = text
-            .lines()
-            .take(line_index + 1)
-            .enumerate()
-            .all(|(index, line)| {
-                source_line(index)
-                    .is_some_and(|source| source.get(indent..).unwrap_or_default() == line)
-            });
+        let literal = text.lines().take(line_index + 1).enumerate().all(|(index, line)| {
+            source_line(index)
+                .is_some_and(|source| source.get(indent..).unwrap_or_default() == line)
+        });
         if literal {
-            Position {
-                line: at.line + line_index,
-                column: indent + 1 + column_in_line,
-            }
+            Position { line: at.line + line_index, column: indent + 1 + column_in_line }
         } else {
             at
         }
@@ -377,10 +320,7 @@ fn sorted(references: HashSet<String>) -> Vec<String> {
 }
 
 fn line_offset(text: &str, line: usize) -> usize {
-    text.split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum()
+    text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum()
 }
 
 fn floor_char_boundary(text: &str, offset: usize) -> usize {

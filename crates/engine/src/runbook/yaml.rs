@@ -11,9 +11,7 @@ use crate::diagnostic::{Diagnostic, Position, with_suggestion};
 
 /// Loads YAML text into a node tree. A runbook is always one mapping.
 pub(super) fn load(source: &str) -> Result<Node, Diagnostic> {
-    let options = LoaderOptions::default()
-        .error_on_duplicate_keys(true)
-        .prevent_coercion(true);
+    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
     marked_yaml::parse_yaml_with_options(0, source, options).map_err(|error| match error {
         LoadError::TopLevelMustBeMapping(marker) => Diagnostic::error(
             position(&marker),
@@ -48,10 +46,7 @@ pub(super) fn load(source: &str) -> Result<Node, Diagnostic> {
 }
 
 fn position(marker: &marked_yaml::Marker) -> Position {
-    Position {
-        line: marker.line(),
-        column: marker.column(),
-    }
+    Position { line: marker.line(), column: marker.column() }
 }
 
 pub(super) fn at(node: &Node) -> Position {
@@ -82,10 +77,7 @@ fn describe(node: &Node) -> &'static str {
 }
 
 fn mismatch(node: &Node, field: &str, expected: &str) -> Diagnostic {
-    Diagnostic::error(
-        at(node),
-        format!("`{field}` must be {expected}, found {}", describe(node)),
-    )
+    Diagnostic::error(at(node), format!("`{field}` must be {expected}, found {}", describe(node)))
 }
 
 /// A YAML mapping read as a set of known fields.
@@ -157,10 +149,7 @@ impl<'n> Fields<'n> {
     ) -> Option<&'n Node> {
         let value = self.get(key);
         if value.is_none() {
-            out.push(Diagnostic::error(
-                self.at(),
-                format!("{what} is missing `{key}`"),
-            ));
+            out.push(Diagnostic::error(self.at(), format!("{what} is missing `{key}`")));
         }
         value
     }
@@ -242,9 +231,7 @@ pub(super) fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value;
     match node {
         Node::Mapping(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| (key.as_str().to_owned(), to_json(value)))
-                .collect(),
+            map.iter().map(|(key, value)| (key.as_str().to_owned(), to_json(value))).collect(),
         ),
         Node::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
         _ if is_null(node) => Value::Null,

@@ -11,10 +11,7 @@ use crate::render_diagnostics;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .expect("a fixture file")
-        .to_string_lossy()
-        .into_owned()
+    path.file_name().expect("a fixture file").to_string_lossy().into_owned()
 }
 
 #[test]
@@ -22,24 +19,10 @@ fn each_broken_runbook_gets_one_error_at_its_fault() {
     insta::glob!(FIXTURES, "invalid/*.yaml", |path| {
         let source = std::fs::read_to_string(path).expect("fixture is readable");
         let parsed = parse(&source);
-        let errors: Vec<_> = parsed
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
+        let errors: Vec<_> = parsed.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
         let rendered = render_diagnostics(&file_name(path), &source, &errors);
-        assert!(
-            parsed.runbook.is_none(),
-            "{} should be rejected",
-            file_name(path)
-        );
-        assert_eq!(
-            errors.len(),
-            1,
-            "one fault, one error, in {}:\n{rendered}",
-            file_name(path)
-        );
+        assert!(parsed.runbook.is_none(), "{} should be rejected", file_name(path));
+        assert_eq!(errors.len(), 1, "one fault, one error, in {}:\n{rendered}", file_name(path));
         insta::assert_snapshot!(rendered);
     });
 }
@@ -50,16 +33,8 @@ fn lint_fixtures_are_valid_but_warned_about() {
         let source = std::fs::read_to_string(path).expect("fixture is readable");
         let parsed = parse(&source);
         let rendered = render_diagnostics(&file_name(path), &source, &parsed.diagnostics);
-        assert!(
-            parsed.runbook.is_some(),
-            "{} should be valid:\n{rendered}",
-            file_name(path)
-        );
-        assert!(
-            !parsed.diagnostics.is_empty(),
-            "{} should be warned about",
-            file_name(path)
-        );
+        assert!(parsed.runbook.is_some(), "{} should be valid:\n{rendered}", file_name(path));
+        assert!(!parsed.diagnostics.is_empty(), "{} should be warned about", file_name(path));
         insta::assert_snapshot!(rendered);
     });
 }
@@ -73,24 +48,13 @@ fn the_shipped_runbooks_are_valid_and_lint_clean() {
         let source = std::fs::read_to_string(&path).expect("runbook is readable");
         let parsed = parse(&source);
         let rendered = render_diagnostics(&file_name(&path), &source, &parsed.diagnostics);
-        assert_eq!(
-            rendered,
-            "",
-            "{} should be valid and lint-clean",
-            path.display()
-        );
+        assert_eq!(rendered, "", "{} should be valid and lint-clean", path.display());
         names.push(parsed.runbook.expect("valid").name);
     }
     names.sort();
     assert_eq!(
         names,
-        [
-            "postgres-failover",
-            "redis-failover",
-            "restore-verify",
-            "shed-load",
-            "traffic-shift"
-        ]
+        ["postgres-failover", "redis-failover", "restore-verify", "shed-load", "traffic-shift"]
     );
 }
 

@@ -23,11 +23,8 @@ pub fn render_diagnostics(
         rendered.push_str(&diagnostic.render(file));
         rendered.push('\n');
         if let Some(line) = source.lines().nth(diagnostic.at.line.saturating_sub(1)) {
-            let caret = " ".repeat(
-                line.chars()
-                    .take(diagnostic.at.column.saturating_sub(1))
-                    .count(),
-            );
+            let caret =
+                " ".repeat(line.chars().take(diagnostic.at.column.saturating_sub(1)).count());
             rendered.push_str(&format!("  | {line}\n  | {caret}^\n"));
         }
     }

@@ -22,10 +22,7 @@ steps:
 }
 
 fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn errors(pairs: &[(&str, &str)]) -> Vec<String> {
@@ -58,10 +55,7 @@ fn given_values_are_typed_and_the_rest_defaulted() {
 
 #[test]
 fn a_missing_required_parameter_is_named_with_its_description() {
-    assert_eq!(
-        errors(&[]),
-        ["missing required parameter `cluster` (Cluster name)"]
-    );
+    assert_eq!(errors(&[]), ["missing required parameter `cluster` (Cluster name)"]);
 }
 
 #[test]
@@ -92,11 +86,5 @@ fn every_bad_value_is_reported_at_once() {
 fn errors_are_typed_for_callers_that_branch_on_them() {
     let errors =
         resolve(&runbook(), &given(&[("cluster", "main"), ("wibble", "1")])).expect_err("unknown");
-    assert_eq!(
-        errors,
-        [ParamError::Unknown {
-            name: "wibble".into(),
-            suggestion: None
-        }]
-    );
+    assert_eq!(errors, [ParamError::Unknown { name: "wibble".into(), suggestion: None }]);
 }

@@ -14,9 +14,7 @@ fn runbook(step: &str) -> Runbook {
         "name: quoting\nsecrets: [TOKEN]\nparams:\n  value: {{ type: string, required: true }}\nsteps:\n{step}"
     );
     let parsed = parse(&source);
-    parsed
-        .runbook
-        .unwrap_or_else(|| panic!("valid runbook: {:?}", parsed.diagnostics))
+    parsed.runbook.unwrap_or_else(|| panic!("valid runbook: {:?}", parsed.diagnostics))
 }
 
 fn params(value: &str) -> BTreeMap<String, ParamValue> {
@@ -28,12 +26,8 @@ fn render_shell(runbook: &Runbook, value: &str) -> String {
     let StepKind::Run(Command::Shell(command)) = &runbook.steps[0].kind else {
         panic!("a run string")
     };
-    template::render(
-        command,
-        Target::Shell,
-        &Context::offline(runbook, &params(value)),
-    )
-    .expect("renders")
+    template::render(command, Target::Shell, &Context::offline(runbook, &params(value)))
+        .expect("renders")
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -73,15 +67,8 @@ fn a_hostile_parameter_stays_one_word_and_runs_nothing() {
             .output()
             .expect("sh runs");
         assert!(output.status.success(), "{command}: {output:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout),
-            format!("{value}\n"),
-            "for {command}"
-        );
-        assert!(
-            !dir.join("pwned").exists(),
-            "{command} ran an injected command"
-        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), format!("{value}\n"), "for {command}");
+        assert!(!dir.join("pwned").exists(), "{command} ran an injected command");
     }
 }
 
@@ -101,10 +88,7 @@ fn safe_values_are_left_readable() {
     let runbook = runbook(
         "  - id: show\n    run: pg_ctl promote -D /srv/{{ params.value }}\n    timeout: 5s\n",
     );
-    assert_eq!(
-        render_shell(&runbook, "main-1"),
-        "pg_ctl promote -D /srv/main-1"
-    );
+    assert_eq!(render_shell(&runbook, "main-1"), "pg_ctl promote -D /srv/main-1");
 }
 
 #[test]
@@ -112,9 +96,7 @@ fn argv_elements_are_passed_as_they_are() {
     let runbook = runbook(
         "  - id: show\n    run: [\"psql\", \"-c\", \"select '{{ params.value }}'\"]\n    read_only: true\n    timeout: 5s\n",
     );
-    let StepKind::Run(Command::Argv(argv)) = &runbook.steps[0].kind else {
-        panic!("an argv list")
-    };
+    let StepKind::Run(Command::Argv(argv)) = &runbook.steps[0].kind else { panic!("an argv list") };
     let context = Context::offline(&runbook, &params("it's"));
     let rendered: Vec<String> = argv
         .iter()
@@ -128,8 +110,5 @@ fn secrets_render_masked_everywhere_shown() {
     let runbook = runbook(
         "  - id: call\n    run: curl --oauth2-bearer {{ secrets.TOKEN }} https://example.com\n    timeout: 5s\n",
     );
-    assert_eq!(
-        render_shell(&runbook, "x"),
-        "curl --oauth2-bearer '***' https://example.com"
-    );
+    assert_eq!(render_shell(&runbook, "x"), "curl --oauth2-bearer '***' https://example.com");
 }
