@@ -8,15 +8,27 @@
 //! - [`params`]: parameter values given for a plan or run, checked against the runbook.
 //! - [`plan`]: the procedure rendered with its parameters, as a person would follow it.
 //! - [`duration`]: `500ms`, `30s`, `5m`, `1h30m`, `90d`.
+//! - [`run`]: run and step statuses, the records a store keeps, and `Transition`.
+//! - [`store`]: the `Store` trait the engine needs; `steady-storage` implements it.
+//! - [`machine`]: the pure decision of what a run needs next.
+//! - [`engine`]: starting, driving and answering runs; leases and crash recovery.
+//! - [`runner`]: the effects: processes, HTTP requests, sleeps.
+//! - [`audit`]: audit events and the hash chain.
 //!
-//! The engine does no I/O of its own: it is given text and returns values and diagnostics.
-//! It knows nothing of HTTP servers or SQL.
+//! Parsing, validation, rendering and the state machine's decisions do no I/O. Effects live
+//! in `runner` and behind the `Store` trait. The engine knows nothing of HTTP servers or SQL.
 
+pub mod audit;
 pub mod diagnostic;
 pub mod duration;
+pub mod engine;
+pub mod machine;
 pub mod params;
 pub mod plan;
+pub mod run;
 pub mod runbook;
+pub mod runner;
+pub mod store;
 pub mod template;
 
 pub use diagnostic::{Diagnostic, Position, Severity};

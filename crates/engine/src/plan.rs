@@ -74,7 +74,10 @@ pub enum Action {
         method: String,
         url: String,
         headers: Vec<(String, String)>,
-        body: Option<serde_json::Value>,
+        /// A JSON body.
+        json: Option<serde_json::Value>,
+        /// A text body.
+        body: Option<String>,
     },
     Check {
         expression: String,
@@ -144,51 +147,76 @@ fn render(template: &Template, target: Target, context: &Context) -> String {
     template::render(template, target, context).unwrap_or_else(|_| template.source.clone())
 }
 
-fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
-    let action = match &step.kind {
+/// Renders what a step does with a run's values; fails on the first template that cannot be
+/// rendered. Used by the executor, and by the approval binding.
+pub fn render_action(step: &Step, context: &Context) -> Result<Action, template::RenderError> {
+    action(
+        step,
+        |template, target| template::render(template, target, context),
+        |json| template::render_json(json, context),
+    )
+}
+
+/// Renders a step for an offline plan: what cannot be rendered before the run (say, a filter
+/// applied to a step's output) is shown as written.
+fn plan_action(step: &Step, context: &Context) -> Action {
+    let lenient = action(
+        step,
+        |template, target| Ok(render(template, target, context)),
+        |json| Ok(template::render_json(json, context).unwrap_or_else(|_| json.clone())),
+    );
+    lenient.unwrap_or_else(|never: template::RenderError| unreachable!("lenient rendering: {never}"))
+}
+
+fn action(
+    step: &Step,
+    render: impl Fn(&Template, Target) -> Result<String, template::RenderError>,
+    render_json: impl Fn(&serde_json::Value) -> Result<serde_json::Value, template::RenderError>,
+) -> Result<Action, template::RenderError> {
+    Ok(match &step.kind {
         StepKind::Run(Command::Argv(argv)) => Action::Run {
-            argv: argv.iter().map(|argument| render(argument, Target::Text, context)).collect(),
+            argv: argv.iter().map(|argument| render(argument, Target::Text)).collect::<Result<_, _>>()?,
         },
-        StepKind::Run(Command::Shell(command)) => {
-            Action::Shell { command: render(command, Target::Shell, context) }
-        }
+        StepKind::Run(Command::Shell(command)) => Action::Shell { command: render(command, Target::Shell)? },
         StepKind::Http(request) => Action::Http {
             method: request.method.as_str().to_owned(),
-            url: render(&request.url, Target::Text, context),
+            url: render(&request.url, Target::Text)?,
             headers: request
                 .headers
                 .iter()
-                .map(|(name, value)| (name.clone(), render(value, Target::Text, context)))
-                .collect(),
-            body: request.body.as_ref().map(|body| match body {
-                HttpBody::Json(json) => {
-                    template::render_json(json, context).unwrap_or_else(|_| json.clone())
-                }
-                HttpBody::Text(text) => {
-                    serde_json::Value::String(render(text, Target::Text, context))
-                }
-            }),
+                .map(|(name, value)| Ok((name.clone(), render(value, Target::Text)?)))
+                .collect::<Result<_, template::RenderError>>()?,
+            json: match &request.body {
+                Some(HttpBody::Json(json)) => Some(render_json(json)?),
+                _ => None,
+            },
+            body: match &request.body {
+                Some(HttpBody::Text(text)) => Some(render(text, Target::Text)?),
+                _ => None,
+            },
         },
         StepKind::Check(expression) => Action::Check { expression: expression.source.clone() },
         StepKind::Manual(manual) => Action::Manual {
             role: manual.role.name.clone(),
-            instructions: render(&manual.instructions, Target::Text, context),
+            instructions: render(&manual.instructions, Target::Text)?,
         },
         StepKind::Approval(approval) => Action::Approval {
             role: approval.role.name.clone(),
             approvals: approval.approvals,
             timeout: approval.timeout.map(|timeout| timeout.to_string()),
-            prompt: approval.prompt.as_ref().map(|prompt| render(prompt, Target::Text, context)),
+            prompt: approval.prompt.as_ref().map(|prompt| render(prompt, Target::Text)).transpose()?,
             allow_self_approval: approval.allow_self_approval,
             escalate_to: match &approval.on_timeout {
                 OnTimeout::Fail => None,
-                OnTimeout::Escalate { role, timeout } => {
-                    Some(format!("{} for {timeout}", role.name))
-                }
+                OnTimeout::Escalate { role, timeout } => Some(format!("{} for {timeout}", role.name)),
             },
         },
         StepKind::Sleep(duration) => Action::Sleep { duration: duration.to_string() },
-    };
+    })
+}
+
+fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
+    let action = plan_action(step, context);
     let mut expect = Vec::new();
     if !step.expect.exit_code.is_empty() {
         expect.push(format!("exit code {}", join(&step.expect.exit_code, " or ")));
@@ -323,15 +351,16 @@ impl fmt::Display for PlannedStep {
                 lines.push(("run", command));
             }
             Action::Shell { command } => lines.push(("sh", command.clone())),
-            Action::Http { method, url, headers, body } => {
+            Action::Http { method, url, headers, json, body } => {
                 lines.push(("http", format!("{method} {url}")));
                 for (name, value) in headers {
                     lines.push(("header", format!("{name}: {value}")));
                 }
-                match body {
-                    Some(serde_json::Value::String(text)) => lines.push(("body", text.clone())),
-                    Some(json) => lines.push(("json", json.to_string())),
-                    None => {}
+                if let Some(json) = json {
+                    lines.push(("json", json.to_string()));
+                }
+                if let Some(body) = body {
+                    lines.push(("body", body.clone()));
                 }
             }
             Action::Check { expression } => lines.push(("check", expression.clone())),

@@ -133,7 +133,7 @@ impl ParamType {
 }
 
 /// A parameter's value, always of its parameter's type.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum ParamValue {
     String(String),

@@ -167,6 +167,103 @@ impl Context {
     }
 }
 
+/// How secrets appear in a rendering.
+#[derive(Debug, Clone, Copy)]
+pub enum SecretValues<'a> {
+    /// As `***`: for everything shown or stored.
+    Masked,
+    /// The real values: only for what is executed.
+    Revealed(&'a BTreeMap<String, String>),
+}
+
+/// What templates can know of a run, gathered by the executor.
+#[derive(Debug, Clone)]
+pub struct RunFacts<'a> {
+    pub params: &'a BTreeMap<String, ParamValue>,
+    pub secrets: SecretValues<'a>,
+    /// `steps.<id>` of every step that has a result, as a JSON object of its fields.
+    pub steps: BTreeMap<String, serde_json::Value>,
+    /// Show steps without a result as placeholders rather than failing: for what an approver
+    /// is shown before the steps the gate guards have run.
+    pub placeholders_for_unknown_steps: bool,
+    pub run_id: String,
+    pub mode: &'a str,
+    pub commander: &'a str,
+    /// `roles.<role>`: who holds each role, comma-separated.
+    pub roles: BTreeMap<String, String>,
+}
+
+impl Context {
+    /// The context of a run, as the executor renders its steps.
+    pub fn for_run(runbook: &Runbook, facts: RunFacts<'_>) -> Self {
+        let secrets: BTreeMap<&str, String> = runbook
+            .secrets
+            .iter()
+            .map(|name| {
+                let value = match facts.secrets {
+                    SecretValues::Masked => MASK.to_owned(),
+                    SecretValues::Revealed(values) => values.get(name).cloned().unwrap_or_default(),
+                };
+                (name.as_str(), value)
+            })
+            .collect();
+        let steps = KnownSteps {
+            known: facts.steps.into_iter().map(|(id, value)| (id, Value::from_serialize(value))).collect(),
+            placeholders: facts.placeholders_for_unknown_steps,
+        };
+        let roles: BTreeMap<String, String> = runbook
+            .roles
+            .iter()
+            .map(|role| (role.name.clone(), facts.roles.get(&role.name).cloned().unwrap_or_default()))
+            .collect();
+        let root = minijinja::context! {
+            params => Value::from_serialize(facts.params),
+            secrets => secrets,
+            steps => Value::from_object(steps),
+            run => minijinja::context! { id => facts.run_id, mode => facts.mode, commander => facts.commander },
+            roles => roles,
+        };
+        Context { root }
+    }
+}
+
+/// `steps`: the results known so far, and either placeholders or nothing for the rest.
+#[derive(Debug)]
+struct KnownSteps {
+    known: BTreeMap<String, Value>,
+    placeholders: bool,
+}
+
+impl Object for KnownSteps {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let id = key.as_str()?;
+        match self.known.get(id) {
+            Some(value) => Some(value.clone()),
+            None if self.placeholders => Some(Value::from_object(Placeholder(format!("steps.{id}")))),
+            None => None,
+        }
+    }
+}
+
+/// Whether a rendering made with placeholders (what an approver saw) still describes a
+/// rendering made with real values: every literal part must be equal, and each placeholder,
+/// with the quotes around it, stands for anything.
+pub fn matches_with_placeholders(approved: &str, actual: &str) -> bool {
+    static PLACEHOLDER: OnceLock<regex::Regex> = OnceLock::new();
+    let placeholder = PLACEHOLDER
+        .get_or_init(|| regex::Regex::new(r#"(\\?['"])?⟨[^⟩]*⟩(\\?['"])?"#).expect("a valid regex"));
+    let mut pattern = String::from("^");
+    let mut last = 0;
+    for found in placeholder.find_iter(approved) {
+        pattern.push_str(&regex::escape(&approved[last..found.start()]));
+        pattern.push_str("(?s:.*)");
+        last = found.end();
+    }
+    pattern.push_str(&regex::escape(&approved[last..]));
+    pattern.push('$');
+    regex::Regex::new(&pattern).is_ok_and(|pattern| pattern.is_match(actual))
+}
+
 /// A value only a run will know, shown by its path.
 #[derive(Debug)]
 struct Placeholder(String);

@@ -1,0 +1,269 @@
+//! The audit log's events and its hash chain: `hash` = SHA-256 over `prev_hash` and the
+//! canonical JSON of the event's other fields, so that changing, removing or reordering any
+//! stored event breaks every hash after it.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::run::{Actor, Timestamp};
+
+/// The `prev_hash` of the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Declares the closed set of audit actions with their stored names.
+macro_rules! actions {
+    ($($variant:ident => $text:literal,)*) => {
+        /// Every change of state that lands in the audit log.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AuditAction { $($variant,)* }
+
+        impl AuditAction {
+            pub fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$variant => $text,)* }
+            }
+        }
+
+        impl std::str::FromStr for AuditAction {
+            type Err = crate::run::UnknownName;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok(AuditAction::$variant),)*
+                    _ => Err(crate::run::UnknownName { kind: "audit action", text: text.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    RunbookPublished => "runbook.published",
+    RunStarted => "run.started",
+    RunWaiting => "run.waiting",
+    RunNeedsAttention => "run.needs_attention",
+    RunFinished => "run.finished",
+    RunCancelled => "run.cancelled",
+    RunTakenOver => "run.taken_over",
+    RunRollbackStarted => "run.rollback_started",
+    CommanderTransferred => "run.commander_transferred",
+    StepStarted => "step.started",
+    StepFinished => "step.finished",
+    StepSkipped => "step.skipped",
+    StepWouldRun => "step.would_run",
+    StepInterrupted => "step.interrupted",
+    StepWaiting => "step.waiting",
+    OutputStored => "output.stored",
+    ApprovalGranted => "approval.granted",
+    ApprovalRejected => "approval.rejected",
+    ApprovalVoided => "approval.voided",
+    GateTimedOut => "gate.timed_out",
+    GateEscalated => "gate.escalated",
+    ManualCompleted => "manual.completed",
+    ManualFailed => "manual.failed",
+    RoleAssigned => "role.assigned",
+    RoleUnassigned => "role.unassigned",
+    DecisionTaken => "decision.taken",
+    NoteAdded => "note.added",
+    UserCreated => "user.created",
+    TokenCreated => "token.created",
+    LoginFailed => "login.failed",
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event to append; the store gives it its `seq`, `id`, `at` and hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub actor: Actor,
+    pub action: AuditAction,
+    pub run_id: Option<Uuid>,
+    pub step_id: Option<String>,
+    pub data: Value,
+}
+
+impl NewEvent {
+    pub fn new(actor: &Actor, action: AuditAction, run_id: Option<Uuid>) -> NewEvent {
+        NewEvent { actor: actor.clone(), action, run_id, step_id: None, data: Value::Null }
+    }
+
+    pub fn step(mut self, step_id: &str) -> NewEvent {
+        self.step_id = Some(step_id.to_owned());
+        self
+    }
+
+    pub fn data(mut self, data: Value) -> NewEvent {
+        self.data = data;
+        self
+    }
+}
+
+/// A stored event of the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub id: Uuid,
+    pub at: Timestamp,
+    pub actor: Actor,
+    /// Kept as stored text, so that verifying never depends on knowing every action.
+    pub action: String,
+    pub run_id: Option<Uuid>,
+    pub step_id: Option<String>,
+    pub data: Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEvent {
+    /// Builds the stored event that follows `prev_hash` at position `seq`.
+    pub fn chain(seq: i64, id: Uuid, at: Timestamp, prev_hash: &str, event: &NewEvent) -> AuditEvent {
+        let mut stored = AuditEvent {
+            seq,
+            id,
+            at,
+            actor: event.actor.clone(),
+            action: event.action.as_str().to_owned(),
+            run_id: event.run_id,
+            step_id: event.step_id.clone(),
+            data: event.data.clone(),
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        stored.hash = stored.expected_hash();
+        stored
+    }
+
+    /// The hash this event must have, given its fields and `prev_hash`.
+    pub fn expected_hash(&self) -> String {
+        let body = serde_json::json!({
+            "seq": self.seq,
+            "id": self.id.to_string(),
+            "at": format_timestamp(self.at),
+            "actor": self.actor.as_str(),
+            "action": self.action,
+            "run_id": self.run_id.map(|id| id.to_string()),
+            "step_id": self.step_id,
+            "data": self.data,
+        });
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.as_bytes());
+        hasher.update(canonical_json(&body).as_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// Timestamps as the chain hashes them: RFC 3339, UTC, microseconds.
+pub fn format_timestamp(at: Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// JSON with object keys sorted at every level and no insignificant white space, so that the
+/// same value always hashes the same whatever order its keys were built in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        leaf => out.push_str(&leaf.to_string()),
+    }
+}
+
+/// SHA-256 of a value's canonical JSON, in hex.
+pub fn digest(value: &Value) -> String {
+    hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
+}
+
+/// SHA-256 of bytes, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The result of recomputing the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub events: u64,
+    /// The first event whose hash, `prev_hash` or `seq` does not follow from the one before.
+    pub first_broken: Option<i64>,
+}
+
+/// Recomputes a chain event by event, in `seq` order, without holding it in memory.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    prev_hash: String,
+    prev_seq: i64,
+    events: u64,
+    first_broken: Option<i64>,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier { prev_hash: GENESIS.to_owned(), prev_seq: 0, events: 0, first_broken: None }
+    }
+}
+
+impl ChainVerifier {
+    pub fn push(&mut self, event: &AuditEvent) {
+        self.events += 1;
+        if self.first_broken.is_none() {
+            let linked = event.seq == self.prev_seq + 1 && event.prev_hash == self.prev_hash;
+            if !linked || event.expected_hash() != event.hash {
+                self.first_broken = Some(event.seq);
+            }
+        }
+        self.prev_hash = event.hash.clone();
+        self.prev_seq = event.seq;
+    }
+
+    /// An event whose row could not be read back counts as broken; the chain goes on from it
+    /// unverifiable.
+    pub fn push_unreadable(&mut self, seq: i64) {
+        self.events += 1;
+        self.first_broken.get_or_insert(seq);
+        self.prev_seq = seq;
+        self.prev_hash.clear();
+    }
+
+    pub fn finish(self) -> Verification {
+        Verification { events: self.events, first_broken: self.first_broken }
+    }
+}
+
+/// A cheap stand-in for a vote id or note id where the caller has none yet.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+pub(crate) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+}

@@ -1,0 +1,1481 @@
+//! The engine: publishes runbooks, starts runs, drives them step by step under a lease, and
+//! takes people's answers (approvals, manual steps, decisions, assignments, notes).
+//!
+//! Every change is computed from a snapshot of the run as a `Transition` and committed before
+//! the effect it announces: a step is recorded `running` before its process starts, its result
+//! before the next step starts, an approval before the caller is answered. A transition names
+//! the run's revision it was computed from; when someone else changed the run meanwhile, the
+//! store refuses it and the engine reloads and decides again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::SubsecRound;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::audit::{AuditAction, NewEvent, digest, new_id, object, sha256_hex};
+use crate::machine::{self, Next, attention_step, governing_gate, guarded_steps, safe_to_repeat};
+use crate::params::{self, ParamError};
+use crate::plan::{self, Action};
+use crate::run::*;
+use crate::runbook::{self, OnTimeout, Runbook, Step, StepKind};
+use crate::runner::{self, Effect, Ending, HttpBody, Stop};
+use crate::store::{Published, Store, StoreError};
+use crate::template::{self, Context, RunFacts, SecretValues, Target};
+
+/// How a process identifies itself and drives runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This process as a lease owner: unique per process, readable in `steady show`.
+    pub node: String,
+    /// How long a lease lasts without renewal: how soon another process may take over a run
+    /// whose driver died.
+    pub lease: StdDuration,
+    /// Secret values by name, read by the binary from `STEADY_SECRET_<NAME>`.
+    pub secrets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no runbook named `{0}` has been published")]
+    NoSuchRunbook(String),
+    #[error("runbook `{name}` version {version} no longer validates: {message}")]
+    InvalidStoredRunbook { name: String, version: u32, message: String },
+    #[error("the runbook is invalid")]
+    InvalidRunbook(Vec<crate::Diagnostic>),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Params(Vec<ParamError>),
+    #[error("lock `{key}` is held by run {run_id}")]
+    LockHeld { key: String, run_id: Uuid },
+    #[error("no run {0}")]
+    NoSuchRun(Uuid),
+    #[error("the runbook has no step `{0}`")]
+    NoSuchStep(String),
+    #[error("the runbook has no role `{0}`")]
+    NoSuchRole(String),
+    #[error("step `{step}` is {status}, not waiting for an answer")]
+    NotWaiting { step: String, status: StepStatus },
+    #[error("step `{step}` is not {expected} step")]
+    WrongKind { step: String, expected: &'static str },
+    #[error("{actor} does not hold role `{role}` in this run")]
+    NotEligible { actor: Actor, role: String },
+    #[error("{actor} started this run and may not approve its gates")]
+    SelfApproval { actor: Actor },
+    #[error("{actor} has already answered gate `{step}`")]
+    AlreadyAnswered { actor: Actor, step: String },
+    #[error("gate `{step}` timed out and can no longer be answered")]
+    GateTimedOut { step: String },
+    #[error("only the commander ({commander}) may do this")]
+    NotCommander { commander: Actor },
+    #[error("the run is {status}: there is no decision to take")]
+    NothingToDecide { status: RunStatus },
+    #[error("the run is {status}")]
+    RunNotActive { status: RunStatus },
+    #[error("the run is driven by {owner} until {until}")]
+    LeaseHeld { owner: String, until: Timestamp },
+    #[error("this process lost the lease on the run; another takes it over")]
+    LeaseLost,
+    #[error("the run kept changing while this change was being made; try again")]
+    Busy,
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::LockHeld { key, run_id } => EngineError::LockHeld { key, run_id },
+            StoreError::NoSuchRun(id) => EngineError::NoSuchRun(id),
+            StoreError::LeaseLost => EngineError::LeaseLost,
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct StartRun {
+    pub runbook: String,
+    /// The latest version when `None`.
+    pub version: Option<u32>,
+    /// Parameter values as text, as typed on a command line or in a form.
+    pub params: Vec<(String, String)>,
+    pub mode: RunMode,
+    pub actor: Actor,
+    pub assignments: Vec<Assignment>,
+}
+
+/// What a driver reports as it goes, for a terminal or a log.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    StepStarted { step: &'a Step, attempt: u32, rendered: &'a Value },
+    StepEnded { step: &'a Step, status: StepStatus, attempt: u32, detail: Option<String> },
+    RetryIn { step: &'a Step, delay: StdDuration },
+    Waiting { step: &'a Step, what: String },
+    ApprovalVoided { gate: &'a Step },
+    NeedsAttention { step: &'a Step },
+    RolledBack,
+    Finished { status: RunStatus },
+}
+
+/// Receives a driver's progress.
+pub trait Observer: Send + Sync {
+    fn progress(&self, run: &RunRecord, event: Progress<'_>);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn progress(&self, _: &RunRecord, _: Progress<'_>) {}
+}
+
+/// Why a driver stopped driving a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveEnd {
+    /// The run reached a state that needs people or is finished.
+    Settled(RunStatus),
+    /// The driver was asked to stop; the run is still `running` and can be resumed.
+    Stopped,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    http: reqwest::Client,
+    runbooks: Mutex<HashMap<(String, u32), Arc<Runbook>>>,
+}
+
+/// The current time as stored: UTC, microseconds.
+pub fn now() -> Timestamp {
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+fn later(duration: StdDuration) -> Timestamp {
+    now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
+        Engine { store, config, http: reqwest::Client::new(), runbooks: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Stores a runbook's source as a new version when its content changed. The source must
+    /// validate; warnings do not stop it.
+    pub async fn publish(&self, source: &str, actor: &Actor) -> Result<Published, EngineError> {
+        let parsed = runbook::parse(source);
+        let Some(runbook) = parsed.runbook else {
+            return Err(EngineError::InvalidRunbook(parsed.diagnostics));
+        };
+        Ok(self.store.publish(&runbook.name, source, actor, now()).await?)
+    }
+
+    /// The runbook a run follows, parsed from the version it pinned.
+    pub async fn runbook(&self, name: &str, version: u32) -> Result<Arc<Runbook>, EngineError> {
+        let key = (name.to_owned(), version);
+        if let Some(runbook) = self.runbooks.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(runbook.clone());
+        }
+        let stored = self
+            .store
+            .runbook_version(name, Some(version))
+            .await?
+            .ok_or_else(|| EngineError::NoSuchRunbook(name.to_owned()))?;
+        let parsed = runbook::parse(&stored.source);
+        let runbook = parsed.runbook.ok_or_else(|| EngineError::InvalidStoredRunbook {
+            name: name.to_owned(),
+            version,
+            message: parsed.diagnostics.first().map(|d| d.message.clone()).unwrap_or_default(),
+        })?;
+        let runbook = Arc::new(runbook);
+        self.runbooks.lock().unwrap_or_else(|e| e.into_inner()).insert(key, runbook.clone());
+        Ok(runbook)
+    }
+
+    async fn snapshot(&self, run_id: Uuid) -> Result<(RunSnapshot, Arc<Runbook>), EngineError> {
+        let snapshot = self.store.run(run_id).await?.ok_or(EngineError::NoSuchRun(run_id))?;
+        let runbook = self.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
+        Ok((snapshot, runbook))
+    }
+
+    /// Creates a run of the latest (or the given) version with its steps pending. It holds
+    /// the runbook's lock key from now until it ends.
+    pub async fn start_run(&self, start: StartRun) -> Result<Uuid, EngineError> {
+        let stored = self
+            .store
+            .runbook_version(&start.runbook, start.version)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchRunbook(start.runbook.clone()))?;
+        let runbook = self.runbook(&stored.name, stored.version).await?;
+        let params = params::resolve(&runbook, &start.params).map_err(EngineError::Params)?;
+        for assignment in &start.assignments {
+            if runbook.role(&assignment.role).is_none() {
+                return Err(EngineError::NoSuchRole(assignment.role.clone()));
+            }
+        }
+        let lock_key = match &runbook.lock {
+            Some(lock) => Some(
+                template::render(lock, Target::Text, &Context::offline(&runbook, &params))
+                    .map_err(|error| EngineError::Store(StoreError::Corrupt(error.to_string())))?,
+            ),
+            None => None,
+        };
+        let id = Uuid::now_v7();
+        let at = now();
+        let run = RunRecord {
+            id,
+            runbook: stored.name.clone(),
+            version: stored.version,
+            sha256: stored.sha256.clone(),
+            mode: start.mode,
+            status: RunStatus::Running,
+            phase: Phase::Main,
+            started_by: start.actor.clone(),
+            commander: start.actor.clone(),
+            params: params.clone(),
+            lock_key: lock_key.clone(),
+            created_at: at,
+            updated_at: at,
+            finished_at: None,
+            lease: None,
+            revision: 0,
+        };
+        let steps = [(Phase::Main, &runbook.steps), (Phase::Rollback, &runbook.rollback)]
+            .into_iter()
+            .flat_map(|(phase, steps)| {
+                steps.iter().enumerate().map(move |(position, step)| StepState {
+                    step_id: step.id.clone(),
+                    phase,
+                    position: position as u32,
+                    status: StepStatus::Pending,
+                    attempt: 0,
+                    attempts_before_round: 0,
+                    started_at: None,
+                    finished_at: None,
+                    deadline: None,
+                    escalated_to: None,
+                    rendered: None,
+                    note: None,
+                    completed_by: None,
+                })
+            })
+            .collect();
+        let event = NewEvent::new(&start.actor, AuditAction::RunStarted, Some(id)).data(json!({
+            "runbook": stored.name,
+            "version": stored.version,
+            "sha256": stored.sha256,
+            "mode": start.mode.as_str(),
+            "params": params,
+            "lock": lock_key,
+            "assignments": start.assignments.iter()
+                .map(|a| json!({"role": a.role, "person": a.person.as_str()})).collect::<Vec<_>>(),
+        }));
+        self.store
+            .create_run(NewRun { run, steps, assignments: start.assignments, event })
+            .await?;
+        Ok(id)
+    }
+
+    /// Applies a change people asked for, computed from a fresh snapshot each time the run
+    /// moved on under it. `change` returns the transition to commit (if any) and the answer.
+    async fn act<T>(
+        &self,
+        run_id: Uuid,
+        change: impl Fn(&Runbook, &RunSnapshot, Timestamp) -> (Option<Transition>, Result<T, EngineError>),
+    ) -> Result<T, EngineError> {
+        for _ in 0..20 {
+            let (snapshot, runbook) = self.snapshot(run_id).await?;
+            let (transition, answer) = change(&runbook, &snapshot, now());
+            let Some(transition) = transition else { return answer };
+            match self.store.commit(run_id, transition).await {
+                Ok(()) => return answer,
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// Approves a gate. When the quorum is reached the gate opens and the run needs a driver.
+    pub async fn approve(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        comment: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.answer_gate(run_id, step_id, actor, comment, true).await
+    }
+
+    /// Rejects a gate: one rejection ends it, and the step's `on_failure` decides what follows.
+    pub async fn reject(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        comment: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.answer_gate(run_id, step_id, actor, comment, false).await
+    }
+
+    async fn answer_gate(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        comment: Option<&str>,
+        approve: bool,
+    ) -> Result<StepStatus, EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let (step, state) = match waiting_step(runbook, snapshot, step_id) {
+                Ok(found) => found,
+                Err(error) => return (None, Err(error)),
+            };
+            let StepKind::Approval(gate) = &step.kind else {
+                let error = EngineError::WrongKind { step: step_id.to_owned(), expected: "an approval" };
+                return (None, Err(error));
+            };
+            if state.deadline.is_some_and(|deadline| deadline <= now) {
+                let transition = self.expiry(snapshot, step, None);
+                return (Some(transition), Err(EngineError::GateTimedOut { step: step_id.to_owned() }));
+            }
+            let eligible = snapshot.holds(actor, &gate.role.name)
+                || state.escalated_to.as_deref().is_some_and(|role| snapshot.holds(actor, role));
+            if !eligible {
+                let role = state.escalated_to.clone().unwrap_or_else(|| gate.role.name.clone());
+                return (None, Err(EngineError::NotEligible { actor: actor.clone(), role }));
+            }
+            if approve && *actor == snapshot.run.started_by && !gate.allow_self_approval {
+                return (None, Err(EngineError::SelfApproval { actor: actor.clone() }));
+            }
+            if snapshot.live_votes(step_id).any(|vote| vote.actor == *actor) {
+                let error = EngineError::AlreadyAnswered { actor: actor.clone(), step: step_id.to_owned() };
+                return (None, Err(error));
+            }
+            let bound = self.binding(runbook, snapshot, step);
+            let vote = Vote {
+                id: new_id(),
+                step_id: step_id.to_owned(),
+                actor: actor.clone(),
+                approve,
+                comment: comment.map(str::to_owned),
+                digest: digest(&bound),
+                bound,
+                at: now,
+                void: false,
+            };
+            let approvals = snapshot.live_votes(step_id).filter(|v| v.approve).count() as u32
+                + u32::from(approve);
+            let mut transition = transition_from(snapshot);
+            let mut new_state = state.clone();
+            let action = if approve { AuditAction::ApprovalGranted } else { AuditAction::ApprovalRejected };
+            transition.events.push(
+                NewEvent::new(actor, action, Some(snapshot.run.id)).step(step_id).data(json!({
+                    "comment": comment,
+                    "digest": vote.digest,
+                    "approvals": approvals,
+                    "quorum": gate.approvals,
+                })),
+            );
+            if !approve || approvals >= gate.approvals {
+                new_state.status = if approve { StepStatus::Approved } else { StepStatus::Rejected };
+                new_state.finished_at = Some(now);
+                new_state.deadline = None;
+                new_state.completed_by = Some(actor.clone());
+                new_state.note = comment.map(str::to_owned);
+                let mut run = RunChange::from(&snapshot.run);
+                run.status = RunStatus::Running;
+                transition.run = Some(run);
+                transition.events.push(
+                    NewEvent::new(actor, AuditAction::StepFinished, Some(snapshot.run.id))
+                        .step(step_id)
+                        .data(json!({ "status": new_state.status.as_str() })),
+                );
+            }
+            let status = new_state.status;
+            transition.steps.push(new_state);
+            transition.votes.push(vote);
+            (Some(transition), Ok(status))
+        })
+        .await
+    }
+
+    /// What an approver approves: the run's parameters and the steps the gate guards, rendered
+    /// as far as they can be before those steps run.
+    fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
+        let context = run_context(runbook, snapshot, SecretValues::Masked, true);
+        let steps: serde_json::Map<String, Value> = guarded_steps(runbook, snapshot.run.phase, &gate.id)
+            .iter()
+            .map(|step| {
+                let rendered = plan::render_action(step, &context)
+                    .ok()
+                    .and_then(|action| serde_json::to_string(&action).ok())
+                    .map_or(Value::Null, Value::String);
+                (step.id.clone(), rendered)
+            })
+            .collect();
+        json!({
+            "gate": gate.id,
+            "params": digest(&serde_json::to_value(&snapshot.run.params).unwrap_or_default()),
+            "steps": steps,
+        })
+    }
+
+    /// Marks a waiting manual step done (`succeeded`) or failed, with a note.
+    pub async fn complete_manual(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        succeeded: bool,
+        note: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let (step, state) = match waiting_step(runbook, snapshot, step_id) {
+                Ok(found) => found,
+                Err(error) => return (None, Err(error)),
+            };
+            let StepKind::Manual(manual) = &step.kind else {
+                let error = EngineError::WrongKind { step: step_id.to_owned(), expected: "a manual" };
+                return (None, Err(error));
+            };
+            if !snapshot.holds(actor, &manual.role.name) {
+                let error = EngineError::NotEligible { actor: actor.clone(), role: manual.role.name.clone() };
+                return (None, Err(error));
+            }
+            let mut new_state = state.clone();
+            new_state.status = if succeeded { StepStatus::Succeeded } else { StepStatus::Failed };
+            new_state.finished_at = Some(now);
+            new_state.completed_by = Some(actor.clone());
+            new_state.note = note.map(str::to_owned);
+            let mut transition = transition_from(snapshot);
+            let action = if succeeded { AuditAction::ManualCompleted } else { AuditAction::ManualFailed };
+            transition.events.push(
+                NewEvent::new(actor, action, Some(run_id)).step(step_id).data(json!({ "note": note })),
+            );
+            let mut run = RunChange::from(&snapshot.run);
+            run.status = RunStatus::Running;
+            transition.run = Some(run);
+            let status = new_state.status;
+            transition.steps.push(new_state);
+            (Some(transition), Ok(status))
+        })
+        .await
+    }
+
+    /// The commander's answer to a run that needs attention.
+    pub async fn decide(&self, run_id: Uuid, actor: &Actor, decision: Decision) -> Result<RunStatus, EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let run = &snapshot.run;
+            if let Err(error) = may_command(run, actor) {
+                return (None, Err(error));
+            }
+            if run.status != RunStatus::NeedsAttention {
+                return (None, Err(EngineError::NothingToDecide { status: run.status }));
+            }
+            let Some(step) = attention_step(runbook, snapshot) else {
+                return (None, Err(EngineError::NothingToDecide { status: run.status }));
+            };
+            let Some(state) = snapshot.step(&step.id) else {
+                return (None, Err(EngineError::NoSuchStep(step.id.clone())));
+            };
+            let mut transition = transition_from(snapshot);
+            let mut change = RunChange::from(run);
+            change.status = RunStatus::Running;
+            let mut new_state = state.clone();
+            match decision {
+                Decision::Retry => {
+                    new_state.status = StepStatus::Pending;
+                    new_state.attempts_before_round = state.attempt;
+                    new_state.finished_at = None;
+                }
+                Decision::Skip => {
+                    new_state.status = StepStatus::Skipped;
+                    new_state.note = Some(format!("skipped by {actor}"));
+                }
+                Decision::Rollback if run.phase == Phase::Main => change.phase = Phase::Rollback,
+                Decision::Rollback => {
+                    return (None, Err(EngineError::NothingToDecide { status: run.status }));
+                }
+                Decision::Abort => {
+                    change.status = RunStatus::Failed;
+                    change.finished_at = Some(now);
+                    change.release_lease = true;
+                }
+            }
+            transition.events.push(
+                NewEvent::new(actor, AuditAction::DecisionTaken, Some(run.id))
+                    .step(&step.id)
+                    .data(json!({ "decision": decision.as_str() })),
+            );
+            if decision == Decision::Abort {
+                transition.events.push(finished_event(run.id, RunStatus::Failed));
+            }
+            if new_state != *state {
+                transition.steps.push(new_state);
+            }
+            let status = change.status;
+            transition.run = Some(change);
+            (Some(transition), Ok(status))
+        })
+        .await
+    }
+
+    /// Gives a run role to a person, or takes it away. Only the commander may.
+    pub async fn assign(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        role: &str,
+        person: &Actor,
+        assign: bool,
+    ) -> Result<(), EngineError> {
+        self.act(run_id, |runbook, snapshot, _| {
+            if let Err(error) = may_command(&snapshot.run, actor) {
+                return (None, Err(error));
+            }
+            if runbook.role(role).is_none() {
+                return (None, Err(EngineError::NoSuchRole(role.to_owned())));
+            }
+            if snapshot.holds(person, role) == assign {
+                return (None, Ok(()));
+            }
+            let mut transition = transition_from(snapshot);
+            let assignment = Assignment { role: role.to_owned(), person: person.clone() };
+            let action = if assign { AuditAction::RoleAssigned } else { AuditAction::RoleUnassigned };
+            transition.events.push(
+                NewEvent::new(actor, action, Some(run_id))
+                    .data(json!({ "role": role, "person": person.as_str() })),
+            );
+            if assign { transition.assign.push(assignment) } else { transition.unassign.push(assignment) }
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Hands the run to another commander.
+    pub async fn transfer_command(&self, run_id: Uuid, actor: &Actor, to: &Actor) -> Result<(), EngineError> {
+        self.act(run_id, |_, snapshot, _| {
+            if let Err(error) = may_command(&snapshot.run, actor) {
+                return (None, Err(error));
+            }
+            let mut transition = transition_from(snapshot);
+            let mut change = RunChange::from(&snapshot.run);
+            change.commander = to.clone();
+            transition.run = Some(change);
+            transition.events.push(
+                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id))
+                    .data(json!({ "from": snapshot.run.commander.as_str(), "to": to.as_str() })),
+            );
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Adds a participant's note to the run's timeline.
+    pub async fn add_note(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        step_id: Option<&str>,
+        text: &str,
+    ) -> Result<(), EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            if let Some(step_id) = step_id {
+                if find_step(runbook, step_id).is_none() {
+                    return (None, Err(EngineError::NoSuchStep(step_id.to_owned())));
+                }
+            }
+            let mut transition = transition_from(snapshot);
+            let note = Note {
+                id: new_id(),
+                step_id: step_id.map(str::to_owned),
+                author: actor.clone(),
+                text: text.to_owned(),
+                at: now,
+            };
+            let mut event = NewEvent::new(actor, AuditAction::NoteAdded, Some(run_id)).data(json!({ "text": text }));
+            event.step_id = note.step_id.clone();
+            transition.events.push(event);
+            transition.notes.push(note);
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Cancels an active run. A step that is running is stopped by its driver, which notices
+    /// within a second.
+    pub async fn cancel(&self, run_id: Uuid, actor: &Actor) -> Result<(), EngineError> {
+        self.act(run_id, |_, snapshot, now| {
+            let run = &snapshot.run;
+            if let Err(error) = may_command(run, actor) {
+                return (None, Err(error));
+            }
+            if !run.status.is_active() {
+                return (None, Err(EngineError::RunNotActive { status: run.status }));
+            }
+            let mut transition = transition_from(snapshot);
+            let mut change = RunChange::from(run);
+            change.status = RunStatus::Cancelled;
+            change.finished_at = Some(now);
+            transition.run = Some(change);
+            for state in &snapshot.steps {
+                if matches!(state.status, StepStatus::Waiting | StepStatus::Pending) && state.phase == run.phase {
+                    let mut cancelled = state.clone();
+                    cancelled.status = StepStatus::Cancelled;
+                    cancelled.deadline = None;
+                    transition.steps.push(cancelled);
+                }
+            }
+            transition.events.push(NewEvent::new(actor, AuditAction::RunCancelled, Some(run.id)));
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Drives a run until it needs people, finishes, or `stop` asks the driver to go. Takes
+    /// the run's lease first; fails with `LeaseHeld` when another live driver has it.
+    pub async fn drive(
+        &self,
+        run_id: Uuid,
+        observer: &dyn Observer,
+        stop: watch::Receiver<Stop>,
+    ) -> Result<DriveEnd, EngineError> {
+        let lease = Lease { owner: self.config.node.clone(), expires_at: later(self.config.lease) };
+        if !self.store.acquire_lease(run_id, &lease, now()).await? {
+            let (snapshot, _) = self.snapshot(run_id).await?;
+            return match snapshot.run.lease {
+                Some(held) => Err(EngineError::LeaseHeld { owner: held.owner, until: held.expires_at }),
+                None => Err(EngineError::LeaseLost),
+            };
+        }
+        let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
+        let keeper = tokio::spawn(keep_lease(
+            self.store.clone(),
+            run_id,
+            self.config.clone(),
+            stop,
+            steps_stop,
+        ));
+        let mut driver = Driver { engine: self, run_id, observer, stop: steps_stop_rx };
+        let result = driver.run().await;
+        keeper.abort();
+        let _ = self.store.release_lease(run_id, &self.config.node).await;
+        result
+    }
+
+    /// Transitions a waiting gate past its deadline: it escalates once if the runbook says so,
+    /// otherwise it times out.
+    fn expiry(&self, snapshot: &RunSnapshot, step: &Step, lease_owner: Option<&str>) -> Transition {
+        let mut transition = transition_from(snapshot);
+        transition.lease_owner = lease_owner.map(str::to_owned);
+        let Some(state) = snapshot.step(&step.id) else { return transition };
+        let mut new_state = state.clone();
+        let escalation = match &step.kind {
+            StepKind::Approval(gate) => match &gate.on_timeout {
+                OnTimeout::Escalate { role, timeout } if state.escalated_to.is_none() => Some((role, timeout)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let run_id = snapshot.run.id;
+        match escalation {
+            Some((role, timeout)) => {
+                new_state.escalated_to = Some(role.name.clone());
+                new_state.deadline = Some(later(timeout.as_std()));
+                transition.events.push(
+                    NewEvent::new(&Actor::steady(), AuditAction::GateEscalated, Some(run_id))
+                        .step(&step.id)
+                        .data(json!({ "to": role.name, "holders": holder_names(snapshot, &role.name) })),
+                );
+            }
+            None => {
+                new_state.status = StepStatus::TimedOut;
+                new_state.finished_at = Some(now());
+                new_state.deadline = None;
+                let mut run = RunChange::from(&snapshot.run);
+                run.status = RunStatus::Running;
+                transition.run = Some(run);
+                transition.events.push(
+                    NewEvent::new(&Actor::steady(), AuditAction::GateTimedOut, Some(run_id)).step(&step.id),
+                );
+            }
+        }
+        transition.steps.push(new_state);
+        transition
+    }
+}
+
+/// Renews the lease while a driver works, and turns a cancelled run, a lost lease or the
+/// caller's request into a stop for the running step.
+async fn keep_lease(
+    store: Arc<dyn Store>,
+    run_id: Uuid,
+    config: EngineConfig,
+    mut outside: watch::Receiver<Stop>,
+    steps_stop: watch::Sender<Stop>,
+) {
+    let tick = (config.lease / 3).min(StdDuration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            changed = outside.changed() => {
+                if changed.is_ok() {
+                    let _ = steps_stop.send(*outside.borrow_and_update());
+                }
+                continue;
+            }
+        }
+        let lease = Lease { owner: config.node.clone(), expires_at: later(config.lease) };
+        match store.acquire_lease(run_id, &lease, now()).await {
+            Ok(true) => {}
+            // Someone else holds the run now: stop touching it.
+            Ok(false) => {
+                let _ = steps_stop.send(Stop::Interrupt);
+                return;
+            }
+            // A database hiccup: try again next tick, while the lease lasts.
+            Err(_) => continue,
+        }
+        if let Ok(Some(snapshot)) = store.run(run_id).await {
+            if snapshot.run.status == RunStatus::Cancelled {
+                let _ = steps_stop.send(Stop::Cancel);
+            }
+        }
+    }
+}
+
+/// One drive of one run.
+struct Driver<'e> {
+    engine: &'e Engine,
+    run_id: Uuid,
+    observer: &'e dyn Observer,
+    stop: watch::Receiver<Stop>,
+}
+
+impl Driver<'_> {
+    fn owner(&self) -> &str {
+        &self.engine.config.node
+    }
+
+    fn stop_requested(&self) -> Stop {
+        *self.stop.borrow()
+    }
+
+    async fn run(&mut self) -> Result<DriveEnd, EngineError> {
+        loop {
+            if matches!(self.stop_requested(), Stop::AfterStep | Stop::Interrupt) {
+                return Ok(DriveEnd::Stopped);
+            }
+            let (snapshot, runbook) = self.engine.snapshot(self.run_id).await?;
+            let run = &snapshot.run;
+            match machine::next(&runbook, &snapshot, now()) {
+                Next::Idle => return Ok(DriveEnd::Settled(run.status)),
+                Next::Start(step) => self.start(&runbook, &snapshot, step).await?,
+                Next::Recover(step) => self.recover(&snapshot, step).await?,
+                Next::Expire(step) => {
+                    let transition = self.engine.expiry(&snapshot, step, Some(self.owner()));
+                    self.commit(transition).await?;
+                }
+                Next::Wait(step) => {
+                    if run.status != RunStatus::Waiting {
+                        let mut transition = self.transition(&snapshot);
+                        let mut change = RunChange::from(run);
+                        change.status = RunStatus::Waiting;
+                        change.release_lease = true;
+                        transition.run = Some(change);
+                        transition.events.push(
+                            NewEvent::new(&Actor::steady(), AuditAction::RunWaiting, Some(run.id)).step(&step.id),
+                        );
+                        self.commit(transition).await?;
+                    }
+                    let what = waiting_for(&runbook, &snapshot, step);
+                    self.observer.progress(run, Progress::Waiting { step, what });
+                    return Ok(DriveEnd::Settled(RunStatus::Waiting));
+                }
+                Next::Attention(step) => {
+                    let mut transition = self.transition(&snapshot);
+                    let mut change = RunChange::from(run);
+                    change.status = RunStatus::NeedsAttention;
+                    change.release_lease = true;
+                    transition.run = Some(change);
+                    transition.events.push(
+                        NewEvent::new(&Actor::steady(), AuditAction::RunNeedsAttention, Some(run.id)).step(&step.id),
+                    );
+                    self.commit(transition).await?;
+                    self.observer.progress(run, Progress::NeedsAttention { step });
+                    return Ok(DriveEnd::Settled(RunStatus::NeedsAttention));
+                }
+                Next::EnterRollback => {
+                    let mut transition = self.transition(&snapshot);
+                    let mut change = RunChange::from(run);
+                    change.phase = Phase::Rollback;
+                    transition.run = Some(change);
+                    transition.events.push(NewEvent::new(&Actor::steady(), AuditAction::RunRollbackStarted, Some(run.id)));
+                    self.commit(transition).await?;
+                    self.observer.progress(run, Progress::RolledBack);
+                }
+                Next::Finish(status) => {
+                    let mut transition = self.transition(&snapshot);
+                    let mut change = RunChange::from(run);
+                    change.status = status;
+                    change.finished_at = Some(now());
+                    change.release_lease = true;
+                    transition.run = Some(change);
+                    transition.events.push(finished_event(run.id, status));
+                    self.commit(transition).await?;
+                    self.observer.progress(run, Progress::Finished { status });
+                    return Ok(DriveEnd::Settled(status));
+                }
+            }
+        }
+    }
+
+    fn transition(&self, snapshot: &RunSnapshot) -> Transition {
+        let mut transition = transition_from(snapshot);
+        transition.lease_owner = Some(self.owner().to_owned());
+        transition
+    }
+
+    async fn commit(&self, transition: Transition) -> Result<(), EngineError> {
+        match self.engine.store.commit(self.run_id, transition).await {
+            // The run moved on meanwhile (a note, a cancellation): decide again from fresh state.
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Commits a change that records something that already happened, such as a step's
+    /// result: it must land, so it is rebuilt from a fresh snapshot until it does.
+    async fn record(&self, build: impl Fn(&RunSnapshot) -> Transition) -> Result<(), EngineError> {
+        for _ in 0..50 {
+            let (snapshot, _) = self.engine.snapshot(self.run_id).await?;
+            let mut transition = build(&snapshot);
+            transition.revision = snapshot.run.revision;
+            transition.lease_owner = Some(self.owner().to_owned());
+            match self.engine.store.commit(self.run_id, transition).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// A step found `running`: its driver died. Safe steps run again; others wait for a person.
+    async fn recover(&self, snapshot: &RunSnapshot, step: &Step) -> Result<(), EngineError> {
+        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+        let rerun = safe_to_repeat(step);
+        let mut transition = self.transition(snapshot);
+        let mut new_state = state.clone();
+        new_state.status = if rerun { StepStatus::Pending } else { StepStatus::Interrupted };
+        new_state.finished_at = Some(now());
+        if let Some(attempt) = snapshot.attempt(&step.id, state.attempt) {
+            let mut attempt = attempt.clone();
+            attempt.status = Some(StepStatus::Interrupted);
+            attempt.finished_at = Some(now());
+            attempt.error = Some("the process driving this step stopped while it ran".to_owned());
+            transition.attempts.push(attempt);
+        }
+        transition.steps.push(new_state);
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepInterrupted, Some(snapshot.run.id))
+                .step(&step.id)
+                .data(json!({
+                    "attempt": state.attempt,
+                    "then": if rerun { "run again: the step is safe to repeat" } else { "wait for a decision: the step is not safe to repeat" },
+                })),
+        );
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::RunTakenOver, Some(snapshot.run.id))
+                .data(json!({ "by": self.owner() })),
+        );
+        self.commit(transition).await?;
+        self.observer.progress(&snapshot.run, Progress::StepEnded {
+            step,
+            status: StepStatus::Interrupted,
+            attempt: state.attempt,
+            detail: Some(if rerun { "safe to repeat: running it again".to_owned() } else { "not safe to repeat: needs a decision".to_owned() }),
+        });
+        Ok(())
+    }
+
+    async fn start(&mut self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> Result<(), EngineError> {
+        let run = &snapshot.run;
+        let dry_run = run.mode == RunMode::DryRun;
+        let masked = run_context(runbook, snapshot, SecretValues::Masked, false);
+        let secrets = &self.engine.config.secrets;
+        let revealed = run_context(runbook, snapshot, SecretValues::Revealed(secrets), false);
+
+        if let Some(when) = &step.when {
+            if dry_run && depends_on_dry_steps(snapshot, &when.source) {
+                return self.would_run(snapshot, step, json!({ "when": when.source }), Some("depends on a step that did not run in this dry run")).await;
+            }
+            match template::evaluate(when, &revealed) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let note = format!("`when` was false: {}", when.source);
+                    return self.settle(snapshot, step, StepStatus::Skipped, Some(note)).await;
+                }
+                Err(error) => {
+                    let note = format!("`when` could not be evaluated: {}", self.redact(&error.to_string()));
+                    return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+                }
+            }
+        }
+
+        let rendered = match plan::render_action(step, &masked) {
+            Ok(action) => serde_json::to_value(&action).unwrap_or_default(),
+            Err(error) => {
+                let note = format!("could not render the step: {}", self.redact(&error.to_string()));
+                return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+            }
+        };
+
+        match &step.kind {
+            StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
+                self.would_run(snapshot, step, rendered, None).await
+            }
+            StepKind::Manual(_) | StepKind::Approval(_) => self.wait_for_people(runbook, snapshot, step, rendered).await,
+            StepKind::Check(expression) => {
+                if dry_run && depends_on_dry_steps(snapshot, &expression.source) {
+                    return self.would_run(snapshot, step, rendered, Some("depends on a step that did not run in this dry run")).await;
+                }
+                let (status, error) = match template::evaluate(expression, &revealed) {
+                    Ok(true) => (StepStatus::Succeeded, None),
+                    Ok(false) => (StepStatus::Failed, Some(format!("check was false: {}", expression.source))),
+                    Err(error) => (StepStatus::Failed, Some(self.redact(&error.to_string()))),
+                };
+                let attempt = Attempt {
+                    step_id: step.id.clone(),
+                    number: snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1,
+                    status: Some(status),
+                    started_at: Some(now()),
+                    finished_at: Some(now()),
+                    error,
+                    ..Attempt::default()
+                };
+                self.finish_attempt(snapshot, step, rendered, attempt).await
+            }
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) if dry_run && !step.read_only => {
+                self.would_run(snapshot, step, rendered, None).await
+            }
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
+                if self.approval_void(runbook, snapshot, step, &rendered).await? {
+                    return Ok(());
+                }
+                let effect = match plan::render_action(step, &revealed).map(effect_of) {
+                    Ok(Some(effect)) => effect,
+                    Ok(None) => return Ok(()),
+                    Err(error) => {
+                        let note = format!("could not render the step: {}", self.redact(&error.to_string()));
+                        return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+                    }
+                };
+                let env = match self.step_env(step, &revealed, run) {
+                    Ok(env) => env,
+                    Err(note) => return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await,
+                };
+                self.execute(snapshot, step, rendered, effect, env).await
+            }
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        redact(text, &self.engine.config.secrets)
+    }
+
+    fn step_env(&self, step: &Step, context: &Context, run: &RunRecord) -> Result<Vec<(String, String)>, String> {
+        let mut env = vec![
+            ("STEADY_RUN_ID".to_owned(), run.id.to_string()),
+            ("STEADY_RUN_MODE".to_owned(), run.mode.as_str().to_owned()),
+            ("STEADY_STEP_ID".to_owned(), step.id.clone()),
+        ];
+        for (name, value) in &step.env {
+            let value = template::render(value, Target::Text, context)
+                .map_err(|error| format!("could not render env `{name}`: {}", self.redact(&error.to_string())))?;
+            env.push((name.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// Records a step as what a dry run would have done.
+    async fn would_run(&self, snapshot: &RunSnapshot, step: &Step, rendered: Value, note: Option<&str>) -> Result<(), EngineError> {
+        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition(snapshot);
+        let mut new_state = state.clone();
+        new_state.status = StepStatus::WouldRun;
+        new_state.rendered = Some(rendered.clone());
+        new_state.note = note.map(str::to_owned);
+        new_state.finished_at = Some(now());
+        transition.steps.push(new_state);
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepWouldRun, Some(snapshot.run.id))
+                .step(&step.id)
+                .data(json!({ "rendered": rendered, "note": note })),
+        );
+        self.commit(transition).await?;
+        self.observer.progress(&snapshot.run, Progress::StepEnded {
+            step,
+            status: StepStatus::WouldRun,
+            attempt: 0,
+            detail: note.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    /// Ends a step without running it: skipped by `when`, or failed before it could start.
+    async fn settle(&self, snapshot: &RunSnapshot, step: &Step, status: StepStatus, note: Option<String>) -> Result<(), EngineError> {
+        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition(snapshot);
+        let mut new_state = state.clone();
+        new_state.status = status;
+        new_state.note = note.clone();
+        new_state.finished_at = Some(now());
+        transition.steps.push(new_state);
+        let action = if status == StepStatus::Skipped { AuditAction::StepSkipped } else { AuditAction::StepFinished };
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), action, Some(snapshot.run.id))
+                .step(&step.id)
+                .data(json!({ "status": status.as_str(), "note": note })),
+        );
+        self.commit(transition).await?;
+        self.observer.progress(&snapshot.run, Progress::StepEnded { step, status, attempt: state.attempt, detail: note });
+        Ok(())
+    }
+
+    /// A gate or manual step: record what it waits for, and leave the run to the people. A
+    /// waiting run holds no lease, task or process.
+    async fn wait_for_people(&self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step, rendered: Value) -> Result<(), EngineError> {
+        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition(snapshot);
+        let mut new_state = state.clone();
+        new_state.status = StepStatus::Waiting;
+        new_state.started_at = Some(now());
+        new_state.rendered = Some(rendered.clone());
+        new_state.deadline = match &step.kind {
+            StepKind::Approval(gate) => gate.timeout.map(|timeout| later(timeout.as_std())),
+            _ => None,
+        };
+        transition.steps.push(new_state);
+        let mut change = RunChange::from(&snapshot.run);
+        change.status = RunStatus::Waiting;
+        change.release_lease = true;
+        transition.run = Some(change);
+        let role = match &step.kind {
+            StepKind::Approval(gate) => gate.role.name.clone(),
+            StepKind::Manual(manual) => manual.role.name.clone(),
+            _ => String::new(),
+        };
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepWaiting, Some(snapshot.run.id))
+                .step(&step.id)
+                .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(snapshot, &role) })),
+        );
+        self.commit(transition).await?;
+        let what = waiting_for(runbook, snapshot, step);
+        self.observer.progress(&snapshot.run, Progress::Waiting { step, what });
+        Ok(())
+    }
+
+    /// Checks, before a step behind a gate runs, that it still renders as its approvers saw
+    /// it. Approvals that no longer match are void; when too few remain, the gate waits again.
+    async fn approval_void(&self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step, rendered: &Value) -> Result<bool, EngineError> {
+        let Some(gate) = governing_gate(runbook, snapshot.run.phase, &step.id) else { return Ok(false) };
+        let StepKind::Approval(approval) = &gate.kind else { return Ok(false) };
+        let Some(gate_state) = snapshot.step(&gate.id) else { return Ok(false) };
+        if gate_state.status != StepStatus::Approved {
+            return Ok(false);
+        }
+        let actual = serde_json::to_string(rendered).unwrap_or_default();
+        let stale: Vec<&Vote> = snapshot
+            .live_votes(&gate.id)
+            .filter(|vote| vote.approve)
+            .filter(|vote| match vote.bound["steps"][&step.id].as_str() {
+                Some(approved) => !template::matches_with_placeholders(approved, &actual),
+                None => false,
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(false);
+        }
+        let remaining = snapshot.live_votes(&gate.id).filter(|v| v.approve).count() - stale.len();
+        let mut transition = self.transition(snapshot);
+        transition.voided_votes = stale.iter().map(|vote| vote.id).collect();
+        for vote in &stale {
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(snapshot.run.id))
+                    .step(&gate.id)
+                    .data(json!({
+                        "approver": vote.actor.as_str(),
+                        "digest": vote.digest,
+                        "step": step.id,
+                        "reason": "the step renders differently from what was approved",
+                    })),
+            );
+        }
+        if remaining < approval.approvals as usize {
+            let mut reopened = gate_state.clone();
+            reopened.status = StepStatus::Waiting;
+            reopened.finished_at = None;
+            reopened.completed_by = None;
+            reopened.deadline = approval.timeout.map(|timeout| later(timeout.as_std()));
+            transition.steps.push(reopened);
+            let mut change = RunChange::from(&snapshot.run);
+            change.status = RunStatus::Waiting;
+            change.release_lease = true;
+            transition.run = Some(change);
+        }
+        self.commit(transition).await?;
+        self.observer.progress(&snapshot.run, Progress::ApprovalVoided { gate });
+        Ok(remaining < approval.approvals as usize)
+    }
+
+    /// Runs one attempt of a `run`, `http` or `sleep` step: `running` is committed before the
+    /// effect starts, the result after it ends.
+    async fn execute(&mut self, snapshot: &RunSnapshot, step: &Step, rendered: Value, effect: Effect, env: Vec<(String, String)>) -> Result<(), EngineError> {
+        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+        let number = state.attempt + 1;
+        let started_at = now();
+        let mut transition = self.transition(snapshot);
+        let mut running = state.clone();
+        running.status = StepStatus::Running;
+        running.attempt = number;
+        running.started_at = Some(started_at);
+        running.finished_at = None;
+        running.rendered = Some(rendered.clone());
+        transition.steps.push(running);
+        transition.attempts.push(Attempt {
+            step_id: step.id.clone(),
+            number,
+            status: Some(StepStatus::Running),
+            started_at: Some(started_at),
+            ..Attempt::default()
+        });
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepStarted, Some(snapshot.run.id))
+                .step(&step.id)
+                .data(json!({ "attempt": number, "rendered": rendered })),
+        );
+        // Not `commit`: if the run changed meanwhile, nothing may start on stale state.
+        match self.engine.store.commit(self.run_id, transition).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        self.observer.progress(&snapshot.run, Progress::StepStarted { step, attempt: number, rendered: &rendered });
+
+        let timeout = match (&effect, step.timeout) {
+            (Effect::Sleep(duration), _) => *duration + StdDuration::from_secs(60),
+            (_, Some(timeout)) => timeout.as_std(),
+            (_, None) => Step::DEFAULT_TIMEOUT,
+        };
+        let output = runner::execute(&effect, &env, timeout, &self.engine.http, &mut self.stop).await;
+        let attempt = self.judge(step, number, started_at, output, timeout);
+        self.finish_attempt(snapshot, step, rendered, attempt).await
+    }
+
+    /// Turns what an effect produced into an attempt's result, by the step's `expect`.
+    fn judge(&self, step: &Step, number: u32, started_at: Timestamp, output: runner::Output, timeout: StdDuration) -> Attempt {
+        let secrets = &self.engine.config.secrets;
+        let stdout = redact(&String::from_utf8_lossy(&output.stdout), secrets);
+        let stderr = redact(&String::from_utf8_lossy(&output.stderr), secrets);
+        let trimmed = stdout.trim_end_matches(['\n', '\r']);
+        let (status, error) = match output.ending {
+            Ending::Completed => match &step.kind {
+                StepKind::Run(_) => {
+                    let code = output.exit_code.unwrap_or(-1);
+                    let expected: &[i32] = if step.expect.exit_code.is_empty() { &[0] } else { &step.expect.exit_code };
+                    if !expected.contains(&code) {
+                        (StepStatus::Failed, Some(format!("exit code {code}, expected {}", join(expected))))
+                    } else if let Some(pattern) = step.expect.stdout.as_ref().filter(|p| !p.is_match(trimmed)) {
+                        (StepStatus::Failed, Some(format!("stdout does not match `{}`", pattern.as_str())))
+                    } else {
+                        (StepStatus::Succeeded, None)
+                    }
+                }
+                StepKind::Http(_) => {
+                    let code = output.http_status.unwrap_or(0);
+                    let ok = if step.expect.status.is_empty() { (200..300).contains(&code) } else { step.expect.status.contains(&code) };
+                    if ok {
+                        (StepStatus::Succeeded, None)
+                    } else if step.expect.status.is_empty() {
+                        (StepStatus::Failed, Some(format!("HTTP status {code}, expected 2xx")))
+                    } else {
+                        (StepStatus::Failed, Some(format!("HTTP status {code}, expected {}", join(&step.expect.status))))
+                    }
+                }
+                _ => (StepStatus::Succeeded, None),
+            },
+            Ending::TimedOut => (StepStatus::TimedOut, Some(format!("timed out after {}", crate::Duration::from_std(timeout)))),
+            Ending::Stopped(Stop::Cancel) => (StepStatus::Cancelled, Some("the run was cancelled".to_owned())),
+            Ending::Stopped(_) => (StepStatus::Interrupted, Some("interrupted: the driver was stopped while the step ran".to_owned())),
+            Ending::Error => (StepStatus::Failed, output.error.as_deref().map(|e| redact(e, secrets))),
+        };
+        Attempt {
+            step_id: step.id.clone(),
+            number,
+            status: Some(status),
+            started_at: Some(started_at),
+            finished_at: Some(now()),
+            exit_code: output.exit_code,
+            http_status: output.http_status,
+            json: serde_json::from_str(trimmed).ok().filter(|_| !trimmed.is_empty()),
+            stdout,
+            stderr,
+            stdout_truncated: output.stdout_truncated,
+            stderr_truncated: output.stderr_truncated,
+            error,
+        }
+    }
+
+    /// Records an attempt's result and the step's status after it; schedules a retry when
+    /// the step has retries left.
+    async fn finish_attempt(&self, snapshot: &RunSnapshot, step: &Step, rendered: Value, attempt: Attempt) -> Result<(), EngineError> {
+        let status = attempt.status.unwrap_or(StepStatus::Failed);
+        let tries = attempt.number - snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
+        let retry = step
+            .retries
+            .filter(|retries| status.is_failure() && tries <= retries.count);
+        let step_status = if retry.is_some() { StepStatus::Pending } else { status };
+        let run_id = snapshot.run.id;
+        self.record(|fresh| {
+            let mut transition = transition_from(fresh);
+            let Some(state) = fresh.step(&step.id) else { return transition };
+            let mut new_state = state.clone();
+            new_state.status = step_status;
+            new_state.attempt = attempt.number;
+            new_state.rendered = Some(rendered.clone());
+            new_state.finished_at = attempt.finished_at;
+            new_state.note = attempt.error.clone();
+            transition.steps.push(new_state);
+            if status == StepStatus::Interrupted && fresh.run.status.is_active() {
+                let mut change = RunChange::from(&fresh.run);
+                change.status = RunStatus::NeedsAttention;
+                change.release_lease = true;
+                transition.run = Some(change);
+            }
+            let duration_ms = match (attempt.started_at, attempt.finished_at) {
+                (Some(start), Some(end)) => (end - start).num_milliseconds(),
+                _ => 0,
+            };
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
+                    .step(&step.id)
+                    .data(json!({
+                        "attempt": attempt.number,
+                        "status": status.as_str(),
+                        "exit_code": attempt.exit_code,
+                        "http_status": attempt.http_status,
+                        "duration_ms": duration_ms,
+                        "error": attempt.error,
+                        "retry": retry.is_some(),
+                    })),
+            );
+            for (stream, text, truncated) in [
+                ("stdout", &attempt.stdout, attempt.stdout_truncated),
+                ("stderr", &attempt.stderr, attempt.stderr_truncated),
+            ] {
+                if !text.is_empty() {
+                    transition.events.push(
+                        NewEvent::new(&Actor::steady(), AuditAction::OutputStored, Some(run_id))
+                            .step(&step.id)
+                            .data(object([
+                                ("attempt", json!(attempt.number)),
+                                ("stream", json!(stream)),
+                                ("sha256", json!(sha256_hex(text.as_bytes()))),
+                                ("bytes", json!(text.len())),
+                                ("truncated", json!(truncated)),
+                            ])),
+                    );
+                }
+            }
+            transition.attempts.push(attempt.clone());
+            transition
+        })
+        .await?;
+        self.observer.progress(&snapshot.run, Progress::StepEnded {
+            step,
+            status,
+            attempt: attempt.number,
+            detail: attempt.error.clone(),
+        });
+        if let Some(retries) = retry {
+            let delay = retries.delay.as_std();
+            self.observer.progress(&snapshot.run, Progress::RetryIn { step, delay });
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|stop| *stop != Stop::No) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn effect_of(action: Action) -> Option<Effect> {
+    Some(match action {
+        Action::Run { argv } => Effect::Argv(argv),
+        Action::Shell { command } => Effect::Shell(command),
+        Action::Http { method, url, headers, json, body } => Effect::Http {
+            method,
+            url,
+            headers,
+            body: json.map(HttpBody::Json).or(body.map(HttpBody::Text)),
+        },
+        Action::Sleep { duration } => Effect::Sleep(duration.parse::<crate::Duration>().ok()?.as_std()),
+        Action::Check { .. } | Action::Manual { .. } | Action::Approval { .. } => return None,
+    })
+}
+
+fn join<T: ToString>(values: &[T]) -> String {
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
+}
+
+/// Replaces every secret value in `text` with `***`.
+pub fn redact(text: &str, secrets: &BTreeMap<String, String>) -> String {
+    let mut text = text.to_owned();
+    for value in secrets.values().filter(|value| !value.is_empty()) {
+        text = text.replace(value.as_str(), template::MASK);
+    }
+    text
+}
+
+fn transition_from(snapshot: &RunSnapshot) -> Transition {
+    Transition { revision: snapshot.run.revision, ..Transition::default() }
+}
+
+fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
+    NewEvent::new(&Actor::steady(), AuditAction::RunFinished, Some(run_id)).data(json!({ "status": status.as_str() }))
+}
+
+fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
+    runbook.steps.iter().chain(&runbook.rollback).find(|step| step.id == step_id)
+}
+
+/// The commander steers a run; a local operator at the terminal is trusted like anyone with
+/// write access to the database.
+fn may_command(run: &RunRecord, actor: &Actor) -> Result<(), EngineError> {
+    if *actor == run.commander || actor.as_str().starts_with("local:") {
+        Ok(())
+    } else {
+        Err(EngineError::NotCommander { commander: run.commander.clone() })
+    }
+}
+
+fn waiting_step<'r, 's>(
+    runbook: &'r Runbook,
+    snapshot: &'s RunSnapshot,
+    step_id: &str,
+) -> Result<(&'r Step, &'s StepState), EngineError> {
+    let step = find_step(runbook, step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+    let state = snapshot.step(step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+    if !snapshot.run.status.is_active() {
+        return Err(EngineError::RunNotActive { status: snapshot.run.status });
+    }
+    if state.status == StepStatus::TimedOut {
+        return Err(EngineError::GateTimedOut { step: step_id.to_owned() });
+    }
+    if state.status != StepStatus::Waiting {
+        return Err(EngineError::NotWaiting { step: step_id.to_owned(), status: state.status });
+    }
+    Ok((step, state))
+}
+
+fn holder_names(snapshot: &RunSnapshot, role: &str) -> Vec<String> {
+    snapshot.holders(role).into_iter().map(|actor| actor.as_str().to_owned()).collect()
+}
+
+/// Words for what a waiting step waits for, and who may answer it.
+pub fn waiting_for(runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> String {
+    let state = snapshot.step(&step.id);
+    let (role, what) = match &step.kind {
+        StepKind::Approval(gate) => {
+            let have = snapshot.live_votes(&step.id).filter(|v| v.approve).count();
+            let role = state.and_then(|s| s.escalated_to.clone()).unwrap_or_else(|| gate.role.name.clone());
+            let self_note = if gate.allow_self_approval { "" } else { ", not the person who started the run" };
+            (role.clone(), format!("{have} of {} approvals from people holding `{role}`{self_note}", gate.approvals))
+        }
+        StepKind::Manual(manual) => (manual.role.name.clone(), format!("a person holding `{}` to mark it done or failed", manual.role.name)),
+        _ => (String::new(), "people".to_owned()),
+    };
+    let holders = holder_names(snapshot, &role);
+    let holders = if holders.is_empty() { "nobody holds it yet".to_owned() } else { format!("held by {}", holders.join(", ")) };
+    let deadline = state
+        .and_then(|s| s.deadline)
+        .map(|deadline| format!("; times out at {}", deadline.format("%H:%M:%S UTC")))
+        .unwrap_or_default();
+    let _ = runbook;
+    format!("{what} ({holders}){deadline}")
+}
+
+/// Whether an expression reads a step that a dry run did not execute.
+fn depends_on_dry_steps(snapshot: &RunSnapshot, source: &str) -> bool {
+    snapshot
+        .steps
+        .iter()
+        .filter(|state| state.status == StepStatus::WouldRun)
+        .any(|state| source.contains(&format!("steps.{}", state.step_id)))
+}
+
+/// The template context of a run as it stands.
+fn run_context(runbook: &Runbook, snapshot: &RunSnapshot, secrets: SecretValues<'_>, placeholders: bool) -> Context {
+    let steps = snapshot
+        .steps
+        .iter()
+        .filter(|state| state.status != StepStatus::Pending)
+        .map(|state| {
+            let attempt = snapshot.last_attempt(&state.step_id);
+            let approved_by: Vec<&str> = snapshot
+                .live_votes(&state.step_id)
+                .filter(|vote| vote.approve)
+                .map(|vote| vote.actor.as_str())
+                .collect();
+            let value = json!({
+                "status": state.status.as_str(),
+                "stdout": attempt.map(|a| a.stdout.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
+                "stderr": attempt.map(|a| a.stderr.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
+                "exit_code": attempt.and_then(|a| a.exit_code),
+                "json": attempt.and_then(|a| a.json.clone()),
+                "approved_by": approved_by,
+                "note": state.note,
+            });
+            (state.step_id.clone(), value)
+        })
+        .collect();
+    let mut roles: BTreeMap<String, String> = BTreeMap::new();
+    for assignment in &snapshot.assignments {
+        let holders = roles.entry(assignment.role.clone()).or_default();
+        if !holders.is_empty() {
+            holders.push_str(", ");
+        }
+        holders.push_str(assignment.person.as_str());
+    }
+    let run = &snapshot.run;
+    Context::for_run(
+        runbook,
+        RunFacts {
+            params: &run.params,
+            secrets,
+            steps,
+            placeholders_for_unknown_steps: placeholders,
+            run_id: run.id.to_string(),
+            mode: run.mode.as_str(),
+            commander: run.commander.as_str(),
+            roles,
+        },
+    )
+}

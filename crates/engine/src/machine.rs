@@ -1,0 +1,97 @@
+//! The run state machine's decisions: given a runbook and what is stored about a run, what
+//! must happen next. Pure: the executor carries the decisions out.
+
+use crate::run::{Phase, RunSnapshot, RunStatus, StepStatus, Timestamp};
+use crate::runbook::{OnFailure, Runbook, Step, StepKind};
+
+/// What a run needs next.
+#[derive(Debug, Clone, Copy)]
+pub enum Next<'r> {
+    /// Nothing can happen without people: the run is finished or needs a decision.
+    Idle,
+    /// Begin this pending step.
+    Start(&'r Step),
+    /// This step was running when its driver died.
+    Recover(&'r Step),
+    /// This waiting gate is past its deadline.
+    Expire(&'r Step),
+    /// The run waits for people at a gate or manual step.
+    Wait(&'r Step),
+    /// A failed or interrupted step needs the commander's decision.
+    Attention(&'r Step),
+    /// A step whose `on_failure` is `rollback` failed: start the rollback sequence.
+    EnterRollback,
+    Finish(RunStatus),
+}
+
+/// Decides what a run needs next.
+pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) -> Next<'r> {
+    let run = &snapshot.run;
+    if !run.status.is_active() || run.status == RunStatus::NeedsAttention {
+        return Next::Idle;
+    }
+    for step in sequence(runbook, run.phase) {
+        let Some(state) = snapshot.step(&step.id) else { return Next::Start(step) };
+        match state.status {
+            status if status.is_passed() => continue,
+            status if status.is_failure() => match step.on_failure {
+                OnFailure::Continue => continue,
+                OnFailure::Pause => return Next::Attention(step),
+                OnFailure::Abort => return Next::Finish(RunStatus::Failed),
+                OnFailure::Rollback if run.phase == Phase::Main => return Next::EnterRollback,
+                OnFailure::Rollback => return Next::Attention(step),
+            },
+            StepStatus::Interrupted => return Next::Attention(step),
+            StepStatus::Cancelled => return Next::Finish(RunStatus::Cancelled),
+            StepStatus::Running => return Next::Recover(step),
+            StepStatus::Waiting if state.deadline.is_some_and(|deadline| deadline <= now) => {
+                return Next::Expire(step);
+            }
+            StepStatus::Waiting => return Next::Wait(step),
+            _ => return Next::Start(step),
+        }
+    }
+    Next::Finish(match run.phase {
+        Phase::Main => RunStatus::Succeeded,
+        Phase::Rollback => RunStatus::RolledBack,
+    })
+}
+
+/// The step a run that needs attention is stuck on: the one the commander's decision answers.
+pub fn attention_step<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot) -> Option<&'r Step> {
+    let mut probe = snapshot.clone();
+    probe.run.status = RunStatus::Running;
+    match next(runbook, &probe, Timestamp::MIN_UTC) {
+        Next::Attention(step) => Some(step),
+        _ => None,
+    }
+}
+
+/// The steps of one phase, in order.
+pub fn sequence(runbook: &Runbook, phase: Phase) -> &[Step] {
+    match phase {
+        Phase::Main => &runbook.steps,
+        Phase::Rollback => &runbook.rollback,
+    }
+}
+
+/// The approval gate a step runs behind, if any: the nearest gate before it in its sequence.
+pub fn governing_gate<'r>(runbook: &'r Runbook, phase: Phase, step_id: &str) -> Option<&'r Step> {
+    let steps = sequence(runbook, phase);
+    let position = steps.iter().position(|step| step.id == step_id)?;
+    steps[..position].iter().rev().find(|step| step.is_gate())
+}
+
+/// The steps a gate guards: those after it, up to the next gate.
+pub fn guarded_steps<'r>(runbook: &'r Runbook, phase: Phase, gate_id: &str) -> &'r [Step] {
+    let steps = sequence(runbook, phase);
+    let Some(position) = steps.iter().position(|step| step.id == gate_id) else { return &[] };
+    let rest = &steps[position + 1..];
+    let end = rest.iter().position(Step::is_gate).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Steps that are safe to run again after their driver died mid-way.
+pub fn safe_to_repeat(step: &Step) -> bool {
+    step.read_only || step.idempotent || matches!(step.kind, StepKind::Check(_) | StepKind::Sleep(_))
+}

@@ -1,0 +1,394 @@
+//! Runs as the engine and its store see them: modes, statuses, the records a store keeps, and
+//! the `Transition` that changes them, committed whole or not at all.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::NewEvent;
+use crate::params::ParamValues;
+
+pub type Timestamp = DateTime<Utc>;
+
+/// Declares a closed set of names stored as text, with `as_str`, `FromStr` and `Display`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(UnknownName { kind: stringify!($name), text: text.to_owned() }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// A stored name that is not one of its type's values: a corrupt row or a newer schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{text}`")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+named_enum! {
+    /// How a run treats the world.
+    pub enum RunMode {
+        /// For real.
+        Live => "live",
+        /// For real, labelled a drill everywhere and counted as a rehearsal.
+        Drill => "drill",
+        /// Only read-only steps and checks execute; everything else is recorded as `would_run`.
+        DryRun => "dry-run",
+    }
+}
+
+named_enum! {
+    pub enum RunStatus {
+        Running => "running",
+        /// At a gate or a manual step; no process drives it.
+        Waiting => "waiting",
+        /// A failed or interrupted step awaits the commander's decision.
+        NeedsAttention => "needs_attention",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        RolledBack => "rolled_back",
+        Cancelled => "cancelled",
+    }
+}
+
+impl RunStatus {
+    /// Active runs hold their lock key and can still change.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::Waiting | RunStatus::NeedsAttention)
+    }
+}
+
+named_enum! {
+    pub enum StepStatus {
+        Pending => "pending",
+        Running => "running",
+        Waiting => "waiting",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Skipped => "skipped",
+        Approved => "approved",
+        Rejected => "rejected",
+        TimedOut => "timed_out",
+        /// It was running when its driver died, and it is not safe to run again unasked.
+        Interrupted => "interrupted",
+        /// A dry run recorded what it would have done.
+        WouldRun => "would_run",
+        Cancelled => "cancelled",
+    }
+}
+
+impl StepStatus {
+    /// The run moves past a step in this status without anyone deciding anything.
+    pub fn is_passed(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Approved | StepStatus::WouldRun)
+    }
+
+    /// The step ended badly; its `on_failure` says what happens next.
+    pub fn is_failure(self) -> bool {
+        matches!(self, StepStatus::Failed | StepStatus::Rejected | StepStatus::TimedOut)
+    }
+}
+
+named_enum! {
+    /// Which sequence of the runbook a run is in.
+    pub enum Phase {
+        Main => "main",
+        Rollback => "rollback",
+    }
+}
+
+named_enum! {
+    /// The commander's answer to a run that needs attention.
+    pub enum Decision {
+        /// Run the failed or interrupted step again.
+        Retry => "retry",
+        /// Mark it skipped and go on.
+        Skip => "skip",
+        /// Start the runbook's rollback sequence.
+        Rollback => "rollback",
+        /// End the run as failed.
+        Abort => "abort",
+    }
+}
+
+/// Who did something: `user:<name>` for accounts, `local:<os user>` for the terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The person at this terminal, trusted like anyone with write access to the database.
+    pub fn local(os_user: &str) -> Actor {
+        Actor(format!("local:{os_user}"))
+    }
+
+    pub fn user(name: &str) -> Actor {
+        Actor(format!("user:{name}"))
+    }
+
+    /// Steady itself: timeouts, recoveries, the executor.
+    pub fn steady() -> Actor {
+        Actor("steady".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A published, immutable version of a runbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookVersion {
+    pub name: String,
+    pub version: u32,
+    /// SHA-256 of `source`, in hex.
+    pub sha256: String,
+    pub source: String,
+    pub published_by: Actor,
+    pub published_at: Timestamp,
+}
+
+/// Who drives a run, until when. Only the holder of an unexpired lease executes its steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: Uuid,
+    pub runbook: String,
+    pub version: u32,
+    pub sha256: String,
+    pub mode: RunMode,
+    pub status: RunStatus,
+    pub phase: Phase,
+    /// Who started the run: never allowed to approve its gates unless a gate says so.
+    pub started_by: Actor,
+    /// Who steers the run now; starts as `started_by`, transferable.
+    pub commander: Actor,
+    pub params: ParamValues,
+    pub lock_key: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub lease: Option<Lease>,
+    /// Bumped by every committed transition; a transition names the revision it was computed
+    /// from, so that two writers never both act on the same state.
+    pub revision: i64,
+}
+
+/// The current state of one step of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepState {
+    pub step_id: String,
+    pub phase: Phase,
+    /// Position within its phase's sequence, from 0.
+    pub position: u32,
+    pub status: StepStatus,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Attempts started before the commander last decided to retry: retries count from here.
+    pub attempts_before_round: u32,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// When a waiting gate or manual step times out.
+    pub deadline: Option<Timestamp>,
+    /// The role a timed-out gate passed to.
+    pub escalated_to: Option<String>,
+    /// What the step does, rendered with secrets masked: the command, request or prompt.
+    pub rendered: Option<serde_json::Value>,
+    /// The note of whoever completed or failed a manual step, or why Steady ended the step.
+    pub note: Option<String>,
+    pub completed_by: Option<Actor>,
+}
+
+/// One execution of a step, with what it produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Attempt {
+    pub step_id: String,
+    pub number: u32,
+    pub status: Option<StepStatus>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub exit_code: Option<i32>,
+    pub http_status: Option<u16>,
+    /// Captured output, secrets masked, bounded by `MAX_OUTPUT`.
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The HTTP response body or stdout parsed as JSON, when it is JSON.
+    pub json: Option<serde_json::Value>,
+    /// Why it failed, in words, when the output does not say.
+    pub error: Option<String>,
+}
+
+/// Output beyond this many bytes per stream is dropped, and the truncation recorded.
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+
+/// An approval or rejection of a gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    pub id: Uuid,
+    pub step_id: String,
+    pub actor: Actor,
+    pub approve: bool,
+    pub comment: Option<String>,
+    /// What the approver saw: the run's parameters and the rendered steps the gate guards.
+    pub bound: serde_json::Value,
+    /// SHA-256 of `bound`'s canonical JSON.
+    pub digest: String,
+    pub at: Timestamp,
+    /// Set when the guarded steps rendered differently from what was approved.
+    pub void: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub role: String,
+    pub person: Actor,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub id: Uuid,
+    pub step_id: Option<String>,
+    pub author: Actor,
+    pub text: String,
+    pub at: Timestamp,
+}
+
+/// Everything stored about one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSnapshot {
+    pub run: RunRecord,
+    pub steps: Vec<StepState>,
+    pub attempts: Vec<Attempt>,
+    pub votes: Vec<Vote>,
+    pub assignments: Vec<Assignment>,
+    pub notes: Vec<Note>,
+}
+
+impl RunSnapshot {
+    pub fn step(&self, id: &str) -> Option<&StepState> {
+        self.steps.iter().find(|step| step.step_id == id)
+    }
+
+    pub fn attempt(&self, id: &str, number: u32) -> Option<&Attempt> {
+        self.attempts.iter().find(|attempt| attempt.step_id == id && attempt.number == number)
+    }
+
+    /// The latest attempt of a step, whose output is what `steps.<id>` shows.
+    pub fn last_attempt(&self, id: &str) -> Option<&Attempt> {
+        self.attempts.iter().filter(|attempt| attempt.step_id == id).max_by_key(|a| a.number)
+    }
+
+    pub fn holders(&self, role: &str) -> Vec<&Actor> {
+        self.assignments.iter().filter(|a| a.role == role).map(|a| &a.person).collect()
+    }
+
+    pub fn holds(&self, actor: &Actor, role: &str) -> bool {
+        self.assignments.iter().any(|a| a.role == role && &a.person == actor)
+    }
+
+    pub fn live_votes(&self, step_id: &str) -> impl Iterator<Item = &Vote> {
+        self.votes.iter().filter(move |vote| vote.step_id == step_id && !vote.void)
+    }
+}
+
+/// A run to create, with its steps pending.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run: RunRecord,
+    pub steps: Vec<StepState>,
+    pub assignments: Vec<Assignment>,
+    pub event: NewEvent,
+}
+
+/// One atomic change to a run, with the audit events that record it. A store applies all of
+/// it in one transaction, or none of it if the run's revision moved on or the lease is not held.
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    /// The revision the change was computed from.
+    pub revision: i64,
+    /// When set, the change is refused unless this owner holds the run's lease.
+    pub lease_owner: Option<String>,
+    pub run: Option<RunChange>,
+    pub steps: Vec<StepState>,
+    pub attempts: Vec<Attempt>,
+    pub votes: Vec<Vote>,
+    pub voided_votes: Vec<Uuid>,
+    pub assign: Vec<Assignment>,
+    pub unassign: Vec<Assignment>,
+    pub notes: Vec<Note>,
+    pub events: Vec<NewEvent>,
+}
+
+/// New values for a run's own fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunChange {
+    pub status: RunStatus,
+    pub phase: Phase,
+    pub commander: Actor,
+    pub finished_at: Option<Timestamp>,
+    /// Gives the lease up: the run now waits for people, or is finished.
+    pub release_lease: bool,
+}
+
+impl RunChange {
+    pub fn from(run: &RunRecord) -> RunChange {
+        RunChange {
+            status: run.status,
+            phase: run.phase,
+            commander: run.commander.clone(),
+            finished_at: run.finished_at,
+            release_lease: false,
+        }
+    }
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub runbook: Option<String>,
+    pub limit: Option<u32>,
+}

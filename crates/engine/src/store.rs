@@ -1,0 +1,111 @@
+//! The `Store` trait: everything the engine needs kept durably. The engine defines it; the
+//! `steady-storage` crate implements it for SQLite (and PostgreSQL), mapping its own errors.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::audit::{AuditEvent, NewEvent, Verification};
+use crate::run::{
+    Actor, Lease, NewRun, RunFilter, RunRecord, RunSnapshot, RunbookVersion, Timestamp, Transition,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The run changed since the transition was computed: reload and decide again.
+    #[error("the run changed while this change was being made")]
+    Conflict,
+    /// The lease on the run is not (or no longer) held by this driver.
+    #[error("the lease on this run is held by someone else")]
+    LeaseLost,
+    /// Another active run holds the lock key.
+    #[error("lock `{key}` is held by run {run_id}")]
+    LockHeld { key: String, run_id: Uuid },
+    #[error("no such run {0}")]
+    NoSuchRun(Uuid),
+    /// The database could not be reached or refused the operation.
+    #[error("database: {0}")]
+    Database(String),
+    /// A stored value could not be read back: a corrupt row or a newer schema.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Which audit events to read, in `seq` order.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub run_id: Option<Uuid>,
+    pub actor: Option<Actor>,
+    pub action: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Only events after this `seq`, for paging.
+    pub after_seq: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// What publishing a runbook source did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// The content is new: stored as this version.
+    New(RunbookVersion),
+    /// The content equals the latest version: nothing was stored.
+    Unchanged(RunbookVersion),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `source` as the next version of `name` unless it equals the latest version,
+    /// with its audit event.
+    async fn publish(
+        &self,
+        name: &str,
+        source: &str,
+        by: &Actor,
+        at: Timestamp,
+    ) -> Result<Published, StoreError>;
+
+    /// One version of a runbook, or the latest when `version` is `None`.
+    async fn runbook_version(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<RunbookVersion>, StoreError>;
+
+    /// Every version of a runbook, oldest first.
+    async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError>;
+
+    /// Creates a run with its steps and audit event; fails with `LockHeld` when another active
+    /// run holds its lock key.
+    async fn create_run(&self, new: NewRun) -> Result<(), StoreError>;
+
+    async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError>;
+
+    /// Runs, newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Finds a run by a prefix of its id, as people type them.
+    async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Applies a transition atomically; `Conflict` when the run's revision moved on, `LeaseLost`
+    /// when the transition requires a lease its owner no longer holds.
+    async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError>;
+
+    /// Takes the lease of a run that has none or whose lease expired before `now`, or renews
+    /// one `owner` already holds. Returns whether `owner` now holds it.
+    async fn acquire_lease(&self, run_id: Uuid, lease: &Lease, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Gives the lease up, if `owner` holds it.
+    async fn release_lease(&self, run_id: Uuid, owner: &str) -> Result<(), StoreError>;
+
+    /// Active runs that need a driver: running with no lease or an expired one, and waiting
+    /// runs whose gate or manual step is past its deadline.
+    async fn runs_needing_a_driver(&self, now: Timestamp) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Appends events that belong to no run's transition (users, tokens, logins).
+    async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError>;
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Recomputes the whole chain in `seq` order.
+    async fn verify_audit(&self) -> Result<Verification, StoreError>;
+}

@@ -1,0 +1,56 @@
+//! Reading stored text back into engine types, shared by the SQL stores: a value that does
+//! not read back is reported as corrupt data, never a panic.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use steady_engine::audit::{AuditAction, NewEvent};
+use steady_engine::run::{RunbookVersion, Timestamp};
+use steady_engine::store::StoreError;
+use uuid::Uuid;
+
+pub(crate) use steady_engine::engine::now;
+
+fn corrupt(what: &str, text: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{text}`"))
+}
+
+pub(crate) fn timestamp(text: &str) -> Result<Timestamp, StoreError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| corrupt("timestamp", text))
+}
+
+pub(crate) fn optional_timestamp(text: Option<String>) -> Result<Option<Timestamp>, StoreError> {
+    text.as_deref().map(timestamp).transpose()
+}
+
+pub(crate) fn uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| corrupt("id", text))
+}
+
+pub(crate) fn unsigned(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt("count", &value.to_string()))
+}
+
+/// A closed set of names (statuses, modes, phases) stored as text.
+pub(crate) fn name<T: FromStr>(text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|_| corrupt("name", text))
+}
+
+pub(crate) fn json_from<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|_| corrupt("JSON", text))
+}
+
+pub(crate) fn json_to(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+pub(crate) fn published_event(version: &RunbookVersion) -> NewEvent {
+    NewEvent::new(&version.published_by, AuditAction::RunbookPublished, None).data(serde_json::json!({
+        "runbook": version.name,
+        "version": version.version,
+        "sha256": version.sha256,
+    }))
+}

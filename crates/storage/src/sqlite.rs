@@ -1,0 +1,686 @@
+//! The SQLite store: the embedded default. WAL, `synchronous=FULL`, foreign keys on; every
+//! write is one `BEGIN IMMEDIATE` transaction, so writers queue instead of failing midway.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use steady_engine::audit::{AuditEvent, ChainVerifier, GENESIS, NewEvent, Verification, format_timestamp, sha256_hex};
+use steady_engine::run::*;
+use steady_engine::store::{AuditFilter, Published, Store, StoreError};
+use uuid::Uuid;
+
+use crate::codec::*;
+
+/// A Steady database in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at a `sqlite://` URL and applies migrations.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(database)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(database)?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations in `migrations/sqlite` that this database has not seen yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|error| StoreError::Database(format!("migration failed: {error}")))
+    }
+
+    /// The pool, for tests and tools that must reach under the store (the tamper test).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)
+    }
+}
+
+fn database(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// Unique-constraint violations are how SQLite says "someone else got there first".
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+async fn append_events(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(database)?;
+    let (mut seq, mut prev_hash) = match last {
+        Some(row) => (row.get::<i64, _>("seq"), row.get::<String, _>("hash")),
+        None => (0, GENESIS.to_owned()),
+    };
+    let at = now();
+    for event in events {
+        seq += 1;
+        let stored = AuditEvent::chain(seq, Uuid::now_v7(), at, &prev_hash, event);
+        sqlx::query(
+            "INSERT INTO audit_events (seq, id, at, actor, action, run_id, step_id, data, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(stored.seq)
+        .bind(stored.id.to_string())
+        .bind(format_timestamp(stored.at))
+        .bind(stored.actor.as_str())
+        .bind(&stored.action)
+        .bind(stored.run_id.map(|id| id.to_string()))
+        .bind(&stored.step_id)
+        .bind(stored.data.to_string())
+        .bind(&stored.prev_hash)
+        .bind(&stored.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(database)?;
+        prev_hash = stored.hash;
+    }
+    Ok(())
+}
+
+async fn upsert_step(conn: &mut SqliteConnection, run_id: &str, step: &StepState) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
+                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (run_id, step_id) DO UPDATE SET
+             status = excluded.status, attempt = excluded.attempt,
+             attempts_before_round = excluded.attempts_before_round,
+             started_at = excluded.started_at, finished_at = excluded.finished_at,
+             deadline = excluded.deadline, escalated_to = excluded.escalated_to,
+             rendered = excluded.rendered, note = excluded.note, completed_by = excluded.completed_by",
+    )
+    .bind(run_id)
+    .bind(&step.step_id)
+    .bind(step.phase.as_str())
+    .bind(i64::from(step.position))
+    .bind(step.status.as_str())
+    .bind(i64::from(step.attempt))
+    .bind(i64::from(step.attempts_before_round))
+    .bind(step.started_at.map(format_timestamp))
+    .bind(step.finished_at.map(format_timestamp))
+    .bind(step.deadline.map(format_timestamp))
+    .bind(&step.escalated_to)
+    .bind(step.rendered.as_ref().map(ToString::to_string))
+    .bind(&step.note)
+    .bind(step.completed_by.as_ref().map(Actor::as_str))
+    .execute(&mut *conn)
+    .await
+    .map_err(database)?;
+    Ok(())
+}
+
+async fn upsert_attempt(conn: &mut SqliteConnection, run_id: &str, attempt: &Attempt) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
+                                    http_status, stdout, stderr, stdout_truncated, stderr_truncated, json, error)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (run_id, step_id, number) DO UPDATE SET
+             status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at,
+             exit_code = excluded.exit_code, http_status = excluded.http_status,
+             stdout = excluded.stdout, stderr = excluded.stderr,
+             stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
+             json = excluded.json, error = excluded.error",
+    )
+    .bind(run_id)
+    .bind(&attempt.step_id)
+    .bind(i64::from(attempt.number))
+    .bind(attempt.status.map(StepStatus::as_str))
+    .bind(attempt.started_at.map(format_timestamp))
+    .bind(attempt.finished_at.map(format_timestamp))
+    .bind(attempt.exit_code)
+    .bind(attempt.http_status.map(i64::from))
+    .bind(&attempt.stdout)
+    .bind(&attempt.stderr)
+    .bind(attempt.stdout_truncated)
+    .bind(attempt.stderr_truncated)
+    .bind(attempt.json.as_ref().map(ToString::to_string))
+    .bind(&attempt.error)
+    .execute(&mut *conn)
+    .await
+    .map_err(database)?;
+    Ok(())
+}
+
+fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let lease = match (row.get::<Option<String>, _>("lease_owner"), row.get::<Option<String>, _>("lease_expires_at")) {
+        (Some(owner), Some(expires_at)) => Some(Lease { owner, expires_at: timestamp(&expires_at)? }),
+        _ => None,
+    };
+    Ok(RunRecord {
+        id: uuid(&row.get::<String, _>("id"))?,
+        runbook: row.get("runbook"),
+        version: unsigned(row.get::<i64, _>("version"))?,
+        sha256: row.get("sha256"),
+        mode: name(&row.get::<String, _>("mode"))?,
+        status: name(&row.get::<String, _>("status"))?,
+        phase: name(&row.get::<String, _>("phase"))?,
+        started_by: Actor(row.get("started_by")),
+        commander: Actor(row.get("commander")),
+        params: json_from(&row.get::<String, _>("params"))?,
+        lock_key: row.get("lock_key"),
+        created_at: timestamp(&row.get::<String, _>("created_at"))?,
+        updated_at: timestamp(&row.get::<String, _>("updated_at"))?,
+        finished_at: optional_timestamp(row.get("finished_at"))?,
+        lease,
+        revision: row.get("revision"),
+    })
+}
+
+fn runbook_version(row: &SqliteRow) -> Result<RunbookVersion, StoreError> {
+    Ok(RunbookVersion {
+        name: row.get("name"),
+        version: unsigned(row.get::<i64, _>("version"))?,
+        sha256: row.get("sha256"),
+        source: row.get("source"),
+        published_by: Actor(row.get("published_by")),
+        published_at: timestamp(&row.get::<String, _>("published_at"))?,
+    })
+}
+
+fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        seq: row.get("seq"),
+        id: uuid(&row.get::<String, _>("id"))?,
+        at: timestamp(&row.get::<String, _>("at"))?,
+        actor: Actor(row.get("actor")),
+        action: row.get("action"),
+        run_id: row.get::<Option<String>, _>("run_id").as_deref().map(uuid).transpose()?,
+        step_id: row.get("step_id"),
+        data: json_from(&row.get::<String, _>("data"))?,
+        prev_hash: row.get("prev_hash"),
+        hash: row.get("hash"),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn publish(&self, name: &str, source: &str, by: &Actor, at: Timestamp) -> Result<Published, StoreError> {
+        let sha256 = sha256_hex(source.as_bytes());
+        let mut tx = self.begin().await?;
+        let latest = sqlx::query("SELECT * FROM runbook_versions WHERE name = ? ORDER BY version DESC LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database)?
+            .map(|row| runbook_version(&row))
+            .transpose()?;
+        if let Some(latest) = latest.as_ref().filter(|latest| latest.sha256 == sha256) {
+            return Ok(Published::Unchanged(latest.clone()));
+        }
+        let version = RunbookVersion {
+            name: name.to_owned(),
+            version: latest.map_or(1, |latest| latest.version + 1),
+            sha256,
+            source: source.to_owned(),
+            published_by: by.clone(),
+            published_at: at,
+        };
+        sqlx::query(
+            "INSERT INTO runbook_versions (name, version, sha256, source, published_by, published_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&version.name)
+        .bind(i64::from(version.version))
+        .bind(&version.sha256)
+        .bind(&version.source)
+        .bind(version.published_by.as_str())
+        .bind(format_timestamp(version.published_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(database)?;
+        append_events(&mut tx, &[published_event(&version)]).await?;
+        tx.commit().await.map_err(database)?;
+        Ok(Published::New(version))
+    }
+
+    async fn runbook_version(&self, name: &str, version: Option<u32>) -> Result<Option<RunbookVersion>, StoreError> {
+        let row = match version {
+            Some(version) => sqlx::query("SELECT * FROM runbook_versions WHERE name = ? AND version = ?")
+                .bind(name)
+                .bind(i64::from(version))
+                .fetch_optional(&self.pool)
+                .await,
+            None => sqlx::query("SELECT * FROM runbook_versions WHERE name = ? ORDER BY version DESC LIMIT 1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await,
+        }
+        .map_err(database)?;
+        row.map(|row| runbook_version(&row)).transpose()
+    }
+
+    async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError> {
+        sqlx::query("SELECT * FROM runbook_versions WHERE name = ? ORDER BY version")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(runbook_version)
+            .collect()
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<(), StoreError> {
+        let run = &new.run;
+        let id = run.id.to_string();
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO runs (id, runbook, version, sha256, mode, status, phase, started_by, commander, params,
+                               lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, 0)",
+        )
+        .bind(&id)
+        .bind(&run.runbook)
+        .bind(i64::from(run.version))
+        .bind(&run.sha256)
+        .bind(run.mode.as_str())
+        .bind(run.status.as_str())
+        .bind(run.phase.as_str())
+        .bind(run.started_by.as_str())
+        .bind(run.commander.as_str())
+        .bind(json_to(&run.params))
+        .bind(&run.lock_key)
+        .bind(format_timestamp(run.created_at))
+        .bind(format_timestamp(run.updated_at))
+        .execute(&mut *tx)
+        .await;
+        if let Err(error) = inserted {
+            if is_unique_violation(&error) {
+                if let Some(key) = &run.lock_key {
+                    let holder = sqlx::query(
+                        "SELECT id FROM runs WHERE lock_key = ? AND status IN ('running', 'waiting', 'needs_attention')",
+                    )
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(database)?;
+                    let run_id = uuid(&holder.get::<String, _>("id"))?;
+                    return Err(StoreError::LockHeld { key: key.clone(), run_id });
+                }
+            }
+            return Err(database(error));
+        }
+        for step in &new.steps {
+            upsert_step(&mut tx, &id, step).await?;
+        }
+        for assignment in &new.assignments {
+            sqlx::query("INSERT OR IGNORE INTO assignments (run_id, role, person) VALUES (?, ?, ?)")
+                .bind(&id)
+                .bind(&assignment.role)
+                .bind(assignment.person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+        }
+        append_events(&mut tx, std::slice::from_ref(&new.event)).await?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError> {
+        let key = id.to_string();
+        let mut conn = self.pool.acquire().await.map_err(database)?;
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(&key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(database)?
+        else {
+            return Ok(None);
+        };
+        let run = run_record(&row)?;
+        let steps = sqlx::query("SELECT * FROM run_steps WHERE run_id = ? ORDER BY phase = 'rollback', position")
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| {
+                Ok(StepState {
+                    step_id: row.get("step_id"),
+                    phase: name(&row.get::<String, _>("phase"))?,
+                    position: unsigned(row.get::<i64, _>("position"))?,
+                    status: name(&row.get::<String, _>("status"))?,
+                    attempt: unsigned(row.get::<i64, _>("attempt"))?,
+                    attempts_before_round: unsigned(row.get::<i64, _>("attempts_before_round"))?,
+                    started_at: optional_timestamp(row.get("started_at"))?,
+                    finished_at: optional_timestamp(row.get("finished_at"))?,
+                    deadline: optional_timestamp(row.get("deadline"))?,
+                    escalated_to: row.get("escalated_to"),
+                    rendered: row.get::<Option<String>, _>("rendered").as_deref().map(json_from).transpose()?,
+                    note: row.get("note"),
+                    completed_by: row.get::<Option<String>, _>("completed_by").map(Actor),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let attempts = sqlx::query("SELECT * FROM step_attempts WHERE run_id = ? ORDER BY step_id, number")
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| {
+                Ok(Attempt {
+                    step_id: row.get("step_id"),
+                    number: unsigned(row.get::<i64, _>("number"))?,
+                    status: row.get::<Option<String>, _>("status").as_deref().map(name).transpose()?,
+                    started_at: optional_timestamp(row.get("started_at"))?,
+                    finished_at: optional_timestamp(row.get("finished_at"))?,
+                    exit_code: row.get("exit_code"),
+                    http_status: row.get::<Option<i64>, _>("http_status").map(|s| s as u16),
+                    stdout: row.get("stdout"),
+                    stderr: row.get("stderr"),
+                    stdout_truncated: row.get("stdout_truncated"),
+                    stderr_truncated: row.get("stderr_truncated"),
+                    json: row.get::<Option<String>, _>("json").as_deref().map(json_from).transpose()?,
+                    error: row.get("error"),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let votes = sqlx::query("SELECT * FROM votes WHERE run_id = ? ORDER BY at, id")
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| {
+                Ok(Vote {
+                    id: uuid(&row.get::<String, _>("id"))?,
+                    step_id: row.get("step_id"),
+                    actor: Actor(row.get("actor")),
+                    approve: row.get("approve"),
+                    comment: row.get("comment"),
+                    bound: json_from(&row.get::<String, _>("bound"))?,
+                    digest: row.get("digest"),
+                    at: timestamp(&row.get::<String, _>("at"))?,
+                    void: row.get("void"),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let assignments = sqlx::query("SELECT role, person FROM assignments WHERE run_id = ? ORDER BY role, person")
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| Assignment { role: row.get("role"), person: Actor(row.get("person")) })
+            .collect();
+        let notes = sqlx::query("SELECT * FROM notes WHERE run_id = ? ORDER BY at, id")
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| {
+                Ok(Note {
+                    id: uuid(&row.get::<String, _>("id"))?,
+                    step_id: row.get("step_id"),
+                    author: Actor(row.get("author")),
+                    text: row.get("text"),
+                    at: timestamp(&row.get::<String, _>("at"))?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(RunSnapshot { run, steps, attempts, votes, assignments, notes }))
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR runbook = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(&filter.runbook)
+        .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?
+        .iter()
+        .map(run_record)
+        .collect()
+    }
+
+    async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
+        let pattern = format!("{}%", id_prefix.replace(['%', '_'], ""));
+        sqlx::query("SELECT id FROM runs WHERE id LIKE ? ORDER BY created_at DESC LIMIT 10")
+            .bind(pattern)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(|row| uuid(&row.get::<String, _>("id")))
+            .collect()
+    }
+
+    async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
+        let id = run_id.to_string();
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT revision, lease_owner FROM runs WHERE id = ?")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database)?
+            .ok_or(StoreError::NoSuchRun(run_id))?;
+        if let Some(owner) = &transition.lease_owner {
+            if row.get::<Option<String>, _>("lease_owner").as_deref() != Some(owner.as_str()) {
+                return Err(StoreError::LeaseLost);
+            }
+        }
+        if row.get::<i64, _>("revision") != transition.revision {
+            return Err(StoreError::Conflict);
+        }
+        let at = format_timestamp(now());
+        match &transition.run {
+            Some(change) => {
+                sqlx::query(
+                    "UPDATE runs SET status = ?, phase = ?, commander = ?, finished_at = ?, updated_at = ?,
+                         revision = revision + 1,
+                         lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,
+                         lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END
+                     WHERE id = ?",
+                )
+                .bind(change.status.as_str())
+                .bind(change.phase.as_str())
+                .bind(change.commander.as_str())
+                .bind(change.finished_at.map(format_timestamp))
+                .bind(&at)
+                .bind(change.release_lease)
+                .bind(change.release_lease)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+            }
+            None => {
+                sqlx::query("UPDATE runs SET updated_at = ?, revision = revision + 1 WHERE id = ?")
+                    .bind(&at)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(database)?;
+            }
+        }
+        for step in &transition.steps {
+            upsert_step(&mut tx, &id, step).await?;
+        }
+        for attempt in &transition.attempts {
+            upsert_attempt(&mut tx, &id, attempt).await?;
+        }
+        for vote in &transition.voided_votes {
+            sqlx::query("UPDATE votes SET void = 1 WHERE id = ? AND run_id = ?")
+                .bind(vote.to_string())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+        }
+        for vote in &transition.votes {
+            let inserted = sqlx::query(
+                "INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(vote.id.to_string())
+            .bind(&id)
+            .bind(&vote.step_id)
+            .bind(vote.actor.as_str())
+            .bind(vote.approve)
+            .bind(&vote.comment)
+            .bind(vote.bound.to_string())
+            .bind(&vote.digest)
+            .bind(format_timestamp(vote.at))
+            .bind(vote.void)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(error) if is_unique_violation(&error) => return Err(StoreError::Conflict),
+                Err(error) => return Err(database(error)),
+            }
+        }
+        for assignment in &transition.assign {
+            sqlx::query("INSERT OR IGNORE INTO assignments (run_id, role, person) VALUES (?, ?, ?)")
+                .bind(&id)
+                .bind(&assignment.role)
+                .bind(assignment.person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+        }
+        for assignment in &transition.unassign {
+            sqlx::query("DELETE FROM assignments WHERE run_id = ? AND role = ? AND person = ?")
+                .bind(&id)
+                .bind(&assignment.role)
+                .bind(assignment.person.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+        }
+        for note in &transition.notes {
+            sqlx::query("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(note.id.to_string())
+                .bind(&id)
+                .bind(&note.step_id)
+                .bind(note.author.as_str())
+                .bind(&note.text)
+                .bind(format_timestamp(note.at))
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+        }
+        append_events(&mut tx, &transition.events).await?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn acquire_lease(&self, run_id: Uuid, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2
+             WHERE id = ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at < ?4)",
+        )
+        .bind(&lease.owner)
+        .bind(format_timestamp(lease.expires_at))
+        .bind(run_id.to_string())
+        .bind(format_timestamp(now))
+        .execute(&self.pool)
+        .await
+        .map_err(database)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, run_id: Uuid, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
+            .bind(run_id.to_string())
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn runs_needing_a_driver(&self, now: Timestamp) -> Result<Vec<Uuid>, StoreError> {
+        let now = format_timestamp(now);
+        sqlx::query(
+            "SELECT id FROM runs
+             WHERE (lease_owner IS NULL OR lease_expires_at < ?1)
+               AND (status = 'running'
+                    OR (status = 'waiting' AND EXISTS (
+                        SELECT 1 FROM run_steps s
+                        WHERE s.run_id = runs.id AND s.status = 'waiting' AND s.deadline < ?1)))
+             ORDER BY created_at",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?
+        .iter()
+        .map(|row| uuid(&row.get::<String, _>("id")))
+        .collect()
+    }
+
+    async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM audit_events
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3)
+               AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5) AND seq > ?6
+             ORDER BY seq LIMIT ?7",
+        )
+        .bind(filter.run_id.map(|id| id.to_string()))
+        .bind(filter.actor.as_ref().map(Actor::as_str))
+        .bind(&filter.action)
+        .bind(filter.since.map(format_timestamp))
+        .bind(filter.until.map(format_timestamp))
+        .bind(filter.after_seq.unwrap_or(0))
+        .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?
+        .iter()
+        .map(audit_event)
+        .collect()
+    }
+
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut verifier = ChainVerifier::default();
+        let mut rows = sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(database)? {
+            match audit_event(&row) {
+                Ok(event) => verifier.push(&event),
+                // A row that cannot even be read back is as broken as one whose hash is wrong.
+                Err(_) => verifier.push_unreadable(row.get("seq")),
+            }
+        }
+        Ok(verifier.finish())
+    }
+}
