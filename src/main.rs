@@ -3,9 +3,16 @@
 //! Each subcommand lives in its own module and returns the process's exit code:
 //! 0 when all went well, 1 when a runbook or run failed, 2 for bad usage or bad input.
 
+mod answer;
+mod app;
+mod audit;
+mod inspect;
 mod plan;
+mod publish;
 mod report;
+mod run;
 mod runbooks;
+mod terminal;
 mod validate;
 
 use std::path::PathBuf;
@@ -27,6 +34,36 @@ enum Command {
     Validate(validate::Args),
     /// Render a runbook with its parameters as the procedure it would run. Touches nothing.
     Plan(plan::Args),
+    /// Store runbooks as new versions when their content changed.
+    Publish(publish::Args),
+    /// Run a runbook in this terminal, recorded in the database.
+    Run(run::RunArgs),
+    /// List runs, newest first.
+    Runs(inspect::RunsArgs),
+    /// One run: steps, attempts, gates, outputs.
+    Show(inspect::ShowArgs),
+    /// Take over a run whose driver stopped or died, and drive it here.
+    Resume(run::ResumeArgs),
+    /// Answer a run that needs attention: retry, skip, rollback or abort.
+    Decide(answer::DecideArgs),
+    /// Approve a gate.
+    Approve(answer::GateArgs),
+    /// Reject a gate.
+    Reject(answer::GateArgs),
+    /// Mark a manual step done.
+    Complete(answer::GateArgs),
+    /// Mark a manual step failed.
+    Fail(answer::GateArgs),
+    /// Give run roles to people (`ROLE=PERSON`), or take them away.
+    Assign(answer::AssignArgs),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Apply database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: app::DbArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,12 +71,42 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
+        command => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(database_command(command)),
+            Err(error) => Err(error.into()),
+        },
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             report::error(&format!("{error:#}"));
             ExitCode::from(2)
+        }
+    }
+}
+
+async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
+    use answer::Answer;
+    match command {
+        Command::Validate(_) | Command::Plan(_) => {
+            unreachable!("offline commands run without a runtime")
+        }
+        Command::Publish(args) => publish::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Runs(args) => inspect::runs(args).await,
+        Command::Show(args) => inspect::show(args).await,
+        Command::Resume(args) => run::resume(args).await,
+        Command::Decide(args) => answer::decide(args).await,
+        Command::Approve(args) => answer::answer(args, Answer::Approve).await,
+        Command::Reject(args) => answer::answer(args, Answer::Reject).await,
+        Command::Complete(args) => answer::answer(args, Answer::Complete).await,
+        Command::Fail(args) => answer::answer(args, Answer::Fail).await,
+        Command::Assign(args) => answer::assign(args).await,
+        Command::Audit(command) => audit::run(command).await,
+        Command::Migrate { db } => {
+            app::App::open(&db).await?;
+            println!("{} is up to date", db.db);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

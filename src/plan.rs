@@ -22,7 +22,7 @@ pub struct Args {
     runbooks: crate::RunbooksDir,
 }
 
-fn parse_param(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_param(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
     Ok((key.trim().to_owned(), value.to_owned()))
 }

@@ -120,7 +120,13 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// Builds the stored event that follows `prev_hash` at position `seq`.
-    pub fn chain(seq: i64, id: Uuid, at: Timestamp, prev_hash: &str, event: &NewEvent) -> AuditEvent {
+    pub fn chain(
+        seq: i64,
+        id: Uuid,
+        at: Timestamp,
+        prev_hash: &str,
+        event: &NewEvent,
+    ) -> AuditEvent {
         let mut stored = AuditEvent {
             seq,
             id,

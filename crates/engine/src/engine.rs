@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, NewEvent, digest, new_id, object, sha256_hex};
+use crate::audit::{AuditAction, NewEvent, canonical_json, digest, new_id, object, sha256_hex};
 use crate::machine::{self, Next, attention_step, governing_gate, guarded_steps, safe_to_repeat};
 use crate::params::{self, ParamError};
 use crate::plan::{self, Action};
@@ -283,9 +283,7 @@ impl Engine {
             "assignments": start.assignments.iter()
                 .map(|a| json!({"role": a.role, "person": a.person.as_str()})).collect::<Vec<_>>(),
         }));
-        self.store
-            .create_run(NewRun { run, steps, assignments: start.assignments, event })
-            .await?;
+        self.store.create_run(NewRun { run, steps, assignments: start.assignments, event }).await?;
         Ok(id)
     }
 
@@ -294,7 +292,11 @@ impl Engine {
     async fn act<T>(
         &self,
         run_id: Uuid,
-        change: impl Fn(&Runbook, &RunSnapshot, Timestamp) -> (Option<Transition>, Result<T, EngineError>),
+        change: impl Fn(
+            &Runbook,
+            &RunSnapshot,
+            Timestamp,
+        ) -> (Option<Transition>, Result<T, EngineError>),
     ) -> Result<T, EngineError> {
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;
@@ -345,12 +347,16 @@ impl Engine {
                 Err(error) => return (None, Err(error)),
             };
             let StepKind::Approval(gate) = &step.kind else {
-                let error = EngineError::WrongKind { step: step_id.to_owned(), expected: "an approval" };
+                let error =
+                    EngineError::WrongKind { step: step_id.to_owned(), expected: "an approval" };
                 return (None, Err(error));
             };
             if state.deadline.is_some_and(|deadline| deadline <= now) {
                 let transition = self.expiry(snapshot, step, None);
-                return (Some(transition), Err(EngineError::GateTimedOut { step: step_id.to_owned() }));
+                return (
+                    Some(transition),
+                    Err(EngineError::GateTimedOut { step: step_id.to_owned() }),
+                );
             }
             let eligible = snapshot.holds(actor, &gate.role.name)
                 || state.escalated_to.as_deref().is_some_and(|role| snapshot.holds(actor, role));
@@ -362,7 +368,8 @@ impl Engine {
                 return (None, Err(EngineError::SelfApproval { actor: actor.clone() }));
             }
             if snapshot.live_votes(step_id).any(|vote| vote.actor == *actor) {
-                let error = EngineError::AlreadyAnswered { actor: actor.clone(), step: step_id.to_owned() };
+                let error =
+                    EngineError::AlreadyAnswered { actor: actor.clone(), step: step_id.to_owned() };
                 return (None, Err(error));
             }
             let bound = self.binding(runbook, snapshot, step);
@@ -381,7 +388,8 @@ impl Engine {
                 + u32::from(approve);
             let mut transition = transition_from(snapshot);
             let mut new_state = state.clone();
-            let action = if approve { AuditAction::ApprovalGranted } else { AuditAction::ApprovalRejected };
+            let action =
+                if approve { AuditAction::ApprovalGranted } else { AuditAction::ApprovalRejected };
             transition.events.push(
                 NewEvent::new(actor, action, Some(snapshot.run.id)).step(step_id).data(json!({
                     "comment": comment,
@@ -391,7 +399,8 @@ impl Engine {
                 })),
             );
             if !approve || approvals >= gate.approvals {
-                new_state.status = if approve { StepStatus::Approved } else { StepStatus::Rejected };
+                new_state.status =
+                    if approve { StepStatus::Approved } else { StepStatus::Rejected };
                 new_state.finished_at = Some(now);
                 new_state.deadline = None;
                 new_state.completed_by = Some(actor.clone());
@@ -417,16 +426,17 @@ impl Engine {
     /// as far as they can be before those steps run.
     fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
         let context = run_context(runbook, snapshot, SecretValues::Masked, true);
-        let steps: serde_json::Map<String, Value> = guarded_steps(runbook, snapshot.run.phase, &gate.id)
-            .iter()
-            .map(|step| {
-                let rendered = plan::render_action(step, &context)
-                    .ok()
-                    .and_then(|action| serde_json::to_string(&action).ok())
-                    .map_or(Value::Null, Value::String);
-                (step.id.clone(), rendered)
-            })
-            .collect();
+        let steps: serde_json::Map<String, Value> =
+            guarded_steps(runbook, snapshot.run.phase, &gate.id)
+                .iter()
+                .map(|step| {
+                    let rendered = plan::render_action(step, &context)
+                        .ok()
+                        .and_then(|action| serde_json::to_value(&action).ok())
+                        .map_or(Value::Null, |action| Value::String(canonical_json(&action)));
+                    (step.id.clone(), rendered)
+                })
+                .collect();
         json!({
             "gate": gate.id,
             "params": digest(&serde_json::to_value(&snapshot.run.params).unwrap_or_default()),
@@ -449,11 +459,15 @@ impl Engine {
                 Err(error) => return (None, Err(error)),
             };
             let StepKind::Manual(manual) = &step.kind else {
-                let error = EngineError::WrongKind { step: step_id.to_owned(), expected: "a manual" };
+                let error =
+                    EngineError::WrongKind { step: step_id.to_owned(), expected: "a manual" };
                 return (None, Err(error));
             };
             if !snapshot.holds(actor, &manual.role.name) {
-                let error = EngineError::NotEligible { actor: actor.clone(), role: manual.role.name.clone() };
+                let error = EngineError::NotEligible {
+                    actor: actor.clone(),
+                    role: manual.role.name.clone(),
+                };
                 return (None, Err(error));
             }
             let mut new_state = state.clone();
@@ -462,9 +476,12 @@ impl Engine {
             new_state.completed_by = Some(actor.clone());
             new_state.note = note.map(str::to_owned);
             let mut transition = transition_from(snapshot);
-            let action = if succeeded { AuditAction::ManualCompleted } else { AuditAction::ManualFailed };
+            let action =
+                if succeeded { AuditAction::ManualCompleted } else { AuditAction::ManualFailed };
             transition.events.push(
-                NewEvent::new(actor, action, Some(run_id)).step(step_id).data(json!({ "note": note })),
+                NewEvent::new(actor, action, Some(run_id))
+                    .step(step_id)
+                    .data(json!({ "note": note })),
             );
             let mut run = RunChange::from(&snapshot.run);
             run.status = RunStatus::Running;
@@ -477,7 +494,12 @@ impl Engine {
     }
 
     /// The commander's answer to a run that needs attention.
-    pub async fn decide(&self, run_id: Uuid, actor: &Actor, decision: Decision) -> Result<RunStatus, EngineError> {
+    pub async fn decide(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        decision: Decision,
+    ) -> Result<RunStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
             let run = &snapshot.run;
             if let Err(error) = may_command(run, actor) {
@@ -555,19 +577,29 @@ impl Engine {
             }
             let mut transition = transition_from(snapshot);
             let assignment = Assignment { role: role.to_owned(), person: person.clone() };
-            let action = if assign { AuditAction::RoleAssigned } else { AuditAction::RoleUnassigned };
+            let action =
+                if assign { AuditAction::RoleAssigned } else { AuditAction::RoleUnassigned };
             transition.events.push(
                 NewEvent::new(actor, action, Some(run_id))
                     .data(json!({ "role": role, "person": person.as_str() })),
             );
-            if assign { transition.assign.push(assignment) } else { transition.unassign.push(assignment) }
+            if assign {
+                transition.assign.push(assignment)
+            } else {
+                transition.unassign.push(assignment)
+            }
             (Some(transition), Ok(()))
         })
         .await
     }
 
     /// Hands the run to another commander.
-    pub async fn transfer_command(&self, run_id: Uuid, actor: &Actor, to: &Actor) -> Result<(), EngineError> {
+    pub async fn transfer_command(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        to: &Actor,
+    ) -> Result<(), EngineError> {
         self.act(run_id, |_, snapshot, _| {
             if let Err(error) = may_command(&snapshot.run, actor) {
                 return (None, Err(error));
@@ -594,10 +626,10 @@ impl Engine {
         text: &str,
     ) -> Result<(), EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
-            if let Some(step_id) = step_id {
-                if find_step(runbook, step_id).is_none() {
-                    return (None, Err(EngineError::NoSuchStep(step_id.to_owned())));
-                }
+            if let Some(step_id) = step_id
+                && find_step(runbook, step_id).is_none()
+            {
+                return (None, Err(EngineError::NoSuchStep(step_id.to_owned())));
             }
             let mut transition = transition_from(snapshot);
             let note = Note {
@@ -607,7 +639,8 @@ impl Engine {
                 text: text.to_owned(),
                 at: now,
             };
-            let mut event = NewEvent::new(actor, AuditAction::NoteAdded, Some(run_id)).data(json!({ "text": text }));
+            let mut event = NewEvent::new(actor, AuditAction::NoteAdded, Some(run_id))
+                .data(json!({ "text": text }));
             event.step_id = note.step_id.clone();
             transition.events.push(event);
             transition.notes.push(note);
@@ -633,7 +666,9 @@ impl Engine {
             change.finished_at = Some(now);
             transition.run = Some(change);
             for state in &snapshot.steps {
-                if matches!(state.status, StepStatus::Waiting | StepStatus::Pending) && state.phase == run.phase {
+                if matches!(state.status, StepStatus::Waiting | StepStatus::Pending)
+                    && state.phase == run.phase
+                {
                     let mut cancelled = state.clone();
                     cancelled.status = StepStatus::Cancelled;
                     cancelled.deadline = None;
@@ -658,7 +693,9 @@ impl Engine {
         if !self.store.acquire_lease(run_id, &lease, now()).await? {
             let (snapshot, _) = self.snapshot(run_id).await?;
             return match snapshot.run.lease {
-                Some(held) => Err(EngineError::LeaseHeld { owner: held.owner, until: held.expires_at }),
+                Some(held) => {
+                    Err(EngineError::LeaseHeld { owner: held.owner, until: held.expires_at })
+                }
                 None => Err(EngineError::LeaseLost),
             };
         }
@@ -686,7 +723,9 @@ impl Engine {
         let mut new_state = state.clone();
         let escalation = match &step.kind {
             StepKind::Approval(gate) => match &gate.on_timeout {
-                OnTimeout::Escalate { role, timeout } if state.escalated_to.is_none() => Some((role, timeout)),
+                OnTimeout::Escalate { role, timeout } if state.escalated_to.is_none() => {
+                    Some((role, timeout))
+                }
                 _ => None,
             },
             _ => None,
@@ -710,7 +749,8 @@ impl Engine {
                 run.status = RunStatus::Running;
                 transition.run = Some(run);
                 transition.events.push(
-                    NewEvent::new(&Actor::steady(), AuditAction::GateTimedOut, Some(run_id)).step(&step.id),
+                    NewEvent::new(&Actor::steady(), AuditAction::GateTimedOut, Some(run_id))
+                        .step(&step.id),
                 );
             }
         }
@@ -750,10 +790,10 @@ async fn keep_lease(
             // A database hiccup: try again next tick, while the lease lasts.
             Err(_) => continue,
         }
-        if let Ok(Some(snapshot)) = store.run(run_id).await {
-            if snapshot.run.status == RunStatus::Cancelled {
-                let _ = steps_stop.send(Stop::Cancel);
-            }
+        if let Ok(Some(snapshot)) = store.run(run_id).await
+            && snapshot.run.status == RunStatus::Cancelled
+        {
+            let _ = steps_stop.send(Stop::Cancel);
         }
     }
 }
@@ -798,7 +838,8 @@ impl Driver<'_> {
                         change.release_lease = true;
                         transition.run = Some(change);
                         transition.events.push(
-                            NewEvent::new(&Actor::steady(), AuditAction::RunWaiting, Some(run.id)).step(&step.id),
+                            NewEvent::new(&Actor::steady(), AuditAction::RunWaiting, Some(run.id))
+                                .step(&step.id),
                         );
                         self.commit(transition).await?;
                     }
@@ -813,7 +854,12 @@ impl Driver<'_> {
                     change.release_lease = true;
                     transition.run = Some(change);
                     transition.events.push(
-                        NewEvent::new(&Actor::steady(), AuditAction::RunNeedsAttention, Some(run.id)).step(&step.id),
+                        NewEvent::new(
+                            &Actor::steady(),
+                            AuditAction::RunNeedsAttention,
+                            Some(run.id),
+                        )
+                        .step(&step.id),
                     );
                     self.commit(transition).await?;
                     self.observer.progress(run, Progress::NeedsAttention { step });
@@ -824,7 +870,11 @@ impl Driver<'_> {
                     let mut change = RunChange::from(run);
                     change.phase = Phase::Rollback;
                     transition.run = Some(change);
-                    transition.events.push(NewEvent::new(&Actor::steady(), AuditAction::RunRollbackStarted, Some(run.id)));
+                    transition.events.push(NewEvent::new(
+                        &Actor::steady(),
+                        AuditAction::RunRollbackStarted,
+                        Some(run.id),
+                    ));
                     self.commit(transition).await?;
                     self.observer.progress(run, Progress::RolledBack);
                 }
@@ -904,16 +954,28 @@ impl Driver<'_> {
                 .data(json!({ "by": self.owner() })),
         );
         self.commit(transition).await?;
-        self.observer.progress(&snapshot.run, Progress::StepEnded {
-            step,
-            status: StepStatus::Interrupted,
-            attempt: state.attempt,
-            detail: Some(if rerun { "safe to repeat: running it again".to_owned() } else { "not safe to repeat: needs a decision".to_owned() }),
-        });
+        self.observer.progress(
+            &snapshot.run,
+            Progress::StepEnded {
+                step,
+                status: StepStatus::Interrupted,
+                attempt: state.attempt,
+                detail: Some(if rerun {
+                    "safe to repeat: running it again".to_owned()
+                } else {
+                    "not safe to repeat: needs a decision".to_owned()
+                }),
+            },
+        );
         Ok(())
     }
 
-    async fn start(&mut self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> Result<(), EngineError> {
+    async fn start(
+        &mut self,
+        runbook: &Runbook,
+        snapshot: &RunSnapshot,
+        step: &Step,
+    ) -> Result<(), EngineError> {
         let run = &snapshot.run;
         let dry_run = run.mode == RunMode::DryRun;
         let masked = run_context(runbook, snapshot, SecretValues::Masked, false);
@@ -922,7 +984,14 @@ impl Driver<'_> {
 
         if let Some(when) = &step.when {
             if dry_run && depends_on_dry_steps(snapshot, &when.source) {
-                return self.would_run(snapshot, step, json!({ "when": when.source }), Some("depends on a step that did not run in this dry run")).await;
+                return self
+                    .would_run(
+                        snapshot,
+                        step,
+                        json!({ "when": when.source }),
+                        Some("depends on a step that did not run in this dry run"),
+                    )
+                    .await;
             }
             match template::evaluate(when, &revealed) {
                 Ok(true) => {}
@@ -931,7 +1000,10 @@ impl Driver<'_> {
                     return self.settle(snapshot, step, StepStatus::Skipped, Some(note)).await;
                 }
                 Err(error) => {
-                    let note = format!("`when` could not be evaluated: {}", self.redact(&error.to_string()));
+                    let note = format!(
+                        "`when` could not be evaluated: {}",
+                        self.redact(&error.to_string())
+                    );
                     return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
                 }
             }
@@ -940,7 +1012,8 @@ impl Driver<'_> {
         let rendered = match plan::render_action(step, &masked) {
             Ok(action) => serde_json::to_value(&action).unwrap_or_default(),
             Err(error) => {
-                let note = format!("could not render the step: {}", self.redact(&error.to_string()));
+                let note =
+                    format!("could not render the step: {}", self.redact(&error.to_string()));
                 return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
             }
         };
@@ -949,14 +1022,26 @@ impl Driver<'_> {
             StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
                 self.would_run(snapshot, step, rendered, None).await
             }
-            StepKind::Manual(_) | StepKind::Approval(_) => self.wait_for_people(runbook, snapshot, step, rendered).await,
+            StepKind::Manual(_) | StepKind::Approval(_) => {
+                self.wait_for_people(snapshot, step, rendered).await
+            }
             StepKind::Check(expression) => {
                 if dry_run && depends_on_dry_steps(snapshot, &expression.source) {
-                    return self.would_run(snapshot, step, rendered, Some("depends on a step that did not run in this dry run")).await;
+                    return self
+                        .would_run(
+                            snapshot,
+                            step,
+                            rendered,
+                            Some("depends on a step that did not run in this dry run"),
+                        )
+                        .await;
                 }
                 let (status, error) = match template::evaluate(expression, &revealed) {
                     Ok(true) => (StepStatus::Succeeded, None),
-                    Ok(false) => (StepStatus::Failed, Some(format!("check was false: {}", expression.source))),
+                    Ok(false) => (
+                        StepStatus::Failed,
+                        Some(format!("check was false: {}", expression.source)),
+                    ),
                     Err(error) => (StepStatus::Failed, Some(self.redact(&error.to_string()))),
                 };
                 let attempt = Attempt {
@@ -970,7 +1055,9 @@ impl Driver<'_> {
                 };
                 self.finish_attempt(snapshot, step, rendered, attempt).await
             }
-            StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) if dry_run && !step.read_only => {
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_)
+                if dry_run && !step.read_only =>
+            {
                 self.would_run(snapshot, step, rendered, None).await
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
@@ -981,13 +1068,18 @@ impl Driver<'_> {
                     Ok(Some(effect)) => effect,
                     Ok(None) => return Ok(()),
                     Err(error) => {
-                        let note = format!("could not render the step: {}", self.redact(&error.to_string()));
+                        let note = format!(
+                            "could not render the step: {}",
+                            self.redact(&error.to_string())
+                        );
                         return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
                     }
                 };
                 let env = match self.step_env(step, &revealed, run) {
                     Ok(env) => env,
-                    Err(note) => return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await,
+                    Err(note) => {
+                        return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+                    }
                 };
                 self.execute(snapshot, step, rendered, effect, env).await
             }
@@ -998,22 +1090,34 @@ impl Driver<'_> {
         redact(text, &self.engine.config.secrets)
     }
 
-    fn step_env(&self, step: &Step, context: &Context, run: &RunRecord) -> Result<Vec<(String, String)>, String> {
+    fn step_env(
+        &self,
+        step: &Step,
+        context: &Context,
+        run: &RunRecord,
+    ) -> Result<Vec<(String, String)>, String> {
         let mut env = vec![
             ("STEADY_RUN_ID".to_owned(), run.id.to_string()),
             ("STEADY_RUN_MODE".to_owned(), run.mode.as_str().to_owned()),
             ("STEADY_STEP_ID".to_owned(), step.id.clone()),
         ];
         for (name, value) in &step.env {
-            let value = template::render(value, Target::Text, context)
-                .map_err(|error| format!("could not render env `{name}`: {}", self.redact(&error.to_string())))?;
+            let value = template::render(value, Target::Text, context).map_err(|error| {
+                format!("could not render env `{name}`: {}", self.redact(&error.to_string()))
+            })?;
             env.push((name.clone(), value));
         }
         Ok(env)
     }
 
     /// Records a step as what a dry run would have done.
-    async fn would_run(&self, snapshot: &RunSnapshot, step: &Step, rendered: Value, note: Option<&str>) -> Result<(), EngineError> {
+    async fn would_run(
+        &self,
+        snapshot: &RunSnapshot,
+        step: &Step,
+        rendered: Value,
+        note: Option<&str>,
+    ) -> Result<(), EngineError> {
         let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition(snapshot);
         let mut new_state = state.clone();
@@ -1028,17 +1132,26 @@ impl Driver<'_> {
                 .data(json!({ "rendered": rendered, "note": note })),
         );
         self.commit(transition).await?;
-        self.observer.progress(&snapshot.run, Progress::StepEnded {
-            step,
-            status: StepStatus::WouldRun,
-            attempt: 0,
-            detail: note.map(str::to_owned),
-        });
+        self.observer.progress(
+            &snapshot.run,
+            Progress::StepEnded {
+                step,
+                status: StepStatus::WouldRun,
+                attempt: 0,
+                detail: note.map(str::to_owned),
+            },
+        );
         Ok(())
     }
 
     /// Ends a step without running it: skipped by `when`, or failed before it could start.
-    async fn settle(&self, snapshot: &RunSnapshot, step: &Step, status: StepStatus, note: Option<String>) -> Result<(), EngineError> {
+    async fn settle(
+        &self,
+        snapshot: &RunSnapshot,
+        step: &Step,
+        status: StepStatus,
+        note: Option<String>,
+    ) -> Result<(), EngineError> {
         let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition(snapshot);
         let mut new_state = state.clone();
@@ -1046,20 +1159,32 @@ impl Driver<'_> {
         new_state.note = note.clone();
         new_state.finished_at = Some(now());
         transition.steps.push(new_state);
-        let action = if status == StepStatus::Skipped { AuditAction::StepSkipped } else { AuditAction::StepFinished };
+        let action = if status == StepStatus::Skipped {
+            AuditAction::StepSkipped
+        } else {
+            AuditAction::StepFinished
+        };
         transition.events.push(
             NewEvent::new(&Actor::steady(), action, Some(snapshot.run.id))
                 .step(&step.id)
                 .data(json!({ "status": status.as_str(), "note": note })),
         );
         self.commit(transition).await?;
-        self.observer.progress(&snapshot.run, Progress::StepEnded { step, status, attempt: state.attempt, detail: note });
+        self.observer.progress(
+            &snapshot.run,
+            Progress::StepEnded { step, status, attempt: state.attempt, detail: note },
+        );
         Ok(())
     }
 
     /// A gate or manual step: record what it waits for, and leave the run to the people. A
     /// waiting run holds no lease, task or process.
-    async fn wait_for_people(&self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step, rendered: Value) -> Result<(), EngineError> {
+    async fn wait_for_people(
+        &self,
+        snapshot: &RunSnapshot,
+        step: &Step,
+        rendered: Value,
+    ) -> Result<(), EngineError> {
         let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition(snapshot);
         let mut new_state = state.clone();
@@ -1085,22 +1210,27 @@ impl Driver<'_> {
                 .step(&step.id)
                 .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(snapshot, &role) })),
         );
-        self.commit(transition).await?;
-        let what = waiting_for(runbook, snapshot, step);
-        self.observer.progress(&snapshot.run, Progress::Waiting { step, what });
-        Ok(())
+        self.commit(transition).await
     }
 
     /// Checks, before a step behind a gate runs, that it still renders as its approvers saw
     /// it. Approvals that no longer match are void; when too few remain, the gate waits again.
-    async fn approval_void(&self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step, rendered: &Value) -> Result<bool, EngineError> {
-        let Some(gate) = governing_gate(runbook, snapshot.run.phase, &step.id) else { return Ok(false) };
+    async fn approval_void(
+        &self,
+        runbook: &Runbook,
+        snapshot: &RunSnapshot,
+        step: &Step,
+        rendered: &Value,
+    ) -> Result<bool, EngineError> {
+        let Some(gate) = governing_gate(runbook, snapshot.run.phase, &step.id) else {
+            return Ok(false);
+        };
         let StepKind::Approval(approval) = &gate.kind else { return Ok(false) };
         let Some(gate_state) = snapshot.step(&gate.id) else { return Ok(false) };
         if gate_state.status != StepStatus::Approved {
             return Ok(false);
         }
-        let actual = serde_json::to_string(rendered).unwrap_or_default();
+        let actual = canonical_json(rendered);
         let stale: Vec<&Vote> = snapshot
             .live_votes(&gate.id)
             .filter(|vote| vote.approve)
@@ -1146,7 +1276,14 @@ impl Driver<'_> {
 
     /// Runs one attempt of a `run`, `http` or `sleep` step: `running` is committed before the
     /// effect starts, the result after it ends.
-    async fn execute(&mut self, snapshot: &RunSnapshot, step: &Step, rendered: Value, effect: Effect, env: Vec<(String, String)>) -> Result<(), EngineError> {
+    async fn execute(
+        &mut self,
+        snapshot: &RunSnapshot,
+        step: &Step,
+        rendered: Value,
+        effect: Effect,
+        env: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
         let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
         let number = state.attempt + 1;
         let started_at = now();
@@ -1176,20 +1313,31 @@ impl Driver<'_> {
             Err(StoreError::Conflict) => return Ok(()),
             Err(error) => return Err(error.into()),
         }
-        self.observer.progress(&snapshot.run, Progress::StepStarted { step, attempt: number, rendered: &rendered });
+        self.observer.progress(
+            &snapshot.run,
+            Progress::StepStarted { step, attempt: number, rendered: &rendered },
+        );
 
         let timeout = match (&effect, step.timeout) {
             (Effect::Sleep(duration), _) => *duration + StdDuration::from_secs(60),
             (_, Some(timeout)) => timeout.as_std(),
             (_, None) => Step::DEFAULT_TIMEOUT,
         };
-        let output = runner::execute(&effect, &env, timeout, &self.engine.http, &mut self.stop).await;
+        let output =
+            runner::execute(&effect, &env, timeout, &self.engine.http, &mut self.stop).await;
         let attempt = self.judge(step, number, started_at, output, timeout);
         self.finish_attempt(snapshot, step, rendered, attempt).await
     }
 
     /// Turns what an effect produced into an attempt's result, by the step's `expect`.
-    fn judge(&self, step: &Step, number: u32, started_at: Timestamp, output: runner::Output, timeout: StdDuration) -> Attempt {
+    fn judge(
+        &self,
+        step: &Step,
+        number: u32,
+        started_at: Timestamp,
+        output: runner::Output,
+        timeout: StdDuration,
+    ) -> Attempt {
         let secrets = &self.engine.config.secrets;
         let stdout = redact(&String::from_utf8_lossy(&output.stdout), secrets);
         let stderr = redact(&String::from_utf8_lossy(&output.stderr), secrets);
@@ -1198,32 +1346,64 @@ impl Driver<'_> {
             Ending::Completed => match &step.kind {
                 StepKind::Run(_) => {
                     let code = output.exit_code.unwrap_or(-1);
-                    let expected: &[i32] = if step.expect.exit_code.is_empty() { &[0] } else { &step.expect.exit_code };
+                    let expected: &[i32] = if step.expect.exit_code.is_empty() {
+                        &[0]
+                    } else {
+                        &step.expect.exit_code
+                    };
                     if !expected.contains(&code) {
-                        (StepStatus::Failed, Some(format!("exit code {code}, expected {}", join(expected))))
-                    } else if let Some(pattern) = step.expect.stdout.as_ref().filter(|p| !p.is_match(trimmed)) {
-                        (StepStatus::Failed, Some(format!("stdout does not match `{}`", pattern.as_str())))
+                        (
+                            StepStatus::Failed,
+                            Some(format!("exit code {code}, expected {}", join(expected))),
+                        )
+                    } else if let Some(pattern) =
+                        step.expect.stdout.as_ref().filter(|p| !p.is_match(trimmed))
+                    {
+                        (
+                            StepStatus::Failed,
+                            Some(format!("stdout does not match `{}`", pattern.as_str())),
+                        )
                     } else {
                         (StepStatus::Succeeded, None)
                     }
                 }
                 StepKind::Http(_) => {
                     let code = output.http_status.unwrap_or(0);
-                    let ok = if step.expect.status.is_empty() { (200..300).contains(&code) } else { step.expect.status.contains(&code) };
+                    let ok = if step.expect.status.is_empty() {
+                        (200..300).contains(&code)
+                    } else {
+                        step.expect.status.contains(&code)
+                    };
                     if ok {
                         (StepStatus::Succeeded, None)
                     } else if step.expect.status.is_empty() {
                         (StepStatus::Failed, Some(format!("HTTP status {code}, expected 2xx")))
                     } else {
-                        (StepStatus::Failed, Some(format!("HTTP status {code}, expected {}", join(&step.expect.status))))
+                        (
+                            StepStatus::Failed,
+                            Some(format!(
+                                "HTTP status {code}, expected {}",
+                                join(&step.expect.status)
+                            )),
+                        )
                     }
                 }
                 _ => (StepStatus::Succeeded, None),
             },
-            Ending::TimedOut => (StepStatus::TimedOut, Some(format!("timed out after {}", crate::Duration::from_std(timeout)))),
-            Ending::Stopped(Stop::Cancel) => (StepStatus::Cancelled, Some("the run was cancelled".to_owned())),
-            Ending::Stopped(_) => (StepStatus::Interrupted, Some("interrupted: the driver was stopped while the step ran".to_owned())),
-            Ending::Error => (StepStatus::Failed, output.error.as_deref().map(|e| redact(e, secrets))),
+            Ending::TimedOut => (
+                StepStatus::TimedOut,
+                Some(format!("timed out after {}", crate::Duration::from_std(timeout))),
+            ),
+            Ending::Stopped(Stop::Cancel) => {
+                (StepStatus::Cancelled, Some("the run was cancelled".to_owned()))
+            }
+            Ending::Stopped(_) => (
+                StepStatus::Interrupted,
+                Some("interrupted: the driver was stopped while the step ran".to_owned()),
+            ),
+            Ending::Error => {
+                (StepStatus::Failed, output.error.as_deref().map(|e| redact(e, secrets)))
+            }
         };
         Attempt {
             step_id: step.id.clone(),
@@ -1244,12 +1424,16 @@ impl Driver<'_> {
 
     /// Records an attempt's result and the step's status after it; schedules a retry when
     /// the step has retries left.
-    async fn finish_attempt(&self, snapshot: &RunSnapshot, step: &Step, rendered: Value, attempt: Attempt) -> Result<(), EngineError> {
+    async fn finish_attempt(
+        &self,
+        snapshot: &RunSnapshot,
+        step: &Step,
+        rendered: Value,
+        attempt: Attempt,
+    ) -> Result<(), EngineError> {
         let status = attempt.status.unwrap_or(StepStatus::Failed);
         let tries = attempt.number - snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
-        let retry = step
-            .retries
-            .filter(|retries| status.is_failure() && tries <= retries.count);
+        let retry = step.retries.filter(|retries| status.is_failure() && tries <= retries.count);
         let step_status = if retry.is_some() { StepStatus::Pending } else { status };
         let run_id = snapshot.run.id;
         self.record(|fresh| {
@@ -1307,12 +1491,15 @@ impl Driver<'_> {
             transition
         })
         .await?;
-        self.observer.progress(&snapshot.run, Progress::StepEnded {
-            step,
-            status,
-            attempt: attempt.number,
-            detail: attempt.error.clone(),
-        });
+        self.observer.progress(
+            &snapshot.run,
+            Progress::StepEnded {
+                step,
+                status,
+                attempt: attempt.number,
+                detail: attempt.error.clone(),
+            },
+        );
         if let Some(retries) = retry {
             let delay = retries.delay.as_std();
             self.observer.progress(&snapshot.run, Progress::RetryIn { step, delay });
@@ -1336,7 +1523,9 @@ fn effect_of(action: Action) -> Option<Effect> {
             headers,
             body: json.map(HttpBody::Json).or(body.map(HttpBody::Text)),
         },
-        Action::Sleep { duration } => Effect::Sleep(duration.parse::<crate::Duration>().ok()?.as_std()),
+        Action::Sleep { duration } => {
+            Effect::Sleep(duration.parse::<crate::Duration>().ok()?.as_std())
+        }
         Action::Check { .. } | Action::Manual { .. } | Action::Approval { .. } => return None,
     })
 }
@@ -1359,7 +1548,8 @@ fn transition_from(snapshot: &RunSnapshot) -> Transition {
 }
 
 fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
-    NewEvent::new(&Actor::steady(), AuditAction::RunFinished, Some(run_id)).data(json!({ "status": status.as_str() }))
+    NewEvent::new(&Actor::steady(), AuditAction::RunFinished, Some(run_id))
+        .data(json!({ "status": status.as_str() }))
 }
 
 fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
@@ -1381,8 +1571,10 @@ fn waiting_step<'r, 's>(
     snapshot: &'s RunSnapshot,
     step_id: &str,
 ) -> Result<(&'r Step, &'s StepState), EngineError> {
-    let step = find_step(runbook, step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
-    let state = snapshot.step(step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+    let step =
+        find_step(runbook, step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+    let state =
+        snapshot.step(step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
     if !snapshot.run.status.is_active() {
         return Err(EngineError::RunNotActive { status: snapshot.run.status });
     }
@@ -1405,15 +1597,31 @@ pub fn waiting_for(runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> St
     let (role, what) = match &step.kind {
         StepKind::Approval(gate) => {
             let have = snapshot.live_votes(&step.id).filter(|v| v.approve).count();
-            let role = state.and_then(|s| s.escalated_to.clone()).unwrap_or_else(|| gate.role.name.clone());
-            let self_note = if gate.allow_self_approval { "" } else { ", not the person who started the run" };
-            (role.clone(), format!("{have} of {} approvals from people holding `{role}`{self_note}", gate.approvals))
+            let role = state
+                .and_then(|s| s.escalated_to.clone())
+                .unwrap_or_else(|| gate.role.name.clone());
+            let self_note =
+                if gate.allow_self_approval { "" } else { ", not the person who started the run" };
+            (
+                role.clone(),
+                format!(
+                    "{have} of {} approvals from people holding `{role}`{self_note}",
+                    gate.approvals
+                ),
+            )
         }
-        StepKind::Manual(manual) => (manual.role.name.clone(), format!("a person holding `{}` to mark it done or failed", manual.role.name)),
+        StepKind::Manual(manual) => (
+            manual.role.name.clone(),
+            format!("a person holding `{}` to mark it done or failed", manual.role.name),
+        ),
         _ => (String::new(), "people".to_owned()),
     };
     let holders = holder_names(snapshot, &role);
-    let holders = if holders.is_empty() { "nobody holds it yet".to_owned() } else { format!("held by {}", holders.join(", ")) };
+    let holders = if holders.is_empty() {
+        "nobody holds it yet".to_owned()
+    } else {
+        format!("held by {}", holders.join(", "))
+    };
     let deadline = state
         .and_then(|s| s.deadline)
         .map(|deadline| format!("; times out at {}", deadline.format("%H:%M:%S UTC")))
@@ -1432,7 +1640,12 @@ fn depends_on_dry_steps(snapshot: &RunSnapshot, source: &str) -> bool {
 }
 
 /// The template context of a run as it stands.
-fn run_context(runbook: &Runbook, snapshot: &RunSnapshot, secrets: SecretValues<'_>, placeholders: bool) -> Context {
+fn run_context(
+    runbook: &Runbook,
+    snapshot: &RunSnapshot,
+    secrets: SecretValues<'_>,
+    placeholders: bool,
+) -> Context {
     let steps = snapshot
         .steps
         .iter()

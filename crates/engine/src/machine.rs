@@ -93,5 +93,7 @@ pub fn guarded_steps<'r>(runbook: &'r Runbook, phase: Phase, gate_id: &str) -> &
 
 /// Steps that are safe to run again after their driver died mid-way.
 pub fn safe_to_repeat(step: &Step) -> bool {
-    step.read_only || step.idempotent || matches!(step.kind, StepKind::Check(_) | StepKind::Sleep(_))
+    step.read_only
+        || step.idempotent
+        || matches!(step.kind, StepKind::Check(_) | StepKind::Sleep(_))
 }

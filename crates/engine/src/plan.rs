@@ -165,7 +165,8 @@ fn plan_action(step: &Step, context: &Context) -> Action {
         |template, target| Ok(render(template, target, context)),
         |json| Ok(template::render_json(json, context).unwrap_or_else(|_| json.clone())),
     );
-    lenient.unwrap_or_else(|never: template::RenderError| unreachable!("lenient rendering: {never}"))
+    lenient
+        .unwrap_or_else(|never: template::RenderError| unreachable!("lenient rendering: {never}"))
 }
 
 fn action(
@@ -175,9 +176,14 @@ fn action(
 ) -> Result<Action, template::RenderError> {
     Ok(match &step.kind {
         StepKind::Run(Command::Argv(argv)) => Action::Run {
-            argv: argv.iter().map(|argument| render(argument, Target::Text)).collect::<Result<_, _>>()?,
+            argv: argv
+                .iter()
+                .map(|argument| render(argument, Target::Text))
+                .collect::<Result<_, _>>()?,
         },
-        StepKind::Run(Command::Shell(command)) => Action::Shell { command: render(command, Target::Shell)? },
+        StepKind::Run(Command::Shell(command)) => {
+            Action::Shell { command: render(command, Target::Shell)? }
+        }
         StepKind::Http(request) => Action::Http {
             method: request.method.as_str().to_owned(),
             url: render(&request.url, Target::Text)?,
@@ -204,11 +210,17 @@ fn action(
             role: approval.role.name.clone(),
             approvals: approval.approvals,
             timeout: approval.timeout.map(|timeout| timeout.to_string()),
-            prompt: approval.prompt.as_ref().map(|prompt| render(prompt, Target::Text)).transpose()?,
+            prompt: approval
+                .prompt
+                .as_ref()
+                .map(|prompt| render(prompt, Target::Text))
+                .transpose()?,
             allow_self_approval: approval.allow_self_approval,
             escalate_to: match &approval.on_timeout {
                 OnTimeout::Fail => None,
-                OnTimeout::Escalate { role, timeout } => Some(format!("{} for {timeout}", role.name)),
+                OnTimeout::Escalate { role, timeout } => {
+                    Some(format!("{} for {timeout}", role.name))
+                }
             },
         },
         StepKind::Sleep(duration) => Action::Sleep { duration: duration.to_string() },

@@ -110,7 +110,13 @@ named_enum! {
 impl StepStatus {
     /// The run moves past a step in this status without anyone deciding anything.
     pub fn is_passed(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Approved | StepStatus::WouldRun)
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Skipped
+                | StepStatus::Approved
+                | StepStatus::WouldRun
+        )
     }
 
     /// The step ended badly; its `on_failure` says what happens next.

@@ -92,7 +92,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Takes the lease of a run that has none or whose lease expired before `now`, or renews
     /// one `owner` already holds. Returns whether `owner` now holds it.
-    async fn acquire_lease(&self, run_id: Uuid, lease: &Lease, now: Timestamp) -> Result<bool, StoreError>;
+    async fn acquire_lease(
+        &self,
+        run_id: Uuid,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Gives the lease up, if `owner` holds it.
     async fn release_lease(&self, run_id: Uuid, owner: &str) -> Result<(), StoreError>;

@@ -208,13 +208,19 @@ impl Context {
             })
             .collect();
         let steps = KnownSteps {
-            known: facts.steps.into_iter().map(|(id, value)| (id, Value::from_serialize(value))).collect(),
+            known: facts
+                .steps
+                .into_iter()
+                .map(|(id, value)| (id, Value::from_serialize(value)))
+                .collect(),
             placeholders: facts.placeholders_for_unknown_steps,
         };
         let roles: BTreeMap<String, String> = runbook
             .roles
             .iter()
-            .map(|role| (role.name.clone(), facts.roles.get(&role.name).cloned().unwrap_or_default()))
+            .map(|role| {
+                (role.name.clone(), facts.roles.get(&role.name).cloned().unwrap_or_default())
+            })
             .collect();
         let root = minijinja::context! {
             params => Value::from_serialize(facts.params),
@@ -239,7 +245,9 @@ impl Object for KnownSteps {
         let id = key.as_str()?;
         match self.known.get(id) {
             Some(value) => Some(value.clone()),
-            None if self.placeholders => Some(Value::from_object(Placeholder(format!("steps.{id}")))),
+            None if self.placeholders => {
+                Some(Value::from_object(Placeholder(format!("steps.{id}"))))
+            }
             None => None,
         }
     }
@@ -250,8 +258,9 @@ impl Object for KnownSteps {
 /// with the quotes around it, stands for anything.
 pub fn matches_with_placeholders(approved: &str, actual: &str) -> bool {
     static PLACEHOLDER: OnceLock<regex::Regex> = OnceLock::new();
-    let placeholder = PLACEHOLDER
-        .get_or_init(|| regex::Regex::new(r#"(\\?['"])?⟨[^⟩]*⟩(\\?['"])?"#).expect("a valid regex"));
+    let placeholder = PLACEHOLDER.get_or_init(|| {
+        regex::Regex::new(r#"(\\?['"])?⟨[^⟩]*⟩(\\?['"])?"#).expect("a valid regex")
+    });
     let mut pattern = String::from("^");
     let mut last = 0;
     for found in placeholder.find_iter(approved) {

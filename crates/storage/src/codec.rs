@@ -48,9 +48,11 @@ pub(crate) fn json_to(value: &impl Serialize) -> String {
 }
 
 pub(crate) fn published_event(version: &RunbookVersion) -> NewEvent {
-    NewEvent::new(&version.published_by, AuditAction::RunbookPublished, None).data(serde_json::json!({
-        "runbook": version.name,
-        "version": version.version,
-        "sha256": version.sha256,
-    }))
+    NewEvent::new(&version.published_by, AuditAction::RunbookPublished, None).data(
+        serde_json::json!({
+            "runbook": version.name,
+            "version": version.version,
+            "sha256": version.sha256,
+        }),
+    )
 }

@@ -21,6 +21,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else {
         let scheme = url.split(':').next().unwrap_or(url);
-        Err(StoreError::Database(format!("unsupported database URL scheme `{scheme}`: use sqlite://PATH")))
+        Err(StoreError::Database(format!(
+            "unsupported database URL scheme `{scheme}`: use sqlite://PATH"
+        )))
     }
 }

@@ -5,9 +5,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
-use steady_engine::audit::{AuditEvent, ChainVerifier, GENESIS, NewEvent, Verification, format_timestamp, sha256_hex};
+use steady_engine::audit::{
+    AuditEvent, ChainVerifier, GENESIS, NewEvent, Verification, format_timestamp, sha256_hex,
+};
 use steady_engine::run::*;
 use steady_engine::store::{AuditFilter, Published, Store, StoreError};
 use uuid::Uuid;
@@ -30,7 +34,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(database)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(database)?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -63,10 +71,7 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-async fn append_events(
-    conn: &mut SqliteConnection,
-    events: &[NewEvent],
-) -> Result<(), StoreError> {
+async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -104,7 +109,11 @@ async fn append_events(
     Ok(())
 }
 
-async fn upsert_step(conn: &mut SqliteConnection, run_id: &str, step: &StepState) -> Result<(), StoreError> {
+async fn upsert_step(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    step: &StepState,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
                                 started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)
@@ -136,7 +145,11 @@ async fn upsert_step(conn: &mut SqliteConnection, run_id: &str, step: &StepState
     Ok(())
 }
 
-async fn upsert_attempt(conn: &mut SqliteConnection, run_id: &str, attempt: &Attempt) -> Result<(), StoreError> {
+async fn upsert_attempt(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    attempt: &Attempt,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
                                     http_status, stdout, stderr, stdout_truncated, stderr_truncated, json, error)
@@ -169,8 +182,13 @@ async fn upsert_attempt(conn: &mut SqliteConnection, run_id: &str, attempt: &Att
 }
 
 fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
-    let lease = match (row.get::<Option<String>, _>("lease_owner"), row.get::<Option<String>, _>("lease_expires_at")) {
-        (Some(owner), Some(expires_at)) => Some(Lease { owner, expires_at: timestamp(&expires_at)? }),
+    let lease = match (
+        row.get::<Option<String>, _>("lease_owner"),
+        row.get::<Option<String>, _>("lease_expires_at"),
+    ) {
+        (Some(owner), Some(expires_at)) => {
+            Some(Lease { owner, expires_at: timestamp(&expires_at)? })
+        }
         _ => None,
     };
     Ok(RunRecord {
@@ -221,16 +239,24 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn publish(&self, name: &str, source: &str, by: &Actor, at: Timestamp) -> Result<Published, StoreError> {
+    async fn publish(
+        &self,
+        name: &str,
+        source: &str,
+        by: &Actor,
+        at: Timestamp,
+    ) -> Result<Published, StoreError> {
         let sha256 = sha256_hex(source.as_bytes());
         let mut tx = self.begin().await?;
-        let latest = sqlx::query("SELECT * FROM runbook_versions WHERE name = ? ORDER BY version DESC LIMIT 1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(database)?
-            .map(|row| runbook_version(&row))
-            .transpose()?;
+        let latest = sqlx::query(
+            "SELECT * FROM runbook_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database)?
+        .map(|row| runbook_version(&row))
+        .transpose()?;
         if let Some(latest) = latest.as_ref().filter(|latest| latest.sha256 == sha256) {
             return Ok(Published::Unchanged(latest.clone()));
         }
@@ -260,19 +286,28 @@ impl Store for SqliteStore {
         Ok(Published::New(version))
     }
 
-    async fn runbook_version(&self, name: &str, version: Option<u32>) -> Result<Option<RunbookVersion>, StoreError> {
-        let row = match version {
-            Some(version) => sqlx::query("SELECT * FROM runbook_versions WHERE name = ? AND version = ?")
+    async fn runbook_version(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<RunbookVersion>, StoreError> {
+        let row =
+            match version {
+                Some(version) => {
+                    sqlx::query("SELECT * FROM runbook_versions WHERE name = ? AND version = ?")
+                        .bind(name)
+                        .bind(i64::from(version))
+                        .fetch_optional(&self.pool)
+                        .await
+                }
+                None => sqlx::query(
+                    "SELECT * FROM runbook_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
+                )
                 .bind(name)
-                .bind(i64::from(version))
                 .fetch_optional(&self.pool)
                 .await,
-            None => sqlx::query("SELECT * FROM runbook_versions WHERE name = ? ORDER BY version DESC LIMIT 1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await,
-        }
-        .map_err(database)?;
+            }
+            .map_err(database)?;
         row.map(|row| runbook_version(&row)).transpose()
     }
 
@@ -312,18 +347,18 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await;
         if let Err(error) = inserted {
-            if is_unique_violation(&error) {
-                if let Some(key) = &run.lock_key {
-                    let holder = sqlx::query(
+            if is_unique_violation(&error)
+                && let Some(key) = &run.lock_key
+            {
+                let holder = sqlx::query(
                         "SELECT id FROM runs WHERE lock_key = ? AND status IN ('running', 'waiting', 'needs_attention')",
                     )
                     .bind(key)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(database)?;
-                    let run_id = uuid(&holder.get::<String, _>("id"))?;
-                    return Err(StoreError::LockHeld { key: key.clone(), run_id });
-                }
+                let run_id = uuid(&holder.get::<String, _>("id"))?;
+                return Err(StoreError::LockHeld { key: key.clone(), run_id });
             }
             return Err(database(error));
         }
@@ -331,13 +366,15 @@ impl Store for SqliteStore {
             upsert_step(&mut tx, &id, step).await?;
         }
         for assignment in &new.assignments {
-            sqlx::query("INSERT OR IGNORE INTO assignments (run_id, role, person) VALUES (?, ?, ?)")
-                .bind(&id)
-                .bind(&assignment.role)
-                .bind(assignment.person.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(database)?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO assignments (run_id, role, person) VALUES (?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&assignment.role)
+            .bind(assignment.person.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
         }
         append_events(&mut tx, std::slice::from_ref(&new.event)).await?;
         tx.commit().await.map_err(database)
@@ -355,54 +392,69 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let run = run_record(&row)?;
-        let steps = sqlx::query("SELECT * FROM run_steps WHERE run_id = ? ORDER BY phase = 'rollback', position")
-            .bind(&key)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(database)?
-            .iter()
-            .map(|row| {
-                Ok(StepState {
-                    step_id: row.get("step_id"),
-                    phase: name(&row.get::<String, _>("phase"))?,
-                    position: unsigned(row.get::<i64, _>("position"))?,
-                    status: name(&row.get::<String, _>("status"))?,
-                    attempt: unsigned(row.get::<i64, _>("attempt"))?,
-                    attempts_before_round: unsigned(row.get::<i64, _>("attempts_before_round"))?,
-                    started_at: optional_timestamp(row.get("started_at"))?,
-                    finished_at: optional_timestamp(row.get("finished_at"))?,
-                    deadline: optional_timestamp(row.get("deadline"))?,
-                    escalated_to: row.get("escalated_to"),
-                    rendered: row.get::<Option<String>, _>("rendered").as_deref().map(json_from).transpose()?,
-                    note: row.get("note"),
-                    completed_by: row.get::<Option<String>, _>("completed_by").map(Actor),
-                })
+        let steps = sqlx::query(
+            "SELECT * FROM run_steps WHERE run_id = ? ORDER BY phase = 'rollback', position",
+        )
+        .bind(&key)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(database)?
+        .iter()
+        .map(|row| {
+            Ok(StepState {
+                step_id: row.get("step_id"),
+                phase: name(&row.get::<String, _>("phase"))?,
+                position: unsigned(row.get::<i64, _>("position"))?,
+                status: name(&row.get::<String, _>("status"))?,
+                attempt: unsigned(row.get::<i64, _>("attempt"))?,
+                attempts_before_round: unsigned(row.get::<i64, _>("attempts_before_round"))?,
+                started_at: optional_timestamp(row.get("started_at"))?,
+                finished_at: optional_timestamp(row.get("finished_at"))?,
+                deadline: optional_timestamp(row.get("deadline"))?,
+                escalated_to: row.get("escalated_to"),
+                rendered: row
+                    .get::<Option<String>, _>("rendered")
+                    .as_deref()
+                    .map(json_from)
+                    .transpose()?,
+                note: row.get("note"),
+                completed_by: row.get::<Option<String>, _>("completed_by").map(Actor),
             })
-            .collect::<Result<_, StoreError>>()?;
-        let attempts = sqlx::query("SELECT * FROM step_attempts WHERE run_id = ? ORDER BY step_id, number")
-            .bind(&key)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(database)?
-            .iter()
-            .map(|row| {
-                Ok(Attempt {
-                    step_id: row.get("step_id"),
-                    number: unsigned(row.get::<i64, _>("number"))?,
-                    status: row.get::<Option<String>, _>("status").as_deref().map(name).transpose()?,
-                    started_at: optional_timestamp(row.get("started_at"))?,
-                    finished_at: optional_timestamp(row.get("finished_at"))?,
-                    exit_code: row.get("exit_code"),
-                    http_status: row.get::<Option<i64>, _>("http_status").map(|s| s as u16),
-                    stdout: row.get("stdout"),
-                    stderr: row.get("stderr"),
-                    stdout_truncated: row.get("stdout_truncated"),
-                    stderr_truncated: row.get("stderr_truncated"),
-                    json: row.get::<Option<String>, _>("json").as_deref().map(json_from).transpose()?,
-                    error: row.get("error"),
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let attempts =
+            sqlx::query("SELECT * FROM step_attempts WHERE run_id = ? ORDER BY step_id, number")
+                .bind(&key)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(database)?
+                .iter()
+                .map(|row| {
+                    Ok(Attempt {
+                        step_id: row.get("step_id"),
+                        number: unsigned(row.get::<i64, _>("number"))?,
+                        status: row
+                            .get::<Option<String>, _>("status")
+                            .as_deref()
+                            .map(name)
+                            .transpose()?,
+                        started_at: optional_timestamp(row.get("started_at"))?,
+                        finished_at: optional_timestamp(row.get("finished_at"))?,
+                        exit_code: row.get("exit_code"),
+                        http_status: row.get::<Option<i64>, _>("http_status").map(|s| s as u16),
+                        stdout: row.get("stdout"),
+                        stderr: row.get("stderr"),
+                        stdout_truncated: row.get("stdout_truncated"),
+                        stderr_truncated: row.get("stderr_truncated"),
+                        json: row
+                            .get::<Option<String>, _>("json")
+                            .as_deref()
+                            .map(json_from)
+                            .transpose()?,
+                        error: row.get("error"),
+                    })
                 })
-            })
-            .collect::<Result<_, StoreError>>()?;
+                .collect::<Result<_, StoreError>>()?;
         let votes = sqlx::query("SELECT * FROM votes WHERE run_id = ? ORDER BY at, id")
             .bind(&key)
             .fetch_all(&mut *conn)
@@ -423,14 +475,16 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        let assignments = sqlx::query("SELECT role, person FROM assignments WHERE run_id = ? ORDER BY role, person")
-            .bind(&key)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(database)?
-            .iter()
-            .map(|row| Assignment { role: row.get("role"), person: Actor(row.get("person")) })
-            .collect();
+        let assignments = sqlx::query(
+            "SELECT role, person FROM assignments WHERE run_id = ? ORDER BY role, person",
+        )
+        .bind(&key)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(database)?
+        .iter()
+        .map(|row| Assignment { role: row.get("role"), person: Actor(row.get("person")) })
+        .collect();
         let notes = sqlx::query("SELECT * FROM notes WHERE run_id = ? ORDER BY at, id")
             .bind(&key)
             .fetch_all(&mut *conn)
@@ -487,10 +541,10 @@ impl Store for SqliteStore {
             .await
             .map_err(database)?
             .ok_or(StoreError::NoSuchRun(run_id))?;
-        if let Some(owner) = &transition.lease_owner {
-            if row.get::<Option<String>, _>("lease_owner").as_deref() != Some(owner.as_str()) {
-                return Err(StoreError::LeaseLost);
-            }
+        if let Some(owner) = &transition.lease_owner
+            && row.get::<Option<String>, _>("lease_owner").as_deref() != Some(owner.as_str())
+        {
+            return Err(StoreError::LeaseLost);
         }
         if row.get::<i64, _>("revision") != transition.revision {
             return Err(StoreError::Conflict);
@@ -564,13 +618,15 @@ impl Store for SqliteStore {
             }
         }
         for assignment in &transition.assign {
-            sqlx::query("INSERT OR IGNORE INTO assignments (run_id, role, person) VALUES (?, ?, ?)")
-                .bind(&id)
-                .bind(&assignment.role)
-                .bind(assignment.person.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(database)?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO assignments (run_id, role, person) VALUES (?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&assignment.role)
+            .bind(assignment.person.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
         }
         for assignment in &transition.unassign {
             sqlx::query("DELETE FROM assignments WHERE run_id = ? AND role = ? AND person = ?")
@@ -597,7 +653,12 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(database)
     }
 
-    async fn acquire_lease(&self, run_id: Uuid, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
+    async fn acquire_lease(
+        &self,
+        run_id: Uuid,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
             "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2
              WHERE id = ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at < ?4)",

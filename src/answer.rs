@@ -1,0 +1,103 @@
+//! Answering a run from the terminal: gates, manual steps and the commander's decisions, as
+//! the local operator. Gates still refuse the person who started the run.
+
+use std::process::ExitCode;
+
+use steady_engine::run::{Decision, RunStatus};
+
+use crate::app::{App, DbArgs, person};
+
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
+    /// What to do with the failed or interrupted step.
+    #[arg(value_parser = parse_decision)]
+    decision: Decision,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn parse_decision(text: &str) -> Result<Decision, String> {
+    text.parse().map_err(|_| "use retry, skip, rollback or abort".to_owned())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
+    /// The step's id.
+    step: String,
+    /// Why: kept with the answer in the run and the audit log.
+    #[arg(long, short = 'm')]
+    comment: Option<String>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AssignArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
+    /// `ROLE=PERSON`; repeat for more.
+    #[arg(required = true, value_parser = crate::plan::parse_param)]
+    assignments: Vec<(String, String)>,
+    /// Take the roles away instead.
+    #[arg(long)]
+    remove: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Which answer a `GateArgs` command gives.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Approve,
+    Reject,
+    Complete,
+    Fail,
+}
+
+pub async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    let status = app.engine.decide(run_id, &app.actor, args.decision).await?;
+    println!("run {run_id}: {} taken; the run is {status}", args.decision);
+    if status == RunStatus::Running {
+        println!("drive it here with `steady resume {run_id}`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn answer(args: GateArgs, answer: Answer) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    let comment = args.comment.as_deref();
+    let engine = &app.engine;
+    let status = match answer {
+        Answer::Approve => engine.approve(run_id, &args.step, &app.actor, comment).await?,
+        Answer::Reject => engine.reject(run_id, &args.step, &app.actor, comment).await?,
+        Answer::Complete => {
+            engine.complete_manual(run_id, &args.step, &app.actor, true, comment).await?
+        }
+        Answer::Fail => {
+            engine.complete_manual(run_id, &args.step, &app.actor, false, comment).await?
+        }
+    };
+    println!("step {}: {status}", args.step);
+    if status.as_str() != "waiting" {
+        println!("the run can go on: `steady resume {run_id}` drives it here");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn assign(args: AssignArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    for (role, name) in &args.assignments {
+        app.engine.assign(run_id, &app.actor, role, &person(name), !args.remove).await?;
+        let verb = if args.remove { "no longer holds" } else { "holds" };
+        println!("{} {verb} `{role}` in run {run_id}", person(name));
+    }
+    Ok(ExitCode::SUCCESS)
+}

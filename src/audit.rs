@@ -1,0 +1,165 @@
+//! `steady audit verify` and `steady audit export`: the tamper-evident log, for auditors.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use steady_engine::audit::{AuditEvent, format_timestamp};
+use steady_engine::store::AuditFilter;
+
+use crate::app::{App, DbArgs, person};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and report the first broken event.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Write events to stdout as JSON Lines or CSV.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Only events of this run.
+    #[arg(long)]
+    run: Option<String>,
+    /// Only events by this actor (`alice`, `user:alice`, `local:root`, `steady`).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only events at or after this time (RFC 3339, or a date such as 2026-11-26).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|at| at.and_utc())
+        .ok_or_else(|| {
+            format!("`{text}` is not a time: use RFC 3339 (2026-11-26T10:00:00Z) or a date")
+        })
+}
+
+pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { db } => {
+            let app = App::open(&db).await?;
+            let verification = app.store.verify_audit().await?;
+            match verification.first_broken {
+                None => {
+                    println!("audit chain verified: {} events", verification.events);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(seq) => {
+                    println!(
+                        "audit chain BROKEN at seq {seq} ({} events checked)",
+                        verification.events
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Export(args) => export(args).await,
+    }
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = match &args.run {
+        Some(run) => Some(app.resolve_run(run).await?),
+        None => None,
+    };
+    let stdout = std::io::stdout().lock();
+    let mut jsonl = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut csv = csv::Writer::from_writer(stdout);
+    if matches!(args.format, Format::Csv) {
+        csv.write_record([
+            "seq",
+            "id",
+            "at",
+            "actor",
+            "action",
+            "run_id",
+            "step_id",
+            "data",
+            "prev_hash",
+            "hash",
+        ])?;
+    }
+    let mut after = 0;
+    loop {
+        let filter = AuditFilter {
+            run_id,
+            actor: args.actor.as_deref().map(|a| {
+                if a == "steady" { steady_engine::run::Actor::steady() } else { person(a) }
+            }),
+            since: args.since,
+            after_seq: Some(after),
+            limit: Some(10_000),
+            ..AuditFilter::default()
+        };
+        let events = app.store.audit_events(&filter).await?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for event in &events {
+            match args.format {
+                Format::Jsonl => writeln!(jsonl, "{}", event_json(event))?,
+                Format::Csv => csv.write_record(csv_record(event))?,
+            }
+        }
+    }
+    jsonl.flush()?;
+    csv.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn event_json(event: &AuditEvent) -> serde_json::Value {
+    serde_json::json!({
+        "seq": event.seq,
+        "id": event.id,
+        "at": format_timestamp(event.at),
+        "actor": event.actor.as_str(),
+        "action": event.action,
+        "run_id": event.run_id,
+        "step_id": event.step_id,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    })
+}
+
+fn csv_record(event: &AuditEvent) -> [String; 10] {
+    [
+        event.seq.to_string(),
+        event.id.to_string(),
+        format_timestamp(event.at),
+        event.actor.as_str().to_owned(),
+        event.action.clone(),
+        event.run_id.map(|id| id.to_string()).unwrap_or_default(),
+        event.step_id.clone().unwrap_or_default(),
+        event.data.to_string(),
+        event.prev_hash.clone(),
+        event.hash.clone(),
+    ]
+    .map(defuse_formula)
+}
+
+/// A field a spreadsheet would run as a formula gets a leading quote.
+fn defuse_formula(field: String) -> String {
+    if field.starts_with(['=', '+', '-', '@']) { format!("'{field}") } else { field }
+}

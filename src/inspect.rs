@@ -1,0 +1,297 @@
+//! `steady runs` and `steady show`: what happened, for people and (with `--json`) for tools.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use steady_engine::audit::format_timestamp;
+use steady_engine::run::{RunFilter, RunRecord, RunSnapshot, RunStatus};
+
+use crate::app::{App, DbArgs};
+use crate::terminal::{badge, run_badge};
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// Only runs with this status.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<RunStatus>,
+    /// Only runs of this runbook.
+    #[arg(long)]
+    runbook: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, String> {
+    text.parse().map_err(|_| {
+        let names: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("use one of {}", names.join(", "))
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let filter =
+        RunFilter { status: args.status, runbook: args.runbook.clone(), limit: Some(args.limit) };
+    let runs = app.store.runs(&filter).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs.iter().map(run_json).collect::<Vec<_>>())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+    }
+    for run in &runs {
+        println!(
+            "{}  {:<20} {:<24} v{:<3} {:<8} {}  by {}",
+            run.id,
+            run_badge(run.status),
+            run.runbook,
+            run.version,
+            run.mode,
+            run.created_at.format("%Y-%m-%d %H:%M:%S"),
+            run.commander
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&snapshot_json(&snapshot))?);
+    } else {
+        print_snapshot(&snapshot);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_json(run: &RunRecord) -> Value {
+    json!({
+        "id": run.id,
+        "runbook": run.runbook,
+        "version": run.version,
+        "sha256": run.sha256,
+        "mode": run.mode.as_str(),
+        "status": run.status.as_str(),
+        "phase": run.phase.as_str(),
+        "started_by": run.started_by.as_str(),
+        "commander": run.commander.as_str(),
+        "params": run.params,
+        "lock": run.lock_key,
+        "created_at": format_timestamp(run.created_at),
+        "finished_at": run.finished_at.map(format_timestamp),
+        "lease": run.lease.as_ref().map(|lease| json!({"owner": lease.owner, "expires_at": format_timestamp(lease.expires_at)})),
+    })
+}
+
+/// The whole run as JSON: the DTO of `steady show --json`, built explicitly from engine types.
+pub fn snapshot_json(snapshot: &RunSnapshot) -> Value {
+    let steps: Vec<Value> = snapshot
+        .steps
+        .iter()
+        .map(|step| {
+            let attempts: Vec<Value> = snapshot
+                .attempts
+                .iter()
+                .filter(|a| a.step_id == step.step_id)
+                .map(|a| {
+                    json!({
+                        "number": a.number,
+                        "status": a.status.map(|s| s.as_str()),
+                        "started_at": a.started_at.map(format_timestamp),
+                        "finished_at": a.finished_at.map(format_timestamp),
+                        "exit_code": a.exit_code,
+                        "http_status": a.http_status,
+                        "stdout": a.stdout,
+                        "stderr": a.stderr,
+                        "stdout_truncated": a.stdout_truncated,
+                        "stderr_truncated": a.stderr_truncated,
+                        "json": a.json,
+                        "error": a.error,
+                    })
+                })
+                .collect();
+            let votes: Vec<Value> = snapshot
+                .votes
+                .iter()
+                .filter(|v| v.step_id == step.step_id)
+                .map(|v| {
+                    json!({
+                        "actor": v.actor.as_str(),
+                        "approve": v.approve,
+                        "comment": v.comment,
+                        "digest": v.digest,
+                        "at": format_timestamp(v.at),
+                        "void": v.void,
+                    })
+                })
+                .collect();
+            json!({
+                "id": step.step_id,
+                "phase": step.phase.as_str(),
+                "status": step.status.as_str(),
+                "attempt": step.attempt,
+                "started_at": step.started_at.map(format_timestamp),
+                "finished_at": step.finished_at.map(format_timestamp),
+                "deadline": step.deadline.map(format_timestamp),
+                "escalated_to": step.escalated_to,
+                "rendered": step.rendered,
+                "note": step.note,
+                "completed_by": step.completed_by.as_ref().map(|a| a.as_str()),
+                "attempts": attempts,
+                "votes": votes,
+            })
+        })
+        .collect();
+    let mut run = run_json(&snapshot.run);
+    run["steps"] = Value::Array(steps);
+    run["assignments"] = snapshot
+        .assignments
+        .iter()
+        .map(|a| json!({"role": a.role, "person": a.person.as_str()}))
+        .collect();
+    run["notes"] = snapshot
+        .notes
+        .iter()
+        .map(|n| json!({"author": n.author.as_str(), "step": n.step_id, "text": n.text, "at": format_timestamp(n.at)}))
+        .collect();
+    run
+}
+
+fn print_snapshot(snapshot: &RunSnapshot) {
+    let run = &snapshot.run;
+    println!("run {}  {}", run.id, run_badge(run.status));
+    println!(
+        "runbook    {} version {} ({})",
+        run.runbook,
+        run.version,
+        &run.sha256[..12.min(run.sha256.len())]
+    );
+    println!(
+        "mode       {}{}",
+        run.mode,
+        if run.phase.as_str() == "rollback" { ", rolling back" } else { "" }
+    );
+    println!("commander  {} (started by {})", run.commander, run.started_by);
+    if let Some(lock) = &run.lock_key {
+        println!("lock       {lock}");
+    }
+    if let Some(lease) = &run.lease {
+        println!("driven by  {} (lease until {})", lease.owner, format_timestamp(lease.expires_at));
+    }
+    for assignment in &snapshot.assignments {
+        println!("role       {} = {}", assignment.role, assignment.person);
+    }
+    println!("started    {}", format_timestamp(run.created_at));
+    if let Some(finished) = run.finished_at {
+        println!("finished   {}", format_timestamp(finished));
+    }
+    println!();
+    for step in &snapshot.steps {
+        let phase = if step.phase.as_str() == "rollback" { "rollback " } else { "" };
+        println!("{phase}{:<16} {}", badge(step.status), step.step_id);
+        if let Some(rendered) = &step.rendered {
+            println!("      does  {}", describe(rendered));
+        }
+        if let Some(note) = &step.note {
+            println!("      note  {note}");
+        }
+        if let Some(by) = &step.completed_by {
+            println!("      by    {by}");
+        }
+        for vote in snapshot.votes.iter().filter(|v| v.step_id == step.step_id) {
+            let verdict = if vote.approve { "approved" } else { "rejected" };
+            let void = if vote.void { " (void: the guarded step changed)" } else { "" };
+            let comment = vote.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+            println!("      {verdict} by {}{comment}{void}", vote.actor);
+        }
+        for attempt in snapshot.attempts.iter().filter(|a| a.step_id == step.step_id) {
+            let duration = match (attempt.started_at, attempt.finished_at) {
+                (Some(start), Some(end)) => {
+                    format!("{:.2}s", (end - start).num_milliseconds() as f64 / 1000.0)
+                }
+                _ => "-".to_owned(),
+            };
+            let status = attempt.status.map(|s| s.as_str()).unwrap_or("?");
+            let code = attempt.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
+            let http = attempt.http_status.map(|c| format!(", HTTP {c}")).unwrap_or_default();
+            println!("      attempt {} {status} in {duration}{code}{http}", attempt.number);
+            if let Some(error) = &attempt.error {
+                println!("        error   {error}");
+            }
+            for (name, text, truncated) in [
+                ("stdout", &attempt.stdout, attempt.stdout_truncated),
+                ("stderr", &attempt.stderr, attempt.stderr_truncated),
+            ] {
+                if text.is_empty() {
+                    continue;
+                }
+                let lines: Vec<&str> = text.lines().collect();
+                let shown = lines.len().min(20);
+                for (index, line) in lines[..shown].iter().enumerate() {
+                    println!("        {:<7} {line}", if index == 0 { name } else { "" });
+                }
+                if lines.len() > shown || truncated {
+                    println!(
+                        "                (more in `steady show --json`{})",
+                        if truncated { "; truncated at 1 MiB" } else { "" }
+                    );
+                }
+            }
+        }
+    }
+    for note in &snapshot.notes {
+        println!("note by {} at {}: {}", note.author, format_timestamp(note.at), note.text);
+    }
+}
+
+/// One line for a rendered action.
+fn describe(rendered: &Value) -> String {
+    match rendered["kind"].as_str() {
+        Some("run") => rendered["argv"]
+            .as_array()
+            .map(|argv| argv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+        Some("shell") => rendered["command"].as_str().unwrap_or_default().to_owned(),
+        Some("http") => format!(
+            "{} {}",
+            rendered["method"].as_str().unwrap_or_default(),
+            rendered["url"].as_str().unwrap_or_default()
+        ),
+        Some("check") => format!("check {}", rendered["expression"].as_str().unwrap_or_default()),
+        Some("manual") => format!(
+            "manual ({}): {}",
+            rendered["role"].as_str().unwrap_or_default(),
+            rendered["instructions"].as_str().unwrap_or_default().trim()
+        ),
+        Some("approval") => format!(
+            "approval by {} x{}{}",
+            rendered["role"].as_str().unwrap_or_default(),
+            rendered["approvals"],
+            rendered["prompt"].as_str().map(|p| format!(": {p}")).unwrap_or_default()
+        ),
+        Some("sleep") => format!("sleep {}", rendered["duration"].as_str().unwrap_or_default()),
+        _ => rendered.to_string(),
+    }
+}

@@ -1,0 +1,252 @@
+//! `steady run` and `steady resume`: drive a run in this terminal. A first Ctrl-C finishes
+//! the step that is running and stops, leaving the run resumable; a second interrupts it.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use steady_engine::engine::{DriveEnd, EngineError, StartRun};
+use steady_engine::run::{Assignment, RunMode, RunStatus, StepStatus};
+use steady_engine::runbook::StepKind;
+use steady_engine::runner::Stop;
+use steady_engine::store::Published;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::app::{App, DbArgs, person};
+use crate::report;
+use crate::runbooks;
+use crate::terminal::{TerminalObserver, run_badge};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A runbook file, or the name of a runbook in the runbooks folder.
+    runbook: String,
+    /// A parameter value; repeat for each parameter.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = crate::plan::parse_param)]
+    params: Vec<(String, String)>,
+    /// Execute only read-only steps and checks; record everything else as it would run.
+    #[arg(long, conflicts_with = "drill")]
+    dry_run: bool,
+    /// Execute for real, labelled a drill: a rehearsal.
+    #[arg(long)]
+    drill: bool,
+    /// Give a run role to a person (`ROLE=NAME`); roles given to nobody go to you.
+    #[arg(long = "assign", value_name = "ROLE=PERSON", value_parser = crate::plan::parse_param)]
+    assign: Vec<(String, String)>,
+    #[command(flatten)]
+    runbooks: crate::RunbooksDir,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = runbooks::find(&args.runbook, &args.runbooks.path)?;
+    let display = file.display_path();
+    let Some(runbook) = &file.parsed.runbook else {
+        for diagnostic in &file.parsed.diagnostics {
+            report::diagnostic(&display, &file.source, diagnostic);
+        }
+        return Ok(ExitCode::from(1));
+    };
+    let app = App::open(&args.db).await?;
+    match app.engine.publish(&file.source, &app.actor).await? {
+        Published::New(version) => {
+            println!("published {} version {}", version.name, version.version)
+        }
+        Published::Unchanged(_) => {}
+    }
+    let mut assignments: Vec<Assignment> = args
+        .assign
+        .iter()
+        .map(|(role, name)| Assignment { role: role.clone(), person: person(name) })
+        .collect();
+    for role in &runbook.roles {
+        if !assignments.iter().any(|a| a.role == role.name) {
+            assignments.push(Assignment { role: role.name.clone(), person: app.actor.clone() });
+        }
+    }
+    let mode = if args.dry_run {
+        RunMode::DryRun
+    } else if args.drill {
+        RunMode::Drill
+    } else {
+        RunMode::Live
+    };
+    let start = StartRun {
+        runbook: runbook.name.clone(),
+        version: None,
+        params: args.params.clone(),
+        mode,
+        actor: app.actor.clone(),
+        assignments,
+    };
+    let run_id = match app.engine.start_run(start).await {
+        Ok(id) => id,
+        Err(EngineError::Params(errors)) => {
+            for error in errors {
+                report::error(&error.to_string());
+            }
+            return Ok(ExitCode::from(2));
+        }
+        Err(EngineError::LockHeld { key, run_id }) => {
+            report::error(&format!(
+                "lock `{key}` is held by active run {run_id}: finish or cancel it first"
+            ));
+            return Ok(ExitCode::from(1));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    println!("run {run_id}: {} ({mode}) as {}", runbook.name, app.actor);
+    drive_here(&app, run_id).await
+}
+
+pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    println!("resuming run {run_id} as {}", app.engine.config().node);
+    drive_here(&app, run_id).await
+}
+
+/// Drives a run until it settles, answering at the terminal what this person may answer.
+async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nfinishing the running step, then stopping; Ctrl-C again interrupts it");
+            let _ = stop_tx.send(Stop::AfterStep);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(Stop::Interrupt);
+            }
+        }
+    });
+    let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
+    let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
+    let observer = TerminalObserver::new(&runbook);
+    loop {
+        let end = loop {
+            match app.engine.drive(run_id, &observer, stop_rx.clone()).await {
+                Err(EngineError::LeaseHeld { owner, until }) => {
+                    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                    println!(
+                        "run {run_id} is driven by {owner} until {until}; waiting for that lease to expire"
+                    );
+                    tokio::time::sleep(wait + std::time::Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
+        let status = match end {
+            DriveEnd::Stopped => {
+                println!(
+                    "stopped driving run {run_id}; it is still running and can be resumed: steady resume {run_id}"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            DriveEnd::Settled(status) => status,
+        };
+        if status == RunStatus::Waiting && answer_here(app, run_id).await? {
+            continue;
+        }
+        return Ok(settled(app, run_id, status).await);
+    }
+}
+
+/// At a gate or manual step this person may answer, asks at the terminal. Returns whether
+/// the run can go on.
+async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
+    let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
+    let Some(state) = snapshot.steps.iter().find(|s| s.status == StepStatus::Waiting) else {
+        return Ok(false);
+    };
+    let Some(step) = runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state.step_id)
+    else {
+        return Ok(false);
+    };
+    let text = state.rendered.as_ref().map(|r| r.to_string()).unwrap_or_default();
+    match &step.kind {
+        StepKind::Approval(gate) => {
+            let mine = snapshot.holds(&app.actor, &gate.role.name);
+            if !mine || (snapshot.run.started_by == app.actor && !gate.allow_self_approval) {
+                return Ok(false);
+            }
+            println!(
+                "\ngate `{}`: {}",
+                step.id,
+                state.rendered.as_ref().and_then(|r| r["prompt"].as_str()).unwrap_or(&text)
+            );
+            let answer = ask("approve? [y]es / [n]o / anything else to leave it waiting: ")?;
+            let comment = Some("answered at the terminal");
+            match answer.as_str() {
+                "y" | "yes" => app.engine.approve(run_id, &step.id, &app.actor, comment).await?,
+                "n" | "no" => app.engine.reject(run_id, &step.id, &app.actor, comment).await?,
+                _ => return Ok(false),
+            };
+            Ok(true)
+        }
+        StepKind::Manual(manual) => {
+            if !snapshot.holds(&app.actor, &manual.role.name) {
+                return Ok(false);
+            }
+            println!(
+                "\nmanual step `{}`:\n{}",
+                step.id,
+                state.rendered.as_ref().and_then(|r| r["instructions"].as_str()).unwrap_or(&text)
+            );
+            let answer = ask("[d]one / [f]ailed / anything else to leave it waiting: ")?;
+            let succeeded = match answer.as_str() {
+                "d" | "done" => true,
+                "f" | "failed" => false,
+                _ => return Ok(false),
+            };
+            let note = ask("note (optional): ")?;
+            let note = (!note.is_empty()).then_some(note.as_str());
+            app.engine.complete_manual(run_id, &step.id, &app.actor, succeeded, note).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn ask(question: &str) -> anyhow::Result<String> {
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_lowercase())
+}
+
+/// Says where the run stands and what can be done next; the exit code follows the status.
+async fn settled(app: &App, run_id: Uuid, status: RunStatus) -> ExitCode {
+    println!("run {run_id}: {}", run_badge(status));
+    match status {
+        RunStatus::Waiting => {
+            println!(
+                "it waits for people: answer with `steady approve|reject|complete|fail {run_id} STEP`, then `steady resume {run_id}`"
+            );
+        }
+        RunStatus::NeedsAttention => {
+            println!(
+                "decide with `steady decide {run_id} retry|skip|rollback|abort`, then `steady resume {run_id}`"
+            );
+        }
+        _ => {}
+    }
+    println!("steps, attempts and outputs are stored in {}: steady show {run_id}", app.db);
+    match status {
+        RunStatus::Succeeded | RunStatus::Waiting | RunStatus::Running => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}

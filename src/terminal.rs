@@ -1,0 +1,182 @@
+//! Progress of a run in the terminal: on a TTY a step list redrawn in place as steps change;
+//! otherwise (pipes, logs, CI) one plain line per event.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use steady_engine::engine::{Observer, Progress};
+use steady_engine::run::{RunRecord, RunStatus, StepStatus};
+use steady_engine::runbook::Runbook;
+
+/// The symbol and word for a status: never colour alone.
+pub fn badge(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending => "·  pending",
+        StepStatus::Running => "▶  running",
+        StepStatus::Waiting => "⏸  waiting",
+        StepStatus::Succeeded => "✓  succeeded",
+        StepStatus::Failed => "✗  failed",
+        StepStatus::Skipped => "↷  skipped",
+        StepStatus::Approved => "✓  approved",
+        StepStatus::Rejected => "✗  rejected",
+        StepStatus::TimedOut => "⌛ timed out",
+        StepStatus::Interrupted => "⚡ interrupted",
+        StepStatus::WouldRun => "○  would run",
+        StepStatus::Cancelled => "■  cancelled",
+    }
+}
+
+pub fn run_badge(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "▶ running",
+        RunStatus::Waiting => "⏸ waiting",
+        RunStatus::NeedsAttention => "⚠ needs attention",
+        RunStatus::Succeeded => "✓ succeeded",
+        RunStatus::Failed => "✗ failed",
+        RunStatus::RolledBack => "↺ rolled back",
+        RunStatus::Cancelled => "■ cancelled",
+    }
+}
+
+#[derive(Debug)]
+pub struct TerminalObserver {
+    live: bool,
+    state: Mutex<Board>,
+}
+
+/// The step list as drawn, and how many lines of the screen it took last time.
+#[derive(Debug, Default)]
+struct Board {
+    order: Vec<String>,
+    lines: BTreeMap<String, String>,
+    footer: String,
+    drawn: usize,
+}
+
+impl TerminalObserver {
+    /// Lists the runbook's steps up front on a TTY; plain mode prints as things happen.
+    pub fn new(runbook: &Runbook) -> TerminalObserver {
+        let live = std::io::stdout().is_terminal();
+        let mut board = Board::default();
+        for step in runbook.steps.iter() {
+            board.order.push(step.id.clone());
+            board.lines.insert(
+                step.id.clone(),
+                line(step.title(), &step.id, badge(StepStatus::Pending), None),
+            );
+        }
+        TerminalObserver { live, state: Mutex::new(board) }
+    }
+
+    fn update(&self, step_id: &str, text: String, event_line: String) {
+        let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.live {
+            println!("{} {event_line}", chrono::Utc::now().format("%H:%M:%S"));
+            return;
+        }
+        if !board.lines.contains_key(step_id) {
+            board.order.push(step_id.to_owned());
+        }
+        board.lines.insert(step_id.to_owned(), text);
+        redraw(&mut board);
+    }
+
+    fn footer(&self, text: String) {
+        let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.live {
+            println!("{} {text}", chrono::Utc::now().format("%H:%M:%S"));
+            return;
+        }
+        board.footer = text;
+        redraw(&mut board);
+    }
+}
+
+fn line(title: &str, id: &str, badge: &str, detail: Option<&str>) -> String {
+    let name = if title == id { id.to_owned() } else { format!("{title} ({id})") };
+    match detail {
+        Some(detail) => format!("  {badge:<16} {name} — {detail}"),
+        None => format!("  {badge:<16} {name}"),
+    }
+}
+
+fn redraw(board: &mut Board) {
+    let mut out = std::io::stdout().lock();
+    if board.drawn > 0 {
+        let _ = write!(out, "\x1b[{}F\x1b[J", board.drawn);
+    }
+    let mut drawn = 0;
+    for id in &board.order {
+        if let Some(text) = board.lines.get(id) {
+            let _ = writeln!(out, "{text}");
+            drawn += 1;
+        }
+    }
+    if !board.footer.is_empty() {
+        for text in board.footer.lines() {
+            let _ = writeln!(out, "{text}");
+            drawn += 1;
+        }
+    }
+    let _ = out.flush();
+    board.drawn = drawn;
+}
+
+impl Observer for TerminalObserver {
+    fn progress(&self, _run: &RunRecord, event: Progress<'_>) {
+        match event {
+            Progress::StepStarted { step, attempt, .. } => {
+                let detail = (attempt > 1).then(|| format!("attempt {attempt}"));
+                let text =
+                    line(step.title(), &step.id, badge(StepStatus::Running), detail.as_deref());
+                self.update(
+                    &step.id,
+                    text,
+                    format!("step {}: running (attempt {attempt})", step.id),
+                );
+            }
+            Progress::StepEnded { step, status, attempt, detail } => {
+                let text = line(step.title(), &step.id, badge(status), detail.as_deref());
+                let suffix = detail.map(|d| format!(": {d}")).unwrap_or_default();
+                self.update(
+                    &step.id,
+                    text,
+                    format!("step {}: {status} (attempt {attempt}){suffix}", step.id),
+                );
+            }
+            Progress::RetryIn { step, delay } => {
+                let text = line(
+                    step.title(),
+                    &step.id,
+                    "↻  retrying",
+                    Some(&format!("in {}", steady_engine::Duration::from_std(delay))),
+                );
+                self.update(
+                    &step.id,
+                    text,
+                    format!(
+                        "step {}: retrying in {}",
+                        step.id,
+                        steady_engine::Duration::from_std(delay)
+                    ),
+                );
+            }
+            Progress::Waiting { step, what } => {
+                let text = line(step.title(), &step.id, badge(StepStatus::Waiting), Some(&what));
+                self.update(&step.id, text, format!("step {}: waiting for {what}", step.id));
+            }
+            Progress::ApprovalVoided { gate } => {
+                self.footer(format!("approval of `{}` is void: the guarded step renders differently from what was approved", gate.id));
+            }
+            Progress::NeedsAttention { step } => {
+                self.footer(format!(
+                    "step {} needs a decision: retry, skip, rollback or abort",
+                    step.id
+                ));
+            }
+            Progress::RolledBack => self.footer("rolling back".to_owned()),
+            Progress::Finished { status } => self.footer(format!("run {}", run_badge(status))),
+        }
+    }
+}
