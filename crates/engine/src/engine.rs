@@ -700,16 +700,15 @@ impl Engine {
             };
         }
         let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
-        let keeper = tokio::spawn(keep_lease(
+        let _keeper = AbortOnDrop(tokio::spawn(keep_lease(
             self.store.clone(),
             run_id,
             self.config.clone(),
             stop,
             steps_stop,
-        ));
+        )));
         let mut driver = Driver { engine: self, run_id, observer, stop: steps_stop_rx };
         let result = driver.run().await;
-        keeper.abort();
         let _ = self.store.release_lease(run_id, &self.config.node).await;
         result
     }
@@ -756,6 +755,16 @@ impl Engine {
         }
         transition.steps.push(new_state);
         transition
+    }
+}
+
+/// Aborts a task when dropped: a driver whose future is dropped (its process is dying) stops
+/// renewing its lease, so that another process can take the run over.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,65 @@
+//! The audit chain: every change is an event, and changing a stored event is detected.
+
+use steady_engine::run::RunStatus;
+
+use crate::*;
+
+#[tokio::test]
+async fn a_tampered_event_is_named_by_its_seq() {
+    let h = Harness::new("audit-tamper").await;
+    h.publish(
+        r#"
+name: audited
+steps:
+  - id: one
+    run: ["echo", "one"]
+    read_only: true
+    timeout: 5s
+"#,
+    )
+    .await;
+    let run = h.start("audited", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    let events = h.store.audit_events(&Default::default()).await.unwrap();
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "runbook.published",
+            "run.started",
+            "step.started",
+            "step.finished",
+            "output.stored",
+            "run.finished"
+        ]
+    );
+    h.verify_chain().await;
+
+    // Steady refuses to change its log...
+    let refused = sqlx::query("UPDATE audit_events SET actor = 'user:mallory' WHERE seq = 4")
+        .execute(h.sqlite.pool())
+        .await;
+    assert!(refused.is_err(), "the log is append-only");
+
+    // ...so an attacker with the database file drops the guard and edits one row.
+    sqlx::query("DROP TRIGGER audit_events_no_update").execute(h.sqlite.pool()).await.unwrap();
+    sqlx::query(
+        "UPDATE audit_events SET data = json_set(data, '$.status', 'failed') WHERE seq = 4",
+    )
+    .execute(h.sqlite.pool())
+    .await
+    .unwrap();
+    let verification = h.store.verify_audit().await.unwrap();
+    assert_eq!((verification.first_broken, verification.events), (Some(4), 6));
+}
+
+#[tokio::test]
+async fn a_deleted_event_breaks_the_chain_where_it_was() {
+    let h = Harness::new("audit-delete").await;
+    h.publish("name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
+    let run = h.start("tiny", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    sqlx::query("DROP TRIGGER audit_events_no_delete").execute(h.sqlite.pool()).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3").execute(h.sqlite.pool()).await.unwrap();
+    assert_eq!(h.store.verify_audit().await.unwrap().first_broken, Some(4));
+}

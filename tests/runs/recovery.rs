@@ -1,0 +1,149 @@
+//! Steady itself failing: a driver that dies mid-step, leases, cancellation, stopping.
+
+use std::time::Duration;
+
+use steady_engine::engine::{DriveEnd, EngineError, Quiet};
+use steady_engine::run::{Decision, RunStatus, StepStatus};
+use steady_engine::runner::Stop;
+use tokio::sync::watch;
+
+use crate::*;
+
+/// Drives the run in a task and drops that task once `ledger` shows the step started: the
+/// driver dies mid-step, as when its process is killed.
+async fn die_mid_step(h: &Harness, run: uuid::Uuid, ledger: &str) {
+    let engine_node = h.another_node("doomed").await;
+    let task = tokio::spawn(async move {
+        let (_keep, stop) = watch::channel(Stop::No);
+        let _ = engine_node.engine.drive(run, &Quiet, stop).await;
+    });
+    while count_lines(ledger) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    let _ = task.await;
+}
+
+const RISKY: &str = r#"
+name: risky
+steps:
+  - id: promote
+    run: echo ran >> LEDGER; test $(wc -l < LEDGER) -ge 2 || sleep 30
+    timeout: 60s
+    IDEMPOTENT
+  - id: after
+    run: ["true"]
+    read_only: true
+    timeout: 5s
+"#;
+
+#[tokio::test]
+async fn a_step_with_side_effects_found_running_after_a_crash_waits_for_a_person() {
+    let h = Harness::new("recovery-interrupted").await;
+    let ledger = h.path("ledger");
+    h.publish(&RISKY.replace("LEDGER", &ledger).replace("IDEMPOTENT", "")).await;
+    let run = h.start("risky", &[], &[]).await;
+    die_mid_step(&h, run, &ledger).await;
+    assert_eq!(h.step_status(run, "promote").await, StepStatus::Running);
+
+    // Another node may not take the run over while the dead driver's lease lasts.
+    let (_keep, stop) = watch::channel(Stop::No);
+    let early = h.engine.drive(run, &Quiet, stop).await;
+    assert!(matches!(early, Err(EngineError::LeaseHeld { .. })), "{early:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(h.step_status(run, "promote").await, StepStatus::Interrupted);
+    assert_eq!(count_lines(&ledger), 1, "the interrupted step was not run again");
+    assert!(h.actions(run).await.contains(&"step.interrupted".to_owned()));
+
+    // A person decides to run it again.
+    h.engine.decide(run, &commander(), Decision::Retry).await.unwrap();
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    assert_eq!(count_lines(&ledger), 2);
+    h.verify_chain().await;
+}
+
+#[tokio::test]
+async fn an_idempotent_step_found_running_after_a_crash_runs_again() {
+    let h = Harness::new("recovery-rerun").await;
+    let ledger = h.path("ledger");
+    h.publish(&RISKY.replace("LEDGER", &ledger).replace("IDEMPOTENT", "idempotent: true")).await;
+    let run = h.start("risky", &[], &[]).await;
+    die_mid_step(&h, run, &ledger).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    assert_eq!(count_lines(&ledger), 2, "run once before the crash and once after");
+    let snapshot = h.snapshot(run).await;
+    let attempts: Vec<_> = snapshot
+        .attempts
+        .iter()
+        .filter(|a| a.step_id == "promote")
+        .map(|a| a.status.unwrap().as_str())
+        .collect();
+    assert_eq!(attempts, ["interrupted", "succeeded"]);
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_its_running_step() {
+    let h = Harness::new("recovery-cancel").await;
+    let ledger = h.path("ledger");
+    h.publish(
+        &r#"
+name: long
+steps:
+  - id: wait
+    run: echo started >> LEDGER; sleep 30
+    read_only: true
+    timeout: 60s
+  - id: never
+    run: ["true"]
+    read_only: true
+    timeout: 5s
+"#
+        .replace("LEDGER", &ledger),
+    )
+    .await;
+    let run = h.start("long", &[], &[]).await;
+    let canceller = h.another_node("canceller").await;
+    let cancel = async {
+        while count_lines(&ledger) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        canceller.engine.cancel(run, &commander()).await.unwrap();
+    };
+    let started = std::time::Instant::now();
+    let (status, ()) = tokio::join!(h.drive(run), cancel);
+    assert_eq!(status, RunStatus::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(h.statuses(run).await, ["wait=cancelled", "never=cancelled"]);
+}
+
+#[tokio::test]
+async fn a_driver_asked_to_stop_finishes_its_step_and_leaves_the_run_resumable() {
+    let h = Harness::new("recovery-stop").await;
+    h.publish(
+        r#"
+name: stoppable
+steps:
+  - id: one
+    sleep: 300ms
+  - id: two
+    run: ["true"]
+    read_only: true
+    timeout: 5s
+"#,
+    )
+    .await;
+    let run = h.start("stoppable", &[], &[]).await;
+    let (stop_tx, stop) = watch::channel(Stop::No);
+    let stopper = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_tx.send(Stop::AfterStep).unwrap();
+    };
+    let (end, ()) = tokio::join!(h.engine.drive(run, &Quiet, stop), stopper);
+    assert_eq!(end.unwrap(), DriveEnd::Stopped);
+    assert_eq!(h.statuses(run).await, ["one=succeeded", "two=pending"]);
+    assert_eq!(h.snapshot(run).await.run.status, RunStatus::Running);
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+}
