@@ -425,7 +425,7 @@ impl Engine {
     /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// as far as they can be before those steps run.
     fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
-        let context = run_context(runbook, snapshot, SecretValues::Masked, true);
+        let context = run_context(runbook, &Arc::new(snapshot.clone()), SecretValues::Masked, true);
         let steps: serde_json::Map<String, Value> =
             guarded_steps(runbook, snapshot.run.phase, &gate.id)
                 .iter()
@@ -707,8 +707,21 @@ impl Engine {
             stop,
             steps_stop,
         )));
-        let mut driver = Driver { engine: self, run_id, observer, stop: steps_stop_rx };
-        let result = driver.run().await;
+        let result = match self.snapshot(run_id).await {
+            Ok((snapshot, runbook)) => {
+                let snapshot = Arc::new(snapshot);
+                let mut driver = Driver {
+                    engine: self,
+                    run_id,
+                    observer,
+                    stop: steps_stop_rx,
+                    snapshot,
+                    runbook,
+                };
+                driver.run().await
+            }
+            Err(error) => Err(error),
+        };
         let _ = self.store.release_lease(run_id, &self.config.node).await;
         result
     }
@@ -799,20 +812,21 @@ async fn keep_lease(
             // A database hiccup: try again next tick, while the lease lasts.
             Err(_) => continue,
         }
-        if let Ok(Some(snapshot)) = store.run(run_id).await
-            && snapshot.run.status == RunStatus::Cancelled
-        {
+        if let Ok(Some(RunStatus::Cancelled)) = store.run_status(run_id).await {
             let _ = steps_stop.send(Stop::Cancel);
         }
     }
 }
 
-/// One drive of one run.
+/// One drive of one run. It keeps the run's snapshot in memory and applies each transition it
+/// commits, reloading only when someone else changed the run meanwhile.
 struct Driver<'e> {
     engine: &'e Engine,
     run_id: Uuid,
     observer: &'e dyn Observer,
     stop: watch::Receiver<Stop>,
+    snapshot: Arc<RunSnapshot>,
+    runbook: Arc<Runbook>,
 }
 
 impl Driver<'_> {
@@ -820,129 +834,151 @@ impl Driver<'_> {
         &self.engine.config.node
     }
 
-    fn stop_requested(&self) -> Stop {
-        *self.stop.borrow()
+    fn run_record(&self) -> &RunRecord {
+        &self.snapshot.run
+    }
+
+    async fn reload(&mut self) -> Result<(), EngineError> {
+        let (snapshot, runbook) = self.engine.snapshot(self.run_id).await?;
+        self.snapshot = Arc::new(snapshot);
+        self.runbook = runbook;
+        Ok(())
     }
 
     async fn run(&mut self) -> Result<DriveEnd, EngineError> {
         loop {
-            if matches!(self.stop_requested(), Stop::AfterStep | Stop::Interrupt) {
+            if matches!(*self.stop.borrow(), Stop::AfterStep | Stop::Interrupt) {
                 return Ok(DriveEnd::Stopped);
             }
-            let (snapshot, runbook) = self.engine.snapshot(self.run_id).await?;
-            let run = &snapshot.run;
-            match machine::next(&runbook, &snapshot, now()) {
-                Next::Idle => return Ok(DriveEnd::Settled(run.status)),
-                Next::Start(step) => self.start(&runbook, &snapshot, step).await?,
-                Next::Recover(step) => self.recover(&snapshot, step).await?,
+            let runbook = self.runbook.clone();
+            match machine::next(&runbook, &self.snapshot, now()) {
+                Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
+                Next::Start(step) => self.start(&runbook, step).await?,
+                Next::Recover(step) => self.recover(step).await?,
                 Next::Expire(step) => {
-                    let transition = self.engine.expiry(&snapshot, step, Some(self.owner()));
+                    let transition = self.engine.expiry(&self.snapshot, step, Some(self.owner()));
                     self.commit(transition).await?;
                 }
                 Next::Wait(step) => {
-                    if run.status != RunStatus::Waiting {
-                        let mut transition = self.transition(&snapshot);
-                        let mut change = RunChange::from(run);
-                        change.status = RunStatus::Waiting;
-                        change.release_lease = true;
-                        transition.run = Some(change);
-                        transition.events.push(
-                            NewEvent::new(&Actor::steady(), AuditAction::RunWaiting, Some(run.id))
-                                .step(&step.id),
-                        );
-                        self.commit(transition).await?;
+                    if self.run_record().status != RunStatus::Waiting {
+                        self.change_run(
+                            |change| {
+                                change.status = RunStatus::Waiting;
+                                change.release_lease = true;
+                            },
+                            AuditAction::RunWaiting,
+                            Some(&step.id),
+                        )
+                        .await?;
                     }
-                    let what = waiting_for(&runbook, &snapshot, step);
-                    self.observer.progress(run, Progress::Waiting { step, what });
+                    let what = waiting_for(&self.snapshot, step);
+                    self.observer.progress(self.run_record(), Progress::Waiting { step, what });
                     return Ok(DriveEnd::Settled(RunStatus::Waiting));
                 }
                 Next::Attention(step) => {
-                    let mut transition = self.transition(&snapshot);
-                    let mut change = RunChange::from(run);
-                    change.status = RunStatus::NeedsAttention;
-                    change.release_lease = true;
-                    transition.run = Some(change);
-                    transition.events.push(
-                        NewEvent::new(
-                            &Actor::steady(),
-                            AuditAction::RunNeedsAttention,
-                            Some(run.id),
-                        )
-                        .step(&step.id),
-                    );
-                    self.commit(transition).await?;
-                    self.observer.progress(run, Progress::NeedsAttention { step });
+                    self.change_run(
+                        |change| {
+                            change.status = RunStatus::NeedsAttention;
+                            change.release_lease = true;
+                        },
+                        AuditAction::RunNeedsAttention,
+                        Some(&step.id),
+                    )
+                    .await?;
+                    self.observer.progress(self.run_record(), Progress::NeedsAttention { step });
                     return Ok(DriveEnd::Settled(RunStatus::NeedsAttention));
                 }
                 Next::EnterRollback => {
-                    let mut transition = self.transition(&snapshot);
-                    let mut change = RunChange::from(run);
-                    change.phase = Phase::Rollback;
-                    transition.run = Some(change);
-                    transition.events.push(NewEvent::new(
-                        &Actor::steady(),
+                    self.change_run(
+                        |change| change.phase = Phase::Rollback,
                         AuditAction::RunRollbackStarted,
-                        Some(run.id),
-                    ));
-                    self.commit(transition).await?;
-                    self.observer.progress(run, Progress::RolledBack);
+                        None,
+                    )
+                    .await?;
+                    self.observer.progress(self.run_record(), Progress::RolledBack);
                 }
                 Next::Finish(status) => {
-                    let mut transition = self.transition(&snapshot);
-                    let mut change = RunChange::from(run);
+                    let mut transition = self.transition();
+                    let mut change = RunChange::from(self.run_record());
                     change.status = status;
                     change.finished_at = Some(now());
                     change.release_lease = true;
                     transition.run = Some(change);
-                    transition.events.push(finished_event(run.id, status));
-                    self.commit(transition).await?;
-                    self.observer.progress(run, Progress::Finished { status });
-                    return Ok(DriveEnd::Settled(status));
+                    transition.events.push(finished_event(self.run_id, status));
+                    if self.commit(transition).await? {
+                        self.observer.progress(self.run_record(), Progress::Finished { status });
+                        return Ok(DriveEnd::Settled(status));
+                    }
                 }
             }
         }
     }
 
-    fn transition(&self, snapshot: &RunSnapshot) -> Transition {
-        let mut transition = transition_from(snapshot);
+    fn transition(&self) -> Transition {
+        let mut transition = transition_from(&self.snapshot);
         transition.lease_owner = Some(self.owner().to_owned());
         transition
     }
 
-    async fn commit(&self, transition: Transition) -> Result<(), EngineError> {
-        match self.engine.store.commit(self.run_id, transition).await {
-            // The run moved on meanwhile (a note, a cancellation): decide again from fresh state.
-            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+    /// Changes the run's own fields, with one audit event.
+    async fn change_run(
+        &mut self,
+        edit: impl FnOnce(&mut RunChange),
+        action: AuditAction,
+        step_id: Option<&str>,
+    ) -> Result<bool, EngineError> {
+        let mut transition = self.transition();
+        let mut change = RunChange::from(self.run_record());
+        edit(&mut change);
+        transition.run = Some(change);
+        let mut event = NewEvent::new(&Actor::steady(), action, Some(self.run_id));
+        event.step_id = step_id.map(str::to_owned);
+        transition.events.push(event);
+        self.commit(transition).await
+    }
+
+    /// Commits a transition computed from the snapshot. Returns false when the run changed
+    /// meanwhile (a note, a cancellation): the snapshot is reloaded and the driver decides again.
+    async fn commit(&mut self, transition: Transition) -> Result<bool, EngineError> {
+        match self.engine.store.commit(self.run_id, transition.clone()).await {
+            Ok(()) => {
+                Arc::make_mut(&mut self.snapshot).apply(&transition, now());
+                Ok(true)
+            }
+            Err(StoreError::Conflict) => {
+                self.reload().await?;
+                Ok(false)
+            }
             Err(error) => Err(error.into()),
         }
     }
 
     /// Commits a change that records something that already happened, such as a step's
-    /// result: it must land, so it is rebuilt from a fresh snapshot until it does.
-    async fn record(&self, build: impl Fn(&RunSnapshot) -> Transition) -> Result<(), EngineError> {
+    /// result: it must land, so it is rebuilt from fresh state until it does.
+    async fn record(
+        &mut self,
+        build: impl Fn(&RunSnapshot) -> Transition,
+    ) -> Result<(), EngineError> {
         for _ in 0..50 {
-            let (snapshot, _) = self.engine.snapshot(self.run_id).await?;
-            let mut transition = build(&snapshot);
-            transition.revision = snapshot.run.revision;
+            let mut transition = build(&self.snapshot);
+            transition.revision = self.snapshot.run.revision;
             transition.lease_owner = Some(self.owner().to_owned());
-            match self.engine.store.commit(self.run_id, transition).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
-                Err(error) => return Err(error.into()),
+            if self.commit(transition).await? {
+                return Ok(());
             }
         }
         Err(EngineError::Busy)
     }
 
     /// A step found `running`: its driver died. Safe steps run again; others wait for a person.
-    async fn recover(&self, snapshot: &RunSnapshot, step: &Step) -> Result<(), EngineError> {
-        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+    async fn recover(&mut self, step: &Step) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id).cloned() else { return Ok(()) };
         let rerun = safe_to_repeat(step);
-        let mut transition = self.transition(snapshot);
+        let mut transition = self.transition();
         let mut new_state = state.clone();
         new_state.status = if rerun { StepStatus::Pending } else { StepStatus::Interrupted };
         new_state.finished_at = Some(now());
-        if let Some(attempt) = snapshot.attempt(&step.id, state.attempt) {
+        if let Some(attempt) = self.snapshot.attempt(&step.id, state.attempt) {
             let mut attempt = attempt.clone();
             attempt.status = Some(StepStatus::Interrupted);
             attempt.finished_at = Some(now());
@@ -950,102 +986,94 @@ impl Driver<'_> {
             transition.attempts.push(attempt);
         }
         transition.steps.push(new_state);
+        let then = if rerun {
+            "run again: the step is safe to repeat"
+        } else {
+            "wait for a decision: the step is not safe to repeat"
+        };
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepInterrupted, Some(snapshot.run.id))
+            NewEvent::new(&Actor::steady(), AuditAction::StepInterrupted, Some(self.run_id))
                 .step(&step.id)
-                .data(json!({
-                    "attempt": state.attempt,
-                    "then": if rerun { "run again: the step is safe to repeat" } else { "wait for a decision: the step is not safe to repeat" },
-                })),
+                .data(json!({ "attempt": state.attempt, "then": then })),
         );
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::RunTakenOver, Some(snapshot.run.id))
+            NewEvent::new(&Actor::steady(), AuditAction::RunTakenOver, Some(self.run_id))
                 .data(json!({ "by": self.owner() })),
         );
-        self.commit(transition).await?;
-        self.observer.progress(
-            &snapshot.run,
-            Progress::StepEnded {
-                step,
-                status: StepStatus::Interrupted,
-                attempt: state.attempt,
-                detail: Some(if rerun {
-                    "safe to repeat: running it again".to_owned()
-                } else {
-                    "not safe to repeat: needs a decision".to_owned()
-                }),
-            },
-        );
+        if self.commit(transition).await? {
+            let detail = if rerun {
+                "safe to repeat: running it again"
+            } else {
+                "not safe to repeat: needs a decision"
+            };
+            self.observer.progress(
+                self.run_record(),
+                Progress::StepEnded {
+                    step,
+                    status: StepStatus::Interrupted,
+                    attempt: state.attempt,
+                    detail: Some(detail.to_owned()),
+                },
+            );
+        }
         Ok(())
     }
 
-    async fn start(
-        &mut self,
-        runbook: &Runbook,
-        snapshot: &RunSnapshot,
-        step: &Step,
-    ) -> Result<(), EngineError> {
-        let run = &snapshot.run;
-        let dry_run = run.mode == RunMode::DryRun;
-        let masked = run_context(runbook, snapshot, SecretValues::Masked, false);
-        let secrets = &self.engine.config.secrets;
-        let revealed = run_context(runbook, snapshot, SecretValues::Revealed(secrets), false);
+    fn context(&self, secrets: SecretValues<'_>) -> Context {
+        run_context(&self.runbook, &self.snapshot, secrets, false)
+    }
+
+    async fn start(&mut self, runbook: &Runbook, step: &Step) -> Result<(), EngineError> {
+        let dry_run = self.run_record().mode == RunMode::DryRun;
 
         if let Some(when) = &step.when {
-            if dry_run && depends_on_dry_steps(snapshot, &when.source) {
-                return self
-                    .would_run(
-                        snapshot,
-                        step,
-                        json!({ "when": when.source }),
-                        Some("depends on a step that did not run in this dry run"),
-                    )
-                    .await;
+            if dry_run && depends_on_dry_steps(&self.snapshot, &when.source) {
+                let note = "depends on a step that did not run in this dry run";
+                return self.would_run(step, json!({ "when": when.source }), Some(note)).await;
             }
-            match template::evaluate(when, &revealed) {
+            let secrets = &self.engine.config.secrets;
+            match template::evaluate(when, &self.context(SecretValues::Revealed(secrets))) {
                 Ok(true) => {}
                 Ok(false) => {
                     let note = format!("`when` was false: {}", when.source);
-                    return self.settle(snapshot, step, StepStatus::Skipped, Some(note)).await;
+                    return self.settle(step, StepStatus::Skipped, Some(note)).await;
                 }
                 Err(error) => {
                     let note = format!(
                         "`when` could not be evaluated: {}",
                         self.redact(&error.to_string())
                     );
-                    return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+                    return self.settle(step, StepStatus::Failed, Some(note)).await;
                 }
             }
         }
 
-        let rendered = match plan::render_action(step, &masked) {
+        let rendered = match plan::render_action(step, &self.context(SecretValues::Masked)) {
             Ok(action) => serde_json::to_value(&action).unwrap_or_default(),
             Err(error) => {
                 let note =
                     format!("could not render the step: {}", self.redact(&error.to_string()));
-                return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+                return self.settle(step, StepStatus::Failed, Some(note)).await;
             }
         };
 
         match &step.kind {
             StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
-                self.would_run(snapshot, step, rendered, None).await
+                self.would_run(step, rendered, None).await
             }
             StepKind::Manual(_) | StepKind::Approval(_) => {
-                self.wait_for_people(snapshot, step, rendered).await
+                self.wait_for_people(step, rendered).await
             }
             StepKind::Check(expression) => {
-                if dry_run && depends_on_dry_steps(snapshot, &expression.source) {
-                    return self
-                        .would_run(
-                            snapshot,
-                            step,
-                            rendered,
-                            Some("depends on a step that did not run in this dry run"),
-                        )
-                        .await;
+                if dry_run && depends_on_dry_steps(&self.snapshot, &expression.source) {
+                    let note = "depends on a step that did not run in this dry run";
+                    return self.would_run(step, rendered, Some(note)).await;
                 }
-                let (status, error) = match template::evaluate(expression, &revealed) {
+                let secrets = &self.engine.config.secrets;
+                let (status, error) = match template::evaluate(
+                    expression,
+                    &self.context(SecretValues::Revealed(secrets)),
+                ) {
                     Ok(true) => (StepStatus::Succeeded, None),
                     Ok(false) => (
                         StepStatus::Failed,
@@ -1055,25 +1083,32 @@ impl Driver<'_> {
                 };
                 let attempt = Attempt {
                     step_id: step.id.clone(),
-                    number: snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1,
+                    number: self.snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1,
                     status: Some(status),
                     started_at: Some(now()),
                     finished_at: Some(now()),
                     error,
                     ..Attempt::default()
                 };
-                self.finish_attempt(snapshot, step, rendered, attempt).await
+                self.finish_attempt(step, rendered, attempt).await
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_)
                 if dry_run && !step.read_only =>
             {
-                self.would_run(snapshot, step, rendered, None).await
+                self.would_run(step, rendered, None).await
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
-                if self.approval_void(runbook, snapshot, step, &rendered).await? {
+                if self.approval_void(runbook, step, &rendered).await? {
                     return Ok(());
                 }
-                let effect = match plan::render_action(step, &revealed).map(effect_of) {
+                let (effect, env) = {
+                    let secrets = &self.engine.config.secrets;
+                    let revealed = self.context(SecretValues::Revealed(secrets));
+                    let effect = plan::render_action(step, &revealed).map(effect_of);
+                    let env = self.step_env(step, &revealed);
+                    (effect, env)
+                };
+                let effect = match effect {
                     Ok(Some(effect)) => effect,
                     Ok(None) => return Ok(()),
                     Err(error) => {
@@ -1081,16 +1116,14 @@ impl Driver<'_> {
                             "could not render the step: {}",
                             self.redact(&error.to_string())
                         );
-                        return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
+                        return self.settle(step, StepStatus::Failed, Some(note)).await;
                     }
                 };
-                let env = match self.step_env(step, &revealed, run) {
+                let env = match env {
                     Ok(env) => env,
-                    Err(note) => {
-                        return self.settle(snapshot, step, StepStatus::Failed, Some(note)).await;
-                    }
+                    Err(note) => return self.settle(step, StepStatus::Failed, Some(note)).await,
                 };
-                self.execute(snapshot, step, rendered, effect, env).await
+                self.execute(step, rendered, effect, env).await
             }
         }
     }
@@ -1099,12 +1132,8 @@ impl Driver<'_> {
         redact(text, &self.engine.config.secrets)
     }
 
-    fn step_env(
-        &self,
-        step: &Step,
-        context: &Context,
-        run: &RunRecord,
-    ) -> Result<Vec<(String, String)>, String> {
+    fn step_env(&self, step: &Step, context: &Context) -> Result<Vec<(String, String)>, String> {
+        let run = self.run_record();
         let mut env = vec![
             ("STEADY_RUN_ID".to_owned(), run.id.to_string()),
             ("STEADY_RUN_MODE".to_owned(), run.mode.as_str().to_owned()),
@@ -1121,14 +1150,13 @@ impl Driver<'_> {
 
     /// Records a step as what a dry run would have done.
     async fn would_run(
-        &self,
-        snapshot: &RunSnapshot,
+        &mut self,
         step: &Step,
         rendered: Value,
         note: Option<&str>,
     ) -> Result<(), EngineError> {
-        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
-        let mut transition = self.transition(snapshot);
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition();
         let mut new_state = state.clone();
         new_state.status = StepStatus::WouldRun;
         new_state.rendered = Some(rendered.clone());
@@ -1136,33 +1164,30 @@ impl Driver<'_> {
         new_state.finished_at = Some(now());
         transition.steps.push(new_state);
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepWouldRun, Some(snapshot.run.id))
+            NewEvent::new(&Actor::steady(), AuditAction::StepWouldRun, Some(self.run_id))
                 .step(&step.id)
                 .data(json!({ "rendered": rendered, "note": note })),
         );
-        self.commit(transition).await?;
-        self.observer.progress(
-            &snapshot.run,
-            Progress::StepEnded {
-                step,
-                status: StepStatus::WouldRun,
-                attempt: 0,
-                detail: note.map(str::to_owned),
-            },
-        );
+        if self.commit(transition).await? {
+            let detail = note.map(str::to_owned);
+            self.observer.progress(
+                self.run_record(),
+                Progress::StepEnded { step, status: StepStatus::WouldRun, attempt: 0, detail },
+            );
+        }
         Ok(())
     }
 
     /// Ends a step without running it: skipped by `when`, or failed before it could start.
     async fn settle(
-        &self,
-        snapshot: &RunSnapshot,
+        &mut self,
         step: &Step,
         status: StepStatus,
         note: Option<String>,
     ) -> Result<(), EngineError> {
-        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
-        let mut transition = self.transition(snapshot);
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let attempt = state.attempt;
+        let mut transition = self.transition();
         let mut new_state = state.clone();
         new_state.status = status;
         new_state.note = note.clone();
@@ -1174,28 +1199,24 @@ impl Driver<'_> {
             AuditAction::StepFinished
         };
         transition.events.push(
-            NewEvent::new(&Actor::steady(), action, Some(snapshot.run.id))
+            NewEvent::new(&Actor::steady(), action, Some(self.run_id))
                 .step(&step.id)
                 .data(json!({ "status": status.as_str(), "note": note })),
         );
-        self.commit(transition).await?;
-        self.observer.progress(
-            &snapshot.run,
-            Progress::StepEnded { step, status, attempt: state.attempt, detail: note },
-        );
+        if self.commit(transition).await? {
+            self.observer.progress(
+                self.run_record(),
+                Progress::StepEnded { step, status, attempt, detail: note },
+            );
+        }
         Ok(())
     }
 
     /// A gate or manual step: record what it waits for, and leave the run to the people. A
     /// waiting run holds no lease, task or process.
-    async fn wait_for_people(
-        &self,
-        snapshot: &RunSnapshot,
-        step: &Step,
-        rendered: Value,
-    ) -> Result<(), EngineError> {
-        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
-        let mut transition = self.transition(snapshot);
+    async fn wait_for_people(&mut self, step: &Step, rendered: Value) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition();
         let mut new_state = state.clone();
         new_state.status = StepStatus::Waiting;
         new_state.started_at = Some(now());
@@ -1205,7 +1226,7 @@ impl Driver<'_> {
             _ => None,
         };
         transition.steps.push(new_state);
-        let mut change = RunChange::from(&snapshot.run);
+        let mut change = RunChange::from(self.run_record());
         change.status = RunStatus::Waiting;
         change.release_lease = true;
         transition.run = Some(change);
@@ -1215,32 +1236,32 @@ impl Driver<'_> {
             _ => String::new(),
         };
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepWaiting, Some(snapshot.run.id))
+            NewEvent::new(&Actor::steady(), AuditAction::StepWaiting, Some(self.run_id))
                 .step(&step.id)
-                .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(snapshot, &role) })),
+                .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(&self.snapshot, &role) })),
         );
-        self.commit(transition).await
+        self.commit(transition).await.map(|_| ())
     }
 
     /// Checks, before a step behind a gate runs, that it still renders as its approvers saw
     /// it. Approvals that no longer match are void; when too few remain, the gate waits again.
+    /// Returns whether the step must not run now.
     async fn approval_void(
-        &self,
+        &mut self,
         runbook: &Runbook,
-        snapshot: &RunSnapshot,
         step: &Step,
         rendered: &Value,
     ) -> Result<bool, EngineError> {
-        let Some(gate) = governing_gate(runbook, snapshot.run.phase, &step.id) else {
-            return Ok(false);
-        };
+        let phase = self.run_record().phase;
+        let Some(gate) = governing_gate(runbook, phase, &step.id) else { return Ok(false) };
         let StepKind::Approval(approval) = &gate.kind else { return Ok(false) };
-        let Some(gate_state) = snapshot.step(&gate.id) else { return Ok(false) };
+        let Some(gate_state) = self.snapshot.step(&gate.id) else { return Ok(false) };
         if gate_state.status != StepStatus::Approved {
             return Ok(false);
         }
         let actual = canonical_json(rendered);
-        let stale: Vec<&Vote> = snapshot
+        let stale: Vec<&Vote> = self
+            .snapshot
             .live_votes(&gate.id)
             .filter(|vote| vote.approve)
             .filter(|vote| match vote.bound["steps"][&step.id].as_str() {
@@ -1251,12 +1272,14 @@ impl Driver<'_> {
         if stale.is_empty() {
             return Ok(false);
         }
-        let remaining = snapshot.live_votes(&gate.id).filter(|v| v.approve).count() - stale.len();
-        let mut transition = self.transition(snapshot);
+        let remaining =
+            self.snapshot.live_votes(&gate.id).filter(|v| v.approve).count() - stale.len();
+        let reopen = remaining < approval.approvals as usize;
+        let mut transition = self.transition();
         transition.voided_votes = stale.iter().map(|vote| vote.id).collect();
         for vote in &stale {
             transition.events.push(
-                NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(snapshot.run.id))
+                NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(self.run_id))
                     .step(&gate.id)
                     .data(json!({
                         "approver": vote.actor.as_str(),
@@ -1266,37 +1289,38 @@ impl Driver<'_> {
                     })),
             );
         }
-        if remaining < approval.approvals as usize {
+        if reopen {
             let mut reopened = gate_state.clone();
             reopened.status = StepStatus::Waiting;
             reopened.finished_at = None;
             reopened.completed_by = None;
             reopened.deadline = approval.timeout.map(|timeout| later(timeout.as_std()));
             transition.steps.push(reopened);
-            let mut change = RunChange::from(&snapshot.run);
+            let mut change = RunChange::from(self.run_record());
             change.status = RunStatus::Waiting;
             change.release_lease = true;
             transition.run = Some(change);
         }
-        self.commit(transition).await?;
-        self.observer.progress(&snapshot.run, Progress::ApprovalVoided { gate });
-        Ok(remaining < approval.approvals as usize)
+        if !self.commit(transition).await? {
+            return Ok(true);
+        }
+        self.observer.progress(self.run_record(), Progress::ApprovalVoided { gate });
+        Ok(reopen)
     }
 
     /// Runs one attempt of a `run`, `http` or `sleep` step: `running` is committed before the
     /// effect starts, the result after it ends.
     async fn execute(
         &mut self,
-        snapshot: &RunSnapshot,
         step: &Step,
         rendered: Value,
         effect: Effect,
         env: Vec<(String, String)>,
     ) -> Result<(), EngineError> {
-        let Some(state) = snapshot.step(&step.id) else { return Ok(()) };
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
         let number = state.attempt + 1;
         let started_at = now();
-        let mut transition = self.transition(snapshot);
+        let mut transition = self.transition();
         let mut running = state.clone();
         running.status = StepStatus::Running;
         running.attempt = number;
@@ -1312,18 +1336,16 @@ impl Driver<'_> {
             ..Attempt::default()
         });
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepStarted, Some(snapshot.run.id))
+            NewEvent::new(&Actor::steady(), AuditAction::StepStarted, Some(self.run_id))
                 .step(&step.id)
                 .data(json!({ "attempt": number, "rendered": rendered })),
         );
-        // Not `commit`: if the run changed meanwhile, nothing may start on stale state.
-        match self.engine.store.commit(self.run_id, transition).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Ok(()),
-            Err(error) => return Err(error.into()),
+        // If the run changed meanwhile, nothing may start on stale state: decide again.
+        if !self.commit(transition).await? {
+            return Ok(());
         }
         self.observer.progress(
-            &snapshot.run,
+            self.run_record(),
             Progress::StepStarted { step, attempt: number, rendered: &rendered },
         );
 
@@ -1335,7 +1357,7 @@ impl Driver<'_> {
         let output =
             runner::execute(&effect, &env, timeout, &self.engine.http, &mut self.stop).await;
         let attempt = self.judge(step, number, started_at, output, timeout);
-        self.finish_attempt(snapshot, step, rendered, attempt).await
+        self.finish_attempt(step, rendered, attempt).await
     }
 
     /// Turns what an effect produced into an attempt's result, by the step's `expect`.
@@ -1434,17 +1456,17 @@ impl Driver<'_> {
     /// Records an attempt's result and the step's status after it; schedules a retry when
     /// the step has retries left.
     async fn finish_attempt(
-        &self,
-        snapshot: &RunSnapshot,
+        &mut self,
         step: &Step,
         rendered: Value,
         attempt: Attempt,
     ) -> Result<(), EngineError> {
         let status = attempt.status.unwrap_or(StepStatus::Failed);
-        let tries = attempt.number - snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
+        let tries =
+            attempt.number - self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
         let retry = step.retries.filter(|retries| status.is_failure() && tries <= retries.count);
         let step_status = if retry.is_some() { StepStatus::Pending } else { status };
-        let run_id = snapshot.run.id;
+        let run_id = self.run_id;
         self.record(|fresh| {
             let mut transition = transition_from(fresh);
             let Some(state) = fresh.step(&step.id) else { return transition };
@@ -1452,6 +1474,7 @@ impl Driver<'_> {
             new_state.status = step_status;
             new_state.attempt = attempt.number;
             new_state.rendered = Some(rendered.clone());
+            new_state.started_at = new_state.started_at.or(attempt.started_at);
             new_state.finished_at = attempt.finished_at;
             new_state.note = attempt.error.clone();
             transition.steps.push(new_state);
@@ -1500,18 +1523,14 @@ impl Driver<'_> {
             transition
         })
         .await?;
+        let detail = attempt.error.clone();
         self.observer.progress(
-            &snapshot.run,
-            Progress::StepEnded {
-                step,
-                status,
-                attempt: attempt.number,
-                detail: attempt.error.clone(),
-            },
+            self.run_record(),
+            Progress::StepEnded { step, status, attempt: attempt.number, detail },
         );
         if let Some(retries) = retry {
             let delay = retries.delay.as_std();
-            self.observer.progress(&snapshot.run, Progress::RetryIn { step, delay });
+            self.observer.progress(self.run_record(), Progress::RetryIn { step, delay });
             let mut stop = self.stop.clone();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -1601,7 +1620,7 @@ fn holder_names(snapshot: &RunSnapshot, role: &str) -> Vec<String> {
 }
 
 /// Words for what a waiting step waits for, and who may answer it.
-pub fn waiting_for(runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> String {
+pub fn waiting_for(snapshot: &RunSnapshot, step: &Step) -> String {
     let state = snapshot.step(&step.id);
     let (role, what) = match &step.kind {
         StepKind::Approval(gate) => {
@@ -1635,7 +1654,6 @@ pub fn waiting_for(runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> St
         .and_then(|s| s.deadline)
         .map(|deadline| format!("; times out at {}", deadline.format("%H:%M:%S UTC")))
         .unwrap_or_default();
-    let _ = runbook;
     format!("{what} ({holders}){deadline}")
 }
 
@@ -1648,36 +1666,39 @@ fn depends_on_dry_steps(snapshot: &RunSnapshot, source: &str) -> bool {
         .any(|state| source.contains(&format!("steps.{}", state.step_id)))
 }
 
+/// `steps.<id>` read straight from a run's snapshot, as templates ask for them.
+#[derive(Debug)]
+struct SnapshotResults(Arc<RunSnapshot>);
+
+impl template::StepResults for SnapshotResults {
+    fn result(&self, id: &str) -> Option<Value> {
+        let snapshot = &self.0;
+        let state = snapshot.step(id).filter(|state| state.status != StepStatus::Pending)?;
+        let attempt = snapshot.last_attempt(id);
+        let approved_by: Vec<&str> = snapshot
+            .live_votes(id)
+            .filter(|vote| vote.approve)
+            .map(|vote| vote.actor.as_str())
+            .collect();
+        Some(json!({
+            "status": state.status.as_str(),
+            "stdout": attempt.map(|a| a.stdout.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
+            "stderr": attempt.map(|a| a.stderr.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
+            "exit_code": attempt.and_then(|a| a.exit_code),
+            "json": attempt.and_then(|a| a.json.clone()),
+            "approved_by": approved_by,
+            "note": state.note,
+        }))
+    }
+}
+
 /// The template context of a run as it stands.
 fn run_context(
     runbook: &Runbook,
-    snapshot: &RunSnapshot,
+    snapshot: &Arc<RunSnapshot>,
     secrets: SecretValues<'_>,
     placeholders: bool,
 ) -> Context {
-    let steps = snapshot
-        .steps
-        .iter()
-        .filter(|state| state.status != StepStatus::Pending)
-        .map(|state| {
-            let attempt = snapshot.last_attempt(&state.step_id);
-            let approved_by: Vec<&str> = snapshot
-                .live_votes(&state.step_id)
-                .filter(|vote| vote.approve)
-                .map(|vote| vote.actor.as_str())
-                .collect();
-            let value = json!({
-                "status": state.status.as_str(),
-                "stdout": attempt.map(|a| a.stdout.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
-                "stderr": attempt.map(|a| a.stderr.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
-                "exit_code": attempt.and_then(|a| a.exit_code),
-                "json": attempt.and_then(|a| a.json.clone()),
-                "approved_by": approved_by,
-                "note": state.note,
-            });
-            (state.step_id.clone(), value)
-        })
-        .collect();
     let mut roles: BTreeMap<String, String> = BTreeMap::new();
     for assignment in &snapshot.assignments {
         let holders = roles.entry(assignment.role.clone()).or_default();
@@ -1692,7 +1713,7 @@ fn run_context(
         RunFacts {
             params: &run.params,
             secrets,
-            steps,
+            steps: Arc::new(SnapshotResults(snapshot.clone())),
             placeholders_for_unknown_steps: placeholders,
             run_id: run.id.to_string(),
             mode: run.mode.as_str(),

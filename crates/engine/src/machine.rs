@@ -30,8 +30,15 @@ pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) ->
     if !run.status.is_active() || run.status == RunStatus::NeedsAttention {
         return Next::Idle;
     }
+    // States are kept in sequence order, so the n-th state of the phase is the n-th step's;
+    // the lookup by id is the fallback that keeps this correct if they ever are not.
+    let mut states = snapshot.steps.iter().filter(|state| state.phase == run.phase);
     for step in sequence(runbook, run.phase) {
-        let Some(state) = snapshot.step(&step.id) else { return Next::Start(step) };
+        let state = match states.next() {
+            Some(state) if state.step_id == step.id => Some(state),
+            _ => snapshot.step(&step.id),
+        };
+        let Some(state) = state else { return Next::Start(step) };
         match state.status {
             status if status.is_passed() => continue,
             status if status.is_failure() => match step.on_failure {

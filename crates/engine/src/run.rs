@@ -340,6 +340,53 @@ impl RunSnapshot {
     }
 }
 
+impl RunSnapshot {
+    /// The snapshot after `transition` was committed: what a driver keeps in memory instead
+    /// of reading the whole run back after every step.
+    pub fn apply(&mut self, transition: &Transition, at: Timestamp) {
+        self.run.revision += 1;
+        self.run.updated_at = at;
+        if let Some(change) = &transition.run {
+            self.run.status = change.status;
+            self.run.phase = change.phase;
+            self.run.commander = change.commander.clone();
+            self.run.finished_at = change.finished_at;
+            if change.release_lease {
+                self.run.lease = None;
+            }
+        }
+        for step in &transition.steps {
+            match self.steps.iter_mut().find(|s| s.step_id == step.step_id) {
+                Some(existing) => *existing = step.clone(),
+                None => self.steps.push(step.clone()),
+            }
+        }
+        for attempt in &transition.attempts {
+            match self
+                .attempts
+                .iter_mut()
+                .find(|a| a.step_id == attempt.step_id && a.number == attempt.number)
+            {
+                Some(existing) => *existing = attempt.clone(),
+                None => self.attempts.push(attempt.clone()),
+            }
+        }
+        for vote in &mut self.votes {
+            if transition.voided_votes.contains(&vote.id) {
+                vote.void = true;
+            }
+        }
+        self.votes.extend(transition.votes.iter().cloned());
+        for assignment in &transition.assign {
+            if !self.assignments.contains(assignment) {
+                self.assignments.push(assignment.clone());
+            }
+        }
+        self.assignments.retain(|assignment| !transition.unassign.contains(assignment));
+        self.notes.extend(transition.notes.iter().cloned());
+    }
+}
+
 /// A run to create, with its steps pending.
 #[derive(Debug, Clone)]
 pub struct NewRun {

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::audit::{AuditEvent, NewEvent, Verification};
 use crate::run::{
-    Actor, Lease, NewRun, RunFilter, RunRecord, RunSnapshot, RunbookVersion, Timestamp, Transition,
+    Actor, Lease, NewRun, RunFilter, RunRecord, RunSnapshot, RunStatus, RunbookVersion, Timestamp,
+    Transition,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_run(&self, new: NewRun) -> Result<(), StoreError>;
 
     async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError>;
+
+    /// Just a run's status: what a driver polls to notice a cancellation.
+    async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError>;
 
     /// Runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;

@@ -181,8 +181,8 @@ pub enum SecretValues<'a> {
 pub struct RunFacts<'a> {
     pub params: &'a BTreeMap<String, ParamValue>,
     pub secrets: SecretValues<'a>,
-    /// `steps.<id>` of every step that has a result, as a JSON object of its fields.
-    pub steps: BTreeMap<String, serde_json::Value>,
+    /// `steps.<id>`: the results of steps that ran, looked up as templates read them.
+    pub steps: Arc<dyn StepResults>,
     /// Show steps without a result as placeholders rather than failing: for what an approver
     /// is shown before the steps the gate guards have run.
     pub placeholders_for_unknown_steps: bool,
@@ -207,14 +207,8 @@ impl Context {
                 (name.as_str(), value)
             })
             .collect();
-        let steps = KnownSteps {
-            known: facts
-                .steps
-                .into_iter()
-                .map(|(id, value)| (id, Value::from_serialize(value)))
-                .collect(),
-            placeholders: facts.placeholders_for_unknown_steps,
-        };
+        let steps =
+            KnownSteps { results: facts.steps, placeholders: facts.placeholders_for_unknown_steps };
         let roles: BTreeMap<String, String> = runbook
             .roles
             .iter()
@@ -233,18 +227,24 @@ impl Context {
     }
 }
 
+/// The results of a run's steps, for `steps.<id>` in templates.
+pub trait StepResults: Send + Sync + fmt::Debug {
+    /// The fields of a step that has a result; `None` for one that has not run.
+    fn result(&self, id: &str) -> Option<serde_json::Value>;
+}
+
 /// `steps`: the results known so far, and either placeholders or nothing for the rest.
 #[derive(Debug)]
 struct KnownSteps {
-    known: BTreeMap<String, Value>,
+    results: Arc<dyn StepResults>,
     placeholders: bool,
 }
 
 impl Object for KnownSteps {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let id = key.as_str()?;
-        match self.known.get(id) {
-            Some(value) => Some(value.clone()),
+        match self.results.result(id) {
+            Some(value) => Some(Value::from_serialize(value)),
             None if self.placeholders => {
                 Some(Value::from_object(Placeholder(format!("steps.{id}"))))
             }

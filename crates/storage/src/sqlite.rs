@@ -84,27 +84,31 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
         None => (0, GENESIS.to_owned()),
     };
     let at = now();
+    let mut stored = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;
-        let stored = AuditEvent::chain(seq, Uuid::now_v7(), at, &prev_hash, event);
-        sqlx::query(
-            "INSERT INTO audit_events (seq, id, at, actor, action, run_id, step_id, data, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(stored.seq)
-        .bind(stored.id.to_string())
-        .bind(format_timestamp(stored.at))
-        .bind(stored.actor.as_str())
-        .bind(&stored.action)
-        .bind(stored.run_id.map(|id| id.to_string()))
-        .bind(&stored.step_id)
-        .bind(stored.data.to_string())
-        .bind(&stored.prev_hash)
-        .bind(&stored.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(database)?;
-        prev_hash = stored.hash;
+        let event = AuditEvent::chain(seq, Uuid::now_v7(), at, &prev_hash, event);
+        prev_hash = event.hash.clone();
+        stored.push(event);
+    }
+    // SQLite allows 32766 bound values: 10 a row leaves room for 3000 rows a statement.
+    for chunk in stored.chunks(3000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (seq, id, at, actor, action, run_id, step_id, data, prev_hash, hash) ",
+        );
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(event.seq)
+                .push_bind(event.id.to_string())
+                .push_bind(format_timestamp(event.at))
+                .push_bind(event.actor.as_str().to_owned())
+                .push_bind(event.action.clone())
+                .push_bind(event.run_id.map(|id| id.to_string()))
+                .push_bind(event.step_id.clone())
+                .push_bind(event.data.to_string())
+                .push_bind(event.prev_hash.clone())
+                .push_bind(event.hash.clone());
+        });
+        insert.build().execute(&mut *conn).await.map_err(database)?;
     }
     Ok(())
 }
@@ -504,6 +508,16 @@ impl Store for SqliteStore {
         Ok(Some(RunSnapshot { run, steps, attempts, votes, assignments, notes }))
     }
 
+    async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError> {
+        sqlx::query("SELECT status FROM runs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database)?
+            .map(|row| name(&row.get::<String, _>("status")))
+            .transpose()
+    }
+
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
         sqlx::query(
             "SELECT * FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR runbook = ?2)
@@ -535,50 +549,54 @@ impl Store for SqliteStore {
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
         let id = run_id.to_string();
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT revision, lease_owner FROM runs WHERE id = ?")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(database)?
-            .ok_or(StoreError::NoSuchRun(run_id))?;
-        if let Some(owner) = &transition.lease_owner
-            && row.get::<Option<String>, _>("lease_owner").as_deref() != Some(owner.as_str())
-        {
-            return Err(StoreError::LeaseLost);
-        }
-        if row.get::<i64, _>("revision") != transition.revision {
-            return Err(StoreError::Conflict);
-        }
         let at = format_timestamp(now());
-        match &transition.run {
-            Some(change) => {
-                sqlx::query(
-                    "UPDATE runs SET status = ?, phase = ?, commander = ?, finished_at = ?, updated_at = ?,
-                         revision = revision + 1,
-                         lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,
-                         lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END
-                     WHERE id = ?",
-                )
-                .bind(change.status.as_str())
-                .bind(change.phase.as_str())
-                .bind(change.commander.as_str())
-                .bind(change.finished_at.map(format_timestamp))
-                .bind(&at)
-                .bind(change.release_lease)
-                .bind(change.release_lease)
+        // One statement both checks that the transition was computed from the current
+        // revision (and, for drivers, that the lease is still theirs) and applies the change.
+        let updated = match &transition.run {
+            Some(change) => sqlx::query(
+                "UPDATE runs SET status = ?1, phase = ?2, commander = ?3, finished_at = ?4, updated_at = ?5,
+                     revision = revision + 1,
+                     lease_owner = CASE WHEN ?6 THEN NULL ELSE lease_owner END,
+                     lease_expires_at = CASE WHEN ?6 THEN NULL ELSE lease_expires_at END
+                 WHERE id = ?7 AND revision = ?8 AND (?9 IS NULL OR lease_owner = ?9)",
+            )
+            .bind(change.status.as_str())
+            .bind(change.phase.as_str())
+            .bind(change.commander.as_str())
+            .bind(change.finished_at.map(format_timestamp))
+            .bind(&at)
+            .bind(change.release_lease),
+            None => sqlx::query(
+                "UPDATE runs SET updated_at = ?5, revision = revision + 1
+                 WHERE id = ?7 AND revision = ?8 AND (?9 IS NULL OR lease_owner = ?9)",
+            )
+            .bind(None::<&str>)
+            .bind(None::<&str>)
+            .bind(None::<&str>)
+            .bind(None::<&str>)
+            .bind(&at)
+            .bind(false),
+        }
+        .bind(&id)
+        .bind(transition.revision)
+        .bind(&transition.lease_owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(database)?;
+        if updated.rows_affected() == 0 {
+            let row = sqlx::query("SELECT revision, lease_owner FROM runs WHERE id = ?")
                 .bind(&id)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(database)?;
-            }
-            None => {
-                sqlx::query("UPDATE runs SET updated_at = ?, revision = revision + 1 WHERE id = ?")
-                    .bind(&at)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(database)?;
-            }
+                .map_err(database)?
+                .ok_or(StoreError::NoSuchRun(run_id))?;
+            let owner = row.get::<Option<String>, _>("lease_owner");
+            return Err(match &transition.lease_owner {
+                Some(expected) if owner.as_deref() != Some(expected.as_str()) => {
+                    StoreError::LeaseLost
+                }
+                _ => StoreError::Conflict,
+            });
         }
         for step in &transition.steps {
             upsert_step(&mut tx, &id, step).await?;
