@@ -107,17 +107,18 @@ CREATE TABLE notes (
 );
 CREATE INDEX notes_run ON notes (run_id);
 
+-- An event is stored as exactly the canonical JSON its hash covers (`body`); the columns
+-- used to filter are generated from it, so that none can be changed on its own.
 CREATE TABLE audit_events (
     seq        INTEGER PRIMARY KEY,
-    id         TEXT    NOT NULL UNIQUE,
-    at         TEXT    NOT NULL,
-    actor      TEXT    NOT NULL,
-    action     TEXT    NOT NULL,
-    run_id     TEXT,
-    step_id    TEXT,
-    data       TEXT    NOT NULL,
+    body       TEXT    NOT NULL,
     prev_hash  TEXT    NOT NULL,
-    hash       TEXT    NOT NULL
+    hash       TEXT    NOT NULL,
+    id         TEXT    GENERATED ALWAYS AS (json_extract(body, '$.id')) VIRTUAL,
+    at         TEXT    GENERATED ALWAYS AS (json_extract(body, '$.at')) VIRTUAL,
+    actor      TEXT    GENERATED ALWAYS AS (json_extract(body, '$.actor')) VIRTUAL,
+    action     TEXT    GENERATED ALWAYS AS (json_extract(body, '$.action')) VIRTUAL,
+    run_id     TEXT    GENERATED ALWAYS AS (json_extract(body, '$.run_id')) VIRTUAL
 );
 CREATE INDEX audit_events_run ON audit_events (run_id);
 CREATE INDEX audit_events_at ON audit_events (at);

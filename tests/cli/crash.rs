@@ -200,10 +200,10 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
         .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('pragma integrity_check').fetchone()[0])"])
         .arg(dir.join("steady.db"))
         .output();
-    if let Ok(output) = integrity {
-        if output.status.success() {
-            assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
-        }
+    if let Ok(output) = integrity
+        && output.status.success()
+    {
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
     }
     println!(
         "crash test: {kills} kills over {rounds} runs, {decisions} interrupted steps decided, {events_seen} audit events"

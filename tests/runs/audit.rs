@@ -36,15 +36,17 @@ steps:
     h.verify_chain().await;
 
     // Steady refuses to change its log...
-    let refused = sqlx::query("UPDATE audit_events SET actor = 'user:mallory' WHERE seq = 4")
-        .execute(h.sqlite.pool())
-        .await;
+    let refused = sqlx::query(
+        "UPDATE audit_events SET body = replace(body, 'steady', 'user:mallory') WHERE seq = 4",
+    )
+    .execute(h.sqlite.pool())
+    .await;
     assert!(refused.is_err(), "the log is append-only");
 
     // ...so an attacker with the database file drops the guard and edits one row.
     sqlx::query("DROP TRIGGER audit_events_no_update").execute(h.sqlite.pool()).await.unwrap();
     sqlx::query(
-        "UPDATE audit_events SET data = json_set(data, '$.status', 'failed') WHERE seq = 4",
+        "UPDATE audit_events SET body = replace(body, '\"succeeded\"', '\"failed\"') WHERE seq = 4",
     )
     .execute(h.sqlite.pool())
     .await

@@ -8,7 +8,7 @@ use crate::*;
 async fn commands_checks_and_sleeps_run_in_order_and_record_their_output() {
     let h = Harness::new("steps-basic").await;
     h.publish(
-        &r#"
+        r#"
 name: basic
 params:
   who: { type: string, default: world }
