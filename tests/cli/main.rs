@@ -6,6 +6,7 @@
 
 mod crash;
 mod plan;
+mod run;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,222 @@
+//! `steady run` and friends from a terminal: the whole procedure, start to finish, with a
+//! manual step, an approval gate, a decision, Ctrl-C, and the audit log to prove it.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::{Run, scratch, steady, write};
+
+const PROCEDURE: &str = r#"
+name: restart-service
+title: Restart the API behind its gate
+roles:
+  operator: { description: Watches the dashboards }
+  approver: { description: Signs off the restart }
+params:
+  service: { type: string, default: api }
+steps:
+  - id: healthy_before
+    run: echo "{{ params.service }} is up"
+    read_only: true
+    timeout: 5s
+  - id: said_up
+    check: "steps.healthy_before.stdout == params.service ~ ' is up'"
+  - id: watch
+    manual: { role: operator, instructions: "Open the {{ params.service }} dashboard." }
+  - id: go
+    approval: { role: approver, allow_self_approval: true, prompt: "Restart {{ params.service }}?" }
+  - id: restart
+    run: echo restarted >> restarts.log
+    timeout: 5s
+"#;
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> Run {
+    steady(dir, args)
+}
+
+fn run_id(run: &Run) -> String {
+    let line =
+        run.stdout.lines().find(|line| line.starts_with("run ")).expect("the run's id is printed");
+    line.split_whitespace().nth(1).expect("id").trim_end_matches(':').to_owned()
+}
+
+#[test]
+fn a_procedure_runs_start_to_finish_from_the_terminal() {
+    let dir = scratch("run-story");
+    write(&dir, "restart.yaml", PROCEDURE);
+
+    let started = cli(&dir, &["run", "restart.yaml"]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    assert!(
+        started.stdout.starts_with("published restart-service version 1\n"),
+        "{}",
+        started.stdout
+    );
+    assert!(started.stdout.contains("step healthy_before: succeeded"), "{}", started.stdout);
+    assert!(
+        started.stdout.contains("step watch: waiting for a person holding `operator`"),
+        "{}",
+        started.stdout
+    );
+    let id = run_id(&started);
+    let prefix = &id[..13];
+
+    assert_eq!(cli(&dir, &["complete", prefix, "watch", "-m", "dashboard is green"]).code, 0);
+    let resumed = cli(&dir, &["resume", prefix]);
+    assert!(resumed.stdout.contains("step go: waiting for 0 of 1 approvals"), "{}", resumed.stdout);
+    let approved = cli(&dir, &["approve", prefix, "go", "-m", "restart it"]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    let finished = cli(&dir, &["resume", prefix]);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert!(finished.stdout.contains(&format!("run {id}: ✓ succeeded")), "{}", finished.stdout);
+    assert_eq!(std::fs::read_to_string(dir.join("restarts.log")).unwrap(), "restarted\n");
+
+    let shown = cli(&dir, &["show", prefix]);
+    assert!(shown.stdout.contains("stdout  api is up"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("approved by local:"), "{}", shown.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&dir, &["show", prefix, "--json"]).stdout).unwrap();
+    assert_eq!(json["status"], "succeeded");
+    assert_eq!(json["steps"][2]["note"], "dashboard is green");
+
+    let listed = cli(&dir, &["runs", "--status", "succeeded"]);
+    assert!(listed.stdout.starts_with(&id), "{}", listed.stdout);
+    assert_eq!(cli(&dir, &["runs", "--status", "bogus"]).code, 2);
+
+    let verified = cli(&dir, &["audit", "verify"]);
+    assert_eq!((verified.code, verified.stdout.trim_end()), (0, "audit chain verified: 14 events"));
+    let story: Vec<String> = cli(&dir, &["audit", "export"])
+        .stdout
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            let actor = if event["actor"] == "steady" { "steady" } else { "operator" };
+            format!(
+                "{actor} {} {}",
+                event["action"].as_str().unwrap(),
+                event["step_id"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "operator runbook.published -",
+            "operator run.started -",
+            "steady step.started healthy_before",
+            "steady step.finished healthy_before",
+            "steady output.stored healthy_before",
+            "steady step.finished said_up",
+            "steady step.waiting watch",
+            "operator manual.completed watch",
+            "steady step.waiting go",
+            "operator approval.granted go",
+            "operator step.finished go",
+            "steady step.started restart",
+            "steady step.finished restart",
+            "steady run.finished -",
+        ]
+    );
+    let csv = cli(&dir, &["audit", "export", "--format", "csv", "--run", prefix]).stdout;
+    assert!(
+        csv.starts_with("seq,id,at,actor,action,run_id,step_id,data,prev_hash,hash\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(",manual.completed,"), "{csv}");
+    assert!(csv.contains("restart it"), "{csv}");
+    let jsonl = cli(&dir, &["audit", "export", "--actor", "steady"]).stdout;
+    assert!(
+        jsonl
+            .lines()
+            .all(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["actor"]
+                == "steady")
+    );
+
+    // The same content again is not a new version.
+    let published = cli(&dir, &["publish", "restart.yaml"]);
+    assert!(
+        published.stdout.contains("restart-service version 1 is unchanged"),
+        "{}",
+        published.stdout
+    );
+}
+
+#[test]
+fn a_failed_step_waits_for_the_commanders_decision() {
+    let dir = scratch("run-decide");
+    write(
+        &dir,
+        "flaky.yaml",
+        "name: flaky\nsteps:\n  - id: needs_flag\n    run: test -e flag\n    read_only: true\n    timeout: 5s\n",
+    );
+    let started = cli(&dir, &["run", "flaky.yaml"]);
+    assert_eq!(started.code, 1, "{}", started.stdout);
+    assert!(started.stdout.contains("decide with `steady decide"), "{}", started.stdout);
+    let id = run_id(&started);
+    write(&dir, "flag", "");
+    assert_eq!(cli(&dir, &["decide", &id, "retry"]).code, 0);
+    assert_eq!(cli(&dir, &["resume", &id]).code, 0);
+    assert_eq!(cli(&dir, &["decide", &id, "retry"]).code, 2, "nothing to decide any more");
+}
+
+#[test]
+fn a_lock_held_by_an_active_run_refuses_a_second_one() {
+    let dir = scratch("run-lock");
+    write(
+        &dir,
+        "locked.yaml",
+        "name: locked\nlock: db/main\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n",
+    );
+    let first = cli(&dir, &["run", "locked.yaml"]);
+    let id = run_id(&first);
+    let second = cli(&dir, &["run", "locked.yaml"]);
+    assert_eq!(second.code, 1);
+    assert!(
+        second.stderr.contains(&format!("lock `db/main` is held by active run {id}")),
+        "{}",
+        second.stderr
+    );
+    let self_approval = cli(&dir, &["approve", &id, "go"]);
+    assert_eq!(self_approval.code, 2);
+    assert!(
+        self_approval.stderr.contains("started this run and may not approve its gates"),
+        "{}",
+        self_approval.stderr
+    );
+}
+
+#[test]
+fn ctrl_c_finishes_the_running_step_and_leaves_the_run_resumable() {
+    let dir = scratch("run-ctrl-c");
+    write(
+        &dir,
+        "slow.yaml",
+        "name: slow\nsteps:\n  - id: first\n    run: sleep 1\n    read_only: true\n    timeout: 5s\n  - id: second\n    run: [\"true\"]\n    read_only: true\n    timeout: 5s\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_steady"))
+        .args(["run", "slow.yaml"])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("step first: succeeded"), "the running step finished: {stdout}");
+    assert!(stdout.contains("it is still running and can be resumed"), "{stdout}");
+    let id = run_id(&Run { code: 0, stdout: stdout.into_owned(), stderr: String::new() });
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&dir, &["show", &id, "--json"]).stdout).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["steps"][1]["status"].as_str()),
+        (Some("running"), Some("pending"))
+    );
+    assert_eq!(cli(&dir, &["resume", &id]).code, 0);
+}
