@@ -1,0 +1,295 @@
+//! The store contract: what every `Store` implementation must do, written once against the
+//! trait and run against each backend (SQLite here; PostgreSQL joins with its own factory).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Duration;
+use steady_engine::audit::{AuditAction, NewEvent};
+use steady_engine::engine::now;
+use steady_engine::run::*;
+use steady_engine::store::{AuditFilter, Published, Store, StoreError};
+use uuid::Uuid;
+
+async fn sqlite(name: &str) -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(format!("steady-contract-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    steady_storage::open(&format!("sqlite://{}", dir.join("steady.db").display()))
+        .await
+        .expect("open")
+}
+
+/// Runs one contract story against every backend.
+macro_rules! contract {
+    ($($story:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(super::sqlite(stringify!($story)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    publishing_keeps_a_version_per_change,
+    a_lock_key_has_one_active_holder,
+    transitions_are_refused_on_a_stale_revision_or_a_lost_lease,
+    leases_expire_and_pass_on,
+    a_person_votes_once_per_gate,
+    the_audit_chain_is_appended_filtered_and_verified,
+    runs_are_listed_found_and_offered_to_drivers,
+);
+
+const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";
+
+fn actor() -> Actor {
+    Actor::user("carol")
+}
+
+async fn new_run(store: &Arc<dyn Store>, lock: Option<&str>) -> Result<Uuid, StoreError> {
+    let version = match store.publish("story", SOURCE, &actor(), now()).await? {
+        Published::New(version) | Published::Unchanged(version) => version,
+    };
+    let id = Uuid::now_v7();
+    let at = now();
+    let run = RunRecord {
+        id,
+        runbook: version.name,
+        version: version.version,
+        sha256: version.sha256,
+        mode: RunMode::Live,
+        status: RunStatus::Running,
+        phase: Phase::Main,
+        started_by: actor(),
+        commander: actor(),
+        params: BTreeMap::new(),
+        lock_key: lock.map(str::to_owned),
+        created_at: at,
+        updated_at: at,
+        finished_at: None,
+        lease: None,
+        revision: 0,
+    };
+    let steps = vec![StepState {
+        step_id: "nap".into(),
+        phase: Phase::Main,
+        position: 0,
+        status: StepStatus::Pending,
+        attempt: 0,
+        attempts_before_round: 0,
+        started_at: None,
+        finished_at: None,
+        deadline: None,
+        escalated_to: None,
+        rendered: None,
+        note: None,
+        completed_by: None,
+    }];
+    let event = NewEvent::new(&actor(), AuditAction::RunStarted, Some(id));
+    store.create_run(NewRun { run, steps, assignments: vec![], event }).await?;
+    Ok(id)
+}
+
+fn finish(revision: i64) -> Transition {
+    Transition {
+        revision,
+        run: Some(RunChange {
+            status: RunStatus::Succeeded,
+            phase: Phase::Main,
+            commander: actor(),
+            finished_at: Some(now()),
+            release_lease: true,
+        }),
+        ..Transition::default()
+    }
+}
+
+async fn publishing_keeps_a_version_per_change(store: Arc<dyn Store>) {
+    let first = store.publish("story", SOURCE, &actor(), now()).await.unwrap();
+    assert!(matches!(&first, Published::New(v) if v.version == 1));
+    let again = store.publish("story", SOURCE, &actor(), now()).await.unwrap();
+    assert!(matches!(&again, Published::Unchanged(v) if v.version == 1));
+    let changed = format!("{SOURCE}# reviewed\n");
+    let second = store.publish("story", &changed, &Actor::user("dave"), now()).await.unwrap();
+    assert!(
+        matches!(&second, Published::New(v) if v.version == 2 && v.published_by == Actor::user("dave"))
+    );
+    let latest = store.runbook_version("story", None).await.unwrap().unwrap();
+    assert_eq!((latest.version, latest.source.as_str()), (2, changed.as_str()));
+    let versions = store.runbook_versions("story").await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    assert_ne!(versions[0].sha256, versions[1].sha256);
+    assert_eq!(store.runbook_version("other", None).await.unwrap(), None);
+}
+
+async fn a_lock_key_has_one_active_holder(store: Arc<dyn Store>) {
+    let holder = new_run(&store, Some("pg/main")).await.unwrap();
+    match new_run(&store, Some("pg/main")).await {
+        Err(StoreError::LockHeld { key, run_id }) => {
+            assert_eq!((key.as_str(), run_id), ("pg/main", holder))
+        }
+        other => panic!("expected the lock to be held, got {other:?}"),
+    }
+    new_run(&store, Some("pg/other")).await.unwrap();
+    store.commit(holder, finish(0)).await.unwrap();
+    new_run(&store, Some("pg/main")).await.unwrap();
+}
+
+async fn transitions_are_refused_on_a_stale_revision_or_a_lost_lease(store: Arc<dyn Store>) {
+    let run = new_run(&store, None).await.unwrap();
+    let note = |revision| Transition {
+        revision,
+        notes: vec![Note {
+            id: Uuid::now_v7(),
+            step_id: None,
+            author: actor(),
+            text: "hi".into(),
+            at: now(),
+        }],
+        ..Transition::default()
+    };
+    store.commit(run, note(0)).await.unwrap();
+    assert!(matches!(store.commit(run, note(0)).await, Err(StoreError::Conflict)));
+    let lease = Lease { owner: "node-a".into(), expires_at: now() + Duration::seconds(10) };
+    assert!(store.acquire_lease(run, &lease, now()).await.unwrap());
+    let driver = |owner: &str| Transition { lease_owner: Some(owner.into()), ..note(1) };
+    assert!(matches!(store.commit(run, driver("node-b")).await, Err(StoreError::LeaseLost)));
+    store.commit(run, driver("node-a")).await.unwrap();
+    assert!(matches!(store.commit(Uuid::now_v7(), note(0)).await, Err(StoreError::NoSuchRun(_))));
+    let snapshot = store.run(run).await.unwrap().unwrap();
+    assert_eq!((snapshot.run.revision, snapshot.notes.len()), (2, 2));
+}
+
+async fn leases_expire_and_pass_on(store: Arc<dyn Store>) {
+    let run = new_run(&store, None).await.unwrap();
+    let soon = now() + Duration::milliseconds(200);
+    let a = Lease { owner: "node-a".into(), expires_at: soon };
+    let b = Lease { owner: "node-b".into(), expires_at: now() + Duration::seconds(10) };
+    assert!(store.acquire_lease(run, &a, now()).await.unwrap());
+    assert!(!store.acquire_lease(run, &b, now()).await.unwrap(), "held and not expired");
+    assert!(store.acquire_lease(run, &a, now()).await.unwrap(), "the holder renews");
+    assert!(
+        store.acquire_lease(run, &b, soon + Duration::milliseconds(1)).await.unwrap(),
+        "expired: taken over"
+    );
+    store.release_lease(run, "node-a").await.unwrap();
+    assert_eq!(
+        store.run(run).await.unwrap().unwrap().run.lease.map(|l| l.owner),
+        Some("node-b".into())
+    );
+    store.release_lease(run, "node-b").await.unwrap();
+    assert_eq!(store.run(run).await.unwrap().unwrap().run.lease, None);
+}
+
+async fn a_person_votes_once_per_gate(store: Arc<dyn Store>) {
+    let run = new_run(&store, None).await.unwrap();
+    let vote = |actor: &str| Vote {
+        id: Uuid::now_v7(),
+        step_id: "nap".into(),
+        actor: Actor::user(actor),
+        approve: true,
+        comment: None,
+        bound: serde_json::json!({}),
+        digest: "d".into(),
+        at: now(),
+        void: false,
+    };
+    let twice = Transition {
+        revision: 0,
+        votes: vec![vote("alice"), vote("alice")],
+        ..Transition::default()
+    };
+    assert!(matches!(store.commit(run, twice).await, Err(StoreError::Conflict)));
+    let first = vote("alice");
+    let voided = first.id;
+    store
+        .commit(
+            run,
+            Transition { revision: 0, votes: vec![first, vote("bob")], ..Transition::default() },
+        )
+        .await
+        .unwrap();
+    // A void vote no longer counts: the same person may approve again.
+    let again = Transition {
+        revision: 1,
+        voided_votes: vec![voided],
+        votes: vec![vote("alice")],
+        ..Transition::default()
+    };
+    store.commit(run, again).await.unwrap();
+    let votes = store.run(run).await.unwrap().unwrap().votes;
+    assert_eq!(votes.iter().filter(|v| !v.void).count(), 2);
+    assert_eq!(votes.iter().filter(|v| v.void).map(|v| v.id).collect::<Vec<_>>(), [voided]);
+}
+
+async fn the_audit_chain_is_appended_filtered_and_verified(store: Arc<dyn Store>) {
+    let run = new_run(&store, None).await.unwrap();
+    let before = now();
+    store
+        .append_events(vec![
+            NewEvent::new(&Actor::user("eve"), AuditAction::LoginFailed, None)
+                .data(serde_json::json!({ "from": "10.0.0.1" })),
+            NewEvent::new(&actor(), AuditAction::NoteAdded, Some(run))
+                .step("nap")
+                .data(serde_json::json!({ "text": "ünïcode \"quoted\"" })),
+        ])
+        .await
+        .unwrap();
+    let all = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["runbook.published", "run.started", "login.failed", "note.added"]
+    );
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(all.windows(2).all(|pair| pair[1].prev_hash == pair[0].hash));
+    assert_eq!(all[3].data["text"], "ünïcode \"quoted\"");
+    let of_run =
+        store.audit_events(&AuditFilter { run_id: Some(run), ..Default::default() }).await.unwrap();
+    assert_eq!(of_run.len(), 2);
+    let by_eve = store
+        .audit_events(&AuditFilter { actor: Some(Actor::user("eve")), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_eve.len(), 1);
+    let since = store
+        .audit_events(&AuditFilter { since: Some(before), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 2);
+    let page = store
+        .audit_events(&AuditFilter { after_seq: Some(2), limit: Some(1), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+    let verification = store.verify_audit().await.unwrap();
+    assert_eq!((verification.events, verification.first_broken), (4, None));
+}
+
+async fn runs_are_listed_found_and_offered_to_drivers(store: Arc<dyn Store>) {
+    let first = new_run(&store, None).await.unwrap();
+    let second = new_run(&store, None).await.unwrap();
+    store.commit(first, finish(0)).await.unwrap();
+    let listed: Vec<Uuid> =
+        store.runs(&RunFilter::default()).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(listed, [second, first], "newest first");
+    let running = store
+        .runs(&RunFilter { status: Some(RunStatus::Running), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(running.iter().map(|r| r.id).collect::<Vec<_>>(), [second]);
+    assert_eq!(
+        store.find_run(&second.to_string()[..8]).await.unwrap().len(),
+        2,
+        "v7 ids share a time prefix"
+    );
+    assert_eq!(store.find_run(&second.to_string()).await.unwrap(), [second]);
+    assert_eq!(store.runs_needing_a_driver(now()).await.unwrap(), [second]);
+    let held = Lease { owner: "node-a".into(), expires_at: now() + Duration::seconds(10) };
+    store.acquire_lease(second, &held, now()).await.unwrap();
+    assert!(store.runs_needing_a_driver(now()).await.unwrap().is_empty());
+    assert_eq!(store.run_status(second).await.unwrap(), Some(RunStatus::Running));
+}
