@@ -1,6 +1,9 @@
 //! The store contract: what every `Store` implementation must do, written once against the
 //! trait and run against each backend (SQLite here; PostgreSQL joins with its own factory).
 
+// The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
