@@ -27,6 +27,23 @@ impl RunbookFile {
     }
 }
 
+/// The runbook files that command-line paths name: files as given, folders searched. A path
+/// that does not exist is bad usage: it is reported, and `None` returned.
+pub fn named_by(paths: &[PathBuf]) -> anyhow::Result<Option<Vec<PathBuf>>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(files_in(path)?);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            crate::report::file_error(&path.display().to_string(), "no such file or folder");
+            return Ok(None);
+        }
+    }
+    Ok(Some(files))
+}
+
 /// The runbook files under `folder`, in a stable order, searched recursively.
 pub fn files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();

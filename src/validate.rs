@@ -20,17 +20,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut files = Vec::new();
-    for path in &args.paths {
-        if path.is_dir() {
-            files.extend(runbooks::files_in(path)?);
-        } else if path.exists() {
-            files.push(path.clone());
-        } else {
-            report::file_error(&path.display().to_string(), "no such file or folder");
-            return Ok(ExitCode::from(2));
-        }
-    }
+    let Some(files) = runbooks::named_by(&args.paths)? else {
+        return Ok(ExitCode::from(2));
+    };
 
     let (mut errors, mut warnings) = (0, 0);
     let mut names: HashMap<String, String> = HashMap::new();
