@@ -43,7 +43,12 @@ pub struct RunArgs {
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
     /// The run's id, or a unique prefix of it.
-    run: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    run: Option<String>,
+    /// Take over every run that needs a driver: running with no live lease (its driver
+    /// stopped or died), or waiting at a gate past its deadline.
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -111,9 +116,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
-    let run_id = app.resolve_run(&args.run).await?;
-    println!("resuming run {run_id} as {}", app.engine.config().node);
-    drive_here(&app, run_id).await
+    let runs = match &args.run {
+        Some(run) => vec![app.resolve_run(run).await?],
+        None => app.store.runs_needing_a_driver(steady_engine::engine::now()).await?,
+    };
+    if runs.is_empty() {
+        println!("no run needs a driver");
+    }
+    let mut code = ExitCode::SUCCESS;
+    for run_id in runs {
+        println!("resuming run {run_id} as {}", app.engine.config().node);
+        let outcome = drive_here(&app, run_id).await?;
+        if outcome != ExitCode::SUCCESS {
+            code = outcome;
+        }
+    }
+    Ok(code)
 }
 
 /// Drives a run until it settles, answering at the terminal what this person may answer.
@@ -224,7 +242,9 @@ fn ask(question: &str) -> anyhow::Result<String> {
     print!("{question}");
     std::io::stdout().flush()?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        println!();
+    }
     Ok(line.trim().to_lowercase())
 }
 

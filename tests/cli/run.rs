@@ -218,5 +218,8 @@ fn ctrl_c_finishes_the_running_step_and_leaves_the_run_resumable() {
         (json["status"].as_str(), json["steps"][1]["status"].as_str()),
         (Some("running"), Some("pending"))
     );
-    assert_eq!(cli(&dir, &["resume", &id]).code, 0);
+    let resumed = cli(&dir, &["resume", "--all"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(resumed.stdout.contains(&format!("run {id}: ✓ succeeded")), "{}", resumed.stdout);
+    assert_eq!(cli(&dir, &["resume", "--all"]).stdout, "no run needs a driver\n");
 }

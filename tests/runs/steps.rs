@@ -389,3 +389,61 @@ steps:
     h.engine.cancel(first, &commander()).await.unwrap();
     h.start("failover-b", &[("cluster", "main")], &[]).await;
 }
+
+#[tokio::test]
+async fn a_failed_step_with_on_failure_rollback_runs_the_rollback_sequence() {
+    let h = Harness::new("steps-rollback").await;
+    let ledger = h.path("ledger");
+    h.publish(
+        &r#"
+name: rolling
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver }
+  - id: switch
+    run: echo switched >> LEDGER
+    timeout: 5s
+  - id: verify
+    run: exit 1
+    read_only: true
+    timeout: 5s
+    on_failure: rollback
+  - id: never
+    run: echo never >> LEDGER
+    timeout: 5s
+rollback:
+  - id: switch_back
+    run: echo "switched back after {{ steps.verify.status }}" >> LEDGER
+    idempotent: true
+    timeout: 5s
+  - id: broken_undo
+    run: exit 2
+    idempotent: true
+    timeout: 5s
+"#
+        .replace("LEDGER", &ledger),
+    )
+    .await;
+    let run = h.start("rolling", &[], &[("approver", &alice())]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    h.engine.approve(run, "go", &alice(), None).await.unwrap();
+    // A rollback step that fails pauses the rollback for a decision, like any step.
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "switched\nswitched back after failed\n");
+    h.engine.decide(run, &commander(), steady_engine::run::Decision::Skip).await.unwrap();
+    assert_eq!(h.drive(run).await, RunStatus::RolledBack);
+    assert_eq!(
+        h.statuses(run).await,
+        [
+            "go=approved",
+            "switch=succeeded",
+            "verify=failed",
+            "never=pending",
+            "switch_back=succeeded",
+            "broken_undo=skipped"
+        ]
+    );
+    assert!(h.actions(run).await.contains(&"run.rollback_started".to_owned()));
+}
