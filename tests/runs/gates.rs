@@ -279,3 +279,46 @@ steps:
     assert_eq!(h.drive(run).await, RunStatus::Failed);
     assert_eq!(h.statuses(run).await, ["fence=succeeded", "noted=succeeded", "confirm=failed"]);
 }
+
+#[tokio::test]
+async fn a_gate_is_never_skipped_and_a_retried_gate_starts_afresh() {
+    let h = Harness::new("gates-retry").await;
+    let ledger = h.path("ledger");
+    h.publish(
+        &r#"
+name: asked-again
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver, approvals: 2 }
+  - id: promote
+    run: echo promoted >> LEDGER
+    timeout: 5s
+"#
+        .replace("LEDGER", &ledger),
+    )
+    .await;
+    let run = h.start("asked-again", &[], &[("approver", &alice()), ("approver", &bob())]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    h.engine.approve(run, "go", &alice(), None).await.unwrap();
+    h.engine.reject(run, "go", &bob(), Some("not yet")).await.unwrap();
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+
+    // Skipping the gate would run what it guards unapproved.
+    let skipped = h.engine.decide(run, &commander(), Decision::Skip).await;
+    assert!(matches!(skipped, Err(EngineError::GateCannotBeSkipped { .. })), "{skipped:?}");
+
+    // Asked again, earlier answers no longer count: both answer anew.
+    h.engine.decide(run, &commander(), Decision::Retry).await.unwrap();
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    assert_eq!(
+        h.engine.approve(run, "go", &bob(), Some("now")).await.unwrap(),
+        StepStatus::Waiting
+    );
+    assert_eq!(h.engine.approve(run, "go", &alice(), None).await.unwrap(), StepStatus::Approved);
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    assert_eq!(count_lines(&ledger), 1);
+    let votes = h.snapshot(run).await.votes;
+    assert_eq!(votes.iter().filter(|v| v.void).count(), 2);
+}

@@ -147,3 +147,43 @@ steps:
     assert_eq!(h.snapshot(run).await.run.status, RunStatus::Running);
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn a_driver_whose_lease_is_gone_stops_and_records_nothing_more() {
+    let h = Harness::new("recovery-lease-lost").await;
+    let ledger = h.path("ledger");
+    h.publish(
+        &r#"
+name: stalled
+steps:
+  - id: promote
+    run: echo ran >> LEDGER; sleep 30
+    timeout: 60s
+"#
+        .replace("LEDGER", &ledger),
+    )
+    .await;
+    let run = h.start("stalled", &[], &[]).await;
+    let driving = async {
+        let (_keep, stop) = watch::channel(Stop::No);
+        h.engine.drive(run, &Quiet, stop).await
+    };
+    let taking_over = async {
+        while count_lines(&ledger) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Another process found the lease expired and let it go (as after a stall).
+        h.store.release_lease(run, "node-a").await.unwrap();
+    };
+    let started = std::time::Instant::now();
+    let (driven, ()) = tokio::join!(driving, taking_over);
+    assert!(matches!(driven, Err(EngineError::LeaseLost)), "{driven:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the step was stopped, not waited for");
+    assert_eq!(
+        h.step_status(run, "promote").await,
+        StepStatus::Running,
+        "left for the next driver to judge"
+    );
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(h.step_status(run, "promote").await, StepStatus::Interrupted);
+}

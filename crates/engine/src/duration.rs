@@ -42,7 +42,12 @@ impl FromStr for Duration {
         if !starts_with_digit || !ends_with_unit || text.contains(char::is_whitespace) {
             return Err(error());
         }
-        humantime::parse_duration(text).map(Duration).map_err(|_| error())
+        // Ten years is longer than any procedure waits; beyond it, deadlines stop being dates.
+        const LONGEST: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
+        match humantime::parse_duration(text) {
+            Ok(duration) if duration <= LONGEST => Ok(Duration(duration)),
+            _ => Err(error()),
+        }
     }
 }
 
@@ -86,7 +91,9 @@ mod tests {
 
     #[test]
     fn numbers_without_units_and_prose_are_refused() {
-        for text in ["5", "", "m", "five minutes", "5 m", "-5s", "5x"] {
+        for text in
+            ["5", "", "m", "five minutes", "5 m", "-5s", "5x", "3651d", "99999999999999999s"]
+        {
             assert!(text.parse::<Duration>().is_err(), "{text:?} should be refused");
         }
     }

@@ -70,6 +70,10 @@ pub enum EngineError {
     GateTimedOut { step: String },
     #[error("only the commander ({commander}) may do this")]
     NotCommander { commander: Actor },
+    #[error(
+        "gate `{step}` cannot be skipped: retry it so that people can answer, roll back or abort"
+    )]
+    GateCannotBeSkipped { step: String },
     #[error("the run is {status}: there is no decision to take")]
     NothingToDecide { status: RunStatus },
     #[error("the run is {status}")]
@@ -157,7 +161,10 @@ pub fn now() -> Timestamp {
 }
 
 fn later(duration: StdDuration) -> Timestamp {
-    now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|duration| now().checked_add_signed(duration))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 impl Engine {
@@ -523,6 +530,17 @@ impl Engine {
                     new_state.status = StepStatus::Pending;
                     new_state.attempts_before_round = state.attempt;
                     new_state.finished_at = None;
+                    // A gate asked again starts afresh: earlier answers and escalation are void.
+                    if step.is_gate() {
+                        new_state.escalated_to = None;
+                        new_state.deadline = None;
+                        new_state.completed_by = None;
+                        transition.voided_votes =
+                            snapshot.live_votes(&step.id).map(|vote| vote.id).collect();
+                    }
+                }
+                Decision::Skip if step.is_gate() => {
+                    return (None, Err(EngineError::GateCannotBeSkipped { step: step.id.clone() }));
                 }
                 Decision::Skip => {
                     new_state.status = StepStatus::Skipped;
@@ -700,7 +718,7 @@ impl Engine {
             };
         }
         let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
-        let _keeper = AbortOnDrop(tokio::spawn(keep_lease(
+        let keeper = AbortOnDrop(tokio::spawn(keep_lease(
             self.store.clone(),
             run_id,
             self.config.clone(),
@@ -722,6 +740,8 @@ impl Engine {
             }
             Err(error) => Err(error),
         };
+        // Stop renewing first, so that the keeper cannot take the lease back after it is given up.
+        drop(keeper);
         let _ = self.store.release_lease(run_id, &self.config.node).await;
         result
     }
@@ -791,26 +811,36 @@ async fn keep_lease(
     steps_stop: watch::Sender<Stop>,
 ) {
     let tick = (config.lease / 3).min(StdDuration::from_secs(1));
+    let mut held_until = later(config.lease);
+    // Once the caller can no longer ask anything (its sender is gone), stop listening to it.
+    let mut listening = true;
     loop {
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
-            changed = outside.changed() => {
-                if changed.is_ok() {
-                    let _ = steps_stop.send(*outside.borrow_and_update());
+            changed = outside.changed(), if listening => {
+                match changed {
+                    Ok(()) => {
+                        let _ = steps_stop.send(*outside.borrow_and_update());
+                    }
+                    Err(_) => listening = false,
                 }
                 continue;
             }
         }
         let lease = Lease { owner: config.node.clone(), expires_at: later(config.lease) };
-        match store.acquire_lease(run_id, &lease, now()).await {
-            Ok(true) => {}
-            // Someone else holds the run now: stop touching it.
+        match store.renew_lease(run_id, &lease).await {
+            Ok(true) => held_until = lease.expires_at,
+            // Someone else took the run over, or let it go: stop touching it.
             Ok(false) => {
                 let _ = steps_stop.send(Stop::Interrupt);
                 return;
             }
-            // A database hiccup: try again next tick, while the lease lasts.
-            Err(_) => continue,
+            // A database hiccup: try again next tick, but never past the lease's own end.
+            Err(_) if now() < held_until => continue,
+            Err(_) => {
+                let _ = steps_stop.send(Stop::Interrupt);
+                return;
+            }
         }
         if let Ok(Some(RunStatus::Cancelled)) = store.run_status(run_id).await {
             let _ = steps_stop.send(Stop::Cancel);
@@ -1256,8 +1286,13 @@ impl Driver<'_> {
         let Some(gate) = governing_gate(runbook, phase, &step.id) else { return Ok(false) };
         let StepKind::Approval(approval) = &gate.kind else { return Ok(false) };
         let Some(gate_state) = self.snapshot.step(&gate.id) else { return Ok(false) };
-        if gate_state.status != StepStatus::Approved {
-            return Ok(false);
+        match gate_state.status {
+            StepStatus::Approved => {}
+            // Skipped by its own `when`, or recorded by a dry run: nothing to bind to.
+            StepStatus::Skipped | StepStatus::WouldRun => return Ok(false),
+            // Validation and decisions keep a closed gate from being passed; should one ever
+            // be, the steps it guards still do not run.
+            _ => return Ok(true),
         }
         let actual = canonical_json(rendered);
         let stale: Vec<&Vote> = self
@@ -1350,7 +1385,7 @@ impl Driver<'_> {
         );
 
         let timeout = match (&effect, step.timeout) {
-            (Effect::Sleep(duration), _) => *duration + StdDuration::from_secs(60),
+            (Effect::Sleep(duration), _) => duration.saturating_add(StdDuration::from_secs(60)),
             (_, Some(timeout)) => timeout.as_std(),
             (_, None) => Step::DEFAULT_TIMEOUT,
         };
@@ -1470,6 +1505,10 @@ impl Driver<'_> {
         self.record(|fresh| {
             let mut transition = transition_from(fresh);
             let Some(state) = fresh.step(&step.id) else { return transition };
+            // The step is still this attempt's (running it, or about to check it): anything
+            // else means someone already took it over, and only the attempt is recorded.
+            let ours = (state.status == StepStatus::Running && state.attempt == attempt.number)
+                || (state.status == StepStatus::Pending && state.attempt + 1 == attempt.number);
             let mut new_state = state.clone();
             new_state.status = step_status;
             new_state.attempt = attempt.number;
@@ -1477,8 +1516,10 @@ impl Driver<'_> {
             new_state.started_at = new_state.started_at.or(attempt.started_at);
             new_state.finished_at = attempt.finished_at;
             new_state.note = attempt.error.clone();
-            transition.steps.push(new_state);
-            if status == StepStatus::Interrupted && fresh.run.status.is_active() {
+            if ours {
+                transition.steps.push(new_state);
+            }
+            if ours && status == StepStatus::Interrupted && fresh.run.status.is_active() {
                 let mut change = RunChange::from(&fresh.run);
                 change.status = RunStatus::NeedsAttention;
                 change.release_lease = true;

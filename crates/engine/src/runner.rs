@@ -149,8 +149,15 @@ async fn run_process(
         Err(error) => return Output::error(format!("cannot start the command: {error}")),
     };
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    let stdout = tokio::spawn(read_bounded(child.stdout.take()));
-    let stderr = tokio::spawn(read_bounded(child.stderr.take()));
+    // Whatever happens to this future (its driver stopping, the process dying), nothing the
+    // step started outlives it: the group is killed when the guard goes.
+    let _group_guard = GroupGuard(group);
+    let stdout = Captured::default();
+    let stderr = Captured::default();
+    let readers = [
+        tokio::spawn(read_bounded(child.stdout.take(), stdout.clone())),
+        tokio::spawn(read_bounded(child.stderr.take(), stderr.clone())),
+    ];
 
     let ending = tokio::select! {
         status = child.wait() => match status {
@@ -181,14 +188,37 @@ async fn run_process(
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGKILL);
     }
-    let drain = Duration::from_secs(2);
-    if let Ok(Ok((bytes, truncated))) = tokio::time::timeout(drain, stdout).await {
-        (output.stdout, output.stdout_truncated) = (bytes, truncated);
+    // A process that left the group can still hold a pipe open: keep what was read by then.
+    for reader in readers {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), reader).await.is_err() {
+            abort.abort();
+        }
     }
-    if let Ok(Ok((bytes, truncated))) = tokio::time::timeout(drain, stderr).await {
-        (output.stderr, output.stderr_truncated) = (bytes, truncated);
-    }
+    (output.stdout, output.stdout_truncated) = stdout.take();
+    (output.stderr, output.stderr_truncated) = stderr.take();
     output
+}
+
+/// Kills a process group when dropped.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+/// What a reader captured of one stream so far, readable even if the reader never finishes.
+#[derive(Debug, Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool)>>);
+
+impl Captured {
+    fn take(&self) -> (Vec<u8>, bool) {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// SIGTERM to the whole group, then SIGKILL if it has not gone within a grace period.
@@ -200,23 +230,21 @@ async fn terminate_group(group: Pid, child: &mut tokio::process::Child) {
     }
 }
 
-/// Reads a stream to its end, keeping at most `MAX_OUTPUT` bytes.
-async fn read_bounded(stream: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
-    let Some(mut stream) = stream else { return (Vec::new(), false) };
-    let mut kept = Vec::new();
-    let mut truncated = false;
+/// Reads a stream to its end into `captured`, keeping at most `MAX_OUTPUT` bytes.
+async fn read_bounded(stream: Option<impl AsyncRead + Unpin>, captured: Captured) {
+    let Some(mut stream) = stream else { return };
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(read) => {
-                let room = MAX_OUTPUT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..read.min(room)]);
-                truncated |= read > room;
+                let mut kept = captured.0.lock().unwrap_or_else(|e| e.into_inner());
+                let room = MAX_OUTPUT.saturating_sub(kept.0.len());
+                kept.0.extend_from_slice(&buffer[..read.min(room)]);
+                kept.1 |= read > room;
             }
         }
     }
-    (kept, truncated)
 }
 
 async fn request(

@@ -103,6 +103,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// Extends a lease `owner` still holds; false when it no longer does (taken over, or
+    /// released by someone who found it expired). Never takes a lease.
+    async fn renew_lease(&self, run_id: Uuid, lease: &Lease) -> Result<bool, StoreError>;
+
     /// Gives the lease up, if `owner` holds it.
     async fn release_lease(&self, run_id: Uuid, owner: &str) -> Result<(), StoreError>;
 

@@ -62,6 +62,14 @@ impl SqliteStore {
     }
 }
 
+/// A column of a row, or `Corrupt` when it is missing or of another type: never a panic.
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column).map_err(|error| StoreError::Corrupt(format!("column `{column}`: {error}")))
+}
+
 fn database(error: impl std::fmt::Display) -> StoreError {
     StoreError::Database(error.to_string())
 }
@@ -80,7 +88,7 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
         .await
         .map_err(database)?;
     let (mut seq, mut prev_hash) = match last {
-        Some(row) => (row.get::<i64, _>("seq"), row.get::<String, _>("hash")),
+        Some(row) => (get::<i64>(&row, "seq")?, get::<String>(&row, "hash")?),
         None => (0, GENESIS.to_owned()),
     };
     let at = now();
@@ -180,8 +188,8 @@ async fn upsert_attempt(
 
 fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let lease = match (
-        row.get::<Option<String>, _>("lease_owner"),
-        row.get::<Option<String>, _>("lease_expires_at"),
+        get::<Option<String>>(&row, "lease_owner")?,
+        get::<Option<String>>(&row, "lease_expires_at")?,
     ) {
         (Some(owner), Some(expires_at)) => {
             Some(Lease { owner, expires_at: timestamp(&expires_at)? })
@@ -189,38 +197,38 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         _ => None,
     };
     Ok(RunRecord {
-        id: uuid(&row.get::<String, _>("id"))?,
-        runbook: row.get("runbook"),
-        version: unsigned(row.get::<i64, _>("version"))?,
-        sha256: row.get("sha256"),
-        mode: name(&row.get::<String, _>("mode"))?,
-        status: name(&row.get::<String, _>("status"))?,
-        phase: name(&row.get::<String, _>("phase"))?,
-        started_by: Actor(row.get("started_by")),
-        commander: Actor(row.get("commander")),
-        params: json_from(&row.get::<String, _>("params"))?,
-        lock_key: row.get("lock_key"),
-        created_at: timestamp(&row.get::<String, _>("created_at"))?,
-        updated_at: timestamp(&row.get::<String, _>("updated_at"))?,
-        finished_at: optional_timestamp(row.get("finished_at"))?,
+        id: uuid(&get::<String>(&row, "id")?)?,
+        runbook: get(row, "runbook")?,
+        version: unsigned(get::<i64>(&row, "version")?)?,
+        sha256: get(row, "sha256")?,
+        mode: name(&get::<String>(&row, "mode")?)?,
+        status: name(&get::<String>(&row, "status")?)?,
+        phase: name(&get::<String>(&row, "phase")?)?,
+        started_by: Actor(get(row, "started_by")?),
+        commander: Actor(get(row, "commander")?),
+        params: json_from(&get::<String>(&row, "params")?)?,
+        lock_key: get(row, "lock_key")?,
+        created_at: timestamp(&get::<String>(&row, "created_at")?)?,
+        updated_at: timestamp(&get::<String>(&row, "updated_at")?)?,
+        finished_at: optional_timestamp(get(row, "finished_at")?)?,
         lease,
-        revision: row.get("revision"),
+        revision: get(row, "revision")?,
     })
 }
 
 fn runbook_version(row: &SqliteRow) -> Result<RunbookVersion, StoreError> {
     Ok(RunbookVersion {
-        name: row.get("name"),
-        version: unsigned(row.get::<i64, _>("version"))?,
-        sha256: row.get("sha256"),
-        source: row.get("source"),
-        published_by: Actor(row.get("published_by")),
-        published_at: timestamp(&row.get::<String, _>("published_at"))?,
+        name: get(row, "name")?,
+        version: unsigned(get::<i64>(&row, "version")?)?,
+        sha256: get(row, "sha256")?,
+        source: get(row, "source")?,
+        published_by: Actor(get(row, "published_by")?),
+        published_at: timestamp(&get::<String>(&row, "published_at")?)?,
     })
 }
 
 fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
-    AuditEvent::from_stored(row.get("body"), row.get("prev_hash"), row.get("hash"))
+    AuditEvent::from_stored(get(row, "body")?, get(row, "prev_hash")?, get(row, "hash")?)
         .map_err(StoreError::Corrupt)
 }
 
@@ -344,7 +352,7 @@ impl Store for SqliteStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(database)?;
-                let run_id = uuid(&holder.get::<String, _>("id"))?;
+                let run_id = uuid(&get::<String>(&holder, "id")?)?;
                 return Err(StoreError::LockHeld { key: key.clone(), run_id });
             }
             return Err(database(error));
@@ -389,23 +397,22 @@ impl Store for SqliteStore {
         .iter()
         .map(|row| {
             Ok(StepState {
-                step_id: row.get("step_id"),
-                phase: name(&row.get::<String, _>("phase"))?,
-                position: unsigned(row.get::<i64, _>("position"))?,
-                status: name(&row.get::<String, _>("status"))?,
-                attempt: unsigned(row.get::<i64, _>("attempt"))?,
-                attempts_before_round: unsigned(row.get::<i64, _>("attempts_before_round"))?,
-                started_at: optional_timestamp(row.get("started_at"))?,
-                finished_at: optional_timestamp(row.get("finished_at"))?,
-                deadline: optional_timestamp(row.get("deadline"))?,
-                escalated_to: row.get("escalated_to"),
-                rendered: row
-                    .get::<Option<String>, _>("rendered")
+                step_id: get(row, "step_id")?,
+                phase: name(&get::<String>(&row, "phase")?)?,
+                position: unsigned(get::<i64>(&row, "position")?)?,
+                status: name(&get::<String>(&row, "status")?)?,
+                attempt: unsigned(get::<i64>(&row, "attempt")?)?,
+                attempts_before_round: unsigned(get::<i64>(&row, "attempts_before_round")?)?,
+                started_at: optional_timestamp(get(row, "started_at")?)?,
+                finished_at: optional_timestamp(get(row, "finished_at")?)?,
+                deadline: optional_timestamp(get(row, "deadline")?)?,
+                escalated_to: get(row, "escalated_to")?,
+                rendered: get::<Option<String>>(&row, "rendered")?
                     .as_deref()
                     .map(json_from)
                     .transpose()?,
-                note: row.get("note"),
-                completed_by: row.get::<Option<String>, _>("completed_by").map(Actor),
+                note: get(row, "note")?,
+                completed_by: get::<Option<String>>(&row, "completed_by")?.map(Actor),
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -418,27 +425,26 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|row| {
                     Ok(Attempt {
-                        step_id: row.get("step_id"),
-                        number: unsigned(row.get::<i64, _>("number"))?,
-                        status: row
-                            .get::<Option<String>, _>("status")
+                        step_id: get(row, "step_id")?,
+                        number: unsigned(get::<i64>(&row, "number")?)?,
+                        status: get::<Option<String>>(&row, "status")?
                             .as_deref()
                             .map(name)
                             .transpose()?,
-                        started_at: optional_timestamp(row.get("started_at"))?,
-                        finished_at: optional_timestamp(row.get("finished_at"))?,
-                        exit_code: row.get("exit_code"),
-                        http_status: row.get::<Option<i64>, _>("http_status").map(|s| s as u16),
-                        stdout: row.get("stdout"),
-                        stderr: row.get("stderr"),
-                        stdout_truncated: row.get("stdout_truncated"),
-                        stderr_truncated: row.get("stderr_truncated"),
-                        json: row
-                            .get::<Option<String>, _>("json")
+                        started_at: optional_timestamp(get(row, "started_at")?)?,
+                        finished_at: optional_timestamp(get(row, "finished_at")?)?,
+                        exit_code: get(row, "exit_code")?,
+                        http_status: get::<Option<i64>>(&row, "http_status")?
+                            .map(|s| u16::try_from(s).unwrap_or(0)),
+                        stdout: get(row, "stdout")?,
+                        stderr: get(row, "stderr")?,
+                        stdout_truncated: get(row, "stdout_truncated")?,
+                        stderr_truncated: get(row, "stderr_truncated")?,
+                        json: get::<Option<String>>(&row, "json")?
                             .as_deref()
                             .map(json_from)
                             .transpose()?,
-                        error: row.get("error"),
+                        error: get(row, "error")?,
                     })
                 })
                 .collect::<Result<_, StoreError>>()?;
@@ -450,15 +456,15 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Vote {
-                    id: uuid(&row.get::<String, _>("id"))?,
-                    step_id: row.get("step_id"),
-                    actor: Actor(row.get("actor")),
-                    approve: row.get("approve"),
-                    comment: row.get("comment"),
-                    bound: json_from(&row.get::<String, _>("bound"))?,
-                    digest: row.get("digest"),
-                    at: timestamp(&row.get::<String, _>("at"))?,
-                    void: row.get("void"),
+                    id: uuid(&get::<String>(&row, "id")?)?,
+                    step_id: get(row, "step_id")?,
+                    actor: Actor(get(row, "actor")?),
+                    approve: get(row, "approve")?,
+                    comment: get(row, "comment")?,
+                    bound: json_from(&get::<String>(&row, "bound")?)?,
+                    digest: get(row, "digest")?,
+                    at: timestamp(&get::<String>(&row, "at")?)?,
+                    void: get(row, "void")?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -470,8 +476,8 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?
         .iter()
-        .map(|row| Assignment { role: row.get("role"), person: Actor(row.get("person")) })
-        .collect();
+        .map(|row| Ok(Assignment { role: get(row, "role")?, person: Actor(get(row, "person")?) }))
+        .collect::<Result<_, StoreError>>()?;
         let notes = sqlx::query("SELECT * FROM notes WHERE run_id = ? ORDER BY at, id")
             .bind(&key)
             .fetch_all(&mut *conn)
@@ -480,11 +486,11 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Note {
-                    id: uuid(&row.get::<String, _>("id"))?,
-                    step_id: row.get("step_id"),
-                    author: Actor(row.get("author")),
-                    text: row.get("text"),
-                    at: timestamp(&row.get::<String, _>("at"))?,
+                    id: uuid(&get::<String>(&row, "id")?)?,
+                    step_id: get(row, "step_id")?,
+                    author: Actor(get(row, "author")?),
+                    text: get(row, "text")?,
+                    at: timestamp(&get::<String>(&row, "at")?)?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -497,7 +503,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(database)?
-            .map(|row| name(&row.get::<String, _>("status")))
+            .map(|row| name(&get::<String>(&row, "status")?))
             .transpose()
     }
 
@@ -525,7 +531,7 @@ impl Store for SqliteStore {
             .await
             .map_err(database)?
             .iter()
-            .map(|row| uuid(&row.get::<String, _>("id")))
+            .map(|row| uuid(&get::<String>(&row, "id")?))
             .collect()
     }
 
@@ -573,7 +579,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(database)?
                 .ok_or(StoreError::NoSuchRun(run_id))?;
-            let owner = row.get::<Option<String>, _>("lease_owner");
+            let owner = get::<Option<String>>(&row, "lease_owner")?;
             return Err(match &transition.lease_owner {
                 Some(expected) if owner.as_deref() != Some(expected.as_str()) => {
                     StoreError::LeaseLost
@@ -674,6 +680,18 @@ impl Store for SqliteStore {
         Ok(updated.rows_affected() == 1)
     }
 
+    async fn renew_lease(&self, run_id: Uuid, lease: &Lease) -> Result<bool, StoreError> {
+        let updated =
+            sqlx::query("UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?")
+                .bind(format_timestamp(lease.expires_at))
+                .bind(run_id.to_string())
+                .bind(&lease.owner)
+                .execute(&self.pool)
+                .await
+                .map_err(database)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     async fn release_lease(&self, run_id: Uuid, owner: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?")
             .bind(run_id.to_string())
@@ -700,7 +718,7 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?
         .iter()
-        .map(|row| uuid(&row.get::<String, _>("id")))
+        .map(|row| uuid(&get::<String>(&row, "id")?))
         .collect()
     }
 

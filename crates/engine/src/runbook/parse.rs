@@ -475,6 +475,12 @@ fn step(
         fields.get("expect").and_then(|node| expect(node, kind_name, out)).unwrap_or_default();
     let on_failure =
         fields.get("on_failure").and_then(|node| on_failure(node, out)).unwrap_or_default();
+    if on_failure == OnFailure::Continue && kind_name == "approval" {
+        out.push(Diagnostic::error(
+            fields.key_at("on_failure"),
+            "a gate cannot `continue` past a rejection or timeout: the steps it guards would run unapproved",
+        ));
+    }
 
     let step = Step {
         id: id?,
