@@ -8,11 +8,13 @@ use std::str::FromStr;
 pub struct Duration(std::time::Duration);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration `{text}`: write a number and a unit, such as 500ms, 30s, 5m, 1h30m or 90d"
-)]
-pub struct DurationError {
-    text: String,
+pub enum DurationError {
+    #[error(
+        "invalid duration `{0}`: write a number and a unit, such as 500ms, 30s, 5m, 1h30m or 90d"
+    )]
+    Invalid(String),
+    #[error("duration `{0}` is longer than the longest allowed, 3650d")]
+    TooLong(String),
 }
 
 impl Duration {
@@ -33,7 +35,7 @@ impl FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || DurationError { text: text.to_owned() };
+        let error = || DurationError::Invalid(text.to_owned());
         // humantime accepts a bare number as well ("0") and spaces between parts; runbooks
         // always name the unit and write it in one word, so that `timeout: 5` is an error
         // rather than five seconds someone did not mean.
@@ -46,7 +48,8 @@ impl FromStr for Duration {
         const LONGEST: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
         match humantime::parse_duration(text) {
             Ok(duration) if duration <= LONGEST => Ok(Duration(duration)),
-            _ => Err(error()),
+            Ok(_) => Err(DurationError::TooLong(text.to_owned())),
+            Err(_) => Err(error()),
         }
     }
 }

@@ -188,8 +188,8 @@ async fn upsert_attempt(
 
 fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let lease = match (
-        get::<Option<String>>(&row, "lease_owner")?,
-        get::<Option<String>>(&row, "lease_expires_at")?,
+        get::<Option<String>>(row, "lease_owner")?,
+        get::<Option<String>>(row, "lease_expires_at")?,
     ) {
         (Some(owner), Some(expires_at)) => {
             Some(Lease { owner, expires_at: timestamp(&expires_at)? })
@@ -197,19 +197,19 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         _ => None,
     };
     Ok(RunRecord {
-        id: uuid(&get::<String>(&row, "id")?)?,
+        id: uuid(&get::<String>(row, "id")?)?,
         runbook: get(row, "runbook")?,
-        version: unsigned(get::<i64>(&row, "version")?)?,
+        version: unsigned(get::<i64>(row, "version")?)?,
         sha256: get(row, "sha256")?,
-        mode: name(&get::<String>(&row, "mode")?)?,
-        status: name(&get::<String>(&row, "status")?)?,
-        phase: name(&get::<String>(&row, "phase")?)?,
+        mode: name(&get::<String>(row, "mode")?)?,
+        status: name(&get::<String>(row, "status")?)?,
+        phase: name(&get::<String>(row, "phase")?)?,
         started_by: Actor(get(row, "started_by")?),
         commander: Actor(get(row, "commander")?),
-        params: json_from(&get::<String>(&row, "params")?)?,
+        params: json_from(&get::<String>(row, "params")?)?,
         lock_key: get(row, "lock_key")?,
-        created_at: timestamp(&get::<String>(&row, "created_at")?)?,
-        updated_at: timestamp(&get::<String>(&row, "updated_at")?)?,
+        created_at: timestamp(&get::<String>(row, "created_at")?)?,
+        updated_at: timestamp(&get::<String>(row, "updated_at")?)?,
         finished_at: optional_timestamp(get(row, "finished_at")?)?,
         lease,
         revision: get(row, "revision")?,
@@ -219,11 +219,11 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
 fn runbook_version(row: &SqliteRow) -> Result<RunbookVersion, StoreError> {
     Ok(RunbookVersion {
         name: get(row, "name")?,
-        version: unsigned(get::<i64>(&row, "version")?)?,
+        version: unsigned(get::<i64>(row, "version")?)?,
         sha256: get(row, "sha256")?,
         source: get(row, "source")?,
         published_by: Actor(get(row, "published_by")?),
-        published_at: timestamp(&get::<String>(&row, "published_at")?)?,
+        published_at: timestamp(&get::<String>(row, "published_at")?)?,
     })
 }
 
@@ -398,21 +398,21 @@ impl Store for SqliteStore {
         .map(|row| {
             Ok(StepState {
                 step_id: get(row, "step_id")?,
-                phase: name(&get::<String>(&row, "phase")?)?,
-                position: unsigned(get::<i64>(&row, "position")?)?,
-                status: name(&get::<String>(&row, "status")?)?,
-                attempt: unsigned(get::<i64>(&row, "attempt")?)?,
-                attempts_before_round: unsigned(get::<i64>(&row, "attempts_before_round")?)?,
+                phase: name(&get::<String>(row, "phase")?)?,
+                position: unsigned(get::<i64>(row, "position")?)?,
+                status: name(&get::<String>(row, "status")?)?,
+                attempt: unsigned(get::<i64>(row, "attempt")?)?,
+                attempts_before_round: unsigned(get::<i64>(row, "attempts_before_round")?)?,
                 started_at: optional_timestamp(get(row, "started_at")?)?,
                 finished_at: optional_timestamp(get(row, "finished_at")?)?,
                 deadline: optional_timestamp(get(row, "deadline")?)?,
                 escalated_to: get(row, "escalated_to")?,
-                rendered: get::<Option<String>>(&row, "rendered")?
+                rendered: get::<Option<String>>(row, "rendered")?
                     .as_deref()
                     .map(json_from)
                     .transpose()?,
                 note: get(row, "note")?,
-                completed_by: get::<Option<String>>(&row, "completed_by")?.map(Actor),
+                completed_by: get::<Option<String>>(row, "completed_by")?.map(Actor),
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -426,21 +426,21 @@ impl Store for SqliteStore {
                 .map(|row| {
                     Ok(Attempt {
                         step_id: get(row, "step_id")?,
-                        number: unsigned(get::<i64>(&row, "number")?)?,
-                        status: get::<Option<String>>(&row, "status")?
+                        number: unsigned(get::<i64>(row, "number")?)?,
+                        status: get::<Option<String>>(row, "status")?
                             .as_deref()
                             .map(name)
                             .transpose()?,
                         started_at: optional_timestamp(get(row, "started_at")?)?,
                         finished_at: optional_timestamp(get(row, "finished_at")?)?,
                         exit_code: get(row, "exit_code")?,
-                        http_status: get::<Option<i64>>(&row, "http_status")?
+                        http_status: get::<Option<i64>>(row, "http_status")?
                             .map(|s| u16::try_from(s).unwrap_or(0)),
                         stdout: get(row, "stdout")?,
                         stderr: get(row, "stderr")?,
                         stdout_truncated: get(row, "stdout_truncated")?,
                         stderr_truncated: get(row, "stderr_truncated")?,
-                        json: get::<Option<String>>(&row, "json")?
+                        json: get::<Option<String>>(row, "json")?
                             .as_deref()
                             .map(json_from)
                             .transpose()?,
@@ -456,14 +456,14 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Vote {
-                    id: uuid(&get::<String>(&row, "id")?)?,
+                    id: uuid(&get::<String>(row, "id")?)?,
                     step_id: get(row, "step_id")?,
                     actor: Actor(get(row, "actor")?),
                     approve: get(row, "approve")?,
                     comment: get(row, "comment")?,
-                    bound: json_from(&get::<String>(&row, "bound")?)?,
+                    bound: json_from(&get::<String>(row, "bound")?)?,
                     digest: get(row, "digest")?,
-                    at: timestamp(&get::<String>(&row, "at")?)?,
+                    at: timestamp(&get::<String>(row, "at")?)?,
                     void: get(row, "void")?,
                 })
             })
@@ -486,11 +486,11 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Note {
-                    id: uuid(&get::<String>(&row, "id")?)?,
+                    id: uuid(&get::<String>(row, "id")?)?,
                     step_id: get(row, "step_id")?,
                     author: Actor(get(row, "author")?),
                     text: get(row, "text")?,
-                    at: timestamp(&get::<String>(&row, "at")?)?,
+                    at: timestamp(&get::<String>(row, "at")?)?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -531,7 +531,7 @@ impl Store for SqliteStore {
             .await
             .map_err(database)?
             .iter()
-            .map(|row| uuid(&get::<String>(&row, "id")?))
+            .map(|row| uuid(&get::<String>(row, "id")?))
             .collect()
     }
 
@@ -718,7 +718,7 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?
         .iter()
-        .map(|row| uuid(&get::<String>(&row, "id")?))
+        .map(|row| uuid(&get::<String>(row, "id")?))
         .collect()
     }
 
