@@ -63,7 +63,7 @@ impl App {
 }
 
 /// Secrets come from `STEADY_SECRET_<NAME>` variables and nowhere else.
-fn secrets_from_env() -> BTreeMap<String, String> {
+pub fn secrets_from_env() -> BTreeMap<String, String> {
     std::env::vars()
         .filter_map(|(key, value)| Some((key.strip_prefix("STEADY_SECRET_")?.to_owned(), value)))
         .collect()

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use steady_engine::audit::format_timestamp;
-use steady_engine::run::{RunFilter, RunRecord, RunSnapshot, RunStatus};
+use steady_engine::run::{RunFilter, RunSnapshot, RunStatus};
+use steady_web::dto;
 
 use crate::app::{App, DbArgs};
 use crate::terminal::{badge, run_badge};
@@ -52,7 +53,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&runs.iter().map(run_json).collect::<Vec<_>>())?
+            serde_json::to_string_pretty(&runs.iter().map(dto::run).collect::<Vec<_>>())?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -79,104 +80,11 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let run_id = app.resolve_run(&args.run).await?;
     let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&snapshot_json(&snapshot))?);
+        println!("{}", serde_json::to_string_pretty(&dto::snapshot(&snapshot))?);
     } else {
         print_snapshot(&snapshot);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn run_json(run: &RunRecord) -> Value {
-    json!({
-        "id": run.id,
-        "runbook": run.runbook,
-        "version": run.version,
-        "sha256": run.sha256,
-        "mode": run.mode.as_str(),
-        "status": run.status.as_str(),
-        "phase": run.phase.as_str(),
-        "started_by": run.started_by.as_str(),
-        "commander": run.commander.as_str(),
-        "params": run.params,
-        "lock": run.lock_key,
-        "created_at": format_timestamp(run.created_at),
-        "finished_at": run.finished_at.map(format_timestamp),
-        "lease": run.lease.as_ref().map(|lease| json!({"owner": lease.owner, "expires_at": format_timestamp(lease.expires_at)})),
-    })
-}
-
-/// The whole run as JSON: the DTO of `steady show --json`, built explicitly from engine types.
-pub fn snapshot_json(snapshot: &RunSnapshot) -> Value {
-    let steps: Vec<Value> = snapshot
-        .steps
-        .iter()
-        .map(|step| {
-            let attempts: Vec<Value> = snapshot
-                .attempts
-                .iter()
-                .filter(|a| a.step_id == step.step_id)
-                .map(|a| {
-                    json!({
-                        "number": a.number,
-                        "status": a.status.map(|s| s.as_str()),
-                        "started_at": a.started_at.map(format_timestamp),
-                        "finished_at": a.finished_at.map(format_timestamp),
-                        "exit_code": a.exit_code,
-                        "http_status": a.http_status,
-                        "stdout": a.stdout,
-                        "stderr": a.stderr,
-                        "stdout_truncated": a.stdout_truncated,
-                        "stderr_truncated": a.stderr_truncated,
-                        "json": a.json,
-                        "error": a.error,
-                    })
-                })
-                .collect();
-            let votes: Vec<Value> = snapshot
-                .votes
-                .iter()
-                .filter(|v| v.step_id == step.step_id)
-                .map(|v| {
-                    json!({
-                        "actor": v.actor.as_str(),
-                        "approve": v.approve,
-                        "comment": v.comment,
-                        "digest": v.digest,
-                        "at": format_timestamp(v.at),
-                        "void": v.void,
-                    })
-                })
-                .collect();
-            json!({
-                "id": step.step_id,
-                "phase": step.phase.as_str(),
-                "status": step.status.as_str(),
-                "attempt": step.attempt,
-                "started_at": step.started_at.map(format_timestamp),
-                "finished_at": step.finished_at.map(format_timestamp),
-                "deadline": step.deadline.map(format_timestamp),
-                "escalated_to": step.escalated_to,
-                "rendered": step.rendered,
-                "note": step.note,
-                "completed_by": step.completed_by.as_ref().map(|a| a.as_str()),
-                "attempts": attempts,
-                "votes": votes,
-            })
-        })
-        .collect();
-    let mut run = run_json(&snapshot.run);
-    run["steps"] = Value::Array(steps);
-    run["assignments"] = snapshot
-        .assignments
-        .iter()
-        .map(|a| json!({"role": a.role, "person": a.person.as_str()}))
-        .collect();
-    run["notes"] = snapshot
-        .notes
-        .iter()
-        .map(|n| json!({"author": n.author.as_str(), "step": n.step_id, "text": n.text, "at": format_timestamp(n.at)}))
-        .collect();
-    run
 }
 
 fn print_snapshot(snapshot: &RunSnapshot) {

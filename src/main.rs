@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module and returns the process's exit code:
 //! 0 when all went well, 1 when a runbook or run failed, 2 for bad usage or bad input.
 
+mod accounts;
 mod answer;
 mod app;
 mod audit;
@@ -12,6 +13,7 @@ mod publish;
 mod report;
 mod run;
 mod runbooks;
+mod serve;
 mod terminal;
 mod validate;
 
@@ -30,6 +32,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the web API and drive runs: the main job.
+    Serve(serve::Args),
     /// Check runbook files or folders: every error with its line and column, and lint warnings.
     Validate(validate::Args),
     /// Render a runbook with its parameters as the procedure it would run. Touches nothing.
@@ -59,6 +63,12 @@ enum Command {
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(accounts::TokenCommand),
     /// Apply database migrations.
     Migrate {
         #[command(flatten)]
@@ -91,6 +101,9 @@ async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate(_) | Command::Plan(_) => {
             unreachable!("offline commands run without a runtime")
         }
+        Command::Serve(args) => serve::run(args).await,
+        Command::User(command) => accounts::user(command).await,
+        Command::Token(command) => accounts::token(command).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => inspect::runs(args).await,

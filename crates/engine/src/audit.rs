@@ -66,7 +66,9 @@ actions! {
     DecisionTaken => "decision.taken",
     NoteAdded => "note.added",
     UserCreated => "user.created",
+    UserChanged => "user.changed",
     TokenCreated => "token.created",
+    TokenRevoked => "token.revoked",
     LoginFailed => "login.failed",
 }
 

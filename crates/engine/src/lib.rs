@@ -14,10 +14,12 @@
 //! - [`engine`]: starting, driving and answering runs; leases and crash recovery.
 //! - [`runner`]: the effects: processes, HTTP requests, sleeps.
 //! - [`audit`]: audit events and the hash chain.
+//! - [`accounts`]: users with global roles, sessions and API tokens, and the `Accounts` trait.
 //!
 //! Parsing, validation, rendering and the state machine's decisions do no I/O. Effects live
 //! in `runner` and behind the `Store` trait. The engine knows nothing of HTTP servers or SQL.
 
+pub mod accounts;
 pub mod audit;
 pub mod diagnostic;
 pub mod duration;

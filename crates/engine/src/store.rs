@@ -23,6 +23,9 @@ pub enum StoreError {
     LockHeld { key: String, run_id: Uuid },
     #[error("no such run {0}")]
     NoSuchRun(Uuid),
+    /// Something with that name already exists (a user).
+    #[error("`{0}` already exists")]
+    Exists(String),
     /// The database could not be reached or refused the operation.
     #[error("database: {0}")]
     Database(String),
@@ -71,6 +74,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<RunbookVersion>, StoreError>;
+
+    /// The names of every published runbook, sorted.
+    async fn runbook_names(&self) -> Result<Vec<String>, StoreError>;
 
     /// Every version of a runbook, oldest first.
     async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError>;

@@ -11,6 +11,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use steady_engine::accounts::Accounts;
 use steady_engine::store::{Store, StoreError};
 
 pub use sqlite::SqliteStore;
@@ -24,5 +25,22 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Err(StoreError::Database(format!(
             "unsupported database URL scheme `{scheme}`: use sqlite://PATH"
         )))
+    }
+}
+
+/// Both faces of one database: runs and the audit log, and accounts.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<dyn Accounts>,
+}
+
+/// Opens the database a URL names, for a process that needs accounts too (the server).
+pub async fn open_database(url: &str) -> Result<Database, StoreError> {
+    if url.starts_with("sqlite:") {
+        let sqlite = Arc::new(SqliteStore::open(url).await?);
+        Ok(Database { store: sqlite.clone(), accounts: sqlite })
+    } else {
+        open(url).await.map(|_| unreachable!("only sqlite URLs open"))
     }
 }

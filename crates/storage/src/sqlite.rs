@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 use crate::codec::*;
 
+mod accounts;
+
 /// A Steady database in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -57,29 +59,34 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(crate) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)
     }
 }
 
 /// A column of a row, or `Corrupt` when it is missing or of another type: never a panic.
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+pub(crate) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
     row.try_get(column).map_err(|error| StoreError::Corrupt(format!("column `{column}`: {error}")))
 }
 
-fn database(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn database(error: impl std::fmt::Display) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
 /// Unique-constraint violations are how SQLite says "someone else got there first".
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<(), StoreError> {
+pub(crate) async fn append_events(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -304,6 +311,13 @@ impl Store for SqliteStore {
             }
             .map_err(database)?;
         row.map(|row| runbook_version(&row)).transpose()
+    }
+
+    async fn runbook_names(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT DISTINCT name FROM runbook_versions ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database)
     }
 
     async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError> {

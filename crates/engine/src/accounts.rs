@@ -1,0 +1,112 @@
+//! People and how they prove who they are: user accounts with global roles, server-side
+//! sessions and API tokens. The records and the `Accounts` trait a store implements; hashing
+//! and HTTP live in `steady-web`.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::run::{Actor, Timestamp};
+use crate::store::StoreError;
+
+crate::run::named_enum! {
+    /// What a person may do anywhere, whatever run roles they hold.
+    pub enum GlobalRole {
+        /// Users, tokens, settings.
+        Admin => "admin",
+        /// Publishes runbooks.
+        Author => "author",
+        /// Starts runs, and acts where a run's roles make them eligible.
+        Responder => "responder",
+        /// Reads everything and acts on nothing.
+        Auditor => "auditor",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `[a-z][a-z0-9._-]*`: the account, `user:<name>` as an actor.
+    pub name: String,
+    pub roles: Vec<GlobalRole>,
+    /// Argon2id PHC string; `None` for an account that only uses tokens.
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_at: Timestamp,
+}
+
+impl User {
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.name)
+    }
+
+    pub fn has(&self, role: GlobalRole) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// A signed-in browser. Only a hash of the session id is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user: String,
+    /// Sent back with every state-changing request made with this session.
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// A bearer token for tools. Only a hash of the secret is stored; it is shown once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: Uuid,
+    /// What the token is for, as its owner named it.
+    pub label: String,
+    pub user: String,
+    pub hash: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait Accounts: Send + Sync + std::fmt::Debug {
+    /// Creates a user, with its audit event; `Exists` when the name is taken.
+    async fn create_user(&self, user: &User, by: &Actor) -> Result<(), StoreError>;
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Disables or enables a user, with its audit event; false when there is no such user.
+    async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        by: &Actor,
+    ) -> Result<bool, StoreError>;
+    async fn count_users(&self) -> Result<u64, StoreError>;
+
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+    async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<(), StoreError>;
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Ends every session of a user: after a password change or when the account is disabled.
+    async fn delete_sessions_of(&self, user: &str) -> Result<(), StoreError>;
+
+    /// Stores a token, with its audit event.
+    async fn create_token(&self, token: &ApiToken, by: &Actor) -> Result<(), StoreError>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes a token, with its audit event; false when there is no such live token.
+    async fn revoke_token(&self, id: Uuid, by: &Actor) -> Result<bool, StoreError>;
+
+    /// Records a failed sign-in in the audit log and the throttle's count.
+    async fn record_login_failure(
+        &self,
+        name: &str,
+        address: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Failed sign-ins since `since` for this account, and from this address.
+    async fn login_failures(
+        &self,
+        name: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> Result<(u32, u32), StoreError>;
+}

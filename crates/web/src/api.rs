@@ -1,0 +1,597 @@
+//! The JSON API under `/api/v1`, plus `/healthz` and `/metrics`. Every route that reads or
+//! changes anything takes a `Caller`; what a caller may do is checked here (global roles) and
+//! in the engine (run roles, self-approval, the commander).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use steady_engine::accounts::{ApiToken, GlobalRole, Session, User};
+use steady_engine::engine::{StartRun, now};
+use steady_engine::run::{Actor, Assignment, Decision, RunFilter, RunMode, RunStatus};
+use steady_engine::store::{AuditFilter, Published};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, Caller, SESSION_COOKIE};
+use crate::dto;
+use crate::error::AppError;
+
+type ApiResult = Result<Response, AppError>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/session", post(login).delete(logout).get(whoami))
+        .route("/api/v1/runbooks", get(list_runbooks).post(publish))
+        .route("/api/v1/runbooks/{name}", get(runbook_versions))
+        .route("/api/v1/runbooks/{name}/source", get(runbook_source))
+        .route("/api/v1/runs", get(list_runs).post(start_run))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/decisions", post(decide))
+        .route("/api/v1/runs/{id}/assignments", post(assign))
+        .route("/api/v1/runs/{id}/notes", post(add_note))
+        .route("/api/v1/runs/{id}/steps/{step}/{action}", post(answer_step))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/verify", get(verify_audit))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .fallback(|| async { AppError::not_found("no such route") })
+}
+
+fn ok(value: Value) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+fn created(value: Value) -> ApiResult {
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+/// JSON bodies: a body that is not the expected JSON is the caller's mistake, a 422 that
+/// says what is wrong, never a 5xx.
+fn body<T: serde::de::DeserializeOwned>(bytes: &axum::body::Bytes) -> Result<T, AppError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| AppError::invalid(format!("invalid JSON body: {error}")))
+}
+
+fn run_id(text: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(text).map_err(|_| AppError::not_found(format!("no run {text}")))
+}
+
+async fn healthz(State(state): State<AppState>) -> ApiResult {
+    state.store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await?;
+    ok(json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<AppState>) -> ApiResult {
+    let runs = state.store.runs(&RunFilter::default()).await?;
+    let mut text = String::from("# HELP steady_runs Runs by status.\n# TYPE steady_runs gauge\n");
+    for status in RunStatus::ALL {
+        let count = runs.iter().filter(|run| run.status == *status).count();
+        text.push_str(&format!("steady_runs{{status=\"{status}\"}} {count}\n"));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[derive(Deserialize)]
+struct Login {
+    name: String,
+    password: String,
+}
+
+/// Failed sign-ins tolerated in the throttle's window, per account and per address.
+const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
+const MAX_FAILURES_PER_ADDRESS: u32 = 20;
+const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+async fn login(State(state): State<AppState>, request: axum::extract::Request) -> ApiResult {
+    let address = auth::client_address(request.extensions());
+    let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| AppError::invalid("the body is too large"))?;
+    let Login { name, password } = body(&bytes)?;
+    let since = now() - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
+    let (by_account, by_address) = state.accounts.login_failures(&name, &address, since).await?;
+    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
+        state.accounts.record_login_failure(&name, &address, now()).await?;
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "too many failed sign-ins: wait a few minutes",
+        ));
+    }
+    let user = state.accounts.user(&name).await?;
+    let verified = match user.as_ref().and_then(|user| user.password_hash.as_deref()) {
+        Some(hash) => auth::verify_password(hash, &password),
+        None => {
+            // Spend the same time as a real check, so that timing does not tell which names exist.
+            let _ = auth::verify_password(auth::dummy_hash(), &password);
+            false
+        }
+    };
+    let Some(user) = user.filter(|user| verified && !user.disabled) else {
+        state.accounts.record_login_failure(&name, &address, now()).await?;
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "wrong name or password",
+        ));
+    };
+    // Always a new session id at sign-in, so that no id planted before it is worth anything.
+    let id = auth::new_secret();
+    let session = Session {
+        id_hash: auth::secret_hash(&id),
+        user: user.name.clone(),
+        csrf_token: auth::new_secret(),
+        created_at: now(),
+        last_seen: now(),
+    };
+    state.accounts.create_session(&session).await?;
+    let mut cookie = cookie::Cookie::new(SESSION_COOKIE, id);
+    cookie.set_http_only(true);
+    cookie.set_same_site(cookie::SameSite::Strict);
+    cookie.set_path("/");
+    cookie.set_secure(state.config.secure_cookies);
+    let body = json!({ "user": dto::user(&user), "csrf_token": session.csrf_token });
+    Ok(([(header::SET_COOKIE, cookie.to_string())], Json(body)).into_response())
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Caller) -> ApiResult {
+    if let Some(id) = auth::session_cookie(&headers) {
+        state.accounts.delete_session(&auth::secret_hash(&id)).await?;
+    }
+    let _ = caller;
+    let mut cookie = cookie::Cookie::new(SESSION_COOKIE, "");
+    cookie.set_path("/");
+    cookie.make_removal();
+    Ok(([(header::SET_COOKIE, cookie.to_string())], StatusCode::NO_CONTENT).into_response())
+}
+
+async fn whoami(caller: Caller) -> ApiResult {
+    let csrf = caller.session.as_ref().map(|session| session.csrf_token.clone());
+    ok(json!({ "user": dto::user(&caller.user), "csrf_token": csrf }))
+}
+
+async fn list_runbooks(State(state): State<AppState>, _caller: Caller) -> ApiResult {
+    let names = state.store.runbook_names().await?;
+    let mut runbooks = Vec::new();
+    for name in names {
+        if let Some(latest) = state.store.runbook_version(&name, None).await? {
+            runbooks.push(dto::runbook_version(&latest, false));
+        }
+    }
+    ok(Value::Array(runbooks))
+}
+
+async fn runbook_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    _caller: Caller,
+) -> ApiResult {
+    let versions = state.store.runbook_versions(&name).await?;
+    if versions.is_empty() {
+        return Err(AppError::not_found(format!("no runbook named `{name}`")));
+    }
+    ok(versions.iter().map(|version| dto::runbook_version(version, false)).collect())
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<u32>,
+}
+
+async fn runbook_source(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<VersionQuery>,
+    _caller: Caller,
+) -> ApiResult {
+    let version = state.store.runbook_version(&name, query.version).await?;
+    let version =
+        version.ok_or_else(|| AppError::not_found(format!("no such version of `{name}`")))?;
+    ok(dto::runbook_version(&version, true))
+}
+
+#[derive(Deserialize)]
+struct Publish {
+    source: String,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require(GlobalRole::Author)?;
+    let Publish { source } = body(&bytes)?;
+    match state.engine.publish(&source, &caller.user.actor()).await? {
+        Published::New(version) => created(dto::runbook_version(&version, false)),
+        Published::Unchanged(version) => ok(dto::runbook_version(&version, false)),
+    }
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    status: Option<String>,
+    runbook: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    Query(query): Query<RunsQuery>,
+    _caller: Caller,
+) -> ApiResult {
+    let status = match query.status.as_deref() {
+        Some(text) => {
+            Some(text.parse::<RunStatus>().map_err(|error| AppError::invalid(error.to_string()))?)
+        }
+        None => None,
+    };
+    let filter = RunFilter {
+        status,
+        runbook: query.runbook,
+        limit: Some(query.limit.unwrap_or(50).min(500)),
+    };
+    let runs = state.store.runs(&filter).await?;
+    ok(runs.iter().map(dto::run).collect())
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    runbook: String,
+    version: Option<u32>,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    assignments: Vec<AssignmentBody>,
+}
+
+#[derive(Deserialize)]
+struct AssignmentBody {
+    role: String,
+    person: String,
+}
+
+fn person(name: &str) -> Actor {
+    if name.contains(':') { Actor(name.to_owned()) } else { Actor::user(name) }
+}
+
+async fn start_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require_responder()?;
+    let start: StartBody = body(&bytes)?;
+    let mode = match start.mode.as_deref() {
+        None => RunMode::Live,
+        Some(text) => text
+            .parse::<RunMode>()
+            .map_err(|_| AppError::invalid("mode must be live, drill or dry-run"))?,
+    };
+    let params = start
+        .params
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect();
+    let assignments = start
+        .assignments
+        .iter()
+        .map(|a| Assignment { role: a.role.clone(), person: person(&a.person) })
+        .collect();
+    let id = state
+        .engine
+        .start_run(StartRun {
+            runbook: start.runbook,
+            version: start.version,
+            params,
+            mode,
+            actor: caller.user.actor(),
+            assignments,
+        })
+        .await?;
+    state.wake_executor.notify_one();
+    let snapshot =
+        state.store.run(id).await?.ok_or_else(|| AppError::not_found("the run vanished"))?;
+    created(dto::snapshot(&snapshot))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    _caller: Caller,
+) -> ApiResult {
+    let id = run_id(&id)?;
+    let snapshot =
+        state.store.run(id).await?.ok_or_else(|| AppError::not_found(format!("no run {id}")))?;
+    ok(dto::snapshot(&snapshot))
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> ApiResult {
+    caller.require_responder()?;
+    let id = run_id(&id)?;
+    state.engine.cancel(id, &caller.user.actor()).await?;
+    ok(json!({ "status": "cancelled" }))
+}
+
+#[derive(Deserialize)]
+struct DecisionBody {
+    decision: String,
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require_responder()?;
+    let id = run_id(&id)?;
+    let DecisionBody { decision } = body(&bytes)?;
+    let decision: Decision = decision
+        .parse()
+        .map_err(|_| AppError::invalid("decision must be retry, skip, rollback or abort"))?;
+    let status = state.engine.decide(id, &caller.user.actor(), decision).await?;
+    state.wake_executor.notify_one();
+    ok(json!({ "status": status.as_str() }))
+}
+
+#[derive(Deserialize)]
+struct AssignBody {
+    role: String,
+    person: String,
+    #[serde(default = "yes")]
+    assign: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn assign(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require_responder()?;
+    let id = run_id(&id)?;
+    let AssignBody { role, person: name, assign } = body(&bytes)?;
+    state.engine.assign(id, &caller.user.actor(), &role, &person(&name), assign).await?;
+    ok(json!({ "role": role, "person": person(&name).as_str(), "assigned": assign }))
+}
+
+#[derive(Deserialize)]
+struct NoteBody {
+    text: String,
+    step: Option<String>,
+}
+
+async fn add_note(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require_responder()?;
+    let id = run_id(&id)?;
+    let NoteBody { text, step } = body(&bytes)?;
+    if text.trim().is_empty() {
+        return Err(AppError::invalid("a note needs text"));
+    }
+    state.engine.add_note(id, &caller.user.actor(), step.as_deref(), &text).await?;
+    created(json!({ "text": text }))
+}
+
+#[derive(Deserialize, Default)]
+struct AnswerBody {
+    comment: Option<String>,
+}
+
+async fn answer_step(
+    State(state): State<AppState>,
+    Path((id, step, action)): Path<(String, String, String)>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require_responder()?;
+    let id = run_id(&id)?;
+    let answer: AnswerBody = if bytes.is_empty() { AnswerBody::default() } else { body(&bytes)? };
+    let comment = answer.comment.as_deref();
+    let actor = caller.user.actor();
+    let engine = &state.engine;
+    let status = match action.as_str() {
+        "approve" => engine.approve(id, &step, &actor, comment).await?,
+        "reject" => engine.reject(id, &step, &actor, comment).await?,
+        "complete" => engine.complete_manual(id, &step, &actor, true, comment).await?,
+        "fail" => engine.complete_manual(id, &step, &actor, false, comment).await?,
+        _ => return Err(AppError::not_found("use approve, reject, complete or fail")),
+    };
+    state.wake_executor.notify_one();
+    ok(json!({ "step": step, "status": status.as_str() }))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    run: Option<Uuid>,
+    actor: Option<String>,
+    action: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Query(query): Query<AuditQuery>,
+    caller: Caller,
+) -> ApiResult {
+    if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
+        return Err(AppError::forbidden("the audit log is for auditors and admins"));
+    }
+    let filter = AuditFilter {
+        run_id: query.run,
+        actor: query
+            .actor
+            .as_deref()
+            .map(|a| if a == "steady" { Actor::steady() } else { person(a) }),
+        action: query.action,
+        since: query.since,
+        until: query.until,
+        after_seq: query.after,
+        limit: Some(query.limit.unwrap_or(500).min(10_000)),
+    };
+    let events = state.store.audit_events(&filter).await?;
+    ok(events.iter().map(dto::audit_event).collect())
+}
+
+async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
+        return Err(AppError::forbidden("the audit log is for auditors and admins"));
+    }
+    let verification = state.store.verify_audit().await?;
+    ok(
+        json!({ "events": verification.events, "intact": verification.first_broken.is_none(), "first_broken": verification.first_broken }),
+    )
+}
+
+async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    caller.require(GlobalRole::Admin)?;
+    ok(state.accounts.users().await?.iter().map(dto::user).collect())
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+    roles: Vec<String>,
+    password: Option<String>,
+}
+
+/// `[a-z][a-z0-9._-]*`, at most 64 characters.
+pub fn valid_user_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require(GlobalRole::Admin)?;
+    let new: NewUser = body(&bytes)?;
+    if !valid_user_name(&new.name) {
+        return Err(AppError::invalid(
+            "a user name starts with a-z and uses a-z, 0-9, `.`, `_` and `-`",
+        ));
+    }
+    let roles = new
+        .roles
+        .iter()
+        .map(|role| {
+            role.parse::<GlobalRole>().map_err(|_| {
+                AppError::invalid(format!(
+                    "unknown role `{role}`: use admin, author, responder or auditor"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password_hash = match new.password.as_deref() {
+        Some(password) if password.chars().count() < 12 => {
+            return Err(AppError::invalid("a password needs at least 12 characters"));
+        }
+        Some(password) => Some(auth::hash_password(password)?),
+        None => None,
+    };
+    let user = User { name: new.name, roles, password_hash, disabled: false, created_at: now() };
+    state.accounts.create_user(&user, &caller.user.actor()).await?;
+    created(dto::user(&user))
+}
+
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    let mine = (!caller.user.has(GlobalRole::Admin)).then_some(caller.user.name.as_str());
+    ok(state.accounts.tokens(mine).await?.iter().map(dto::token).collect())
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    label: String,
+    /// Another user's token: admins only.
+    user: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let NewToken { label, user } = body(&bytes)?;
+    let owner = match user {
+        Some(user) if user != caller.user.name => {
+            caller.require(GlobalRole::Admin)?;
+            state
+                .accounts
+                .user(&user)
+                .await?
+                .ok_or_else(|| AppError::not_found(format!("no user `{user}`")))?
+                .name
+        }
+        _ => caller.user.name.clone(),
+    };
+    let secret = format!("stdy_{}", auth::new_secret());
+    let token = ApiToken {
+        id: Uuid::now_v7(),
+        label,
+        user: owner,
+        hash: auth::secret_hash(&secret),
+        created_at: now(),
+        revoked_at: None,
+    };
+    state.accounts.create_token(&token, &caller.user.actor()).await?;
+    let mut value = dto::token(&token);
+    value["secret"] = Value::String(secret);
+    created(value)
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> ApiResult {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::not_found("no such token"))?;
+    let tokens = state.accounts.tokens(None).await?;
+    let token = tokens
+        .iter()
+        .find(|token| token.id == id)
+        .ok_or_else(|| AppError::not_found("no such token"))?;
+    if token.user != caller.user.name {
+        caller.require(GlobalRole::Admin)?;
+    }
+    if !state.accounts.revoke_token(id, &caller.user.actor()).await? {
+        return Err(AppError::conflict("the token is already revoked"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

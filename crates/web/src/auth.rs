@@ -1,0 +1,166 @@
+//! Who is calling: passwords (argon2id), server-side sessions with CSRF tokens, API tokens,
+//! and the `Caller` extractor every protected route takes.
+
+use std::net::SocketAddr;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use sha2::{Digest, Sha256};
+use steady_engine::accounts::{GlobalRole, Session, User};
+use steady_engine::engine::now;
+
+use crate::AppState;
+use crate::error::AppError;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "steady_session";
+/// The header that carries a session's CSRF token on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Hashes a password with argon2id and a random salt, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, AppError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| AppError::invalid(format!("cannot hash the password: {error}")))
+}
+
+/// Whether `password` matches a stored PHC hash.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// An argon2id hash of a password nobody knows, checked when a name does not exist so that
+/// timing does not tell which names do.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&new_secret()).unwrap_or_default())
+}
+
+/// A fresh random secret: 256 bits, hex.
+pub fn new_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// How secrets are kept: only their SHA-256 is stored, so a stolen database opens nothing.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two strings in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The person behind a request, and how they proved it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    /// The session, when the request came from a browser; `None` for a bearer token.
+    pub session: Option<Session>,
+}
+
+impl Caller {
+    pub fn require(&self, role: GlobalRole) -> Result<(), AppError> {
+        if self.user.has(role) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!("this needs the `{role}` role")))
+        }
+    }
+
+    /// Acting in runs (starting, answering, deciding) needs the responder role; auditors read
+    /// everything and act on nothing.
+    pub fn require_responder(&self) -> Result<(), AppError> {
+        self.require(GlobalRole::Responder)
+    }
+}
+
+/// The address a request came from, for the sign-in throttle.
+pub fn client_address(parts_extensions: &axum::http::Extensions) -> String {
+    parts_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The value of the session cookie, if the request has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if let Some(secret) = bearer {
+            let token = state.accounts.token_by_hash(&secret_hash(secret.trim())).await?;
+            let token = token
+                .filter(|token| token.revoked_at.is_none())
+                .ok_or_else(AppError::unauthenticated)?;
+            let user = active_user(state, &token.user).await?;
+            return Ok(Caller { user, session: None });
+        }
+
+        let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
+        let id_hash = secret_hash(&id);
+        let session =
+            state.accounts.session(&id_hash).await?.ok_or_else(AppError::unauthenticated)?;
+        let now = now();
+        let idle =
+            chrono::Duration::from_std(state.config.session_idle).unwrap_or(chrono::Duration::MAX);
+        let lifetime = chrono::Duration::from_std(state.config.session_lifetime)
+            .unwrap_or(chrono::Duration::MAX);
+        let expired = session.last_seen.checked_add_signed(idle).is_some_and(|end| end < now)
+            || session.created_at.checked_add_signed(lifetime).is_some_and(|end| end < now);
+        if expired {
+            state.accounts.delete_session(&id_hash).await?;
+            return Err(AppError::unauthenticated());
+        }
+        // A browser can be made to send the cookie by another site; it cannot be made to send
+        // this header, which only Steady's own pages know.
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            if !same(sent, &session.csrf_token) {
+                return Err(AppError::forbidden("missing or wrong CSRF token"));
+            }
+        }
+        let user = active_user(state, &session.user).await?;
+        state.accounts.touch_session(&id_hash, now).await?;
+        Ok(Caller { user, session: Some(session) })
+    }
+}
+
+async fn active_user(state: &AppState, name: &str) -> Result<User, AppError> {
+    state
+        .accounts
+        .user(name)
+        .await?
+        .filter(|user| !user.disabled)
+        .ok_or_else(AppError::unauthenticated)
+}

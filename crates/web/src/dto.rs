@@ -1,0 +1,159 @@
+//! JSON shapes of the API and the CLI's `--json`, built explicitly from engine types so that
+//! the engine's types can change without changing what callers see.
+
+use serde_json::{Value, json};
+use steady_engine::Diagnostic;
+use steady_engine::accounts::{ApiToken, User};
+use steady_engine::audit::{AuditEvent, format_timestamp};
+use steady_engine::run::{RunRecord, RunSnapshot, RunbookVersion};
+
+/// A run without its steps, as listed.
+pub fn run(run: &RunRecord) -> Value {
+    json!({
+        "id": run.id,
+        "runbook": run.runbook,
+        "version": run.version,
+        "sha256": run.sha256,
+        "mode": run.mode.as_str(),
+        "status": run.status.as_str(),
+        "phase": run.phase.as_str(),
+        "started_by": run.started_by.as_str(),
+        "commander": run.commander.as_str(),
+        "params": run.params,
+        "lock": run.lock_key,
+        "created_at": format_timestamp(run.created_at),
+        "finished_at": run.finished_at.map(format_timestamp),
+        "lease": run.lease.as_ref().map(|lease| json!({"owner": lease.owner, "expires_at": format_timestamp(lease.expires_at)})),
+    })
+}
+
+/// A whole run: steps, attempts with their output, votes, role holders and notes.
+pub fn snapshot(snapshot: &RunSnapshot) -> Value {
+    let steps: Vec<Value> = snapshot
+        .steps
+        .iter()
+        .map(|step| {
+            let attempts: Vec<Value> = snapshot
+                .attempts
+                .iter()
+                .filter(|a| a.step_id == step.step_id)
+                .map(|a| {
+                    json!({
+                        "number": a.number,
+                        "status": a.status.map(|s| s.as_str()),
+                        "started_at": a.started_at.map(format_timestamp),
+                        "finished_at": a.finished_at.map(format_timestamp),
+                        "exit_code": a.exit_code,
+                        "http_status": a.http_status,
+                        "stdout": a.stdout,
+                        "stderr": a.stderr,
+                        "stdout_truncated": a.stdout_truncated,
+                        "stderr_truncated": a.stderr_truncated,
+                        "json": a.json,
+                        "error": a.error,
+                    })
+                })
+                .collect();
+            let votes: Vec<Value> = snapshot
+                .votes
+                .iter()
+                .filter(|v| v.step_id == step.step_id)
+                .map(|v| {
+                    json!({
+                        "actor": v.actor.as_str(),
+                        "approve": v.approve,
+                        "comment": v.comment,
+                        "digest": v.digest,
+                        "at": format_timestamp(v.at),
+                        "void": v.void,
+                    })
+                })
+                .collect();
+            json!({
+                "id": step.step_id,
+                "phase": step.phase.as_str(),
+                "status": step.status.as_str(),
+                "attempt": step.attempt,
+                "started_at": step.started_at.map(format_timestamp),
+                "finished_at": step.finished_at.map(format_timestamp),
+                "deadline": step.deadline.map(format_timestamp),
+                "escalated_to": step.escalated_to,
+                "rendered": step.rendered,
+                "note": step.note,
+                "completed_by": step.completed_by.as_ref().map(|a| a.as_str()),
+                "attempts": attempts,
+                "votes": votes,
+            })
+        })
+        .collect();
+    let mut run = run(&snapshot.run);
+    run["steps"] = Value::Array(steps);
+    run["assignments"] = snapshot
+        .assignments
+        .iter()
+        .map(|a| json!({"role": a.role, "person": a.person.as_str()}))
+        .collect();
+    run["notes"] = snapshot
+        .notes
+        .iter()
+        .map(|n| json!({"author": n.author.as_str(), "step": n.step_id, "text": n.text, "at": format_timestamp(n.at)}))
+        .collect();
+    run
+}
+
+/// A runbook version, with its source when asked for.
+pub fn runbook_version(version: &RunbookVersion, with_source: bool) -> Value {
+    let mut value = json!({
+        "name": version.name,
+        "version": version.version,
+        "sha256": version.sha256,
+        "published_by": version.published_by.as_str(),
+        "published_at": format_timestamp(version.published_at),
+    });
+    if with_source {
+        value["source"] = Value::String(version.source.clone());
+    }
+    value
+}
+
+/// Validation diagnostics with their line and column.
+pub fn diagnostics(diagnostics: &[Diagnostic]) -> Value {
+    diagnostics
+        .iter()
+        .map(|d| json!({ "severity": d.severity.as_str(), "line": d.at.line, "column": d.at.column, "message": d.message }))
+        .collect()
+}
+
+pub fn audit_event(event: &AuditEvent) -> Value {
+    json!({
+        "seq": event.seq,
+        "id": event.id,
+        "at": format_timestamp(event.at),
+        "actor": event.actor.as_str(),
+        "action": event.action,
+        "run_id": event.run_id,
+        "step_id": event.step_id,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    })
+}
+
+pub fn user(user: &User) -> Value {
+    json!({
+        "name": user.name,
+        "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "disabled": user.disabled,
+        "created_at": format_timestamp(user.created_at),
+    })
+}
+
+pub fn token(token: &ApiToken) -> Value {
+    json!({
+        "id": token.id,
+        "label": token.label,
+        "user": token.user,
+        "created_at": format_timestamp(token.created_at),
+        "revoked_at": token.revoked_at.map(format_timestamp),
+    })
+}

@@ -1,0 +1,110 @@
+//! `AppError`: what every handler returns when it cannot answer. The caller's mistakes are
+//! 4xx with a message that says what to fix; causes of 5xx are logged, never shown.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use steady_engine::engine::EngineError;
+use steady_engine::store::StoreError;
+
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    /// A stable, machine-readable word: `unauthenticated`, `forbidden`, `not_found`, …
+    pub code: &'static str,
+    pub message: String,
+    /// Extra detail for the caller, such as the diagnostics of an invalid runbook.
+    pub details: Option<serde_json::Value>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+        AppError { status, code, message: message.into(), details: None }
+    }
+
+    pub fn unauthenticated() -> AppError {
+        AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in or send a bearer token")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    fn internal(cause: impl std::fmt::Display) -> AppError {
+        eprintln!("steady: internal error: {cause}");
+        AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on the server",
+        )
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(details) = self.details {
+            body["error"]["details"] = details;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NoSuchRun(id) => AppError::not_found(format!("no run {id}")),
+            StoreError::Exists(name) => AppError::conflict(format!("`{name}` already exists")),
+            StoreError::LockHeld { key, run_id } => {
+                AppError::conflict(format!("lock `{key}` is held by active run {run_id}"))
+            }
+            StoreError::Conflict => AppError::conflict("the run changed meanwhile: try again"),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(error: EngineError) -> Self {
+        use EngineError as E;
+        let message = error.to_string();
+        match error {
+            E::NoSuchRunbook(_) | E::NoSuchRun(_) | E::NoSuchStep(_) => {
+                AppError::not_found(message)
+            }
+            E::NotEligible { .. } | E::SelfApproval { .. } | E::NotCommander { .. } => {
+                AppError::forbidden(message)
+            }
+            E::Params(_) | E::NoSuchRole(_) | E::WrongKind { .. } => AppError::invalid(message),
+            E::InvalidRunbook(diagnostics) => {
+                let mut error = AppError::invalid("the runbook is invalid");
+                error.details = Some(crate::dto::diagnostics(&diagnostics));
+                error
+            }
+            E::LockHeld { .. }
+            | E::NotWaiting { .. }
+            | E::AlreadyAnswered { .. }
+            | E::GateTimedOut { .. }
+            | E::GateCannotBeSkipped { .. }
+            | E::NothingToDecide { .. }
+            | E::RunNotActive { .. }
+            | E::LeaseHeld { .. } => AppError::conflict(message),
+            E::Busy => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
+            E::Store(store) => store.into(),
+            E::InvalidStoredRunbook { .. } | E::LeaseLost => AppError::internal(message),
+        }
+    }
+}

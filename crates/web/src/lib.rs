@@ -1,0 +1,100 @@
+//! Steady's server: the JSON API under `/api/v1`, accounts and sessions, and the executor
+//! that drives runs inside the server.
+//!
+//! # Layout
+//!
+//! - [`error`]: `AppError`, the one error every handler returns, shaped `{"error": {code, message}}`.
+//! - [`auth`]: passwords (argon2id), sessions, API tokens, CSRF, and the `Caller` extractor.
+//! - [`api`]: the JSON routes.
+//! - [`dto`]: JSON shapes, converted explicitly from engine types.
+//! - [`executor`]: drives runs that need a driver, and takes over runs whose driver died.
+//!
+//! The server takes its listener and shutdown signal from the caller, so tests bind port 0.
+
+pub mod api;
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod executor;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use steady_engine::accounts::Accounts;
+use steady_engine::engine::Engine;
+use steady_engine::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// How the server treats sessions.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Mark session cookies `Secure`: set when the server is reached over https.
+    pub secure_cookies: bool,
+    /// A session unused this long is over.
+    pub session_idle: Duration,
+    /// A session is over this long after sign-in, however busy.
+    pub session_lifetime: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            secure_cookies: false,
+            session_idle: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Everything a request handler needs, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub store: Arc<dyn Store>,
+    pub accounts: Arc<dyn Accounts>,
+    pub config: Arc<ServerConfig>,
+    /// Wakes the executor when a request left a run that needs driving.
+    pub wake_executor: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, accounts: Arc<dyn Accounts>, config: ServerConfig) -> AppState {
+        let store = engine.store().clone();
+        AppState {
+            engine,
+            store,
+            accounts,
+            config: Arc::new(config),
+            wake_executor: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    api::routes().with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, with the executor running
+/// beside it. In-flight requests finish; runs being driven stop after their current step and
+/// stay durable for the next start.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let executor = tokio::spawn(executor::run(state.clone(), stop_rx));
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = executor.await;
+    served
+}

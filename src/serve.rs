@@ -1,0 +1,120 @@
+//! `steady serve`: the web API and the executor, on the database and runbooks it is given.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use steady_engine::accounts::{GlobalRole, User};
+use steady_engine::engine::{Engine, EngineConfig, now};
+use steady_engine::store::Published;
+use steady_web::{AppState, ServerConfig};
+
+use crate::app::{DbArgs, os_user, secrets_from_env};
+use crate::report;
+use crate::runbooks::{self, RunbookFile};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The address to listen on.
+    #[arg(long, env = "STEADY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Mark session cookies Secure: set this when Steady is reached over https.
+    #[arg(long, env = "STEADY_SECURE_COOKIES")]
+    secure_cookies: bool,
+    #[command(flatten)]
+    runbooks: crate::RunbooksDir,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let database = steady_storage::open_database(&args.db.db)
+        .await
+        .with_context(|| format!("cannot open {}", args.db.db))?;
+    let host =
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let config = EngineConfig {
+        node: format!("serve:{host}:{}", std::process::id()),
+        lease: args.db.lease.as_std(),
+        secrets: secrets_from_env(),
+    };
+    let engine = Arc::new(Engine::new(database.store.clone(), config));
+    let local = steady_engine::run::Actor::local(&os_user());
+
+    if database.accounts.count_users().await? == 0 {
+        let (password, shown) = match std::env::var("STEADY_ADMIN_PASSWORD") {
+            Ok(password) if !password.is_empty() => (password, false),
+            _ => (steady_web::auth::new_secret()[..24].to_owned(), true),
+        };
+        let user = User {
+            name: "admin".into(),
+            roles: vec![GlobalRole::Admin],
+            password_hash: Some(
+                steady_web::auth::hash_password(&password)
+                    .map_err(|e| anyhow::anyhow!(e.message))?,
+            ),
+            disabled: false,
+            created_at: now(),
+        };
+        database.accounts.create_user(&user, &local).await?;
+        if shown {
+            println!(
+                "created user `admin` with password {password}  (shown once: keep it, or set STEADY_ADMIN_PASSWORD)"
+            );
+        } else {
+            println!("created user `admin` with the password in STEADY_ADMIN_PASSWORD");
+        }
+    }
+
+    publish_folder(&engine, &args.runbooks.path, &local).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("steady listening on http://{} (database {})", listener.local_addr()?, args.db.db);
+    let server = ServerConfig { secure_cookies: args.secure_cookies, ..ServerConfig::default() };
+    let state = AppState::new(engine, database.accounts, server);
+    steady_web::serve(listener, state, shutdown_signal()).await?;
+    println!("steady stopped; runs are durable and continue at the next start");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes every runbook in the folder whose content is new; reports invalid ones and goes on.
+async fn publish_folder(
+    engine: &Engine,
+    folder: &Path,
+    actor: &steady_engine::run::Actor,
+) -> anyhow::Result<()> {
+    if !folder.is_dir() {
+        println!("no runbooks folder at {}: nothing to publish", folder.display());
+        return Ok(());
+    }
+    for path in runbooks::files_in(folder)? {
+        let file = RunbookFile::read(&path)?;
+        match engine.publish(&file.source, actor).await {
+            Ok(Published::New(version)) => {
+                println!("published {} version {}", version.name, version.version)
+            }
+            Ok(Published::Unchanged(_)) => {}
+            Err(steady_engine::engine::EngineError::InvalidRunbook(diagnostics)) => {
+                for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
+                    report::diagnostic(&file.display_path(), &file.source, diagnostic);
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
