@@ -1,0 +1,234 @@
+//! Who may do what: authentication, sessions, CSRF, tokens, and global roles.
+
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder};
+
+use crate::*;
+
+#[tokio::test]
+async fn nobody_gets_in_without_credentials() {
+    let server = Server::start("anonymous").await;
+    for (method, path) in [
+        (Method::GET, "/api/v1/runs"),
+        (Method::POST, "/api/v1/runs"),
+        (Method::GET, "/api/v1/runbooks"),
+        (Method::GET, "/api/v1/audit"),
+        (Method::GET, "/api/v1/users"),
+        (Method::POST, "/api/v1/tokens"),
+    ] {
+        let response = server.call(None, method.clone(), path, None).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(response.body["error"]["code"], "unauthenticated");
+    }
+    let wrong = server.call(Some("stdy_not-a-token"), Method::GET, "/api/v1/runs", None).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.call(None, Method::GET, "/healthz", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users() {
+    let server = Server::start("roles").await;
+    let admin = server.person("ada", &[Admin]).await;
+    let author = server.person("arthur", &[Author]).await;
+    let responder = server.person("rita", &[Responder]).await;
+    let auditor = server.person("audrey", &[Auditor]).await;
+    let source = json!({ "source": "name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n" });
+
+    for token in [&admin, &responder, &auditor] {
+        assert_eq!(
+            server.post(token, "/api/v1/runbooks", source.clone()).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(server.post(&author, "/api/v1/runbooks", source).await.status, StatusCode::CREATED);
+
+    for token in [&admin, &author, &auditor] {
+        let start = server.post(token, "/api/v1/runs", json!({ "runbook": "tiny" })).await;
+        assert_eq!(start.status, StatusCode::FORBIDDEN, "{}", start.body);
+    }
+    let started = server.post(&responder, "/api/v1/runs", json!({ "runbook": "tiny" })).await;
+    assert_eq!(started.status, StatusCode::CREATED);
+    let run = started.body["id"].as_str().unwrap().to_owned();
+
+    // Everybody reads runs; only auditors and admins read the audit log.
+    for token in [&admin, &author, &responder, &auditor] {
+        assert_eq!(server.get(token, &format!("/api/v1/runs/{run}")).await.status, StatusCode::OK);
+    }
+    assert_eq!(server.get(&responder, "/api/v1/audit").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(server.get(&auditor, "/api/v1/audit").await.status, StatusCode::OK);
+
+    // The auditor acts on nothing, even a run's note.
+    let note =
+        server.post(&auditor, &format!("/api/v1/runs/{run}/notes"), json!({ "text": "hmm" })).await;
+    assert_eq!(note.status, StatusCode::FORBIDDEN);
+
+    let new_user =
+        json!({ "name": "newbie", "roles": ["responder"], "password": "a-long-enough-password" });
+    assert_eq!(
+        server.post(&responder, "/api/v1/users", new_user.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        server.post(&admin, "/api/v1/users", new_user.clone()).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(server.post(&admin, "/api/v1/users", new_user).await.status, StatusCode::CONFLICT);
+    let short = json!({ "name": "short", "roles": ["responder"], "password": "short" });
+    assert_eq!(
+        server.post(&admin, "/api/v1/users", short).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_opens_nothing() {
+    let server = Server::start("tokens").await;
+    let admin = server.person("ada", &[Admin]).await;
+    server.person("rita", &[Responder]).await;
+    let created =
+        server.post(&admin, "/api/v1/tokens", json!({ "label": "ci", "user": "rita" })).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 32 + 5, "at least 128 bits of randomness");
+    assert_eq!(server.get(&secret, "/api/v1/runs").await.status, StatusCode::OK);
+    let listed = server.get(&admin, "/api/v1/tokens").await;
+    assert!(
+        listed
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("secret").is_none() && t.get("hash").is_none())
+    );
+    let id = created.body["id"].as_str().unwrap();
+    let revoked =
+        server.call(Some(&admin), Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(server.get(&secret, "/api/v1/runs").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Signs in with a password; returns the session cookie and the CSRF token.
+async fn sign_in(
+    server: &Server,
+    name: &str,
+    password: &str,
+) -> Result<(String, String), StatusCode> {
+    let response = server
+        .client
+        .post(format!("{}/api/v1/session", server.url))
+        .json(&json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    if response.status() != StatusCode::OK {
+        return Err(response.status());
+    }
+    let cookie = response.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    Ok((pair, body["csrf_token"].as_str().unwrap().to_owned()))
+}
+
+async fn with_cookie(
+    server: &Server,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> StatusCode {
+    let mut request = server
+        .client
+        .request(method, format!("{}{path}", server.url))
+        .header(header::COOKIE, cookie);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    request.json(&json!({ "text": "from the browser" })).send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id() {
+    let server = Server::start("sessions").await;
+    server.person("rita", &[Responder]).await;
+    publish(&server, "name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
+
+    assert_eq!(sign_in(&server, "rita", "wrong-password").await, Err(StatusCode::UNAUTHORIZED));
+    let planted = "steady_session=attacker-chosen-id";
+    let (cookie, csrf) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
+    assert_ne!(cookie, planted, "sign-in issues its own session id");
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", planted, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+        StatusCode::OK
+    );
+    // A cross-site form can send the cookie but not the token.
+    let start = "/api/v1/runs";
+    assert_eq!(
+        with_cookie(&server, Method::POST, start, &cookie, None).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        with_cookie(&server, Method::POST, start, &cookie, Some("forged")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        with_cookie(&server, Method::POST, start, &cookie, Some(&csrf)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "past CSRF, the body is checked"
+    );
+
+    assert_eq!(
+        with_cookie(&server, Method::DELETE, "/api/v1/session", &cookie, Some(&csrf)).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_idle_session_expires() {
+    let config = steady_web::ServerConfig {
+        session_idle: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let server = Server::start_with("idle", config).await;
+    server.person("rita", &[Responder]).await;
+    let (cookie, _) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_and_audited() {
+    let server = Server::start("throttle").await;
+    server.person("rita", &[Responder]).await;
+    let auditor = server.person("audrey", &[Auditor]).await;
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&server, "rita", "guess-guess-guess").await,
+            Err(StatusCode::UNAUTHORIZED)
+        );
+    }
+    // Even the right password waits now.
+    assert_eq!(
+        sign_in(&server, "rita", "rita-password-long").await,
+        Err(StatusCode::TOO_MANY_REQUESTS)
+    );
+    let failures = server.get(&auditor, "/api/v1/audit?action=login.failed").await;
+    assert_eq!(failures.body.as_array().unwrap().len(), 6);
+}

@@ -1,0 +1,147 @@
+//! The API over real HTTP: a server on port 0 with a real SQLite file, people with tokens or
+//! sessions, and the stories incident commanders and approvers live.
+//!
+//! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
+//! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
+
+// Helpers here are only called from tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod access;
+mod stories;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use steady_engine::accounts::{ApiToken, GlobalRole, User};
+use steady_engine::engine::{Engine, EngineConfig, now};
+use steady_engine::run::Actor;
+use steady_web::{AppState, ServerConfig, auth};
+
+/// A running server and what its tests need to reach it.
+#[derive(Debug)]
+pub struct Server {
+    pub url: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Server {
+    pub async fn start(name: &str) -> Server {
+        Server::start_with(name, ServerConfig::default()).await
+    }
+
+    pub async fn start_with(name: &str, config: ServerConfig) -> Server {
+        let dir = std::env::temp_dir().join(format!("steady-api-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let database =
+            steady_storage::open_database(&format!("sqlite://{}", dir.join("steady.db").display()))
+                .await
+                .expect("database");
+        let engine = Engine::new(
+            database.store.clone(),
+            EngineConfig {
+                node: format!("test-{name}"),
+                lease: Duration::from_secs(2),
+                secrets: BTreeMap::new(),
+            },
+        );
+        let state = AppState::new(Arc::new(engine), database.accounts, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(steady_web::serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        Server { url, state, client, _shutdown: shutdown }
+    }
+
+    /// Creates a user with these roles and a password, and returns a bearer token for them.
+    pub async fn person(&self, name: &str, roles: &[GlobalRole]) -> String {
+        let user = User {
+            name: name.to_owned(),
+            roles: roles.to_vec(),
+            password_hash: Some(
+                auth::hash_password(&format!("{name}-password-long")).expect("hash"),
+            ),
+            disabled: false,
+            created_at: now(),
+        };
+        self.state.accounts.create_user(&user, &Actor::local("test")).await.expect("user");
+        let secret = format!("stdy_{}", auth::new_secret());
+        let token = ApiToken {
+            id: uuid::Uuid::now_v7(),
+            label: "tests".into(),
+            user: name.to_owned(),
+            hash: auth::secret_hash(&secret),
+            created_at: now(),
+            revoked_at: None,
+        };
+        self.state.accounts.create_token(&token, &Actor::local("test")).await.expect("token");
+        secret
+    }
+
+    pub async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Response { status, body }
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.call(Some(token), Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Response {
+        self.call(Some(token), Method::POST, path, Some(body)).await
+    }
+
+    /// Polls a run until it reaches `status`, as the executor drives it.
+    pub async fn wait_for(&self, token: &str, run: &str, status: &str) -> Value {
+        for _ in 0..200 {
+            let response = self.get(token, &format!("/api/v1/runs/{run}")).await;
+            if response.body["status"] == status {
+                return response.body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let last = self.get(token, &format!("/api/v1/runs/{run}")).await;
+        panic!("run {run} never became {status}: {}", last.body);
+    }
+}
+
+/// Publishes a runbook as a fresh author.
+pub async fn publish(server: &Server, source: &str) -> Response {
+    let author = server.person(&format!("author{}", rand_suffix()), &[GlobalRole::Author]).await;
+    server.post(&author, "/api/v1/runbooks", json!({ "source": source })).await
+}
+
+fn rand_suffix() -> String {
+    auth::new_secret()[..6].to_owned()
+}

@@ -1,0 +1,200 @@
+//! What people do with the API on a bad night.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use steady_engine::accounts::GlobalRole::{Auditor, Responder};
+
+use crate::*;
+
+const FAILOVER: &str = r#"
+name: failover
+lock: "pg/{{ params.cluster }}"
+roles:
+  approver: { description: Senior DBA }
+params:
+  cluster: { type: string, required: true, pattern: "^[a-z0-9-]+$" }
+steps:
+  - id: standby_ok
+    run: ["echo", "t"]
+    read_only: true
+    timeout: 5s
+  - id: go
+    approval: { role: approver, prompt: "Promote {{ params.cluster }}?" }
+  - id: promote
+    run: ["echo", "promoted"]
+    timeout: 5s
+"#;
+
+#[tokio::test]
+async fn the_failover_story_over_http() {
+    let server = Server::start("story").await;
+    assert_eq!(publish(&server, FAILOVER).await.status, StatusCode::CREATED);
+    let carol = server.person("carol", &[Responder]).await;
+    let alice = server.person("alice", &[Responder]).await;
+    let bob = server.person("bob", &[Responder]).await;
+
+    let started = server
+        .post(&carol, "/api/v1/runs", json!({
+            "runbook": "failover",
+            "params": { "cluster": "main" },
+            "assignments": [{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "carol" }],
+        }))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    let waiting = server.wait_for(&carol, &run, "waiting").await;
+    assert_eq!(waiting["steps"][0]["status"], "succeeded");
+
+    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    let outsider = server.post(&bob, &approve, json!({})).await;
+    assert_eq!(outsider.status, StatusCode::FORBIDDEN, "{}", outsider.body);
+    let own = server.post(&carol, &approve, json!({})).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN);
+    assert!(
+        own.body["error"]["message"].as_str().unwrap().contains("may not approve"),
+        "{}",
+        own.body
+    );
+    let approved = server.post(&alice, &approve, json!({ "comment": "lag is zero" })).await;
+    assert_eq!(
+        (approved.status, approved.body["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+
+    let finished = server.wait_for(&carol, &run, "succeeded").await;
+    assert_eq!(finished["steps"][2]["attempts"][0]["stdout"], "promoted\n");
+    assert_eq!(finished["steps"][1]["votes"][0]["comment"], "lag is zero");
+}
+
+#[tokio::test]
+async fn a_quorum_of_two_and_a_rejection_that_rolls_back() {
+    let server = Server::start("quorum").await;
+    publish(
+        &server,
+        r#"
+name: two
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver, approvals: 2 }
+    on_failure: rollback
+  - id: act
+    run: ["true"]
+    timeout: 5s
+rollback:
+  - id: undo
+    run: ["true"]
+    idempotent: true
+    timeout: 5s
+"#,
+    )
+    .await;
+    let carol = server.person("carol", &[Responder]).await;
+    let alice = server.person("alice", &[Responder]).await;
+    let bob = server.person("bob", &[Responder]).await;
+    let assignments =
+        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
+
+    let first = server
+        .post(&carol, "/api/v1/runs", json!({ "runbook": "two", "assignments": assignments }))
+        .await;
+    let run = first.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&carol, &run, "waiting").await;
+    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    assert_eq!(server.post(&alice, &approve, json!({})).await.body["status"], "waiting");
+    assert_eq!(
+        server.post(&alice, &approve, json!({})).await.status,
+        StatusCode::CONFLICT,
+        "counts once"
+    );
+    assert_eq!(server.post(&bob, &approve, json!({})).await.body["status"], "approved");
+    server.wait_for(&carol, &run, "succeeded").await;
+
+    let second = server
+        .post(&carol, "/api/v1/runs", json!({ "runbook": "two", "assignments": assignments }))
+        .await;
+    let run = second.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&carol, &run, "waiting").await;
+    let rejected = server
+        .post(&bob, &format!("/api/v1/runs/{run}/steps/go/reject"), json!({ "comment": "no" }))
+        .await;
+    assert_eq!(rejected.body["status"], "rejected");
+    let rolled = server.wait_for(&carol, &run, "rolled_back").await;
+    assert_eq!(rolled["steps"][2]["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_held_lock_is_a_conflict_naming_the_run() {
+    let server = Server::start("lock").await;
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    let start = json!({ "runbook": "failover", "params": { "cluster": "main" } });
+    let first = server.post(&carol, "/api/v1/runs", start.clone()).await;
+    let run = first.body["id"].as_str().unwrap().to_owned();
+    let second = server.post(&carol, "/api/v1/runs", start).await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    assert!(second.body["error"]["message"].as_str().unwrap().contains(&run), "{}", second.body);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_that_says_where() {
+    let server = Server::start("bad-input").await;
+    let broken = publish(&server, "name: broken\nsteps:\n  - id: nap\n    sleep: soon\n").await;
+    assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let diagnostic = &broken.body["error"]["details"][0];
+    assert_eq!(
+        (diagnostic["line"].as_u64(), diagnostic["column"].as_u64()),
+        (Some(4), Some(12)),
+        "{}",
+        broken.body
+    );
+
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    let bad_params = server
+        .post(
+            &carol,
+            "/api/v1/runs",
+            json!({ "runbook": "failover", "params": { "cluster": "Main!" } }),
+        )
+        .await;
+    assert_eq!(bad_params.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad_params.body["error"]["message"].as_str().unwrap().contains("must match"),
+        "{}",
+        bad_params.body
+    );
+    let missing = server.post(&carol, "/api/v1/runs", json!({ "runbook": "failover" })).await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let garbage = server.call(Some(&carol), reqwest::Method::POST, "/api/v1/runs", None).await;
+    assert_eq!(garbage.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let no_runbook = server.post(&carol, "/api/v1/runs", json!({ "runbook": "nope" })).await;
+    assert_eq!(no_runbook.status, StatusCode::NOT_FOUND);
+    let no_run = server.get(&carol, "/api/v1/runs/not-a-uuid").await;
+    assert_eq!(no_run.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_gate_past_its_timeout_refuses_a_late_approval() {
+    let server = Server::start("timeout").await;
+    publish(&server, "name: slow\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver, timeout: 300ms }\n").await;
+    let carol = server.person("carol", &[Responder]).await;
+    let alice = server.person("alice", &[Responder]).await;
+    let started = server.post(&carol, "/api/v1/runs", json!({ "runbook": "slow", "assignments": [{ "role": "approver", "person": "alice" }] })).await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&carol, &run, "waiting").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let late =
+        server.post(&alice, &format!("/api/v1/runs/{run}/steps/go/approve"), json!({})).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+    server.wait_for(&carol, &run, "needs_attention").await;
+
+    let auditor = server.person("audrey", &[Auditor]).await;
+    let events = server.get(&auditor, &format!("/api/v1/audit?run={run}")).await;
+    let actions: Vec<&str> =
+        events.body.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"gate.timed_out"), "{actions:?}");
+    let verified = server.get(&auditor, "/api/v1/audit/verify").await;
+    assert_eq!(verified.body["intact"], true);
+}
