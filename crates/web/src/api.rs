@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/decisions", post(decide))
         .route("/api/v1/runs/{id}/assignments", post(assign))
         .route("/api/v1/runs/{id}/notes", post(add_note))
+        .route("/api/v1/runs/{id}/events", get(run_events))
         .route("/api/v1/runs/{id}/steps/{step}/{action}", post(answer_step))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(verify_audit))
@@ -594,4 +595,60 @@ async fn revoke_token(
         return Err(AppError::conflict("the token is already revoked"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Only events after this `seq`; the `Last-Event-ID` header says the same on reconnect.
+    after: Option<i64>,
+}
+
+/// The run's audit events as Server-Sent Events, each with its `seq` as the event id, so that
+/// a client that reconnects with `Last-Event-ID` misses nothing and sees nothing twice.
+async fn run_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+    _caller: Caller,
+) -> ApiResult {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let id = run_id(&id)?;
+    if state.store.run_status(id).await?.is_none() {
+        return Err(AppError::not_found(format!("no run {id}")));
+    }
+    let resumed =
+        headers.get("last-event-id").and_then(|value| value.to_str().ok()?.parse::<i64>().ok());
+    let after = resumed.or(query.after).unwrap_or(0);
+    let stream = futures_util::stream::unfold(
+        (state, after, Vec::new()),
+        move |(state, after, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop() {
+                    let event: steady_engine::audit::AuditEvent = event;
+                    let sse = Event::default()
+                        .id(event.seq.to_string())
+                        .event(event.action.clone())
+                        .data(dto::audit_event(&event).to_string());
+                    let after = event.seq;
+                    return Some((Ok::<_, std::convert::Infallible>(sse), (state, after, pending)));
+                }
+                let filter = AuditFilter {
+                    run_id: Some(id),
+                    after_seq: Some(after),
+                    limit: Some(200),
+                    ..AuditFilter::default()
+                };
+                match state.store.audit_events(&filter).await {
+                    Ok(events) if !events.is_empty() => {
+                        pending = events;
+                        pending.reverse();
+                    }
+                    // Nothing new (or a hiccup): look again shortly.
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

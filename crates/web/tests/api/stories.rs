@@ -198,3 +198,64 @@ async fn a_gate_past_its_timeout_refuses_a_late_approval() {
     let verified = server.get(&auditor, "/api/v1/audit/verify").await;
     assert_eq!(verified.body["intact"], true);
 }
+
+/// Reads Server-Sent Events until `until` is seen; returns `(id, event)` pairs.
+async fn read_events(
+    server: &Server,
+    token: &str,
+    path: &str,
+    last_id: Option<&str>,
+    until: &str,
+) -> Vec<(String, String)> {
+    let mut request = server.client.get(format!("{}{path}", server.url)).bearer_auth(token);
+    if let Some(last_id) = last_id {
+        request = request.header("last-event-id", last_id);
+    }
+    let mut response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !text.contains(&format!("event: {until}\n")) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("events in time")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays open")));
+    }
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block.lines().find_map(|line| line.strip_prefix(name).map(str::to_owned))
+            };
+            Some((field("id: ")?, field("event: ")?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_streams_its_events_and_a_reconnect_resumes_where_it_left() {
+    let server = Server::start("events").await;
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    let alice = server.person("alice", &[Responder]).await;
+    let started = server
+        .post(&carol, "/api/v1/runs", json!({ "runbook": "failover", "params": { "cluster": "main" }, "assignments": [{ "role": "approver", "person": "alice" }] }))
+        .await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/runs/{run}/events");
+    let first = read_events(&server, &carol, &path, None, "step.waiting").await;
+    let actions: Vec<&str> = first.iter().map(|(_, action)| action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["run.started", "step.started", "step.finished", "output.stored", "step.waiting"]
+    );
+
+    server.post(&alice, &format!("/api/v1/runs/{run}/steps/go/approve"), json!({})).await;
+    let (last_id, _) = first.last().unwrap().clone();
+    let rest = read_events(&server, &carol, &path, Some(&last_id), "run.finished").await;
+    assert!(
+        rest.iter().all(|(id, _)| id.parse::<i64>().unwrap() > last_id.parse::<i64>().unwrap())
+    );
+    assert_eq!(rest.first().map(|(_, action)| action.as_str()), Some("approval.granted"));
+    assert_eq!(rest.last().map(|(_, action)| action.as_str()), Some("run.finished"));
+}
