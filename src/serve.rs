@@ -23,6 +23,9 @@ pub struct Args {
     /// Mark session cookies Secure: set this when Steady is reached over https.
     #[arg(long, env = "STEADY_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Post notifications (Slack-compatible JSON) to this URL; repeat for several.
+    #[arg(long = "notify", env = "STEADY_NOTIFY", value_delimiter = ',', value_name = "URL")]
+    notify: Vec<String>,
     #[command(flatten)]
     runbooks: crate::RunbooksDir,
     #[command(flatten)]
@@ -74,7 +77,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("steady listening on http://{} (database {})", listener.local_addr()?, args.db.db);
-    let server = ServerConfig { secure_cookies: args.secure_cookies, ..ServerConfig::default() };
+    let server = ServerConfig {
+        secure_cookies: args.secure_cookies,
+        notify: args.notify,
+        ..ServerConfig::default()
+    };
     let state = AppState::new(engine, database.accounts, server);
     steady_web::serve(listener, state, shutdown_signal()).await?;
     println!("steady stopped; runs are durable and continue at the next start");

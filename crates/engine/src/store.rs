@@ -125,6 +125,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// The `seq` of the newest audit event, 0 when there is none.
+    async fn latest_seq(&self) -> Result<i64, StoreError>;
+
+    /// Where a notification target stands in the audit log: the last `seq` it was sent.
+    async fn notification_cursor(&self, target: &str) -> Result<Option<i64>, StoreError>;
+
+    async fn set_notification_cursor(&self, target: &str, after_seq: i64)
+    -> Result<(), StoreError>;
+
     /// Recomputes the whole chain in `seq` order.
     async fn verify_audit(&self) -> Result<Verification, StoreError>;
 }

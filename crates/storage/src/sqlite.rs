@@ -764,6 +764,39 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn latest_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(database)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn notification_cursor(&self, target: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT after_seq FROM notification_cursors WHERE target = ?")
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database)
+    }
+
+    async fn set_notification_cursor(
+        &self,
+        target: &str,
+        after_seq: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO notification_cursors (target, after_seq) VALUES (?1, ?2)
+             ON CONFLICT (target) DO UPDATE SET after_seq = max(after_seq, excluded.after_seq)",
+        )
+        .bind(target)
+        .bind(after_seq)
+        .execute(&self.pool)
+        .await
+        .map_err(database)?;
+        Ok(())
+    }
+
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
         // sqlx hands SQLite rows over one at a time from its worker thread, which costs more
         // than hashing them; so the chain is read in pages, each page one row that SQLite

@@ -77,6 +77,14 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
         let count = runs.iter().filter(|run| run.status == *status).count();
         text.push_str(&format!("steady_runs{{status=\"{status}\"}} {count}\n"));
     }
+    let waiting_gates = runs.iter().filter(|run| run.status == RunStatus::Waiting).count();
+    let delivered = state.notify_metrics.delivered.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = state.notify_metrics.failed.load(std::sync::atomic::Ordering::Relaxed);
+    text.push_str(&format!(
+        "# HELP steady_runs_waiting Runs waiting for people at a gate or manual step.\n# TYPE steady_runs_waiting gauge\nsteady_runs_waiting {waiting_gates}\n\
+         # HELP steady_notifications_delivered_total Notifications delivered.\n# TYPE steady_notifications_delivered_total counter\nsteady_notifications_delivered_total {delivered}\n\
+         # HELP steady_notification_failures_total Notification attempts that failed (retried).\n# TYPE steady_notification_failures_total counter\nsteady_notification_failures_total {failed}\n"
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

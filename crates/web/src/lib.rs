@@ -8,6 +8,7 @@
 //! - [`api`]: the JSON routes.
 //! - [`dto`]: JSON shapes, converted explicitly from engine types.
 //! - [`executor`]: drives runs that need a driver, and takes over runs whose driver died.
+//! - [`notify`]: notifications to `--notify` URLs, read from the audit log as their outbox.
 //!
 //! The server takes its listener and shutdown signal from the caller, so tests bind port 0.
 
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod executor;
+pub mod notify;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +39,10 @@ pub struct ServerConfig {
     pub session_idle: Duration,
     /// A session is over this long after sign-in, however busy.
     pub session_lifetime: Duration,
+    /// Where notifications are posted.
+    pub notify: Vec<String>,
+    /// The longest pause between attempts to reach a notification target that is down.
+    pub notify_backoff_max: Duration,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +51,8 @@ impl Default for ServerConfig {
             secure_cookies: false,
             session_idle: Duration::from_secs(30 * 60),
             session_lifetime: Duration::from_secs(12 * 3600),
+            notify: Vec::new(),
+            notify_backoff_max: Duration::from_secs(60),
         }
     }
 }
@@ -58,6 +66,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Wakes the executor when a request left a run that needs driving.
     pub wake_executor: Arc<Notify>,
+    pub notify_metrics: Arc<notify::NotifyMetrics>,
 }
 
 impl AppState {
@@ -69,6 +78,7 @@ impl AppState {
             accounts,
             config: Arc::new(config),
             wake_executor: Arc::new(Notify::new()),
+            notify_metrics: Arc::default(),
         }
     }
 }
@@ -87,7 +97,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let executor = tokio::spawn(executor::run(state.clone(), stop_rx));
+    let executor = tokio::spawn(executor::run(state.clone(), stop_rx.clone()));
+    let notifiers: Vec<_> = state
+        .config
+        .notify
+        .iter()
+        .map(|target| tokio::spawn(notify::deliver(state.clone(), target.clone(), stop_rx.clone())))
+        .collect();
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -96,5 +112,8 @@ pub async fn serve(
         })
         .await;
     let _ = executor.await;
+    for notifier in notifiers {
+        let _ = notifier.await;
+    }
     served
 }

@@ -259,3 +259,101 @@ async fn a_run_streams_its_events_and_a_reconnect_resumes_where_it_left() {
     assert_eq!(rest.first().map(|(_, action)| action.as_str()), Some("approval.granted"));
     assert_eq!(rest.last().map(|(_, action)| action.as_str()), Some("run.finished"));
 }
+
+/// A webhook receiver on `port` that answers 200 and keeps every body it gets.
+async fn receiver(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 8192];
+            loop {
+                let read = socket.read(&mut buffer).await.unwrap_or(0);
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    body.len() >= length
+                });
+                if read == 0 || complete {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&request).into_owned();
+            log.lock().unwrap().push(
+                text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default(),
+            );
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        }
+    });
+    received
+}
+
+#[tokio::test]
+async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = steady_web::ServerConfig {
+        notify: vec![format!("http://127.0.0.1:{port}/hook")],
+        notify_backoff_max: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let server = Server::start_with("notify", config).await;
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    let alice = server.person("alice", &[Responder]).await;
+    let started = server
+        .post(&carol, "/api/v1/runs", json!({ "runbook": "failover", "params": { "cluster": "main" }, "assignments": [{ "role": "approver", "person": "alice" }] }))
+        .await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&carol, &run, "waiting").await;
+
+    // The receiver is down: deliveries fail, are counted, and are retried.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let metrics = server.call(None, reqwest::Method::GET, "/metrics", None).await.body;
+    let failures = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("steady_notification_failures_total "))
+        .unwrap();
+    assert!(failures.parse::<u64>().unwrap() > 0, "{metrics}");
+
+    let received = receiver(port).await;
+    let arrived = |needle: &str| received.lock().unwrap().iter().any(|body| body.contains(needle));
+    for _ in 0..100 {
+        if arrived("Approval requested") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(arrived("Approval requested"), "{:?}", received.lock().unwrap());
+    assert!(arrived("held by user:alice"), "{:?}", received.lock().unwrap());
+
+    server.post(&alice, &format!("/api/v1/runs/{run}/steps/go/approve"), json!({})).await;
+    server.wait_for(&carol, &run, "succeeded").await;
+    for _ in 0..100 {
+        if arrived("finished: succeeded") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(arrived("finished: succeeded"), "{:?}", received.lock().unwrap());
+    let bodies = received.lock().unwrap().clone();
+    assert_eq!(
+        bodies.iter().filter(|b| b.contains("Approval requested")).count(),
+        1,
+        "delivered once: {bodies:?}"
+    );
+}

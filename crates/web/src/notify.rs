@@ -1,0 +1,127 @@
+//! Notifications: a JSON POST with a Slack-compatible `text` to each `--notify` URL when an
+//! approval is requested, a manual step waits, a gate escalates, a run needs attention or a
+//! run finishes. The audit log is the outbox: each target's cursor advances only after a
+//! delivery succeeded, so a target that is down receives everything once it is back.
+//! Delivery never blocks or fails a run; failures are counted for `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use steady_engine::audit::AuditEvent;
+use steady_engine::store::AuditFilter;
+use tokio::sync::watch;
+
+use crate::AppState;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct NotifyMetrics {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Delivers to one target until `shutdown` turns true.
+pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Receiver<bool>) {
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let mut backoff = Duration::from_millis(250);
+    let mut after = loop {
+        // A new target starts from now, not from the beginning of history.
+        let start = match state.store.notification_cursor(&target).await {
+            Ok(Some(seq)) => Ok(seq),
+            Ok(None) => match state.store.latest_seq().await {
+                Ok(seq) => state.store.set_notification_cursor(&target, seq).await.map(|()| seq),
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        match start {
+            Ok(seq) => break seq,
+            Err(_) if *shutdown.borrow() => return,
+            Err(_) => tokio::time::sleep(backoff).await,
+        }
+    };
+    while !*shutdown.borrow() {
+        let filter =
+            AuditFilter { after_seq: Some(after), limit: Some(100), ..AuditFilter::default() };
+        let events = match state.store.audit_events(&filter).await {
+            Ok(events) => events,
+            Err(_) => Vec::new(),
+        };
+        let mut delivered_all = true;
+        for event in &events {
+            if let Some(message) = message(&state, event).await {
+                let sent = client.post(&target).json(&message).send().await;
+                if !sent.is_ok_and(|response| response.status().is_success()) {
+                    state.notify_metrics.failed.fetch_add(1, Ordering::Relaxed);
+                    delivered_all = false;
+                    break;
+                }
+                state.notify_metrics.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            after = event.seq;
+            let _ = state.store.set_notification_cursor(&target, after).await;
+        }
+        let pause = if delivered_all {
+            backoff = Duration::from_millis(250);
+            if events.is_empty() { Duration::from_millis(500) } else { Duration::ZERO }
+        } else {
+            backoff = (backoff * 2).min(state.config.notify_backoff_max);
+            backoff
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The notification an event calls for, if any.
+async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
+    let run_id = event.run_id?;
+    let step = event.step_id.clone().unwrap_or_default();
+    let holders = |data: &Value| {
+        let names: Vec<&str> = data["holders"]
+            .as_array()
+            .map(|h| h.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            "nobody holds it yet".to_owned()
+        } else {
+            format!("held by {}", names.join(", "))
+        }
+    };
+    let runbook = match state.store.run(run_id).await {
+        Ok(Some(snapshot)) => format!("{} ({})", snapshot.run.runbook, snapshot.run.mode),
+        _ => "a runbook".to_owned(),
+    };
+    let text = match event.action.as_str() {
+        "step.waiting" if event.data["rendered"]["kind"] == "approval" => format!(
+            "Approval requested: run {run_id} of {runbook} waits at gate `{step}` for `{}` ({}).",
+            event.data["role"].as_str().unwrap_or_default(),
+            holders(&event.data)
+        ),
+        "step.waiting" => format!(
+            "Manual step waiting: run {run_id} of {runbook} waits at `{step}` for `{}` ({}).",
+            event.data["role"].as_str().unwrap_or_default(),
+            holders(&event.data)
+        ),
+        "gate.escalated" => format!(
+            "Escalated: gate `{step}` of run {run_id} ({runbook}) now waits for `{}` ({}).",
+            event.data["to"].as_str().unwrap_or_default(),
+            holders(&event.data)
+        ),
+        "run.needs_attention" => format!(
+            "Needs attention: run {run_id} of {runbook} stopped at `{step}` and waits for the commander's decision."
+        ),
+        "run.finished" => format!(
+            "Run {run_id} of {runbook} finished: {}.",
+            event.data["status"].as_str().unwrap_or_default()
+        ),
+        _ => return None,
+    };
+    Some(
+        json!({ "text": text, "event": event.action, "run_id": run_id, "step_id": event.step_id, "seq": event.seq }),
+    )
+}
