@@ -68,6 +68,8 @@ pub enum EngineError {
     AlreadyAnswered { actor: Actor, step: String },
     #[error("gate `{step}` timed out and can no longer be answered")]
     GateTimedOut { step: String },
+    #[error("{actor} takes no part in this run: only its commander and role holders add notes")]
+    NotParticipant { actor: Actor },
     #[error("only the commander ({commander}) may do this")]
     NotCommander { commander: Actor },
     #[error(
@@ -644,6 +646,13 @@ impl Engine {
         text: &str,
     ) -> Result<(), EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
+            let participant = *actor == snapshot.run.commander
+                || *actor == snapshot.run.started_by
+                || snapshot.assignments.iter().any(|a| a.person == *actor)
+                || actor.as_str().starts_with("local:");
+            if !participant {
+                return (None, Err(EngineError::NotParticipant { actor: actor.clone() }));
+            }
             if let Some(step_id) = step_id
                 && find_step(runbook, step_id).is_none()
             {

@@ -85,9 +85,10 @@ impl From<EngineError> for AppError {
             E::NoSuchRunbook(_) | E::NoSuchRun(_) | E::NoSuchStep(_) => {
                 AppError::not_found(message)
             }
-            E::NotEligible { .. } | E::SelfApproval { .. } | E::NotCommander { .. } => {
-                AppError::forbidden(message)
-            }
+            E::NotEligible { .. }
+            | E::SelfApproval { .. }
+            | E::NotCommander { .. }
+            | E::NotParticipant { .. } => AppError::forbidden(message),
             E::Params(_) | E::NoSuchRole(_) | E::WrongKind { .. } => AppError::invalid(message),
             E::InvalidRunbook(diagnostics) => {
                 let mut error = AppError::invalid("the runbook is invalid");

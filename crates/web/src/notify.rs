@@ -45,10 +45,7 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
     while !*shutdown.borrow() {
         let filter =
             AuditFilter { after_seq: Some(after), limit: Some(100), ..AuditFilter::default() };
-        let events = match state.store.audit_events(&filter).await {
-            Ok(events) => events,
-            Err(_) => Vec::new(),
-        };
+        let events: Vec<AuditEvent> = state.store.audit_events(&filter).await.unwrap_or_default();
         let mut delivered_all = true;
         for event in &events {
             if let Some(message) = message(&state, event).await {

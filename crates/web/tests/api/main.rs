@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod matrix;
 mod stories;
 
 use std::collections::BTreeMap;
