@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { AppError::not_found("no such route") })
 }
 
@@ -65,11 +66,13 @@ fn run_id(text: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(text).map_err(|_| AppError::not_found(format!("no run {text}")))
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "OK")))]
 async fn healthz(State(state): State<AppState>) -> ApiResult {
     state.store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await?;
     ok(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> ApiResult {
     let runs = state.store.runs(&RunFilter::default()).await?;
     let mut text = String::from("# HELP steady_runs Runs by status.\n# TYPE steady_runs gauge\n");
@@ -88,7 +91,7 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Login {
     name: String,
     password: String,
@@ -99,6 +102,7 @@ const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
 const MAX_FAILURES_PER_ADDRESS: u32 = 20;
 const FAILURE_WINDOW_MINUTES: i64 = 15;
 
+#[utoipa::path(post, path = "/api/v1/session", request_body = Login, responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 429, description = "Too many failed sign-ins"), (status = 422, description = "Invalid input")))]
 async fn login(State(state): State<AppState>, request: axum::extract::Request) -> ApiResult {
     let address = auth::client_address(request.extensions());
     let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
@@ -151,6 +155,7 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
     Ok(([(header::SET_COOKIE, cookie.to_string())], Json(body)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "No content"), (status = 401, description = "Not signed in")))]
 async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Caller) -> ApiResult {
     if let Some(id) = auth::session_cookie(&headers) {
         state.accounts.delete_session(&auth::secret_hash(&id)).await?;
@@ -162,11 +167,13 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Calle
     Ok(([(header::SET_COOKIE, cookie.to_string())], StatusCode::NO_CONTENT).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/session", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
 async fn whoami(caller: Caller) -> ApiResult {
     let csrf = caller.session.as_ref().map(|session| session.csrf_token.clone());
     ok(json!({ "user": dto::user(&caller.user), "csrf_token": csrf }))
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
 async fn list_runbooks(State(state): State<AppState>, _caller: Caller) -> ApiResult {
     let names = state.store.runbook_names().await?;
     let mut runbooks = Vec::new();
@@ -178,6 +185,7 @@ async fn list_runbooks(State(state): State<AppState>, _caller: Caller) -> ApiRes
     ok(Value::Array(runbooks))
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
 async fn runbook_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -195,6 +203,7 @@ struct VersionQuery {
     version: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/source", params(("name" = String, Path, description = "Runbook name"), ("version" = Option<u32>, Query, description = "A version; the latest when absent")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
 async fn runbook_source(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -207,11 +216,12 @@ async fn runbook_source(
     ok(dto::runbook_version(&version, true))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Publish {
     source: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "OK"), (status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 422, description = "Invalid input")))]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,6 +242,7 @@ struct RunsQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/runs", params(("status" = Option<String>, Query), ("runbook" = Option<String>, Query), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid input")))]
 async fn list_runs(
     State(state): State<AppState>,
     Query(query): Query<RunsQuery>,
@@ -252,11 +263,13 @@ async fn list_runs(
     ok(runs.iter().map(dto::run).collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StartBody {
     runbook: String,
     version: Option<u32>,
+    /// Parameter values by name: strings, numbers or booleans.
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: serde_json::Map<String, Value>,
     #[serde(default)]
     mode: Option<String>,
@@ -264,7 +277,7 @@ struct StartBody {
     assignments: Vec<AssignmentBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AssignmentBody {
     role: String,
     person: String,
@@ -274,6 +287,7 @@ fn person(name: &str) -> Actor {
     if name.contains(':') { Actor(name.to_owned()) } else { Actor::user(name) }
 }
 
+#[utoipa::path(post, path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
 async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -320,6 +334,7 @@ async fn start_run(
     created(dto::snapshot(&snapshot))
 }
 
+#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
 async fn get_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -331,6 +346,7 @@ async fn get_run(
     ok(dto::snapshot(&snapshot))
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict")))]
 async fn cancel_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -342,11 +358,12 @@ async fn cancel_run(
     ok(json!({ "status": "cancelled" }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct DecisionBody {
     decision: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
 async fn decide(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -364,7 +381,7 @@ async fn decide(
     ok(json!({ "status": status.as_str() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AssignBody {
     role: String,
     person: String,
@@ -376,6 +393,7 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/assignments", request_body = AssignBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
 async fn assign(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -389,12 +407,13 @@ async fn assign(
     ok(json!({ "role": role, "person": person(&name).as_str(), "assigned": assign }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NoteBody {
     text: String,
     step: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/notes", request_body = NoteBody, params(("id" = String, Path, description = "Run id")), responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
 async fn add_note(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -411,11 +430,12 @@ async fn add_note(
     created(json!({ "text": text }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct AnswerBody {
     comment: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/steps/{step}/{action}", request_body = AnswerBody, params(("id" = String, Path, description = "Run id"), ("step" = String, Path, description = "Step id"), ("action" = String, Path, description = "approve, reject, complete or fail")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
 async fn answer_step(
     State(state): State<AppState>,
     Path((id, step, action)): Path<(String, String, String)>,
@@ -450,6 +470,7 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", params(("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("after" = Option<i64>, Query, description = "Only events after this seq"), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
 async fn audit(
     State(state): State<AppState>,
     Query(query): Query<AuditQuery>,
@@ -474,6 +495,7 @@ async fn audit(
     ok(events.iter().map(dto::audit_event).collect())
 }
 
+#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
 async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResult {
     if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
         return Err(AppError::forbidden("the audit log is for auditors and admins"));
@@ -484,12 +506,13 @@ async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResul
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
 async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.require(GlobalRole::Admin)?;
     ok(state.accounts.users().await?.iter().map(dto::user).collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewUser {
     name: String,
     roles: Vec<String>,
@@ -505,6 +528,7 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
+#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -540,18 +564,20 @@ async fn create_user(
     created(dto::user(&user))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let mine = (!caller.user.has(GlobalRole::Admin)).then_some(caller.user.name.as_str());
     ok(state.accounts.tokens(mine).await?.iter().map(dto::token).collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewToken {
     label: String,
     /// Another user's token: admins only.
     user: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -585,6 +611,7 @@ async fn create_token(
     created(value)
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")), responses((status = 204, description = "No content"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict")))]
 async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -613,6 +640,7 @@ struct EventsQuery {
 
 /// The run's audit events as Server-Sent Events, each with its `seq` as the event id, so that
 /// a client that reconnects with `Last-Event-ID` misses nothing and sees nothing twice.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, description = "Run id"), ("after" = Option<i64>, Query, description = "Only events after this seq"), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "text/event-stream of the run's audit events"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
 async fn run_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -659,4 +687,46 @@ async fn run_events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The OpenAPI document of this API, generated from the route annotations above.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(title = "Steady", description = "Runbook execution with approval gates"),
+    paths(
+        healthz, metrics, login, logout, whoami, list_runbooks, runbook_versions, runbook_source, publish,
+        list_runs, start_run, get_run, cancel_run, decide, assign, add_note, answer_step, run_events, audit,
+        verify_audit, list_users, create_user, list_tokens, create_token, revoke_token, openapi
+    ),
+    components(schemas(
+        Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, NoteBody, AnswerBody, NewUser, NewToken
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// Declares the two ways in: a bearer token, or the session cookie.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
+        );
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "This document")))]
+async fn openapi() -> ApiResult {
+    use utoipa::OpenApi;
+    ok(serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())
 }

@@ -232,3 +232,54 @@ async fn failed_sign_ins_are_throttled_and_audited() {
     let failures = server.get(&auditor, "/api/v1/audit?action=login.failed").await;
     assert_eq!(failures.body.as_array().unwrap().len(), 6);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let server = Server::start("openapi").await;
+    let document = server.call(None, Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(document.status, StatusCode::OK);
+    assert!(document.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document.body["paths"].as_object().unwrap();
+    let documented: Vec<String> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| format!("{} {path}", method.to_uppercase()))
+        })
+        .collect();
+    let routes = [
+        "GET /healthz",
+        "GET /metrics",
+        "POST /api/v1/session",
+        "GET /api/v1/session",
+        "DELETE /api/v1/session",
+        "GET /api/v1/runbooks",
+        "POST /api/v1/runbooks",
+        "GET /api/v1/runbooks/{name}",
+        "GET /api/v1/runbooks/{name}/source",
+        "GET /api/v1/runs",
+        "POST /api/v1/runs",
+        "GET /api/v1/runs/{id}",
+        "POST /api/v1/runs/{id}/cancel",
+        "POST /api/v1/runs/{id}/decisions",
+        "POST /api/v1/runs/{id}/assignments",
+        "POST /api/v1/runs/{id}/notes",
+        "GET /api/v1/runs/{id}/events",
+        "POST /api/v1/runs/{id}/steps/{step}/{action}",
+        "GET /api/v1/audit",
+        "GET /api/v1/audit/verify",
+        "GET /api/v1/users",
+        "POST /api/v1/users",
+        "GET /api/v1/tokens",
+        "POST /api/v1/tokens",
+        "DELETE /api/v1/tokens/{id}",
+        "GET /api/v1/openapi.json",
+    ];
+    for route in routes {
+        assert!(documented.iter().any(|d| d == route), "{route} is not documented: {documented:?}");
+    }
+    assert_eq!(documented.len(), routes.len(), "{documented:?}");
+    assert!(document.body["components"]["schemas"]["StartBody"].is_object());
+}

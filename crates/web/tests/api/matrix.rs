@@ -44,7 +44,9 @@ impl Fixture {
     /// into `status`.
     async fn run(&self, starter: &str, runbook: &str, status: &str) -> String {
         let assignments = match runbook {
-            "gated" => json!([{ "role": "approver", "person": "rita" }, { "role": "operator", "person": "rita" }]),
+            "gated" => {
+                json!([{ "role": "approver", "person": "rita" }, { "role": "operator", "person": "rita" }])
+            }
             "manual" => json!([{ "role": "operator", "person": "rita" }]),
             _ => json!([]),
         };
