@@ -47,8 +47,12 @@ pub struct ShowArgs {
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
-    let filter =
-        RunFilter { status: args.status, runbook: args.runbook.clone(), limit: Some(args.limit) };
+    let filter = RunFilter {
+        status: args.status,
+        runbook: args.runbook.clone(),
+        limit: Some(args.limit),
+        ..RunFilter::default()
+    };
     let runs = app.store.runs(&filter).await?;
     if args.json {
         println!(

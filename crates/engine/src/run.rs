@@ -443,5 +443,10 @@ impl RunChange {
 pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub runbook: Option<String>,
+    pub mode: Option<RunMode>,
+    /// Only runs created at or after this time.
+    pub since: Option<Timestamp>,
+    /// Keyset paging: only runs older than this one (by creation time, then id).
+    pub before: Option<Uuid>,
     pub limit: Option<u32>,
 }

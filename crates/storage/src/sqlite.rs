@@ -13,7 +13,7 @@ use steady_engine::audit::{
     AuditEvent, ChainVerifier, GENESIS, NewEvent, Verification, format_timestamp, sha256_hex,
 };
 use steady_engine::run::*;
-use steady_engine::store::{AuditFilter, Published, Store, StoreError};
+use steady_engine::store::{AuditFilter, DurationHistogram, Published, Store, StoreError};
 use uuid::Uuid;
 
 use crate::codec::*;
@@ -523,11 +523,17 @@ impl Store for SqliteStore {
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
         sqlx::query(
-            "SELECT * FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR runbook = ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3",
+            "SELECT * FROM runs
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR runbook = ?2) AND (?3 IS NULL OR mode = ?3)
+               AND (?4 IS NULL OR created_at >= ?4)
+               AND (?5 IS NULL OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?5))
+             ORDER BY created_at DESC, id DESC LIMIT ?6",
         )
         .bind(filter.status.map(RunStatus::as_str))
         .bind(&filter.runbook)
+        .bind(filter.mode.map(RunMode::as_str))
+        .bind(filter.since.map(format_timestamp))
+        .bind(filter.before.map(|id| id.to_string()))
         .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
         .fetch_all(&self.pool)
         .await
@@ -795,6 +801,17 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?;
         Ok(())
+    }
+
+    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError> {
+        let rows: Vec<(f64,)> = sqlx::query_as(
+            "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM step_attempts
+             WHERE started_at IS NOT NULL AND finished_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?;
+        Ok(DurationHistogram::of(bounds, rows.into_iter().map(|(seconds,)| seconds)))
     }
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {

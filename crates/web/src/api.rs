@@ -22,6 +22,25 @@ use crate::error::AppError;
 
 type ApiResult = Result<Response, AppError>;
 
+/// A query string, whose mistakes are answered like every other: a 422 in the API's shape.
+struct ApiQuery<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(AppError::invalid(rejection.body_text())),
+        }
+    }
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
@@ -41,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(verify_audit))
         .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{name}", axum::routing::put(update_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/openapi.json", get(openapi))
@@ -80,6 +100,17 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
         let count = runs.iter().filter(|run| run.status == *status).count();
         text.push_str(&format!("steady_runs{{status=\"{status}\"}} {count}\n"));
     }
+    let histogram =
+        state.store.step_durations(&[0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0]).await?;
+    text.push_str("# HELP steady_step_duration_seconds How long step attempts took.\n# TYPE steady_step_duration_seconds histogram\n");
+    for (bound, count) in &histogram.buckets {
+        text.push_str(&format!("steady_step_duration_seconds_bucket{{le=\"{bound}\"}} {count}\n"));
+    }
+    text.push_str(&format!(
+        "steady_step_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nsteady_step_duration_seconds_sum {sum}\nsteady_step_duration_seconds_count {count}\n",
+        count = histogram.count,
+        sum = histogram.sum
+    ));
     let waiting_gates = runs.iter().filter(|run| run.status == RunStatus::Waiting).count();
     let delivered = state.notify_metrics.delivered.load(std::sync::atomic::Ordering::Relaxed);
     let failed = state.notify_metrics.failed.load(std::sync::atomic::Ordering::Relaxed);
@@ -207,7 +238,7 @@ struct VersionQuery {
 async fn runbook_source(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<VersionQuery>,
+    ApiQuery(query): ApiQuery<VersionQuery>,
     _caller: Caller,
 ) -> ApiResult {
     let version = state.store.runbook_version(&name, query.version).await?;
@@ -239,13 +270,17 @@ async fn publish(
 struct RunsQuery {
     status: Option<String>,
     runbook: Option<String>,
+    mode: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keyset paging: the id of the last run of the previous page.
+    before: Option<Uuid>,
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runs", params(("status" = Option<String>, Query), ("runbook" = Option<String>, Query), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(get, path = "/api/v1/runs", params(("status" = Option<String>, Query), ("runbook" = Option<String>, Query), ("mode" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("before" = Option<String>, Query, description = "Keyset paging: the last run id of the previous page"), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid input")))]
 async fn list_runs(
     State(state): State<AppState>,
-    Query(query): Query<RunsQuery>,
+    ApiQuery(query): ApiQuery<RunsQuery>,
     _caller: Caller,
 ) -> ApiResult {
     let status = match query.status.as_deref() {
@@ -254,9 +289,19 @@ async fn list_runs(
         }
         None => None,
     };
+    let mode = match query.mode.as_deref() {
+        Some(text) => Some(
+            text.parse::<RunMode>()
+                .map_err(|_| AppError::invalid("mode must be live, drill or dry-run"))?,
+        ),
+        None => None,
+    };
     let filter = RunFilter {
         status,
         runbook: query.runbook,
+        mode,
+        since: query.since,
+        before: query.before,
         limit: Some(query.limit.unwrap_or(50).min(500)),
     };
     let runs = state.store.runs(&filter).await?;
@@ -473,7 +518,7 @@ struct AuditQuery {
 #[utoipa::path(get, path = "/api/v1/audit", params(("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("after" = Option<i64>, Query, description = "Only events after this seq"), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
 async fn audit(
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
     caller: Caller,
 ) -> ApiResult {
     if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
@@ -564,6 +609,32 @@ async fn create_user(
     created(dto::user(&user))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+struct UserUpdate {
+    /// A disabled user cannot sign in or use tokens; their sessions end at once.
+    disabled: bool,
+}
+
+#[utoipa::path(put, path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+async fn update_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require(GlobalRole::Admin)?;
+    let UserUpdate { disabled } = body(&bytes)?;
+    if !state.accounts.set_disabled(&name, disabled, &caller.user.actor()).await? {
+        return Err(AppError::not_found(format!("no user `{name}`")));
+    }
+    let user = state
+        .accounts
+        .user(&name)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no user `{name}`")))?;
+    ok(dto::user(&user))
+}
+
 #[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let mine = (!caller.user.has(GlobalRole::Admin)).then_some(caller.user.name.as_str());
@@ -644,7 +715,7 @@ struct EventsQuery {
 async fn run_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
     _caller: Caller,
 ) -> ApiResult {
@@ -696,10 +767,11 @@ async fn run_events(
     paths(
         healthz, metrics, login, logout, whoami, list_runbooks, runbook_versions, runbook_source, publish,
         list_runs, start_run, get_run, cancel_run, decide, assign, add_note, answer_step, run_events, audit,
-        verify_audit, list_users, create_user, list_tokens, create_token, revoke_token, openapi
+        verify_audit, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
     ),
     components(schemas(
-        Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, NoteBody, AnswerBody, NewUser, NewToken
+        Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, NoteBody, AnswerBody, NewUser, UserUpdate,
+        NewToken
     )),
     modifiers(&BearerAuth)
 )]

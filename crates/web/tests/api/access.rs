@@ -272,6 +272,7 @@ async fn the_openapi_document_describes_every_route() {
         "GET /api/v1/audit/verify",
         "GET /api/v1/users",
         "POST /api/v1/users",
+        "PUT /api/v1/users/{name}",
         "GET /api/v1/tokens",
         "POST /api/v1/tokens",
         "DELETE /api/v1/tokens/{id}",
@@ -282,4 +283,60 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(documented.len(), routes.len(), "{documented:?}");
     assert!(document.body["components"]["schemas"]["StartBody"].is_object());
+}
+
+#[tokio::test]
+async fn runs_are_listed_in_keyset_pages_and_bad_queries_are_422s() {
+    let server = Server::start("paging").await;
+    publish(&server, "name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
+    let rita = server.person("rita", &[Responder]).await;
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        let run =
+            server.post(&rita, "/api/v1/runs", json!({ "runbook": "tiny", "mode": "drill" })).await;
+        started.push(run.body["id"].as_str().unwrap().to_owned());
+    }
+    started.reverse();
+    let first = server.get(&rita, "/api/v1/runs?limit=2&mode=drill").await;
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body.as_array().unwrap().iter().map(|run| run["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(&first.body), started[..2]);
+    let second = server.get(&rita, &format!("/api/v1/runs?limit=2&before={}", started[1])).await;
+    assert_eq!(ids(&second.body), started[2..4]);
+    let last = server.get(&rita, &format!("/api/v1/runs?limit=2&before={}", started[3])).await;
+    assert_eq!(ids(&last.body), started[4..]);
+
+    for query in
+        ["?before=not-a-run", "?limit=lots", "?status=bogus", "?mode=fast", "?since=yesterday"]
+    {
+        let response = server.get(&rita, &format!("/api/v1/runs{query}")).await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(response.body["error"]["code"], "invalid", "{query}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working() {
+    let server = Server::start("disable").await;
+    let admin = server.person("ada", &[Admin]).await;
+    let rita = server.person("rita", &[Responder]).await;
+    let (cookie, _) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
+    let disabled = server
+        .call(Some(&admin), Method::PUT, "/api/v1/users/rita", Some(json!({ "disabled": true })))
+        .await;
+    assert_eq!(
+        (disabled.status, disabled.body["disabled"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    assert_eq!(server.get(&rita, "/api/v1/runs").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(sign_in(&server, "rita", "rita-password-long").await, Err(StatusCode::UNAUTHORIZED));
+    let by_rita = server
+        .call(Some(&rita), Method::PUT, "/api/v1/users/ada", Some(json!({ "disabled": true })))
+        .await;
+    assert_eq!(by_rita.status, StatusCode::UNAUTHORIZED);
 }

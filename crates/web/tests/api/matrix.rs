@@ -104,6 +104,7 @@ async fn every_route_refuses_whoever_may_not_use_it() {
         ("GET audit verify", [who, ok, no, no, no, ok]),
         ("GET users", [who, ok, no, no, no, no]),
         ("POST users", [who, created, no, no, no, no]),
+        ("PUT user", [who, ok, no, no, no, no]),
         ("GET tokens", readers),
         ("POST tokens", [who, created, created, created, created, created]),
         ("DELETE someone else's token", [who, gone, no, no, no, no]),
@@ -183,6 +184,9 @@ async fn every_route_refuses_whoever_may_not_use_it() {
                 "POST users" => {
                     let body = json!({ "name": format!("user{counter}"), "roles": ["responder"], "password": "a-long-enough-password" });
                     (Method::POST, "/api/v1/users".into(), Some(body))
+                }
+                "PUT user" => {
+                    (Method::PUT, "/api/v1/users/ned".into(), Some(json!({ "disabled": false })))
                 }
                 "GET tokens" => (Method::GET, "/api/v1/tokens".into(), None),
                 "POST tokens" => {

@@ -64,6 +64,11 @@ async fn the_failover_story_over_http() {
     let finished = server.wait_for(&carol, &run, "succeeded").await;
     assert_eq!(finished["steps"][2]["attempts"][0]["stdout"], "promoted\n");
     assert_eq!(finished["steps"][1]["votes"][0]["comment"], "lag is zero");
+
+    let metrics = server.call(None, reqwest::Method::GET, "/metrics", None).await.body;
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains("steady_runs{status=\"succeeded\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("steady_step_duration_seconds_count 2\n"), "{metrics}");
 }
 
 #[tokio::test]
