@@ -7,6 +7,7 @@
 mod crash;
 mod plan;
 mod run;
+mod serve;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -362,3 +362,25 @@ async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down() {
         "delivered once: {bodies:?}"
     );
 }
+
+#[tokio::test]
+async fn the_server_takes_over_a_run_nobody_drives() {
+    // As after an interrupted `steady run`: a run that is `running` with no lease.
+    let server = Server::start("takeover").await;
+    publish(&server, "name: tiny\nsteps:\n  - id: nap\n    sleep: 10ms\n").await;
+    let carol = server.person("carol", &[Responder]).await;
+    let run = server
+        .state
+        .engine
+        .start_run(steady_engine::engine::StartRun {
+            runbook: "tiny".into(),
+            version: None,
+            params: vec![],
+            mode: steady_engine::run::RunMode::Live,
+            actor: steady_engine::run::Actor::local("ops"),
+            assignments: vec![],
+        })
+        .await
+        .unwrap();
+    server.wait_for(&carol, &run.to_string(), "succeeded").await;
+}
