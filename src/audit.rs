@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use steady_engine::audit::{AuditEvent, format_timestamp};
 use steady_engine::store::AuditFilter;
+
+use steady_web::dto;
 
 use crate::app::{App, DbArgs, person};
 
@@ -84,22 +85,10 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Some(run) => Some(app.resolve_run(run).await?),
         None => None,
     };
-    let stdout = std::io::stdout().lock();
-    let mut jsonl = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut csv = csv::Writer::from_writer(stdout);
-    if matches!(args.format, Format::Csv) {
-        csv.write_record([
-            "seq",
-            "id",
-            "at",
-            "actor",
-            "action",
-            "run_id",
-            "step_id",
-            "data",
-            "prev_hash",
-            "hash",
-        ])?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let csv = matches!(args.format, Format::Csv);
+    if csv {
+        write!(out, "{}", dto::audit_csv_header())?;
     }
     let mut after = 0;
     loop {
@@ -116,50 +105,8 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         let events = app.store.audit_events(&filter).await?;
         let Some(last) = events.last() else { break };
         after = last.seq;
-        for event in &events {
-            match args.format {
-                Format::Jsonl => writeln!(jsonl, "{}", event_json(event))?,
-                Format::Csv => csv.write_record(csv_record(event))?,
-            }
-        }
+        write!(out, "{}", dto::audit_export(&events, csv))?;
     }
-    jsonl.flush()?;
-    csv.flush()?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn event_json(event: &AuditEvent) -> serde_json::Value {
-    serde_json::json!({
-        "seq": event.seq,
-        "id": event.id,
-        "at": format_timestamp(event.at),
-        "actor": event.actor.as_str(),
-        "action": event.action,
-        "run_id": event.run_id,
-        "step_id": event.step_id,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    })
-}
-
-fn csv_record(event: &AuditEvent) -> [String; 10] {
-    [
-        event.seq.to_string(),
-        event.id.to_string(),
-        format_timestamp(event.at),
-        event.actor.as_str().to_owned(),
-        event.action.clone(),
-        event.run_id.map(|id| id.to_string()).unwrap_or_default(),
-        event.step_id.clone().unwrap_or_default(),
-        event.data.to_string(),
-        event.prev_hash.clone(),
-        event.hash.clone(),
-    ]
-    .map(defuse_formula)
-}
-
-/// A field a spreadsheet would run as a formula gets a leading quote.
-fn defuse_formula(field: String) -> String {
-    if field.starts_with(['=', '+', '-', '@']) { format!("'{field}") } else { field }
 }

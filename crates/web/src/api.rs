@@ -59,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/steps/{step}/{action}", post(answer_step))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(verify_audit))
+        .route("/api/v1/audit/export", get(export_audit))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{name}", axum::routing::put(update_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -551,6 +552,64 @@ async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResul
     )
 }
 
+#[derive(Deserialize)]
+struct ExportQuery {
+    /// `jsonl` (the default) or `csv`.
+    format: Option<String>,
+    run: Option<Uuid>,
+    actor: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "jsonl or csv"), ("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339")), responses((status = 200, description = "JSON Lines or CSV, streamed"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 422, description = "Invalid input")))]
+async fn export_audit(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+    caller: Caller,
+) -> ApiResult {
+    if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
+        return Err(AppError::forbidden("the audit log is for auditors and admins"));
+    }
+    let csv = match query.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::invalid(format!("unknown format `{other}`: use jsonl or csv")));
+        }
+    };
+    let actor =
+        query.actor.as_deref().map(|a| if a == "steady" { Actor::steady() } else { person(a) });
+    let head = if csv { dto::audit_csv_header() } else { String::new() };
+    // Pages of events, streamed as they are read, so that a large log never sits in memory.
+    let pages = futures_util::stream::unfold(Some(0i64), move |after| {
+        let (state, actor) = (state.clone(), actor.clone());
+        async move {
+            let after = after?;
+            let filter = AuditFilter {
+                run_id: query.run,
+                actor,
+                since: query.since,
+                after_seq: Some(after),
+                limit: Some(5_000),
+                ..AuditFilter::default()
+            };
+            match state.store.audit_events(&filter).await {
+                Ok(events) if events.is_empty() => None,
+                Ok(events) => {
+                    let next = events.last().map(|event| event.seq);
+                    Some((Ok::<_, std::io::Error>(dto::audit_export(&events, csv)), next))
+                }
+                Err(error) => Some((Err(std::io::Error::other(error.to_string())), None)),
+            }
+        }
+    });
+    let body =
+        futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(head) }), pages);
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    Ok(([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(body))
+        .into_response())
+}
+
 #[utoipa::path(get, path = "/api/v1/users", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
 async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.require(GlobalRole::Admin)?;
@@ -767,7 +826,7 @@ async fn run_events(
     paths(
         healthz, metrics, login, logout, whoami, list_runbooks, runbook_versions, runbook_source, publish,
         list_runs, start_run, get_run, cancel_run, decide, assign, add_note, answer_step, run_events, audit,
-        verify_audit, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
+        verify_audit, export_audit, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
     ),
     components(schemas(
         Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, NoteBody, AnswerBody, NewUser, UserUpdate,

@@ -202,6 +202,26 @@ async fn a_gate_past_its_timeout_refuses_a_late_approval() {
     assert!(actions.contains(&"gate.timed_out"), "{actions:?}");
     let verified = server.get(&auditor, "/api/v1/audit/verify").await;
     assert_eq!(verified.body["intact"], true);
+    let csv = server.get(&auditor, &format!("/api/v1/audit/export?format=csv&run={run}")).await;
+    let csv = csv.body.as_str().unwrap().to_owned();
+    assert!(
+        csv.starts_with("seq,id,at,actor,action,run_id,step_id,data,prev_hash,hash\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(",gate.timed_out,"), "{csv}");
+    let jsonl = server.get(&auditor, &format!("/api/v1/audit/export?run={run}")).await;
+    let lines: Vec<serde_json::Value> = jsonl
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), actions.len());
+    assert_eq!(
+        server.get(&auditor, "/api/v1/audit/export?format=xml").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 }
 
 /// Reads Server-Sent Events until `until` is seen; returns `(id, event)` pairs.
