@@ -87,12 +87,7 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()))
 }
 
-/// A person as typed on the command line: `alice` is the account `user:alice`; `local:...`
-/// and `user:...` are taken as they are.
+/// A person as typed on the command line: `alice` is the account `user:alice`.
 pub fn person(text: &str) -> Actor {
-    if text.starts_with("user:") || text.starts_with("local:") {
-        Actor(text.to_owned())
-    } else {
-        Actor::user(text)
-    }
+    Actor::person(text)
 }

@@ -94,9 +94,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     loop {
         let filter = AuditFilter {
             run_id,
-            actor: args.actor.as_deref().map(|a| {
-                if a == "steady" { steady_engine::run::Actor::steady() } else { person(a) }
-            }),
+            actor: args.actor.as_deref().map(person),
             since: args.since,
             after_seq: Some(after),
             limit: Some(10_000),

@@ -162,6 +162,16 @@ impl Actor {
         Actor(format!("user:{name}"))
     }
 
+    /// A person as typed by people: `alice` is the account `user:alice`; `user:…`, `local:…`
+    /// and `steady` are taken as they are.
+    pub fn person(text: &str) -> Actor {
+        if text == "steady" || text.starts_with("user:") || text.starts_with("local:") {
+            Actor(text.to_owned())
+        } else {
+            Actor::user(text)
+        }
+    }
+
     /// Steady itself: timeouts, recoveries, the executor.
     pub fn steady() -> Actor {
         Actor("steady".to_owned())

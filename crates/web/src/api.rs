@@ -330,7 +330,7 @@ struct AssignmentBody {
 }
 
 fn person(name: &str) -> Actor {
-    if name.contains(':') { Actor(name.to_owned()) } else { Actor::user(name) }
+    Actor::person(name)
 }
 
 #[utoipa::path(post, path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
@@ -522,9 +522,7 @@ async fn audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
     caller: Caller,
 ) -> ApiResult {
-    if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
-        return Err(AppError::forbidden("the audit log is for auditors and admins"));
-    }
+    caller.require_audit_reader()?;
     let filter = AuditFilter {
         run_id: query.run,
         actor: query
@@ -543,9 +541,7 @@ async fn audit(
 
 #[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
 async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResult {
-    if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
-        return Err(AppError::forbidden("the audit log is for auditors and admins"));
-    }
+    caller.require_audit_reader()?;
     let verification = state.store.verify_audit().await?;
     ok(
         json!({ "events": verification.events, "intact": verification.first_broken.is_none(), "first_broken": verification.first_broken }),
@@ -567,9 +563,7 @@ async fn export_audit(
     ApiQuery(query): ApiQuery<ExportQuery>,
     caller: Caller,
 ) -> ApiResult {
-    if !(caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin)) {
-        return Err(AppError::forbidden("the audit log is for auditors and admins"));
-    }
+    caller.require_audit_reader()?;
     let csv = match query.format.as_deref() {
         None | Some("jsonl") => false,
         Some("csv") => true,
@@ -577,8 +571,7 @@ async fn export_audit(
             return Err(AppError::invalid(format!("unknown format `{other}`: use jsonl or csv")));
         }
     };
-    let actor =
-        query.actor.as_deref().map(|a| if a == "steady" { Actor::steady() } else { person(a) });
+    let actor = query.actor.as_deref().map(person);
     let head = if csv { dto::audit_csv_header() } else { String::new() };
     // Pages of events, streamed as they are read, so that a large log never sits in memory.
     let pages = futures_util::stream::unfold(Some(0i64), move |after| {

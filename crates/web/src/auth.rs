@@ -75,6 +75,15 @@ impl Caller {
         }
     }
 
+    /// The audit log is for auditors and admins.
+    pub fn require_audit_reader(&self) -> Result<(), AppError> {
+        if self.user.has(GlobalRole::Auditor) || self.user.has(GlobalRole::Admin) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden("the audit log is for auditors and admins"))
+        }
+    }
+
     /// Acting in runs (starting, answering, deciding) needs the responder role; auditors read
     /// everything and act on nothing.
     pub fn require_responder(&self) -> Result<(), AppError> {
