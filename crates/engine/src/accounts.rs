@@ -102,7 +102,8 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
         address: &str,
         at: Timestamp,
     ) -> Result<(), StoreError>;
-    /// Failed sign-ins since `since` for this account, and from this address.
+    /// Failed sign-ins since `since`: for this account from this address, and from this
+    /// address for any account.
     async fn login_failures(
         &self,
         name: &str,

@@ -50,6 +50,9 @@ pub enum EngineError {
     Params(Vec<ParamError>),
     #[error("lock `{key}` is held by run {run_id}")]
     LockHeld { key: String, run_id: Uuid },
+    /// The lock key cannot be rendered with these parameters.
+    #[error("the lock key cannot be rendered with these parameters: {0}")]
+    LockKey(String),
     #[error("no run {0}")]
     NoSuchRun(Uuid),
     #[error("the runbook has no step `{0}`")]
@@ -238,7 +241,7 @@ impl Engine {
         let lock_key = match &runbook.lock {
             Some(lock) => Some(
                 template::render(lock, Target::Text, &Context::offline(&runbook, &params))
-                    .map_err(|error| EngineError::Store(StoreError::Corrupt(error.to_string())))?,
+                    .map_err(|error| EngineError::LockKey(error.to_string()))?,
             ),
             None => None,
         };

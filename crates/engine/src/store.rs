@@ -122,6 +122,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
 
+    /// How many runs there are in each status.
+    async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError>;
+
     /// Finds a run by a prefix of its id, as people type them.
     async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
 

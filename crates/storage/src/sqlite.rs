@@ -543,6 +543,17 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM runs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database)?;
+        rows.into_iter()
+            .map(|(status, count)| Ok((name(&status)?, u64::try_from(count).unwrap_or(0))))
+            .collect()
+    }
+
     async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
         let pattern = format!("{}%", id_prefix.replace(['%', '_'], ""));
         sqlx::query("SELECT id FROM runs WHERE id LIKE ? ORDER BY created_at DESC LIMIT 10")

@@ -95,11 +95,12 @@ async fn healthz(State(state): State<AppState>) -> ApiResult {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> ApiResult {
-    let runs = state.store.runs(&RunFilter::default()).await?;
+    let counts = state.store.count_runs_by_status().await?;
+    let count_of =
+        |status: RunStatus| counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
     let mut text = String::from("# HELP steady_runs Runs by status.\n# TYPE steady_runs gauge\n");
     for status in RunStatus::ALL {
-        let count = runs.iter().filter(|run| run.status == *status).count();
-        text.push_str(&format!("steady_runs{{status=\"{status}\"}} {count}\n"));
+        text.push_str(&format!("steady_runs{{status=\"{status}\"}} {}\n", count_of(*status)));
     }
     let histogram =
         state.store.step_durations(&[0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0]).await?;
@@ -112,7 +113,7 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
         count = histogram.count,
         sum = histogram.sum
     ));
-    let waiting_gates = runs.iter().filter(|run| run.status == RunStatus::Waiting).count();
+    let waiting_gates = count_of(RunStatus::Waiting);
     let delivered = state.notify_metrics.delivered.load(std::sync::atomic::Ordering::Relaxed);
     let failed = state.notify_metrics.failed.load(std::sync::atomic::Ordering::Relaxed);
     text.push_str(&format!(
@@ -129,7 +130,8 @@ struct Login {
     password: String,
 }
 
-/// Failed sign-ins tolerated in the throttle's window, per account and per address.
+/// Failed sign-ins tolerated in the throttle's window: for one account from one address (so
+/// that nobody elsewhere can lock an account out), and from one address for any account.
 const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
 const MAX_FAILURES_PER_ADDRESS: u32 = 20;
 const FAILURE_WINDOW_MINUTES: i64 = 15;
@@ -137,14 +139,36 @@ const FAILURE_WINDOW_MINUTES: i64 = 15;
 #[utoipa::path(post, path = "/api/v1/session", request_body = Login, responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 429, description = "Too many failed sign-ins"), (status = 422, description = "Invalid input")))]
 async fn login(State(state): State<AppState>, request: axum::extract::Request) -> ApiResult {
     let address = auth::client_address(request.extensions());
+    // A form on another site can post `text/plain` that happens to be JSON; it cannot post
+    // `application/json` without the browser asking first.
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported",
+            "send the sign-in as application/json",
+        ));
+    }
     let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
         .map_err(|_| AppError::invalid("the body is too large"))?;
     let Login { name, password } = body(&bytes)?;
+    let refused =
+        || AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong name or password");
+    // Only names an account could have are counted and audited: nothing else reaches the log.
+    if !valid_user_name(&name) {
+        return Err(refused());
+    }
+    // Attempts for one name take turns, so that parallel guesses all see the same count.
+    let _turn = state.login_turns.turn(&name).await;
     let since = now() - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
-    let (by_account, by_address) = state.accounts.login_failures(&name, &address, since).await?;
-    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
-        state.accounts.record_login_failure(&name, &address, now()).await?;
+    let (by_account_here, by_address) =
+        state.accounts.login_failures(&name, &address, since).await?;
+    if by_account_here >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "throttled",
@@ -152,21 +176,18 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         ));
     }
     let user = state.accounts.user(&name).await?;
-    let verified = match user.as_ref().and_then(|user| user.password_hash.as_deref()) {
-        Some(hash) => auth::verify_password(hash, &password),
-        None => {
-            // Spend the same time as a real check, so that timing does not tell which names exist.
-            let _ = auth::verify_password(auth::dummy_hash(), &password);
-            false
-        }
-    };
-    let Some(user) = user.filter(|user| verified && !user.disabled) else {
+    // Spend the same time whether or not the name exists, so that timing does not tell.
+    let hash = user
+        .as_ref()
+        .and_then(|user| user.password_hash.clone())
+        .unwrap_or_else(|| auth::dummy_hash().to_owned());
+    let exists = user.as_ref().is_some_and(|user| user.password_hash.is_some());
+    let verified = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|user| exists && verified && !user.disabled) else {
         state.accounts.record_login_failure(&name, &address, now()).await?;
-        return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "wrong name or password",
-        ));
+        return Err(refused());
     };
     // Always a new session id at sign-in, so that no id planted before it is worth anything.
     let id = auth::new_secret();
@@ -769,7 +790,7 @@ async fn run_events(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let id = run_id(&id)?;
@@ -779,9 +800,12 @@ async fn run_events(
     let resumed =
         headers.get("last-event-id").and_then(|value| value.to_str().ok()?.parse::<i64>().ok());
     let after = resumed.or(query.after).unwrap_or(0);
+    // Each step of the stream: the events read but not yet sent, the last seq sent, and when
+    // the caller's credentials were last checked.
+    let start = (state, caller, after, Vec::new(), tokio::time::Instant::now());
     let stream = futures_util::stream::unfold(
-        (state, after, Vec::new()),
-        move |(state, after, mut pending)| async move {
+        start,
+        move |(state, caller, after, mut pending, mut checked)| async move {
             loop {
                 if let Some(event) = pending.pop() {
                     let event: steady_engine::audit::AuditEvent = event;
@@ -790,7 +814,17 @@ async fn run_events(
                         .event(event.action.clone())
                         .data(dto::audit_event(&event).to_string());
                     let after = event.seq;
-                    return Some((Ok::<_, std::convert::Infallible>(sse), (state, after, pending)));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(sse),
+                        (state, caller, after, pending, checked),
+                    ));
+                }
+                // A stream outlives its request: it ends when the credentials it was opened with do.
+                if checked.elapsed() > std::time::Duration::from_secs(5) {
+                    if !caller.still_valid(&state).await {
+                        return None;
+                    }
+                    checked = tokio::time::Instant::now();
                 }
                 let filter = AuditFilter {
                     run_id: Some(id),
@@ -803,8 +837,21 @@ async fn run_events(
                         pending = events;
                         pending.reverse();
                     }
-                    // Nothing new (or a hiccup): look again shortly.
-                    _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+                    _ => {
+                        // Everything of a finished run has been sent: the stream is done.
+                        let finished = matches!(state.store.run_status(id).await, Ok(Some(status)) if !status.is_active());
+                        if finished {
+                            // Its last events may have landed between the read and the status.
+                            let last = state.store.audit_events(&filter).await.unwrap_or_default();
+                            if last.is_empty() {
+                                return None;
+                            }
+                            pending = last;
+                            pending.reverse();
+                            continue;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
                 }
             }
         },

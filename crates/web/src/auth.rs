@@ -64,6 +64,8 @@ pub struct Caller {
     pub user: User,
     /// The session, when the request came from a browser; `None` for a bearer token.
     pub session: Option<Session>,
+    /// The hash of the bearer token, when the request came with one.
+    pub token_hash: Option<String>,
 }
 
 impl Caller {
@@ -124,29 +126,10 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         if let Some(secret) = bearer {
-            let token = state.accounts.token_by_hash(&secret_hash(secret.trim())).await?;
-            let token = token
-                .filter(|token| token.revoked_at.is_none())
-                .ok_or_else(AppError::unauthenticated)?;
-            let user = active_user(state, &token.user).await?;
-            return Ok(Caller { user, session: None });
+            return by_token(state, &secret_hash(secret.trim())).await;
         }
-
         let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
-        let id_hash = secret_hash(&id);
-        let session =
-            state.accounts.session(&id_hash).await?.ok_or_else(AppError::unauthenticated)?;
-        let now = now();
-        let idle =
-            chrono::Duration::from_std(state.config.session_idle).unwrap_or(chrono::Duration::MAX);
-        let lifetime = chrono::Duration::from_std(state.config.session_lifetime)
-            .unwrap_or(chrono::Duration::MAX);
-        let expired = session.last_seen.checked_add_signed(idle).is_some_and(|end| end < now)
-            || session.created_at.checked_add_signed(lifetime).is_some_and(|end| end < now);
-        if expired {
-            state.accounts.delete_session(&id_hash).await?;
-            return Err(AppError::unauthenticated());
-        }
+        let caller = by_session(state, &secret_hash(&id)).await?;
         // A browser can be made to send the cookie by another site; it cannot be made to send
         // this header, which only Steady's own pages know.
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -155,14 +138,56 @@ impl FromRequestParts<AppState> for Caller {
                 .get(CSRF_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default();
-            if !same(sent, &session.csrf_token) {
+            let expected = caller
+                .session
+                .as_ref()
+                .map(|session| session.csrf_token.as_str())
+                .unwrap_or_default();
+            if !same(sent, expected) {
                 return Err(AppError::forbidden("missing or wrong CSRF token"));
             }
         }
-        let user = active_user(state, &session.user).await?;
-        state.accounts.touch_session(&id_hash, now).await?;
-        Ok(Caller { user, session: Some(session) })
+        Ok(caller)
     }
+}
+
+impl Caller {
+    /// Whether the credentials this caller came with still hold: for long-lived responses
+    /// (event streams) that must end when a token is revoked, a session ends or a user is
+    /// disabled.
+    pub async fn still_valid(&self, state: &AppState) -> bool {
+        match (&self.session, &self.token_hash) {
+            (Some(session), _) => by_session(state, &session.id_hash).await.is_ok(),
+            (None, Some(hash)) => by_token(state, hash).await.is_ok(),
+            (None, None) => false,
+        }
+    }
+}
+
+async fn by_token(state: &AppState, hash: &str) -> Result<Caller, AppError> {
+    let token = state.accounts.token_by_hash(hash).await?;
+    let token =
+        token.filter(|token| token.revoked_at.is_none()).ok_or_else(AppError::unauthenticated)?;
+    let user = active_user(state, &token.user).await?;
+    Ok(Caller { user, session: None, token_hash: Some(hash.to_owned()) })
+}
+
+async fn by_session(state: &AppState, id_hash: &str) -> Result<Caller, AppError> {
+    let session = state.accounts.session(id_hash).await?.ok_or_else(AppError::unauthenticated)?;
+    let now = now();
+    let idle =
+        chrono::Duration::from_std(state.config.session_idle).unwrap_or(chrono::Duration::MAX);
+    let lifetime =
+        chrono::Duration::from_std(state.config.session_lifetime).unwrap_or(chrono::Duration::MAX);
+    let expired = session.last_seen.checked_add_signed(idle).is_some_and(|end| end < now)
+        || session.created_at.checked_add_signed(lifetime).is_some_and(|end| end < now);
+    if expired {
+        state.accounts.delete_session(id_hash).await?;
+        return Err(AppError::unauthenticated());
+    }
+    let user = active_user(state, &session.user).await?;
+    state.accounts.touch_session(id_hash, now).await?;
+    Ok(Caller { user, session: Some(session), token_hash: None })
 }
 
 async fn active_user(state: &AppState, name: &str) -> Result<User, AppError> {
@@ -172,4 +197,22 @@ async fn active_user(state: &AppState, name: &str) -> Result<User, AppError> {
         .await?
         .filter(|user| !user.disabled)
         .ok_or_else(AppError::unauthenticated)
+}
+
+/// Turns for sign-in attempts: attempts for the same name wait for each other. Striped over a
+/// fixed set of locks, so that inventing names cannot grow it.
+#[derive(Debug)]
+pub struct LoginTurns(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for LoginTurns {
+    fn default() -> Self {
+        LoginTurns((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl LoginTurns {
+    pub async fn turn(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = Sha256::digest(name.as_bytes())[0] as usize % self.0.len();
+        self.0[stripe].lock().await
+    }
 }

@@ -2,13 +2,13 @@
 //! answered at a gate, decided on, left by a crashed process or an interrupted `steady run` —
 //! and expires gates past their deadline. A waiting run costs it nothing.
 
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use steady_engine::engine::{EngineError, Quiet, now};
 use steady_engine::runner::Stop;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -17,18 +17,29 @@ use crate::AppState;
 const MAX_DRIVERS: usize = 64;
 /// How often the executor looks for work when nobody wakes it.
 const POLL: Duration = Duration::from_secs(1);
+/// The longest a run whose driving keeps failing waits before it is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How a drive ended, for the executor's bookkeeping.
+enum Outcome {
+    /// Settled, stopped, or taken by another process: nothing to hold against the run.
+    Fine,
+    /// It failed: try again later, not at once.
+    Failed,
+}
 
 /// Runs until `shutdown` turns true; then asks every driver to stop after its current step
 /// and waits for them, so that every run is left durable.
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
-    let mut drivers: JoinSet<Uuid> = JoinSet::new();
-    let mut driving: HashSet<Uuid> = HashSet::new();
+    let mut drivers: JoinSet<Outcome> = JoinSet::new();
+    // Which run each driver task drives, so that a task that panicked still frees its run.
+    let mut driving: HashMap<Id, Uuid> = HashMap::new();
+    // Runs whose driving failed, and when they may be tried again.
+    let mut retry_after: HashMap<Uuid, (Instant, Duration)> = HashMap::new();
     loop {
-        while let Some(done) = drivers.try_join_next() {
-            if let Ok(run_id) = done {
-                driving.remove(&run_id);
-            }
+        while let Some(done) = drivers.try_join_next_with_id() {
+            settle(done, &mut driving, &mut retry_after);
         }
         if *shutdown.borrow() {
             break;
@@ -36,20 +47,28 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         match state.store.runs_needing_a_driver(now()).await {
             Ok(runs) => {
                 for run_id in runs {
-                    if driving.len() >= MAX_DRIVERS || !driving.insert(run_id) {
+                    let busy = driving.values().any(|id| *id == run_id);
+                    let resting =
+                        retry_after.get(&run_id).is_some_and(|(at, _)| Instant::now() < *at);
+                    if busy || resting || driving.len() >= MAX_DRIVERS {
                         continue;
                     }
                     let engine = state.engine.clone();
                     let stop = stop_rx.clone();
-                    drivers.spawn(async move {
+                    let task = drivers.spawn(async move {
                         match engine.drive(run_id, &Quiet, stop).await {
-                            // Another process drives it; it will come round again if it dies.
-                            Ok(_) | Err(EngineError::LeaseHeld { .. } | EngineError::LeaseLost) => {
+                            Ok(_) => Outcome::Fine,
+                            // Another process drives it; it comes round again if that one dies.
+                            Err(EngineError::LeaseHeld { .. } | EngineError::LeaseLost) => {
+                                Outcome::Fine
                             }
-                            Err(error) => eprintln!("steady: driving run {run_id}: {error}"),
+                            Err(error) => {
+                                eprintln!("steady: driving run {run_id}: {error}");
+                                Outcome::Failed
+                            }
                         }
-                        run_id
                     });
+                    driving.insert(task.id(), run_id);
                 }
             }
             Err(error) => eprintln!("steady: looking for runs to drive: {error}"),
@@ -58,13 +77,34 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             () = tokio::time::sleep(POLL) => {}
             () = state.wake_executor.notified() => {}
             _ = shutdown.changed() => {}
-            Some(done) = drivers.join_next() => {
-                if let Ok(run_id) = done {
-                    driving.remove(&run_id);
-                }
-            }
         }
     }
     let _ = stop_tx.send(Stop::AfterStep);
-    while drivers.join_next().await.is_some() {}
+    while let Some(done) = drivers.join_next_with_id().await {
+        settle(done, &mut driving, &mut retry_after);
+    }
+}
+
+/// Books a finished driver task: frees its run, and backs a failing run off.
+fn settle(
+    done: Result<(Id, Outcome), tokio::task::JoinError>,
+    driving: &mut HashMap<Id, Uuid>,
+    retry_after: &mut HashMap<Uuid, (Instant, Duration)>,
+) {
+    let (task, failed) = match done {
+        Ok((task, Outcome::Fine)) => (task, false),
+        Ok((task, Outcome::Failed)) => (task, true),
+        Err(error) => {
+            eprintln!("steady: a driver task ended abnormally: {error}");
+            (error.id(), true)
+        }
+    };
+    let Some(run_id) = driving.remove(&task) else { return };
+    if failed {
+        let backoff =
+            retry_after.get(&run_id).map_or(POLL, |(_, last)| (*last * 2).min(MAX_BACKOFF));
+        retry_after.insert(run_id, (Instant::now() + backoff, backoff));
+    } else {
+        retry_after.remove(&run_id);
+    }
 }

@@ -67,6 +67,7 @@ pub struct AppState {
     /// Wakes the executor when a request left a run that needs driving.
     pub wake_executor: Arc<Notify>,
     pub notify_metrics: Arc<notify::NotifyMetrics>,
+    pub login_turns: Arc<auth::LoginTurns>,
 }
 
 impl AppState {
@@ -79,6 +80,7 @@ impl AppState {
             config: Arc::new(config),
             wake_executor: Arc::new(Notify::new()),
             notify_metrics: Arc::default(),
+            login_turns: Arc::default(),
         }
     }
 }

@@ -76,6 +76,11 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
 
 /// The notification an event calls for, if any.
 async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
+    const NOTIFIED: [&str; 4] =
+        ["step.waiting", "gate.escalated", "run.needs_attention", "run.finished"];
+    if !NOTIFIED.contains(&event.action.as_str()) {
+        return None;
+    }
     let run_id = event.run_id?;
     let step = event.step_id.clone().unwrap_or_default();
     let holders = |data: &Value| {

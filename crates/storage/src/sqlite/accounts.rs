@@ -272,7 +272,7 @@ impl Accounts for SqliteStore {
         since: Timestamp,
     ) -> Result<(u32, u32), StoreError> {
         let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM login_failures WHERE user_name = ?1 AND at >= ?3) AS by_user,
+            "SELECT (SELECT count(*) FROM login_failures WHERE user_name = ?1 AND address = ?2 AND at >= ?3) AS by_user,
                     (SELECT count(*) FROM login_failures WHERE address = ?2 AND at >= ?3) AS by_address",
         )
         .bind(name)

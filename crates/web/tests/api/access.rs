@@ -230,7 +230,7 @@ async fn failed_sign_ins_are_throttled_and_audited() {
         Err(StatusCode::TOO_MANY_REQUESTS)
     );
     let failures = server.get(&auditor, "/api/v1/audit?action=login.failed").await;
-    assert_eq!(failures.body.as_array().unwrap().len(), 6);
+    assert_eq!(failures.body.as_array().unwrap().len(), 5, "throttled attempts leave no trace");
 }
 
 #[tokio::test]
@@ -340,4 +340,61 @@ async fn an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working() {
         .call(Some(&rita), Method::PUT, "/api/v1/users/ada", Some(json!({ "disabled": true })))
         .await;
     assert_eq!(by_rita.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sign_in_refuses_forms_and_parallel_guessing() {
+    let server = Server::start("sign-in-abuse").await;
+    server.person("rita", &[Responder]).await;
+    let auditor = server.person("audrey", &[Auditor]).await;
+    // A cross-site form can only send text/plain.
+    let form = server
+        .client
+        .post(format!("{}/api/v1/session", server.url))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(r#"{"name":"rita","password":"rita-password-long"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A name no account could have is refused without a trace in the log.
+    assert_eq!(
+        sign_in(&server, &"x".repeat(5000), "whatever").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    // Twelve guesses at once: the throttle counts every one of them.
+    let guesses = (0..12).map(|_| sign_in(&server, "rita", "guess-guess-guess"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let refused = answers.iter().filter(|a| **a == Err(StatusCode::UNAUTHORIZED)).count();
+    let throttled = answers.iter().filter(|a| **a == Err(StatusCode::TOO_MANY_REQUESTS)).count();
+    assert_eq!((refused, throttled), (5, 7), "{answers:?}");
+    let failures = server.get(&auditor, "/api/v1/audit?action=login.failed").await;
+    assert_eq!(failures.body.as_array().unwrap().len(), 5, "only real attempts are audited");
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_is_revoked() {
+    let server = Server::start("stream-revoked").await;
+    let admin = server.person("ada", &[Admin]).await;
+    server.person("rita", &[Responder]).await;
+    publish(&server, "name: gated\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n").await;
+    let created =
+        server.post(&admin, "/api/v1/tokens", json!({ "label": "stream", "user": "rita" })).await;
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let started = server.post(&secret, "/api/v1/runs", json!({ "runbook": "gated" })).await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    let mut stream = server
+        .client
+        .get(format!("{}/api/v1/runs/{run}/events", server.url))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    let id = created.body["id"].as_str().unwrap();
+    server.call(Some(&admin), Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended after the token was revoked");
 }

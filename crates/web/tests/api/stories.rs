@@ -174,6 +174,9 @@ async fn bad_input_is_a_4xx_that_says_where() {
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     let garbage = server.call(Some(&carol), reqwest::Method::POST, "/api/v1/runs", None).await;
     assert_eq!(garbage.status, StatusCode::UNPROCESSABLE_ENTITY);
+    publish(&server, "name: regional\nlock: \"region/{{ params.size | int + 1 }}\"\nparams:\n  size: { type: string, default: big }\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
+    let unlockable = server.post(&carol, "/api/v1/runs", json!({ "runbook": "regional" })).await;
+    assert_eq!(unlockable.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", unlockable.body);
     let no_runbook = server.post(&carol, "/api/v1/runs", json!({ "runbook": "nope" })).await;
     assert_eq!(no_runbook.status, StatusCode::NOT_FOUND);
     let no_run = server.get(&carol, "/api/v1/runs/not-a-uuid").await;
