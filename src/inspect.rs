@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use serde_json::Value;
 use steady_engine::audit::format_timestamp;
 use steady_engine::run::{RunFilter, RunSnapshot, RunStatus};
 use steady_web::dto;
@@ -124,7 +123,7 @@ fn print_snapshot(snapshot: &RunSnapshot) {
         let phase = if step.phase.as_str() == "rollback" { "rollback " } else { "" };
         println!("{phase}{:<16} {}", badge(step.status), step.step_id);
         if let Some(rendered) = &step.rendered {
-            println!("      does  {}", describe(rendered));
+            println!("      does  {}", dto::describe_action(rendered));
         }
         if let Some(note) = &step.note {
             println!("      note  {note}");
@@ -175,35 +174,5 @@ fn print_snapshot(snapshot: &RunSnapshot) {
     }
     for note in &snapshot.notes {
         println!("note by {} at {}: {}", note.author, format_timestamp(note.at), note.text);
-    }
-}
-
-/// One line for a rendered action.
-fn describe(rendered: &Value) -> String {
-    match rendered["kind"].as_str() {
-        Some("run") => rendered["argv"]
-            .as_array()
-            .map(|argv| argv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default(),
-        Some("shell") => rendered["command"].as_str().unwrap_or_default().to_owned(),
-        Some("http") => format!(
-            "{} {}",
-            rendered["method"].as_str().unwrap_or_default(),
-            rendered["url"].as_str().unwrap_or_default()
-        ),
-        Some("check") => format!("check {}", rendered["expression"].as_str().unwrap_or_default()),
-        Some("manual") => format!(
-            "manual ({}): {}",
-            rendered["role"].as_str().unwrap_or_default(),
-            rendered["instructions"].as_str().unwrap_or_default().trim()
-        ),
-        Some("approval") => format!(
-            "approval by {} x{}{}",
-            rendered["role"].as_str().unwrap_or_default(),
-            rendered["approvals"],
-            rendered["prompt"].as_str().map(|p| format!(": {p}")).unwrap_or_default()
-        ),
-        Some("sleep") => format!("sleep {}", rendered["duration"].as_str().unwrap_or_default()),
-        _ => rendered.to_string(),
     }
 }

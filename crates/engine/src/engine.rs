@@ -456,6 +456,30 @@ impl Engine {
         })
     }
 
+    /// What each gate of the run guards, rendered as its approvers see it (with placeholders
+    /// for outputs not known yet): gate id → guarded step id → rendered action.
+    pub fn approval_preview(
+        &self,
+        runbook: &Runbook,
+        snapshot: &RunSnapshot,
+    ) -> BTreeMap<String, BTreeMap<String, Value>> {
+        let context = run_context(runbook, &Arc::new(snapshot.clone()), SecretValues::Masked, true);
+        let mut preview = BTreeMap::new();
+        for phase in [Phase::Main, Phase::Rollback] {
+            for gate in machine::sequence(runbook, phase).iter().filter(|step| step.is_gate()) {
+                let steps = guarded_steps(runbook, phase, &gate.id)
+                    .iter()
+                    .filter_map(|step| {
+                        let action = plan::render_action(step, &context).ok()?;
+                        Some((step.id.clone(), serde_json::to_value(&action).ok()?))
+                    })
+                    .collect();
+                preview.insert(gate.id.clone(), steps);
+            }
+        }
+        preview
+    }
+
     /// Marks a waiting manual step done (`succeeded`) or failed, with a note.
     pub async fn complete_manual(
         &self,

@@ -157,17 +157,30 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         .await
         .map_err(|_| AppError::invalid("the body is too large"))?;
     let Login { name, password } = body(&bytes)?;
+    let (cookie, session) = sign_in(&state, &name, &password, &address).await?;
+    let user = state.accounts.user(&name).await?.ok_or_else(AppError::unauthenticated)?;
+    let body = json!({ "user": dto::user(&user), "csrf_token": session.csrf_token });
+    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+/// Checks a name and password under the throttle and opens a session: returns the
+/// `Set-Cookie` value and the session. Shared by the API and the login page.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    address: &str,
+) -> Result<(String, Session), AppError> {
     let refused =
         || AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong name or password");
     // Only names an account could have are counted and audited: nothing else reaches the log.
-    if !valid_user_name(&name) {
+    if !valid_user_name(name) {
         return Err(refused());
     }
     // Attempts for one name take turns, so that parallel guesses all see the same count.
-    let _turn = state.login_turns.turn(&name).await;
+    let _turn = state.login_turns.turn(name).await;
     let since = now() - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
-    let (by_account_here, by_address) =
-        state.accounts.login_failures(&name, &address, since).await?;
+    let (by_account_here, by_address) = state.accounts.login_failures(name, address, since).await?;
     if by_account_here >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -175,18 +188,19 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
             "too many failed sign-ins: wait a few minutes",
         ));
     }
-    let user = state.accounts.user(&name).await?;
+    let user = state.accounts.user(name).await?;
     // Spend the same time whether or not the name exists, so that timing does not tell.
     let hash = user
         .as_ref()
         .and_then(|user| user.password_hash.clone())
         .unwrap_or_else(|| auth::dummy_hash().to_owned());
     let exists = user.as_ref().is_some_and(|user| user.password_hash.is_some());
+    let password = password.to_owned();
     let verified = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|user| exists && verified && !user.disabled) else {
-        state.accounts.record_login_failure(&name, &address, now()).await?;
+        state.accounts.record_login_failure(name, address, now()).await?;
         return Err(refused());
     };
     // Always a new session id at sign-in, so that no id planted before it is worth anything.
@@ -204,8 +218,7 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
     cookie.set_same_site(cookie::SameSite::Strict);
     cookie.set_path("/");
     cookie.set_secure(state.config.secure_cookies);
-    let body = json!({ "user": dto::user(&user), "csrf_token": session.csrf_token });
-    Ok(([(header::SET_COOKIE, cookie.to_string())], Json(body)).into_response())
+    Ok((cookie.to_string(), session))
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "No content"), (status = 401, description = "Not signed in")))]

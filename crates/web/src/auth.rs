@@ -120,35 +120,51 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        if let Some(secret) = bearer {
-            return by_token(state, &secret_hash(secret.trim())).await;
-        }
-        let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
-        let caller = by_session(state, &secret_hash(&id)).await?;
-        // A browser can be made to send the cookie by another site; it cannot be made to send
-        // this header, which only Steady's own pages know.
-        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            let sent = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            let expected = caller
-                .session
-                .as_ref()
-                .map(|session| session.csrf_token.as_str())
-                .unwrap_or_default();
-            if !same(sent, expected) {
-                return Err(AppError::forbidden("missing or wrong CSRF token"));
-            }
-        }
-        Ok(caller)
+        authenticate(parts, state, true).await
     }
+}
+
+/// Finds who is calling. With `csrf_header`, a state-changing request made with the session
+/// cookie must carry the session's CSRF token in `X-CSRF-Token` (the API); without, the caller
+/// checks the token itself (the pages, whose forms carry it in a field).
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    csrf_header: bool,
+) -> Result<Caller, AppError> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if let Some(secret) = bearer {
+        return by_token(state, &secret_hash(secret.trim())).await;
+    }
+    let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
+    let caller = by_session(state, &secret_hash(&id)).await?;
+    // A browser can be made to send the cookie by another site; it cannot be made to send
+    // this header, which only Steady's own pages know.
+    if csrf_header && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let expected =
+            caller.session.as_ref().map(|session| session.csrf_token.as_str()).unwrap_or_default();
+        if !same(sent, expected) {
+            return Err(AppError::forbidden("missing or wrong CSRF token"));
+        }
+    }
+    Ok(caller)
+}
+
+/// Whether a CSRF token sent with a form is the session's.
+pub fn csrf_matches(caller: &Caller, sent: &str) -> bool {
+    caller
+        .session
+        .as_ref()
+        .is_some_and(|session| !sent.is_empty() && same(sent, &session.csrf_token))
 }
 
 impl Caller {
@@ -214,5 +230,17 @@ impl LoginTurns {
     pub async fn turn(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
         let stripe = Sha256::digest(name.as_bytes())[0] as usize % self.0.len();
         self.0[stripe].lock().await
+    }
+}
+
+/// The address a request came from, as an extractor that never fails.
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(&parts.extensions)))
     }
 }

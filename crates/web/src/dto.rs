@@ -203,3 +203,37 @@ pub fn audit_csv_header() -> String {
     let _ = writer.write_record(AUDIT_CSV_HEADER);
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
+
+/// One line for a rendered action (a step's `rendered`), as people read it.
+pub fn describe_action(rendered: &Value) -> String {
+    match rendered["kind"].as_str() {
+        // Quoted as a shell would need it, so that argument boundaries show.
+        Some("run") => rendered["argv"]
+            .as_array()
+            .map(|argv| {
+                let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+                shlex::try_join(argv.iter().copied()).unwrap_or_else(|_| argv.join(" "))
+            })
+            .unwrap_or_default(),
+        Some("shell") => rendered["command"].as_str().unwrap_or_default().to_owned(),
+        Some("http") => format!(
+            "{} {}",
+            rendered["method"].as_str().unwrap_or_default(),
+            rendered["url"].as_str().unwrap_or_default()
+        ),
+        Some("check") => format!("check {}", rendered["expression"].as_str().unwrap_or_default()),
+        Some("manual") => format!(
+            "manual ({}): {}",
+            rendered["role"].as_str().unwrap_or_default(),
+            rendered["instructions"].as_str().unwrap_or_default().trim()
+        ),
+        Some("approval") => format!(
+            "approval by {} x{}{}",
+            rendered["role"].as_str().unwrap_or_default(),
+            rendered["approvals"],
+            rendered["prompt"].as_str().map(|p| format!(": {p}")).unwrap_or_default()
+        ),
+        Some("sleep") => format!("sleep {}", rendered["duration"].as_str().unwrap_or_default()),
+        _ => rendered.to_string(),
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`api`]: the JSON routes.
 //! - [`dto`]: JSON shapes, converted explicitly from engine types.
 //! - [`executor`]: drives runs that need a driver, and takes over runs whose driver died.
+//! - [`pages`]: the HTML pages (askama templates in `templates/`), every action a plain form.
 //! - [`notify`]: notifications to `--notify` URLs, read from the audit log as their outbox.
 //!
 //! The server takes its listener and shutdown signal from the caller, so tests bind port 0.
@@ -18,6 +19,7 @@ pub mod dto;
 pub mod error;
 pub mod executor;
 pub mod notify;
+pub mod pages;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,9 +87,35 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface, with the security headers every response carries.
 pub fn router(state: AppState) -> Router {
-    api::routes().with_state(state)
+    api::routes()
+        .merge(pages::routes())
+        .with_state(state)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// No inline script or style anywhere, no framing, no sniffing: the browser enforces what the
+/// templates promise.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let headers = response.headers_mut();
+    let set = |headers: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    );
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "referrer-policy", "same-origin");
+    if !headers.contains_key("cache-control") {
+        headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, with the executor running

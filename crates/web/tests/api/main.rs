@@ -9,6 +9,7 @@
 
 mod access;
 mod matrix;
+mod pages;
 mod stories;
 
 use std::collections::BTreeMap;

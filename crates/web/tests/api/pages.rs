@@ -1,0 +1,194 @@
+//! The pages as a browser without JavaScript sees them: sign in, start a run from the form,
+//! the approver's "my work", approving with a comment, and what the pages refuse.
+
+use reqwest::{StatusCode, header};
+use steady_engine::accounts::GlobalRole::Responder;
+
+use crate::*;
+
+const RESTART: &str = r#"
+name: restart
+title: Restart the API
+description: "Restarts <b>api</b> after a <script>alert(1)</script> check"
+roles:
+  approver: { description: Signs off }
+params:
+  service: { type: string, default: api, description: Which service }
+steps:
+  - id: healthy
+    run: ["echo", "{{ params.service }} is up"]
+    read_only: true
+    timeout: 5s
+  - id: go
+    approval: { role: approver, prompt: "Restart {{ params.service }}?" }
+  - id: restart
+    run: ["echo", "restarted {{ params.service }}"]
+    timeout: 5s
+"#;
+
+/// A browser: remembers its session cookie, follows no redirects by itself.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Browser {
+    async fn sign_in(server: &Server, name: &str) -> Browser {
+        let client =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let response = client
+            .post(format!("{}/login", server.url))
+            .form(&[("name", name), ("password", &format!("{name}-password-long"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        Browser { client, base: server.url.clone(), cookie }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(header::COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, Option<String>) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(header::COOKIE, &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let location =
+            response.headers().get(header::LOCATION).map(|l| l.to_str().unwrap().to_owned());
+        (response.status(), response.text().await.unwrap(), location)
+    }
+}
+
+fn csrf(html: &str) -> String {
+    let start = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    html[start..start + 64].to_owned()
+}
+
+#[tokio::test]
+async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser() {
+    let server = Server::start("pages-story").await;
+    publish(&server, RESTART).await;
+    server.person("carol", &[Responder]).await;
+    server.person("alice", &[Responder]).await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let alice = Browser::sign_in(&server, "alice").await;
+
+    let (status, page) = carol.get("/runbooks/restart").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Restarts &#60;b&#62;api&#60;/b&#62; after a &#60;script&#62;"),
+        "runbook text is escaped"
+    );
+    let token = csrf(&page);
+    let start = [
+        ("csrf", token.as_str()),
+        ("param.service", "api"),
+        ("role.approver", "alice, carol"),
+        ("mode", "live"),
+    ];
+    let (status, confirm, _) = carol.post("/runbooks/restart/start", &start).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        confirm.contains("LIVE") && confirm.contains("run      echo &#39;restarted api&#39;"),
+        "{confirm}"
+    );
+    let mut confirmed = start.to_vec();
+    confirmed.push(("confirmed", "yes"));
+    let (status, _, location) = carol.post("/runbooks/restart/start", &confirmed).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let run_path = location.unwrap();
+    let run = run_path.trim_start_matches("/runs/").to_owned();
+    server.wait_for(&server.person("watcher", &[Responder]).await, &run, "waiting").await;
+
+    // The commander may not approve their own run, and the page says so.
+    let (_, own) = carol.get(&run_path).await;
+    assert!(own.contains("You started this run, so you may not approve its gates."), "{own}");
+    assert!(!own.contains("✓ Approve"));
+
+    let (_, work) = alice.get("/work").await;
+    assert!(work.contains("Restart api?") && work.contains(&run), "{work}");
+    let (_, page) = alice.get(&run_path).await;
+    assert!(page.contains("✓ Approve"), "{page}");
+    assert!(page.contains("echo &#39;restarted api&#39;"), "the gate shows what it guards: {page}");
+    let answer =
+        [("csrf", csrf(&page)), ("action", "approve".into()), ("comment", "<i>go</i>".into())];
+    let answer: Vec<(&str, &str)> = answer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, location) = alice.post(&format!("{run_path}/steps/go/answer"), &answer).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some(format!("{run_path}#step-go").as_str()))
+    );
+    server.wait_for(&server.person("watcher2", &[Responder]).await, &run, "succeeded").await;
+    let (_, done) = carol.get(&run_path).await;
+    assert!(done.contains("✓ succeeded") && done.contains("restarted api"), "{done}");
+    assert!(done.contains("&#60;i&#62;go&#60;/i&#62;"), "comments are escaped: {done}");
+}
+
+#[tokio::test]
+async fn pages_refuse_strangers_forged_forms_and_inline_scripts() {
+    let server = Server::start("pages-guard").await;
+    publish(&server, RESTART).await;
+    server.person("carol", &[Responder]).await;
+    let stranger =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = stranger.get(format!("{}/work", server.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/login");
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+
+    let carol = Browser::sign_in(&server, "carol").await;
+    let forged = [("param.service", "api"), ("mode", "live"), ("confirmed", "yes")];
+    let (status, _, _) = carol.post("/runbooks/restart/start", &forged).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a form without the CSRF token");
+    let (status, _, _) = carol
+        .post("/runbooks/restart/start", &[("csrf", "0".repeat(64).as_str()), ("mode", "live")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a form with a wrong token");
+
+    let from_elsewhere = stranger
+        .post(format!("{}/login", server.url))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[("name", "carol"), ("password", "carol-password-long")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_elsewhere.status(), StatusCode::FORBIDDEN);
+
+    let (_, css) = carol.get("/static/steady.css").await;
+    assert!(css.contains("--ok"));
+    for page in ["/work", "/runs", "/runbooks", "/runbooks/restart"] {
+        let (status, html) = carol.get(page).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(
+            !html.contains("<script>") && !html.contains(" style="),
+            "no inline script or style on {page}"
+        );
+    }
+}

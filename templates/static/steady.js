@@ -1,0 +1,52 @@
+// Live updates for Steady's pages. Small on purpose: the pages work without it; with it, a
+// run page follows its run's events and "my work" refreshes itself.
+(function () {
+  "use strict";
+
+  // Replaces the page's main content with a fresh copy of the same page.
+  function refresh() {
+    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
+        var main = document.getElementById("main");
+        if (fresh && main && !main.contains(document.activeElement)) {
+          main.replaceWith(fresh);
+          watch();
+        }
+      })
+      .catch(function () {});
+  }
+
+  var source = null;
+  var pending = null;
+
+  function watch() {
+    var banner = document.querySelector("[data-live-run]");
+    if (banner && !source && window.EventSource) {
+      var run = banner.getAttribute("data-live-run");
+      var after = banner.getAttribute("data-last-seq") || "0";
+      source = new EventSource("/api/v1/runs/" + run + "/events?after=" + after);
+      source.onmessage = source.onerror = null;
+      source.addEventListener("message", schedule);
+      ["step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run", "step.interrupted",
+       "approval.granted", "approval.rejected", "approval.voided", "manual.completed", "manual.failed",
+       "run.finished", "run.needs_attention", "run.cancelled", "run.waiting", "decision.taken", "note.added",
+       "role.assigned", "role.unassigned", "gate.timed_out", "gate.escalated", "run.rollback_started"]
+        .forEach(function (name) { source.addEventListener(name, schedule); });
+    }
+  }
+
+  function schedule() {
+    if (pending) { clearTimeout(pending); }
+    pending = setTimeout(function () { pending = null; refresh(); }, 300);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    watch();
+    if (document.querySelector("[data-live=work]") || document.body.getAttribute("data-page") === "work") {
+      setInterval(refresh, 5000);
+    }
+  });
+})();
