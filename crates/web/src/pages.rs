@@ -43,6 +43,14 @@ pub fn routes() -> Router<AppState> {
         .route("/runbooks", get(runbooks))
         .route("/runbooks/{name}", get(runbook_page))
         .route("/runbooks/{name}/start", post(start))
+        .route("/runbooks/{name}/diff", get(diff))
+        .route("/runbooks/{name}/print", get(print))
+        .route("/runs/{id}/timeline.md", get(timeline))
+        .route("/audit", get(audit))
+        .route("/users", get(users).post(add_user))
+        .route("/users/{name}/disabled", post(set_disabled))
+        .route("/tokens", post(add_token))
+        .route("/tokens/{id}/revoke", post(revoke))
         .route(
             "/static/steady.css",
             get(|| async {
@@ -68,6 +76,8 @@ pub struct Me {
     pub name: String,
     pub roles: String,
     pub csrf: String,
+    pub auditor: bool,
+    pub admin: bool,
     actor: Actor,
     caller: Caller,
 }
@@ -76,7 +86,15 @@ impl Me {
     fn from(caller: Caller) -> Me {
         let roles = caller.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
         let csrf = caller.session.as_ref().map(|s| s.csrf_token.clone()).unwrap_or_default();
-        Me { name: caller.user.name.clone(), roles, csrf, actor: caller.user.actor(), caller }
+        Me {
+            name: caller.user.name.clone(),
+            roles,
+            csrf,
+            auditor: caller.user.has(GlobalRole::Auditor) || caller.user.has(GlobalRole::Admin),
+            admin: caller.user.has(GlobalRole::Admin),
+            actor: caller.user.actor(),
+            caller,
+        }
     }
 }
 
@@ -1167,4 +1185,452 @@ async fn start(
         .await?;
     state.wake_executor.notify_one();
     Ok(back_to(id, ""))
+}
+
+// ---------------------------------------------------------------------------------- diff and print
+
+#[derive(Template)]
+#[template(path = "diff.html")]
+struct DiffPage {
+    me: Option<Me>,
+    name: String,
+    version: u32,
+    previous: u32,
+    lines: Vec<(&'static str, String)>,
+}
+
+#[derive(Deserialize)]
+struct VersionForm {
+    version: u32,
+}
+
+async fn diff(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    me: Me,
+    axum::extract::Query(form): axum::extract::Query<VersionForm>,
+) -> PageResult {
+    let missing = || {
+        AppError::not_found(format!("`{name}` has no version {} with one before it", form.version))
+    };
+    let current =
+        state.store.runbook_version(&name, Some(form.version)).await?.ok_or_else(missing)?;
+    let previous = match form.version.checked_sub(1).filter(|v| *v > 0) {
+        Some(version) => {
+            state.store.runbook_version(&name, Some(version)).await?.ok_or_else(missing)?
+        }
+        None => return Err(missing().into()),
+    };
+    let text = similar::TextDiff::from_lines(&previous.source, &current.source);
+    let unified = text
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("v{}", previous.version), &format!("v{}", current.version))
+        .to_string();
+    let lines = unified
+        .lines()
+        .map(|line| {
+            let class = match line.chars().next() {
+                Some('+') => "add",
+                Some('-') => "del",
+                Some('@') => "hunk",
+                _ => "same",
+            };
+            (class, line.to_owned())
+        })
+        .collect();
+    Ok(render(&DiffPage {
+        me: Some(me),
+        name,
+        version: current.version,
+        previous: previous.version,
+        lines,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "print.html")]
+struct PrintPage {
+    name: String,
+    version: u32,
+    printed: String,
+    plan: String,
+}
+
+async fn print(State(state): State<AppState>, Path(name): Path<String>, _me: Me) -> PageResult {
+    let latest = state
+        .store
+        .runbook_version(&name, None)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
+    let runbook = state.engine.runbook(&name, latest.version).await?;
+    let params: BTreeMap<String, steady_engine::runbook::ParamValue> = runbook
+        .params
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.default
+                    .clone()
+                    .unwrap_or(steady_engine::runbook::ParamValue::String(format!("⟨{}⟩", p.name))),
+            )
+        })
+        .collect();
+    let plan = Plan::new(&runbook, &params).to_string();
+    let printed = now().format("%Y-%m-%d %H:%M UTC").to_string();
+    Ok(render(&PrintPage { name, version: latest.version, printed, plan }))
+}
+
+// ---------------------------------------------------------------------------------- postmortem
+
+/// The run as a Markdown timeline for the postmortem: who did what, when, with the
+/// approvals' comments.
+async fn timeline(State(state): State<AppState>, Path(id): Path<String>, _me: Me) -> PageResult {
+    let id = run_id(&id)?;
+    let snapshot =
+        state.store.run(id).await?.ok_or_else(|| AppError::not_found(format!("no run {id}")))?;
+    let run = &snapshot.run;
+    let filter = steady_engine::store::AuditFilter { run_id: Some(id), ..Default::default() };
+    let events = state.store.audit_events(&filter).await?;
+    let mut text = format!(
+        "# {} — run {}\n\n- Mode: {}\n- Status: {}\n- Commander: {} (started by {})\n- Runbook version: {} ({})\n- Started: {}\n",
+        run.runbook,
+        run.id,
+        run.mode,
+        run.status,
+        run.commander,
+        run.started_by,
+        run.version,
+        run.sha256,
+        format_timestamp(run.created_at),
+    );
+    if let Some(finished) = run.finished_at {
+        text.push_str(&format!("- Finished: {}\n", format_timestamp(finished)));
+    }
+    text.push_str(
+        "\n## Timeline\n\n| When (UTC) | Who | What | Step | Details |\n|---|---|---|---|---|\n",
+    );
+    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    for event in &events {
+        let details = match event.action.as_str() {
+            "approval.granted" | "approval.rejected" => {
+                event.data["comment"].as_str().map(|c| format!("“{c}”")).unwrap_or_default()
+            }
+            "manual.completed" | "manual.failed" => {
+                event.data["note"].as_str().unwrap_or_default().to_owned()
+            }
+            "step.finished" => {
+                let status = event.data["status"].as_str().unwrap_or_default();
+                match event.data["error"].as_str() {
+                    Some(error) => format!("{status}: {error}"),
+                    None => status.to_owned(),
+                }
+            }
+            "decision.taken" => event.data["decision"].as_str().unwrap_or_default().to_owned(),
+            "note.added" => event.data["text"].as_str().unwrap_or_default().to_owned(),
+            "role.assigned" | "role.unassigned" => format!(
+                "{} → {}",
+                event.data["role"].as_str().unwrap_or_default(),
+                event.data["person"].as_str().unwrap_or_default()
+            ),
+            "run.finished" => event.data["status"].as_str().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            event.at.format("%Y-%m-%d %H:%M:%S"),
+            cell(event.actor.as_str()),
+            event.action,
+            event.step_id.as_deref().unwrap_or(""),
+            cell(&details)
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
+}
+
+// ---------------------------------------------------------------------------------- audit
+
+struct AuditRow {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    run: Option<Uuid>,
+    run_short: String,
+    step: Option<String>,
+    data: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    me: Option<Me>,
+    intact: bool,
+    events: u64,
+    broken: i64,
+    rows: Vec<AuditRow>,
+    filter_run: String,
+    filter_actor: String,
+    filter_action: String,
+    filter_since: String,
+    export_csv: String,
+    export_jsonl: String,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct AuditForm {
+    #[serde(default)]
+    run: String,
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    after: i64,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    me: Me,
+    axum::extract::Query(form): axum::extract::Query<AuditForm>,
+) -> PageResult {
+    me.caller.require_audit_reader()?;
+    let verification = state.store.verify_audit().await?;
+    let since = chrono::NaiveDate::parse_from_str(&form.since, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    let run: Option<Uuid> = form.run.trim().parse().ok();
+    let filter = steady_engine::store::AuditFilter {
+        run_id: run,
+        actor: Some(form.actor.trim()).filter(|a| !a.is_empty()).map(Actor::person),
+        action: Some(form.action.trim().to_owned()).filter(|a| !a.is_empty()),
+        since,
+        after_seq: Some(form.after),
+        limit: Some(200),
+        ..Default::default()
+    };
+    let events = state.store.audit_events(&filter).await?;
+    let query = format!(
+        "run={}&actor={}&since={}",
+        form.run.trim(),
+        form.actor.trim(),
+        since.map(format_timestamp).unwrap_or_default()
+    );
+    let next_page = (events.len() == 200).then(|| {
+        let last = events.last().map_or(0, |e| e.seq);
+        format!(
+            "/audit?run={}&actor={}&action={}&since={}&after={last}",
+            form.run, form.actor, form.action, form.since
+        )
+    });
+    let rows = events
+        .iter()
+        .map(|e| AuditRow {
+            seq: e.seq,
+            at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            actor: e.actor.to_string(),
+            action: e.action.clone(),
+            run: e.run_id,
+            run_short: e.run_id.map(|id| id.to_string()[..13].to_owned()).unwrap_or_default(),
+            step: e.step_id.clone(),
+            data: {
+                let data = e.data.to_string();
+                if data.chars().count() > 160 {
+                    format!("{}…", data.chars().take(160).collect::<String>())
+                } else {
+                    data
+                }
+            },
+        })
+        .collect();
+    let page = AuditPage {
+        me: Some(me),
+        intact: verification.first_broken.is_none(),
+        events: verification.events,
+        broken: verification.first_broken.unwrap_or(0),
+        rows,
+        filter_run: form.run,
+        filter_actor: form.actor,
+        filter_action: form.action,
+        filter_since: form.since,
+        export_csv: format!(
+            "/api/v1/audit/export?format=csv&{}",
+            query.trim_end_matches("&since=")
+        ),
+        export_jsonl: format!(
+            "/api/v1/audit/export?format=jsonl&{}",
+            query.trim_end_matches("&since=")
+        ),
+        next_page,
+    };
+    Ok(render(&page))
+}
+
+// ---------------------------------------------------------------------------------- users
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    me: Option<Me>,
+    csrf: String,
+    users: Vec<(String, String, bool)>,
+    tokens: Vec<(Uuid, String, String, String, bool)>,
+    all_roles: Vec<&'static str>,
+    new_secret: Option<String>,
+}
+
+async fn users_page(state: &AppState, me: Me, new_secret: Option<String>) -> PageResult {
+    me.caller.require(GlobalRole::Admin)?;
+    let users = state
+        .accounts
+        .users()
+        .await?
+        .iter()
+        .map(|u| {
+            (
+                u.name.clone(),
+                u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+                u.disabled,
+            )
+        })
+        .collect();
+    let tokens = state
+        .accounts
+        .tokens(None)
+        .await?
+        .iter()
+        .map(|t| {
+            (
+                t.id,
+                t.label.clone(),
+                t.user.clone(),
+                t.created_at.format("%Y-%m-%d").to_string(),
+                t.revoked_at.is_some(),
+            )
+        })
+        .collect();
+    let page = UsersPage {
+        csrf: me.csrf.clone(),
+        me: Some(me),
+        users,
+        tokens,
+        all_roles: GlobalRole::ALL.iter().map(|r| r.as_str()).collect(),
+        new_secret,
+    };
+    Ok(render(&page))
+}
+
+async fn users(State(state): State<AppState>, me: Me) -> PageResult {
+    users_page(&state, me, None).await
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    me: Me,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> PageResult {
+    let field = |key: &str| {
+        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    check_csrf(&me, &field("csrf"))?;
+    me.caller.require(GlobalRole::Admin)?;
+    let name = field("name");
+    if !crate::api::valid_user_name(&name) {
+        return Err(AppError::invalid(
+            "a user name starts with a-z and uses a-z, 0-9, `.`, `_` and `-`",
+        )
+        .into());
+    }
+    let roles = fields
+        .iter()
+        .filter(|(k, _)| k == "role")
+        .map(|(_, v)| {
+            v.parse::<GlobalRole>().map_err(|_| AppError::invalid(format!("unknown role `{v}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = field("password");
+    if password.chars().count() < 12 {
+        return Err(AppError::invalid("a password needs at least 12 characters").into());
+    }
+    let hash = auth::hash_password(&password)?;
+    let user = steady_engine::accounts::User {
+        name,
+        roles,
+        password_hash: Some(hash),
+        disabled: false,
+        created_at: now(),
+    };
+    state.accounts.create_user(&user, &me.actor).await?;
+    Ok(Redirect::to("/users").into_response())
+}
+
+#[derive(Deserialize)]
+struct DisableForm {
+    #[serde(default)]
+    csrf: String,
+    disabled: String,
+}
+
+async fn set_disabled(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    me: Me,
+    Form(form): Form<DisableForm>,
+) -> PageResult {
+    check_csrf(&me, &form.csrf)?;
+    me.caller.require(GlobalRole::Admin)?;
+    if !state.accounts.set_disabled(&name, form.disabled == "yes", &me.actor).await? {
+        return Err(AppError::not_found(format!("no user `{name}`")).into());
+    }
+    Ok(Redirect::to("/users").into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    user: String,
+    label: String,
+}
+
+async fn add_token(
+    State(state): State<AppState>,
+    me: Me,
+    Form(form): Form<TokenForm>,
+) -> PageResult {
+    check_csrf(&me, &form.csrf)?;
+    me.caller.require(GlobalRole::Admin)?;
+    let user = state
+        .accounts
+        .user(form.user.trim())
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no user `{}`", form.user)))?;
+    let secret = format!("stdy_{}", auth::new_secret());
+    let token = steady_engine::accounts::ApiToken {
+        id: Uuid::now_v7(),
+        label: form.label,
+        user: user.name,
+        hash: auth::secret_hash(&secret),
+        created_at: now(),
+        revoked_at: None,
+    };
+    state.accounts.create_token(&token, &me.actor).await?;
+    users_page(&state, me, Some(secret)).await
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    me: Me,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    check_csrf(&me, &form.csrf)?;
+    me.caller.require(GlobalRole::Admin)?;
+    let id: Uuid = id.parse().map_err(|_| AppError::not_found("no such token"))?;
+    state.accounts.revoke_token(id, &me.actor).await?;
+    Ok(Redirect::to("/users").into_response())
 }

@@ -192,3 +192,65 @@ async fn pages_refuse_strangers_forged_forms_and_inline_scripts() {
         );
     }
 }
+
+#[tokio::test]
+async fn auditors_admins_and_postmortems_have_their_pages() {
+    use steady_engine::accounts::GlobalRole::{Admin, Auditor};
+    let server = Server::start("pages-more").await;
+    publish(&server, RESTART).await;
+    publish(&server, &RESTART.replace("title: Restart the API", "title: Restart the API safely"))
+        .await;
+    server.person("ada", &[Admin]).await;
+    server.person("audrey", &[Auditor]).await;
+    server.person("carol", &[Responder]).await;
+    let ada = Browser::sign_in(&server, "ada").await;
+    let audrey = Browser::sign_in(&server, "audrey").await;
+    let carol = Browser::sign_in(&server, "carol").await;
+
+    let (status, audit) = audrey.get("/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(audit.contains("✓ chain verified") && audit.contains("runbook.published"), "{audit}");
+    assert_eq!(carol.get("/audit").await.0, StatusCode::FORBIDDEN);
+
+    let (_, diff) = carol.get("/runbooks/restart/diff?version=2").await;
+    assert!(
+        diff.contains("-title: Restart the API") && diff.contains("+title: Restart the API safely"),
+        "{diff}"
+    );
+    let (_, print) = carol.get("/runbooks/restart/print").await;
+    assert!(
+        print.contains("restart: Restart the API safely") && !print.contains("<form"),
+        "{print}"
+    );
+
+    let (_, users) = ada.get("/users").await;
+    let token = csrf(&users);
+    let form = [
+        ("csrf", token.as_str()),
+        ("name", "newbie"),
+        ("role", "responder"),
+        ("password", "a-long-enough-password"),
+    ];
+    let (status, _, location) = ada.post("/users", &form).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/users")));
+    let (_, created, _) =
+        ada.post("/tokens", &[("csrf", token.as_str()), ("user", "newbie"), ("label", "ci")]).await;
+    assert!(created.contains("New token, shown once: <code>stdy_"), "{created}");
+    assert_eq!(carol.get("/users").await.0, StatusCode::FORBIDDEN);
+
+    let started = server
+        .post(
+            &server.person("rita", &[Responder]).await,
+            "/api/v1/runs",
+            serde_json::json!({ "runbook": "restart", "mode": "dry-run" }),
+        )
+        .await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&server.person("watcher", &[Responder]).await, &run, "succeeded").await;
+    let (status, markdown) = carol.get(&format!("/runs/{run}/timeline.md")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        markdown.starts_with("# restart — run ") && markdown.contains("| step.would_run |"),
+        "{markdown}"
+    );
+}
