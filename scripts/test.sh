@@ -4,11 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The Rust toolchain comes with the machine; everything else the tests need is installed here.
+# The Rust toolchain comes with the machine; everything else the tests need is installed here:
+# Debian's Chromium and its WebDriver for the browser tests.
 need_apt=()
 command -v sh >/dev/null || need_apt+=(dash)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+  echo "installing ${need_apt[*]} for the tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
 # Snapshots are compared, never written, when tests run for real.

@@ -354,7 +354,7 @@ fn status_class(status: &str) -> &'static str {
 fn run_badge(status: RunStatus) -> String {
     let symbol = match status {
         RunStatus::Running => "▶",
-        RunStatus::Waiting => "⏸",
+        RunStatus::Waiting => "‖",
         RunStatus::NeedsAttention => "⚠",
         RunStatus::Succeeded => "✓",
         RunStatus::Failed => "✗",
@@ -368,7 +368,7 @@ fn step_badge(status: StepStatus) -> String {
     let symbol = match status {
         StepStatus::Pending => "·",
         StepStatus::Running => "▶",
-        StepStatus::Waiting => "⏸",
+        StepStatus::Waiting => "‖",
         StepStatus::Succeeded | StepStatus::Approved => "✓",
         StepStatus::Failed | StepStatus::Rejected => "✗",
         StepStatus::Skipped => "↷",
@@ -1414,12 +1414,18 @@ async fn audit(
         ..Default::default()
     };
     let events = state.store.audit_events(&filter).await?;
-    let query = format!(
-        "run={}&actor={}&since={}",
-        form.run.trim(),
-        form.actor.trim(),
-        since.map(format_timestamp).unwrap_or_default()
-    );
+    // Only the filters in use: the export API refuses empty values.
+    let mut export = Vec::new();
+    if let Some(run) = run {
+        export.push(format!("run={run}"));
+    }
+    if !form.actor.trim().is_empty() {
+        export.push(format!("actor={}", form.actor.trim()));
+    }
+    if let Some(since) = since {
+        export.push(format!("since={}", format_timestamp(since)));
+    }
+    let query: String = export.iter().map(|p| format!("&{p}")).collect();
     let next_page = (events.len() == 200).then(|| {
         let last = events.last().map_or(0, |e| e.seq);
         format!(
@@ -1457,14 +1463,8 @@ async fn audit(
         filter_actor: form.actor,
         filter_action: form.action,
         filter_since: form.since,
-        export_csv: format!(
-            "/api/v1/audit/export?format=csv&{}",
-            query.trim_end_matches("&since=")
-        ),
-        export_jsonl: format!(
-            "/api/v1/audit/export?format=jsonl&{}",
-            query.trim_end_matches("&since=")
-        ),
+        export_csv: format!("/api/v1/audit/export?format=csv{query}"),
+        export_jsonl: format!("/api/v1/audit/export?format=jsonl{query}"),
         next_page,
     };
     Ok(render(&page))
