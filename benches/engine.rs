@@ -7,6 +7,7 @@
 //! - `parked`: 1,000 runs parked at approval gates: resident memory, and the time to resume
 //!   them all after they are approved.
 //! - `verify`: `audit verify` over 1,000,000 events.
+//! - `page`: the server-rendered page of a finished 100-step run: time to answer, over HTTP.
 //!
 //! Run with `cargo bench --bench engine` (all), or name scenarios: `cargo bench --bench engine
 //! -- steps verify`.
@@ -27,11 +28,12 @@ fn main() {
         std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let scenarios: [(&str, fn() -> _); 4] = [
+    let scenarios: [(&str, fn() -> _); 5] = [
         ("steps", || Box::pin(steps()) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>),
         ("windmill", || Box::pin(windmill())),
         ("parked", || Box::pin(parked())),
         ("verify", || Box::pin(verify())),
+        ("page", || Box::pin(page())),
     ];
     for (name, scenario) in scenarios {
         if wanted.is_empty() || wanted.iter().any(|w| w == name) {
@@ -198,5 +200,76 @@ async fn verify() {
         verification.events,
         writing.as_secs_f64(),
         verifying.as_secs_f64()
+    );
+}
+
+async fn page() {
+    use steady_engine::accounts::{GlobalRole, User};
+    let dir = std::env::temp_dir().join(format!("steady-bench-page-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench folder");
+    let database =
+        steady_storage::open_database(&format!("sqlite://{}", dir.join("steady.db").display()))
+            .await
+            .expect("open");
+    let config = EngineConfig {
+        node: "bench".into(),
+        lease: Duration::from_secs(10),
+        secrets: BTreeMap::new(),
+    };
+    let engine = Arc::new(Engine::new(database.store.clone(), config));
+    let mut source = String::from("name: hundred\nsteps:\n");
+    for index in 0..100 {
+        source.push_str(&format!("  - id: s{index}\n    run: [\"echo\", \"step {index} says hello\"]\n    read_only: true\n    timeout: 5s\n"));
+    }
+    engine.publish(&source, &Actor::user("author")).await.expect("publish");
+    let run = engine.start_run(start("hundred")).await.expect("start");
+    drive(&engine, run).await;
+    let password = "bench-password-long";
+    let user = User {
+        name: "bench".into(),
+        roles: vec![GlobalRole::Responder],
+        password_hash: Some(steady_web::auth::hash_password(password).expect("hash")),
+        disabled: false,
+        created_at: steady_engine::engine::now(),
+    };
+    database.accounts.create_user(&user, &Actor::local("bench")).await.expect("user");
+    let state =
+        steady_web::AppState::new(engine, database.accounts, steady_web::ServerConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(steady_web::serve(listener, state, std::future::pending()));
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{base}/api/v1/session"))
+        .json(&serde_json::json!({ "name": "bench", "password": password }))
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let mut times = Vec::new();
+    for _ in 0..60 {
+        let started = Instant::now();
+        let page = client
+            .get(format!("{base}/runs/{run}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("page");
+        assert!(page.status().is_success());
+        let _ = page.text().await.expect("html");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "page: the page of a finished 100-step run answered in {:.1} ms (median), {:.1} ms (95th percentile), over HTTP",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[times.len() * 95 / 100].as_secs_f64() * 1e3,
     );
 }
