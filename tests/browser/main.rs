@@ -271,6 +271,12 @@ async fn people_run_a_failover_in_the_browser() {
     assert!(done.contains("lag is zero, go"), "the approval's comment shows");
     screenshot(&carol, "run-succeeded").await;
 
+    // The same page on a phone.
+    carol.set_window_size(390, 844).await.expect("resize");
+    carol.refresh().await.expect("reload");
+    wait_for_text(&carol, r#"<section class="banner ok""#).await;
+    screenshot(&carol, "run-on-a-phone").await;
+
     // The auditor.
     let audrey = browser(&driver, &dir.join("audrey-profile")).await;
     sign_in(&audrey, &base, "audrey").await;

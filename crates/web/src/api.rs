@@ -54,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/api/v1/runs/{id}/decisions", post(decide))
         .route("/api/v1/runs/{id}/assignments", post(assign))
+        .route("/api/v1/runs/{id}/commander", post(transfer_command))
         .route("/api/v1/runs/{id}/notes", post(add_note))
         .route("/api/v1/runs/{id}/events", get(run_events))
         .route("/api/v1/runs/{id}/steps/{step}/{action}", post(answer_step))
@@ -488,6 +489,27 @@ async fn assign(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+struct CommanderBody {
+    /// Who commands the run from now on.
+    to: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/commander", request_body = CommanderBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+async fn transfer_command(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.require_responder()?;
+    let id = run_id(&id)?;
+    let CommanderBody { to } = body(&bytes)?;
+    let to = person(to.trim());
+    state.engine.transfer_command(id, &caller.user.actor(), &to).await?;
+    ok(json!({ "commander": to.as_str() }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NoteBody {
     text: String,
     step: Option<String>,
@@ -878,11 +900,11 @@ async fn run_events(
     info(title = "Steady", description = "Runbook execution with approval gates"),
     paths(
         healthz, metrics, login, logout, whoami, list_runbooks, runbook_versions, runbook_source, publish,
-        list_runs, start_run, get_run, cancel_run, decide, assign, add_note, answer_step, run_events, audit,
+        list_runs, start_run, get_run, cancel_run, decide, assign, transfer_command, add_note, answer_step, run_events, audit,
         verify_audit, export_audit, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
     ),
     components(schemas(
-        Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, NoteBody, AnswerBody, NewUser, UserUpdate,
+        Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, CommanderBody, NoteBody, AnswerBody, NewUser, UserUpdate,
         NewToken
     )),
     modifiers(&BearerAuth)

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/notes", post(note))
         .route("/runs/{id}/assign", post(assign))
+        .route("/runs/{id}/commander", post(transfer))
         .route("/runbooks", get(runbooks))
         .route("/runbooks/{name}", get(runbook_page))
         .route("/runbooks/{name}/start", post(start))
@@ -899,6 +900,8 @@ async fn assign(
 // ---------------------------------------------------------------------------------- runbooks
 
 struct RunbookRow {
+    /// Lint warnings of the current version, as `line: message`.
+    warnings: Vec<String>,
     name: String,
     title: Option<String>,
     version: u32,
@@ -958,7 +961,14 @@ async fn runbooks(State(state): State<AppState>, me: Me) -> PageResult {
         let date = |at: Option<chrono::DateTime<chrono::Utc>>| {
             at.map(|at| at.format("%Y-%m-%d").to_string())
         };
+        let warnings = steady_engine::parse(&latest.source)
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .map(|d| format!("line {}: {}", d.at.line, d.message))
+            .collect();
         rows.push(RunbookRow {
+            warnings,
             name,
             title: runbook.title.clone(),
             version: latest.version,
@@ -1633,4 +1643,25 @@ async fn revoke(
     let id: Uuid = id.parse().map_err(|_| AppError::not_found("no such token"))?;
     state.accounts.revoke_token(id, &me.actor).await?;
     Ok(Redirect::to("/users").into_response())
+}
+
+#[derive(Deserialize)]
+struct TransferForm {
+    #[serde(default)]
+    csrf: String,
+    to: String,
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    me: Me,
+    Form(form): Form<TransferForm>,
+) -> PageResult {
+    check_csrf(&me, &form.csrf)?;
+    me.caller.require_responder()?;
+    let id = run_id(&id)?;
+    let to = Actor::person(form.to.trim());
+    state.engine.transfer_command(id, &me.actor, &to).await?;
+    Ok(back_to(id, ""))
 }

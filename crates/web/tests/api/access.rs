@@ -265,6 +265,7 @@ async fn the_openapi_document_describes_every_route() {
         "POST /api/v1/runs/{id}/cancel",
         "POST /api/v1/runs/{id}/decisions",
         "POST /api/v1/runs/{id}/assignments",
+        "POST /api/v1/runs/{id}/commander",
         "POST /api/v1/runs/{id}/notes",
         "GET /api/v1/runs/{id}/events",
         "POST /api/v1/runs/{id}/steps/{step}/{action}",

@@ -99,6 +99,7 @@ async fn every_route_refuses_whoever_may_not_use_it() {
         ("POST notes", [who, no, no, created, no, no]),
         ("POST cancel", actors_only),
         ("POST assignments", actors_only),
+        ("POST commander", actors_only),
         ("POST decisions", actors_only),
         ("GET audit", [who, ok, no, no, no, ok]),
         ("GET audit verify", [who, ok, no, no, no, ok]),
@@ -169,6 +170,14 @@ async fn every_route_refuses_whoever_may_not_use_it() {
                         Method::POST,
                         format!("/api/v1/runs/{run}/assignments"),
                         Some(json!({ "role": "approver", "person": "ned" })),
+                    )
+                }
+                "POST commander" => {
+                    let run = f.run(f.rita(), "gated", "waiting").await;
+                    (
+                        Method::POST,
+                        format!("/api/v1/runs/{run}/commander"),
+                        Some(json!({ "to": "carl" })),
                     )
                 }
                 "POST decisions" => {
