@@ -43,10 +43,18 @@
     pending = setTimeout(function () { pending = null; refresh(); }, 300);
   }
 
+  // "My work" follows every run's events: a gate or manual step may start waiting anywhere.
+  function watchWork() {
+    if (!document.querySelector("[data-live=work]") || !window.EventSource) { return; }
+    var all = new EventSource("/api/v1/events");
+    ["step.waiting", "approval.granted", "approval.rejected", "approval.voided", "manual.completed",
+     "manual.failed", "gate.timed_out", "gate.escalated", "run.finished", "run.cancelled",
+     "role.assigned", "role.unassigned"]
+      .forEach(function (name) { all.addEventListener(name, schedule); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     watch();
-    if (document.querySelector("[data-live=work]") || document.body.getAttribute("data-page") === "work") {
-      setInterval(refresh, 5000);
-    }
+    watchWork();
   });
 })();

@@ -3,8 +3,8 @@
 //! PostgreSQL runbook calls (`psql`, `ssh`) are stand-ins on the server's PATH.
 //!
 //! - the commander dry-runs the PostgreSQL failover, starts it live and assigns the approver;
-//! - the approver, in a second browser, finds it in *my work* and approves with a comment,
-//!   while the commander's page follows the run without reloading;
+//! - the approver, in a second browser, sees it appear in *my work* without reloading and
+//!   approves with a comment, while the commander's page follows the run without reloading;
 //! - the commander sees why they may not approve their own run;
 //! - the auditor reads the history, filters the audit log, exports CSV and sees the chain intact.
 //!
@@ -244,6 +244,11 @@ async fn people_run_a_failover_in_the_browser() {
     assert!(dry.contains("○ would run"), "a dry run records what it would do");
     screenshot(&carol, "dry-run").await;
 
+    // The approver opens "my work" in another browser: nothing waits for her yet.
+    let alice = browser(&driver, &dir.join("alice-profile")).await;
+    sign_in(&alice, &base, "alice").await;
+    wait_for_text(&alice, "Nothing waits for you").await;
+
     // Live, with alice (and the commander too) as approvers.
     let run_path = start_failover(&carol, &base, "live", "alice, carol").await;
     wait_for_text(&carol, "✓ Done").await;
@@ -254,9 +259,7 @@ async fn people_run_a_failover_in_the_browser() {
     assert!(!own.contains("✓ Approve"));
     screenshot(&carol, "commander-at-the-gate").await;
 
-    // The approver, in another browser.
-    let alice = browser(&driver, &dir.join("alice-profile")).await;
-    sign_in(&alice, &base, "alice").await;
+    // Her "my work", untouched since she opened it, now shows the gate.
     let work = wait_for_text(&alice, "Sign off the promotion").await;
     assert!(work.contains(&run_path), "my work links to the run");
     screenshot(&alice, "my-work").await;

@@ -57,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/commander", post(transfer_command))
         .route("/api/v1/runs/{id}/notes", post(add_note))
         .route("/api/v1/runs/{id}/events", get(run_events))
+        .route("/api/v1/events", get(all_events))
         .route("/api/v1/runs/{id}/steps/{step}/{action}", post(answer_step))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(verify_audit))
@@ -827,14 +828,39 @@ async fn run_events(
     headers: HeaderMap,
     caller: Caller,
 ) -> ApiResult {
-    use axum::response::sse::{Event, KeepAlive, Sse};
     let id = run_id(&id)?;
     if state.store.run_status(id).await?.is_none() {
         return Err(AppError::not_found(format!("no run {id}")));
     }
+    Ok(event_stream(state, caller, Some(id), resume_after(&headers, query.after)))
+}
+
+/// Every run's events as Server-Sent Events: what *my work* and dashboards follow.
+#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<i64>, Query, description = "Only events after this seq; the newest when absent"), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "text/event-stream of every run's audit events"), (status = 401, description = "Not signed in")))]
+async fn all_events(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> ApiResult {
+    let after = match resume_after(&headers, query.after) {
+        0 => state.store.latest_seq().await?,
+        after => after,
+    };
+    Ok(event_stream(state, caller, None, after))
+}
+
+fn resume_after(headers: &HeaderMap, after: Option<i64>) -> i64 {
     let resumed =
         headers.get("last-event-id").and_then(|value| value.to_str().ok()?.parse::<i64>().ok());
-    let after = resumed.or(query.after).unwrap_or(0);
+    resumed.or(after).unwrap_or(0)
+}
+
+/// Streams audit events after `after`: of one run (ending once the run has finished and all
+/// its events are sent), or of every run (events about accounts are not sent). The stream ends
+/// when the credentials it was opened with no longer hold.
+fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
     // Each step of the stream: the events read but not yet sent, the last seq sent, and when
     // the caller's credentials were last checked.
     let start = (state, caller, after, Vec::new(), tokio::time::Instant::now());
@@ -844,17 +870,19 @@ async fn run_events(
             loop {
                 if let Some(event) = pending.pop() {
                     let event: steady_engine::audit::AuditEvent = event;
+                    let after = event.seq;
+                    if event.run_id.is_none() {
+                        continue;
+                    }
                     let sse = Event::default()
                         .id(event.seq.to_string())
                         .event(event.action.clone())
                         .data(dto::audit_event(&event).to_string());
-                    let after = event.seq;
                     return Some((
                         Ok::<_, std::convert::Infallible>(sse),
                         (state, caller, after, pending, checked),
                     ));
                 }
-                // A stream outlives its request: it ends when the credentials it was opened with do.
                 if checked.elapsed() > std::time::Duration::from_secs(5) {
                     if !caller.still_valid(&state).await {
                         return None;
@@ -862,7 +890,7 @@ async fn run_events(
                     checked = tokio::time::Instant::now();
                 }
                 let filter = AuditFilter {
-                    run_id: Some(id),
+                    run_id: run,
                     after_seq: Some(after),
                     limit: Some(200),
                     ..AuditFilter::default()
@@ -873,8 +901,13 @@ async fn run_events(
                         pending.reverse();
                     }
                     _ => {
-                        // Everything of a finished run has been sent: the stream is done.
-                        let finished = matches!(state.store.run_status(id).await, Ok(Some(status)) if !status.is_active());
+                        // Everything of a finished run has been sent: its stream is done.
+                        let finished = match run {
+                            Some(id) => {
+                                matches!(state.store.run_status(id).await, Ok(Some(status)) if !status.is_active())
+                            }
+                            None => false,
+                        };
                         if finished {
                             // Its last events may have landed between the read and the status.
                             let last = state.store.audit_events(&filter).await.unwrap_or_default();
@@ -891,7 +924,7 @@ async fn run_events(
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// The OpenAPI document of this API, generated from the route annotations above.
@@ -900,7 +933,7 @@ async fn run_events(
     info(title = "Steady", description = "Runbook execution with approval gates"),
     paths(
         healthz, metrics, login, logout, whoami, list_runbooks, runbook_versions, runbook_source, publish,
-        list_runs, start_run, get_run, cancel_run, decide, assign, transfer_command, add_note, answer_step, run_events, audit,
+        list_runs, start_run, get_run, cancel_run, decide, assign, transfer_command, add_note, answer_step, run_events, all_events, audit,
         verify_audit, export_audit, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
     ),
     components(schemas(

@@ -268,6 +268,7 @@ async fn the_openapi_document_describes_every_route() {
         "POST /api/v1/runs/{id}/commander",
         "POST /api/v1/runs/{id}/notes",
         "GET /api/v1/runs/{id}/events",
+        "GET /api/v1/events",
         "POST /api/v1/runs/{id}/steps/{step}/{action}",
         "GET /api/v1/audit",
         "GET /api/v1/audit/verify",

@@ -91,6 +91,7 @@ async fn every_route_refuses_whoever_may_not_use_it() {
         ("GET runs", readers),
         ("GET run", readers),
         ("GET run events", readers),
+        ("GET all events", readers),
         ("POST runs", [who, no, no, created, created, no]),
         ("POST approve", actors_only),
         ("POST reject", actors_only),
@@ -127,7 +128,7 @@ async fn every_route_refuses_whoever_may_not_use_it() {
                         format!("name: fresh-{counter}\nsteps:\n  - id: nap\n    sleep: 1ms\n");
                     (Method::POST, "/api/v1/runbooks".into(), Some(json!({ "source": source })))
                 }
-                "GET runs" => (Method::GET, "/api/v1/runs".into(), None),
+                "GET runs" | "GET all events" => (Method::GET, "/api/v1/runs".into(), None),
                 "GET run" | "GET run events" => {
                     let run = f.run(&f.commander, "gated", "waiting").await;
                     let suffix = if case == "GET run events" { "/events" } else { "" };
@@ -217,7 +218,8 @@ async fn every_route_refuses_whoever_may_not_use_it() {
                 other => panic!("no request for {other}"),
             };
             let (method, path, body) = request;
-            let status = if case == "GET run events" {
+            let path = if case == "GET all events" { "/api/v1/events".to_owned() } else { path };
+            let status = if case == "GET run events" || case == "GET all events" {
                 // An event stream never ends: its status is all this case needs.
                 let mut request = f.server.client.get(format!("{}{path}", f.server.url));
                 if let Some(token) = token {
