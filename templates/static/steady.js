@@ -11,12 +11,21 @@
         if (!html) { return; }
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
         var main = document.getElementById("main");
-        if (fresh && main && !main.contains(document.activeElement)) {
-          main.replaceWith(fresh);
-          watch();
-        }
+        if (!fresh || !main) { return; }
+        // Never throw away what someone is typing: try again once they are done.
+        if (busy(main)) { setTimeout(refresh, 2000); return; }
+        main.replaceWith(fresh);
+        watch();
       })
       .catch(function () {});
+  }
+
+  // Whether someone is in the middle of filling a form on the page.
+  function busy(main) {
+    if (main.contains(document.activeElement) && document.activeElement.form) { return true; }
+    var fields = main.querySelectorAll("input[type=text], input:not([type]), textarea");
+    for (var i = 0; i < fields.length; i++) { if (fields[i].value) { return true; } }
+    return false;
   }
 
   var source = null;
@@ -35,6 +44,10 @@
        "run.finished", "run.needs_attention", "run.cancelled", "run.waiting", "decision.taken", "note.added",
        "role.assigned", "role.unassigned", "gate.timed_out", "gate.escalated", "run.rollback_started"]
         .forEach(function (name) { source.addEventListener(name, schedule); });
+      // A finished run sends nothing more: stop listening.
+      ["run.finished", "run.cancelled"].forEach(function (name) {
+        source.addEventListener(name, function () { source.close(); });
+      });
     }
   }
 

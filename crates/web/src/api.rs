@@ -611,10 +611,11 @@ struct ExportQuery {
     format: Option<String>,
     run: Option<Uuid>,
     actor: Option<String>,
+    action: Option<String>,
     since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "jsonl or csv"), ("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339")), responses((status = 200, description = "JSON Lines or CSV, streamed"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "jsonl or csv"), ("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339")), responses((status = 200, description = "JSON Lines or CSV, streamed"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 422, description = "Invalid input")))]
 async fn export_audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ExportQuery>,
@@ -632,12 +633,13 @@ async fn export_audit(
     let head = if csv { dto::audit_csv_header() } else { String::new() };
     // Pages of events, streamed as they are read, so that a large log never sits in memory.
     let pages = futures_util::stream::unfold(Some(0i64), move |after| {
-        let (state, actor) = (state.clone(), actor.clone());
+        let (state, actor, action) = (state.clone(), actor.clone(), query.action.clone());
         async move {
             let after = after?;
             let filter = AuditFilter {
                 run_id: query.run,
                 actor,
+                action,
                 since: query.since,
                 after_seq: Some(after),
                 limit: Some(5_000),
@@ -829,10 +831,23 @@ async fn run_events(
     caller: Caller,
 ) -> ApiResult {
     let id = run_id(&id)?;
-    if state.store.run_status(id).await?.is_none() {
+    let Some(status) = state.store.run_status(id).await? else {
         return Err(AppError::not_found(format!("no run {id}")));
+    };
+    let after = resume_after(&headers, query.after);
+    // A finished run with nothing left to send: 204 tells an EventSource to stop reconnecting.
+    if !status.is_active() {
+        let filter = AuditFilter {
+            run_id: Some(id),
+            after_seq: Some(after),
+            limit: Some(1),
+            ..AuditFilter::default()
+        };
+        if state.store.audit_events(&filter).await?.is_empty() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
     }
-    Ok(event_stream(state, caller, Some(id), resume_after(&headers, query.after)))
+    Ok(event_stream(state, caller, Some(id), after))
 }
 
 /// Every run's events as Server-Sent Events: what *my work* and dashboards follow.

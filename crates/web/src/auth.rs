@@ -141,7 +141,7 @@ pub async fn authenticate(
         return by_token(state, &secret_hash(secret.trim())).await;
     }
     let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
-    let caller = by_session(state, &secret_hash(&id)).await?;
+    let caller = by_session(state, &secret_hash(&id), true).await?;
     // A browser can be made to send the cookie by another site; it cannot be made to send
     // this header, which only Steady's own pages know.
     if csrf_header && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -173,7 +173,8 @@ impl Caller {
     /// disabled.
     pub async fn still_valid(&self, state: &AppState) -> bool {
         match (&self.session, &self.token_hash) {
-            (Some(session), _) => by_session(state, &session.id_hash).await.is_ok(),
+            // Checking does not count as using: a stream left open must not keep a session alive.
+            (Some(session), _) => by_session(state, &session.id_hash, false).await.is_ok(),
             (None, Some(hash)) => by_token(state, hash).await.is_ok(),
             (None, None) => false,
         }
@@ -188,7 +189,7 @@ async fn by_token(state: &AppState, hash: &str) -> Result<Caller, AppError> {
     Ok(Caller { user, session: None, token_hash: Some(hash.to_owned()) })
 }
 
-async fn by_session(state: &AppState, id_hash: &str) -> Result<Caller, AppError> {
+async fn by_session(state: &AppState, id_hash: &str, touch: bool) -> Result<Caller, AppError> {
     let session = state.accounts.session(id_hash).await?.ok_or_else(AppError::unauthenticated)?;
     let now = now();
     let idle =
@@ -202,7 +203,9 @@ async fn by_session(state: &AppState, id_hash: &str) -> Result<Caller, AppError>
         return Err(AppError::unauthenticated());
     }
     let user = active_user(state, &session.user).await?;
-    state.accounts.touch_session(id_hash, now).await?;
+    if touch {
+        state.accounts.touch_session(id_hash, now).await?;
+    }
     Ok(Caller { user, session: Some(session), token_hash: None })
 }
 

@@ -142,6 +142,15 @@ impl IntoResponse for PageError {
 
 type PageResult = Result<Response, PageError>;
 
+/// A link to `path` with the given query, every value encoded, empty ones left out.
+fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs.iter().filter(|(_, value)| !value.is_empty()) {
+        query.append_pair(key, value);
+    }
+    format!("{path}?{}", query.finish())
+}
+
 fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
@@ -202,17 +211,16 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     // A sign-in form posted from another site is refused: browsers say where a form came from.
+    // Behind a reverse proxy the public host arrives as X-Forwarded-Host.
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-        if !origin.ends_with(&format!("//{host}")) {
-            return (
-                StatusCode::FORBIDDEN,
-                render(&LoginPage {
-                    me: None,
-                    error: Some("sign in from Steady's own page".into()),
-                }),
-            )
-                .into_response();
+        let origin_host = origin.split("://").nth(1).unwrap_or_default();
+        let ours = [header::HOST.as_str(), "x-forwarded-host"]
+            .iter()
+            .filter_map(|name| headers.get(*name).and_then(|h| h.to_str().ok()))
+            .any(|host| host.split(',').any(|host| host.trim() == origin_host));
+        if !ours {
+            let page = LoginPage { me: None, error: Some("sign in from Steady's own page".into()) };
+            return (StatusCode::FORBIDDEN, render(&page)).into_response();
         }
     }
     match crate::api::sign_in(&state, &form.name, &form.password, &address).await {
@@ -300,7 +308,14 @@ async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                 StepKind::Manual(manual) => ("manual step", manual.role.name.clone()),
                 _ => continue,
             };
-            if !snapshot.holds(&me.actor, &role) {
+            let original = match &step.kind {
+                StepKind::Approval(gate) => gate.role.name.as_str(),
+                _ => role.as_str(),
+            };
+            let responder = me.caller.user.has(GlobalRole::Responder);
+            if !responder
+                || !(snapshot.holds(&me.actor, &role) || snapshot.holds(&me.actor, original))
+            {
                 continue;
             }
             let since = state_of.started_at.unwrap_or(record.created_at);
@@ -443,9 +458,15 @@ async fn runs(
     let records = state.store.runs(&filter).await?;
     let next_page = (records.len() == PAGE as usize).then(|| {
         let last = records.last().map(|r| r.id.to_string()).unwrap_or_default();
-        format!(
-            "/runs?status={}&runbook={}&mode={}&since={}&before={last}",
-            form.status, form.runbook, form.mode, form.since
+        link(
+            "/runs",
+            &[
+                ("status", &form.status),
+                ("runbook", &form.runbook),
+                ("mode", &form.mode),
+                ("since", &form.since),
+                ("before", &last),
+            ],
         )
     });
     let page = RunsPage {
@@ -1125,6 +1146,7 @@ struct ConfirmPage {
     me: Option<Me>,
     csrf: String,
     name: String,
+    version: u32,
     mode: String,
     plan: String,
     fields: Vec<(String, String)>,
@@ -1171,16 +1193,28 @@ async fn start(
         .map_err(steady_engine::engine::EngineError::Params)?;
     if field("confirmed") != "yes" {
         let plan = Plan::new(&runbook, &resolved).to_string();
-        let kept =
-            fields.iter().filter(|(k, _)| k != "csrf" && k != "confirmed").cloned().collect();
+        let kept = fields
+            .iter()
+            .filter(|(k, _)| k != "csrf" && k != "confirmed" && k != "version")
+            .cloned()
+            .collect();
         return Ok(render(&ConfirmPage {
             csrf: me.csrf.clone(),
             name,
+            version: latest.version,
             mode: mode.to_string(),
             plan,
             fields: kept,
             me: Some(me),
         }));
+    }
+    // What was confirmed is what runs: a version published since must be reviewed first.
+    if field("version") != latest.version.to_string() {
+        return Err(AppError::conflict(format!(
+            "{name} changed since you confirmed it: version {} is the latest now; review its plan again",
+            latest.version
+        ))
+        .into());
     }
     let id = state
         .engine
@@ -1424,23 +1458,31 @@ async fn audit(
         ..Default::default()
     };
     let events = state.store.audit_events(&filter).await?;
-    // Only the filters in use: the export API refuses empty values.
-    let mut export = Vec::new();
-    if let Some(run) = run {
-        export.push(format!("run={run}"));
-    }
-    if !form.actor.trim().is_empty() {
-        export.push(format!("actor={}", form.actor.trim()));
-    }
-    if let Some(since) = since {
-        export.push(format!("since={}", format_timestamp(since)));
-    }
-    let query: String = export.iter().map(|p| format!("&{p}")).collect();
+    let run_text = run.map(|id| id.to_string()).unwrap_or_default();
+    let since_text = since.map(format_timestamp).unwrap_or_default();
+    let export = |format: &str| {
+        link(
+            "/api/v1/audit/export",
+            &[
+                ("format", format),
+                ("run", &run_text),
+                ("actor", form.actor.trim()),
+                ("action", form.action.trim()),
+                ("since", &since_text),
+            ],
+        )
+    };
     let next_page = (events.len() == 200).then(|| {
-        let last = events.last().map_or(0, |e| e.seq);
-        format!(
-            "/audit?run={}&actor={}&action={}&since={}&after={last}",
-            form.run, form.actor, form.action, form.since
+        let last = events.last().map_or(0, |e| e.seq).to_string();
+        link(
+            "/audit",
+            &[
+                ("run", &form.run),
+                ("actor", &form.actor),
+                ("action", &form.action),
+                ("since", &form.since),
+                ("after", &last),
+            ],
         )
     });
     let rows = events
@@ -1463,7 +1505,10 @@ async fn audit(
             },
         })
         .collect();
+    let (export_csv, export_jsonl) = (export("csv"), export("jsonl"));
     let page = AuditPage {
+        export_csv,
+        export_jsonl,
         me: Some(me),
         intact: verification.first_broken.is_none(),
         events: verification.events,
@@ -1473,8 +1518,7 @@ async fn audit(
         filter_actor: form.actor,
         filter_action: form.action,
         filter_since: form.since,
-        export_csv: format!("/api/v1/audit/export?format=csv{query}"),
-        export_jsonl: format!("/api/v1/audit/export?format=jsonl{query}"),
+
         next_page,
     };
     Ok(render(&page))

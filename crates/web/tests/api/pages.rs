@@ -118,7 +118,7 @@ async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_b
         "{confirm}"
     );
     let mut confirmed = start.to_vec();
-    confirmed.push(("confirmed", "yes"));
+    confirmed.extend([("version", "1"), ("confirmed", "yes")]);
     let (status, _, location) = carol.post("/runbooks/restart/start", &confirmed).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let run_path = location.unwrap();
@@ -171,6 +171,20 @@ async fn pages_refuse_strangers_forged_forms_and_inline_scripts() {
         .post("/runbooks/restart/start", &[("csrf", "0".repeat(64).as_str()), ("mode", "live")])
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a form with a wrong token");
+
+    let behind_a_proxy = stranger
+        .post(format!("{}/login", server.url))
+        .header(header::ORIGIN, "https://steady.example.com")
+        .header("x-forwarded-host", "steady.example.com")
+        .form(&[("name", "carol"), ("password", "carol-password-long")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        behind_a_proxy.status(),
+        StatusCode::SEE_OTHER,
+        "the public host comes as X-Forwarded-Host"
+    );
 
     let from_elsewhere = stranger
         .post(format!("{}/login", server.url))
@@ -252,5 +266,48 @@ async fn auditors_admins_and_postmortems_have_their_pages() {
     assert!(
         markdown.starts_with("# restart — run ") && markdown.contains("| step.would_run |"),
         "{markdown}"
+    );
+}
+
+#[tokio::test]
+async fn what_was_confirmed_is_what_runs_and_links_keep_their_filters() {
+    use steady_engine::accounts::GlobalRole::Auditor;
+    let server = Server::start("pages-confirm").await;
+    publish(&server, RESTART).await;
+    server.person("carol", &[Responder]).await;
+    server.person("audrey", &[Auditor]).await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let (_, page) = carol.get("/runbooks/restart").await;
+    let token = csrf(&page);
+    let start = [("csrf", token.as_str()), ("param.service", "api"), ("mode", "dry-run")];
+    let (_, confirm, _) = carol.post("/runbooks/restart/start", &start).await;
+    assert!(confirm.contains(r#"name="version" value="1""#), "{confirm}");
+    // An author publishes a new version while the confirmation page is open.
+    publish(&server, &RESTART.replace("restarted", "rebooted")).await;
+    let mut confirmed = start.to_vec();
+    confirmed.extend([("version", "1"), ("confirmed", "yes")]);
+    let (status, refused, _) = carol.post("/runbooks/restart/start", &confirmed).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused.contains("version 2 is the latest now"), "{refused}");
+
+    // A finished run's event stream says there is nothing more.
+    let token = server.person("rita", &[Responder]).await;
+    let run = server
+        .post(
+            &token,
+            "/api/v1/runs",
+            serde_json::json!({ "runbook": "restart", "mode": "dry-run" }),
+        )
+        .await;
+    let run = run.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&token, &run, "succeeded").await;
+    let (status, _) = carol.get(&format!("/api/v1/runs/{run}/events?after=100000")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let audrey = Browser::sign_in(&server, "audrey").await;
+    let (_, audit) = audrey.get("/audit?actor=a%26b&action=note.added").await;
+    assert!(
+        audit.contains("actor=a%26b") && audit.contains("action=note.added"),
+        "filters are encoded into the export links: {audit}"
     );
 }
