@@ -587,7 +587,7 @@ fn run_view(runbook: &Runbook, record: &RunRecord) -> RunView {
         mode: record.mode.to_string(),
         status: run_badge(record.status),
         status_class: status_class(record.status.as_str()),
-        started: format_timestamp(record.created_at),
+        started: record.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         commander: record.commander.to_string(),
         started_by: record.started_by.to_string(),
         active: record.status.is_active(),
