@@ -5,8 +5,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use steady_engine::accounts::{ApiToken, GlobalRole, User};
-use steady_engine::engine::now;
+use steady_engine::accounts::GlobalRole;
 use steady_engine::run::Actor;
 
 use crate::app::{DbArgs, os_user};
@@ -70,11 +69,6 @@ fn local() -> Actor {
 pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
     match command {
         UserCommand::Add { name, roles, password_stdin, db } => {
-            if !steady_web::api::valid_user_name(&name) {
-                bail!(
-                    "`{name}` is not a user name: start with a-z and use a-z, 0-9, `.`, `_` and `-`"
-                );
-            }
             let database =
                 steady_storage::open_database(&db.db).await.context("cannot open the database")?;
             let (password, generated) = if password_stdin {
@@ -84,19 +78,16 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
             } else {
                 (steady_web::auth::new_secret()[..24].to_owned(), true)
             };
-            if password.chars().count() < 12 {
-                bail!("a password needs at least 12 characters");
-            }
-            let hash = steady_web::auth::hash_password(&password)
-                .map_err(|e| anyhow::anyhow!(e.message))?;
-            let user = User {
-                name: name.clone(),
-                roles,
-                password_hash: Some(hash),
-                disabled: false,
-                created_at: now(),
-            };
-            database.accounts.create_user(&user, &local()).await?;
+            let roles: Vec<String> = roles.iter().map(|role| role.as_str().to_owned()).collect();
+            steady_web::auth::create_account(
+                database.accounts.as_ref(),
+                &local(),
+                &name,
+                &roles,
+                Some(&password),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))?;
             if generated {
                 println!("created user `{name}` with password {password}  (shown once)");
             } else {
@@ -129,19 +120,10 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Create { user, label, db } => {
             let database =
                 steady_storage::open_database(&db.db).await.context("cannot open the database")?;
-            if database.accounts.user(&user).await?.is_none() {
-                bail!("no user `{user}`");
-            }
-            let secret = format!("stdy_{}", steady_web::auth::new_secret());
-            let token = ApiToken {
-                id: uuid::Uuid::now_v7(),
-                label,
-                user: user.clone(),
-                hash: steady_web::auth::secret_hash(&secret),
-                created_at: now(),
-                revoked_at: None,
-            };
-            database.accounts.create_token(&token, &local()).await?;
+            let (token, secret) =
+                steady_web::auth::issue_token(database.accounts.as_ref(), &local(), &user, &label)
+                    .await
+                    .map_err(|error| anyhow::anyhow!(error.message))?;
             println!("token {} for `{user}`: {secret}  (shown once)", token.id);
         }
         TokenCommand::Revoke { id, db } => {

@@ -29,6 +29,7 @@
   }
 
   var source = null;
+  var watchingWork = false;
   var pending = null;
 
   function watch() {
@@ -58,8 +59,10 @@
 
   // "My work" follows every run's events: a gate or manual step may start waiting anywhere.
   function watchWork() {
-    if (!document.querySelector("[data-live=work]") || !window.EventSource) { return; }
-    var all = new EventSource("/api/v1/events");
+    var work = document.querySelector("[data-live=work]");
+    if (!work || !window.EventSource || watchingWork) { return; }
+    watchingWork = true;
+    var all = new EventSource("/api/v1/events?after=" + (work.getAttribute("data-last-seq") || "0"));
     ["step.waiting", "approval.granted", "approval.rejected", "approval.voided", "manual.completed",
      "manual.failed", "gate.timed_out", "gate.escalated", "run.finished", "run.cancelled",
      "role.assigned", "role.unassigned"]

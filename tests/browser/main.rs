@@ -176,6 +176,12 @@ async fn wait_for_text(browser: &Client, text: &str) -> String {
     loop {
         let source = browser.source().await.expect("page source");
         if source.contains(text) {
+            if std::env::var_os("STEADY_BROWSER_TRACE").is_some() {
+                eprintln!(
+                    "{:>6} ms  {text}",
+                    (Instant::now() + Duration::from_secs(20) - deadline).as_millis()
+                );
+            }
             return source;
         }
         assert!(Instant::now() < deadline, "the page never showed {text:?}:\n{source}");

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use steady_engine::accounts::{ApiToken, GlobalRole, Session, User};
+use steady_engine::accounts::{GlobalRole, Session};
 use steady_engine::engine::{StartRun, now};
 use steady_engine::run::{Actor, Assignment, Decision, RunFilter, RunMode, RunStatus};
 use steady_engine::store::{AuditFilter, Published};
@@ -692,31 +692,14 @@ async fn create_user(
 ) -> ApiResult {
     caller.require(GlobalRole::Admin)?;
     let new: NewUser = body(&bytes)?;
-    if !valid_user_name(&new.name) {
-        return Err(AppError::invalid(
-            "a user name starts with a-z and uses a-z, 0-9, `.`, `_` and `-`",
-        ));
-    }
-    let roles = new
-        .roles
-        .iter()
-        .map(|role| {
-            role.parse::<GlobalRole>().map_err(|_| {
-                AppError::invalid(format!(
-                    "unknown role `{role}`: use admin, author, responder or auditor"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let password_hash = match new.password.as_deref() {
-        Some(password) if password.chars().count() < 12 => {
-            return Err(AppError::invalid("a password needs at least 12 characters"));
-        }
-        Some(password) => Some(auth::hash_password(password)?),
-        None => None,
-    };
-    let user = User { name: new.name, roles, password_hash, disabled: false, created_at: now() };
-    state.accounts.create_user(&user, &caller.user.actor()).await?;
+    let user = auth::create_account(
+        state.accounts.as_ref(),
+        &caller.user.actor(),
+        &new.name,
+        &new.roles,
+        new.password.as_deref(),
+    )
+    .await?;
     created(dto::user(&user))
 }
 
@@ -778,16 +761,8 @@ async fn create_token(
         }
         _ => caller.user.name.clone(),
     };
-    let secret = format!("stdy_{}", auth::new_secret());
-    let token = ApiToken {
-        id: Uuid::now_v7(),
-        label,
-        user: owner,
-        hash: auth::secret_hash(&secret),
-        created_at: now(),
-        revoked_at: None,
-    };
-    state.accounts.create_token(&token, &caller.user.actor()).await?;
+    let (token, secret) =
+        auth::issue_token(state.accounts.as_ref(), &caller.user.actor(), &owner, &label).await?;
     let mut value = dto::token(&token);
     value["secret"] = Value::String(secret);
     created(value)

@@ -247,3 +247,69 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         Ok(ClientAddress(client_address(&parts.extensions)))
     }
 }
+
+/// Creates an account: checks the name, the roles and the password, hashes the password.
+/// One way for the API, the pages and the CLI.
+pub async fn create_account(
+    accounts: &dyn steady_engine::accounts::Accounts,
+    by: &steady_engine::run::Actor,
+    name: &str,
+    roles: &[String],
+    password: Option<&str>,
+) -> Result<steady_engine::accounts::User, AppError> {
+    if !crate::api::valid_user_name(name) {
+        return Err(AppError::invalid(
+            "a user name starts with a-z and uses a-z, 0-9, `.`, `_` and `-`",
+        ));
+    }
+    let roles = roles
+        .iter()
+        .map(|role| {
+            role.parse::<GlobalRole>().map_err(|_| {
+                AppError::invalid(format!(
+                    "unknown role `{role}`: use admin, author, responder or auditor"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password_hash = match password {
+        Some(password) if password.chars().count() < 12 => {
+            return Err(AppError::invalid("a password needs at least 12 characters"));
+        }
+        Some(password) => Some(hash_password(password)?),
+        None => None,
+    };
+    let user = steady_engine::accounts::User {
+        name: name.to_owned(),
+        roles,
+        password_hash,
+        disabled: false,
+        created_at: now(),
+    };
+    accounts.create_user(&user, by).await?;
+    Ok(user)
+}
+
+/// Issues an API token for `user`; returns it with its secret, which is shown once and never
+/// stored. One way for the API, the pages and the CLI.
+pub async fn issue_token(
+    accounts: &dyn steady_engine::accounts::Accounts,
+    by: &steady_engine::run::Actor,
+    user: &str,
+    label: &str,
+) -> Result<(steady_engine::accounts::ApiToken, String), AppError> {
+    if accounts.user(user).await?.is_none() {
+        return Err(AppError::not_found(format!("no user `{user}`")));
+    }
+    let secret = format!("stdy_{}", new_secret());
+    let token = steady_engine::accounts::ApiToken {
+        id: uuid::Uuid::now_v7(),
+        label: label.to_owned(),
+        user: user.to_owned(),
+        hash: secret_hash(&secret),
+        created_at: now(),
+        revoked_at: None,
+    };
+    accounts.create_token(&token, by).await?;
+    Ok((token, secret))
+}

@@ -270,6 +270,9 @@ struct WorkItem {
 struct WorkPage {
     me: Option<Me>,
     items: Vec<WorkItem>,
+    /// The newest audit event when the page was rendered: the live script follows from here,
+    /// so that nothing happening between rendering and listening is missed.
+    last_seq: i64,
 }
 
 fn waited(since: chrono::DateTime<chrono::Utc>) -> String {
@@ -282,6 +285,7 @@ fn waited(since: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 async fn work(State(state): State<AppState>, me: Me) -> PageResult {
+    let last_seq = state.store.latest_seq().await?;
     let waiting = state
         .store
         .runs(&RunFilter {
@@ -337,7 +341,7 @@ async fn work(State(state): State<AppState>, me: Me) -> PageResult {
         }
     }
     items.sort_by_key(|item| item.since);
-    Ok(render(&WorkPage { me: Some(me), items }))
+    Ok(render(&WorkPage { me: Some(me), items, last_seq }))
 }
 
 // ---------------------------------------------------------------------------------- runs
