@@ -77,3 +77,15 @@ fn a_missing_path_is_a_usage_error() {
     let run = steady(&dir, &["validate"]);
     assert_eq!(run.code, 2, "no path at all: {}", run.stderr);
 }
+
+#[test]
+fn the_readme_example_is_a_valid_runbook() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let start = readme.find("```yaml\n").expect("a YAML example") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").expect("its end");
+    let dir = scratch("validate-readme");
+    write(&dir, "example.yaml", &readme[start..end]);
+    let run = steady(&dir, &["validate", "example.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("error"), "{}", run.stderr);
+}
