@@ -4,6 +4,7 @@
 //! - `validate`: `steady validate` over files and folders, exit codes and messages.
 //! - `plan`: `steady plan` of every shipped runbook, parameters, names and JSON.
 
+mod accounts;
 mod crash;
 mod plan;
 mod run;
