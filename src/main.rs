@@ -7,6 +7,7 @@ mod accounts;
 mod answer;
 mod app;
 mod audit;
+mod backup;
 mod inspect;
 mod plan;
 mod publish;
@@ -69,6 +70,8 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(accounts::TokenCommand),
+    /// Write a consistent, verified copy of the database to a new file, while Steady runs.
+    Backup(backup::Args),
     /// Apply database migrations.
     Migrate {
         #[command(flatten)]
@@ -116,6 +119,7 @@ async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Fail(args) => answer::answer(args, Answer::Fail).await,
         Command::Assign(args) => answer::assign(args).await,
         Command::Audit(command) => audit::run(command).await,
+        Command::Backup(args) => backup::run(args).await,
         Command::Migrate { db } => {
             app::App::open(&db).await?;
             println!("{} is up to date", db.db);

@@ -5,6 +5,7 @@
 //! - `plan`: `steady plan` of every shipped runbook, parameters, names and JSON.
 
 mod accounts;
+mod backup;
 mod crash;
 mod plan;
 mod run;

@@ -21,10 +21,21 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else {
-        let scheme = url.split(':').next().unwrap_or(url);
-        Err(StoreError::Database(format!(
-            "unsupported database URL scheme `{scheme}`: use sqlite://PATH"
-        )))
+        Err(unsupported_scheme(url))
+    }
+}
+
+fn unsupported_scheme(url: &str) -> StoreError {
+    let scheme = url.split(':').next().unwrap_or(url);
+    StoreError::Database(format!("unsupported database URL scheme `{scheme}`: use sqlite://PATH"))
+}
+
+/// Writes a consistent copy of the database a URL names to a new file, while it is in use.
+pub async fn backup(url: &str, to: &std::path::Path) -> Result<(), StoreError> {
+    if url.starts_with("sqlite:") {
+        SqliteStore::open(url).await?.backup_to(to).await
+    } else {
+        Err(unsupported_scheme(url))
     }
 }
 
@@ -41,6 +52,6 @@ pub async fn open_database(url: &str) -> Result<Database, StoreError> {
         let sqlite = Arc::new(SqliteStore::open(url).await?);
         Ok(Database { store: sqlite.clone(), accounts: sqlite })
     } else {
-        open(url).await.map(|_| unreachable!("only sqlite URLs open"))
+        Err(unsupported_scheme(url))
     }
 }

@@ -54,6 +54,23 @@ impl SqliteStore {
             .map_err(|error| StoreError::Database(format!("migration failed: {error}")))
     }
 
+    /// Writes a consistent copy of the whole database to a new file while it stays in use:
+    /// `VACUUM INTO` reads one snapshot, so writers go on and the copy has no half-written run.
+    /// The copy is a complete database: point `--db` at it to restore.
+    pub async fn backup_to(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        if to.exists() {
+            return Err(StoreError::Database(format!(
+                "{} already exists: a backup never overwrites a file",
+                to.display()
+            )));
+        }
+        let target = to
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("{} is not a UTF-8 path", to.display())))?;
+        sqlx::query("VACUUM INTO ?").bind(target).execute(&self.pool).await.map_err(database)?;
+        Ok(())
+    }
+
     /// The pool, for tests and tools that must reach under the store (the tamper test).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
