@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use steady_engine::run::{Decision, RunStatus};
+use steady_engine::run::{Decision, RunStatus, StepStatus};
 
 use crate::app::{App, DbArgs, person};
 
@@ -49,6 +49,16 @@ pub struct AssignArgs {
     db: DbArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct CommanderArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
+    /// Who commands the run from now on (`alice` is the account `user:alice`).
+    to: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
 /// Which answer a `GateArgs` command gives.
 #[derive(Debug, Clone, Copy)]
 pub enum Answer {
@@ -85,7 +95,7 @@ pub async fn answer(args: GateArgs, answer: Answer) -> anyhow::Result<ExitCode> 
         }
     };
     println!("step {}: {status}", args.step);
-    if status.as_str() != "waiting" {
+    if status != StepStatus::Waiting {
         println!("the run can go on: `steady resume {run_id}` drives it here");
     }
     Ok(ExitCode::SUCCESS)
@@ -99,5 +109,16 @@ pub async fn assign(args: AssignArgs) -> anyhow::Result<ExitCode> {
         let verb = if args.remove { "no longer holds" } else { "holds" };
         println!("{} {verb} `{role}` in run {run_id}", person(name));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hands command of a run to another person: the way on when the commander is unreachable,
+/// since nobody else may command a run over the web.
+pub async fn hand_over(args: CommanderArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    let to = person(&args.to);
+    app.engine.transfer_command(run_id, &app.actor, &to).await?;
+    println!("{to} commands run {run_id} now");
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,8 @@ enum Command {
     Fail(answer::GateArgs),
     /// Give run roles to people (`ROLE=PERSON`), or take them away.
     Assign(answer::AssignArgs),
+    /// Hand command of a run to another person.
+    Commander(answer::CommanderArgs),
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -118,6 +120,7 @@ async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Complete(args) => answer::answer(args, Answer::Complete).await,
         Command::Fail(args) => answer::answer(args, Answer::Fail).await,
         Command::Assign(args) => answer::assign(args).await,
+        Command::Commander(args) => answer::hand_over(args).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Backup(args) => backup::run(args).await,
         Command::Migrate { db } => {

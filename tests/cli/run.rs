@@ -160,6 +160,27 @@ fn a_failed_step_waits_for_the_commanders_decision() {
 }
 
 #[test]
+fn when_the_commander_is_unreachable_an_operator_on_the_host_hands_command_over() {
+    let dir = scratch("run-commander");
+    write(&dir, "restart.yaml", PROCEDURE);
+    let started = cli(&dir, &["run", "restart.yaml", "--assign", "operator=alice"]);
+    let id = run_id(&started);
+
+    let handed = cli(&dir, &["commander", &id, "bob"]);
+    assert_eq!(handed.code, 0, "{}", handed.stderr);
+    assert_eq!(handed.stdout, format!("user:bob commands run {id} now\n"));
+    let shown = cli(&dir, &["show", &id]);
+    assert!(shown.stdout.contains("commander  user:bob"), "{}", shown.stdout);
+    let audit = cli(&dir, &["audit", "export", "--run", &id]);
+    let transferred = audit
+        .stdout
+        .lines()
+        .find(|line| line.contains("run.commander_transferred"))
+        .expect("the hand-over is in the audit log");
+    assert!(transferred.contains("user:bob"), "{transferred}");
+}
+
+#[test]
 fn a_lock_held_by_an_active_run_refuses_a_second_one() {
     let dir = scratch("run-lock");
     write(
