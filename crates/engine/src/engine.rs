@@ -268,20 +268,8 @@ impl Engine {
         let steps = [(Phase::Main, &runbook.steps), (Phase::Rollback, &runbook.rollback)]
             .into_iter()
             .flat_map(|(phase, steps)| {
-                steps.iter().enumerate().map(move |(position, step)| StepState {
-                    step_id: step.id.clone(),
-                    phase,
-                    position: position as u32,
-                    status: StepStatus::Pending,
-                    attempt: 0,
-                    attempts_before_round: 0,
-                    started_at: None,
-                    finished_at: None,
-                    deadline: None,
-                    escalated_to: None,
-                    rendered: None,
-                    note: None,
-                    completed_by: None,
+                steps.iter().enumerate().map(move |(position, step)| {
+                    StepState::pending(&step.id, phase, position as u32)
                 })
             })
             .collect();

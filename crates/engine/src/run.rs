@@ -256,6 +256,27 @@ pub struct StepState {
     pub completed_by: Option<Actor>,
 }
 
+impl StepState {
+    /// A step of a run that has just started: pending, never attempted.
+    pub fn pending(step_id: &str, phase: Phase, position: u32) -> StepState {
+        StepState {
+            step_id: step_id.to_owned(),
+            phase,
+            position,
+            status: StepStatus::Pending,
+            attempt: 0,
+            attempts_before_round: 0,
+            started_at: None,
+            finished_at: None,
+            deadline: None,
+            escalated_to: None,
+            rendered: None,
+            note: None,
+            completed_by: None,
+        }
+    }
+}
+
 /// One execution of a step, with what it produced.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Attempt {

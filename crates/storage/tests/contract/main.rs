@@ -77,21 +77,7 @@ async fn new_run(store: &Arc<dyn Store>, lock: Option<&str>) -> Result<Uuid, Sto
         lease: None,
         revision: 0,
     };
-    let steps = vec![StepState {
-        step_id: "nap".into(),
-        phase: Phase::Main,
-        position: 0,
-        status: StepStatus::Pending,
-        attempt: 0,
-        attempts_before_round: 0,
-        started_at: None,
-        finished_at: None,
-        deadline: None,
-        escalated_to: None,
-        rendered: None,
-        note: None,
-        completed_by: None,
-    }];
+    let steps = vec![StepState::pending("nap", Phase::Main, 0)];
     let event = NewEvent::new(&actor(), AuditAction::RunStarted, Some(id));
     store.create_run(NewRun { run, steps, assignments: vec![], event }).await?;
     Ok(id)
