@@ -76,6 +76,59 @@ impl DurationHistogram {
     }
 }
 
+/// A `steady serve` process as the database knows it: it says it is alive every few seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The node's lease-owner name, `serve:<host>:<pid>`.
+    pub id: String,
+    /// Where it serves HTTP, as it was told to listen.
+    pub address: String,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// Hints that the database changed, made by this process or, where the database can say so
+/// (PostgreSQL's `LISTEN/NOTIFY`), by another. A hint can be missed (another process writing
+/// SQLite, a dropped listener connection), so whoever waits on one also polls now and then.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    /// Bumped when audit events were appended: what live event streams wait on.
+    pub events: tokio::sync::watch::Receiver<u64>,
+    /// Bumped when a run may need a driver (started, answered, decided, lease given up):
+    /// what executors wait on.
+    pub work: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The sending side of [`Changes`], kept by a store.
+#[derive(Debug)]
+pub struct ChangeSignals {
+    events: tokio::sync::watch::Sender<u64>,
+    work: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for ChangeSignals {
+    fn default() -> Self {
+        ChangeSignals {
+            events: tokio::sync::watch::Sender::new(0),
+            work: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl ChangeSignals {
+    pub fn events_appended(&self) {
+        self.events.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    pub fn work_available(&self) {
+        self.work.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> Changes {
+        Changes { events: self.events.subscribe(), work: self.work.subscribe() }
+    }
+}
+
 /// What publishing a runbook source did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
@@ -171,4 +224,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Recomputes the whole chain in `seq` order.
     async fn verify_audit(&self) -> Result<Verification, StoreError>;
+
+    /// Records that a server node is alive (inserting it the first time), and forgets nodes
+    /// silent for a day: each start of a process is a new node.
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError>;
+
+    /// Every node the database knows, oldest first; whether one is alive is read from
+    /// `last_seen`.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Hints that the database changed; see [`Changes`].
+    fn changes(&self) -> Changes;
 }

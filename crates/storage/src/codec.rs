@@ -12,7 +12,50 @@ use uuid::Uuid;
 
 pub(crate) use steady_engine::engine::now;
 
-fn corrupt(what: &str, text: &str) -> StoreError {
+/// A column of a stored row, whatever the database holds it: a column that is missing or of
+/// another type is `Corrupt`, never a panic. Both schemas keep the same five shapes.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn integer(&self, column: &str) -> Result<i64, StoreError>;
+    fn optional_integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                column_of(self, column)
+            }
+            fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                column_of(self, column)
+            }
+            fn integer(&self, column: &str) -> Result<i64, StoreError> {
+                column_of(self, column)
+            }
+            fn optional_integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                column_of(self, column)
+            }
+            fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                column_of(self, column)
+            }
+        }
+    };
+}
+columns_of!(sqlx::sqlite::SqliteRow);
+columns_of!(sqlx::postgres::PgRow);
+
+fn column_of<'r, R, T>(row: &'r R, column: &str) -> Result<T, StoreError>
+where
+    R: sqlx::Row,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    row.try_get(column).map_err(|error| StoreError::Corrupt(format!("column `{column}`: {error}")))
+}
+
+pub(crate) fn corrupt(what: &str, text: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} `{text}`"))
 }
 

@@ -2,6 +2,7 @@
 //! write is one `BEGIN IMMEDIATE` transaction, so writers queue instead of failing midway.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,10 +14,14 @@ use steady_engine::audit::{
     AuditEvent, ChainVerifier, GENESIS, NewEvent, Verification, format_timestamp, sha256_hex,
 };
 use steady_engine::run::*;
-use steady_engine::store::{AuditFilter, DurationHistogram, Published, Store, StoreError};
+use steady_engine::store::{
+    AuditFilter, ChangeSignals, Changes, DurationHistogram, NodeRecord, Published, Store,
+    StoreError,
+};
 use uuid::Uuid;
 
 use crate::codec::*;
+use crate::rows::*;
 
 mod accounts;
 
@@ -24,6 +29,9 @@ mod accounts;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Only this process's own changes: another process writing the same file is seen by
+    /// polling.
+    signals: Arc<ChangeSignals>,
 }
 
 impl SqliteStore {
@@ -41,7 +49,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(database)?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, signals: Arc::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -210,52 +218,6 @@ async fn upsert_attempt(
     Ok(())
 }
 
-fn run_record(row: &SqliteRow) -> Result<RunRecord, StoreError> {
-    let lease = match (
-        get::<Option<String>>(row, "lease_owner")?,
-        get::<Option<String>>(row, "lease_expires_at")?,
-    ) {
-        (Some(owner), Some(expires_at)) => {
-            Some(Lease { owner, expires_at: timestamp(&expires_at)? })
-        }
-        _ => None,
-    };
-    Ok(RunRecord {
-        id: uuid(&get::<String>(row, "id")?)?,
-        runbook: get(row, "runbook")?,
-        version: unsigned(get::<i64>(row, "version")?)?,
-        sha256: get(row, "sha256")?,
-        mode: name(&get::<String>(row, "mode")?)?,
-        status: name(&get::<String>(row, "status")?)?,
-        phase: name(&get::<String>(row, "phase")?)?,
-        started_by: Actor(get(row, "started_by")?),
-        commander: Actor(get(row, "commander")?),
-        params: json_from(&get::<String>(row, "params")?)?,
-        lock_key: get(row, "lock_key")?,
-        created_at: timestamp(&get::<String>(row, "created_at")?)?,
-        updated_at: timestamp(&get::<String>(row, "updated_at")?)?,
-        finished_at: optional_timestamp(get(row, "finished_at")?)?,
-        lease,
-        revision: get(row, "revision")?,
-    })
-}
-
-fn runbook_version(row: &SqliteRow) -> Result<RunbookVersion, StoreError> {
-    Ok(RunbookVersion {
-        name: get(row, "name")?,
-        version: unsigned(get::<i64>(row, "version")?)?,
-        sha256: get(row, "sha256")?,
-        source: get(row, "source")?,
-        published_by: Actor(get(row, "published_by")?),
-        published_at: timestamp(&get::<String>(row, "published_at")?)?,
-    })
-}
-
-fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
-    AuditEvent::from_stored(get(row, "body")?, get(row, "prev_hash")?, get(row, "hash")?)
-        .map_err(StoreError::Corrupt)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn publish(
@@ -302,6 +264,7 @@ impl Store for SqliteStore {
         .map_err(database)?;
         append_events(&mut tx, &[published_event(&version)]).await?;
         tx.commit().await.map_err(database)?;
+        self.signals.events_appended();
         Ok(Published::New(version))
     }
 
@@ -403,7 +366,10 @@ impl Store for SqliteStore {
             .map_err(database)?;
         }
         append_events(&mut tx, std::slice::from_ref(&new.event)).await?;
-        tx.commit().await.map_err(database)
+        tx.commit().await.map_err(database)?;
+        self.signals.events_appended();
+        self.signals.work_available();
+        Ok(())
     }
 
     async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError> {
@@ -426,26 +392,7 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?
         .iter()
-        .map(|row| {
-            Ok(StepState {
-                step_id: get(row, "step_id")?,
-                phase: name(&get::<String>(row, "phase")?)?,
-                position: unsigned(get::<i64>(row, "position")?)?,
-                status: name(&get::<String>(row, "status")?)?,
-                attempt: unsigned(get::<i64>(row, "attempt")?)?,
-                attempts_before_round: unsigned(get::<i64>(row, "attempts_before_round")?)?,
-                started_at: optional_timestamp(get(row, "started_at")?)?,
-                finished_at: optional_timestamp(get(row, "finished_at")?)?,
-                deadline: optional_timestamp(get(row, "deadline")?)?,
-                escalated_to: get(row, "escalated_to")?,
-                rendered: get::<Option<String>>(row, "rendered")?
-                    .as_deref()
-                    .map(json_from)
-                    .transpose()?,
-                note: get(row, "note")?,
-                completed_by: get::<Option<String>>(row, "completed_by")?.map(Actor),
-            })
-        })
+        .map(step_state)
         .collect::<Result<_, StoreError>>()?;
         let attempts =
             sqlx::query("SELECT * FROM step_attempts WHERE run_id = ? ORDER BY step_id, number")
@@ -454,30 +401,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(database)?
                 .iter()
-                .map(|row| {
-                    Ok(Attempt {
-                        step_id: get(row, "step_id")?,
-                        number: unsigned(get::<i64>(row, "number")?)?,
-                        status: get::<Option<String>>(row, "status")?
-                            .as_deref()
-                            .map(name)
-                            .transpose()?,
-                        started_at: optional_timestamp(get(row, "started_at")?)?,
-                        finished_at: optional_timestamp(get(row, "finished_at")?)?,
-                        exit_code: get(row, "exit_code")?,
-                        http_status: get::<Option<i64>>(row, "http_status")?
-                            .map(|s| u16::try_from(s).unwrap_or(0)),
-                        stdout: get(row, "stdout")?,
-                        stderr: get(row, "stderr")?,
-                        stdout_truncated: get(row, "stdout_truncated")?,
-                        stderr_truncated: get(row, "stderr_truncated")?,
-                        json: get::<Option<String>>(row, "json")?
-                            .as_deref()
-                            .map(json_from)
-                            .transpose()?,
-                        error: get(row, "error")?,
-                    })
-                })
+                .map(attempt)
                 .collect::<Result<_, StoreError>>()?;
         let votes = sqlx::query("SELECT * FROM votes WHERE run_id = ? ORDER BY at, id")
             .bind(&key)
@@ -485,19 +409,7 @@ impl Store for SqliteStore {
             .await
             .map_err(database)?
             .iter()
-            .map(|row| {
-                Ok(Vote {
-                    id: uuid(&get::<String>(row, "id")?)?,
-                    step_id: get(row, "step_id")?,
-                    actor: Actor(get(row, "actor")?),
-                    approve: get(row, "approve")?,
-                    comment: get(row, "comment")?,
-                    bound: json_from(&get::<String>(row, "bound")?)?,
-                    digest: get(row, "digest")?,
-                    at: timestamp(&get::<String>(row, "at")?)?,
-                    void: get(row, "void")?,
-                })
-            })
+            .map(vote)
             .collect::<Result<_, StoreError>>()?;
         let assignments = sqlx::query(
             "SELECT role, person FROM assignments WHERE run_id = ? ORDER BY role, person",
@@ -507,7 +419,7 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?
         .iter()
-        .map(|row| Ok(Assignment { role: get(row, "role")?, person: Actor(get(row, "person")?) }))
+        .map(assignment)
         .collect::<Result<_, StoreError>>()?;
         let notes = sqlx::query("SELECT * FROM notes WHERE run_id = ? ORDER BY at, id")
             .bind(&key)
@@ -515,15 +427,7 @@ impl Store for SqliteStore {
             .await
             .map_err(database)?
             .iter()
-            .map(|row| {
-                Ok(Note {
-                    id: uuid(&get::<String>(row, "id")?)?,
-                    step_id: get(row, "step_id")?,
-                    author: Actor(get(row, "author")?),
-                    text: get(row, "text")?,
-                    at: timestamp(&get::<String>(row, "at")?)?,
-                })
-            })
+            .map(note)
             .collect::<Result<_, StoreError>>()?;
         Ok(Some(RunSnapshot { run, steps, attempts, votes, assignments, notes }))
     }
@@ -705,7 +609,13 @@ impl Store for SqliteStore {
                 .map_err(database)?;
         }
         append_events(&mut tx, &transition.events).await?;
-        tx.commit().await.map_err(database)
+        tx.commit().await.map_err(database)?;
+        self.signals.events_appended();
+        // A person's change (an answer, a decision) may leave the run for a driver to take.
+        if transition.lease_owner.is_none() {
+            self.signals.work_available();
+        }
+        Ok(())
     }
 
     async fn acquire_lease(
@@ -747,6 +657,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(database)?;
+        self.signals.work_available();
         Ok(())
     }
 
@@ -773,7 +684,9 @@ impl Store for SqliteStore {
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         append_events(&mut tx, &events).await?;
-        tx.commit().await.map_err(database)
+        tx.commit().await.map_err(database)?;
+        self.signals.events_appended();
+        Ok(())
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
@@ -902,5 +815,41 @@ impl Store for SqliteStore {
         }
         let _ = reader.await;
         Ok(verifier.finish())
+    }
+
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let forget_before = format_timestamp(node.last_seen - chrono::Duration::days(1));
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO nodes (id, address, started_at, last_seen) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET address = excluded.address, last_seen = excluded.last_seen",
+        )
+        .bind(&node.id)
+        .bind(&node.address)
+        .bind(format_timestamp(node.started_at))
+        .bind(format_timestamp(node.last_seen))
+        .execute(&mut *tx)
+        .await
+        .map_err(database)?;
+        sqlx::query("DELETE FROM nodes WHERE last_seen < ?")
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        sqlx::query("SELECT * FROM nodes ORDER BY started_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database)?
+            .iter()
+            .map(node)
+            .collect()
+    }
+
+    fn changes(&self) -> Changes {
+        self.signals.subscribe()
     }
 }

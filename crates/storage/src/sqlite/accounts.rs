@@ -1,8 +1,7 @@
 //! Accounts on SQLite: users, sessions, tokens and the sign-in throttle.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use steady_engine::accounts::{Accounts, ApiToken, GlobalRole, Session, User};
+use steady_engine::accounts::{Accounts, ApiToken, Session, User};
 use steady_engine::audit::{AuditAction, NewEvent, format_timestamp};
 use steady_engine::run::{Actor, Timestamp};
 use steady_engine::store::StoreError;
@@ -10,42 +9,7 @@ use uuid::Uuid;
 
 use super::{SqliteStore, append_events, database, get, is_unique_violation};
 use crate::codec::*;
-
-fn user(row: &SqliteRow) -> Result<User, StoreError> {
-    let roles: String = get(row, "roles")?;
-    Ok(User {
-        name: get(row, "name")?,
-        roles: roles
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(name::<GlobalRole>)
-            .collect::<Result<_, _>>()?,
-        password_hash: get(row, "password_hash")?,
-        disabled: get(row, "disabled")?,
-        created_at: timestamp(&get::<String>(row, "created_at")?)?,
-    })
-}
-
-fn session(row: &SqliteRow) -> Result<Session, StoreError> {
-    Ok(Session {
-        id_hash: get(row, "id_hash")?,
-        user: get(row, "user_name")?,
-        csrf_token: get(row, "csrf_token")?,
-        created_at: timestamp(&get::<String>(row, "created_at")?)?,
-        last_seen: timestamp(&get::<String>(row, "last_seen")?)?,
-    })
-}
-
-fn token(row: &SqliteRow) -> Result<ApiToken, StoreError> {
-    Ok(ApiToken {
-        id: uuid(&get::<String>(row, "id")?)?,
-        label: get(row, "label")?,
-        user: get(row, "user_name")?,
-        hash: get(row, "hash")?,
-        created_at: timestamp(&get::<String>(row, "created_at")?)?,
-        revoked_at: optional_timestamp(get(row, "revoked_at")?)?,
-    })
-}
+use crate::rows::{session, token, user};
 
 #[async_trait]
 impl Accounts for SqliteStore {

@@ -1,5 +1,6 @@
 //! The store contract: what every `Store` implementation must do, written once against the
-//! trait and run against each backend (SQLite here; PostgreSQL joins with its own factory).
+//! trait and run unchanged against each backend: SQLite files, and a real PostgreSQL server
+//! the test kit starts.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -23,6 +24,10 @@ async fn sqlite(name: &str) -> Arc<dyn Store> {
         .expect("open")
 }
 
+async fn postgres(_name: &str) -> Arc<dyn Store> {
+    steady_storage::open(&steady_testkit::postgres_database()).await.expect("open")
+}
+
 /// Runs one contract story against every backend.
 macro_rules! contract {
     ($($story:ident),* $(,)?) => {
@@ -31,6 +36,14 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $story() {
                     super::$story(super::sqlite(stringify!($story)).await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(super::postgres(stringify!($story)).await).await;
                 }
             )*
         }

@@ -1,0 +1,253 @@
+//! Accounts on PostgreSQL: users, sessions, tokens and the sign-in throttle.
+
+use async_trait::async_trait;
+use steady_engine::accounts::{Accounts, ApiToken, Session, User};
+use steady_engine::audit::{AuditAction, NewEvent, format_timestamp};
+use steady_engine::run::{Actor, Timestamp};
+use steady_engine::store::StoreError;
+use uuid::Uuid;
+
+use super::{PostgresStore, append_events, database, is_unique_violation};
+use crate::codec::*;
+use crate::rows::{session, token, user};
+
+#[async_trait]
+impl Accounts for PostgresStore {
+    async fn create_user(&self, user: &User, by: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO users (name, roles, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.name)
+        .bind(roles.join(","))
+        .bind(&user.password_hash)
+        .bind(user.disabled)
+        .bind(format_timestamp(user.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Exists(user.name.clone()));
+            }
+            Err(error) => return Err(database(error)),
+        }
+        let event = NewEvent::new(by, AuditAction::UserCreated, None)
+            .data(serde_json::json!({ "user": user.name, "roles": roles }));
+        append_events(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(database)?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        sqlx::query("SELECT * FROM users ORDER BY name")
+            .fetch_all(self.pool())
+            .await
+            .map_err(database)?
+            .iter()
+            .map(user)
+            .collect()
+    }
+
+    async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        by: &Actor,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+            .bind(disabled)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(database)?;
+        }
+        let event = NewEvent::new(by, AuditAction::UserChanged, None)
+            .data(serde_json::json!({ "user": name, "disabled": disabled }));
+        append_events(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)?;
+        Ok(true)
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(self.pool())
+            .await
+            .map_err(database)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, last_seen) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.id_hash)
+        .bind(&session.user)
+        .bind(&session.csrf_token)
+        .bind(format_timestamp(session.created_at))
+        .bind(format_timestamp(session.last_seen))
+        .execute(self.pool())
+        .await
+        .map_err(database)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(database)?;
+        row.as_ref().map(session).transpose()
+    }
+
+    async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id_hash = $2")
+            .bind(format_timestamp(at))
+            .bind(id_hash)
+            .execute(self.pool())
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(self.pool())
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn delete_sessions_of(&self, user: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(user)
+            .execute(self.pool())
+            .await
+            .map_err(database)?;
+        Ok(())
+    }
+
+    async fn create_token(&self, token: &ApiToken, by: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, label, user_name, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(token.id.to_string())
+        .bind(&token.label)
+        .bind(&token.user)
+        .bind(&token.hash)
+        .bind(format_timestamp(token.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(database)?;
+        let event = NewEvent::new(by, AuditAction::TokenCreated, None).data(
+            serde_json::json!({ "token": token.id, "label": token.label, "user": token.user }),
+        );
+        append_events(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(database)?;
+        row.as_ref().map(token).transpose()
+    }
+
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM api_tokens WHERE ($1::text IS NULL OR user_name = $1) ORDER BY created_at",
+        )
+        .bind(user)
+        .fetch_all(self.pool())
+        .await
+        .map_err(database)?
+        .iter()
+        .map(token)
+        .collect()
+    }
+
+    async fn revoke_token(&self, id: Uuid, by: &Actor) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(format_timestamp(now()))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(database)?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let event = NewEvent::new(by, AuditAction::TokenRevoked, None)
+            .data(serde_json::json!({ "token": id }));
+        append_events(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)?;
+        Ok(true)
+    }
+
+    async fn record_login_failure(
+        &self,
+        name: &str,
+        address: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO login_failures (user_name, address, at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(address)
+            .bind(format_timestamp(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
+        let event = NewEvent::new(&Actor::user(name), AuditAction::LoginFailed, None)
+            .data(serde_json::json!({ "user": name, "address": address }));
+        append_events(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)
+    }
+
+    async fn login_failures(
+        &self,
+        name: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> Result<(u32, u32), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM login_failures WHERE user_name = $1 AND address = $2 AND at >= $3) AS by_user,
+                    (SELECT count(*) FROM login_failures WHERE address = $2 AND at >= $3) AS by_address",
+        )
+        .bind(name)
+        .bind(address)
+        .bind(format_timestamp(since))
+        .fetch_one(self.pool())
+        .await
+        .map_err(database)?;
+        let count =
+            |column: &str| row.integer(column).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        Ok((count("by_user")?, count("by_address")?))
+    }
+}
