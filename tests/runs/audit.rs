@@ -4,9 +4,9 @@ use steady_engine::run::RunStatus;
 
 use crate::*;
 
-#[tokio::test]
-async fn a_tampered_event_is_named_by_its_seq() {
-    let h = Harness::new("audit-tamper").await;
+stories!(a_tampered_event_is_named_by_its_seq, a_deleted_event_breaks_the_chain_where_it_was,);
+
+async fn a_tampered_event_is_named_by_its_seq(h: Harness) {
     h.publish(
         r#"
 name: audited
@@ -36,32 +36,33 @@ steps:
     h.verify_chain().await;
 
     // Steady refuses to change its log...
-    let refused = sqlx::query(
-        "UPDATE audit_events SET body = replace(body, 'steady', 'user:mallory') WHERE seq = 4",
-    )
-    .execute(h.sqlite.pool())
-    .await;
+    let refused = h
+        .raw
+        .execute(
+            "UPDATE audit_events SET body = replace(body, 'steady', 'user:mallory') WHERE seq = 4",
+        )
+        .await;
     assert!(refused.is_err(), "the log is append-only");
 
     // ...so an attacker with the database file drops the guard and edits one row.
-    sqlx::query("DROP TRIGGER audit_events_no_update").execute(h.sqlite.pool()).await.unwrap();
-    sqlx::query(
-        "UPDATE audit_events SET body = replace(body, '\"succeeded\"', '\"failed\"') WHERE seq = 4",
-    )
-    .execute(h.sqlite.pool())
-    .await
-    .unwrap();
+    h.raw.drop_append_only_guard().await;
+    let edited = h
+        .raw
+        .execute(
+            "UPDATE audit_events SET body = replace(body, '\"succeeded\"', '\"failed\"') WHERE seq = 4",
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited, 1);
     let verification = h.store.verify_audit().await.unwrap();
     assert_eq!((verification.first_broken, verification.events), (Some(4), 6));
 }
 
-#[tokio::test]
-async fn a_deleted_event_breaks_the_chain_where_it_was() {
-    let h = Harness::new("audit-delete").await;
+async fn a_deleted_event_breaks_the_chain_where_it_was(h: Harness) {
     h.publish("name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
     let run = h.start("tiny", &[], &[]).await;
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
-    sqlx::query("DROP TRIGGER audit_events_no_delete").execute(h.sqlite.pool()).await.unwrap();
-    sqlx::query("DELETE FROM audit_events WHERE seq = 3").execute(h.sqlite.pool()).await.unwrap();
+    h.raw.drop_append_only_guard().await;
+    assert_eq!(h.raw.execute("DELETE FROM audit_events WHERE seq = 3").await.unwrap(), 1);
     assert_eq!(h.store.verify_audit().await.unwrap().first_broken, Some(4));
 }

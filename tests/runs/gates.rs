@@ -5,6 +5,17 @@ use steady_engine::run::{Decision, RunStatus, StepStatus};
 
 use crate::*;
 
+stories!(
+    the_failover_story_needs_a_role_holder_other_than_the_starter,
+    a_quorum_of_two_needs_two_distinct_people,
+    one_rejection_ends_the_gate_and_the_rollback_runs,
+    a_gate_past_its_timeout_refuses_a_late_approval,
+    an_unanswered_gate_escalates_to_another_role,
+    an_approval_is_void_when_the_guarded_command_renders_differently_after_a_retry,
+    manual_steps_are_answered_by_role_holders_with_a_note,
+    a_gate_is_never_skipped_and_a_retried_gate_starts_afresh,
+);
+
 const FAILOVER: &str = r#"
 name: failover
 roles:
@@ -24,9 +35,7 @@ steps:
     timeout: 5s
 "#;
 
-#[tokio::test]
-async fn the_failover_story_needs_a_role_holder_other_than_the_starter() {
-    let h = Harness::new("gates-story").await;
+async fn the_failover_story_needs_a_role_holder_other_than_the_starter(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(&FAILOVER.replace("LEDGER", &ledger)).await;
     let starter = commander();
@@ -61,9 +70,7 @@ async fn the_failover_story_needs_a_role_holder_other_than_the_starter() {
     h.verify_chain().await;
 }
 
-#[tokio::test]
-async fn a_quorum_of_two_needs_two_distinct_people() {
-    let h = Harness::new("gates-quorum").await;
+async fn a_quorum_of_two_needs_two_distinct_people(h: Harness) {
     h.publish(
         r#"
 name: quorum
@@ -102,9 +109,7 @@ steps:
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
 }
 
-#[tokio::test]
-async fn one_rejection_ends_the_gate_and_the_rollback_runs() {
-    let h = Harness::new("gates-reject").await;
+async fn one_rejection_ends_the_gate_and_the_rollback_runs(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(
         &r#"
@@ -146,9 +151,7 @@ rollback:
     );
 }
 
-#[tokio::test]
-async fn a_gate_past_its_timeout_refuses_a_late_approval() {
-    let h = Harness::new("gates-timeout").await;
+async fn a_gate_past_its_timeout_refuses_a_late_approval(h: Harness) {
     h.publish(
         r#"
 name: slow
@@ -176,9 +179,7 @@ steps:
     assert!(h.actions(run).await.contains(&"gate.timed_out".to_owned()));
 }
 
-#[tokio::test]
-async fn an_unanswered_gate_escalates_to_another_role() {
-    let h = Harness::new("gates-escalate").await;
+async fn an_unanswered_gate_escalates_to_another_role(h: Harness) {
     h.publish(r#"
 name: escalating
 roles:
@@ -202,9 +203,9 @@ steps:
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
 }
 
-#[tokio::test]
-async fn an_approval_is_void_when_the_guarded_command_renders_differently_after_a_retry() {
-    let h = Harness::new("gates-void").await;
+async fn an_approval_is_void_when_the_guarded_command_renders_differently_after_a_retry(
+    h: Harness,
+) {
     let ledger = h.path("ledger");
     let flag = h.path("flag");
     h.publish(
@@ -247,9 +248,7 @@ steps:
     assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "user:alice\nuser:bob\n");
 }
 
-#[tokio::test]
-async fn manual_steps_are_answered_by_role_holders_with_a_note() {
-    let h = Harness::new("gates-manual").await;
+async fn manual_steps_are_answered_by_role_holders_with_a_note(h: Harness) {
     h.publish(
         r#"
 name: manual
@@ -280,9 +279,7 @@ steps:
     assert_eq!(h.statuses(run).await, ["fence=succeeded", "noted=succeeded", "confirm=failed"]);
 }
 
-#[tokio::test]
-async fn a_gate_is_never_skipped_and_a_retried_gate_starts_afresh() {
-    let h = Harness::new("gates-retry").await;
+async fn a_gate_is_never_skipped_and_a_retried_gate_starts_afresh(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(
         &r#"

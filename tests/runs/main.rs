@@ -1,5 +1,6 @@
-//! Run stories: the engine driving real runbooks against a real SQLite file, as an incident
-//! commander, approvers and Steady itself live them.
+//! Run stories: the engine driving real runbooks, as an incident commander, approvers and
+//! Steady itself live them. Every story runs twice, unchanged: on a real SQLite file and on a
+//! real PostgreSQL server that the test kit starts.
 //!
 //! - `steps`: every step kind, expectations, retries, timeouts, `on_failure`, secrets.
 //! - `gates`: approvals and manual steps: quorum, self-approval, rejection, timeout,
@@ -7,6 +8,28 @@
 //! - `modes`: dry runs touch nothing; drills run for real.
 //! - `recovery`: a driver that dies mid-step; leases; cancellation; decisions.
 //! - `audit`: the chain verifies, and a tampered row is found.
+
+/// Runs each story once on every backend, each on a fresh database.
+macro_rules! stories {
+    ($($story:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(crate::Harness::new(stringify!($story), crate::Backend::Sqlite).await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(crate::Harness::new(stringify!($story), crate::Backend::Postgres).await).await;
+                }
+            )*
+        }
+    };
+}
 
 mod audit;
 mod gates;
@@ -23,18 +46,55 @@ use steady_engine::engine::{DriveEnd, Engine, EngineConfig, Quiet, StartRun};
 use steady_engine::run::{Actor, Assignment, RunMode, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runner::Stop;
 use steady_engine::store::Store;
-use steady_storage::SqliteStore;
+use steady_storage::{PostgresStore, SqliteStore};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 pub const SECRET: &str = "s3cr3t-t0ken-value";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database under the store, for stories that play an attacker with database access.
+#[derive(Debug)]
+pub enum Raw {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Raw {
+    /// Runs one SQL statement as whoever holds the database, bypassing Steady.
+    pub async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        let done = match self {
+            Raw::Sqlite(store) => sqlx::query(sql).execute(store.pool()).await?.rows_affected(),
+            Raw::Postgres(store) => sqlx::query(sql).execute(store.pool()).await?.rows_affected(),
+        };
+        Ok(done)
+    }
+
+    /// Drops the triggers that keep the audit log append-only, as an attacker would.
+    pub async fn drop_append_only_guard(&self) {
+        let statements: &[&str] = match self {
+            Raw::Sqlite(_) => {
+                &["DROP TRIGGER audit_events_no_update", "DROP TRIGGER audit_events_no_delete"]
+            }
+            Raw::Postgres(_) => &["DROP TRIGGER audit_events_no_change ON audit_events"],
+        };
+        for statement in statements {
+            self.execute(statement).await.expect("drop the guard");
+        }
+    }
+}
 
 /// One database, one engine: a Steady node in a scratch folder.
 #[derive(Debug)]
 pub struct Harness {
     pub dir: PathBuf,
     pub url: String,
-    pub sqlite: SqliteStore,
+    pub raw: Raw,
     pub store: Arc<dyn Store>,
     pub engine: Engine,
 }
@@ -47,9 +107,17 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 impl Harness {
-    pub async fn new(name: &str) -> Harness {
-        let dir = scratch(name);
-        let url = format!("sqlite://{}", dir.join("steady.db").display());
+    pub async fn new(name: &str, backend: Backend) -> Harness {
+        let (dir, url) = match backend {
+            Backend::Sqlite => {
+                let dir = scratch(&format!("{name}-sqlite"));
+                let url = format!("sqlite://{}", dir.join("steady.db").display());
+                (dir, url)
+            }
+            Backend::Postgres => {
+                (scratch(&format!("{name}-postgres")), steady_testkit::postgres_database())
+            }
+        };
         Harness::on(dir, url, "node-a").await
     }
 
@@ -59,15 +127,20 @@ impl Harness {
     }
 
     async fn on(dir: PathBuf, url: String, node: &str) -> Harness {
-        let sqlite = SqliteStore::open(&url).await.expect("open database");
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let (raw, store): (Raw, Arc<dyn Store>) = if url.starts_with("sqlite:") {
+            let sqlite = SqliteStore::open(&url).await.expect("open database");
+            (Raw::Sqlite(sqlite.clone()), Arc::new(sqlite))
+        } else {
+            let postgres = PostgresStore::open(&url).await.expect("open database");
+            (Raw::Postgres(postgres.clone()), Arc::new(postgres))
+        };
         let config = EngineConfig {
             node: node.to_owned(),
             lease: Duration::from_secs(1),
             secrets: BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())]),
         };
         let engine = Engine::new(store.clone(), config);
-        Harness { dir, url, sqlite, store, engine }
+        Harness { dir, url, raw, store, engine }
     }
 
     /// A path in the scratch folder, for steps to leave traces in.

@@ -4,6 +4,11 @@ use steady_engine::run::{RunMode, RunStatus, StepStatus};
 
 use crate::*;
 
+stories!(
+    a_dry_run_executes_only_read_only_steps_and_checks,
+    a_drill_runs_for_real_and_is_labelled_a_drill,
+);
+
 const PROCEDURE: &str = r#"
 name: procedure
 roles:
@@ -31,9 +36,7 @@ steps:
     sleep: 10m
 "#;
 
-#[tokio::test]
-async fn a_dry_run_executes_only_read_only_steps_and_checks() {
-    let h = Harness::new("modes-dry").await;
+async fn a_dry_run_executes_only_read_only_steps_and_checks(h: Harness) {
     let (ledger, created) = (h.path("ledger"), h.path("created"));
     h.publish(&PROCEDURE.replace("LEDGER", &ledger).replace("CREATED", &created)).await;
     let run = h.start_in(RunMode::DryRun, "procedure", &[], &[]).await;
@@ -62,9 +65,7 @@ async fn a_dry_run_executes_only_read_only_steps_and_checks() {
     assert_eq!(snapshot.run.mode, RunMode::DryRun);
 }
 
-#[tokio::test]
-async fn a_drill_runs_for_real_and_is_labelled_a_drill() {
-    let h = Harness::new("modes-drill").await;
+async fn a_drill_runs_for_real_and_is_labelled_a_drill(h: Harness) {
     h.publish(
         r#"
 name: drill

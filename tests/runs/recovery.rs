@@ -9,6 +9,14 @@ use tokio::sync::watch;
 
 use crate::*;
 
+stories!(
+    a_step_with_side_effects_found_running_after_a_crash_waits_for_a_person,
+    an_idempotent_step_found_running_after_a_crash_runs_again,
+    cancelling_a_run_stops_its_running_step,
+    a_driver_asked_to_stop_finishes_its_step_and_leaves_the_run_resumable,
+    a_driver_whose_lease_is_gone_stops_and_records_nothing_more,
+);
+
 /// Drives the run in a task and drops that task once `ledger` shows the step started: the
 /// driver dies mid-step, as when its process is killed.
 async fn die_mid_step(h: &Harness, run: uuid::Uuid, ledger: &str) {
@@ -37,9 +45,7 @@ steps:
     timeout: 5s
 "#;
 
-#[tokio::test]
-async fn a_step_with_side_effects_found_running_after_a_crash_waits_for_a_person() {
-    let h = Harness::new("recovery-interrupted").await;
+async fn a_step_with_side_effects_found_running_after_a_crash_waits_for_a_person(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(&RISKY.replace("LEDGER", &ledger).replace("IDEMPOTENT", "")).await;
     let run = h.start("risky", &[], &[]).await;
@@ -64,9 +70,7 @@ async fn a_step_with_side_effects_found_running_after_a_crash_waits_for_a_person
     h.verify_chain().await;
 }
 
-#[tokio::test]
-async fn an_idempotent_step_found_running_after_a_crash_runs_again() {
-    let h = Harness::new("recovery-rerun").await;
+async fn an_idempotent_step_found_running_after_a_crash_runs_again(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(&RISKY.replace("LEDGER", &ledger).replace("IDEMPOTENT", "idempotent: true")).await;
     let run = h.start("risky", &[], &[]).await;
@@ -84,9 +88,7 @@ async fn an_idempotent_step_found_running_after_a_crash_runs_again() {
     assert_eq!(attempts, ["interrupted", "succeeded"]);
 }
 
-#[tokio::test]
-async fn cancelling_a_run_stops_its_running_step() {
-    let h = Harness::new("recovery-cancel").await;
+async fn cancelling_a_run_stops_its_running_step(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(
         &r#"
@@ -119,9 +121,7 @@ steps:
     assert_eq!(h.statuses(run).await, ["wait=cancelled", "never=cancelled"]);
 }
 
-#[tokio::test]
-async fn a_driver_asked_to_stop_finishes_its_step_and_leaves_the_run_resumable() {
-    let h = Harness::new("recovery-stop").await;
+async fn a_driver_asked_to_stop_finishes_its_step_and_leaves_the_run_resumable(h: Harness) {
     h.publish(
         r#"
 name: stoppable
@@ -148,9 +148,7 @@ steps:
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
 }
 
-#[tokio::test]
-async fn a_driver_whose_lease_is_gone_stops_and_records_nothing_more() {
-    let h = Harness::new("recovery-lease-lost").await;
+async fn a_driver_whose_lease_is_gone_stops_and_records_nothing_more(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(
         &r#"

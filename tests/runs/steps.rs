@@ -4,9 +4,21 @@ use steady_engine::run::{RunStatus, StepStatus};
 
 use crate::*;
 
-#[tokio::test]
-async fn commands_checks_and_sleeps_run_in_order_and_record_their_output() {
-    let h = Harness::new("steps-basic").await;
+stories!(
+    commands_checks_and_sleeps_run_in_order_and_record_their_output,
+    expectations_decide_failure_and_on_failure_decides_what_follows,
+    a_failed_step_pauses_the_run_for_the_commanders_decision,
+    skip_and_abort_are_decisions_too,
+    retries_run_again_after_their_delay_and_count_attempts,
+    a_timeout_kills_the_whole_process_group,
+    output_beyond_one_mebibyte_is_cut_and_the_cut_recorded,
+    secrets_never_reach_stored_output_or_the_audit_log,
+    a_lock_key_admits_one_active_run_across_runbooks,
+    a_failed_step_with_on_failure_rollback_runs_the_rollback_sequence,
+    http_steps_send_rendered_requests_and_read_json_answers,
+);
+
+async fn commands_checks_and_sleeps_run_in_order_and_record_their_output(h: Harness) {
     h.publish(
         r#"
 name: basic
@@ -70,9 +82,7 @@ steps:
     h.verify_chain().await;
 }
 
-#[tokio::test]
-async fn expectations_decide_failure_and_on_failure_decides_what_follows() {
-    let h = Harness::new("steps-failure").await;
+async fn expectations_decide_failure_and_on_failure_decides_what_follows(h: Harness) {
     h.publish(
         r#"
 name: failing
@@ -117,9 +127,7 @@ steps:
     );
 }
 
-#[tokio::test]
-async fn a_failed_step_pauses_the_run_for_the_commanders_decision() {
-    let h = Harness::new("steps-pause").await;
+async fn a_failed_step_pauses_the_run_for_the_commanders_decision(h: Harness) {
     let flag = h.path("ready");
     h.publish(
         &r#"
@@ -153,9 +161,7 @@ steps:
     assert_eq!(h.snapshot(run).await.step("wait_for_flag").unwrap().attempt, 2);
 }
 
-#[tokio::test]
-async fn skip_and_abort_are_decisions_too() {
-    let h = Harness::new("steps-skip-abort").await;
+async fn skip_and_abort_are_decisions_too(h: Harness) {
     h.publish(
         r#"
 name: decisions
@@ -182,9 +188,7 @@ steps:
     assert!(h.actions(run).await.contains(&"decision.taken".to_owned()));
 }
 
-#[tokio::test]
-async fn retries_run_again_after_their_delay_and_count_attempts() {
-    let h = Harness::new("steps-retries").await;
+async fn retries_run_again_after_their_delay_and_count_attempts(h: Harness) {
     let counter = h.path("count");
     h.publish(
         &r#"
@@ -207,9 +211,7 @@ steps:
     assert_eq!(statuses, ["failed", "failed", "succeeded"]);
 }
 
-#[tokio::test]
-async fn a_timeout_kills_the_whole_process_group() {
-    let h = Harness::new("steps-timeout").await;
+async fn a_timeout_kills_the_whole_process_group(h: Harness) {
     let pid_file = h.path("child.pid");
     h.publish(
         &r#"
@@ -236,9 +238,7 @@ steps:
     assert!(!alive, "the background child {child} was killed with its group: {state}");
 }
 
-#[tokio::test]
-async fn output_beyond_one_mebibyte_is_cut_and_the_cut_recorded() {
-    let h = Harness::new("steps-truncate").await;
+async fn output_beyond_one_mebibyte_is_cut_and_the_cut_recorded(h: Harness) {
     h.publish(
         r#"
 name: chatty
@@ -258,12 +258,10 @@ steps:
     assert!(attempt.stdout_truncated && !attempt.stderr_truncated);
 }
 
-#[tokio::test]
-async fn http_steps_send_rendered_requests_and_read_json_answers() {
+async fn http_steps_send_rendered_requests_and_read_json_answers(h: Harness) {
     let (url, received) =
         http_server(200, r#"{"healthy_backends": 4, "required_backends": 3}"#).await;
     let (down, _) = http_server(503, "{}").await;
-    let h = Harness::new("steps-http").await;
     h.publish(
         &r#"
 name: calling
@@ -318,9 +316,7 @@ steps:
     assert!(rendered.contains("Bearer ***") && !rendered.contains(SECRET), "{rendered}");
 }
 
-#[tokio::test]
-async fn secrets_never_reach_stored_output_or_the_audit_log() {
-    let h = Harness::new("steps-secrets").await;
+async fn secrets_never_reach_stored_output_or_the_audit_log(h: Harness) {
     h.publish(
         r#"
 name: secretive
@@ -345,9 +341,7 @@ steps:
     assert!(!everything.contains(SECRET), "a secret leaked into storage");
 }
 
-#[tokio::test]
-async fn a_lock_key_admits_one_active_run_across_runbooks() {
-    let h = Harness::new("steps-lock").await;
+async fn a_lock_key_admits_one_active_run_across_runbooks(h: Harness) {
     for name in ["failover-a", "failover-b"] {
         h.publish(
             &r#"
@@ -390,9 +384,7 @@ steps:
     h.start("failover-b", &[("cluster", "main")], &[]).await;
 }
 
-#[tokio::test]
-async fn a_failed_step_with_on_failure_rollback_runs_the_rollback_sequence() {
-    let h = Harness::new("steps-rollback").await;
+async fn a_failed_step_with_on_failure_rollback_runs_the_rollback_sequence(h: Harness) {
     let ledger = h.path("ledger");
     h.publish(
         &r#"

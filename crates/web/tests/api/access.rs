@@ -6,9 +6,22 @@ use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder};
 
 use crate::*;
 
-#[tokio::test]
-async fn nobody_gets_in_without_credentials() {
-    let server = Server::start("anonymous").await;
+on_every_backend!(
+    nobody_gets_in_without_credentials,
+    global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users,
+    a_revoked_token_opens_nothing,
+    sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id,
+    an_idle_session_expires,
+    failed_sign_ins_are_throttled_and_audited,
+    the_openapi_document_describes_every_route,
+    runs_are_listed_in_keyset_pages_and_bad_queries_are_422s,
+    an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working,
+    sign_in_refuses_forms_and_parallel_guessing,
+    an_event_stream_ends_when_its_token_is_revoked,
+);
+
+async fn nobody_gets_in_without_credentials(backend: Backend) {
+    let server = Server::start("anonymous", backend).await;
     for (method, path) in [
         (Method::GET, "/api/v1/runs"),
         (Method::POST, "/api/v1/runs"),
@@ -26,9 +39,10 @@ async fn nobody_gets_in_without_credentials() {
     assert_eq!(server.call(None, Method::GET, "/healthz", None).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users() {
-    let server = Server::start("roles").await;
+async fn global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users(
+    backend: Backend,
+) {
+    let server = Server::start("roles", backend).await;
     let admin = server.person("ada", &[Admin]).await;
     let author = server.person("arthur", &[Author]).await;
     let responder = server.person("rita", &[Responder]).await;
@@ -81,9 +95,8 @@ async fn global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage
     );
 }
 
-#[tokio::test]
-async fn a_revoked_token_opens_nothing() {
-    let server = Server::start("tokens").await;
+async fn a_revoked_token_opens_nothing(backend: Backend) {
+    let server = Server::start("tokens", backend).await;
     let admin = server.person("ada", &[Admin]).await;
     server.person("rita", &[Responder]).await;
     let created =
@@ -148,9 +161,8 @@ async fn with_cookie(
     request.json(&json!({ "text": "from the browser" })).send().await.unwrap().status()
 }
 
-#[tokio::test]
-async fn sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id() {
-    let server = Server::start("sessions").await;
+async fn sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id(backend: Backend) {
+    let server = Server::start("sessions", backend).await;
     server.person("rita", &[Responder]).await;
     publish(&server, "name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
 
@@ -193,13 +205,12 @@ async fn sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id() {
     );
 }
 
-#[tokio::test]
-async fn an_idle_session_expires() {
+async fn an_idle_session_expires(backend: Backend) {
     let config = steady_web::ServerConfig {
         session_idle: std::time::Duration::from_millis(300),
         ..Default::default()
     };
-    let server = Server::start_with("idle", config).await;
+    let server = Server::start_with("idle", backend, config).await;
     server.person("rita", &[Responder]).await;
     let (cookie, _) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
     assert_eq!(
@@ -213,9 +224,8 @@ async fn an_idle_session_expires() {
     );
 }
 
-#[tokio::test]
-async fn failed_sign_ins_are_throttled_and_audited() {
-    let server = Server::start("throttle").await;
+async fn failed_sign_ins_are_throttled_and_audited(backend: Backend) {
+    let server = Server::start("throttle", backend).await;
     server.person("rita", &[Responder]).await;
     let auditor = server.person("audrey", &[Auditor]).await;
     for _ in 0..5 {
@@ -233,9 +243,8 @@ async fn failed_sign_ins_are_throttled_and_audited() {
     assert_eq!(failures.body.as_array().unwrap().len(), 5, "throttled attempts leave no trace");
 }
 
-#[tokio::test]
-async fn the_openapi_document_describes_every_route() {
-    let server = Server::start("openapi").await;
+async fn the_openapi_document_describes_every_route(backend: Backend) {
+    let server = Server::start("openapi", backend).await;
     let document = server.call(None, Method::GET, "/api/v1/openapi.json", None).await;
     assert_eq!(document.status, StatusCode::OK);
     assert!(document.body["openapi"].as_str().unwrap().starts_with("3."));
@@ -288,9 +297,8 @@ async fn the_openapi_document_describes_every_route() {
     assert!(document.body["components"]["schemas"]["StartBody"].is_object());
 }
 
-#[tokio::test]
-async fn runs_are_listed_in_keyset_pages_and_bad_queries_are_422s() {
-    let server = Server::start("paging").await;
+async fn runs_are_listed_in_keyset_pages_and_bad_queries_are_422s(backend: Backend) {
+    let server = Server::start("paging", backend).await;
     publish(&server, "name: tiny\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
     let rita = server.person("rita", &[Responder]).await;
     let mut started = Vec::new();
@@ -319,9 +327,8 @@ async fn runs_are_listed_in_keyset_pages_and_bad_queries_are_422s() {
     }
 }
 
-#[tokio::test]
-async fn an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working() {
-    let server = Server::start("disable").await;
+async fn an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working(backend: Backend) {
+    let server = Server::start("disable", backend).await;
     let admin = server.person("ada", &[Admin]).await;
     let rita = server.person("rita", &[Responder]).await;
     let (cookie, _) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
@@ -344,9 +351,8 @@ async fn an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working() {
     assert_eq!(by_rita.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn sign_in_refuses_forms_and_parallel_guessing() {
-    let server = Server::start("sign-in-abuse").await;
+async fn sign_in_refuses_forms_and_parallel_guessing(backend: Backend) {
+    let server = Server::start("sign-in-abuse", backend).await;
     server.person("rita", &[Responder]).await;
     let auditor = server.person("audrey", &[Auditor]).await;
     // A cross-site form can only send text/plain.
@@ -374,9 +380,8 @@ async fn sign_in_refuses_forms_and_parallel_guessing() {
     assert_eq!(failures.body.as_array().unwrap().len(), 5, "only real attempts are audited");
 }
 
-#[tokio::test]
-async fn an_event_stream_ends_when_its_token_is_revoked() {
-    let server = Server::start("stream-revoked").await;
+async fn an_event_stream_ends_when_its_token_is_revoked(backend: Backend) {
+    let server = Server::start("stream-revoked", backend).await;
     let admin = server.person("ada", &[Admin]).await;
     server.person("rita", &[Responder]).await;
     publish(&server, "name: gated\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n").await;

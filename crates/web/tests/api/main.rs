@@ -1,11 +1,34 @@
-//! The API over real HTTP: a server on port 0 with a real SQLite file, people with tokens or
-//! sessions, and the stories incident commanders and approvers live.
+//! The API over real HTTP: a server on port 0, people with tokens or sessions, and the stories
+//! incident commanders and approvers live. Every test runs twice, unchanged: on a real SQLite
+//! file and on a real PostgreSQL server that the test kit starts.
 //!
 //! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
 //! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
+
+/// Runs each test once on every backend.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
 
 mod access;
 mod matrix;
@@ -38,19 +61,29 @@ pub struct Response {
     pub body: Value,
 }
 
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 impl Server {
-    pub async fn start(name: &str) -> Server {
-        Server::start_with(name, ServerConfig::default()).await
+    pub async fn start(name: &str, backend: Backend) -> Server {
+        Server::start_with(name, backend, ServerConfig::default()).await
     }
 
-    pub async fn start_with(name: &str, config: ServerConfig) -> Server {
-        let dir = std::env::temp_dir().join(format!("steady-api-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        let database =
-            steady_storage::open_database(&format!("sqlite://{}", dir.join("steady.db").display()))
-                .await
-                .expect("database");
+    pub async fn start_with(name: &str, backend: Backend, config: ServerConfig) -> Server {
+        let url = match backend {
+            Backend::Sqlite => {
+                let dir =
+                    std::env::temp_dir().join(format!("steady-api-{name}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("scratch folder");
+                format!("sqlite://{}", dir.join("steady.db").display())
+            }
+            Backend::Postgres => steady_testkit::postgres_database(),
+        };
+        let database = steady_storage::open_database(&url).await.expect("database");
         let engine = Engine::new(
             database.store.clone(),
             EngineConfig {

@@ -8,6 +8,8 @@ use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder};
 
 use crate::*;
 
+on_every_backend!(every_route_refuses_whoever_may_not_use_it,);
+
 const GATED: &str = "name: gated\nroles:\n  approver: {}\n  operator: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n  - id: act\n    run: [\"true\"]\n    timeout: 5s\n";
 const MANUAL: &str = "name: manual\nroles:\n  operator: {}\nsteps:\n  - id: watch\n    manual: { role: operator, instructions: Watch. }\n";
 const FAILING: &str = "name: failing\nsteps:\n  - id: broken\n    run: [\"false\"]\n    read_only: true\n    timeout: 5s\n";
@@ -23,8 +25,8 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new() -> Fixture {
-        let server = Server::start("matrix").await;
+    async fn new(backend: Backend) -> Fixture {
+        let server = Server::start("matrix", backend).await;
         for source in [GATED, MANUAL, FAILING] {
             assert_eq!(publish(&server, source).await.status, StatusCode::CREATED);
         }
@@ -72,9 +74,8 @@ impl Fixture {
 /// What a case sets up for one person before they try: `(method, path, body)`.
 type Request = (Method, String, Option<Value>);
 
-#[tokio::test]
-async fn every_route_refuses_whoever_may_not_use_it() {
-    let f = Fixture::new().await;
+async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
+    let f = Fixture::new(backend).await;
     use StatusCode as S;
     let (ok, created, gone, no, who) =
         (S::OK, S::CREATED, S::NO_CONTENT, S::FORBIDDEN, S::UNAUTHORIZED);

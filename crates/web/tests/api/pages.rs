@@ -6,6 +6,13 @@ use steady_engine::accounts::GlobalRole::Responder;
 
 use crate::*;
 
+on_every_backend!(
+    a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser,
+    pages_refuse_strangers_forged_forms_and_inline_scripts,
+    auditors_admins_and_postmortems_have_their_pages,
+    what_was_confirmed_is_what_runs_and_links_keep_their_filters,
+);
+
 const RESTART: &str = r#"
 name: restart
 title: Restart the API
@@ -89,9 +96,10 @@ fn csrf(html: &str) -> String {
     html[start..start + 64].to_owned()
 }
 
-#[tokio::test]
-async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser() {
-    let server = Server::start("pages-story").await;
+async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser(
+    backend: Backend,
+) {
+    let server = Server::start("pages-story", backend).await;
     publish(&server, RESTART).await;
     server.person("carol", &[Responder]).await;
     server.person("alice", &[Responder]).await;
@@ -149,9 +157,8 @@ async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_b
     assert!(done.contains("&#60;i&#62;go&#60;/i&#62;"), "comments are escaped: {done}");
 }
 
-#[tokio::test]
-async fn pages_refuse_strangers_forged_forms_and_inline_scripts() {
-    let server = Server::start("pages-guard").await;
+async fn pages_refuse_strangers_forged_forms_and_inline_scripts(backend: Backend) {
+    let server = Server::start("pages-guard", backend).await;
     publish(&server, RESTART).await;
     server.person("carol", &[Responder]).await;
     let stranger =
@@ -207,10 +214,9 @@ async fn pages_refuse_strangers_forged_forms_and_inline_scripts() {
     }
 }
 
-#[tokio::test]
-async fn auditors_admins_and_postmortems_have_their_pages() {
+async fn auditors_admins_and_postmortems_have_their_pages(backend: Backend) {
     use steady_engine::accounts::GlobalRole::{Admin, Auditor};
-    let server = Server::start("pages-more").await;
+    let server = Server::start("pages-more", backend).await;
     publish(&server, RESTART).await;
     publish(&server, &RESTART.replace("title: Restart the API", "title: Restart the API safely"))
         .await;
@@ -269,10 +275,9 @@ async fn auditors_admins_and_postmortems_have_their_pages() {
     );
 }
 
-#[tokio::test]
-async fn what_was_confirmed_is_what_runs_and_links_keep_their_filters() {
+async fn what_was_confirmed_is_what_runs_and_links_keep_their_filters(backend: Backend) {
     use steady_engine::accounts::GlobalRole::Auditor;
-    let server = Server::start("pages-confirm").await;
+    let server = Server::start("pages-confirm", backend).await;
     publish(&server, RESTART).await;
     server.person("carol", &[Responder]).await;
     server.person("audrey", &[Auditor]).await;

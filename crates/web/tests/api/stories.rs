@@ -6,6 +6,17 @@ use steady_engine::accounts::GlobalRole::{Auditor, Responder};
 
 use crate::*;
 
+on_every_backend!(
+    the_failover_story_over_http,
+    a_quorum_of_two_and_a_rejection_that_rolls_back,
+    a_held_lock_is_a_conflict_naming_the_run,
+    bad_input_is_a_4xx_that_says_where,
+    a_gate_past_its_timeout_refuses_a_late_approval,
+    a_run_streams_its_events_and_a_reconnect_resumes_where_it_left,
+    notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
+    the_server_takes_over_a_run_nobody_drives,
+);
+
 const FAILOVER: &str = r#"
 name: failover
 lock: "pg/{{ params.cluster }}"
@@ -25,9 +36,8 @@ steps:
     timeout: 5s
 "#;
 
-#[tokio::test]
-async fn the_failover_story_over_http() {
-    let server = Server::start("story").await;
+async fn the_failover_story_over_http(backend: Backend) {
+    let server = Server::start("story", backend).await;
     assert_eq!(publish(&server, FAILOVER).await.status, StatusCode::CREATED);
     let carol = server.person("carol", &[Responder]).await;
     let alice = server.person("alice", &[Responder]).await;
@@ -71,9 +81,8 @@ async fn the_failover_story_over_http() {
     assert!(metrics.contains("steady_step_duration_seconds_count 2\n"), "{metrics}");
 }
 
-#[tokio::test]
-async fn a_quorum_of_two_and_a_rejection_that_rolls_back() {
-    let server = Server::start("quorum").await;
+async fn a_quorum_of_two_and_a_rejection_that_rolls_back(backend: Backend) {
+    let server = Server::start("quorum", backend).await;
     publish(
         &server,
         r#"
@@ -129,9 +138,8 @@ rollback:
     assert_eq!(rolled["steps"][2]["status"], "succeeded");
 }
 
-#[tokio::test]
-async fn a_held_lock_is_a_conflict_naming_the_run() {
-    let server = Server::start("lock").await;
+async fn a_held_lock_is_a_conflict_naming_the_run(backend: Backend) {
+    let server = Server::start("lock", backend).await;
     publish(&server, FAILOVER).await;
     let carol = server.person("carol", &[Responder]).await;
     let start = json!({ "runbook": "failover", "params": { "cluster": "main" } });
@@ -142,9 +150,8 @@ async fn a_held_lock_is_a_conflict_naming_the_run() {
     assert!(second.body["error"]["message"].as_str().unwrap().contains(&run), "{}", second.body);
 }
 
-#[tokio::test]
-async fn bad_input_is_a_4xx_that_says_where() {
-    let server = Server::start("bad-input").await;
+async fn bad_input_is_a_4xx_that_says_where(backend: Backend) {
+    let server = Server::start("bad-input", backend).await;
     let broken = publish(&server, "name: broken\nsteps:\n  - id: nap\n    sleep: soon\n").await;
     assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
     let diagnostic = &broken.body["error"]["details"][0];
@@ -183,9 +190,8 @@ async fn bad_input_is_a_4xx_that_says_where() {
     assert_eq!(no_run.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn a_gate_past_its_timeout_refuses_a_late_approval() {
-    let server = Server::start("timeout").await;
+async fn a_gate_past_its_timeout_refuses_a_late_approval(backend: Backend) {
+    let server = Server::start("timeout", backend).await;
     publish(&server, "name: slow\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver, timeout: 300ms }\n").await;
     let carol = server.person("carol", &[Responder]).await;
     let alice = server.person("alice", &[Responder]).await;
@@ -260,9 +266,8 @@ async fn read_events(
         .collect()
 }
 
-#[tokio::test]
-async fn a_run_streams_its_events_and_a_reconnect_resumes_where_it_left() {
-    let server = Server::start("events").await;
+async fn a_run_streams_its_events_and_a_reconnect_resumes_where_it_left(backend: Backend) {
+    let server = Server::start("events", backend).await;
     publish(&server, FAILOVER).await;
     let carol = server.person("carol", &[Responder]).await;
     let alice = server.person("alice", &[Responder]).await;
@@ -329,15 +334,14 @@ async fn receiver(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
     received
 }
 
-#[tokio::test]
-async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down() {
+async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down(backend: Backend) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = steady_web::ServerConfig {
         notify: vec![format!("http://127.0.0.1:{port}/hook")],
         notify_backoff_max: std::time::Duration::from_millis(200),
         ..Default::default()
     };
-    let server = Server::start_with("notify", config).await;
+    let server = Server::start_with("notify", backend, config).await;
     publish(&server, FAILOVER).await;
     let carol = server.person("carol", &[Responder]).await;
     let alice = server.person("alice", &[Responder]).await;
@@ -386,10 +390,9 @@ async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down() {
     );
 }
 
-#[tokio::test]
-async fn the_server_takes_over_a_run_nobody_drives() {
+async fn the_server_takes_over_a_run_nobody_drives(backend: Backend) {
     // As after an interrupted `steady run`: a run that is `running` with no lease.
-    let server = Server::start("takeover").await;
+    let server = Server::start("takeover", backend).await;
     publish(&server, "name: tiny\nsteps:\n  - id: nap\n    sleep: 10ms\n").await;
     let carol = server.person("carol", &[Responder]).await;
     let run = server
