@@ -63,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/audit/verify", get(verify_audit))
         .route("/api/v1/audit/export", get(export_audit))
         .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/nodes", get(list_nodes))
         .route("/api/v1/users/{name}", axum::routing::put(update_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
@@ -123,7 +124,36 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
          # HELP steady_notifications_delivered_total Notifications delivered.\n# TYPE steady_notifications_delivered_total counter\nsteady_notifications_delivered_total {delivered}\n\
          # HELP steady_notification_failures_total Notification attempts that failed (retried).\n# TYPE steady_notification_failures_total counter\nsteady_notification_failures_total {failed}\n"
     ));
+    let now = steady_engine::engine::now();
+    let this = &state.engine.config().node;
+    let nodes = state.store.nodes().await?;
+    text.push_str(&format!(
+        "# HELP steady_node_up Server nodes on this database: 1 when heard from in the last {silent} s.\n# TYPE steady_node_up gauge\n",
+        silent = crate::NODE_SILENT_AFTER.as_secs()
+    ));
+    for node in &nodes {
+        text.push_str(&format!(
+            "steady_node_up{{node=\"{}\",address=\"{}\",this=\"{}\"}} {}\n",
+            label(&node.id),
+            label(&node.address),
+            node.id == *this,
+            u8::from(crate::node_is_up(node, now))
+        ));
+    }
+    text.push_str("# HELP steady_node_last_seen_seconds Seconds since each node last said it was alive.\n# TYPE steady_node_last_seen_seconds gauge\n");
+    for node in &nodes {
+        let silent = (now - node.last_seen).num_milliseconds() as f64 / 1000.0;
+        text.push_str(&format!(
+            "steady_node_last_seen_seconds{{node=\"{}\"}} {silent}\n",
+            label(&node.id)
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -410,7 +440,6 @@ async fn start_run(
             assignments,
         })
         .await?;
-    state.wake_executor.notify_one();
     let snapshot =
         state.store.run(id).await?.ok_or_else(|| AppError::not_found("the run vanished"))?;
     created(dto::snapshot(&snapshot))
@@ -459,7 +488,6 @@ async fn decide(
         .parse()
         .map_err(|_| AppError::invalid("decision must be retry, skip, rollback or abort"))?;
     let status = state.engine.decide(id, &caller.user.actor(), decision).await?;
-    state.wake_executor.notify_one();
     ok(json!({ "status": status.as_str() }))
 }
 
@@ -558,7 +586,6 @@ async fn answer_step(
         "fail" => engine.complete_manual(id, &step, &actor, false, comment).await?,
         _ => return Err(AppError::not_found("use approve, reject, complete or fail")),
     };
-    state.wake_executor.notify_one();
     ok(json!({ "step": step, "status": status.as_str() }))
 }
 
@@ -660,6 +687,19 @@ async fn export_audit(
     let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
     Ok(([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(body))
         .into_response())
+}
+
+/// The `steady serve` nodes on this database and whether each is up.
+#[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
+async fn list_nodes(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    caller.require_audit_reader()?;
+    let now = steady_engine::engine::now();
+    let this = &state.engine.config().node;
+    let nodes = state.store.nodes().await?;
+    ok(nodes
+        .iter()
+        .map(|node| dto::node(node, crate::node_is_up(node, now), node.id == *this))
+        .collect())
 }
 
 #[utoipa::path(get, path = "/api/v1/users", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
@@ -846,6 +886,9 @@ fn resume_after(headers: &HeaderMap, after: Option<i64>) -> i64 {
     resumed.or(after).unwrap_or(0)
 }
 
+/// How often a live event stream looks for new events when no hint wakes it.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Streams audit events after `after`: of one run (ending once the run has finished and all
 /// its events are sent), or of every run (events about accounts are not sent). The stream ends
 /// when the credentials it was opened with no longer hold.
@@ -853,10 +896,12 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
     use axum::response::sse::{Event, KeepAlive, Sse};
     // Each step of the stream: the events read but not yet sent, the last seq sent, and when
     // the caller's credentials were last checked.
-    let start = (state, caller, after, Vec::new(), tokio::time::Instant::now());
+    let mut events = state.store.changes().events;
+    events.mark_unchanged();
+    let start = (state, caller, after, Vec::new(), tokio::time::Instant::now(), events);
     let stream = futures_util::stream::unfold(
         start,
-        move |(state, caller, after, mut pending, mut checked)| async move {
+        move |(state, caller, after, mut pending, mut checked, mut events)| async move {
             loop {
                 if let Some(event) = pending.pop() {
                     let event: steady_engine::audit::AuditEvent = event;
@@ -870,7 +915,7 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
                         .data(dto::audit_event(&event).to_string());
                     return Some((
                         Ok::<_, std::convert::Infallible>(sse),
-                        (state, caller, after, pending, checked),
+                        (state, caller, after, pending, checked, events),
                     ));
                 }
                 if checked.elapsed() > std::time::Duration::from_secs(5) {
@@ -908,7 +953,9 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
                             pending.reverse();
                             continue;
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                        // New events here or on another node wake the stream; the poll
+                        // covers a missed hint.
+                        let _ = tokio::time::timeout(EVENTS_POLL, events.changed()).await;
                     }
                 }
             }
@@ -924,7 +971,7 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
     paths(
         healthz, metrics, login, logout, whoami, list_runbooks, runbook_versions, runbook_source, publish,
         list_runs, start_run, get_run, cancel_run, decide, assign, transfer_command, add_note, answer_step, run_events, all_events, audit,
-        verify_audit, export_audit, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
+        verify_audit, export_audit, list_nodes, list_users, create_user, update_user, list_tokens, create_token, revoke_token, openapi
     ),
     components(schemas(
         Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, CommanderBody, NoteBody, AnswerBody, NewUser, UserUpdate,

@@ -148,6 +148,19 @@ pub fn user(user: &User) -> Value {
     })
 }
 
+/// A server node on this database: `up` when it said it was alive recently, `this` for the
+/// node that answers.
+pub fn node(node: &steady_engine::store::NodeRecord, up: bool, this: bool) -> Value {
+    json!({
+        "id": node.id,
+        "address": node.address,
+        "started_at": format_timestamp(node.started_at),
+        "last_seen": format_timestamp(node.last_seen),
+        "up": up,
+        "this": this,
+    })
+}
+
 pub fn token(token: &ApiToken) -> Value {
     json!({
         "id": token.id,

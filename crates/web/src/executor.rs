@@ -15,7 +15,8 @@ use crate::AppState;
 
 /// How many runs one server drives at once; more wait for the next round.
 const MAX_DRIVERS: usize = 64;
-/// How often the executor looks for work when nobody wakes it.
+/// How often the executor looks for work when no change hint wakes it: hints can be missed
+/// (another process on a SQLite file, a lost listener connection), leases expire unannounced.
 const POLL: Duration = Duration::from_secs(1);
 /// The longest a run whose driving keeps failing waits before it is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -37,6 +38,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut driving: HashMap<Id, Uuid> = HashMap::new();
     // Runs whose driving failed, and when they may be tried again.
     let mut retry_after: HashMap<Uuid, (Instant, Duration)> = HashMap::new();
+    // Runs started, answered or decided here or on another node, and leases given up.
+    let mut work = state.store.changes().work;
     loop {
         while let Some(done) = drivers.try_join_next_with_id() {
             settle(done, &mut driving, &mut retry_after);
@@ -75,7 +78,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
-            () = state.wake_executor.notified() => {}
+            changed = work.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
             _ = shutdown.changed() => {}
         }
     }

@@ -28,9 +28,19 @@ use std::time::Duration;
 use axum::Router;
 use steady_engine::accounts::Accounts;
 use steady_engine::engine::Engine;
-use steady_engine::store::Store;
+use steady_engine::store::{NodeRecord, Store};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+
+/// How often a server node tells the database it is alive.
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node silent for this long is shown as down: several heartbeats missed.
+pub const NODE_SILENT_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether a node has said it is alive recently enough.
+pub fn node_is_up(node: &NodeRecord, now: steady_engine::run::Timestamp) -> bool {
+    let silent = chrono::Duration::from_std(NODE_SILENT_AFTER).unwrap_or(chrono::Duration::MAX);
+    now - node.last_seen <= silent
+}
 
 /// How the server treats sessions.
 #[derive(Debug, Clone)]
@@ -66,8 +76,6 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub accounts: Arc<dyn Accounts>,
     pub config: Arc<ServerConfig>,
-    /// Wakes the executor when a request left a run that needs driving.
-    pub wake_executor: Arc<Notify>,
     pub notify_metrics: Arc<notify::NotifyMetrics>,
     pub login_turns: Arc<auth::LoginTurns>,
 }
@@ -80,7 +88,6 @@ impl AppState {
             store,
             accounts,
             config: Arc::new(config),
-            wake_executor: Arc::new(Notify::new()),
             notify_metrics: Arc::default(),
             login_turns: Arc::default(),
         }
@@ -127,6 +134,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let address = listener.local_addr()?.to_string();
+    let heartbeat = tokio::spawn(heartbeat(state.clone(), address, stop_rx.clone()));
     let executor = tokio::spawn(executor::run(state.clone(), stop_rx.clone()));
     let notifiers: Vec<_> = state
         .config
@@ -142,8 +151,35 @@ pub async fn serve(
         })
         .await;
     let _ = executor.await;
+    let _ = heartbeat.await;
     for notifier in notifiers {
         let _ = notifier.await;
     }
     served
+}
+
+/// Tells the database every [`NODE_HEARTBEAT`] that this node is alive, so that the other
+/// nodes and the admin page can see it, until shutdown.
+async fn heartbeat(
+    state: AppState,
+    address: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let started_at = steady_engine::engine::now();
+    let id = state.engine.config().node.clone();
+    while !*shutdown.borrow() {
+        let node = NodeRecord {
+            id: id.clone(),
+            address: address.clone(),
+            started_at,
+            last_seen: steady_engine::engine::now(),
+        };
+        if let Err(error) = state.store.heartbeat(&node).await {
+            eprintln!("steady: recording this node as alive: {error}");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(NODE_HEARTBEAT) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }

@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/timeline.md", get(timeline))
         .route("/audit", get(audit))
         .route("/users", get(users).post(add_user))
+        .route("/nodes", get(nodes))
         .route("/users/{name}/disabled", post(set_disabled))
         .route("/tokens", post(add_token))
         .route("/tokens/{id}/revoke", post(revoke))
@@ -836,7 +837,6 @@ async fn answer(
         "fail" => engine.complete_manual(id, &step, &me.actor, false, comment).await?,
         _ => return Err(AppError::invalid("unknown answer").into()),
     };
-    state.wake_executor.notify_one();
     Ok(back_to(id, &format!("#step-{step}")))
 }
 
@@ -859,7 +859,6 @@ async fn decide(
     let decision: Decision =
         form.decision.parse().map_err(|_| AppError::invalid("unknown decision"))?;
     state.engine.decide(id, &me.actor, decision).await?;
-    state.wake_executor.notify_one();
     Ok(back_to(id, ""))
 }
 
@@ -1231,7 +1230,6 @@ async fn start(
             assignments,
         })
         .await?;
-    state.wake_executor.notify_one();
     Ok(back_to(id, ""))
 }
 
@@ -1407,6 +1405,45 @@ struct AuditRow {
     run_short: String,
     step: Option<String>,
     data: String,
+}
+
+/// A node as the nodes page shows it.
+struct NodeRow {
+    id: String,
+    address: String,
+    up: bool,
+    this: bool,
+    /// How long since it last said it was alive, rounded for reading.
+    silent: String,
+    started: String,
+}
+
+#[derive(Template)]
+#[template(path = "nodes.html")]
+struct NodesPage {
+    me: Option<Me>,
+    nodes: Vec<NodeRow>,
+}
+
+async fn nodes(State(state): State<AppState>, me: Me) -> PageResult {
+    me.caller.require_audit_reader()?;
+    let now = now();
+    let this = &state.engine.config().node;
+    let nodes = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|node| NodeRow {
+            up: crate::node_is_up(&node, now),
+            this: node.id == *this,
+            silent: format!("{} s", (now - node.last_seen).num_seconds().max(0)),
+            started: node.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            id: node.id,
+            address: node.address,
+        })
+        .collect();
+    Ok(render(&NodesPage { me: Some(me), nodes }))
 }
 
 #[derive(Template)]

@@ -282,6 +282,7 @@ async fn the_openapi_document_describes_every_route(backend: Backend) {
         "GET /api/v1/audit",
         "GET /api/v1/audit/verify",
         "GET /api/v1/audit/export",
+        "GET /api/v1/nodes",
         "GET /api/v1/users",
         "POST /api/v1/users",
         "PUT /api/v1/users/{name}",

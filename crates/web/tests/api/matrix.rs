@@ -106,6 +106,7 @@ async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
         ("GET audit", [who, ok, no, no, no, ok]),
         ("GET audit verify", [who, ok, no, no, no, ok]),
         ("GET audit export", [who, ok, no, no, no, ok]),
+        ("GET nodes", [who, ok, no, no, no, ok]),
         ("GET users", [who, ok, no, no, no, no]),
         ("POST users", [who, created, no, no, no, no]),
         ("PUT user", [who, ok, no, no, no, no]),
@@ -193,6 +194,7 @@ async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
                 "GET audit" => (Method::GET, "/api/v1/audit?limit=5".into(), None),
                 "GET audit verify" => (Method::GET, "/api/v1/audit/verify".into(), None),
                 "GET audit export" => (Method::GET, "/api/v1/audit/export?format=csv".into(), None),
+                "GET nodes" => (Method::GET, "/api/v1/nodes".into(), None),
                 "GET users" => (Method::GET, "/api/v1/users".into(), None),
                 "POST users" => {
                     let body = json!({ "name": format!("user{counter}"), "roles": ["responder"], "password": "a-long-enough-password" });

@@ -2,11 +2,12 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use steady_engine::accounts::GlobalRole::{Auditor, Responder};
+use steady_engine::accounts::GlobalRole::{self, Auditor, Responder};
 
 use crate::*;
 
 on_every_backend!(
+    a_node_says_it_is_alive_in_the_api_and_metrics,
     the_failover_story_over_http,
     a_quorum_of_two_and_a_rejection_that_rolls_back,
     a_held_lock_is_a_conflict_naming_the_run,
@@ -409,4 +410,30 @@ async fn the_server_takes_over_a_run_nobody_drives(backend: Backend) {
         .await
         .unwrap();
     server.wait_for(&carol, &run.to_string(), "succeeded").await;
+}
+
+async fn a_node_says_it_is_alive_in_the_api_and_metrics(backend: Backend) {
+    let server = Server::start("nodes", backend).await;
+    let admin = server.person("ada", &[GlobalRole::Admin]).await;
+    let this = server.state.engine.config().node.clone();
+    let mut nodes = server.get(&admin, "/api/v1/nodes").await;
+    for _ in 0..50 {
+        if nodes.body.as_array().is_some_and(|list| !list.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        nodes = server.get(&admin, "/api/v1/nodes").await;
+    }
+    assert_eq!(nodes.status, StatusCode::OK);
+    let node = &nodes.body[0];
+    assert_eq!(
+        (node["id"].as_str(), node["up"].as_bool(), node["this"].as_bool()),
+        (Some(this.as_str()), Some(true), Some(true))
+    );
+    assert_eq!(node["address"].as_str(), server.url.strip_prefix("http://"));
+
+    let metrics = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains(&format!("steady_node_up{{node=\"{this}\",address=")), "{text}");
+    assert!(text.contains("this=\"true\"} 1"), "{text}");
 }
