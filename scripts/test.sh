@@ -5,9 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The Rust toolchain comes with the machine; everything else the tests need is installed here:
-# Debian's Chromium and its WebDriver for the browser tests.
+# Debian's Chromium and its WebDriver for the browser tests, and PostgreSQL's server programs
+# (initdb, pg_ctl), which the tests use to start a throw-away server of their own
+# (crates/testkit). Installing the package is all: no system-wide server is used.
 need_apt=()
 command -v sh >/dev/null || need_apt+=(dash)
+command -v runuser >/dev/null || need_apt+=(util-linux)
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -61,13 +61,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             disabled: false,
             created_at: now(),
         };
-        database.accounts.create_user(&user, &local).await?;
-        if shown {
-            println!(
+        match database.accounts.create_user(&user, &local).await {
+            Ok(()) if shown => println!(
                 "created user `admin` with password {password}  (shown once: keep it, or set STEADY_ADMIN_PASSWORD)"
-            );
-        } else {
-            println!("created user `admin` with the password in STEADY_ADMIN_PASSWORD");
+            ),
+            Ok(()) => println!("created user `admin` with the password in STEADY_ADMIN_PASSWORD"),
+            // Another node starting on the same database created it first.
+            Err(steady_engine::store::StoreError::Exists(_)) => {}
+            Err(error) => return Err(error.into()),
         }
     }
 

@@ -9,6 +9,9 @@
 //! - `recovery`: a driver that dies mid-step; leases; cancellation; decisions.
 //! - `audit`: the chain verifies, and a tampered row is found.
 
+// The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 /// Runs each story once on every backend, each on a fresh database.
 macro_rules! stories {
     ($($story:ident),* $(,)?) => {

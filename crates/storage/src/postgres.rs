@@ -34,7 +34,7 @@ mod accounts;
 
 /// The advisory lock that serialises appends to the audit chain, the same number on every
 /// node ("steady" in ASCII).
-const AUDIT_CHAIN_LOCK: i64 = 0x0073_7465_6164_79;
+const AUDIT_CHAIN_LOCK: i64 = 0x0000_7374_6561_6479;
 /// Notification channels: the payload of `EVENTS` is the newest `seq`.
 const EVENTS: &str = "steady_events";
 const WORK: &str = "steady_work";

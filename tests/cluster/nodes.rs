@@ -1,0 +1,193 @@
+//! Two and three nodes: answers through any node, takeover of a dead node's run, and one
+//! gate answered through two nodes at the same moment.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::*;
+
+const GATED: &str = r#"
+name: gated
+params:
+  ledger: { type: string, required: true }
+roles:
+  approver: { description: Signs the promotion off }
+steps:
+  - id: lag
+    check: "1 == 1"
+  - id: go
+    approval: { role: approver, approvals: 2 }
+  - id: promote
+    run: echo promoted >> {{ params.ledger }}
+    timeout: 10s
+"#;
+
+const SLOW: &str = r#"
+name: slow
+params:
+  ledger: { type: string, required: true }
+steps:
+  - id: promote
+    run: echo ran >> {{ params.ledger }}; test $(wc -l < {{ params.ledger }}) -ge 2 || sleep 30
+    timeout: 60s
+    idempotent: true
+  - id: after
+    check: "1 == 1"
+"#;
+
+const RISKY: &str = r#"
+name: risky
+params:
+  ledger: { type: string, required: true }
+steps:
+  - id: promote
+    run: echo ran >> {{ params.ledger }}; sleep 30
+    timeout: 60s
+  - id: after
+    check: "1 == 1"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
+    let cluster = Cluster::start("answered", 3, &[("gated.yaml", GATED)]).await;
+    let carol = cluster.person("carol", "responder");
+    let alice = cluster.person("alice", "responder");
+    let bob = cluster.person("bob", "responder");
+    let ledger = cluster.path("ledger");
+    let roles =
+        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
+    let run = cluster
+        .start_run(cluster.node(0), &carol, "gated", json!({ "ledger": ledger }), roles)
+        .await;
+    let waiting = cluster.wait_for(&carol, &run, &["waiting"]).await;
+    assert_eq!(step_status(&waiting, "go"), "waiting");
+
+    // Alice answers on node B, Bob on node C: the gate opens and some node carries on.
+    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    let (status, body) =
+        cluster.call(cluster.node(1), &alice, Method::POST, &approve, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        cluster.call(cluster.node(2), &bob, Method::POST, &approve, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
+    cluster.verify_chain();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gate_answered_through_two_nodes_at_once_counts_each_person_once() {
+    let cluster = Cluster::start("quorum", 2, &[("gated.yaml", GATED)]).await;
+    let carol = cluster.person("carol", "responder");
+    let alice = cluster.person("alice", "responder");
+    let bob = cluster.person("bob", "responder");
+    let ledger = cluster.path("ledger");
+    let roles =
+        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
+    let run = cluster
+        .start_run(cluster.node(0), &carol, "gated", json!({ "ledger": ledger }), roles)
+        .await;
+    cluster.wait_for(&carol, &run, &["waiting"]).await;
+    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+
+    // Alice approves through both nodes at the same moment: one vote.
+    let (a, b) = tokio::join!(
+        cluster.call(cluster.node(0), &alice, Method::POST, &approve, Some(json!({}))),
+        cluster.call(cluster.node(1), &alice, Method::POST, &approve, Some(json!({}))),
+    );
+    assert_eq!([a.0, b.0].iter().filter(|status| **status == 200).count(), 1, "{a:?} {b:?}");
+    let run_now = cluster.run(&carol, &run).await;
+    assert_eq!(run_now["status"], "waiting", "one person is not a quorum of two");
+    let votes = run_now["steps"][1]["votes"].as_array().unwrap();
+    assert_eq!(votes.iter().filter(|v| v["void"] == false).count(), 1, "{votes:?}");
+
+    // Bob approves through node B while Alice's vote stands: the gate passes, once.
+    let (status, body) =
+        cluster.call(cluster.node(1), &bob, Method::POST, &approve, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
+
+    // Two people answering a fresh gate at the same moment through two nodes: it passes once.
+    let ledger = cluster.path("ledger-two");
+    let roles =
+        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
+    let run = cluster
+        .start_run(cluster.node(1), &carol, "gated", json!({ "ledger": ledger }), roles)
+        .await;
+    cluster.wait_for(&carol, &run, &["waiting"]).await;
+    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    let (a, b) = tokio::join!(
+        cluster.call(cluster.node(0), &alice, Method::POST, &approve, Some(json!({}))),
+        cluster.call(cluster.node(1), &bob, Method::POST, &approve, Some(json!({}))),
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
+    cluster.verify_chain();
+}
+
+/// Starts `runbook` on node A, waits until its step has started on whichever node drives it,
+/// and SIGKILLs that node. Returns the run, the surviving node's index, and when the kill was.
+async fn kill_the_driver(
+    cluster: &mut Cluster,
+    token: &str,
+    runbook: &str,
+    ledger: &str,
+) -> (String, usize) {
+    let run = cluster
+        .start_run(cluster.node(0), token, runbook, json!({ "ledger": ledger }), json!([]))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ledger_of(ledger).is_empty() {
+        assert!(Instant::now() < deadline, "the step never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let running = cluster.run(token, &run).await;
+    let owner = running["lease"]["owner"].as_str().unwrap().to_owned();
+    let driver = (0..2).find(|i| cluster.node(*i).owns(&owner)).expect("a node drives the run");
+    cluster.kill(driver);
+    (run, 1 - driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_non_idempotent_step_is_interrupted_on_another_node_never_rerun() {
+    let mut cluster = Cluster::start("takeover-risky", 2, &[("risky.yaml", RISKY)]).await;
+    let carol = cluster.person("carol", "responder");
+    let ledger = cluster.path("ledger");
+    let audrey = cluster.person("audrey", "auditor");
+    let (run, survivor) = kill_the_driver(&mut cluster, &carol, "risky", &ledger).await;
+    let taken = cluster.wait_for(&carol, &run, &["needs_attention"]).await;
+    assert_eq!(step_status(&taken, "promote"), "interrupted");
+    assert_eq!(ledger_of(&ledger), [("ran".to_owned(), 1)], "the step ran once, on the dead node");
+    let events = cluster
+        .call(
+            cluster.node(survivor),
+            &audrey,
+            Method::GET,
+            &format!("/api/v1/audit?run={run}&action=step.interrupted"),
+            None,
+        )
+        .await;
+    assert_eq!(events.1.as_array().map(Vec::len), Some(1), "{:?}", events.1);
+    cluster.verify_chain();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_idempotent_step_is_run_again_on_another_node() {
+    let mut cluster = Cluster::start("takeover-idempotent", 2, &[("slow.yaml", SLOW)]).await;
+    let carol = cluster.person("carol", "responder");
+    let ledger = cluster.path("ledger");
+    let (run, _) = kill_the_driver(&mut cluster, &carol, "slow", &ledger).await;
+    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(ledger_of(&ledger), [("ran".to_owned(), 2)], "run again by the survivor");
+    cluster.verify_chain();
+}
+
+fn ledger_of(path: &str) -> Vec<(String, usize)> {
+    ledger(Path::new(path)).into_iter().collect()
+}
