@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use std::time::Instant;
+
 use crate::*;
 
 /// Six steps: two side effects that must never repeat, one idempotent, a read-only one and
@@ -48,7 +50,7 @@ impl Seeded {
 async fn twenty_runs_on_three_nodes_survive_random_kills() {
     let seed = std::env::var("STEADY_CLUSTER_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let mut random = Seeded(seed);
-    let mut cluster = Cluster::start("kills", 3, &[("busy.yaml", BUSY)]).await;
+    let mut cluster = cluster("kills", 3, &[("busy.yaml", BUSY)]);
     let carol = cluster.person("carol", "responder");
     let ledger_file = cluster.path("ledger");
     let mut runs = Vec::new();

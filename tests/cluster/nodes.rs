@@ -4,6 +4,8 @@
 use reqwest::Method;
 use serde_json::json;
 
+use std::time::Instant;
+
 use crate::*;
 
 const GATED: &str = r#"
@@ -49,7 +51,7 @@ steps:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
-    let cluster = Cluster::start("answered", 3, &[("gated.yaml", GATED)]).await;
+    let cluster = cluster("answered", 3, &[("gated.yaml", GATED)]);
     let carol = cluster.person("carol", "responder");
     let alice = cluster.person("alice", "responder");
     let bob = cluster.person("bob", "responder");
@@ -78,7 +80,7 @@ async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gate_answered_through_two_nodes_at_once_counts_each_person_once() {
-    let cluster = Cluster::start("quorum", 2, &[("gated.yaml", GATED)]).await;
+    let cluster = cluster("quorum", 2, &[("gated.yaml", GATED)]);
     let carol = cluster.person("carol", "responder");
     let alice = cluster.person("alice", "responder");
     let bob = cluster.person("bob", "responder");
@@ -155,7 +157,7 @@ async fn kill_the_driver(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_non_idempotent_step_is_interrupted_on_another_node_never_rerun() {
-    let mut cluster = Cluster::start("takeover-risky", 2, &[("risky.yaml", RISKY)]).await;
+    let mut cluster = cluster("takeover-risky", 2, &[("risky.yaml", RISKY)]);
     let carol = cluster.person("carol", "responder");
     let ledger = cluster.path("ledger");
     let audrey = cluster.person("audrey", "auditor");
@@ -178,7 +180,7 @@ async fn a_dead_nodes_non_idempotent_step_is_interrupted_on_another_node_never_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_idempotent_step_is_run_again_on_another_node() {
-    let mut cluster = Cluster::start("takeover-idempotent", 2, &[("slow.yaml", SLOW)]).await;
+    let mut cluster = cluster("takeover-idempotent", 2, &[("slow.yaml", SLOW)]);
     let carol = cluster.person("carol", "responder");
     let ledger = cluster.path("ledger");
     let (run, _) = kill_the_driver(&mut cluster, &carol, "slow", &ledger).await;

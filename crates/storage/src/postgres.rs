@@ -44,6 +44,8 @@ const WORK: &str = "steady_work";
 pub struct PostgresStore {
     pool: PgPool,
     signals: Arc<ChangeSignals>,
+    /// Transitions waiting for this node's group commit.
+    commits: tokio::sync::mpsc::Sender<QueuedCommit>,
 }
 
 impl PostgresStore {
@@ -58,9 +60,11 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(database)?;
-        let store = PostgresStore { pool, signals: Arc::default() };
+        let (commits, queue) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
+        let store = PostgresStore { pool, signals: Arc::default(), commits };
         store.migrate().await?;
         tokio::spawn(listen(store.pool.clone(), Arc::downgrade(&store.signals)));
+        tokio::spawn(commit_in_groups(store.pool.clone(), store.signals.clone(), queue));
         Ok(store)
     }
 
@@ -254,6 +258,237 @@ async fn upsert_attempt(
     .execute(&mut *conn)
     .await
     .map_err(database)?;
+    Ok(())
+}
+
+/// Applies a transition's changes to the run's rows, inside the caller's transaction, without
+/// its audit events. When the guard fails (`Conflict`, `LeaseLost`, `NoSuchRun`) nothing was
+/// changed, so a group commit can go on with the other transitions of its batch.
+async fn apply(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    let id = run_id.to_string();
+    let at = format_timestamp(now());
+    // One statement both checks that the transition was computed from the current
+    // revision (and, for drivers, that the lease is still theirs) and applies the change;
+    // the row lock it takes queues concurrent changes to the same run from other nodes.
+    let updated = match &transition.run {
+        Some(change) => sqlx::query(
+            "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
+                 revision = revision + 1,
+                 lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
+                 lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END
+             WHERE id = $7 AND revision = $8 AND ($9::text IS NULL OR lease_owner = $9)",
+        )
+        .bind(change.status.as_str())
+        .bind(change.phase.as_str())
+        .bind(change.commander.as_str())
+        .bind(change.finished_at.map(format_timestamp))
+        .bind(&at)
+        .bind(change.release_lease)
+        .bind(&id)
+        .bind(transition.revision)
+        .bind(&transition.lease_owner),
+        None => sqlx::query(
+            "UPDATE runs SET updated_at = $1, revision = revision + 1
+             WHERE id = $2 AND revision = $3 AND ($4::text IS NULL OR lease_owner = $4)",
+        )
+        .bind(&at)
+        .bind(&id)
+        .bind(transition.revision)
+        .bind(&transition.lease_owner),
+    }
+    .execute(&mut *conn)
+    .await
+    .map_err(database)?;
+    if updated.rows_affected() == 0 {
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT lease_owner FROM runs WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(database)?;
+        let owner = owner.ok_or(StoreError::NoSuchRun(run_id))?;
+        return Err(match &transition.lease_owner {
+            Some(expected) if owner.as_deref() != Some(expected.as_str()) => StoreError::LeaseLost,
+            _ => StoreError::Conflict,
+        });
+    }
+    for step in &transition.steps {
+        upsert_step(&mut *conn, &id, step).await?;
+    }
+    for attempt in &transition.attempts {
+        upsert_attempt(&mut *conn, &id, attempt).await?;
+    }
+    for vote in &transition.voided_votes {
+        sqlx::query("UPDATE votes SET void = TRUE WHERE id = $1 AND run_id = $2")
+            .bind(vote.to_string())
+            .bind(&id)
+            .execute(&mut *conn)
+            .await
+            .map_err(database)?;
+    }
+    for vote in &transition.votes {
+        let inserted = sqlx::query(
+            "INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(vote.id.to_string())
+        .bind(&id)
+        .bind(&vote.step_id)
+        .bind(vote.actor.as_str())
+        .bind(vote.approve)
+        .bind(&vote.comment)
+        .bind(vote.bound.to_string())
+        .bind(&vote.digest)
+        .bind(format_timestamp(vote.at))
+        .bind(vote.void)
+        .execute(&mut *conn)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => return Err(StoreError::Conflict),
+            Err(error) => return Err(database(error)),
+        }
+    }
+    for assignment in &transition.assign {
+        sqlx::query(
+            "INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&assignment.role)
+        .bind(assignment.person.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(database)?;
+    }
+    for assignment in &transition.unassign {
+        sqlx::query("DELETE FROM assignments WHERE run_id = $1 AND role = $2 AND person = $3")
+            .bind(&id)
+            .bind(&assignment.role)
+            .bind(assignment.person.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(database)?;
+    }
+    for note in &transition.notes {
+        sqlx::query("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(note.id.to_string())
+            .bind(&id)
+            .bind(&note.step_id)
+            .bind(note.author.as_str())
+            .bind(&note.text)
+            .bind(format_timestamp(note.at))
+            .execute(&mut *conn)
+            .await
+            .map_err(database)?;
+    }
+    Ok(())
+}
+
+/// A transition waiting for this node's committer, and where its outcome goes.
+#[derive(Debug)]
+struct QueuedCommit {
+    run_id: Uuid,
+    transition: Transition,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The most transitions one group commit takes.
+const GROUP_COMMIT_MAX: usize = 64;
+
+/// Group commit: the transitions queued while the previous batch was committing share one
+/// database transaction, one append to the audit chain (one turn of its lock) and one WAL
+/// flush. Each is acknowledged only after that commit. A transition whose guard fails is
+/// refused alone; if the batch itself fails, each is committed on its own instead.
+async fn commit_in_groups(
+    pool: PgPool,
+    signals: Arc<ChangeSignals>,
+    mut queue: tokio::sync::mpsc::Receiver<QueuedCommit>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&pool, &batch).await {
+            Ok(outcomes) => {
+                signals.events_appended();
+                if batch.iter().any(|queued| queued.transition.lease_owner.is_none()) {
+                    signals.work_available();
+                }
+                for (queued, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = queued.done.send(outcome);
+                }
+            }
+            Err(_) => {
+                for queued in batch {
+                    let outcome =
+                        commit_alone(&pool, &signals, queued.run_id, &queued.transition).await;
+                    let _ = queued.done.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Commits a batch in one transaction; the outer error means nothing was committed.
+async fn commit_batch(
+    pool: &PgPool,
+    batch: &[QueuedCommit],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut tx = pool.begin().await.map_err(database)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut events = Vec::new();
+    let mut for_a_driver = Vec::new();
+    for queued in batch {
+        match apply(&mut tx, queued.run_id, &queued.transition).await {
+            Ok(()) => {
+                events.extend(queued.transition.events.iter().cloned());
+                if queued.transition.lease_owner.is_none() {
+                    for_a_driver.push(queued.run_id);
+                }
+                outcomes.push(Ok(()));
+            }
+            Err(
+                error @ (StoreError::Conflict | StoreError::LeaseLost | StoreError::NoSuchRun(_)),
+            ) => outcomes.push(Err(error)),
+            Err(error) => return Err(error),
+        }
+    }
+    for run_id in for_a_driver {
+        notify(&mut tx, WORK, &run_id.to_string()).await?;
+    }
+    append_events(&mut tx, &events).await?;
+    tx.commit().await.map_err(database)?;
+    Ok(outcomes)
+}
+
+/// Commits one transition in a transaction of its own.
+async fn commit_alone(
+    pool: &PgPool,
+    signals: &ChangeSignals,
+    run_id: Uuid,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(database)?;
+    apply(&mut tx, run_id, transition).await?;
+    // A person's change (an answer, a decision) may leave the run for a driver to take.
+    let for_a_driver = transition.lease_owner.is_none();
+    if for_a_driver {
+        notify(&mut tx, WORK, &run_id.to_string()).await?;
+    }
+    append_events(&mut tx, &transition.events).await?;
+    tx.commit().await.map_err(database)?;
+    signals.events_appended();
+    if for_a_driver {
+        signals.work_available();
+    }
     Ok(())
 }
 
@@ -539,137 +774,21 @@ impl Store for PostgresStore {
     }
 
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
-        let id = run_id.to_string();
-        let mut tx = self.begin().await?;
-        let at = format_timestamp(now());
-        // One statement both checks that the transition was computed from the current
-        // revision (and, for drivers, that the lease is still theirs) and applies the change;
-        // the row lock it takes queues concurrent changes to the same run from other nodes.
-        let updated = match &transition.run {
-            Some(change) => sqlx::query(
-                "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
-                     revision = revision + 1,
-                     lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-                     lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END
-                 WHERE id = $7 AND revision = $8 AND ($9::text IS NULL OR lease_owner = $9)",
-            )
-            .bind(change.status.as_str())
-            .bind(change.phase.as_str())
-            .bind(change.commander.as_str())
-            .bind(change.finished_at.map(format_timestamp))
-            .bind(&at)
-            .bind(change.release_lease)
-            .bind(&id)
-            .bind(transition.revision)
-            .bind(&transition.lease_owner),
-            None => sqlx::query(
-                "UPDATE runs SET updated_at = $1, revision = revision + 1
-                 WHERE id = $2 AND revision = $3 AND ($4::text IS NULL OR lease_owner = $4)",
-            )
-            .bind(&at)
-            .bind(&id)
-            .bind(transition.revision)
-            .bind(&transition.lease_owner),
+        // A vote can fail on the one-vote-per-person index, which aborts the transaction it is
+        // in: votes are committed alone, everything else joins this node's group commit.
+        if !transition.votes.is_empty() {
+            return commit_alone(&self.pool, &self.signals, run_id, &transition).await;
         }
-        .execute(&mut *tx)
-        .await
-        .map_err(database)?;
-        if updated.rows_affected() == 0 {
-            let owner: Option<Option<String>> =
-                sqlx::query_scalar("SELECT lease_owner FROM runs WHERE id = $1")
-                    .bind(&id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(database)?;
-            let owner = owner.ok_or(StoreError::NoSuchRun(run_id))?;
-            return Err(match &transition.lease_owner {
-                Some(expected) if owner.as_deref() != Some(expected.as_str()) => {
-                    StoreError::LeaseLost
-                }
-                _ => StoreError::Conflict,
-            });
-        }
-        for step in &transition.steps {
-            upsert_step(&mut tx, &id, step).await?;
-        }
-        for attempt in &transition.attempts {
-            upsert_attempt(&mut tx, &id, attempt).await?;
-        }
-        for vote in &transition.voided_votes {
-            sqlx::query("UPDATE votes SET void = TRUE WHERE id = $1 AND run_id = $2")
-                .bind(vote.to_string())
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(database)?;
-        }
-        for vote in &transition.votes {
-            let inserted = sqlx::query(
-                "INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(vote.id.to_string())
-            .bind(&id)
-            .bind(&vote.step_id)
-            .bind(vote.actor.as_str())
-            .bind(vote.approve)
-            .bind(&vote.comment)
-            .bind(vote.bound.to_string())
-            .bind(&vote.digest)
-            .bind(format_timestamp(vote.at))
-            .bind(vote.void)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(error) if is_unique_violation(&error) => return Err(StoreError::Conflict),
-                Err(error) => return Err(database(error)),
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let queued = self.commits.send(QueuedCommit { run_id, transition, done }).await;
+        match queued {
+            Ok(()) => outcome.await.unwrap_or_else(|_| {
+                Err(StoreError::Database("the commit queue stopped".to_owned()))
+            }),
+            Err(tokio::sync::mpsc::error::SendError(queued)) => {
+                commit_alone(&self.pool, &self.signals, run_id, &queued.transition).await
             }
         }
-        for assignment in &transition.assign {
-            sqlx::query(
-                "INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(&id)
-            .bind(&assignment.role)
-            .bind(assignment.person.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(database)?;
-        }
-        for assignment in &transition.unassign {
-            sqlx::query("DELETE FROM assignments WHERE run_id = $1 AND role = $2 AND person = $3")
-                .bind(&id)
-                .bind(&assignment.role)
-                .bind(assignment.person.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(database)?;
-        }
-        for note in &transition.notes {
-            sqlx::query("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(note.id.to_string())
-                .bind(&id)
-                .bind(&note.step_id)
-                .bind(note.author.as_str())
-                .bind(&note.text)
-                .bind(format_timestamp(note.at))
-                .execute(&mut *tx)
-                .await
-                .map_err(database)?;
-        }
-        // A person's change (an answer, a decision) may leave the run for a driver to take.
-        let for_a_driver = transition.lease_owner.is_none();
-        if for_a_driver {
-            notify(&mut tx, WORK, &id).await?;
-        }
-        append_events(&mut tx, &transition.events).await?;
-        tx.commit().await.map_err(database)?;
-        self.signals.events_appended();
-        if for_a_driver {
-            self.signals.work_available();
-        }
-        Ok(())
     }
 
     async fn acquire_lease(
