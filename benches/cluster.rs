@@ -1,7 +1,7 @@
 //! Cluster benchmarks: real `steady serve` processes on one PostgreSQL database of a
 //! throw-away server (the test kit's), reported as figures:
 //!
-//! - `transitions`: 200 runs of 20 `check` steps started round-robin through 1, 2 and 4
+//! - `transitions`: 400 runs of 20 `check` steps started round-robin through 1, 2 and 4
 //!   nodes: durable transitions a second, each a committed `Store::commit` (counted from the
 //!   runs' revisions), every acknowledgement after its commit.
 //! - `takeover`: the node driving a run is SIGKILLed mid-step with the default 10 s lease;
@@ -19,7 +19,7 @@ use serde_json::json;
 use steady_testkit::cluster::Cluster;
 
 const STEPS: usize = 20;
-const RUNS: usize = 200;
+const RUNS: usize = 400;
 
 fn main() {
     let wanted: Vec<String> =

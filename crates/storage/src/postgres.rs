@@ -189,82 +189,90 @@ async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result
     Ok(())
 }
 
-async fn upsert_step(
+/// Writes step states, many in one statement (a batch never holds the same step twice: a
+/// second transition of the same run would have failed its revision guard).
+async fn upsert_steps(
     conn: &mut PgConnection,
-    run_id: &str,
-    step: &StepState,
+    steps: &[(String, &StepState)],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
-                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (run_id, step_id) DO UPDATE SET
-             status = excluded.status, attempt = excluded.attempt,
-             attempts_before_round = excluded.attempts_before_round,
-             started_at = excluded.started_at, finished_at = excluded.finished_at,
-             deadline = excluded.deadline, escalated_to = excluded.escalated_to,
-             rendered = excluded.rendered, note = excluded.note, completed_by = excluded.completed_by",
-    )
-    .bind(run_id)
-    .bind(&step.step_id)
-    .bind(step.phase.as_str())
-    .bind(i64::from(step.position))
-    .bind(step.status.as_str())
-    .bind(i64::from(step.attempt))
-    .bind(i64::from(step.attempts_before_round))
-    .bind(step.started_at.map(format_timestamp))
-    .bind(step.finished_at.map(format_timestamp))
-    .bind(step.deadline.map(format_timestamp))
-    .bind(&step.escalated_to)
-    .bind(step.rendered.as_ref().map(ToString::to_string))
-    .bind(&step.note)
-    .bind(step.completed_by.as_ref().map(Actor::as_str))
-    .execute(&mut *conn)
-    .await
-    .map_err(database)?;
+    // 14 values a row; PostgreSQL takes 65535 in one statement.
+    for chunk in steps.chunks(4000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
+                                    started_at, finished_at, deadline, escalated_to, rendered, note, completed_by) ",
+        );
+        insert.push_values(chunk, |mut row, (run_id, step)| {
+            row.push_bind(run_id.clone())
+                .push_bind(step.step_id.clone())
+                .push_bind(step.phase.as_str())
+                .push_bind(i64::from(step.position))
+                .push_bind(step.status.as_str())
+                .push_bind(i64::from(step.attempt))
+                .push_bind(i64::from(step.attempts_before_round))
+                .push_bind(step.started_at.map(format_timestamp))
+                .push_bind(step.finished_at.map(format_timestamp))
+                .push_bind(step.deadline.map(format_timestamp))
+                .push_bind(step.escalated_to.clone())
+                .push_bind(step.rendered.as_ref().map(ToString::to_string))
+                .push_bind(step.note.clone())
+                .push_bind(step.completed_by.as_ref().map(|actor| actor.as_str().to_owned()));
+        });
+        insert.push(
+            " ON CONFLICT (run_id, step_id) DO UPDATE SET
+                 status = excluded.status, attempt = excluded.attempt,
+                 attempts_before_round = excluded.attempts_before_round,
+                 started_at = excluded.started_at, finished_at = excluded.finished_at,
+                 deadline = excluded.deadline, escalated_to = excluded.escalated_to,
+                 rendered = excluded.rendered, note = excluded.note, completed_by = excluded.completed_by",
+        );
+        insert.build().execute(&mut *conn).await.map_err(database)?;
+    }
     Ok(())
 }
 
-async fn upsert_attempt(
+/// Writes step attempts, many in one statement.
+async fn upsert_attempts(
     conn: &mut PgConnection,
-    run_id: &str,
-    attempt: &Attempt,
+    attempts: &[(String, &Attempt)],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
-                                    http_status, stdout, stderr, stdout_truncated, stderr_truncated, json, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (run_id, step_id, number) DO UPDATE SET
-             status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at,
-             exit_code = excluded.exit_code, http_status = excluded.http_status,
-             stdout = excluded.stdout, stderr = excluded.stderr,
-             stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
-             json = excluded.json, error = excluded.error",
-    )
-    .bind(run_id)
-    .bind(&attempt.step_id)
-    .bind(i64::from(attempt.number))
-    .bind(attempt.status.map(StepStatus::as_str))
-    .bind(attempt.started_at.map(format_timestamp))
-    .bind(attempt.finished_at.map(format_timestamp))
-    .bind(attempt.exit_code.map(i64::from))
-    .bind(attempt.http_status.map(i64::from))
-    .bind(&attempt.stdout)
-    .bind(&attempt.stderr)
-    .bind(attempt.stdout_truncated)
-    .bind(attempt.stderr_truncated)
-    .bind(attempt.json.as_ref().map(ToString::to_string))
-    .bind(&attempt.error)
-    .execute(&mut *conn)
-    .await
-    .map_err(database)?;
+    for chunk in attempts.chunks(4000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
+                                        http_status, stdout, stderr, stdout_truncated, stderr_truncated, json, error) ",
+        );
+        insert.push_values(chunk, |mut row, (run_id, attempt)| {
+            row.push_bind(run_id.clone())
+                .push_bind(attempt.step_id.clone())
+                .push_bind(i64::from(attempt.number))
+                .push_bind(attempt.status.map(StepStatus::as_str))
+                .push_bind(attempt.started_at.map(format_timestamp))
+                .push_bind(attempt.finished_at.map(format_timestamp))
+                .push_bind(attempt.exit_code.map(i64::from))
+                .push_bind(attempt.http_status.map(i64::from))
+                .push_bind(attempt.stdout.clone())
+                .push_bind(attempt.stderr.clone())
+                .push_bind(attempt.stdout_truncated)
+                .push_bind(attempt.stderr_truncated)
+                .push_bind(attempt.json.as_ref().map(ToString::to_string))
+                .push_bind(attempt.error.clone());
+        });
+        insert.push(
+            " ON CONFLICT (run_id, step_id, number) DO UPDATE SET
+                 status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at,
+                 exit_code = excluded.exit_code, http_status = excluded.http_status,
+                 stdout = excluded.stdout, stderr = excluded.stderr,
+                 stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
+                 json = excluded.json, error = excluded.error",
+        );
+        insert.build().execute(&mut *conn).await.map_err(database)?;
+    }
     Ok(())
 }
 
-/// Applies a transition's changes to the run's rows, inside the caller's transaction, without
-/// its audit events. When the guard fails (`Conflict`, `LeaseLost`, `NoSuchRun`) nothing was
+/// Checks a transition's guard and applies its change to the run's row, inside the caller's
+/// transaction. When the guard fails (`Conflict`, `LeaseLost`, `NoSuchRun`) nothing was
 /// changed, so a group commit can go on with the other transitions of its batch.
-async fn apply(
+async fn guard(
     conn: &mut PgConnection,
     run_id: Uuid,
     transition: &Transition,
@@ -316,12 +324,42 @@ async fn apply(
             _ => StoreError::Conflict,
         });
     }
-    for step in &transition.steps {
-        upsert_step(&mut *conn, &id, step).await?;
+    Ok(())
+}
+
+/// Writes the rows of transitions whose guards passed, without their audit events: steps and
+/// attempts of all of them in a statement each.
+async fn write_rows(
+    conn: &mut PgConnection,
+    transitions: &[(Uuid, &Transition)],
+) -> Result<(), StoreError> {
+    let steps: Vec<_> = transitions
+        .iter()
+        .flat_map(|(run_id, transition)| {
+            transition.steps.iter().map(|step| (run_id.to_string(), step))
+        })
+        .collect();
+    upsert_steps(&mut *conn, &steps).await?;
+    let attempts: Vec<_> = transitions
+        .iter()
+        .flat_map(|(run_id, transition)| {
+            transition.attempts.iter().map(|attempt| (run_id.to_string(), attempt))
+        })
+        .collect();
+    upsert_attempts(&mut *conn, &attempts).await?;
+    for (run_id, transition) in transitions {
+        write_the_rest(&mut *conn, *run_id, transition).await?;
     }
-    for attempt in &transition.attempts {
-        upsert_attempt(&mut *conn, &id, attempt).await?;
-    }
+    Ok(())
+}
+
+/// Votes, assignments and notes: rare, one statement each.
+async fn write_the_rest(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    let id = run_id.to_string();
     for vote in &transition.voided_votes {
         sqlx::query("UPDATE votes SET void = TRUE WHERE id = $1 AND run_id = $2")
             .bind(vote.to_string())
@@ -446,13 +484,15 @@ async fn commit_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     let mut for_a_driver = Vec::new();
+    let mut passed = Vec::new();
     for queued in batch {
-        match apply(&mut tx, queued.run_id, &queued.transition).await {
+        match guard(&mut tx, queued.run_id, &queued.transition).await {
             Ok(()) => {
                 events.extend(queued.transition.events.iter().cloned());
                 if queued.transition.lease_owner.is_none() {
                     for_a_driver.push(queued.run_id);
                 }
+                passed.push((queued.run_id, &queued.transition));
                 outcomes.push(Ok(()));
             }
             Err(
@@ -461,6 +501,7 @@ async fn commit_batch(
             Err(error) => return Err(error),
         }
     }
+    write_rows(&mut tx, &passed).await?;
     for run_id in for_a_driver {
         notify(&mut tx, WORK, &run_id.to_string()).await?;
     }
@@ -477,7 +518,8 @@ async fn commit_alone(
     transition: &Transition,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(database)?;
-    apply(&mut tx, run_id, transition).await?;
+    guard(&mut tx, run_id, transition).await?;
+    write_rows(&mut tx, &[(run_id, transition)]).await?;
     // A person's change (an answer, a decision) may leave the run for a driver to take.
     let for_a_driver = transition.lease_owner.is_none();
     if for_a_driver {
@@ -631,9 +673,8 @@ impl Store for PostgresStore {
             }
             return Err(database(error));
         }
-        for step in &new.steps {
-            upsert_step(&mut tx, &id, step).await?;
-        }
+        let steps: Vec<_> = new.steps.iter().map(|step| (id.clone(), step)).collect();
+        upsert_steps(&mut tx, &steps).await?;
         for assignment in &new.assignments {
             sqlx::query(
                 "INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
