@@ -179,11 +179,14 @@ CREATE INDEX login_failures_user ON login_failures (user_name, at);
 CREATE INDEX login_failures_address ON login_failures (address, at);
 
 -- Notifications are read from the audit log, which is their durable outbox: each target keeps
--- the seq of the last event it was sent, so nothing is lost while it is down. With several
--- nodes each delivers, and the cursor only moves forward.
+-- the seq of the last event it was sent, so nothing is lost while it is down. One node at a
+-- time delivers to a target (`owner`, until `owner_expires_at`), and the cursor only moves
+-- forward.
 CREATE TABLE notification_cursors (
-    target     TEXT   PRIMARY KEY,
-    after_seq  BIGINT NOT NULL
+    target            TEXT   PRIMARY KEY,
+    after_seq         BIGINT NOT NULL,
+    owner             TEXT,
+    owner_expires_at  TEXT
 );
 
 -- Server nodes say they are alive here, so that every node and the admin page can see which

@@ -219,6 +219,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_notification_cursor(&self, target: &str, after_seq: i64)
     -> Result<(), StoreError>;
 
+    /// Takes or renews the right to deliver to a notification target, which one node holds at
+    /// a time like a run's lease, so that several nodes do not each send every message.
+    /// A target seen for the first time starts at the newest event. True when `lease.owner`
+    /// now holds it.
+    async fn claim_notification_target(
+        &self,
+        target: &str,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// How long step attempts took, counted into `bounds` (seconds, ascending), for `/metrics`.
     async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError>;
 

@@ -744,6 +744,29 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn claim_notification_target(
+        &self,
+        target: &str,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "INSERT INTO notification_cursors (target, after_seq, owner, owner_expires_at)
+             VALUES (?1, (SELECT coalesce(max(seq), 0) FROM audit_events), ?2, ?3)
+             ON CONFLICT (target) DO UPDATE SET owner = excluded.owner, owner_expires_at = excluded.owner_expires_at
+             WHERE notification_cursors.owner IS NULL OR notification_cursors.owner = excluded.owner
+                OR notification_cursors.owner_expires_at < ?4",
+        )
+        .bind(target)
+        .bind(&lease.owner)
+        .bind(format_timestamp(lease.expires_at))
+        .bind(format_timestamp(now))
+        .execute(&self.pool)
+        .await
+        .map_err(database)?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError> {
         let rows: Vec<(f64,)> = sqlx::query_as(
             "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM step_attempts

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use steady_engine::audit::AuditEvent;
+use steady_engine::engine::now;
+use steady_engine::run::Lease;
 use steady_engine::store::AuditFilter;
 use tokio::sync::watch;
 
@@ -21,28 +23,31 @@ pub struct NotifyMetrics {
     pub failed: AtomicU64,
 }
 
-/// Delivers to one target until `shutdown` turns true.
+/// How long a node's claim on a target lasts without renewal (each round renews it).
+const NOTIFIER_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+/// How often a node that does not hold a target checks whether its holder is gone.
+const STAND_BY: Duration = Duration::from_secs(5);
+
+/// Delivers to one target until `shutdown` turns true, while this node holds the target.
 pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Receiver<bool>) {
     let client =
         reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
     let mut backoff = Duration::from_millis(250);
-    let mut after = loop {
-        // A new target starts from now, not from the beginning of history.
-        let start = match state.store.notification_cursor(&target).await {
-            Ok(Some(seq)) => Ok(seq),
-            Ok(None) => match state.store.latest_seq().await {
-                Ok(seq) => state.store.set_notification_cursor(&target, seq).await.map(|()| seq),
-                Err(error) => Err(error),
-            },
-            Err(error) => Err(error),
-        };
-        match start {
-            Ok(seq) => break seq,
-            Err(_) if *shutdown.borrow() => return,
-            Err(_) => tokio::time::sleep(backoff).await,
-        }
-    };
+    let owner = state.engine.config().node.clone();
     while !*shutdown.borrow() {
+        // One node delivers to a target at a time; the others stand by in case it dies.
+        let lease = Lease { owner: owner.clone(), expires_at: now() + NOTIFIER_LEASE };
+        let after = match state.store.claim_notification_target(&target, &lease, now()).await {
+            Ok(true) => state.store.notification_cursor(&target).await.ok().flatten(),
+            Ok(false) | Err(_) => None,
+        };
+        let Some(mut after) = after else {
+            tokio::select! {
+                () = tokio::time::sleep(STAND_BY) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        };
         let filter =
             AuditFilter { after_seq: Some(after), limit: Some(100), ..AuditFilter::default() };
         let events: Vec<AuditEvent> = state.store.audit_events(&filter).await.unwrap_or_default();

@@ -12,7 +12,7 @@ use chrono::Duration;
 use steady_engine::audit::{AuditAction, NewEvent};
 use steady_engine::engine::now;
 use steady_engine::run::*;
-use steady_engine::store::{AuditFilter, Published, Store, StoreError};
+use steady_engine::store::{AuditFilter, NodeRecord, Published, Store, StoreError};
 use uuid::Uuid;
 
 async fn sqlite(name: &str) -> Arc<dyn Store> {
@@ -55,6 +55,8 @@ contract!(
     a_lock_key_has_one_active_holder,
     transitions_are_refused_on_a_stale_revision_or_a_lost_lease,
     leases_expire_and_pass_on,
+    one_node_at_a_time_delivers_to_a_notification_target,
+    nodes_say_they_are_alive,
     a_person_votes_once_per_gate,
     the_audit_chain_is_appended_filtered_and_verified,
     runs_are_listed_found_and_offered_to_drivers,
@@ -185,6 +187,49 @@ async fn leases_expire_and_pass_on(store: Arc<dyn Store>) {
     );
     store.release_lease(run, "node-b").await.unwrap();
     assert_eq!(store.run(run).await.unwrap().unwrap().run.lease, None);
+}
+
+async fn one_node_at_a_time_delivers_to_a_notification_target(store: Arc<dyn Store>) {
+    new_run(&store, None).await.unwrap();
+    let newest = store.latest_seq().await.unwrap();
+    let target = "https://hooks.example.com/steady";
+    let soon = now() + Duration::milliseconds(200);
+    let a = Lease { owner: "node-a".into(), expires_at: soon };
+    let b = Lease { owner: "node-b".into(), expires_at: now() + Duration::seconds(10) };
+    assert!(store.claim_notification_target(target, &a, now()).await.unwrap());
+    assert_eq!(store.notification_cursor(target).await.unwrap(), Some(newest), "starts at now");
+    assert!(!store.claim_notification_target(target, &b, now()).await.unwrap(), "held");
+    assert!(store.claim_notification_target(target, &a, now()).await.unwrap(), "renewed");
+    store.set_notification_cursor(target, newest + 5).await.unwrap();
+    store.set_notification_cursor(target, newest + 2).await.unwrap();
+    let later = soon + Duration::milliseconds(1);
+    assert!(store.claim_notification_target(target, &b, later).await.unwrap(), "taken over");
+    assert_eq!(
+        store.notification_cursor(target).await.unwrap(),
+        Some(newest + 5),
+        "the cursor never moves back and survives the hand-over"
+    );
+}
+
+async fn nodes_say_they_are_alive(store: Arc<dyn Store>) {
+    let started = now() - Duration::days(3);
+    let gone = NodeRecord {
+        id: "serve:old:1".into(),
+        address: "10.0.0.1:8080".into(),
+        started_at: started,
+        last_seen: started,
+    };
+    store.heartbeat(&gone).await.unwrap();
+    let mut alive = NodeRecord {
+        id: "serve:web1:42".into(),
+        address: "10.0.0.2:8080".into(),
+        started_at: now(),
+        last_seen: now(),
+    };
+    store.heartbeat(&alive).await.unwrap();
+    alive.last_seen = now();
+    store.heartbeat(&alive).await.unwrap();
+    assert_eq!(store.nodes().await.unwrap(), [alive], "one row a node; silent for days: forgotten");
 }
 
 async fn a_person_votes_once_per_gate(store: Arc<dyn Store>) {
