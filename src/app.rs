@@ -12,7 +12,8 @@ use uuid::Uuid;
 /// Settings every database command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// The database: `sqlite://PATH` (created on first use).
+    /// The database: `sqlite://PATH` (created on first use) or
+    /// `postgres://USER@HOST/DATABASE` (several `steady serve` nodes may share one).
     #[arg(long, env = "STEADY_DB", default_value = "sqlite://steady.db", global = true)]
     pub db: String,
     /// How long a driver's lease on a run lasts without renewal: how soon another process
