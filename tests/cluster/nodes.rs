@@ -53,6 +53,7 @@ steps:
 async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
     let cluster = cluster("answered", 3, &[("gated.yaml", GATED)]);
     let carol = cluster.person("carol", "responder");
+    let audrey = cluster.person("audrey", "auditor");
     let alice = cluster.person("alice", "responder");
     let bob = cluster.person("bob", "responder");
     let ledger = cluster.path("ledger");
@@ -63,6 +64,19 @@ async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
         .await;
     let waiting = cluster.wait_for(&carol, &run, &["waiting"]).await;
     assert_eq!(step_status(&waiting, "go"), "waiting");
+
+    // Every node sees all three.
+    let (status, nodes) =
+        cluster.call(cluster.node(2), &audrey, Method::GET, "/api/v1/nodes", None).await;
+    assert_eq!(status, 200, "{nodes}");
+    let up: Vec<_> = nodes.as_array().unwrap().iter().filter(|n| n["up"] == true).collect();
+    assert_eq!(up.len(), 3, "{nodes}");
+
+    // Someone follows the run's live events on node C while others act on A and B.
+    let follower = tokio::spawn(follow(
+        cluster.node(2).url(&format!("/api/v1/runs/{run}/events")),
+        carol.clone(),
+    ));
 
     // Alice answers on node B, Bob on node C: the gate opens and some node carries on.
     let approve = format!("/api/v1/runs/{run}/steps/go/approve");
@@ -75,8 +89,47 @@ async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
     let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
+    let followed = tokio::time::timeout(Duration::from_secs(30), follower).await.unwrap().unwrap();
+    assert_eq!(followed.last().map(String::as_str), Some("run.finished"), "{followed:?}");
+    assert!(followed.contains(&"approval.granted".to_owned()), "{followed:?}");
     cluster.verify_chain();
 }
+
+/// Reads a run's live event stream to its end: the actions, in order.
+async fn follow(url: String, token: String) -> Vec<String> {
+    let mut response = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.lines().filter_map(|line| line.strip_prefix("event: ")).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_key_is_held_across_nodes() {
+    let cluster = cluster("locks", 2, &[("locked.yaml", LOCKED)]);
+    let carol = cluster.person("carol", "responder");
+    let start = |node: usize| {
+        let body = json!({ "runbook": "locked", "params": { "cluster": "main" } });
+        cluster.call(cluster.node(node), &carol, Method::POST, "/api/v1/runs", Some(body))
+    };
+    let (a, b) = tokio::join!(start(0), start(1));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{a:?} {b:?}");
+}
+
+const LOCKED: &str = r#"
+name: locked
+params:
+  cluster: { type: string, required: true }
+lock: "failover-{{ params.cluster }}"
+steps:
+  - id: go
+    approval: { role: approver }
+roles:
+  approver: { description: Signs off }
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gate_answered_through_two_nodes_at_once_counts_each_person_once() {
