@@ -1,6 +1,11 @@
-//! The crash test: the real `steady` binary SIGKILLed again and again at seeded moments —
+//! The crash campaign: the real `steady` binary SIGKILLed again and again at seeded moments —
 //! before, during and after steps, and while waiting at gates — and taken over each time with
 //! `steady resume`. Side effects are counted in a ledger file that only the steps write.
+//!
+//! The test command runs a short campaign (50 kills). The long one is the same test with
+//! more kills: `STEADY_CRASH_KILLS=1000 STEADY_CRASH_SEED=1 cargo test --release --test cli
+//! crash -- --nocapture`. The same campaign on PostgreSQL with several nodes is
+//! `tests/cluster/kills.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::{scratch, steady, write};
 
-/// Twelve steps: side effects that must never repeat, idempotent ones that may, read-only
-/// ones, a manual step and a gate. Each effect is written first thing, then the step lingers
+/// Twenty steps: side effects that must never repeat, idempotent ones that may, read-only
+/// ones, a manual step and gates. Each effect is written first thing, then the step lingers
 /// so that kills land inside it.
 fn runbook() -> String {
     let ledger = "{{ params.ledger }}";
     let mut steps = String::new();
-    for index in 0..12 {
+    for index in 0..STEPS {
         let id = format!("s{index:02}");
         let body = match index % 6 {
             0 => format!("    run: echo {id} >> {ledger}; sleep 0.15\n    timeout: 10s\n"),
@@ -46,6 +51,22 @@ impl Seeded {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         low + (self.0 >> 33) % (high - low)
     }
+}
+
+const STEPS: usize = 20;
+
+/// Steps whose side effect must happen exactly once (`run` strings and argv without
+/// `idempotent`).
+fn once_only(index: usize) -> bool {
+    matches!(index % 6, 0 | 4)
+}
+
+fn idempotent(index: usize) -> bool {
+    index % 6 == 1
+}
+
+fn from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 
 fn ledger_counts(ledger: &Path) -> BTreeMap<String, usize> {
@@ -83,13 +104,15 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
         serde_json::from_str(&shown.stdout).expect("show --json")
     };
 
-    let mut seed = Seeded(42);
+    let kills_wanted = from_env("STEADY_CRASH_KILLS", 50);
+    let seed_value = from_env("STEADY_CRASH_SEED", 42);
+    let mut seed = Seeded(seed_value);
     let mut kills = 0;
     let mut events_seen = 0usize;
     let mut rounds = 0;
     let mut decisions = 0;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while kills < 40 {
+    let deadline = Instant::now() + Duration::from_secs(300 + 3 * kills_wanted);
+    while kills < kills_wanted {
         rounds += 1;
         let ledger = dir.join(format!("ledger-{rounds}"));
         let param = format!("ledger={}", ledger.display());
@@ -182,15 +205,15 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
         }
 
         let counts = ledger_counts(&ledger);
-        for index in [0, 4, 6, 10] {
+        for index in (0..STEPS).filter(|index| once_only(*index)) {
             let id = format!("s{index:02}");
             assert_eq!(
                 counts.get(&id),
                 Some(&1),
-                "non-idempotent {id} ran exactly once: {counts:?}"
+                "non-idempotent {id} ran exactly once (seed {seed_value}): {counts:?}"
             );
         }
-        for index in [1, 7] {
+        for index in (0..STEPS).filter(|index| idempotent(*index)) {
             let id = format!("s{index:02}");
             assert!(counts.get(&id).is_some_and(|n| *n >= 1), "idempotent {id} ran: {counts:?}");
         }
@@ -206,7 +229,7 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
     }
     println!(
-        "crash test: {kills} kills over {rounds} runs, {decisions} interrupted steps decided, {events_seen} audit events"
+        "crash campaign (seed {seed_value}): {kills} kills over {rounds} runs of {STEPS} steps, {decisions} interrupted steps decided, {events_seen} audit events, chain verified after every kill"
     );
     assert!(decisions > 0, "some kills landed inside steps with side effects");
 }

@@ -440,7 +440,9 @@ const GROUP_COMMIT_MAX: usize = 64;
 /// Group commit: the transitions queued while the previous batch was committing share one
 /// database transaction, one append to the audit chain (one turn of its lock) and one WAL
 /// flush. Each is acknowledged only after that commit. A transition whose guard fails is
-/// refused alone; if the batch itself fails, each is committed on its own instead.
+/// refused alone; if the batch itself fails (a second vote by the same person in one
+/// transition hits the one-vote index, say), each is committed on its own instead, where such
+/// an error is that transition's alone.
 async fn commit_in_groups(
     pool: PgPool,
     signals: Arc<ChangeSignals>,
@@ -815,11 +817,6 @@ impl Store for PostgresStore {
     }
 
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
-        // A vote can fail on the one-vote-per-person index, which aborts the transaction it is
-        // in: votes are committed alone, everything else joins this node's group commit.
-        if !transition.votes.is_empty() {
-            return commit_alone(&self.pool, &self.signals, run_id, &transition).await;
-        }
         let (done, outcome) = tokio::sync::oneshot::channel();
         let queued = self.commits.send(QueuedCommit { run_id, transition, done }).await;
         match queued {

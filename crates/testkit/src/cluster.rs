@@ -55,6 +55,18 @@ impl Cluster {
         lease: Duration,
         runbooks: &[(&str, &str)],
     ) -> Cluster {
+        Cluster::start_on(binary, crate::postgres_database(), name, size, lease, runbooks)
+    }
+
+    /// The same on a database of your choosing: `sqlite://…` for a single node, say.
+    pub fn start_on(
+        binary: &Path,
+        db: String,
+        name: &str,
+        size: usize,
+        lease: Duration,
+        runbooks: &[(&str, &str)],
+    ) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("steady-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -65,7 +77,7 @@ impl Cluster {
         let mut cluster = Cluster {
             binary: binary.to_owned(),
             lease,
-            db: crate::postgres_database(),
+            db,
             dir,
             nodes: Vec::new(),
             client: reqwest::Client::new(),
