@@ -22,7 +22,7 @@ pub fn diagnostic(path: &str, source: &str, diagnostic: &Diagnostic) {
         diagnostic.severity.as_str(),
         diagnostic.message
     );
-    if let Some(line) = source.lines().nth(at.line.saturating_sub(1)) {
+    if let Some(line) = steady_engine::source_line(source, at.line) {
         let number = at.line.to_string();
         let pad = " ".repeat(number.len());
         let caret = " ".repeat(line.chars().take(at.column.saturating_sub(1)).count());

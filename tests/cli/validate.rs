@@ -89,3 +89,15 @@ fn the_readme_example_is_a_valid_runbook() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("error"), "{}", run.stderr);
 }
+
+/// Found by fuzzing: YAML ends a line at a lone `\r` (old Mac line ends), `str::lines` does
+/// not, so the excerpt under an error showed another line than the one it names.
+#[test]
+fn a_file_with_old_mac_line_ends_shows_the_line_the_error_names() {
+    let dir = scratch("validate-cr");
+    write(&dir, "cr.yaml", "name: cr\rsteps:\r  - id: nap\r    sleep: soon\r");
+    let run = steady(&dir, &["validate", "cr.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cr.yaml:4:"), "{}", run.stderr);
+    assert!(run.stderr.contains("4 |     sleep: soon"), "{}", run.stderr);
+}

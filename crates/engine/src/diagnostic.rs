@@ -15,6 +15,22 @@ impl fmt::Display for Position {
     }
 }
 
+/// The text of line `number` (from 1) of a source, counting lines as YAML and editors do:
+/// `\r\n`, a lone `\r` and `\n` each end a line (`str::lines` knows no lone `\r`, and would
+/// show the wrong line for a position in a file with old Mac line ends).
+pub fn source_line(source: &str, number: usize) -> Option<&str> {
+    let mut rest = source;
+    for _ in 1..number {
+        let end = rest.find(['\r', '\n'])?;
+        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[end + skip..];
+    }
+    if number == 0 {
+        return None;
+    }
+    Some(&rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())])
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     /// The runbook cannot be published or run until this is fixed.
@@ -83,5 +99,22 @@ pub(crate) fn with_suggestion<'a>(
     match did_you_mean(word, candidates) {
         Some(candidate) => format!("{message}; did you mean `{candidate}`?"),
         None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_line;
+
+    #[test]
+    fn lines_end_at_any_line_break_yaml_knows() {
+        let source = "name: x\r\nsteps:\r  - id: a\n    sleep: 1s";
+        assert_eq!(source_line(source, 1), Some("name: x"));
+        assert_eq!(source_line(source, 2), Some("steps:"));
+        assert_eq!(source_line(source, 3), Some("  - id: a"));
+        assert_eq!(source_line(source, 4), Some("    sleep: 1s"));
+        assert_eq!(source_line(source, 5), None);
+        assert_eq!(source_line(source, 0), None);
+        assert_eq!(source_line("a\n", 2), Some(""));
     }
 }

@@ -33,6 +33,6 @@ pub mod runner;
 pub mod store;
 pub mod template;
 
-pub use diagnostic::{Diagnostic, Position, Severity};
+pub use diagnostic::{Diagnostic, Position, Severity, source_line};
 pub use duration::Duration;
 pub use runbook::{Parsed, Runbook, parse};
