@@ -70,6 +70,7 @@ actions! {
     TokenCreated => "token.created",
     TokenRevoked => "token.revoked",
     LoginFailed => "login.failed",
+    LoginSucceeded => "login.succeeded",
 }
 
 impl std::fmt::Display for AuditAction {

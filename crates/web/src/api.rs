@@ -124,6 +124,14 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
          # HELP steady_notifications_delivered_total Notifications delivered.\n# TYPE steady_notifications_delivered_total counter\nsteady_notifications_delivered_total {delivered}\n\
          # HELP steady_notification_failures_total Notification attempts that failed (retried).\n# TYPE steady_notification_failures_total counter\nsteady_notification_failures_total {failed}\n"
     ));
+    let denied =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    text.push_str(&format!(
+        "# HELP steady_requests_denied_total Requests refused: not signed in (401) or not allowed (403).\n# TYPE steady_requests_denied_total counter\n\
+         steady_requests_denied_total{{status=\"401\"}} {}\nsteady_requests_denied_total{{status=\"403\"}} {}\n",
+        denied(&state.denials.unauthenticated),
+        denied(&state.denials.forbidden)
+    ));
     let now = steady_engine::engine::now();
     let this = &state.engine.config().node;
     let nodes = state.store.nodes().await?;
@@ -245,6 +253,13 @@ pub(crate) async fn sign_in(
         last_seen: now(),
     };
     state.accounts.create_session(&session).await?;
+    let signed_in = steady_engine::audit::NewEvent::new(
+        &user.actor(),
+        steady_engine::audit::AuditAction::LoginSucceeded,
+        None,
+    )
+    .data(json!({ "user": user.name, "address": address }));
+    state.store.append_events(vec![signed_in]).await?;
     let mut cookie = cookie::Cookie::new(SESSION_COOKIE, id);
     cookie.set_http_only(true);
     cookie.set_same_site(cookie::SameSite::Strict);

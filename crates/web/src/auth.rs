@@ -124,6 +124,25 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Where the request's caller is noted once known, so that a refusal can be logged with who
+/// was refused (see `record_denials`).
+#[derive(Debug, Clone, Default)]
+pub struct CallerName(pub std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl CallerName {
+    fn record(parts: &Parts, caller: &Caller) {
+        if let Some(slot) = parts.extensions.get::<CallerName>()
+            && let Ok(mut name) = slot.0.lock()
+        {
+            *name = Some(caller.user.actor().as_str().to_owned());
+        }
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|name| name.clone())
+    }
+}
+
 /// Finds who is calling. With `csrf_header`, a state-changing request made with the session
 /// cookie must carry the session's CSRF token in `X-CSRF-Token` (the API); without, the caller
 /// checks the token itself (the pages, whose forms carry it in a field).
@@ -138,10 +157,13 @@ pub async fn authenticate(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     if let Some(secret) = bearer {
-        return by_token(state, &secret_hash(secret.trim())).await;
+        let caller = by_token(state, &secret_hash(secret.trim())).await?;
+        CallerName::record(parts, &caller);
+        return Ok(caller);
     }
     let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
     let caller = by_session(state, &secret_hash(&id), true).await?;
+    CallerName::record(parts, &caller);
     // A browser can be made to send the cookie by another site; it cannot be made to send
     // this header, which only Steady's own pages know.
     if csrf_header && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {

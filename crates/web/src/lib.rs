@@ -78,6 +78,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub notify_metrics: Arc<notify::NotifyMetrics>,
     pub login_turns: Arc<auth::LoginTurns>,
+    pub denials: Arc<Denials>,
 }
 
 impl AppState {
@@ -90,6 +91,7 @@ impl AppState {
             config: Arc::new(config),
             notify_metrics: Arc::default(),
             login_turns: Arc::default(),
+            denials: Arc::default(),
         }
     }
 }
@@ -98,8 +100,49 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     api::routes()
         .merge(pages::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record_denials))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Counts every refused request (401, 403) for `/metrics` and logs it on standard error with
+/// who was refused, what they asked for and why: a security event, kept out of the audit chain
+/// so that nobody can flood the chain by asking for what they may not have.
+async fn record_denials(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let caller = auth::CallerName::default();
+    request.extensions_mut().insert(caller.clone());
+    let response = next.run(request).await;
+    let status = response.status();
+    if status == axum::http::StatusCode::UNAUTHORIZED || status == axum::http::StatusCode::FORBIDDEN
+    {
+        let counter = if status == axum::http::StatusCode::FORBIDDEN {
+            &state.denials.forbidden
+        } else {
+            &state.denials.unauthenticated
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Debug formatting escapes control characters: a crafted path cannot forge log lines.
+        eprintln!(
+            "steady: {at} denied {code} {method} {path:?} for {who}",
+            at = steady_engine::audit::format_timestamp(steady_engine::engine::now()),
+            code = status.as_u16(),
+            who = caller.get().unwrap_or_else(|| "anonymous".to_owned()),
+        );
+    }
+    response
+}
+
+/// Refused requests since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Denials {
+    pub unauthenticated: std::sync::atomic::AtomicU64,
+    pub forbidden: std::sync::atomic::AtomicU64,
 }
 
 /// No inline script or style anywhere, no framing, no sniffing: the browser enforces what the

@@ -8,6 +8,7 @@ use crate::*;
 
 on_every_backend!(
     nobody_gets_in_without_credentials,
+    sign_ins_are_audited_and_refusals_counted,
     global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users,
     a_revoked_token_opens_nothing,
     sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id,
@@ -405,4 +406,26 @@ async fn an_event_stream_ends_when_its_token_is_revoked(backend: Backend) {
     })
     .await;
     assert!(ended.is_ok(), "the stream ended after the token was revoked");
+}
+
+/// ASVS 16.3.1 and 16.3.2: a successful sign-in is an audit event naming who and from where;
+/// every refused request is counted for monitoring (and logged on standard error).
+async fn sign_ins_are_audited_and_refusals_counted(backend: Backend) {
+    let server = Server::start("security-events", backend).await;
+    let rita = server.person("rita", &[Responder]).await;
+    let audrey = server.person("audrey", &[GlobalRole::Auditor]).await;
+    sign_in(&server, "rita", "rita-password-long").await.unwrap();
+    let events = server.get(&audrey, "/api/v1/audit?action=login.succeeded").await;
+    let events = events.body.as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["actor"], "user:rita");
+    assert_eq!(events[0]["data"]["address"], "127.0.0.1");
+
+    assert_eq!(server.get(&rita, "/api/v1/users").await.status, StatusCode::FORBIDDEN);
+    let anonymous = server.call(None, Method::GET, "/api/v1/runs", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let metrics = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("steady_requests_denied_total{status=\"401\"} 1\n"), "{text}");
+    assert!(text.contains("steady_requests_denied_total{status=\"403\"} 1\n"), "{text}");
 }
