@@ -9,6 +9,7 @@ use crate::*;
 on_every_backend!(
     nobody_gets_in_without_credentials,
     sign_ins_are_audited_and_refusals_counted,
+    a_busy_session_still_ends_at_its_absolute_lifetime,
     global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users,
     a_revoked_token_opens_nothing,
     sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id,
@@ -219,6 +220,31 @@ async fn an_idle_session_expires(backend: Backend) {
         StatusCode::OK
     );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// ASVS 7.3.2: however busy, a session ends at its absolute lifetime.
+async fn a_busy_session_still_ends_at_its_absolute_lifetime(backend: Backend) {
+    let config = steady_web::ServerConfig {
+        session_lifetime: std::time::Duration::from_millis(800),
+        ..Default::default()
+    };
+    let server = Server::start_with("lifetime", backend, config).await;
+    server.person("rita", &[Responder]).await;
+    let (cookie, _) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(600) {
+        assert_eq!(
+            with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
+            StatusCode::OK,
+            "in use, within its lifetime"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(
         with_cookie(&server, Method::GET, "/api/v1/runs", &cookie, None).await,
         StatusCode::UNAUTHORIZED
