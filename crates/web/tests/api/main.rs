@@ -73,6 +73,16 @@ impl Server {
     }
 
     pub async fn start_with(name: &str, backend: Backend, config: ServerConfig) -> Server {
+        Server::start_with_secrets(name, backend, config, BTreeMap::new()).await
+    }
+
+    /// A server whose runbooks may use `secrets` as `{{ secrets.NAME }}`.
+    pub async fn start_with_secrets(
+        name: &str,
+        backend: Backend,
+        config: ServerConfig,
+        secrets: BTreeMap<String, String>,
+    ) -> Server {
         let url = match backend {
             Backend::Sqlite => {
                 let dir =
@@ -86,11 +96,7 @@ impl Server {
         let database = steady_storage::open_database(&url).await.expect("database");
         let engine = Engine::new(
             database.store.clone(),
-            EngineConfig {
-                node: format!("test-{name}"),
-                lease: Duration::from_secs(2),
-                secrets: BTreeMap::new(),
-            },
+            EngineConfig { node: format!("test-{name}"), lease: Duration::from_secs(2), secrets },
         );
         let state = AppState::new(Arc::new(engine), database.accounts, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

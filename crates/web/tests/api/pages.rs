@@ -2,11 +2,12 @@
 //! the approver's "my work", approving with a comment, and what the pages refuse.
 
 use reqwest::{StatusCode, header};
-use steady_engine::accounts::GlobalRole::Responder;
+use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder};
 
 use crate::*;
 
 on_every_backend!(
+    a_secret_never_reaches_a_page_the_api_the_audit_log_or_metrics,
     a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser,
     pages_refuse_strangers_forged_forms_and_inline_scripts,
     auditors_admins_and_postmortems_have_their_pages,
@@ -315,4 +316,63 @@ async fn what_was_confirmed_is_what_runs_and_links_keep_their_filters(backend: B
         audit.contains("actor=a%26b") && audit.contains("action=note.added"),
         "filters are encoded into the export links: {audit}"
     );
+}
+
+const SECRET: &str = "hunter2-secret-value";
+
+/// A secret used by a step, its output echoing it: every place a person or a tool can read
+/// shows `***`, never the value.
+async fn a_secret_never_reaches_a_page_the_api_the_audit_log_or_metrics(backend: Backend) {
+    let secrets = std::collections::BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())]);
+    let server = Server::start_with_secrets("secrets", backend, Default::default(), secrets).await;
+    let admin = server.person("ada", &[Admin, Author, Responder, Auditor]).await;
+    let source = "name: secretive\nsecrets: [TOKEN]\nsteps:\n  - id: leak\n    run: echo \"token is {{ secrets.TOKEN }}\" && echo \"$T\" >&2\n    env: { T: \"{{ secrets.TOKEN }}\" }\n    read_only: true\n    timeout: 5s\n";
+    let published = server
+        .call(Some(&admin), Method::POST, "/api/v1/runbooks", Some(json!({ "source": source })))
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let started = server
+        .call(Some(&admin), Method::POST, "/api/v1/runs", Some(json!({ "runbook": "secretive" })))
+        .await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    let finished = server.wait_for(&admin, &run, "succeeded").await;
+    assert_eq!(finished["steps"][0]["attempts"][0]["stdout"], "token is ***\n");
+
+    let browser = Browser::sign_in(&server, "ada").await;
+    let mut seen = Vec::new();
+    for path in [format!("/runs/{run}"), format!("/runs/{run}/timeline.md"), "/audit".to_owned()] {
+        let (status, page) = browser.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        seen.push(page);
+    }
+    for path in [
+        format!("/api/v1/runs/{run}"),
+        "/api/v1/audit/export?format=jsonl".to_owned(),
+        "/api/v1/audit/export?format=csv".to_owned(),
+        format!("/api/v1/runs/{run}/events"),
+    ] {
+        let response = server
+            .client
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        seen.push(response.text().await.unwrap());
+    }
+    seen.push(
+        server
+            .client
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    for text in &seen {
+        assert!(!text.contains(SECRET), "a secret leaked: {text}");
+    }
+    assert!(seen.iter().any(|text| text.contains("token is ***")), "the masked output is shown");
 }
