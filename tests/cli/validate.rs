@@ -101,3 +101,15 @@ fn a_file_with_old_mac_line_ends_shows_the_line_the_error_names() {
     assert!(run.stderr.contains("cr.yaml:4:"), "{}", run.stderr);
     assert!(run.stderr.contains("4 |     sleep: soon"), "{}", run.stderr);
 }
+
+/// Found by fuzzing: YAML that stops inside a flow mapping with no final line break was
+/// reported one line past the end of the file, where no excerpt can be shown.
+#[test]
+fn an_error_at_the_end_of_a_file_points_at_its_last_line() {
+    let dir = scratch("validate-eof");
+    write(&dir, "eof.yaml", "name: eof\nsteps:\n  - id: go\n    approval: { role: app");
+    let run = steady(&dir, &["validate", "eof.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("eof.yaml:4:26:"), "{}", run.stderr);
+    assert!(run.stderr.contains("4 |     approval: { role: app"), "{}", run.stderr);
+}
