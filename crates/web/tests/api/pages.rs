@@ -8,6 +8,7 @@ use crate::*;
 
 on_every_backend!(
     a_secret_never_reaches_a_page_the_api_the_audit_log_or_metrics,
+    hostile_text_from_runbooks_outputs_params_and_notes_is_shown_never_run,
     a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser,
     pages_refuse_strangers_forged_forms_and_inline_scripts,
     auditors_admins_and_postmortems_have_their_pages,
@@ -375,4 +376,62 @@ async fn a_secret_never_reaches_a_page_the_api_the_audit_log_or_metrics(backend:
         assert!(!text.contains(SECRET), "a secret leaked: {text}");
     }
     assert!(seen.iter().any(|text| text.contains("token is ***")), "the masked output is shown");
+}
+
+const HOSTILE: &str = r#"<script>alert(1)</script>"><img src=x onerror=alert(2)>"#;
+
+/// Text from runbooks, parameters, step outputs and notes is shown as text on every page that
+/// shows it: the markup an attacker wrote never reaches the browser as markup.
+async fn hostile_text_from_runbooks_outputs_params_and_notes_is_shown_never_run(backend: Backend) {
+    let server = Server::start("xss", backend).await;
+    let admin = server.person("ada", &[Admin, Author, Responder, Auditor]).await;
+    let source = format!(
+        "name: hostile\ntitle: '{HOSTILE}'\ndescription: '{HOSTILE}'\nparams:\n  note: {{ type: string, description: '{HOSTILE}' }}\nsteps:\n  - id: shout\n    name: '{HOSTILE}'\n    description: '{HOSTILE}'\n    run: [\"echo\", \"{{{{ params.note }}}}\"]\n    read_only: true\n    timeout: 5s\n"
+    );
+    let published = server
+        .call(Some(&admin), Method::POST, "/api/v1/runbooks", Some(json!({ "source": source })))
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let started = server
+        .call(
+            Some(&admin),
+            Method::POST,
+            "/api/v1/runs",
+            Some(json!({ "runbook": "hostile", "params": { "note": HOSTILE } })),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    let finished = server.wait_for(&admin, &run, "succeeded").await;
+    assert_eq!(finished["steps"][0]["attempts"][0]["stdout"], format!("{HOSTILE}\n"));
+    let noted = server
+        .call(
+            Some(&admin),
+            Method::POST,
+            &format!("/api/v1/runs/{run}/notes"),
+            Some(json!({ "text": HOSTILE })),
+        )
+        .await;
+    assert_eq!(noted.status, StatusCode::CREATED, "{}", noted.body);
+
+    let browser = Browser::sign_in(&server, "ada").await;
+    for path in [
+        format!("/runs/{run}"),
+        "/runs".to_owned(),
+        "/runbooks".to_owned(),
+        "/runbooks/hostile".to_owned(),
+        "/runbooks/hostile/print".to_owned(),
+        "/audit".to_owned(),
+    ] {
+        let (status, html) = browser.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<img src=x"),
+            "markup on {path}"
+        );
+    }
+    let (_, page) = browser.get(&format!("/runs/{run}")).await;
+    // Shown as text: as the heading, the step's name, the output and the note.
+    let escaped = "&#60;script&#62;alert(1)&#60;/script&#62;&#34;&#62;&#60;img src=x";
+    assert!(page.matches(escaped).count() >= 4, "shown as text: {page}");
 }
