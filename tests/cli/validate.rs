@@ -113,3 +113,15 @@ fn an_error_at_the_end_of_a_file_points_at_its_last_line() {
     assert!(run.stderr.contains("eof.yaml:4:26:"), "{}", run.stderr);
     assert!(run.stderr.contains("4 |     approval: { role: app"), "{}", run.stderr);
 }
+
+/// Found by fuzzing: a one-line file without `name` had its error placed on a second line
+/// that does not exist.
+#[test]
+fn a_one_line_file_without_a_name_is_refused_on_its_line() {
+    let dir = scratch("validate-one-line");
+    write(&dir, "one.yaml", "# just a comment");
+    let run = steady(&dir, &["validate", "one.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("one.yaml:1:"), "{}", run.stderr);
+    assert!(run.stderr.contains("1 | # just a comment"), "{}", run.stderr);
+}

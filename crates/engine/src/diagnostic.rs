@@ -31,6 +31,22 @@ pub fn source_line(source: &str, number: usize) -> Option<&str> {
     Some(&rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())])
 }
 
+/// Moves a position past the end of the text to the end of its last line, where an author
+/// can see it: the YAML reader places problems found at the end of the input (a flow mapping
+/// left open, a missing field of an empty document) one line past the last one when the text
+/// has no final line break. Found by fuzzing.
+pub(crate) fn within(source: &str, at: Position) -> Position {
+    if source_line(source, at.line).is_some() {
+        return at;
+    }
+    let mut line = at.line.max(1);
+    while line > 1 && source_line(source, line).is_none() {
+        line -= 1;
+    }
+    let text = source_line(source, line).unwrap_or_default();
+    Position { line, column: text.chars().count() + 1 }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     /// The runbook cannot be published or run until this is fixed.

@@ -40,6 +40,9 @@ pub fn parse(source: &str) -> Parsed {
     if let Some(runbook) = &runbook {
         lint::check(runbook, &mut diagnostics);
     }
+    for diagnostic in &mut diagnostics {
+        diagnostic.at = crate::diagnostic::within(source, diagnostic.at);
+    }
     diagnostics.sort_by_key(|diagnostic| (diagnostic.at, diagnostic.severity));
     Parsed { runbook, diagnostics }
 }

@@ -12,23 +12,7 @@ use crate::diagnostic::{Diagnostic, Position, with_suggestion};
 /// Loads YAML text into a node tree. A runbook is always one mapping.
 pub(super) fn load(source: &str) -> Result<Node, Diagnostic> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
-    marked_yaml::parse_yaml_with_options(0, source, options)
-        .map_err(|error| within(source, diagnostic(error)))
-}
-
-/// The YAML reader places an error at the end of the input one line past the last one when
-/// the text has no final line break: found by fuzzing. Such a place is moved to the end of the
-/// last line, where an author can see it.
-fn within(source: &str, mut diagnostic: Diagnostic) -> Diagnostic {
-    if crate::diagnostic::source_line(source, diagnostic.at.line).is_none() {
-        let mut line = diagnostic.at.line.max(1);
-        while line > 1 && crate::diagnostic::source_line(source, line).is_none() {
-            line -= 1;
-        }
-        let text = crate::diagnostic::source_line(source, line).unwrap_or_default();
-        diagnostic.at = Position { line, column: text.chars().count() + 1 };
-    }
-    diagnostic
+    marked_yaml::parse_yaml_with_options(0, source, options).map_err(diagnostic)
 }
 
 fn diagnostic(error: LoadError) -> Diagnostic {
