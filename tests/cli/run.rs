@@ -244,3 +244,40 @@ fn ctrl_c_finishes_the_running_step_and_leaves_the_run_resumable() {
     assert!(resumed.stdout.contains(&format!("run {id}: ✓ succeeded")), "{}", resumed.stdout);
     assert_eq!(cli(&dir, &["resume", "--all"]).stdout, "no run needs a driver\n");
 }
+
+/// A secret reaches the step that uses it and nothing a person or a log collector reads: not
+/// the terminal's progress, not `show`, not the audit export.
+#[test]
+fn a_secret_is_used_by_its_step_and_never_printed() {
+    let dir = scratch("run-secret");
+    let secret = "hunter2-cli-secret";
+    write(
+        &dir,
+        "secretive.yaml",
+        "name: secretive\nsecrets: [TOKEN]\nsteps:\n  - id: use\n    run: test $(printf %s {{ secrets.TOKEN }} | sha256sum | cut -c1-8) = fd16e4b9 && echo sent {{ secrets.TOKEN }}\n    read_only: true\n    timeout: 5s\n",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_steady"))
+        .args(["run", "secretive.yaml"])
+        .current_dir(&dir)
+        .env("STEADY_SECRET_TOKEN", secret)
+        .output()
+        .expect("steady runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "the step saw the real value: {printed}");
+    let shown = steady(&dir, &["show", "--json", &last_run(&dir)]);
+    let exported = steady(&dir, &["audit", "export"]);
+    for text in [&printed, &shown.stdout, &exported.stdout] {
+        assert!(!text.contains(secret), "a secret leaked: {text}");
+    }
+    assert!(shown.stdout.contains("sent ***"), "{}", shown.stdout);
+}
+
+fn last_run(dir: &std::path::Path) -> String {
+    let runs = steady(dir, &["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs --json");
+    runs[0]["id"].as_str().expect("a run").to_owned()
+}
