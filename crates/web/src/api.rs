@@ -260,7 +260,8 @@ pub(crate) async fn sign_in(
     )
     .data(json!({ "user": user.name, "address": address }));
     state.store.append_events(vec![signed_in]).await?;
-    let mut cookie = cookie::Cookie::new(SESSION_COOKIE, id);
+    let mut cookie =
+        cookie::Cookie::new(auth::session_cookie_name(state.config.secure_cookies), id);
     cookie.set_http_only(true);
     cookie.set_same_site(cookie::SameSite::Strict);
     cookie.set_path("/");
@@ -270,12 +271,14 @@ pub(crate) async fn sign_in(
 
 #[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "No content"), (status = 401, description = "Not signed in")))]
 async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Caller) -> ApiResult {
-    if let Some(id) = auth::session_cookie(&headers) {
+    if let Some(id) = auth::session_cookie(&headers, state.config.secure_cookies) {
         state.accounts.delete_session(&auth::secret_hash(&id)).await?;
     }
     let _ = caller;
-    let mut cookie = cookie::Cookie::new(SESSION_COOKIE, "");
+    let mut cookie =
+        cookie::Cookie::new(auth::session_cookie_name(state.config.secure_cookies), "");
     cookie.set_path("/");
+    cookie.set_secure(state.config.secure_cookies);
     cookie.make_removal();
     Ok(([(header::SET_COOKIE, cookie.to_string())], StatusCode::NO_CONTENT).into_response())
 }

@@ -18,6 +18,15 @@ use crate::error::AppError;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "steady_session";
+/// The session cookie's name when cookies are `Secure`: browsers accept a `__Host-` cookie only
+/// if it is `Secure`, host-only and for `/`, so no sibling domain or plain-http page can set or
+/// shadow it (ASVS 3.3.1). Without https the prefix would make browsers drop the cookie.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-steady_session";
+
+/// The session cookie's name under this configuration.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_SESSION_COOKIE } else { SESSION_COOKIE }
+}
 /// The header that carries a session's CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -102,14 +111,15 @@ pub fn client_address(parts_extensions: &axum::http::Extensions) -> String {
 }
 
 /// The value of the session cookie, if the request has one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let name = session_cookie_name(secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .find(|cookie| cookie.name() == name)
         .map(|cookie| cookie.value().to_owned())
 }
 
@@ -161,7 +171,8 @@ pub async fn authenticate(
         CallerName::record(parts, &caller);
         return Ok(caller);
     }
-    let id = session_cookie(&parts.headers).ok_or_else(AppError::unauthenticated)?;
+    let id = session_cookie(&parts.headers, state.config.secure_cookies)
+        .ok_or_else(AppError::unauthenticated)?;
     let caller = by_session(state, &secret_hash(&id), true).await?;
     CallerName::record(parts, &caller);
     // A browser can be made to send the cookie by another site; it cannot be made to send

@@ -23,7 +23,7 @@ use steady_engine::runbook::{Runbook, StepKind};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{self, Caller, SESSION_COOKIE};
+use crate::auth::{self, Caller};
 use crate::dto;
 use crate::error::AppError;
 
@@ -244,8 +244,10 @@ async fn logout(State(state): State<AppState>, me: Me, Form(form): Form<CsrfForm
     if let Some(session) = &me.caller.session {
         state.accounts.delete_session(&session.id_hash).await?;
     }
-    let mut cookie = cookie::Cookie::new(SESSION_COOKIE, "");
+    let mut cookie =
+        cookie::Cookie::new(auth::session_cookie_name(state.config.secure_cookies), "");
     cookie.set_path("/");
+    cookie.set_secure(state.config.secure_cookies);
     cookie.make_removal();
     Ok(([(header::SET_COOKIE, cookie.to_string())], Redirect::to("/login")).into_response())
 }

@@ -10,6 +10,7 @@ on_every_backend!(
     nobody_gets_in_without_credentials,
     sign_ins_are_audited_and_refusals_counted,
     a_busy_session_still_ends_at_its_absolute_lifetime,
+    behind_https_the_session_cookie_is_a_host_cookie,
     global_roles_decide_who_may_publish_start_read_the_audit_log_and_manage_users,
     a_revoked_token_opens_nothing,
     sessions_need_csrf_tokens_end_at_logout_and_never_take_a_planted_id,
@@ -454,4 +455,36 @@ async fn sign_ins_are_audited_and_refusals_counted(backend: Backend) {
     let text = metrics.text().await.unwrap();
     assert!(text.contains("steady_requests_denied_total{status=\"401\"} 1\n"), "{text}");
     assert!(text.contains("steady_requests_denied_total{status=\"403\"} 1\n"), "{text}");
+}
+
+/// ASVS 3.3.1: with `--secure-cookies` the session cookie is `__Host-` prefixed, `Secure`,
+/// host-only and for `/`, and only that name opens a session.
+async fn behind_https_the_session_cookie_is_a_host_cookie(backend: Backend) {
+    let config = steady_web::ServerConfig { secure_cookies: true, ..Default::default() };
+    let server = Server::start_with("host-cookie", backend, config).await;
+    server.person("rita", &[Responder]).await;
+    let response = server
+        .client
+        .post(format!("{}/api/v1/session", server.url))
+        .json(&json!({ "name": "rita", "password": "rita-password-long" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-steady_session="), "{set}");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let pair = set.split(';').next().unwrap().to_owned();
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &pair, None).await,
+        StatusCode::OK
+    );
+    let unprefixed = pair.replace("__Host-steady_session", "steady_session");
+    assert_eq!(
+        with_cookie(&server, Method::GET, "/api/v1/runs", &unprefixed, None).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
