@@ -58,6 +58,7 @@ fn main() {
             1,
             Duration::from_secs(10),
             &[("gated.yaml", GATED)],
+            &[],
         );
         runtime.block_on(load("one node, SQLite", &cluster, seconds));
     }

@@ -25,6 +25,18 @@ pub fn cluster(name: &str, size: usize, runbooks: &[(&str, &str)]) -> Cluster {
     Cluster::start(Path::new(env!("CARGO_BIN_EXE_steady")), name, size, LEASE, runbooks)
 }
 
+/// The same, every node told `serve_args` too.
+pub fn cluster_with(
+    name: &str,
+    size: usize,
+    runbooks: &[(&str, &str)],
+    serve_args: &[&str],
+) -> Cluster {
+    let binary = Path::new(env!("CARGO_BIN_EXE_steady"));
+    let db = steady_testkit::postgres_database();
+    Cluster::start_on(binary, db, name, size, LEASE, runbooks, serve_args)
+}
+
 /// How many times each line appears in a ledger file.
 pub fn ledger(path: &Path) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

@@ -246,3 +246,85 @@ async fn a_dead_nodes_idempotent_step_is_run_again_on_another_node() {
 fn ledger_of(path: &str) -> Vec<(String, usize)> {
     ledger(Path::new(path)).into_iter().collect()
 }
+
+/// A webhook receiver on 127.0.0.1: every body it was sent.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let received = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 8192];
+                loop {
+                    let read = socket.read(&mut buffer).await.unwrap_or(0);
+                    request.extend_from_slice(&buffer[..read]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                        let length = head
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        body.len() >= length
+                    });
+                    if read == 0 || complete {
+                        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                            received.lock().unwrap().push(body.to_owned());
+                        }
+                        break;
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_send_each_notification_once() {
+    let (hook, bodies) = receiver().await;
+    let cluster = cluster_with("notify", 3, &[("gated.yaml", GATED)], &["--notify", &hook]);
+    let carol = cluster.person("carol", "responder");
+    let alice = cluster.person("alice", "responder");
+    let bob = cluster.person("bob", "responder");
+    let ledger = cluster.path("ledger");
+    // Nodes take their targets when they start; give them a moment to settle who holds it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let roles =
+        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
+    let run = cluster
+        .start_run(cluster.node(0), &carol, "gated", json!({ "ledger": ledger }), roles)
+        .await;
+    cluster.wait_for(&carol, &run, &["waiting"]).await;
+    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    cluster.call(cluster.node(1), &alice, Method::POST, &approve, Some(json!({}))).await;
+    cluster.call(cluster.node(2), &bob, Method::POST, &approve, Some(json!({}))).await;
+    cluster.wait_for(&carol, &run, &["succeeded"]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !bodies.lock().unwrap().iter().any(|body| body.contains("run.finished")) {
+        assert!(
+            Instant::now() < deadline,
+            "the finish was announced: {:?}",
+            bodies.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every other node had time to send it again, were it going to.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bodies = bodies.lock().unwrap().clone();
+    let of = |action: &str| {
+        bodies.iter().filter(|body| body.contains(&format!("\"event\":\"{action}\""))).count()
+    };
+    assert_eq!((of("step.waiting"), of("run.finished")), (1, 1), "{bodies:#?}");
+}

@@ -36,8 +36,9 @@ impl Node {
 /// A database, a folder of runbooks, and the nodes serving them.
 #[derive(Debug)]
 pub struct Cluster {
-    /// The `steady` program the nodes run.
+    /// The `steady` program the nodes run, and what else they are told.
     binary: PathBuf,
+    serve_args: Vec<String>,
     pub db: String,
     pub dir: PathBuf,
     pub nodes: Vec<Option<Node>>,
@@ -55,10 +56,11 @@ impl Cluster {
         lease: Duration,
         runbooks: &[(&str, &str)],
     ) -> Cluster {
-        Cluster::start_on(binary, crate::postgres_database(), name, size, lease, runbooks)
+        Cluster::start_on(binary, crate::postgres_database(), name, size, lease, runbooks, &[])
     }
 
-    /// The same on a database of your choosing: `sqlite://…` for a single node, say.
+    /// The same on a database of your choosing (`sqlite://…` for a single node, say), with
+    /// more arguments for every `steady serve` (`--notify URL`, say).
     pub fn start_on(
         binary: &Path,
         db: String,
@@ -66,6 +68,7 @@ impl Cluster {
         size: usize,
         lease: Duration,
         runbooks: &[(&str, &str)],
+        serve_args: &[&str],
     ) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("steady-cluster-{name}-{}", std::process::id()));
@@ -76,6 +79,7 @@ impl Cluster {
         }
         let mut cluster = Cluster {
             binary: binary.to_owned(),
+            serve_args: serve_args.iter().map(|arg| (*arg).to_owned()).collect(),
             lease,
             db,
             dir,
@@ -98,6 +102,7 @@ impl Cluster {
         let mut child = Command::new(&self.binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--runbooks", "runbooks"])
             .args(["--db", &self.db, "--lease", &format!("{}ms", self.lease.as_millis())])
+            .args(&self.serve_args)
             .current_dir(&self.dir)
             .env("STEADY_ADMIN_PASSWORD", "a-long-admin-password")
             .stdout(Stdio::piped())
