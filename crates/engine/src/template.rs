@@ -90,6 +90,7 @@ impl<'source> Compiler<'source> {
 
     /// Compiles an expression and returns the variables it refers to.
     pub fn expression(&self, source: &'source str) -> Result<HashSet<String>, SyntaxError> {
+        refuse_template_markers(source)?;
         let expression = self.text.compile_expression(source).map_err(syntax_error)?;
         Ok(expression.undeclared_variables(true))
     }
@@ -135,6 +136,9 @@ pub fn render_json(
 
 /// Evaluates a `check` or `when` expression to true or false, by Jinja's truthiness.
 pub fn evaluate(expression: &Expression, context: &Context) -> Result<bool, RenderError> {
+    // Validation refuses these; this keeps a runbook stored before that rule from panicking.
+    refuse_template_markers(&expression.source)
+        .map_err(|error| RenderError { message: error.message })?;
     let compiled = environment(Target::Text).compile_expression_owned(expression.source.clone())?;
     Ok(compiled.eval(&context.root)?.is_true())
 }
@@ -321,6 +325,21 @@ fn environment(target: Target) -> &'static Environment<'static> {
         }
         env
     })
+}
+
+/// An expression is not a template: `}}`, `%}` or `#}` in one is an author's mistake
+/// (`check: "{{ x }} > 1"`), and minijinja 2's expression lexer panics on them instead of
+/// reporting an error (found by fuzzing). So they are refused before it sees them.
+fn refuse_template_markers(source: &str) -> Result<(), SyntaxError> {
+    let found = ["}}", "%}", "#}"].iter().filter_map(|marker| source.find(marker)).min();
+    match found {
+        Some(offset) => Err(SyntaxError {
+            message: "an expression is not a template: write it without `{{ }}`".to_owned(),
+            line: source[..offset].matches('\n').count() + 1,
+            offset: Some(offset),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn syntax_error(error: Error) -> SyntaxError {
