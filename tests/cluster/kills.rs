@@ -76,6 +76,7 @@ async fn twenty_runs_on_three_nodes_survive_random_kills() {
 
     let mut kills = 0;
     let mut decisions = 0;
+    let mut events_seen = 0u64;
     let deadline = Instant::now() + Duration::from_secs(240 + 5 * kills_wanted);
     loop {
         assert!(Instant::now() < deadline, "runs did not settle; seed {seed}");
@@ -87,6 +88,15 @@ async fn twenty_runs_on_three_nodes_survive_random_kills() {
             kills += 1;
             tokio::time::sleep(Duration::from_millis(random.below(400))).await;
             cluster.restart(victim);
+            // After every restart: the chain verifies and nothing committed is gone.
+            let (code, text) = cluster.cli(&["audit", "verify"]);
+            assert_eq!(code, 0, "chain after kill {kills}: {text}; seed {seed}");
+            let events: u64 = text
+                .split_whitespace()
+                .find_map(|word| word.parse().ok())
+                .expect("verify says how many events");
+            assert!(events >= events_seen, "events went from {events_seen} to {events}");
+            events_seen = events;
         } else {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
