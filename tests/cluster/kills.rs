@@ -66,20 +66,22 @@ async fn twenty_runs_on_three_nodes_survive_random_kills() {
     let mut cluster = cluster("kills", 3, &[("busy.yaml", BUSY)]);
     let carol = cluster.person("carol", "responder");
     let ledger_file = cluster.path("ledger");
-    let mut runs = Vec::new();
-    for index in 0..run_count {
-        let node = cluster.node(index % 3);
-        let params = json!({ "ledger": ledger_file, "tag": format!("r{index:02}") });
-        let roles = json!([{ "role": "operator", "person": "carol" }]);
-        runs.push(cluster.start_run(node, &carol, "busy", params, roles).await);
-    }
-
+    let mut runs: Vec<String> = Vec::new();
     let mut kills = 0;
     let mut decisions = 0;
     let mut events_seen = 0u64;
     let deadline = Instant::now() + Duration::from_secs(240 + 5 * kills_wanted);
     loop {
         assert!(Instant::now() < deadline, "runs did not settle; seed {seed}");
+        // Runs start throughout the campaign, so that kills keep landing on busy nodes.
+        let due = (run_count * (kills as usize + 1)).div_ceil(kills_wanted.max(1) as usize);
+        while runs.len() < due.min(run_count) {
+            let index = runs.len();
+            let params = json!({ "ledger": ledger_file, "tag": format!("r{index:02}") });
+            let roles = json!([{ "role": "operator", "person": "carol" }]);
+            let node = cluster.any_node();
+            runs.push(cluster.start_run(node, &carol, "busy", params, roles).await);
+        }
         // Kill a node at a seeded moment, and start a new process in its place.
         if kills < kills_wanted {
             tokio::time::sleep(Duration::from_millis(300 + random.below(900))).await;
@@ -138,7 +140,7 @@ async fn twenty_runs_on_three_nodes_survive_random_kills() {
                 other => panic!("run {run} ended {other}: {state}; seed {seed}"),
             }
         }
-        if settled == runs.len() && kills >= kills_wanted {
+        if settled == run_count && kills >= kills_wanted {
             break;
         }
     }
