@@ -224,6 +224,12 @@ impl Accounts for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(database)?;
+        // The throttle looks back minutes; the audit log keeps every failure for good.
+        sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(format_timestamp(at - chrono::Duration::days(1)))
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
         let event = NewEvent::new(&Actor::user(name), AuditAction::LoginFailed, None)
             .data(serde_json::json!({ "user": name, "address": address }));
         append_events(&mut tx, &[event]).await?;

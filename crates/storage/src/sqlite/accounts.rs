@@ -223,6 +223,12 @@ impl Accounts for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(database)?;
+        // The throttle looks back minutes; the audit log keeps every failure for good.
+        sqlx::query("DELETE FROM login_failures WHERE at < ?")
+            .bind(format_timestamp(at - chrono::Duration::days(1)))
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
         let event = NewEvent::new(&Actor::user(name), AuditAction::LoginFailed, None)
             .data(serde_json::json!({ "user": name, "address": address }));
         append_events(&mut tx, &[event]).await?;
