@@ -466,22 +466,44 @@ async fn commit_in_groups(
                     let _ = queued.done.send(outcome);
                 }
             }
-            Err(_) => {
+            Err(BatchFailed::BeforeCommit) => {
                 for queued in batch {
                     let outcome =
                         commit_alone(&pool, &signals, queued.run_id, &queued.transition).await;
                     let _ = queued.done.send(outcome);
                 }
             }
+            // The COMMIT itself failed: it may or may not have taken effect, so nothing is
+            // retried, and every caller hears of a database error, as after a crash.
+            Err(BatchFailed::AtCommit(error)) => {
+                for queued in batch {
+                    let _ = queued.done.send(Err(StoreError::Database(error.clone())));
+                }
+            }
         }
     }
 }
 
-/// Commits a batch in one transaction; the outer error means nothing was committed.
+/// How a group commit failed.
+#[derive(Debug)]
+enum BatchFailed {
+    /// Before COMMIT was sent: nothing of the batch was committed.
+    BeforeCommit,
+    /// At COMMIT: whether it took effect is unknown.
+    AtCommit(String),
+}
+
+impl From<StoreError> for BatchFailed {
+    fn from(_: StoreError) -> Self {
+        BatchFailed::BeforeCommit
+    }
+}
+
+/// Commits a batch in one transaction.
 async fn commit_batch(
     pool: &PgPool,
     batch: &[QueuedCommit],
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+) -> Result<Vec<Result<(), StoreError>>, BatchFailed> {
     let mut tx = pool.begin().await.map_err(database)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
@@ -500,7 +522,7 @@ async fn commit_batch(
             Err(
                 error @ (StoreError::Conflict | StoreError::LeaseLost | StoreError::NoSuchRun(_)),
             ) => outcomes.push(Err(error)),
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.into()),
         }
     }
     write_rows(&mut tx, &passed).await?;
@@ -508,7 +530,7 @@ async fn commit_batch(
         notify(&mut tx, WORK, &run_id.to_string()).await?;
     }
     append_events(&mut tx, &events).await?;
-    tx.commit().await.map_err(database)?;
+    tx.commit().await.map_err(|error| BatchFailed::AtCommit(error.to_string()))?;
     Ok(outcomes)
 }
 
