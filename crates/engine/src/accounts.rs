@@ -81,7 +81,9 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
 
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Opens a session at sign-in, with its audit event (`login.succeeded`, naming the address
+    /// the person signed in from).
+    async fn create_session(&self, session: &Session, address: &str) -> Result<(), StoreError>;
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<(), StoreError>;
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;

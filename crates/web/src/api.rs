@@ -252,14 +252,7 @@ pub(crate) async fn sign_in(
         created_at: now(),
         last_seen: now(),
     };
-    state.accounts.create_session(&session).await?;
-    let signed_in = steady_engine::audit::NewEvent::new(
-        &user.actor(),
-        steady_engine::audit::AuditAction::LoginSucceeded,
-        None,
-    )
-    .data(json!({ "user": user.name, "address": address }));
-    state.store.append_events(vec![signed_in]).await?;
+    state.accounts.create_session(&session, address).await?;
     let mut cookie =
         cookie::Cookie::new(auth::session_cookie_name(state.config.secure_cookies), id);
     cookie.set_http_only(true);

@@ -96,7 +96,8 @@ impl Accounts for SqliteStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+    async fn create_session(&self, session: &Session, address: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
         )
@@ -105,10 +106,13 @@ impl Accounts for SqliteStore {
         .bind(&session.csrf_token)
         .bind(format_timestamp(session.created_at))
         .bind(format_timestamp(session.last_seen))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(database)?;
-        Ok(())
+        let event = NewEvent::new(&Actor::user(&session.user), AuditAction::LoginSucceeded, None)
+            .data(serde_json::json!({ "user": session.user, "address": address }));
+        append_events(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)
     }
 
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
