@@ -86,6 +86,15 @@ impl PostgresStore {
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(database)
     }
+
+    /// A read-only transaction that sees one snapshot of the whole database, however many
+    /// nodes write meanwhile; one round trip to open.
+    async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(database)
+    }
 }
 
 /// Turns other nodes' notifications into this process's change signals, reconnecting when
@@ -721,11 +730,7 @@ impl Store for PostgresStore {
     async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError> {
         let key = id.to_string();
         // One snapshot of the whole run, however many nodes write it meanwhile.
-        let mut tx = self.pool.begin().await.map_err(database)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(database)?;
+        let mut tx = self.snapshot().await?;
         let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = $1")
             .bind(&key)
             .fetch_optional(&mut *tx)
@@ -1022,11 +1027,7 @@ impl Store for PostgresStore {
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
         // One snapshot, streamed in `seq` order: appends that land meanwhile are not part of it.
-        let mut tx = self.pool.begin().await.map_err(database)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(database)?;
+        let mut tx = self.snapshot().await?;
         let mut verifier = ChainVerifier::default();
         {
             let mut rows = sqlx::query_as::<_, (i64, String, String, String)>(
