@@ -7,10 +7,10 @@
 //! crash -- --nocapture`. The same campaign on PostgreSQL with several nodes is
 //! `tests/cluster/kills.rs`.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use steady_testkit::campaign::{self, Seeded, setting};
 
 use crate::{scratch, steady, write};
 
@@ -43,16 +43,6 @@ fn runbook() -> String {
     format!("name: crashy\nroles:\n  operator: {{ description: Answers }}\n{params}steps:\n{steps}")
 }
 
-/// A small deterministic generator, so that a failure can be replayed from its seed.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next_millis(&mut self, low: u64, high: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        low + (self.0 >> 33) % (high - low)
-    }
-}
-
 const STEPS: usize = 20;
 
 /// Steps whose side effect must happen exactly once (`run` strings and argv without
@@ -63,18 +53,6 @@ fn once_only(index: usize) -> bool {
 
 fn idempotent(index: usize) -> bool {
     index % 6 == 1
-}
-
-fn from_env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-fn ledger_counts(ledger: &Path) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(ledger).unwrap_or_default().lines() {
-        *counts.entry(line.to_owned()).or_insert(0) += 1;
-    }
-    counts
 }
 
 #[test]
@@ -104,8 +82,8 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
         serde_json::from_str(&shown.stdout).expect("show --json")
     };
 
-    let kills_wanted = from_env("STEADY_CRASH_KILLS", 50);
-    let seed_value = from_env("STEADY_CRASH_SEED", 42);
+    let kills_wanted = setting("STEADY_CRASH_KILLS", 50);
+    let seed_value = setting("STEADY_CRASH_SEED", 42);
     let mut seed = Seeded(seed_value);
     let mut kills = 0;
     let mut events_seen = 0usize;
@@ -125,7 +103,7 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
             } else {
                 spawn(&["resume", &run_id])
             };
-            let lifetime = Duration::from_millis(seed.next_millis(5, 450));
+            let lifetime = Duration::from_millis(5 + seed.below(445));
             let started = Instant::now();
             let exited = loop {
                 if let Some(status) = child.try_wait().expect("poll") {
@@ -194,7 +172,7 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
                         .find(|s| s["status"] == "interrupted")
                         .expect("an interrupted step");
                     let step = stuck["id"].as_str().expect("id");
-                    let done = ledger_counts(&ledger).contains_key(step);
+                    let done = campaign::ledger(&ledger).contains_key(step);
                     decisions += 1;
                     let decided = cli(&["decide", &run_id, if done { "skip" } else { "retry" }]);
                     assert_eq!(decided.code, 0, "decide: {}", decided.stderr);
@@ -204,7 +182,7 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
             }
         }
 
-        let counts = ledger_counts(&ledger);
+        let counts = campaign::ledger(&ledger);
         for index in (0..STEPS).filter(|index| once_only(*index)) {
             let id = format!("s{index:02}");
             assert_eq!(

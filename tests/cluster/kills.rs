@@ -9,6 +9,8 @@ use serde_json::json;
 
 use std::time::Instant;
 
+use steady_testkit::campaign::{Seeded, ledger, setting};
+
 use crate::*;
 
 /// Seven steps: two side effects that must never repeat, one idempotent, a read-only one, a
@@ -44,21 +46,8 @@ steps:
     check: "1 == 1"
 "#;
 
-/// A small deterministic generator, so that a failure can be replayed from its seed.
-struct Seeded(u64);
-
-impl Seeded {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_runs_on_three_nodes_survive_random_kills() {
-    let setting = |name: &str, default: u64| {
-        std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-    };
     let seed = setting("STEADY_CLUSTER_SEED", 7);
     let run_count = setting("STEADY_CLUSTER_RUNS", 20) as usize;
     let kills_wanted = setting("STEADY_CLUSTER_KILLS", 8);

@@ -10,7 +10,6 @@
 mod kills;
 mod nodes;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,15 +34,6 @@ pub fn cluster_with(
     let binary = Path::new(env!("CARGO_BIN_EXE_steady"));
     let db = steady_testkit::postgres_database();
     Cluster::start_on(binary, db, name, size, LEASE, runbooks, serve_args)
-}
-
-/// How many times each line appears in a ledger file.
-pub fn ledger(path: &Path) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        *counts.entry(line.to_owned()).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// The status of one step of a run as the API shows it.

@@ -49,23 +49,50 @@ steps:
     check: "1 == 1"
 "#;
 
+/// The people of a gated run: Carol commands it, Alice and Bob hold `approver`.
+struct Team {
+    carol: String,
+    alice: String,
+    bob: String,
+}
+
+impl Team {
+    fn of(cluster: &Cluster) -> Team {
+        Team {
+            carol: cluster.person("carol", "responder"),
+            alice: cluster.person("alice", "responder"),
+            bob: cluster.person("bob", "responder"),
+        }
+    }
+
+    /// Carol starts `gated` through `node`, Alice and Bob as approvers; returns once the run
+    /// waits at its gate.
+    async fn start_gated(&self, cluster: &Cluster, node: usize, ledger: &str) -> String {
+        let roles = json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
+        let params = json!({ "ledger": ledger });
+        let run = cluster.start_run(cluster.node(node), &self.carol, "gated", params, roles).await;
+        let waiting = cluster.wait_for(&self.carol, &run, &["waiting"]).await;
+        assert_eq!(step_status(&waiting, "go"), "waiting");
+        run
+    }
+}
+
+/// Approves the gate `go` of `run` through `node` as the person `token` stands for.
+async fn approve(cluster: &Cluster, node: usize, token: &str, run: &str) -> (u16, Value) {
+    let path = format!("/api/v1/runs/{run}/steps/go/approve");
+    cluster.call(cluster.node(node), token, Method::POST, &path, Some(json!({}))).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
     let cluster = cluster("answered", 3, &[("gated.yaml", GATED)]);
-    let carol = cluster.person("carol", "responder");
+    let team = Team::of(&cluster);
+    let carol = &team.carol;
     let audrey = cluster.person("audrey", "auditor");
-    let alice = cluster.person("alice", "responder");
-    let bob = cluster.person("bob", "responder");
     let ledger = cluster.path("ledger");
-    let roles =
-        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
-    let run = cluster
-        .start_run(cluster.node(0), &carol, "gated", json!({ "ledger": ledger }), roles)
-        .await;
-    let waiting = cluster.wait_for(&carol, &run, &["waiting"]).await;
-    assert_eq!(step_status(&waiting, "go"), "waiting");
+    let run = team.start_gated(&cluster, 0, &ledger).await;
 
-    // Every node sees all three.
+    // Node C sees all three nodes up.
     let (status, nodes) =
         cluster.call(cluster.node(2), &audrey, Method::GET, "/api/v1/nodes", None).await;
     assert_eq!(status, 200, "{nodes}");
@@ -79,14 +106,11 @@ async fn a_run_started_on_one_node_is_approved_through_others_and_continues() {
     ));
 
     // Alice answers on node B, Bob on node C: the gate opens and some node carries on.
-    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
-    let (status, body) =
-        cluster.call(cluster.node(1), &alice, Method::POST, &approve, Some(json!({}))).await;
+    let (status, body) = approve(&cluster, 1, &team.alice, &run).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) =
-        cluster.call(cluster.node(2), &bob, Method::POST, &approve, Some(json!({}))).await;
+    let (status, body) = approve(&cluster, 2, &team.bob, &run).await;
     assert_eq!(status, 200, "{body}");
-    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    let done = cluster.wait_for(carol, &run, &["succeeded", "failed", "needs_attention"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
     let followed = tokio::time::timeout(Duration::from_secs(30), follower).await.unwrap().unwrap();
@@ -134,52 +158,38 @@ roles:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gate_answered_through_two_nodes_at_once_counts_each_person_once() {
     let cluster = cluster("quorum", 2, &[("gated.yaml", GATED)]);
-    let carol = cluster.person("carol", "responder");
-    let alice = cluster.person("alice", "responder");
-    let bob = cluster.person("bob", "responder");
+    let team = Team::of(&cluster);
+    let carol = &team.carol;
     let ledger = cluster.path("ledger");
-    let roles =
-        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
-    let run = cluster
-        .start_run(cluster.node(0), &carol, "gated", json!({ "ledger": ledger }), roles)
-        .await;
-    cluster.wait_for(&carol, &run, &["waiting"]).await;
-    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    let run = team.start_gated(&cluster, 0, &ledger).await;
 
     // Alice approves through both nodes at the same moment: one vote.
     let (a, b) = tokio::join!(
-        cluster.call(cluster.node(0), &alice, Method::POST, &approve, Some(json!({}))),
-        cluster.call(cluster.node(1), &alice, Method::POST, &approve, Some(json!({}))),
+        approve(&cluster, 0, &team.alice, &run),
+        approve(&cluster, 1, &team.alice, &run),
     );
     assert_eq!([a.0, b.0].iter().filter(|status| **status == 200).count(), 1, "{a:?} {b:?}");
-    let run_now = cluster.run(&carol, &run).await;
+    let run_now = cluster.run(carol, &run).await;
     assert_eq!(run_now["status"], "waiting", "one person is not a quorum of two");
     let votes = run_now["steps"][1]["votes"].as_array().unwrap();
     assert_eq!(votes.iter().filter(|v| v["void"] == false).count(), 1, "{votes:?}");
 
     // Bob approves through node B while Alice's vote stands: the gate passes, once.
-    let (status, body) =
-        cluster.call(cluster.node(1), &bob, Method::POST, &approve, Some(json!({}))).await;
+    let (status, body) = approve(&cluster, 1, &team.bob, &run).await;
     assert_eq!(status, 200, "{body}");
-    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    let done = cluster.wait_for(carol, &run, &["succeeded", "failed", "needs_attention"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
 
     // Two people answering a fresh gate at the same moment through two nodes: it passes once.
     let ledger = cluster.path("ledger-two");
-    let roles =
-        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
-    let run = cluster
-        .start_run(cluster.node(1), &carol, "gated", json!({ "ledger": ledger }), roles)
-        .await;
-    cluster.wait_for(&carol, &run, &["waiting"]).await;
-    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
+    let run = team.start_gated(&cluster, 1, &ledger).await;
     let (a, b) = tokio::join!(
-        cluster.call(cluster.node(0), &alice, Method::POST, &approve, Some(json!({}))),
-        cluster.call(cluster.node(1), &bob, Method::POST, &approve, Some(json!({}))),
+        approve(&cluster, 0, &team.alice, &run),
+        approve(&cluster, 1, &team.bob, &run),
     );
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
-    let done = cluster.wait_for(&carol, &run, &["succeeded", "failed", "needs_attention"]).await;
+    let done = cluster.wait_for(carol, &run, &["succeeded", "failed", "needs_attention"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(ledger_of(&ledger), [("promoted".to_owned(), 1)]);
     cluster.verify_chain();
@@ -244,7 +254,7 @@ async fn a_dead_nodes_idempotent_step_is_run_again_on_another_node() {
 }
 
 fn ledger_of(path: &str) -> Vec<(String, usize)> {
-    ledger(Path::new(path)).into_iter().collect()
+    steady_testkit::campaign::ledger(Path::new(path)).into_iter().collect()
 }
 
 /// A webhook receiver on 127.0.0.1: every body it was sent.
@@ -295,22 +305,14 @@ async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 async fn three_nodes_send_each_notification_once() {
     let (hook, bodies) = receiver().await;
     let cluster = cluster_with("notify", 3, &[("gated.yaml", GATED)], &["--notify", &hook]);
-    let carol = cluster.person("carol", "responder");
-    let alice = cluster.person("alice", "responder");
-    let bob = cluster.person("bob", "responder");
+    let team = Team::of(&cluster);
     let ledger = cluster.path("ledger");
     // Nodes take their targets when they start; give them a moment to settle who holds it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let roles =
-        json!([{ "role": "approver", "person": "alice" }, { "role": "approver", "person": "bob" }]);
-    let run = cluster
-        .start_run(cluster.node(0), &carol, "gated", json!({ "ledger": ledger }), roles)
-        .await;
-    cluster.wait_for(&carol, &run, &["waiting"]).await;
-    let approve = format!("/api/v1/runs/{run}/steps/go/approve");
-    cluster.call(cluster.node(1), &alice, Method::POST, &approve, Some(json!({}))).await;
-    cluster.call(cluster.node(2), &bob, Method::POST, &approve, Some(json!({}))).await;
-    cluster.wait_for(&carol, &run, &["succeeded"]).await;
+    let run = team.start_gated(&cluster, 0, &ledger).await;
+    assert_eq!(approve(&cluster, 1, &team.alice, &run).await.0, 200);
+    assert_eq!(approve(&cluster, 2, &team.bob, &run).await.0, 200);
+    cluster.wait_for(&team.carol, &run, &["succeeded"]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !bodies.lock().unwrap().iter().any(|body| body.contains("run.finished")) {
         assert!(

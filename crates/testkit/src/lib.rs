@@ -7,6 +7,7 @@
 //! user. A watchdog stops it and removes its folder when the test process exits, however it
 //! exits. Set `STEADY_TEST_POSTGRES=postgres://user@host:port` to use a server of your own.
 
+pub mod campaign;
 pub mod cluster;
 
 use std::path::{Path, PathBuf};
