@@ -340,3 +340,28 @@ async fn runs_are_listed_found_and_offered_to_drivers(store: Arc<dyn Store>) {
     assert!(store.runs_needing_a_driver(now()).await.unwrap().is_empty());
     assert_eq!(store.run_status(second).await.unwrap(), Some(RunStatus::Running));
 }
+
+/// Several nodes on PostgreSQL: a change one node commits reaches another node as a hint
+/// through the database (`LISTEN/NOTIFY`), which is how live event streams and executors on
+/// every node learn of it without waiting for their next poll. (On SQLite only the process's
+/// own changes are hinted; other processes are found by polling.)
+#[tokio::test]
+async fn on_postgres_a_change_on_one_node_wakes_the_others() {
+    let url = steady_testkit::postgres_database();
+    let node_a = steady_storage::open(&url).await.unwrap();
+    let node_b = steady_storage::open(&url).await.unwrap();
+    let mut events = node_b.changes().events;
+    let mut work = node_b.changes().work;
+    events.mark_unchanged();
+    work.mark_unchanged();
+    // B's listener connects in the background: A keeps changing things until B hears.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (mut heard_events, mut heard_work) = (false, false);
+    while !(heard_events && heard_work) {
+        assert!(tokio::time::Instant::now() < deadline, "node B never heard of node A's runs");
+        new_run(&node_a, None).await.unwrap();
+        let wait = std::time::Duration::from_millis(200);
+        heard_events |= tokio::time::timeout(wait, events.changed()).await.is_ok();
+        heard_work |= tokio::time::timeout(wait, work.changed()).await.is_ok();
+    }
+}
