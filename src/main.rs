@@ -87,7 +87,13 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
         command => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(database_command(command)),
+            Ok(runtime) => {
+                // Steady adopts what its steps leave behind (daemons that left the step's
+                // process group), so that a step's end kills everything it started. Where the
+                // system refuses, killing the step's group is still done.
+                let _ = steady_engine::runner::adopt_orphans();
+                runtime.block_on(database_command(command))
+            }
             Err(error) => Err(error.into()),
         },
     };

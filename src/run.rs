@@ -102,6 +102,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::from(2));
         }
+        Err(EngineError::Secrets(error)) => {
+            report::error(&error.to_string());
+            return Ok(ExitCode::from(2));
+        }
         Err(EngineError::LockHeld { key, run_id }) => {
             report::error(&format!(
                 "lock `{key}` is held by active run {run_id}: finish or cancel it first"

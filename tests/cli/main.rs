@@ -3,10 +3,14 @@
 //!
 //! - `validate`: `steady validate` over files and folders, exit codes and messages.
 //! - `plan`: `steady plan` of every shipped runbook, parameters, names and JSON.
+//! - `isolation`: a step's clean environment, refused starts, daemons that die with the step.
+//! - `leaks`: the leak scanner — no secret reaches anything Steady writes.
 
 mod accounts;
 mod backup;
 mod crash;
+mod isolation;
+mod leaks;
 mod plan;
 mod run;
 mod serve;

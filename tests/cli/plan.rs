@@ -67,7 +67,7 @@ fn json_plan_lists_every_step_with_its_rendered_action() {
     assert_eq!(plan["steps"].as_array().map(Vec::len), Some(8));
     assert_eq!(
         plan["steps"][5]["action"],
-        serde_json::json!({"kind": "run", "argv": ["ssh", "db2", "pg_ctl", "promote", "-w", "-D", "/var/lib/postgresql/16/main"]})
+        serde_json::json!({"kind": "run", "argv": ["ssh", "--", "db2", "pg_ctl", "promote", "-w", "-D", "/var/lib/postgresql/16/main"]})
     );
     assert_eq!(plan["steps"][4]["action"]["kind"], "approval");
     assert_eq!(plan["steps"][4]["action"]["role"], "approver");

@@ -276,7 +276,7 @@ fn a_secret_is_used_by_its_step_and_never_printed() {
     assert!(shown.stdout.contains("sent ***"), "{}", shown.stdout);
 }
 
-fn last_run(dir: &std::path::Path) -> String {
+pub fn last_run(dir: &std::path::Path) -> String {
     let runs = steady(dir, &["runs", "--json"]);
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs --json");
     runs[0]["id"].as_str().expect("a run").to_owned()

@@ -7,6 +7,7 @@
 //!   escalation, and approvals voided when the guarded command changes.
 //! - `modes`: dry runs touch nothing; drills run for real.
 //! - `recovery`: a driver that dies mid-step; leases; cancellation; decisions.
+//! - `secrets`: what a step sees, masking in every form, redirects, signals.
 //! - `audit`: the chain verifies, and a tampered row is found.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
@@ -38,6 +39,7 @@ mod audit;
 mod gates;
 mod modes;
 mod recovery;
+mod secrets;
 mod steps;
 
 use std::collections::BTreeMap;

@@ -36,11 +36,11 @@ steps:
   - id: greeted
     check: "steps.greet.stdout == 'hello ' ~ params.who and steps.greet.stderr == 'warning'"
   - id: env
-    run: echo "$TARGET $STEADY_STEP_ID"
+    run: echo "$TARGET ${STEADY_STEP_ID:-clean}"
     env: { TARGET: "{{ params.who }}-db" }
     read_only: true
     timeout: 5s
-    expect: { stdout: "^world-db env$" }
+    expect: { stdout: "^world-db clean$" }
   - id: json
     run: "echo '{\"lag\": 42}'"
     read_only: true

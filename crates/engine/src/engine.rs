@@ -22,7 +22,8 @@ use crate::params::{self, ParamError};
 use crate::plan::{self, Action};
 use crate::run::*;
 use crate::runbook::{self, OnTimeout, Runbook, Step, StepKind};
-use crate::runner::{self, Effect, Ending, HttpBody, Stop};
+use crate::runner::{self, Effect, Ending, HttpBody, HttpClients, Stop};
+use crate::secrets::{Secrets, SecretsError};
 use crate::store::{Published, Store, StoreError};
 use crate::template::{self, Context, RunFacts, SecretValues, Target};
 
@@ -34,7 +35,8 @@ pub struct EngineConfig {
     /// How long a lease lasts without renewal: how soon another process may take over a run
     /// whose driver died.
     pub lease: StdDuration,
-    /// Secret values by name, read by the binary from `STEADY_SECRET_<NAME>`.
+    /// Every secret value this process has, by name, read by the binary from
+    /// `STEADY_SECRET_<NAME>`. A run sees (and masks) only those its runbook declares.
     pub secrets: BTreeMap<String, String>,
 }
 
@@ -48,6 +50,9 @@ pub enum EngineError {
     InvalidRunbook(Vec<crate::Diagnostic>),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Params(Vec<ParamError>),
+    /// The runbook's declared secrets are not all usable: the run does not start.
+    #[error("{0}")]
+    Secrets(SecretsError),
     #[error("lock `{key}` is held by run {run_id}")]
     LockHeld { key: String, run_id: Uuid },
     /// The lock key cannot be rendered with these parameters.
@@ -156,7 +161,7 @@ pub enum DriveEnd {
 pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
-    http: reqwest::Client,
+    http: HttpClients,
     runbooks: Mutex<HashMap<(String, u32), Arc<Runbook>>>,
 }
 
@@ -174,7 +179,7 @@ fn later(duration: StdDuration) -> Timestamp {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
-        Engine { store, config, http: reqwest::Client::new(), runbooks: Mutex::new(HashMap::new()) }
+        Engine { store, config, http: HttpClients::new(), runbooks: Mutex::new(HashMap::new()) }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -233,6 +238,7 @@ impl Engine {
             .ok_or_else(|| EngineError::NoSuchRunbook(start.runbook.clone()))?;
         let runbook = self.runbook(&stored.name, stored.version).await?;
         let params = params::resolve(&runbook, &start.params).map_err(EngineError::Params)?;
+        Secrets::for_runbook(&runbook, &self.config.secrets).map_err(EngineError::Secrets)?;
         for assignment in &start.assignments {
             if runbook.role(&assignment.role).is_none() {
                 return Err(EngineError::NoSuchRole(assignment.role.clone()));
@@ -752,6 +758,7 @@ impl Engine {
         let result = match self.snapshot(run_id).await {
             Ok((snapshot, runbook)) => {
                 let snapshot = Arc::new(snapshot);
+                let secrets = Secrets::available_for(&runbook, &self.config.secrets);
                 let mut driver = Driver {
                     engine: self,
                     run_id,
@@ -759,6 +766,8 @@ impl Engine {
                     stop: steps_stop_rx,
                     snapshot,
                     runbook,
+                    secrets,
+                    revealed: Arc::new(HashMap::new()),
                 };
                 driver.run().await
             }
@@ -881,6 +890,19 @@ struct Driver<'e> {
     stop: watch::Receiver<Stop>,
     snapshot: Arc<RunSnapshot>,
     runbook: Arc<Runbook>,
+    /// The run's declared secrets: real values for effects, and the masker for everything kept.
+    secrets: Secrets,
+    /// Step id → the real output of its last attempt in this drive, where masking changed it:
+    /// what `expect`, `check`, `when` and later templates read, never stored.
+    revealed: Arc<HashMap<String, Arc<Revealed>>>,
+}
+
+/// The unmasked output of one attempt, kept in memory only.
+#[derive(Debug)]
+struct Revealed {
+    attempt: u32,
+    stdout: String,
+    stderr: String,
 }
 
 impl Driver<'_> {
@@ -1073,8 +1095,24 @@ impl Driver<'_> {
         Ok(())
     }
 
-    fn context(&self, secrets: SecretValues<'_>) -> Context {
-        run_context(&self.runbook, &self.snapshot, secrets, false)
+    /// The context for what is stored and shown: secrets as `***`, outputs as stored.
+    fn masked_context(&self) -> Context {
+        run_context(&self.runbook, &self.snapshot, SecretValues::Masked, false)
+    }
+
+    /// The context for what is executed and judged: real secrets and real outputs.
+    fn revealed_context(&self) -> Context {
+        let results = SnapshotResults {
+            snapshot: self.snapshot.clone(),
+            revealed: Some(self.revealed.clone()),
+        };
+        run_context_with(
+            &self.runbook,
+            &self.snapshot,
+            SecretValues::Revealed(self.secrets.values()),
+            Arc::new(results),
+            false,
+        )
     }
 
     async fn start(&mut self, runbook: &Runbook, step: &Step) -> Result<(), EngineError> {
@@ -1085,8 +1123,7 @@ impl Driver<'_> {
                 let note = "depends on a step that did not run in this dry run";
                 return self.would_run(step, json!({ "when": when.source }), Some(note)).await;
             }
-            let secrets = &self.engine.config.secrets;
-            match template::evaluate(when, &self.context(SecretValues::Revealed(secrets))) {
+            match template::evaluate(when, &self.revealed_context()) {
                 Ok(true) => {}
                 Ok(false) => {
                     let note = format!("`when` was false: {}", when.source);
@@ -1095,18 +1132,18 @@ impl Driver<'_> {
                 Err(error) => {
                     let note = format!(
                         "`when` could not be evaluated: {}",
-                        self.redact(&error.to_string())
+                        self.unusable(&error.to_string())
                     );
                     return self.settle(step, StepStatus::Failed, Some(note)).await;
                 }
             }
         }
 
-        let rendered = match plan::render_action(step, &self.context(SecretValues::Masked)) {
+        let rendered = match plan::render_action(step, &self.masked_context()) {
             Ok(action) => serde_json::to_value(&action).unwrap_or_default(),
             Err(error) => {
                 let note =
-                    format!("could not render the step: {}", self.redact(&error.to_string()));
+                    format!("could not render the step: {}", self.unusable(&error.to_string()));
                 return self.settle(step, StepStatus::Failed, Some(note)).await;
             }
         };
@@ -1123,17 +1160,14 @@ impl Driver<'_> {
                     let note = "depends on a step that did not run in this dry run";
                     return self.would_run(step, rendered, Some(note)).await;
                 }
-                let secrets = &self.engine.config.secrets;
-                let (status, error) = match template::evaluate(
-                    expression,
-                    &self.context(SecretValues::Revealed(secrets)),
-                ) {
+                let (status, error) = match template::evaluate(expression, &self.revealed_context())
+                {
                     Ok(true) => (StepStatus::Succeeded, None),
                     Ok(false) => (
                         StepStatus::Failed,
                         Some(format!("check was false: {}", expression.source)),
                     ),
-                    Err(error) => (StepStatus::Failed, Some(self.redact(&error.to_string()))),
+                    Err(error) => (StepStatus::Failed, Some(self.unusable(&error.to_string()))),
                 };
                 let attempt = Attempt {
                     step_id: step.id.clone(),
@@ -1156,8 +1190,7 @@ impl Driver<'_> {
                     return Ok(());
                 }
                 let (effect, env) = {
-                    let secrets = &self.engine.config.secrets;
-                    let revealed = self.context(SecretValues::Revealed(secrets));
+                    let revealed = self.revealed_context();
                     let effect = plan::render_action(step, &revealed).map(effect_of);
                     let env = self.step_env(step, &revealed);
                     (effect, env)
@@ -1168,7 +1201,7 @@ impl Driver<'_> {
                     Err(error) => {
                         let note = format!(
                             "could not render the step: {}",
-                            self.redact(&error.to_string())
+                            self.unusable(&error.to_string())
                         );
                         return self.settle(step, StepStatus::Failed, Some(note)).await;
                     }
@@ -1182,20 +1215,29 @@ impl Driver<'_> {
         }
     }
 
-    fn redact(&self, text: &str) -> String {
-        redact(text, &self.engine.config.secrets)
+    /// Why a template or expression could not be used, masked, and naming the declared
+    /// secrets this process has no value for (a run started elsewhere, taken over here).
+    fn unusable(&self, error: &str) -> String {
+        let mut note = self.secrets.mask(error);
+        let missing = self.secrets.missing();
+        if !missing.is_empty() {
+            let names: Vec<String> =
+                missing.iter().map(|name| format!("STEADY_SECRET_{name}")).collect();
+            note.push_str(&format!(
+                " (this process has no value for {}: secrets are never rendered empty)",
+                names.join(", ")
+            ));
+        }
+        note
     }
 
+    /// The step's own `env`, rendered with real values. The runner adds only the few
+    /// variables of Steady's environment a process needs (`runner::INHERITED_ENV`).
     fn step_env(&self, step: &Step, context: &Context) -> Result<Vec<(String, String)>, String> {
-        let run = self.run_record();
-        let mut env = vec![
-            ("STEADY_RUN_ID".to_owned(), run.id.to_string()),
-            ("STEADY_RUN_MODE".to_owned(), run.mode.as_str().to_owned()),
-            ("STEADY_STEP_ID".to_owned(), step.id.clone()),
-        ];
+        let mut env = Vec::new();
         for (name, value) in &step.env {
             let value = template::render(value, Target::Text, context).map_err(|error| {
-                format!("could not render env `{name}`: {}", self.redact(&error.to_string()))
+                format!("could not render env `{name}`: {}", self.unusable(&error.to_string()))
             })?;
             env.push((name.clone(), value));
         }
@@ -1413,13 +1455,23 @@ impl Driver<'_> {
             (_, Some(timeout)) => timeout.as_std(),
             (_, None) => Step::DEFAULT_TIMEOUT,
         };
+        // A little more than is stored, so that a secret straddling the limit is masked whole
+        // before the output is cut.
+        let capture = MAX_OUTPUT + self.secrets.capture_margin();
         let output =
-            runner::execute(&effect, &env, timeout, &self.engine.http, &mut self.stop).await;
-        let attempt = self.judge(step, number, started_at, output, timeout);
+            runner::execute(&effect, &env, timeout, &self.engine.http, capture, &mut self.stop)
+                .await;
+        let (attempt, revealed) = self.judge(step, number, started_at, output, timeout);
+        if let Some(revealed) = revealed {
+            Arc::make_mut(&mut self.revealed).insert(step.id.clone(), Arc::new(revealed));
+        }
         self.finish_attempt(step, rendered, attempt).await
     }
 
-    /// Turns what an effect produced into an attempt's result, by the step's `expect`.
+    /// Turns what an effect produced into an attempt's result, by the step's `expect`. The
+    /// verdict reads the real output; the attempt keeps it masked (masked first, then cut to
+    /// `MAX_OUTPUT`). The real output comes back too when masking changed it, for the
+    /// expressions and templates of later steps in this drive.
     fn judge(
         &self,
         step: &Step,
@@ -1427,36 +1479,43 @@ impl Driver<'_> {
         started_at: Timestamp,
         output: runner::Output,
         timeout: StdDuration,
-    ) -> Attempt {
-        let secrets = &self.engine.config.secrets;
-        let stdout = redact(&String::from_utf8_lossy(&output.stdout), secrets);
-        let stderr = redact(&String::from_utf8_lossy(&output.stderr), secrets);
-        let trimmed = stdout.trim_end_matches(['\n', '\r']);
+    ) -> (Attempt, Option<Revealed>) {
+        let real_stdout = String::from_utf8_lossy(&output.stdout);
+        let trimmed = real_stdout.trim_end_matches(['\n', '\r']);
+        let (stdout, stdout_truncated) =
+            self.secrets.mask_capture(&output.stdout, output.stdout_truncated, MAX_OUTPUT);
+        let (stderr, stderr_truncated) =
+            self.secrets.mask_capture(&output.stderr, output.stderr_truncated, MAX_OUTPUT);
         let (status, error) = match output.ending {
             Ending::Completed => match &step.kind {
-                StepKind::Run(_) => {
-                    let code = output.exit_code.unwrap_or(-1);
-                    let expected: &[i32] = if step.expect.exit_code.is_empty() {
-                        &[0]
-                    } else {
-                        &step.expect.exit_code
-                    };
-                    if !expected.contains(&code) {
-                        (
-                            StepStatus::Failed,
-                            Some(format!("exit code {code}, expected {}", join(expected))),
-                        )
-                    } else if let Some(pattern) =
-                        step.expect.stdout.as_ref().filter(|p| !p.is_match(trimmed))
-                    {
-                        (
-                            StepStatus::Failed,
-                            Some(format!("stdout does not match `{}`", pattern.as_str())),
-                        )
-                    } else {
-                        (StepStatus::Succeeded, None)
+                StepKind::Run(_) => match output.exit_code {
+                    None => (
+                        StepStatus::Failed,
+                        Some(format!("killed by {}", output.signal.unwrap_or("a signal"))),
+                    ),
+                    Some(code) => {
+                        let expected: &[i32] = if step.expect.exit_code.is_empty() {
+                            &[0]
+                        } else {
+                            &step.expect.exit_code
+                        };
+                        if !expected.contains(&code) {
+                            (
+                                StepStatus::Failed,
+                                Some(format!("exit code {code}, expected {}", join(expected))),
+                            )
+                        } else if let Some(pattern) =
+                            step.expect.stdout.as_ref().filter(|p| !p.is_match(trimmed))
+                        {
+                            (
+                                StepStatus::Failed,
+                                Some(format!("stdout does not match `{}`", pattern.as_str())),
+                            )
+                        } else {
+                            (StepStatus::Succeeded, None)
+                        }
                     }
-                }
+                },
                 StepKind::Http(_) => {
                     let code = output.http_status.unwrap_or(0);
                     let ok = if step.expect.status.is_empty() {
@@ -1464,17 +1523,25 @@ impl Driver<'_> {
                     } else {
                         step.expect.status.contains(&code)
                     };
+                    let expected = if step.expect.status.is_empty() {
+                        "2xx".to_owned()
+                    } else {
+                        join(&step.expect.status)
+                    };
                     if ok {
                         (StepStatus::Succeeded, None)
-                    } else if step.expect.status.is_empty() {
-                        (StepStatus::Failed, Some(format!("HTTP status {code}, expected 2xx")))
-                    } else {
+                    } else if let Some(location) = &output.location {
+                        let location = self.secrets.mask(location);
                         (
                             StepStatus::Failed,
                             Some(format!(
-                                "HTTP status {code}, expected {}",
-                                join(&step.expect.status)
+                                "HTTP status {code}, expected {expected}: the redirect to {location} was not followed (only GET and HEAD follow redirects, and only within the same origin)"
                             )),
+                        )
+                    } else {
+                        (
+                            StepStatus::Failed,
+                            Some(format!("HTTP status {code}, expected {expected}")),
                         )
                     }
                 }
@@ -1492,10 +1559,18 @@ impl Driver<'_> {
                 Some("interrupted: the driver was stopped while the step ran".to_owned()),
             ),
             Ending::Error => {
-                (StepStatus::Failed, output.error.as_deref().map(|e| redact(e, secrets)))
+                (StepStatus::Failed, output.error.as_deref().map(|e| self.secrets.mask(e)))
             }
         };
-        Attempt {
+        let masked_trimmed = stdout.trim_end_matches(['\n', '\r']);
+        let json = serde_json::from_str(masked_trimmed).ok().filter(|_| !masked_trimmed.is_empty());
+        let real_stderr = String::from_utf8_lossy(&output.stderr);
+        let revealed = (stdout != real_stdout || stderr != real_stderr).then(|| Revealed {
+            attempt: number,
+            stdout: real_stdout.clone().into_owned(),
+            stderr: real_stderr.into_owned(),
+        });
+        let attempt = Attempt {
             step_id: step.id.clone(),
             number,
             status: Some(status),
@@ -1503,13 +1578,15 @@ impl Driver<'_> {
             finished_at: Some(now()),
             exit_code: output.exit_code,
             http_status: output.http_status,
-            json: serde_json::from_str(trimmed).ok().filter(|_| !trimmed.is_empty()),
+            final_url: output.final_url.as_deref().map(|url| self.secrets.mask(url)),
+            json,
             stdout,
             stderr,
-            stdout_truncated: output.stdout_truncated,
-            stderr_truncated: output.stderr_truncated,
+            stdout_truncated,
+            stderr_truncated,
             error,
-        }
+        };
+        (attempt, revealed)
     }
 
     /// Records an attempt's result and the step's status after it; schedules a retry when
@@ -1627,15 +1704,6 @@ fn join<T: ToString>(values: &[T]) -> String {
     values.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
 }
 
-/// Replaces every secret value in `text` with `***`.
-pub fn redact(text: &str, secrets: &BTreeMap<String, String>) -> String {
-    let mut text = text.to_owned();
-    for value in secrets.values().filter(|value| !value.is_empty()) {
-        text = text.replace(value.as_str(), template::MASK);
-    }
-    text
-}
-
 fn transition_from(snapshot: &RunSnapshot) -> Transition {
     Transition { revision: snapshot.run.revision, ..Transition::default() }
 }
@@ -1731,13 +1799,17 @@ fn depends_on_dry_steps(snapshot: &RunSnapshot, source: &str) -> bool {
         .any(|state| source.contains(&format!("steps.{}", state.step_id)))
 }
 
-/// `steps.<id>` read straight from a run's snapshot, as templates ask for them.
+/// `steps.<id>` read from a run's snapshot, as templates ask for them; with `revealed`, the
+/// real output of attempts whose stored output was masked.
 #[derive(Debug)]
-struct SnapshotResults(Arc<RunSnapshot>);
+struct SnapshotResults {
+    snapshot: Arc<RunSnapshot>,
+    revealed: Option<Arc<HashMap<String, Arc<Revealed>>>>,
+}
 
 impl template::StepResults for SnapshotResults {
     fn result(&self, id: &str) -> Option<Value> {
-        let snapshot = &self.0;
+        let snapshot = &self.snapshot;
         let state = snapshot.step(id).filter(|state| state.status != StepStatus::Pending)?;
         let attempt = snapshot.last_attempt(id);
         let approved_by: Vec<&str> = snapshot
@@ -1745,23 +1817,51 @@ impl template::StepResults for SnapshotResults {
             .filter(|vote| vote.approve)
             .map(|vote| vote.actor.as_str())
             .collect();
+        let trim = |text: &str| text.trim_end_matches(['\n', '\r']).to_owned();
+        let revealed = self
+            .revealed
+            .as_ref()
+            .and_then(|revealed| revealed.get(id))
+            .filter(|revealed| attempt.is_some_and(|a| a.number == revealed.attempt));
+        let (stdout, stderr, json) = match (revealed, attempt) {
+            (Some(revealed), _) => {
+                let stdout = trim(&revealed.stdout);
+                let json = serde_json::from_str(&stdout).ok().filter(|_| !stdout.is_empty());
+                (stdout, trim(&revealed.stderr), json)
+            }
+            (None, Some(attempt)) => {
+                (trim(&attempt.stdout), trim(&attempt.stderr), attempt.json.clone())
+            }
+            (None, None) => (String::new(), String::new(), None),
+        };
         Some(json!({
             "status": state.status.as_str(),
-            "stdout": attempt.map(|a| a.stdout.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
-            "stderr": attempt.map(|a| a.stderr.trim_end_matches(['\n', '\r'])).unwrap_or_default(),
+            "stdout": stdout,
+            "stderr": stderr,
             "exit_code": attempt.and_then(|a| a.exit_code),
-            "json": attempt.and_then(|a| a.json.clone()),
+            "json": json,
             "approved_by": approved_by,
             "note": state.note,
         }))
     }
 }
 
-/// The template context of a run as it stands.
+/// The template context of a run as it stands, with outputs as stored.
 fn run_context(
     runbook: &Runbook,
     snapshot: &Arc<RunSnapshot>,
     secrets: SecretValues<'_>,
+    placeholders: bool,
+) -> Context {
+    let results = SnapshotResults { snapshot: snapshot.clone(), revealed: None };
+    run_context_with(runbook, snapshot, secrets, Arc::new(results), placeholders)
+}
+
+fn run_context_with(
+    runbook: &Runbook,
+    snapshot: &RunSnapshot,
+    secrets: SecretValues<'_>,
+    steps: Arc<SnapshotResults>,
     placeholders: bool,
 ) -> Context {
     let mut roles: BTreeMap<String, String> = BTreeMap::new();
@@ -1778,7 +1878,7 @@ fn run_context(
         RunFacts {
             params: &run.params,
             secrets,
-            steps: Arc::new(SnapshotResults(snapshot.clone())),
+            steps,
             placeholders_for_unknown_steps: placeholders,
             run_id: run.id.to_string(),
             mode: run.mode.as_str(),

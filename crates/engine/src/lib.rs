@@ -30,6 +30,7 @@ pub mod plan;
 pub mod run;
 pub mod runbook;
 pub mod runner;
+pub mod secrets;
 pub mod store;
 pub mod template;
 

@@ -287,6 +287,8 @@ pub struct Attempt {
     pub finished_at: Option<Timestamp>,
     pub exit_code: Option<i32>,
     pub http_status: Option<u16>,
+    /// The URL that answered an `http` step after the redirects it followed, secrets masked.
+    pub final_url: Option<String>,
     /// Captured output, secrets masked, bounded by `MAX_OUTPUT`.
     pub stdout: String,
     pub stderr: String,

@@ -3,11 +3,13 @@
 //! Parsing is two stages. `yaml` turns the text into a tree of nodes that remember where they
 //! came from; `parse` walks that tree into the types below, reporting every problem it finds
 //! rather than stopping at the first. `references` then checks what templates and expressions
-//! refer to, and `lint` adds warnings to a runbook that is valid.
+//! refer to, `secrecy` where secrets and parameters may go, and `lint` adds warnings to a
+//! runbook that is valid.
 
 mod lint;
 mod parse;
 mod references;
+mod secrecy;
 mod yaml;
 
 use serde::Serialize;
@@ -35,6 +37,9 @@ pub fn parse(source: &str) -> Parsed {
     let runbook = parse::runbook(source, &mut diagnostics);
     let runbook = runbook.filter(|runbook| {
         references::check(runbook, source, &mut diagnostics);
+        if !diagnostics.iter().any(Diagnostic::is_error) {
+            secrecy::check(runbook, &mut diagnostics);
+        }
         !diagnostics.iter().any(Diagnostic::is_error)
     });
     if let Some(runbook) = &runbook {

@@ -1,17 +1,31 @@
-//! Step runners: the effects. A `run` step is a process in its own process group, killed as a
-//! group on timeout or interruption; an `http` step is one request; a `sleep` step waits.
+//! Step runners: the effects. A `run` step is a process in its own process group with a clean
+//! environment; when the step ends (or times out, or is cancelled) everything it started is
+//! killed, including descendants that left its group (`reaper`). An `http` step is one request
+//! that follows no redirect across origins and sends no `Referer`; a `sleep` step waits.
 //! Each returns what happened; deciding what that means for the run is the executor's job.
+//!
+//! Effects carry real secret values. Nothing here stores or shows anything: error texts never
+//! include the request's URL (the client's rendering of it can hold a secret in forms masking
+//! would have to guess), and the executor masks every byte before it is stored.
+
+mod reaper;
+
+pub use reaper::adopt_orphans;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use reqwest::redirect;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use crate::run::MAX_OUTPUT;
+/// The variables of Steady's own environment a step's process inherits; everything else it
+/// gets comes from the step's `env`. Steady's configuration (`STEADY_DB`,
+/// `STEADY_ADMIN_PASSWORD`, `STEADY_SECRET_*`) never reaches a step.
+pub const INHERITED_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "TZ", "USER"];
 
 /// Why a running step must stop early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,14 +66,23 @@ pub enum Ending {
     Error,
 }
 
-/// What an effect produced.
+/// What an effect produced. Carries real values: the executor masks it before keeping any.
 #[derive(Debug, Clone)]
 pub struct Output {
     pub ending: Ending,
+    /// The process's exit code; `None` when a signal ended it (see `signal`).
     pub exit_code: Option<i32>,
+    /// The signal that ended the process, such as `SIGTERM`.
+    pub signal: Option<&'static str>,
     pub http_status: Option<u16>,
+    /// The URL that answered an `http` step, after the redirects it was allowed to follow.
+    pub final_url: Option<String>,
+    /// Where a redirect that was not followed pointed (`Location`).
+    pub location: Option<String>,
+    /// Captured output, at most the capture limit given to [`execute`].
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Whether the stream went on past the capture limit.
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub error: Option<String>,
@@ -70,7 +93,10 @@ impl Output {
         Output {
             ending,
             exit_code: None,
+            signal: None,
             http_status: None,
+            final_url: None,
+            location: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
             stdout_truncated: false,
@@ -84,12 +110,50 @@ impl Output {
     }
 }
 
-/// Carries out an effect within `timeout`, stopping early when `stop` says so.
+/// The HTTP clients of `http` steps: one that follows no redirect, for methods with a body,
+/// and one that follows redirects within the same origin, for GET and HEAD. Neither sends a
+/// `Referer`, so a URL with a secret in its query string never travels to another server.
+#[derive(Debug, Clone)]
+pub struct HttpClients {
+    direct: reqwest::Client,
+    same_origin: reqwest::Client,
+}
+
+impl HttpClients {
+    pub fn new() -> HttpClients {
+        let same_origin = redirect::Policy::custom(|attempt| {
+            let same = attempt
+                .previous()
+                .last()
+                .is_some_and(|from| from.origin() == attempt.url().origin());
+            if same && attempt.previous().len() < 10 { attempt.follow() } else { attempt.stop() }
+        });
+        let build = |policy| {
+            reqwest::Client::builder()
+                .redirect(policy)
+                .referer(false)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        };
+        HttpClients { direct: build(redirect::Policy::none()), same_origin: build(same_origin) }
+    }
+}
+
+impl Default for HttpClients {
+    fn default() -> Self {
+        HttpClients::new()
+    }
+}
+
+/// Carries out an effect within `timeout`, stopping early when `stop` says so. `env` is the
+/// step's own environment, added to [`INHERITED_ENV`]; output beyond `capture` bytes per stream
+/// is dropped (and reported as truncated).
 pub async fn execute(
     effect: &Effect,
     env: &[(String, String)],
     timeout: Duration,
-    http: &reqwest::Client,
+    http: &HttpClients,
+    capture: usize,
     stop: &mut watch::Receiver<Stop>,
 ) -> Output {
     match effect {
@@ -99,15 +163,15 @@ pub async fn execute(
             };
             let mut command = Command::new(program);
             command.args(args);
-            run_process(command, env, timeout, stop).await
+            run_process(command, env, timeout, capture, stop).await
         }
         Effect::Shell(line) => {
             let mut command = Command::new("/bin/sh");
             command.arg("-c").arg(line);
-            run_process(command, env, timeout, stop).await
+            run_process(command, env, timeout, capture, stop).await
         }
         Effect::Http { method, url, headers, body } => {
-            request(http, method, url, headers, body.as_ref(), timeout, stop).await
+            request(http, method, url, headers, body.as_ref(), timeout, capture, stop).await
         }
         Effect::Sleep(duration) => tokio::select! {
             () = tokio::time::sleep(*duration) => Output::ended(Ending::Completed),
@@ -134,8 +198,15 @@ async fn run_process(
     mut command: Command,
     env: &[(String, String)],
     timeout: Duration,
+    capture: usize,
     stop: &mut watch::Receiver<Stop>,
 ) -> Output {
+    command.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     command
         .envs(env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
@@ -144,19 +215,19 @@ async fn run_process(
         // Its own process group, so that a timeout kills everything it started.
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let (mut child, family) = match reaper::spawn(&mut command) {
+        Ok(spawned) => spawned,
         Err(error) => return Output::error(format!("cannot start the command: {error}")),
     };
-    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let group = family.group();
     // Whatever happens to this future (its driver stopping, the process dying), nothing the
-    // step started outlives it: the group is killed when the guard goes.
-    let _group_guard = GroupGuard(group);
+    // step started outlives it: its whole family is killed when the guard goes.
+    let family_guard = FamilyGuard(Some(family));
     let stdout = Captured::default();
     let stderr = Captured::default();
     let readers = [
-        tokio::spawn(read_bounded(child.stdout.take(), stdout.clone())),
-        tokio::spawn(read_bounded(child.stderr.take(), stderr.clone())),
+        tokio::spawn(read_bounded(child.stdout.take(), stdout.clone(), capture)),
+        tokio::spawn(read_bounded(child.stderr.take(), stderr.clone(), capture)),
     ];
 
     let ending = tokio::select! {
@@ -169,25 +240,22 @@ async fn run_process(
     };
     let mut output = match ending {
         Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
             let mut output = Output::ended(Ending::Completed);
-            output.exit_code = status.code().or_else(|| {
-                use std::os::unix::process::ExitStatusExt;
-                status.signal().map(|signal| 128 + signal)
-            });
+            output.exit_code = status.code();
+            output.signal = status
+                .signal()
+                .map(|number| Signal::try_from(number).map_or("an unknown signal", Signal::as_str));
             output
         }
         Err(output) => {
-            if let Some(group) = group {
-                terminate_group(group, &mut child).await;
-            }
+            terminate_group(group, &mut child).await;
             output
         }
     };
-    // Whatever the command left running in its group goes too, so that no stray process
-    // keeps the pipes open (or keeps changing things) after the step has ended.
-    if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGKILL);
-    }
+    // Whatever the command left running goes too — in its group or escaped from it — so that
+    // no stray process keeps the pipes open (or keeps changing things) after the step ended.
+    drop(family_guard);
     // A process that left the group can still hold a pipe open: keep what was read by then.
     for reader in readers {
         let abort = reader.abort_handle();
@@ -200,13 +268,13 @@ async fn run_process(
     output
 }
 
-/// Kills a process group when dropped.
-struct GroupGuard(Option<Pid>);
+/// Kills a step's whole family when dropped.
+struct FamilyGuard(Option<reaper::Family>);
 
-impl Drop for GroupGuard {
+impl Drop for FamilyGuard {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = killpg(group, Signal::SIGKILL);
+        if let Some(family) = self.0.take() {
+            family.kill();
         }
     }
 }
@@ -230,8 +298,8 @@ async fn terminate_group(group: Pid, child: &mut tokio::process::Child) {
     }
 }
 
-/// Reads a stream to its end into `captured`, keeping at most `MAX_OUTPUT` bytes.
-async fn read_bounded(stream: Option<impl AsyncRead + Unpin>, captured: Captured) {
+/// Reads a stream to its end into `captured`, keeping at most `capture` bytes.
+async fn read_bounded(stream: Option<impl AsyncRead + Unpin>, captured: Captured, capture: usize) {
     let Some(mut stream) = stream else { return };
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -239,7 +307,7 @@ async fn read_bounded(stream: Option<impl AsyncRead + Unpin>, captured: Captured
             Ok(0) | Err(_) => break,
             Ok(read) => {
                 let mut kept = captured.0.lock().unwrap_or_else(|e| e.into_inner());
-                let room = MAX_OUTPUT.saturating_sub(kept.0.len());
+                let room = capture.saturating_sub(kept.0.len());
                 kept.0.extend_from_slice(&buffer[..read.min(room)]);
                 kept.1 |= read > room;
             }
@@ -247,20 +315,29 @@ async fn read_bounded(stream: Option<impl AsyncRead + Unpin>, captured: Captured
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn request(
-    http: &reqwest::Client,
+    http: &HttpClients,
     method: &str,
     url: &str,
     headers: &[(String, String)],
     body: Option<&HttpBody>,
     timeout: Duration,
+    capture: usize,
     stop: &mut watch::Receiver<Stop>,
 ) -> Output {
     let method = match reqwest::Method::from_bytes(method.as_bytes()) {
         Ok(method) => method,
         Err(_) => return Output::error(format!("invalid HTTP method `{method}`")),
     };
-    let mut builder = http.request(method, url).timeout(timeout);
+    // Only a request without a body may be redirected, and only within its origin: a POST is
+    // never re-sent as a GET, nor a header (or a body) to a server the author did not name.
+    let client = if matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+        &http.same_origin
+    } else {
+        &http.direct
+    };
+    let mut builder = client.request(method, url).timeout(timeout);
     for (name, value) in headers {
         builder = builder.header(name, value);
     }
@@ -272,34 +349,45 @@ async fn request(
     let exchange = async {
         let mut response = builder.send().await?;
         let status = response.status().as_u16();
+        let final_url = response.url().to_string();
+        let location = response
+            .status()
+            .is_redirection()
+            .then(|| response.headers().get(reqwest::header::LOCATION))
+            .flatten()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let mut body = Vec::new();
         let mut truncated = false;
         while let Some(chunk) = response.chunk().await? {
-            let room = MAX_OUTPUT.saturating_sub(body.len());
+            let room = capture.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             truncated |= chunk.len() > room;
         }
-        Ok::<_, reqwest::Error>((status, body, truncated))
+        Ok::<_, reqwest::Error>((status, final_url, location, body, truncated))
     };
     tokio::select! {
         result = exchange => match result {
-            Ok((status, body, truncated)) => Output {
+            Ok((status, final_url, location, body, truncated)) => Output {
                 http_status: Some(status),
+                final_url: Some(final_url),
+                location,
                 stdout: body,
                 stdout_truncated: truncated,
                 ..Output::ended(Ending::Completed)
             },
             Err(error) if error.is_timeout() => Output::ended(Ending::TimedOut),
-            Err(error) => Output::error(format!("request failed: {}", describe_http_error(&error))),
+            Err(error) => Output::error(format!("request failed: {}", describe_http_error(error))),
         },
         stopped = stopped(stop) => Output::ended(Ending::Stopped(stopped)),
     }
 }
 
-/// reqwest's message with its causes, which say what actually went wrong (refused, DNS, TLS).
-fn describe_http_error(error: &reqwest::Error) -> String {
+/// What went wrong (refused, DNS, TLS), from reqwest's message and its causes — without the
+/// URL, which the client prints in its own normalised, percent-encoded form.
+fn describe_http_error(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());

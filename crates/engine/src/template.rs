@@ -200,15 +200,17 @@ pub struct RunFacts<'a> {
 impl Context {
     /// The context of a run, as the executor renders its steps.
     pub fn for_run(runbook: &Runbook, facts: RunFacts<'_>) -> Self {
+        // A secret without a value is left out, so that using it is an error ("undefined"),
+        // never an empty string sent as a credential.
         let secrets: BTreeMap<&str, String> = runbook
             .secrets
             .iter()
-            .map(|name| {
+            .filter_map(|name| {
                 let value = match facts.secrets {
                     SecretValues::Masked => MASK.to_owned(),
-                    SecretValues::Revealed(values) => values.get(name).cloned().unwrap_or_default(),
+                    SecretValues::Revealed(values) => values.get(name)?.clone(),
                 };
-                (name.as_str(), value)
+                Some((name.as_str(), value))
             })
             .collect();
         let steps =

@@ -247,7 +247,7 @@ async fn upsert_attempts(
     for chunk in attempts.chunks(4000) {
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
-                                        http_status, stdout, stderr, stdout_truncated, stderr_truncated, json, error) ",
+                                        http_status, final_url, stdout, stderr, stdout_truncated, stderr_truncated, json, error) ",
         );
         insert.push_values(chunk, |mut row, (run_id, attempt)| {
             row.push_bind(run_id.clone())
@@ -258,6 +258,7 @@ async fn upsert_attempts(
                 .push_bind(attempt.finished_at.map(format_timestamp))
                 .push_bind(attempt.exit_code.map(i64::from))
                 .push_bind(attempt.http_status.map(i64::from))
+                .push_bind(attempt.final_url.clone())
                 .push_bind(attempt.stdout.clone())
                 .push_bind(attempt.stderr.clone())
                 .push_bind(attempt.stdout_truncated)
@@ -268,7 +269,7 @@ async fn upsert_attempts(
         insert.push(
             " ON CONFLICT (run_id, step_id, number) DO UPDATE SET
                  status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at,
-                 exit_code = excluded.exit_code, http_status = excluded.http_status,
+                 exit_code = excluded.exit_code, http_status = excluded.http_status, final_url = excluded.final_url,
                  stdout = excluded.stdout, stderr = excluded.stderr,
                  stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
                  json = excluded.json, error = excluded.error",

@@ -76,6 +76,7 @@ pub(crate) fn attempt(row: &impl Columns) -> Result<Attempt, StoreError> {
             .map(|code| i32::try_from(code).map_err(|_| corrupt("exit code", &code.to_string())))
             .transpose()?,
         http_status: row.optional_integer("http_status")?.map(|s| u16::try_from(s).unwrap_or(0)),
+        final_url: row.optional_text("final_url")?,
         stdout: row.text("stdout")?,
         stderr: row.text("stderr")?,
         stdout_truncated: row.flag("stdout_truncated")?,

@@ -189,11 +189,11 @@ async fn upsert_attempt(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
-                                    http_status, stdout, stderr, stdout_truncated, stderr_truncated, json, error)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    http_status, final_url, stdout, stderr, stdout_truncated, stderr_truncated, json, error)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (run_id, step_id, number) DO UPDATE SET
              status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at,
-             exit_code = excluded.exit_code, http_status = excluded.http_status,
+             exit_code = excluded.exit_code, http_status = excluded.http_status, final_url = excluded.final_url,
              stdout = excluded.stdout, stderr = excluded.stderr,
              stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
              json = excluded.json, error = excluded.error",
@@ -206,6 +206,7 @@ async fn upsert_attempt(
     .bind(attempt.finished_at.map(format_timestamp))
     .bind(attempt.exit_code)
     .bind(attempt.http_status.map(i64::from))
+    .bind(&attempt.final_url)
     .bind(&attempt.stdout)
     .bind(&attempt.stderr)
     .bind(attempt.stdout_truncated)

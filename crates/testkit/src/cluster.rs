@@ -39,6 +39,8 @@ pub struct Cluster {
     /// The `steady` program the nodes run, and what else they are told.
     binary: PathBuf,
     serve_args: Vec<String>,
+    /// Environment variables every node gets (`STEADY_SECRET_*`, say).
+    env: Vec<(String, String)>,
     pub db: String,
     pub dir: PathBuf,
     pub nodes: Vec<Option<Node>>,
@@ -70,6 +72,21 @@ impl Cluster {
         runbooks: &[(&str, &str)],
         serve_args: &[&str],
     ) -> Cluster {
+        Cluster::start_with_env(binary, db, name, size, lease, runbooks, serve_args, &[])
+    }
+
+    /// The same, with environment variables for every node.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with_env(
+        binary: &Path,
+        db: String,
+        name: &str,
+        size: usize,
+        lease: Duration,
+        runbooks: &[(&str, &str)],
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("steady-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -80,6 +97,7 @@ impl Cluster {
         let mut cluster = Cluster {
             binary: binary.to_owned(),
             serve_args: serve_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             lease,
             db,
             dir,
@@ -105,6 +123,7 @@ impl Cluster {
             .args(&self.serve_args)
             .current_dir(&self.dir)
             .env("STEADY_ADMIN_PASSWORD", "a-long-admin-password")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -89,9 +89,11 @@ impl From<EngineError> for AppError {
             | E::SelfApproval { .. }
             | E::NotCommander { .. }
             | E::NotParticipant { .. } => AppError::forbidden(message),
-            E::Params(_) | E::NoSuchRole(_) | E::WrongKind { .. } | E::LockKey(_) => {
-                AppError::invalid(message)
-            }
+            E::Params(_)
+            | E::Secrets(_)
+            | E::NoSuchRole(_)
+            | E::WrongKind { .. }
+            | E::LockKey(_) => AppError::invalid(message),
             E::InvalidRunbook(diagnostics) => {
                 let mut error = AppError::invalid("the runbook is invalid");
                 error.details = Some(crate::dto::diagnostics(&diagnostics));

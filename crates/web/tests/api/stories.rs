@@ -185,6 +185,21 @@ async fn bad_input_is_a_4xx_that_says_where(backend: Backend) {
     publish(&server, "name: regional\nlock: \"region/{{ params.size | int + 1 }}\"\nparams:\n  size: { type: string, default: big }\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
     let unlockable = server.post(&carol, "/api/v1/runs", json!({ "runbook": "regional" })).await;
     assert_eq!(unlockable.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", unlockable.body);
+    // A declared secret this server has no value for: the run does not start, and says why.
+    publish(&server, "name: paging\nsecrets: [PAGER_KEY]\nsteps:\n  - id: page\n    http: { method: POST, url: \"https://pager.example.com/\", headers: { X-Key: \"{{ secrets.PAGER_KEY }}\" } }\n    read_only: true\n").await;
+    let unpaged = server.post(&carol, "/api/v1/runs", json!({ "runbook": "paging" })).await;
+    assert_eq!(unpaged.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", unpaged.body);
+    assert!(
+        unpaged.body["error"]["message"].as_str().unwrap().contains("STEADY_SECRET_PAGER_KEY"),
+        "{}",
+        unpaged.body
+    );
+    // A secret sent where a starter chooses the host: refused at publication, with its place.
+    let phished = publish(&server, "name: phished\nsecrets: [PAGER_KEY]\nparams:\n  api: { type: string, default: \"https://pager.example.com\" }\nsteps:\n  - id: page\n    http: { url: \"{{ params.api }}/v1\", headers: { X-Key: \"{{ secrets.PAGER_KEY }}\" } }\n    read_only: true\n").await;
+    assert_eq!(phished.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let diagnostic = &phished.body["error"]["details"][0];
+    assert_eq!((diagnostic["line"].as_u64(), diagnostic["column"].as_u64()), (Some(7), Some(18)));
+    assert!(diagnostic["message"].as_str().unwrap().contains("parameter `api`"), "{diagnostic}");
     let no_runbook = server.post(&carol, "/api/v1/runs", json!({ "runbook": "nope" })).await;
     assert_eq!(no_runbook.status, StatusCode::NOT_FOUND);
     let no_run = server.get(&carol, "/api/v1/runs/not-a-uuid").await;

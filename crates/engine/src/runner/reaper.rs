@@ -1,0 +1,186 @@
+//! Finding and killing everything a step started, including processes that left its group.
+//!
+//! A step's process runs in its own process group, and killing the group ends most of what it
+//! started. A daemon leaves the group (`setsid`), and when its parent exits it is reparented:
+//! to init normally, to Steady when Steady is a child subreaper ([`adopt_orphans`], which the
+//! `steady` binary calls at start). When a step ends, its family is killed: its group, every
+//! process still descending from its child, and every orphan Steady adopted that no step still
+//! running can own — an orphan is spared only while some running step started before it.
+//! Adopted orphans that exit are reaped here; Steady's own children belong to tokio and are
+//! never touched.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// Whether this process adopts its steps' orphans (set once by [`adopt_orphans`]).
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
+
+/// The step processes this process spawned: tokio owns and reaps them.
+static SPAWNED: Mutex<Vec<Spawned>> = Mutex::new(Vec::new());
+
+#[derive(Debug, Clone, Copy)]
+struct Spawned {
+    pid: i32,
+    /// Start time in clock ticks since boot, as `/proc` gives it; 0 when unknown.
+    started: u64,
+    /// Whether its step is still running.
+    running: bool,
+}
+
+fn spawned() -> MutexGuard<'static, Vec<Spawned>> {
+    SPAWNED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes this process the child subreaper of everything its steps start (`PR_SET_CHILD_SUBREAPER`),
+/// so that a step's daemons are reparented here rather than to init and can be found and killed
+/// when the step ends. For the process that drives runs: the `steady` binary.
+///
+/// Errors: the system refuses the request (not Linux, or a sandbox forbids it).
+pub fn adopt_orphans() -> Result<(), nix::Error> {
+    nix::sys::prctl::set_child_subreaper(true)?;
+    SUBREAPER.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The processes one step started: its child (the leader of its own group) and, through
+/// `/proc`, whatever descends from it or was orphaned by it.
+#[derive(Debug)]
+pub(super) struct Family {
+    child: Pid,
+}
+
+/// Spawns a step's process and registers it as a running step's child.
+pub(super) fn spawn(command: &mut Command) -> std::io::Result<(Child, Family)> {
+    // Spawning and registering under one lock, so that a sweep never sees the child
+    // unregistered and takes it for an orphan.
+    let mut spawned = spawned();
+    let child = command.spawn()?;
+    let pid = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
+    let started = read_stat(pid).map_or(0, |stat| stat.started);
+    spawned.push(Spawned { pid, started, running: true });
+    Ok((child, Family { child: Pid::from_raw(pid) }))
+}
+
+impl Family {
+    /// The step's process group (its child leads it).
+    pub(super) fn group(&self) -> Pid {
+        self.child
+    }
+
+    /// Kills the whole family with SIGKILL: the group, every descendant still attached to the
+    /// child, and the orphans no running step can own.
+    pub(super) fn kill(self) {
+        let table = ProcessTable::read();
+        let mut doomed = table.descendants(self.child.as_raw());
+        let _ = killpg(self.child, Signal::SIGKILL);
+        {
+            let mut spawned = spawned();
+            if let Some(entry) = spawned.iter_mut().find(|entry| entry.pid == self.child.as_raw()) {
+                entry.running = false;
+            }
+        }
+        if SUBREAPER.load(Ordering::SeqCst) {
+            doomed.extend(sweep(&table));
+        }
+        for pid in &doomed {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        if SUBREAPER.load(Ordering::SeqCst) && !doomed.is_empty() {
+            // The orphans just killed become zombies of this process: reap them once dead.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async {
+                    for _ in 0..5 {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        sweep(&ProcessTable::read());
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Looks at this process's adopted orphans: reaps those that exited, and returns those (with
+/// their descendants) that no running step can own. Forgets spawned children that are gone.
+fn sweep(table: &ProcessTable) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut spawned = spawned();
+    spawned.retain(|entry| {
+        table.get(entry.pid).is_some_and(|stat| entry.started == 0 || stat.started == entry.started)
+    });
+    let ours = |stat: &Stat| spawned.iter().any(|entry| entry.pid == stat.pid);
+    // An orphan started before every running step cannot be theirs.
+    let oldest_running = spawned.iter().filter(|entry| entry.running).map(|e| e.started).min();
+    let mut doomed = Vec::new();
+    for stat in table.processes.iter().filter(|stat| stat.ppid == me && !ours(stat)) {
+        if stat.state == 'Z' {
+            let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
+        } else if oldest_running.is_none_or(|oldest| stat.started < oldest) {
+            doomed.push(stat.pid);
+            doomed.extend(table.descendants(stat.pid));
+        }
+    }
+    doomed
+}
+
+/// One line of `/proc/<pid>/stat`, the fields used here.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    pid: i32,
+    state: char,
+    ppid: i32,
+    started: u64,
+}
+
+fn read_stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        started: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process visible in `/proc` at one moment.
+#[derive(Debug, Default)]
+struct ProcessTable {
+    processes: Vec<Stat>,
+}
+
+impl ProcessTable {
+    fn read() -> ProcessTable {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return ProcessTable::default() };
+        let processes = entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(read_stat)
+            .collect();
+        ProcessTable { processes }
+    }
+
+    fn get(&self, pid: i32) -> Option<&Stat> {
+        self.processes.iter().find(|stat| stat.pid == pid)
+    }
+
+    /// Every process below `pid` in the parent tree, not `pid` itself.
+    fn descendants(&self, pid: i32) -> Vec<i32> {
+        let mut found = vec![pid];
+        let mut at = 0;
+        while at < found.len() {
+            let parent = found[at];
+            found.extend(
+                self.processes.iter().filter(|stat| stat.ppid == parent).map(|stat| stat.pid),
+            );
+            at += 1;
+        }
+        found.remove(0);
+        found
+    }
+}

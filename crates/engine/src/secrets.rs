@@ -1,0 +1,444 @@
+//! The secrets of one run, and the one place that masks them.
+//!
+//! A secret's value comes only from `STEADY_SECRET_<NAME>` (read by the binary) and only for
+//! the secrets a runbook declares: [`Secrets::for_runbook`] picks them out. Its real value
+//! reaches the step's effect and the expressions that judge it (`expect`, `check`, `when`,
+//! later steps' templates), in memory. Everything that is stored, shown, sent to live
+//! clients, notified or audited passes through [`Secrets::mask`] first, which replaces every
+//! occurrence of every value — and of the forms the value takes on its way out (percent-encoded,
+//! normalised by a URL parser, JSON- or shell-escaped, base64) — with `***`.
+//!
+//! Overlapping secrets are masked as one span: the union of every match is replaced, so one
+//! secret's mask never leaves another's prefix standing. Output that was cut at a size limit
+//! is masked before it is cut, and a cut that falls inside a secret drops the partial value
+//! (see [`Secrets::mask_capture`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::runbook::Runbook;
+use crate::template::MASK;
+
+/// The shortest secret value Steady accepts: a shorter one would mask common text everywhere
+/// (a secret `5` would turn every `15` into `1***`).
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// Why a run's secrets are not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretsError {
+    /// Declared secrets without a value: the run would send empty credentials.
+    #[error("{} no value: set {}", describe(.0, "has", "have"), env_names(.0))]
+    Missing(Vec<String>),
+    /// Declared secrets whose value is shorter than [`MIN_SECRET_LEN`] characters.
+    #[error("{} a value shorter than {MIN_SECRET_LEN} characters, too short to be masked reliably", describe(.0, "has", "have"))]
+    TooShort(Vec<String>),
+}
+
+fn describe(names: &[String], one: &str, many: &str) -> String {
+    let list = names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+    if names.len() == 1 {
+        format!("declared secret {list} {one}")
+    } else {
+        format!("declared secrets {list} {many}")
+    }
+}
+
+fn env_names(names: &[String]) -> String {
+    names.iter().map(|name| format!("STEADY_SECRET_{name}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The values of the secrets one runbook declares, and their masker. `Debug` shows names only.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// Declared name → real value; only secrets that have a usable value.
+    values: BTreeMap<String, String>,
+    /// Declared secrets with no value in this process.
+    missing: Vec<String>,
+    masker: Option<Masker>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("missing", &self.missing)
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// The declared secrets of `runbook` out of every value this process has (`available`,
+    /// name → value as read from `STEADY_SECRET_<NAME>`). Undeclared values are ignored: they
+    /// are neither given to the run nor masked in its output.
+    ///
+    /// Errors: a declared secret without a value, or with one shorter than
+    /// [`MIN_SECRET_LEN`]; a run must not start then.
+    pub fn for_runbook(
+        runbook: &Runbook,
+        available: &BTreeMap<String, String>,
+    ) -> Result<Secrets, SecretsError> {
+        let secrets = Secrets::available_for(runbook, available);
+        if !secrets.missing.is_empty() {
+            return Err(SecretsError::Missing(secrets.missing));
+        }
+        let short: Vec<String> = secrets
+            .values
+            .iter()
+            .filter(|(_, value)| value.chars().count() < MIN_SECRET_LEN)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !short.is_empty() {
+            return Err(SecretsError::TooShort(short));
+        }
+        Ok(secrets)
+    }
+
+    /// Like [`Secrets::for_runbook`], for a run that already started: the values this process
+    /// has are used and masked, and the missing ones are listed by [`Secrets::missing`] so
+    /// that a step that needs one fails with a clear note instead of sending an empty value.
+    pub fn available_for(runbook: &Runbook, available: &BTreeMap<String, String>) -> Secrets {
+        let mut values = BTreeMap::new();
+        let mut missing = Vec::new();
+        for name in &runbook.secrets {
+            match available.get(name).filter(|value| !value.is_empty()) {
+                Some(value) => {
+                    values.insert(name.clone(), value.clone());
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        let masker = Masker::new(values.values().map(String::as_str));
+        Secrets { values, missing, masker }
+    }
+
+    /// Name → real value, for rendering what is executed. Never store or show these.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    /// Declared secrets with no value in this process.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// `text` with every secret, in every form it can take, replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        match &self.masker {
+            Some(masker) => masker.mask(text),
+            None => text.to_owned(),
+        }
+    }
+
+    /// Masks output captured up to a limit, then cuts it to `limit` bytes (at a character
+    /// boundary): masking comes first, so a cut can never leave part of a secret. `cut_short`
+    /// says whether the capture itself stopped before the output's end, in which case a partial
+    /// secret at the very end is dropped too. Returns the text and whether anything was cut.
+    pub fn mask_capture(&self, captured: &[u8], cut_short: bool, limit: usize) -> (String, bool) {
+        let mut text = String::from_utf8_lossy(captured).into_owned();
+        if let Some(masker) = self.masker.as_ref().filter(|_| cut_short) {
+            text.truncate(text.len() - masker.partial_tail(&text));
+        }
+        let mut masked = self.mask(&text);
+        let mut truncated = cut_short;
+        if masked.len() > limit {
+            let mut end = limit;
+            while !masked.is_char_boundary(end) {
+                end -= 1;
+            }
+            masked.truncate(end);
+            truncated = true;
+        }
+        (masked, truncated)
+    }
+
+    /// How many bytes of output beyond the stored limit a runner must capture so that a secret
+    /// straddling the limit is still seen whole (the longest form of any secret).
+    pub fn capture_margin(&self) -> usize {
+        self.masker.as_ref().map_or(0, |masker| masker.longest)
+    }
+}
+
+/// Every form of every secret, searched at once.
+#[derive(Clone)]
+struct Masker {
+    automaton: AhoCorasick,
+    forms: Vec<String>,
+    longest: usize,
+}
+
+impl Masker {
+    fn new<'a>(values: impl Iterator<Item = &'a str>) -> Option<Masker> {
+        let mut forms: Vec<String> = values.flat_map(forms_of).collect();
+        forms.sort();
+        forms.dedup();
+        if forms.is_empty() {
+            return None;
+        }
+        // Building fails only past the automaton's size limits, far beyond any real secret.
+        let automaton =
+            AhoCorasick::builder().match_kind(MatchKind::Standard).build(&forms).ok()?;
+        let longest = forms.iter().map(String::len).max().unwrap_or(0);
+        Some(Masker { automaton, forms, longest })
+    }
+
+    fn mask(&self, text: &str) -> String {
+        // Every match, overlapping ones included, merged into spans: masking one secret first
+        // must never leave a prefix of another that overlapped it.
+        let mut found: Vec<(usize, usize)> = self
+            .automaton
+            .find_overlapping_iter(text)
+            .map(|found| (found.start(), found.end()))
+            .collect();
+        found.sort_unstable();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for (start, end) in found {
+            match spans.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => spans.push((start, end)),
+            }
+        }
+        if spans.is_empty() {
+            return text.to_owned();
+        }
+        let mut masked = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            masked.push_str(&text[at..start]);
+            masked.push_str(MASK);
+            at = end;
+        }
+        masked.push_str(&text[at..]);
+        masked
+    }
+
+    /// The length of the longest end of `text` that is the beginning of some form: what a cut
+    /// in the middle of a secret left behind.
+    fn partial_tail(&self, text: &str) -> usize {
+        let mut longest = 0;
+        for form in &self.forms {
+            for len in (longest + 1..form.len()).rev() {
+                if form.is_char_boundary(len) && text.ends_with(&form[..len]) {
+                    longest = len;
+                    break;
+                }
+            }
+        }
+        longest
+    }
+}
+
+/// RFC 3986's unreserved characters, which most encoders leave alone (Python's `quote`).
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// The same and `/`, which Python's `quote` keeps by default.
+const UNRESERVED_AND_SLASH: &AsciiSet = &UNRESERVED.remove(b'/');
+/// What `encodeURIComponent` leaves alone; the rest is percent-encoded.
+const COMPONENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~').remove(b'*');
+/// What a URL parser encodes in a path: the forms a value takes inside a normalised URL.
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+const QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>').add(b'\'');
+const USERINFO: &AsciiSet = &PATH
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'=')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'|');
+
+/// The forms in which a secret value can reappear in what a step or a library prints.
+fn forms_of(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_owned()];
+    // Percent-encoded, as URL builders, form encoders and HTTP clients write it, with either
+    // case of hex digits.
+    for set in
+        [NON_ALPHANUMERIC, UNRESERVED, UNRESERVED_AND_SLASH, COMPONENT, PATH, QUERY, USERINFO]
+    {
+        let encoded = utf8_percent_encode(value, set).to_string();
+        forms.push(encoded.replace("%20", "+"));
+        forms.push(encoded.to_lowercase_hex());
+        forms.push(encoded);
+    }
+    forms.push(form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    // A URL secret as a URL parser normalises it: `http://h:80/x` is printed `http://h/x`.
+    if let Ok(url) = reqwest::Url::parse(value) {
+        let normalised = url.as_str();
+        forms.push(normalised.to_owned());
+        if !value.ends_with('/') {
+            forms.push(normalised.trim_end_matches('/').to_owned());
+        }
+        // The default port dropped from the text as written (`h:80/x` → `h/x`).
+        if let Some(port) = url.port_or_known_default() {
+            for (with, without) in [(format!(":{port}/"), "/"), (format!(":{port}?"), "?")] {
+                if value.contains(&with) {
+                    forms.push(value.replacen(&with, without, 1));
+                }
+            }
+            if value.ends_with(&format!(":{port}")) {
+                forms.push(value[..value.len() - port.to_string().len() - 1].to_owned());
+            }
+        }
+    }
+    // JSON-escaped: as serde writes it, with non-ASCII escaped (Python's default), and with
+    // `/` escaped (PHP's default).
+    let json = serde_json::to_string(value).unwrap_or_default();
+    // serde writes a string with its quotes, always.
+    let json = json[1..json.len() - 1].to_owned();
+    let slashed = json.replace('/', "\\/");
+    forms.extend([ascii_json(&json), ascii_json(&slashed), slashed, json]);
+    // Shell-quoted, as `set -x` and our own shell rendering write it.
+    if let Ok(quoted) = shlex::try_quote(value) {
+        forms.push(quoted.into_owned());
+    }
+    // Base64 at each of the three alignments a value can have in a longer encoded text; only
+    // the characters that depend on the value alone, and only when that is long enough to be
+    // unmistakable.
+    for engine in [
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        for offset in 0..3 {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(value.as_bytes());
+            let encoded = engine.encode(&bytes);
+            let skip = if offset == 0 { 0 } else { 4 };
+            let whole = (bytes.len() / 3) * 4;
+            if whole > skip + 8 {
+                forms.push(encoded[skip..whole].to_owned());
+            }
+        }
+    }
+    forms.retain(|form| form.len() >= MIN_SECRET_LEN);
+    forms
+}
+
+/// JSON text with every non-ASCII character written as `\uXXXX`.
+fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+trait LowercaseHex {
+    fn to_lowercase_hex(&self) -> String;
+}
+
+impl LowercaseHex for String {
+    /// `%2F` → `%2f`, leaving every other character as it is.
+    fn to_lowercase_hex(&self) -> String {
+        let mut out = String::with_capacity(self.len());
+        let mut escape = 0;
+        for c in self.chars() {
+            if c == '%' {
+                escape = 2;
+                out.push(c);
+            } else if escape > 0 {
+                escape -= 1;
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(values: &[&str]) -> Secrets {
+        let masker = Masker::new(values.iter().copied());
+        Secrets {
+            values: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("S{i}"), (*v).to_owned()))
+                .collect(),
+            missing: Vec::new(),
+            masker,
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_secret_is_masked() {
+        let s = secrets(&["p@ss w/rd:é"]);
+        for text in [
+            "p@ss w/rd:é",
+            "p%40ss%20w%2Frd%3A%C3%A9",
+            "p%40ss%20w%2frd%3a%c3%a9",
+            "p%40ss+w%2Frd%3A%C3%A9",
+            "p@ss w\\/rd:\\u00e9",
+            "'p@ss w/rd:é'",
+        ] {
+            assert_eq!(s.mask(&format!("<{text}>")), format!("<{MASK}>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_url_secret_is_masked_as_a_client_normalises_it() {
+        let s = secrets(&["http://hooks.example:80/T0/B1"]);
+        assert_eq!(s.mask("error for url (http://hooks.example/T0/B1)"), "error for url (***)");
+    }
+
+    #[test]
+    fn base64_of_a_secret_is_masked_at_any_alignment() {
+        let s = secrets(&["correct-horse-battery-staple"]);
+        for prefix in ["", "a", "ab", "abc"] {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{prefix}correct-horse-battery-staple\n"));
+            let masked = s.mask(&encoded);
+            assert!(masked.contains(MASK), "{prefix:?}: {encoded} → {masked}");
+        }
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_no_prefix_of_either() {
+        let s = secrets(&["password123", "word123456"]);
+        assert_eq!(s.mask("x password123456 y"), "x *** y");
+        let s = secrets(&["word123456", "password123"]);
+        assert_eq!(s.mask("x password123456 y"), "x *** y");
+    }
+
+    #[test]
+    fn masking_comes_before_the_cut() {
+        let s = secrets(&["s3cr3t-value"]);
+        // The secret straddles the limit: masked whole, then cut.
+        let (text, cut) = s.mask_capture(b"0123456789s3cr3t-value tail", false, 12);
+        assert_eq!((text.as_str(), cut), ("0123456789**", true));
+        // The capture stopped inside a secret: the partial value goes.
+        let (text, cut) = s.mask_capture(b"ok s3cr3t-value ok s3cr3t-v", true, 100);
+        assert_eq!((text.as_str(), cut), ("ok *** ok ", true));
+    }
+
+    #[test]
+    fn text_without_secrets_is_untouched() {
+        assert_eq!(secrets(&[]).mask("15"), "15");
+        assert_eq!(secrets(&["abcd"]).mask("15"), "15");
+    }
+}
