@@ -81,30 +81,34 @@ impl Secrets {
         runbook: &Runbook,
         available: &BTreeMap<String, String>,
     ) -> Result<Secrets, SecretsError> {
-        let secrets = Secrets::available_for(runbook, available);
-        if !secrets.missing.is_empty() {
-            return Err(SecretsError::Missing(secrets.missing));
+        let value = |name: &String| available.get(name).filter(|value| !value.is_empty());
+        let missing: Vec<String> =
+            runbook.secrets.iter().filter(|name| value(name).is_none()).cloned().collect();
+        if !missing.is_empty() {
+            return Err(SecretsError::Missing(missing));
         }
-        let short: Vec<String> = secrets
-            .values
+        let short: Vec<String> = runbook
+            .secrets
             .iter()
-            .filter(|(_, value)| value.chars().count() < MIN_SECRET_LEN)
-            .map(|(name, _)| name.clone())
+            .filter(|name| value(name).is_some_and(|v| v.chars().count() < MIN_SECRET_LEN))
+            .cloned()
             .collect();
         if !short.is_empty() {
             return Err(SecretsError::TooShort(short));
         }
-        Ok(secrets)
+        Ok(Secrets::available_for(runbook, available))
     }
 
     /// Like [`Secrets::for_runbook`], for a run that already started: the values this process
-    /// has are used and masked, and the missing ones are listed by [`Secrets::missing`] so
-    /// that a step that needs one fails with a clear note instead of sending an empty value.
+    /// has are used and masked, and the missing ones (or too short to mask) are listed by
+    /// [`Secrets::missing`] so that a step that needs one fails with a clear note instead of
+    /// sending an empty or unmasked value.
     pub fn available_for(runbook: &Runbook, available: &BTreeMap<String, String>) -> Secrets {
         let mut values = BTreeMap::new();
         let mut missing = Vec::new();
         for name in &runbook.secrets {
-            match available.get(name).filter(|value| !value.is_empty()) {
+            let usable = |value: &&String| value.chars().count() >= MIN_SECRET_LEN;
+            match available.get(name).filter(usable) {
                 Some(value) => {
                     values.insert(name.clone(), value.clone());
                 }
@@ -186,6 +190,16 @@ impl Masker {
     }
 
     fn mask(&self, text: &str) -> String {
+        // A secret that itself contains `***` can reappear from what masking wrote; mask again
+        // until nothing matches. Each round replaces spans of 4 or more bytes with 3, so it ends.
+        let mut masked = self.mask_once(text);
+        while self.automaton.is_match(&masked) {
+            masked = self.mask_once(&masked);
+        }
+        masked
+    }
+
+    fn mask_once(&self, text: &str) -> String {
         // Every match, overlapping ones included, merged into spans: masking one secret first
         // must never leave a prefix of another that overlapped it.
         let mut found: Vec<(usize, usize)> = self
@@ -434,6 +448,38 @@ mod tests {
         // The capture stopped inside a secret: the partial value goes.
         let (text, cut) = s.mask_capture(b"ok s3cr3t-value ok s3cr3t-v", true, 100);
         assert_eq!((text.as_str(), cut), ("ok *** ok ", true));
+    }
+
+    #[test]
+    fn a_secret_holding_the_mask_cannot_be_rebuilt_by_masking() {
+        let s = secrets(&["x***"]);
+        assert_eq!(s.mask("xx***"), "***");
+    }
+
+    proptest::proptest! {
+        /// Whatever the secrets and the text, masking never panics and no secret survives it,
+        /// nor does any cut of it through `mask_capture`.
+        #[test]
+        fn no_secret_survives_masking(
+            values in proptest::collection::vec("[a-c*%/é\\\\\"]{4,9}", 1..4),
+            pieces in proptest::collection::vec("[a-c*%/é\\\\\" ]{0,12}", 0..8),
+            limit in 0usize..64,
+            cut_short: bool,
+        ) {
+            let s = secrets(&values.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut text = String::new();
+            for (i, piece) in pieces.iter().enumerate() {
+                text.push_str(piece);
+                text.push_str(&values[i % values.len()]);
+            }
+            let masked = s.mask(&text);
+            let (captured, _) = s.mask_capture(text.as_bytes(), cut_short, limit);
+            proptest::prop_assert!(captured.len() <= limit);
+            for value in &values {
+                proptest::prop_assert!(!masked.contains(value.as_str()), "{value:?} in {masked:?}");
+                proptest::prop_assert!(!captured.contains(value.as_str()), "{value:?} in {captured:?}");
+            }
+        }
     }
 
     #[test]
