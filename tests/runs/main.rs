@@ -8,6 +8,7 @@
 //! - `modes`: dry runs touch nothing; drills run for real.
 //! - `recovery`: a driver that dies mid-step; leases; cancellation; decisions.
 //! - `audit`: the chain verifies, and a tampered row is found.
+//! - `integrity`: what real use did to runs (issue 12), and what Steady now does instead.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -36,6 +37,7 @@ macro_rules! stories {
 
 mod audit;
 mod gates;
+mod integrity;
 mod modes;
 mod recovery;
 mod steps;

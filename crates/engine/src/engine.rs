@@ -238,12 +238,13 @@ impl Engine {
                 return Err(EngineError::NoSuchRole(assignment.role.clone()));
             }
         }
+        // A dry run never takes the lock, so it never blocks a live run.
         let lock_key = match &runbook.lock {
-            Some(lock) => Some(
+            Some(lock) if start.mode != RunMode::DryRun => Some(
                 template::render(lock, Target::Text, &Context::offline(&runbook, &params))
                     .map_err(|error| EngineError::LockKey(error.to_string()))?,
             ),
-            None => None,
+            _ => None,
         };
         let id = Uuid::now_v7();
         let at = now();

@@ -128,6 +128,8 @@ struct ErrorPage {
     me: Option<Me>,
     title: String,
     message: String,
+    /// The run the error is about, linked.
+    run: Option<String>,
 }
 
 impl IntoResponse for PageError {
@@ -136,7 +138,8 @@ impl IntoResponse for PageError {
             return Redirect::to("/login").into_response();
         }
         let title = self.0.status.canonical_reason().unwrap_or("Error").to_owned();
-        let page = ErrorPage { me: None, title, message: self.0.message };
+        let run = self.0.run.map(|id| id.to_string());
+        let page = ErrorPage { me: None, title, message: self.0.message, run };
         (self.0.status, render(&page)).into_response()
     }
 }
