@@ -163,9 +163,22 @@ fn a_failed_step_waits_for_the_commanders_decision() {
 fn when_the_commander_is_unreachable_an_operator_on_the_host_hands_command_over() {
     let dir = scratch("run-commander");
     write(&dir, "restart.yaml", PROCEDURE);
+    let typo = cli(&dir, &["run", "restart.yaml", "--assign", "operator=alice"]);
+    assert_eq!(typo.code, 2, "nobody is called alice yet: {}", typo.stdout);
+    assert!(typo.stderr.contains("`alice` is not an existing, enabled user"), "{}", typo.stderr);
+    for name in ["alice", "bob"] {
+        assert_eq!(cli(&dir, &["user", "add", name, "--role", "responder"]).code, 0);
+    }
     let started = cli(&dir, &["run", "restart.yaml", "--assign", "operator=alice"]);
     let id = run_id(&started);
 
+    let to_a_typo = cli(&dir, &["commander", &id, "bbo"]);
+    assert_eq!(to_a_typo.code, 2);
+    assert!(
+        to_a_typo.stderr.contains("`bbo` is not an existing, enabled user"),
+        "{}",
+        to_a_typo.stderr
+    );
     let handed = cli(&dir, &["commander", &id, "bob"]);
     assert_eq!(handed.code, 0, "{}", handed.stderr);
     assert_eq!(handed.stdout, format!("user:bob commands run {id} now\n"));

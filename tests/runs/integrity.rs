@@ -2,11 +2,14 @@
 //! in production, and what Steady now does instead.
 
 use steady_engine::engine::{EngineError, StartRun};
-use steady_engine::run::{RunMode, RunStatus};
+use steady_engine::run::{Assignment, RunMode, RunStatus};
 
 use crate::*;
 
-stories!(a_dry_run_that_needs_attention_never_blocks_a_live_run,);
+stories!(
+    a_dry_run_that_needs_attention_never_blocks_a_live_run,
+    only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_any_run,
+);
 
 const LOCKED: &str = r#"
 name: failover
@@ -44,4 +47,74 @@ async fn a_dry_run_that_needs_attention_never_blocks_a_live_run(h: Harness) {
         Err(EngineError::LockHeld { run_id, .. }) => assert_eq!(run_id, live),
         other => panic!("a second live run must be refused naming the first: {other:?}"),
     }
+}
+
+const GATED: &str = r#"
+name: gated
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver }
+"#;
+
+async fn only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_any_run(h: Harness) {
+    h.publish(GATED).await;
+    for typed in ["alx", "<script>", "steady", "local:mallory"] {
+        let start = h
+            .engine
+            .start_run(StartRun {
+                runbook: "gated".into(),
+                version: None,
+                params: vec![],
+                mode: RunMode::Live,
+                actor: commander(),
+                assignments: vec![Assignment {
+                    role: "approver".into(),
+                    person: Actor::person(typed),
+                }],
+            })
+            .await;
+        match start {
+            Err(error @ EngineError::NoSuchPerson(_)) => {
+                assert!(error.to_string().contains(&format!("`{typed}`")), "{error}")
+            }
+            other => panic!("`{typed}` must be refused: {other:?}"),
+        }
+    }
+    let run = h.start("gated", &[], &[("approver", &alice())]).await;
+    let typo = h.engine.assign(run, &commander(), "approver", &Actor::person("bbo"), true).await;
+    assert!(matches!(typo, Err(EngineError::NoSuchPerson(name)) if name == "bbo"));
+    let handed = h.engine.transfer_command(run, &commander(), &Actor::person("bbo")).await;
+    assert!(matches!(handed, Err(EngineError::NoSuchPerson(name)) if name == "bbo"));
+    assert_eq!(h.snapshot(run).await.run.commander, commander(), "nobody got a typo's run");
+
+    // A disabled user is nobody to hand things to; taking a role away is always possible.
+    h.accounts().set_disabled("bob", true, &Actor::local("ops")).await.unwrap();
+    let disabled = h.engine.assign(run, &commander(), "approver", &bob(), true).await;
+    assert!(matches!(disabled, Err(EngineError::NoSuchPerson(name)) if name == "bob"));
+    h.engine.assign(run, &commander(), "approver", &alice(), false).await.unwrap();
+
+    // The commander is gone: an admin takes the run, audited as a transfer by the admin.
+    h.add_user("ada").await;
+    let ada = Actor::user("ada");
+    h.engine.take_command(run, &ada).await.unwrap();
+    assert_eq!(h.snapshot(run).await.run.commander, ada);
+    let events = h
+        .store
+        .audit_events(&steady_engine::store::AuditFilter {
+            run_id: Some(run),
+            action: Some("run.commander_transferred".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, ada);
+    assert_eq!(events[0].data["taken_by_admin"], true);
+    assert_eq!(events[0].data["from"], "user:carol");
+    h.engine.cancel(run, &ada).await.unwrap();
+    let finished = h.engine.take_command(run, &ada).await;
+    assert!(matches!(finished, Err(EngineError::RunNotActive { .. })), "{finished:?}");
+    h.verify_chain().await;
 }

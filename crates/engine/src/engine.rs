@@ -59,6 +59,9 @@ pub enum EngineError {
     NoSuchStep(String),
     #[error("the runbook has no role `{0}`")]
     NoSuchRole(String),
+    /// Only existing, enabled users hold run roles and command runs.
+    #[error("`{0}` is not an existing, enabled user")]
+    NoSuchPerson(String),
     #[error("step `{step}` is {status}, not waiting for an answer")]
     NotWaiting { step: String, status: StepStatus },
     #[error("step `{step}` is not {expected} step")]
@@ -237,6 +240,7 @@ impl Engine {
             if runbook.role(&assignment.role).is_none() {
                 return Err(EngineError::NoSuchRole(assignment.role.clone()));
             }
+            self.check_person(&start.actor, &assignment.person).await?;
         }
         // A dry run never takes the lock, so it never blocks a live run.
         let lock_key = match &runbook.lock {
@@ -286,6 +290,20 @@ impl Engine {
         }));
         self.store.create_run(NewRun { run, steps, assignments: start.assignments, event }).await?;
         Ok(id)
+    }
+
+    /// Refuses anyone but an existing, enabled user as a role holder or commander, so that a
+    /// typo can never be handed a run. The local operator at a terminal may name themselves.
+    async fn check_person(&self, actor: &Actor, person: &Actor) -> Result<(), EngineError> {
+        if person.as_str().starts_with("local:") && person == actor {
+            return Ok(());
+        }
+        let name = person.as_str().strip_prefix("user:");
+        match name {
+            Some(name) if self.store.enabled_user(name).await? => Ok(()),
+            Some(name) => Err(EngineError::NoSuchPerson(name.to_owned())),
+            None => Err(EngineError::NoSuchPerson(person.as_str().to_owned())),
+        }
     }
 
     /// Applies a change people asked for, computed from a fresh snapshot each time the run
@@ -601,6 +619,10 @@ impl Engine {
         person: &Actor,
         assign: bool,
     ) -> Result<(), EngineError> {
+        // Taking a role away from anyone is allowed: it cleans up after a departed person.
+        if assign {
+            self.check_person(actor, person).await?;
+        }
         self.act(run_id, |runbook, snapshot, _| {
             if let Err(error) = may_command(&snapshot.run, actor) {
                 return (None, Err(error));
@@ -629,24 +651,63 @@ impl Engine {
         .await
     }
 
-    /// Hands the run to another commander.
+    /// Hands the run to another commander, who must be an existing, enabled user.
     pub async fn transfer_command(
         &self,
         run_id: Uuid,
         actor: &Actor,
         to: &Actor,
     ) -> Result<(), EngineError> {
+        self.check_person(actor, to).await?;
+        self.change_commander(run_id, actor, to, Authority::Commander).await
+    }
+
+    /// An admin takes command of an active run, whoever commands it, so that no run is ever
+    /// left without a commander. The caller checked that `admin` holds the global role; it is
+    /// audited as a transfer made by the admin.
+    pub async fn take_command(&self, run_id: Uuid, admin: &Actor) -> Result<(), EngineError> {
+        self.check_person(admin, admin).await?;
+        self.change_commander(run_id, admin, admin, Authority::Admin).await
+    }
+
+    async fn change_commander(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        to: &Actor,
+        authority: Authority,
+    ) -> Result<(), EngineError> {
         self.act(run_id, |_, snapshot, _| {
-            if let Err(error) = may_command(&snapshot.run, actor) {
-                return (None, Err(error));
+            match authority {
+                Authority::Commander => {
+                    if let Err(error) = may_command(&snapshot.run, actor) {
+                        return (None, Err(error));
+                    }
+                }
+                Authority::Admin if !snapshot.run.status.is_active() => {
+                    return (None, Err(EngineError::RunNotActive { status: snapshot.run.status }));
+                }
+                Authority::Admin if snapshot.run.commander == *to => return (None, Ok(())),
+                Authority::Admin => {}
             }
             let mut transition = transition_from(snapshot);
             let mut change = RunChange::from(&snapshot.run);
             change.commander = to.clone();
             transition.run = Some(change);
             transition.events.push(
-                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id))
-                    .data(json!({ "from": snapshot.run.commander.as_str(), "to": to.as_str() })),
+                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id)).data(
+                    match authority {
+                        Authority::Commander => json!({
+                            "from": snapshot.run.commander.as_str(),
+                            "to": to.as_str(),
+                        }),
+                        Authority::Admin => json!({
+                            "from": snapshot.run.commander.as_str(),
+                            "to": to.as_str(),
+                            "taken_by_admin": true,
+                        }),
+                    },
+                ),
             );
             (Some(transition), Ok(()))
         })
@@ -1648,6 +1709,15 @@ fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
 
 fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
     runbook.steps.iter().chain(&runbook.rollback).find(|step| step.id == step_id)
+}
+
+/// By what right someone changes a run's commander.
+#[derive(Debug, Clone, Copy)]
+enum Authority {
+    /// The commander (or the local operator) hands command over.
+    Commander,
+    /// An admin takes command of a run, whoever commands it.
+    Admin,
 }
 
 /// The commander steers a run; a local operator at the terminal is trusted like anyone with

@@ -163,6 +163,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every version of a runbook, oldest first.
     async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError>;
 
+    /// Whether `name` is an existing, enabled user account: only such a person may be given a
+    /// run role or the command of a run.
+    async fn enabled_user(&self, name: &str) -> Result<bool, StoreError>;
+
     /// Creates a run with its steps and audit event; fails with `LockHeld` when another active
     /// run holds its lock key.
     async fn create_run(&self, new: NewRun) -> Result<(), StoreError>;

@@ -89,9 +89,11 @@ impl From<EngineError> for AppError {
             | E::SelfApproval { .. }
             | E::NotCommander { .. }
             | E::NotParticipant { .. } => AppError::forbidden(message),
-            E::Params(_) | E::NoSuchRole(_) | E::WrongKind { .. } | E::LockKey(_) => {
-                AppError::invalid(message)
-            }
+            E::Params(_)
+            | E::NoSuchRole(_)
+            | E::NoSuchPerson(_)
+            | E::WrongKind { .. }
+            | E::LockKey(_) => AppError::invalid(message),
             E::LockHeld { key, run_id } => lock_held(&key, run_id),
             E::InvalidRunbook(diagnostics) => {
                 let mut error = AppError::invalid("the runbook is invalid");

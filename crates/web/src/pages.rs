@@ -578,6 +578,8 @@ struct RunPage {
     attention: Option<String>,
     decision: Option<DecisionView>,
     can_command: bool,
+    /// An admin may take command of any active run they do not command.
+    can_take_command: bool,
     can_note: bool,
     last_seq: i64,
 }
@@ -612,6 +614,7 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<String>, me: Me)
     let record = &snapshot.run;
     let responder = me.caller.user.has(GlobalRole::Responder);
     let can_command = responder && me.actor == record.commander && record.status.is_active();
+    let can_take_command = me.admin && me.actor != record.commander && record.status.is_active();
     let participant = me.actor == record.commander
         || me.actor == record.started_by
         || snapshot.assignments.iter().any(|a| a.person == me.actor);
@@ -800,6 +803,7 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<String>, me: Me)
         attention,
         decision,
         can_command,
+        can_take_command,
         can_note: responder && participant,
         last_seq,
         me: Some(me),
@@ -1739,7 +1743,11 @@ async fn revoke(
 struct TransferForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
     to: String,
+    /// `yes` when an admin takes command for themselves.
+    #[serde(default)]
+    take: String,
 }
 
 async fn transfer(
@@ -1749,8 +1757,13 @@ async fn transfer(
     Form(form): Form<TransferForm>,
 ) -> PageResult {
     check_csrf(&me, &form.csrf)?;
-    me.caller.require_responder()?;
     let id = run_id(&id)?;
+    if form.take == "yes" {
+        me.caller.require(GlobalRole::Admin)?;
+        state.engine.take_command(id, &me.actor).await?;
+        return Ok(back_to(id, ""));
+    }
+    me.caller.require_responder()?;
     let to = Actor::person(form.to.trim());
     state.engine.transfer_command(id, &me.actor, &to).await?;
     Ok(back_to(id, ""))

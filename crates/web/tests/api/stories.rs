@@ -16,6 +16,7 @@ on_every_backend!(
     a_run_streams_its_events_and_a_reconnect_resumes_where_it_left,
     notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
     the_server_takes_over_a_run_nobody_drives,
+    people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
 );
 
 const FAILOVER: &str = r#"
@@ -436,4 +437,53 @@ async fn a_node_says_it_is_alive_in_the_api_and_metrics(backend: Backend) {
     let text = metrics.text().await.unwrap();
     assert!(text.contains(&format!("steady_node_up{{node=\"{this}\",address=")), "{text}");
     assert!(text.contains("this=\"true\"} 1"), "{text}");
+}
+
+async fn people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run(backend: Backend) {
+    let server = Server::start("people", backend).await;
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    server.person("alice", &[Responder]).await;
+    let admin = server.person("ada", &[GlobalRole::Admin]).await;
+    for typed in ["alx", "<script>", "steady"] {
+        let start = json!({ "runbook": "failover", "params": { "cluster": "main" },
+            "assignments": [{ "role": "approver", "person": typed }] });
+        let refused = server.post(&carol, "/api/v1/runs", start).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}: {}", refused.body);
+        let message = refused.body["error"]["message"].as_str().unwrap();
+        assert_eq!(message, format!("`{typed}` is not an existing, enabled user"));
+    }
+    let start = json!({ "runbook": "failover", "params": { "cluster": "main" },
+        "assignments": [{ "role": "approver", "person": "alice" }] });
+    let run =
+        server.post(&carol, "/api/v1/runs", start).await.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&carol, &run, "waiting").await;
+    let assign = server
+        .post(
+            &carol,
+            &format!("/api/v1/runs/{run}/assignments"),
+            json!({ "role": "approver", "person": "alx" }),
+        )
+        .await;
+    assert_eq!(assign.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", assign.body);
+    let typo = server
+        .post(&carol, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "caorl" }))
+        .await;
+    assert_eq!(typo.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", typo.body);
+    assert!(typo.body["error"]["message"].as_str().unwrap().contains("`caorl`"), "{}", typo.body);
+
+    // Carol is unreachable: an admin takes the run, and the audit log says who did.
+    let to_someone = server
+        .post(&admin, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "alice" }))
+        .await;
+    assert_eq!(to_someone.status, StatusCode::FORBIDDEN, "an admin takes command, no more");
+    let taken =
+        server.post(&admin, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "ada" })).await;
+    assert_eq!(taken.status, StatusCode::OK, "{}", taken.body);
+    let shown = server.get(&carol, &format!("/api/v1/runs/{run}")).await;
+    assert_eq!(shown.body["commander"], "user:ada", "{}", shown.body);
+    let audit = server
+        .get(&admin, &format!("/api/v1/audit?run={run}&action=run.commander_transferred"))
+        .await;
+    assert!(audit.body.to_string().contains("taken_by_admin"), "{}", audit.body);
 }
