@@ -3,12 +3,14 @@
 
 use steady_engine::engine::{EngineError, StartRun};
 use steady_engine::run::{Assignment, RunMode, RunStatus};
+use steady_engine::store::StoreError;
 
 use crate::*;
 
 stories!(
     a_dry_run_that_needs_attention_never_blocks_a_live_run,
     only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_any_run,
+    disabling_revokes_tokens_for_good_and_never_locks_the_admins_out,
 );
 
 const LOCKED: &str = r#"
@@ -116,5 +118,46 @@ async fn only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_an
     h.engine.cancel(run, &ada).await.unwrap();
     let finished = h.engine.take_command(run, &ada).await;
     assert!(matches!(finished, Err(EngineError::RunNotActive { .. })), "{finished:?}");
+    h.verify_chain().await;
+}
+
+async fn disabling_revokes_tokens_for_good_and_never_locks_the_admins_out(h: Harness) {
+    use steady_engine::accounts::ApiToken;
+    let ops = Actor::local("ops");
+    let token = ApiToken {
+        id: uuid::Uuid::now_v7(),
+        label: "ci".into(),
+        user: "bob".into(),
+        hash: "hash-of-bobs-secret".into(),
+        created_at: steady_engine::engine::now(),
+        revoked_at: None,
+    };
+    h.accounts().create_token(&token, &ops).await.unwrap();
+    assert!(h.accounts().set_disabled("bob", true, &ops).await.unwrap());
+    assert!(h.accounts().set_disabled("bob", false, &ops).await.unwrap());
+    let after = h.accounts().token_by_hash("hash-of-bobs-secret").await.unwrap().unwrap();
+    assert!(after.revoked_at.is_some(), "re-enabling bob revives none of his tokens");
+
+    let admin = |name: &str| User {
+        name: name.to_owned(),
+        roles: vec![GlobalRole::Admin],
+        password_hash: None,
+        disabled: false,
+        created_at: steady_engine::engine::now(),
+    };
+    h.accounts().create_user(&admin("ada"), &ops).await.unwrap();
+    let own = h.accounts().set_disabled("ada", true, &Actor::user("ada")).await;
+    assert!(
+        matches!(own, Err(StoreError::LockOut(ref reason)) if reason.contains("your own")),
+        "{own:?}"
+    );
+    let last = h.accounts().set_disabled("ada", true, &ops).await;
+    assert!(
+        matches!(last, Err(StoreError::LockOut(ref reason)) if reason.contains("last enabled admin")),
+        "{last:?}"
+    );
+    h.accounts().create_user(&admin("eve"), &ops).await.unwrap();
+    assert!(h.accounts().set_disabled("ada", true, &Actor::user("eve")).await.unwrap());
+    assert!(h.accounts().user("ada").await.unwrap().unwrap().disabled);
     h.verify_chain().await;
 }

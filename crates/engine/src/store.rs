@@ -26,6 +26,10 @@ pub enum StoreError {
     /// Something with that name already exists (a user).
     #[error("`{0}` already exists")]
     Exists(String),
+    /// The change would lock people out: an admin disabling their own account, or the last
+    /// enabled admin.
+    #[error("{0}")]
+    LockOut(String),
     /// The database could not be reached or refused the operation.
     #[error("database: {0}")]
     Database(String),

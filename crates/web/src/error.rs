@@ -71,6 +71,7 @@ impl From<StoreError> for AppError {
             StoreError::NoSuchRun(id) => AppError::not_found(format!("no run {id}")),
             StoreError::Exists(name) => AppError::conflict(format!("`{name}` already exists")),
             StoreError::LockHeld { key, run_id } => lock_held(&key, run_id),
+            StoreError::LockOut(reason) => AppError::conflict(reason),
             StoreError::Conflict => AppError::conflict("the run changed meanwhile: try again"),
             other => AppError::internal(other),
         }

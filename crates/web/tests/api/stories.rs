@@ -17,6 +17,7 @@ on_every_backend!(
     notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
     the_server_takes_over_a_run_nobody_drives,
     people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
+    a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account,
 );
 
 const FAILOVER: &str = r#"
@@ -486,4 +487,53 @@ async fn people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run(
         .get(&admin, &format!("/api/v1/audit?run={run}&action=run.commander_transferred"))
         .await;
     assert!(audit.body.to_string().contains("taken_by_admin"), "{}", audit.body);
+}
+
+async fn a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account(
+    backend: Backend,
+) {
+    use reqwest::Method;
+    let server = Server::start("disable-for-good", backend).await;
+    let admin = server.person("ada", &[GlobalRole::Admin]).await;
+    let rita = server.person("rita", &[Responder]).await;
+    assert_eq!(server.get(&rita, "/api/v1/runs").await.status, StatusCode::OK);
+    for disabled in [true, false] {
+        let changed = server
+            .call(
+                Some(&admin),
+                Method::PUT,
+                "/api/v1/users/rita",
+                Some(json!({ "disabled": disabled })),
+            )
+            .await;
+        assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    }
+    assert_eq!(
+        server.get(&rita, "/api/v1/runs").await.status,
+        StatusCode::UNAUTHORIZED,
+        "re-enabling rita revives none of her old tokens"
+    );
+    let tokens = server.get(&admin, "/api/v1/tokens").await;
+    assert!(
+        tokens
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["user"] == "rita")
+            .all(|t| !t["revoked_at"].is_null()),
+        "{}",
+        tokens.body
+    );
+
+    let own = server
+        .call(Some(&admin), Method::PUT, "/api/v1/users/ada", Some(json!({ "disabled": true })))
+        .await;
+    assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.body);
+    assert!(
+        own.body["error"]["message"].as_str().unwrap().contains("your own account"),
+        "{}",
+        own.body
+    );
+    assert_eq!(server.get(&admin, "/api/v1/users").await.status, StatusCode::OK, "ada still works");
 }
