@@ -1,17 +1,45 @@
 //! Integrity under real use: what authors, commanders, admins and odd processes did to runs
 //! in production, and what Steady now does instead.
 
-use steady_engine::engine::{EngineError, StartRun};
+use steady_engine::engine::{EngineError, FolderFile, StartRun};
 use steady_engine::run::{Assignment, RunMode, RunStatus};
 use steady_engine::store::StoreError;
 
 use crate::*;
 
 stories!(
+    a_restart_never_turns_an_older_file_back_into_the_latest_version,
     a_dry_run_that_needs_attention_never_blocks_a_live_run,
     only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_any_run,
     disabling_revokes_tokens_for_good_and_never_locks_the_admins_out,
 );
+
+const V1: &str = "name: restart\nsteps:\n  - id: nap\n    sleep: 1ms\n";
+const V2: &str = "name: restart\ntitle: Fixed by the author\nsteps:\n  - id: nap\n    sleep: 2ms\n";
+const V3: &str = "name: restart\ntitle: Newer in the folder\nsteps:\n  - id: nap\n    sleep: 3ms\n";
+
+async fn a_restart_never_turns_an_older_file_back_into_the_latest_version(h: Harness) {
+    let folder = Actor::local("serve");
+    assert!(matches!(
+        h.engine.publish_from_folder(V1, &folder).await.unwrap(),
+        FolderFile::Published(version) if version.version == 1
+    ));
+    h.publish(V2).await;
+    // The server restarts with the old file in its folder.
+    let restarted = h.engine.publish_from_folder(V1, &folder).await.unwrap();
+    assert_eq!(restarted, FolderFile::Behind { name: "restart".into(), file: 1, latest: 2 });
+    let latest = h.store.runbook_version("restart", None).await.unwrap().unwrap();
+    assert_eq!(latest.version, 2, "the author's version stays the latest");
+    assert!(matches!(
+        h.engine.publish_from_folder(V2, &folder).await.unwrap(),
+        FolderFile::Latest(version) if version.version == 2
+    ));
+    assert!(matches!(
+        h.engine.publish_from_folder(V3, &folder).await.unwrap(),
+        FolderFile::Published(version) if version.version == 3
+    ));
+    assert_eq!(h.store.runbook_versions("restart").await.unwrap().len(), 3);
+}
 
 const LOCKED: &str = r#"
 name: failover

@@ -107,6 +107,17 @@ impl From<StoreError> for EngineError {
     }
 }
 
+/// What publishing a file of the server's runbooks folder did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderFile {
+    /// Its content was new: stored as this version.
+    Published(RunbookVersion),
+    /// It is the latest version already.
+    Latest(RunbookVersion),
+    /// It is an older stored version than the latest: nothing was stored.
+    Behind { name: String, file: u32, latest: u32 },
+}
+
 /// A run to start.
 #[derive(Debug, Clone)]
 pub struct StartRun {
@@ -196,6 +207,39 @@ impl Engine {
             return Err(EngineError::InvalidRunbook(parsed.diagnostics));
         };
         Ok(self.store.publish(&runbook.name, source, actor, now()).await?)
+    }
+
+    /// Publishes a runbook file from the server's folder unless its content is already one of
+    /// the runbook's stored versions: a restart never turns an older file back into the latest
+    /// version over an author's newer one.
+    pub async fn publish_from_folder(
+        &self,
+        source: &str,
+        actor: &Actor,
+    ) -> Result<FolderFile, EngineError> {
+        let parsed = runbook::parse(source);
+        let Some(runbook) = parsed.runbook else {
+            return Err(EngineError::InvalidRunbook(parsed.diagnostics));
+        };
+        let sha256 = sha256_hex(source.as_bytes());
+        let versions = self.store.runbook_versions(&runbook.name).await?;
+        let (Some(stored), Some(latest)) =
+            (versions.iter().find(|version| version.sha256 == sha256), versions.last())
+        else {
+            return Ok(match self.store.publish(&runbook.name, source, actor, now()).await? {
+                Published::New(version) => FolderFile::Published(version),
+                Published::Unchanged(version) => FolderFile::Latest(version),
+            });
+        };
+        if stored.version == latest.version {
+            Ok(FolderFile::Latest(latest.clone()))
+        } else {
+            Ok(FolderFile::Behind {
+                name: runbook.name,
+                file: stored.version,
+                latest: latest.version,
+            })
+        }
     }
 
     /// The runbook a run follows, parsed from the version it pinned.

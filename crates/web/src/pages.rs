@@ -933,6 +933,8 @@ async fn assign(
 // ---------------------------------------------------------------------------------- runbooks
 
 struct RunbookRow {
+    /// Set when the server's runbooks folder holds an older version than the latest.
+    behind: Option<String>,
     /// Lint warnings of the current version, as `line: message`.
     warnings: Vec<String>,
     name: String,
@@ -1000,7 +1002,17 @@ async fn runbooks(State(state): State<AppState>, me: Me) -> PageResult {
             .filter(|d| !d.is_error())
             .map(|d| format!("line {}: {}", d.at.line, d.message))
             .collect();
+        let behind =
+            state.config.folder_versions.get(&name).filter(|file| **file < latest.version).map(
+                |file| {
+                    format!(
+                        "the folder is behind the database: file matches v{file}, latest is v{}",
+                        latest.version
+                    )
+                },
+            );
         rows.push(RunbookRow {
+            behind,
             warnings,
             name,
             title: runbook.title.clone(),
