@@ -2,7 +2,7 @@
 //! in production, and what Steady now does instead.
 
 use steady_engine::engine::{EngineError, FolderFile, StartRun};
-use steady_engine::run::{Assignment, RunMode, RunStatus};
+use steady_engine::run::{Assignment, RunMode, RunStatus, StepStatus};
 use steady_engine::store::StoreError;
 
 use crate::*;
@@ -12,6 +12,8 @@ stories!(
     a_dry_run_that_needs_attention_never_blocks_a_live_run,
     only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_any_run,
     disabling_revokes_tokens_for_good_and_never_locks_the_admins_out,
+    a_step_printing_nul_bytes_is_stored_and_says_so,
+    a_result_the_database_refuses_fails_the_step_once,
 );
 
 const V1: &str = "name: restart\nsteps:\n  - id: nap\n    sleep: 1ms\n";
@@ -188,4 +190,67 @@ async fn disabling_revokes_tokens_for_good_and_never_locks_the_admins_out(h: Har
     assert!(h.accounts().set_disabled("ada", true, &Actor::user("eve")).await.unwrap());
     assert!(h.accounts().user("ada").await.unwrap().unwrap().disabled);
     h.verify_chain().await;
+}
+
+async fn a_step_printing_nul_bytes_is_stored_and_says_so(h: Harness) {
+    let ledger = h.path("ledger");
+    h.publish(&format!(
+        r#"
+name: binary
+steps:
+  - id: dump
+    run: echo ran >> {ledger} && printf 'a\000b'
+    read_only: true
+    timeout: 5s
+"#
+    ))
+    .await;
+    let run = h.start("binary", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    assert_eq!(count_lines(&ledger), 1, "the step ran once");
+    let snapshot = h.snapshot(run).await;
+    let attempt = snapshot.last_attempt("dump").unwrap();
+    assert_eq!(attempt.stdout, "a\u{2400}b");
+    assert_eq!(attempt.error.as_deref(), Some("output contained NUL bytes, shown as \u{2400}"));
+    // People's text too.
+    h.engine.add_note(run, &commander(), None, "pasted \0 from a terminal").await.unwrap();
+    assert_eq!(h.snapshot(run).await.notes[0].text, "pasted \u{2400} from a terminal");
+    h.verify_chain().await;
+}
+
+async fn a_result_the_database_refuses_fails_the_step_once(h: Harness) {
+    let statements: &[&str] = match h.raw {
+        Raw::Sqlite(_) => &[
+            "CREATE TRIGGER refuse_poison_insert BEFORE INSERT ON step_attempts WHEN NEW.stdout LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+            "CREATE TRIGGER refuse_poison_update BEFORE UPDATE ON step_attempts WHEN NEW.stdout LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        ],
+        Raw::Postgres(_) => &[
+            "ALTER TABLE step_attempts ADD CONSTRAINT refuse_poison CHECK (stdout NOT LIKE '%poison%')",
+        ],
+    };
+    for statement in statements {
+        h.raw.execute(statement).await.expect("install the refusal");
+    }
+    let ledger = h.path("ledger");
+    h.publish(&format!(
+        r#"
+name: poisoned
+steps:
+  - id: look
+    run: echo ran >> {ledger} && echo poison
+    read_only: true
+    timeout: 5s
+"#
+    ))
+    .await;
+    let run = h.start("poisoned", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(h.step_status(run, "look").await, StepStatus::Failed);
+    let snapshot = h.snapshot(run).await;
+    let error = snapshot.last_attempt("look").unwrap().error.clone().unwrap_or_default();
+    assert!(error.starts_with("the step's result could not be stored"), "{error}");
+    // Nothing drives it again by itself: it waits for the commander.
+    assert!(h.store.runs_needing_a_driver(steady_engine::engine::now()).await.unwrap().is_empty());
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(count_lines(&ledger), 1, "the step ran once");
 }

@@ -279,7 +279,18 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NoSuchRunbook(start.runbook.clone()))?;
         let runbook = self.runbook(&stored.name, stored.version).await?;
-        let params = params::resolve(&runbook, &start.params).map_err(EngineError::Params)?;
+        // What people type is stored; NUL cannot be (see `make_storable`).
+        let texts: Vec<(String, String)> = start
+            .params
+            .iter()
+            .map(|(key, value)| {
+                let (mut key, mut value) = (key.clone(), value.clone());
+                make_storable(&mut key);
+                make_storable(&mut value);
+                (key, value)
+            })
+            .collect();
+        let params = params::resolve(&runbook, &texts).map_err(EngineError::Params)?;
         for assignment in &start.assignments {
             if runbook.role(&assignment.role).is_none() {
                 return Err(EngineError::NoSuchRole(assignment.role.clone()));
@@ -364,7 +375,8 @@ impl Engine {
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;
             let (transition, answer) = change(&runbook, &snapshot, now());
-            let Some(transition) = transition else { return answer };
+            let Some(mut transition) = transition else { return answer };
+            transition.make_storable();
             match self.store.commit(run_id, transition).await {
                 Ok(()) => return answer,
                 Err(StoreError::Conflict) => continue,
@@ -1013,7 +1025,12 @@ impl Driver<'_> {
             let runbook = self.runbook.clone();
             match machine::next(&runbook, &self.snapshot, now()) {
                 Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
-                Next::Start(step) => self.start(&runbook, step).await?,
+                Next::Start(step) => match self.start(&runbook, step).await {
+                    Err(error @ EngineError::Store(_)) => {
+                        self.fail_unrecorded(step, &error).await?
+                    }
+                    other => other?,
+                },
                 Next::Recover(step) => self.recover(step).await?,
                 Next::Expire(step) => {
                     let transition = self.engine.expiry(&self.snapshot, step, Some(self.owner()));
@@ -1099,7 +1116,8 @@ impl Driver<'_> {
 
     /// Commits a transition computed from the snapshot. Returns false when the run changed
     /// meanwhile (a note, a cancellation): the snapshot is reloaded and the driver decides again.
-    async fn commit(&mut self, transition: Transition) -> Result<bool, EngineError> {
+    async fn commit(&mut self, mut transition: Transition) -> Result<bool, EngineError> {
+        transition.make_storable();
         match self.engine.store.commit(self.run_id, transition.clone()).await {
             Ok(()) => {
                 Arc::make_mut(&mut self.snapshot).apply(&transition, now());
@@ -1128,6 +1146,60 @@ impl Driver<'_> {
             }
         }
         Err(EngineError::Busy)
+    }
+
+    /// The store refused to record a step starting or ending: the step fails with the store's
+    /// error, once, rather than being left `running` for the next driver to run again and again.
+    async fn fail_unrecorded(
+        &mut self,
+        step: &Step,
+        error: &EngineError,
+    ) -> Result<(), EngineError> {
+        let message = format!("the step's result could not be stored: {error}");
+        let run_id = self.run_id;
+        self.record(|fresh| {
+            let mut transition = transition_from(fresh);
+            let Some(state) = fresh.step(&step.id) else { return transition };
+            let mut failed = state.clone();
+            failed.status = StepStatus::Failed;
+            failed.finished_at = Some(now());
+            failed.note = Some(message.clone());
+            transition.steps.push(failed);
+            // The attempt recorded `running`, if it got that far, ends with the error.
+            let attempt = fresh
+                .attempt(&step.id, state.attempt)
+                .filter(|_| state.status == StepStatus::Running)
+                .map(|attempt| Attempt {
+                    status: Some(StepStatus::Failed),
+                    finished_at: Some(now()),
+                    error: Some(message.clone()),
+                    ..attempt.clone()
+                });
+            transition.attempts.extend(attempt);
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
+                    .step(&step.id)
+                    .data(json!({
+                        "attempt": state.attempt,
+                        "status": StepStatus::Failed.as_str(),
+                        "error": message,
+                        "retry": false,
+                    })),
+            );
+            transition
+        })
+        .await?;
+        let attempt = self.snapshot.step(&step.id).map_or(0, |state| state.attempt);
+        self.observer.progress(
+            self.run_record(),
+            Progress::StepEnded {
+                step,
+                status: StepStatus::Failed,
+                attempt,
+                detail: Some(message),
+            },
+        );
+        Ok(())
     }
 
     /// A step found `running`: its driver died. Safe steps run again; others wait for a person.
@@ -1624,8 +1696,10 @@ impl Driver<'_> {
         &mut self,
         step: &Step,
         rendered: Value,
-        attempt: Attempt,
+        mut attempt: Attempt,
     ) -> Result<(), EngineError> {
+        // Before the output is hashed for the audit log: what is stored is what is hashed.
+        attempt.make_storable();
         let status = attempt.status.unwrap_or(StepStatus::Failed);
         let tries =
             attempt.number - self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
