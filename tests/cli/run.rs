@@ -220,6 +220,48 @@ fn a_lock_held_by_an_active_run_refuses_a_second_one() {
 }
 
 #[test]
+fn an_operator_cancels_a_waiting_run_from_the_terminal_and_it_frees_its_lock() {
+    let dir = scratch("run-cancel");
+    write(
+        &dir,
+        "locked.yaml",
+        "name: locked\nlock: db/main\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n  - id: act\n    run: echo acted >> acted.log\n    timeout: 5s\n",
+    );
+    let first = cli(&dir, &["run", "locked.yaml"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let id = run_id(&first);
+
+    let cancelled = cli(&dir, &["cancel", &id[..8]]);
+    assert_eq!(
+        (cancelled.code, cancelled.stdout.as_str()),
+        (0, format!("run {id}: cancelled\n").as_str()),
+        "{}",
+        cancelled.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&dir, &["show", &id, "--json"]).stdout).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["steps"][0]["status"].as_str()),
+        (Some("cancelled"), Some("cancelled"))
+    );
+    let audit = cli(&dir, &["audit", "export", "--run", &id]);
+    let line = audit.stdout.lines().find(|l| l.contains("run.cancelled")).expect("audited");
+    assert!(line.contains("local:"), "the local operator cancelled it: {line}");
+
+    let again = cli(&dir, &["cancel", &id]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("is cancelled: only a run that has not finished"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(cli(&dir, &["cancel", "ffffffff"]).code, 2, "no such run");
+    let second = cli(&dir, &["run", "locked.yaml"]);
+    assert_eq!(second.code, 0, "the lock is free again: {}", second.stderr);
+    assert!(!dir.join("acted.log").exists(), "nothing behind the gate ran");
+}
+
+#[test]
 fn ctrl_c_finishes_the_running_step_and_leaves_the_run_resumable() {
     let dir = scratch("run-ctrl-c");
     write(

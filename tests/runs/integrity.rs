@@ -14,6 +14,7 @@ stories!(
     disabling_revokes_tokens_for_good_and_never_locks_the_admins_out,
     a_step_printing_nul_bytes_is_stored_and_says_so,
     a_result_the_database_refuses_fails_the_step_once,
+    a_late_approval_leaves_the_run_needing_a_decision_not_running_without_a_driver,
 );
 
 const V1: &str = "name: restart\nsteps:\n  - id: nap\n    sleep: 1ms\n";
@@ -253,4 +254,53 @@ steps:
     assert!(h.store.runs_needing_a_driver(steady_engine::engine::now()).await.unwrap().is_empty());
     assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
     assert_eq!(count_lines(&ledger), 1, "the step ran once");
+}
+
+async fn a_late_approval_leaves_the_run_needing_a_decision_not_running_without_a_driver(
+    h: Harness,
+) {
+    h.publish(
+        r#"
+name: slow
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver, timeout: 300ms }
+  - id: after
+    run: ["true"]
+    read_only: true
+    timeout: 5s
+"#,
+    )
+    .await;
+    h.publish(
+        r#"
+name: strict
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver, timeout: 300ms }
+    on_failure: abort
+"#,
+    )
+    .await;
+    let paused = h.start("slow", &[], &[("approver", &alice())]).await;
+    let aborted = h.start("strict", &[], &[("approver", &alice())]).await;
+    for run in [paused, aborted] {
+        assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for run in [paused, aborted] {
+        let late = h.engine.approve(run, "go", &alice(), None).await;
+        assert!(matches!(late, Err(EngineError::GateTimedOut { .. })), "{late:?}");
+        assert_eq!(h.step_status(run, "go").await, StepStatus::TimedOut);
+    }
+    assert_eq!(h.snapshot(paused).await.run.status, RunStatus::NeedsAttention);
+    assert!(h.actions(paused).await.contains(&"run.needs_attention".to_owned()));
+    assert_eq!(h.snapshot(aborted).await.run.status, RunStatus::Failed);
+    assert!(h.snapshot(aborted).await.run.finished_at.is_some());
+    assert!(h.store.runs_needing_a_driver(steady_engine::engine::now()).await.unwrap().is_empty());
+    h.verify_chain().await;
 }

@@ -427,7 +427,7 @@ impl Engine {
                 return (None, Err(error));
             };
             if state.deadline.is_some_and(|deadline| deadline <= now) {
-                let transition = self.expiry(snapshot, step, None);
+                let transition = self.late_expiry(runbook, snapshot, step);
                 return (
                     Some(transition),
                     Err(EngineError::GateTimedOut { step: step_id.to_owned() }),
@@ -886,6 +886,35 @@ impl Engine {
         drop(keeper);
         let _ = self.store.release_lease(run_id, &self.config.node).await;
         result
+    }
+
+    /// A gate found past its deadline by a late answer rather than by a driver. The timeout is
+    /// committed together with what follows it when that needs no driver (the run needs
+    /// attention, or ends), so that the run never reads `running` with nobody driving it. What
+    /// does need a driver (a rollback) is left `running` without a lease, where the server's
+    /// executor and `steady resume` find it.
+    fn late_expiry(&self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> Transition {
+        let mut transition = self.expiry(snapshot, step, None);
+        let mut after = snapshot.clone();
+        after.apply(&transition, now());
+        let run_id = snapshot.run.id;
+        let Some(change) = transition.run.as_mut() else { return transition };
+        match machine::next(runbook, &after, now()) {
+            Next::Attention(attention) => {
+                change.status = RunStatus::NeedsAttention;
+                transition.events.push(
+                    NewEvent::new(&Actor::steady(), AuditAction::RunNeedsAttention, Some(run_id))
+                        .step(&attention.id),
+                );
+            }
+            Next::Finish(status) => {
+                change.status = status;
+                change.finished_at = Some(now());
+                transition.events.push(finished_event(run_id, status));
+            }
+            _ => {}
+        }
+        transition
     }
 
     /// Transitions a waiting gate past its deadline: it escalates once if the runbook says so,
