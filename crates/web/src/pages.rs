@@ -580,6 +580,8 @@ struct RunPage {
     can_command: bool,
     /// An admin may take command of any active run they do not command.
     can_take_command: bool,
+    /// The commander (a responder, or an admin who took command) may hand command on.
+    can_hand_over: bool,
     can_note: bool,
     last_seq: i64,
 }
@@ -615,6 +617,8 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<String>, me: Me)
     let responder = me.caller.user.has(GlobalRole::Responder);
     let can_command = responder && me.actor == record.commander && record.status.is_active();
     let can_take_command = me.admin && me.actor != record.commander && record.status.is_active();
+    let can_hand_over =
+        (responder || me.admin) && me.actor == record.commander && record.status.is_active();
     let participant = me.actor == record.commander
         || me.actor == record.started_by
         || snapshot.assignments.iter().any(|a| a.person == me.actor);
@@ -804,6 +808,7 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<String>, me: Me)
         decision,
         can_command,
         can_take_command,
+        can_hand_over,
         can_note: responder && participant,
         last_seq,
         me: Some(me),
@@ -1775,7 +1780,10 @@ async fn transfer(
         state.engine.take_command(id, &me.actor).await?;
         return Ok(back_to(id, ""));
     }
-    me.caller.require_responder()?;
+    // An admin who took command may hand it on; the engine checks who commands the run.
+    if !me.admin {
+        me.caller.require_responder()?;
+    }
     let to = Actor::person(form.to.trim());
     state.engine.transfer_command(id, &me.actor, &to).await?;
     Ok(back_to(id, ""))

@@ -487,6 +487,13 @@ async fn an_admin_takes_command_with_a_button_and_typos_get_nothing(backend: Bac
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, after) = ada.get(&run_path).await;
     assert!(after.contains("Commander <strong>user:ada</strong>"), "{after}");
+    assert!(after.contains("Hand command to"), "the admin can hand it on: {after}");
+    let hand = [("csrf", csrf(&after)), ("to", "alice".to_owned())];
+    let hand: Vec<(&str, &str)> = hand.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = ada.post(&format!("{run_path}/commander"), &hand).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, handed) = ada.get(&run_path).await;
+    assert!(handed.contains("Commander <strong>user:alice</strong>"), "{handed}");
 }
 
 /// Posts the start form of `restart`, confirmed, with `approver` as the gate's role holder.

@@ -487,6 +487,13 @@ async fn people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run(
         .get(&admin, &format!("/api/v1/audit?run={run}&action=run.commander_transferred"))
         .await;
     assert!(audit.body.to_string().contains("taken_by_admin"), "{}", audit.body);
+    // The admin, no responder, hands the run to someone who can steer it.
+    let handed = server
+        .post(&admin, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "alice" }))
+        .await;
+    assert_eq!(handed.status, StatusCode::OK, "{}", handed.body);
+    let shown = server.get(&carol, &format!("/api/v1/runs/{run}")).await;
+    assert_eq!(shown.body["commander"], "user:alice", "{}", shown.body);
 }
 
 async fn a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account(
