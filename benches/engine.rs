@@ -47,12 +47,22 @@ async fn node(name: &str) -> (Engine, Arc<dyn Store>) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench folder");
     let url = format!("sqlite://{}", dir.join("steady.db").display());
-    let store = steady_storage::open(&url).await.expect("open");
+    let database = steady_storage::open_database(&url).await.expect("open");
+    // Only existing users hold run roles: the gated runbook's approver is one.
+    let approver = steady_engine::accounts::User {
+        name: "approver".into(),
+        roles: vec![steady_engine::accounts::GlobalRole::Responder],
+        password_hash: None,
+        disabled: false,
+        created_at: steady_engine::engine::now(),
+    };
+    database.accounts.create_user(&approver, &Actor::local("bench")).await.expect("user");
     let config = EngineConfig {
         node: "bench".into(),
         lease: Duration::from_secs(10),
         secrets: BTreeMap::new(),
     };
+    let store = database.store;
     (Engine::new(store.clone(), config), store)
 }
 

@@ -3,9 +3,11 @@
 
 use std::process::ExitCode;
 
+use steady_engine::engine::EngineError;
 use steady_engine::run::{Decision, RunStatus, StepStatus};
 
 use crate::app::{App, DbArgs, person};
+use crate::report;
 
 #[derive(Debug, clap::Args)]
 pub struct DecideArgs {
@@ -55,6 +57,14 @@ pub struct CommanderArgs {
     run: String,
     /// Who commands the run from now on (`alice` is the account `user:alice`).
     to: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The run's id, or a unique prefix of it.
+    run: String,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -121,4 +131,24 @@ pub async fn hand_over(args: CommanderArgs) -> anyhow::Result<ExitCode> {
     app.engine.transfer_command(run_id, &app.actor, &to).await?;
     println!("{to} commands run {run_id} now");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends a run that has not finished, as the local operator. A step that is running is stopped
+/// by whichever process drives it, within a second; gates and manual steps stop waiting.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    match app.engine.cancel(run_id, &app.actor).await {
+        Ok(()) => {
+            println!("run {run_id}: cancelled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(EngineError::RunNotActive { status }) => {
+            report::error(&format!(
+                "run {run_id} is {status}: only a run that has not finished can be cancelled"
+            ));
+            Ok(ExitCode::from(2))
+        }
+        Err(error) => Err(error.into()),
+    }
 }

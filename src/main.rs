@@ -63,6 +63,8 @@ enum Command {
     Assign(answer::AssignArgs),
     /// Hand command of a run to another person.
     Commander(answer::CommanderArgs),
+    /// End a run that has not finished.
+    Cancel(answer::CancelArgs),
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -127,6 +129,7 @@ async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Fail(args) => answer::answer(args, Answer::Fail).await,
         Command::Assign(args) => answer::assign(args).await,
         Command::Commander(args) => answer::hand_over(args).await,
+        Command::Cancel(args) => answer::cancel(args).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Backup(args) => backup::run(args).await,
         Command::Migrate { db } => {

@@ -40,3 +40,8 @@ pub fn error(message: &str) {
 pub fn file_error(path: &str, message: &str) {
     eprintln!("{BOLD}{path}:{BOLD:#} {ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {message}");
 }
+
+/// Prints a warning about a file as a whole: `path: warning: message`.
+pub fn file_warning(path: &str, message: &str) {
+    eprintln!("{BOLD}{path}:{BOLD:#} {WARNING}warning{WARNING:#}{BOLD}:{BOLD:#} {message}");
+}

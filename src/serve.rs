@@ -1,5 +1,6 @@
 //! `steady serve`: the web API and the executor, on the database and runbooks it is given.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,8 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use steady_engine::accounts::{GlobalRole, User};
-use steady_engine::engine::{Engine, EngineConfig, now};
-use steady_engine::store::Published;
+use steady_engine::engine::{Engine, EngineConfig, FolderFile, now};
 use steady_web::{AppState, ServerConfig};
 
 use crate::app::{DbArgs, os_user, secrets_from_env};
@@ -72,7 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    publish_folder(&engine, &args.runbooks.path, &local).await?;
+    let folder_versions = publish_folder(&engine, &args.runbooks.path, &local).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -81,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server = ServerConfig {
         secure_cookies: args.secure_cookies,
         notify: args.notify,
+        folder_versions,
         ..ServerConfig::default()
     };
     let state = AppState::new(engine, database.accounts, server);
@@ -89,23 +90,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Publishes every runbook in the folder whose content is new; reports invalid ones and goes on.
+/// Publishes every runbook in the folder whose content is not one of its stored versions;
+/// reports invalid ones and goes on. Returns the runbooks whose file is an older version than
+/// the latest, with the version the file matches.
 async fn publish_folder(
     engine: &Engine,
     folder: &Path,
     actor: &steady_engine::run::Actor,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeMap<String, u32>> {
+    let mut behind = BTreeMap::new();
     if !folder.is_dir() {
         println!("no runbooks folder at {}: nothing to publish", folder.display());
-        return Ok(());
+        return Ok(behind);
     }
     for path in runbooks::files_in(folder)? {
         let file = RunbookFile::read(&path)?;
-        match engine.publish(&file.source, actor).await {
-            Ok(Published::New(version)) => {
+        match engine.publish_from_folder(&file.source, actor).await {
+            Ok(FolderFile::Published(version)) => {
                 println!("published {} version {}", version.name, version.version)
             }
-            Ok(Published::Unchanged(_)) => {}
+            Ok(FolderFile::Latest(_)) => {}
+            Ok(FolderFile::Behind { name, file: matched, latest }) => {
+                report::file_warning(
+                    &file.display_path(),
+                    &format!(
+                        "the folder is behind the database: file matches v{matched}, latest is v{latest}; {name} v{latest} stays the latest"
+                    ),
+                );
+                behind.insert(name, matched);
+            }
             Err(steady_engine::engine::EngineError::InvalidRunbook(diagnostics)) => {
                 for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
                     report::diagnostic(&file.display_path(), &file.source, diagnostic);
@@ -114,7 +127,7 @@ async fn publish_folder(
             Err(error) => return Err(error.into()),
         }
     }
-    Ok(())
+    Ok(behind)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -163,9 +163,22 @@ fn a_failed_step_waits_for_the_commanders_decision() {
 fn when_the_commander_is_unreachable_an_operator_on_the_host_hands_command_over() {
     let dir = scratch("run-commander");
     write(&dir, "restart.yaml", PROCEDURE);
+    let typo = cli(&dir, &["run", "restart.yaml", "--assign", "operator=alice"]);
+    assert_eq!(typo.code, 2, "nobody is called alice yet: {}", typo.stdout);
+    assert!(typo.stderr.contains("`alice` is not an existing, enabled user"), "{}", typo.stderr);
+    for name in ["alice", "bob"] {
+        assert_eq!(cli(&dir, &["user", "add", name, "--role", "responder"]).code, 0);
+    }
     let started = cli(&dir, &["run", "restart.yaml", "--assign", "operator=alice"]);
     let id = run_id(&started);
 
+    let to_a_typo = cli(&dir, &["commander", &id, "bbo"]);
+    assert_eq!(to_a_typo.code, 2);
+    assert!(
+        to_a_typo.stderr.contains("`bbo` is not an existing, enabled user"),
+        "{}",
+        to_a_typo.stderr
+    );
     let handed = cli(&dir, &["commander", &id, "bob"]);
     assert_eq!(handed.code, 0, "{}", handed.stderr);
     assert_eq!(handed.stdout, format!("user:bob commands run {id} now\n"));
@@ -204,6 +217,48 @@ fn a_lock_held_by_an_active_run_refuses_a_second_one() {
         "{}",
         self_approval.stderr
     );
+}
+
+#[test]
+fn an_operator_cancels_a_waiting_run_from_the_terminal_and_it_frees_its_lock() {
+    let dir = scratch("run-cancel");
+    write(
+        &dir,
+        "locked.yaml",
+        "name: locked\nlock: db/main\nroles:\n  approver: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n  - id: act\n    run: echo acted >> acted.log\n    timeout: 5s\n",
+    );
+    let first = cli(&dir, &["run", "locked.yaml"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let id = run_id(&first);
+
+    let cancelled = cli(&dir, &["cancel", &id[..8]]);
+    assert_eq!(
+        (cancelled.code, cancelled.stdout.as_str()),
+        (0, format!("run {id}: cancelled\n").as_str()),
+        "{}",
+        cancelled.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&dir, &["show", &id, "--json"]).stdout).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["steps"][0]["status"].as_str()),
+        (Some("cancelled"), Some("cancelled"))
+    );
+    let audit = cli(&dir, &["audit", "export", "--run", &id]);
+    let line = audit.stdout.lines().find(|l| l.contains("run.cancelled")).expect("audited");
+    assert!(line.contains("local:"), "the local operator cancelled it: {line}");
+
+    let again = cli(&dir, &["cancel", &id]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("is cancelled: only a run that has not finished"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(cli(&dir, &["cancel", "ffffffff"]).code, 2, "no such run");
+    let second = cli(&dir, &["run", "locked.yaml"]);
+    assert_eq!(second.code, 0, "the lock is free again: {}", second.stderr);
+    assert!(!dir.join("acted.log").exists(), "nothing behind the gate ran");
 }
 
 #[test]

@@ -74,3 +74,91 @@ fn serve_bootstraps_publishes_answers_and_stops_cleanly() {
     assert!(rest.iter().any(|line| line.starts_with("steady stopped")), "{rest:?}");
     std::thread::sleep(Duration::from_millis(10));
 }
+
+const RESTART_V1: &str = "name: restart\nsteps:\n  - id: nap\n    sleep: 1ms\n";
+const RESTART_V2: &str =
+    "name: restart\ntitle: Restart, as the author fixed it\nsteps:\n  - id: nap\n    sleep: 2ms\n";
+
+/// An author published v2 while the server's folder still holds v1: a restart must not turn
+/// v1 back into the latest version as v3, and says that the folder is behind.
+#[test]
+fn a_restart_with_an_older_file_keeps_the_authors_newer_version() {
+    let dir = scratch("serve-behind");
+    std::fs::create_dir_all(dir.join("runbooks")).expect("folder");
+    crate::write(&dir.join("runbooks"), "restart.yaml", RESTART_V1);
+    crate::write(&dir, "restart-v2.yaml", RESTART_V2);
+    assert_eq!(crate::steady(&dir, &["publish", "runbooks/restart.yaml"]).code, 0);
+    let v2 = crate::steady(&dir, &["publish", "restart-v2.yaml"]);
+    assert!(v2.stdout.contains("published restart version 2"), "{}", v2.stdout);
+
+    let stderr = std::fs::File::create(dir.join("serve.stderr")).expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steady"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--runbooks", "runbooks"])
+        .current_dir(&dir)
+        .env("STEADY_ADMIN_PASSWORD", "a-long-admin-password")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("steady serve starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let address = loop {
+        let line = lines.next().expect("serve prints where it listens").expect("a line");
+        if let Some(rest) = line.strip_prefix("steady listening on http://") {
+            break rest.split_whitespace().next().expect("an address").to_owned();
+        }
+        seen.push(line);
+    };
+    assert!(!seen.iter().any(|line| line.starts_with("published ")), "{seen:?}");
+
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (versions, page) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let login = client
+            .post(format!("http://{address}/api/v1/session"))
+            .json(&serde_json::json!({ "name": "admin", "password": "a-long-admin-password" }))
+            .send()
+            .await
+            .expect("sign in");
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let versions: serde_json::Value = client
+            .get(format!("http://{address}/api/v1/runbooks/restart"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("versions")
+            .json()
+            .await
+            .expect("json");
+        let page = client
+            .get(format!("http://{address}/runbooks"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("runbooks page")
+            .text()
+            .await
+            .expect("html");
+        (versions, page)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    assert!(child.wait().expect("serve exits").success());
+
+    let listed = versions.to_string();
+    assert!(listed.contains("\"version\":2") && !listed.contains("\"version\":3"), "{listed}");
+    let said = "the folder is behind the database: file matches v1, latest is v2";
+    assert!(page.contains(said), "{page}");
+    let stderr = std::fs::read_to_string(dir.join("serve.stderr")).expect("stderr");
+    assert!(stderr.contains(&format!("runbooks/restart.yaml: warning: {said}")), "{stderr}");
+}

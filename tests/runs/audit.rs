@@ -25,6 +25,10 @@ steps:
     assert_eq!(
         actions,
         [
+            // The harness's people: carol, alice and bob.
+            "user.created",
+            "user.created",
+            "user.created",
             "runbook.published",
             "run.started",
             "step.started",
@@ -39,7 +43,7 @@ steps:
     let refused = h
         .raw
         .execute(
-            "UPDATE audit_events SET body = replace(body, 'steady', 'user:mallory') WHERE seq = 4",
+            "UPDATE audit_events SET body = replace(body, 'steady', 'user:mallory') WHERE seq = 7",
         )
         .await;
     assert!(refused.is_err(), "the log is append-only");
@@ -49,13 +53,13 @@ steps:
     let edited = h
         .raw
         .execute(
-            "UPDATE audit_events SET body = replace(body, '\"succeeded\"', '\"failed\"') WHERE seq = 4",
+            "UPDATE audit_events SET body = replace(body, '\"succeeded\"', '\"failed\"') WHERE seq = 7",
         )
         .await
         .unwrap();
     assert_eq!(edited, 1);
     let verification = h.store.verify_audit().await.unwrap();
-    assert_eq!((verification.first_broken, verification.events), (Some(4), 6));
+    assert_eq!((verification.first_broken, verification.events), (Some(7), 9));
 }
 
 async fn a_deleted_event_breaks_the_chain_where_it_was(h: Harness) {
@@ -63,6 +67,6 @@ async fn a_deleted_event_breaks_the_chain_where_it_was(h: Harness) {
     let run = h.start("tiny", &[], &[]).await;
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
     h.raw.drop_append_only_guard().await;
-    assert_eq!(h.raw.execute("DELETE FROM audit_events WHERE seq = 3").await.unwrap(), 1);
-    assert_eq!(h.store.verify_audit().await.unwrap().first_broken, Some(4));
+    assert_eq!(h.raw.execute("DELETE FROM audit_events WHERE seq = 6").await.unwrap(), 1);
+    assert_eq!(h.store.verify_audit().await.unwrap().first_broken, Some(7));
 }

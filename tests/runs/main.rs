@@ -9,6 +9,7 @@
 //! - `recovery`: a driver that dies mid-step; leases; cancellation; decisions.
 //! - `secrets`: what a step sees, masking in every form, redirects, signals.
 //! - `audit`: the chain verifies, and a tampered row is found.
+//! - `integrity`: what real use did to runs (issue 12), and what Steady now does instead.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -37,6 +38,7 @@ macro_rules! stories {
 
 mod audit;
 mod gates;
+mod integrity;
 mod modes;
 mod recovery;
 mod secrets;
@@ -47,6 +49,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use steady_engine::accounts::{Accounts, GlobalRole, User};
 use steady_engine::engine::{DriveEnd, Engine, EngineConfig, Quiet, StartRun};
 use steady_engine::run::{Actor, Assignment, RunMode, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runner::Stop;
@@ -123,7 +126,32 @@ impl Harness {
                 (scratch(&format!("{name}-postgres")), steady_testkit::postgres_database())
             }
         };
-        Harness::on(dir, url, "node-a").await
+        let harness = Harness::on(dir, url, "node-a").await;
+        // Only existing, enabled users hold run roles and command runs.
+        for person in ["carol", "alice", "bob"] {
+            harness.add_user(person).await;
+        }
+        harness
+    }
+
+    /// Creates an account, as an admin would.
+    pub async fn add_user(&self, name: &str) {
+        let user = User {
+            name: name.to_owned(),
+            roles: vec![GlobalRole::Responder],
+            password_hash: None,
+            disabled: false,
+            created_at: steady_engine::engine::now(),
+        };
+        self.accounts().create_user(&user, &Actor::local("test")).await.expect("create user");
+    }
+
+    /// The accounts of the database.
+    pub fn accounts(&self) -> &dyn Accounts {
+        match &self.raw {
+            Raw::Sqlite(store) => store,
+            Raw::Postgres(store) => store,
+        }
     }
 
     /// Another node on the same database, as after a crash and restart.

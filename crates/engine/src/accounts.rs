@@ -22,6 +22,22 @@ crate::run::named_enum! {
     }
 }
 
+/// Why disabling `name` would lock people out, if it would: nobody disables their own account,
+/// and the last enabled admin stays enabled. `enabled` holds every enabled user. Stores ask
+/// this inside the transaction that disables, so two admins cannot disable each other at once.
+pub fn disabling_locks_out(name: &str, by: &Actor, enabled: &[User]) -> Option<String> {
+    if *by == Actor::user(name) {
+        return Some("you cannot disable your own account: ask another admin".to_owned());
+    }
+    let admins: Vec<&User> = enabled.iter().filter(|user| user.has(GlobalRole::Admin)).collect();
+    if admins.len() == 1 && admins[0].name == name {
+        return Some(format!(
+            "`{name}` is the last enabled admin: enable or create another admin first"
+        ));
+    }
+    None
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// `[a-z][a-z0-9._-]*`: the account, `user:<name>` as an actor.
@@ -73,6 +89,8 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
     async fn users(&self) -> Result<Vec<User>, StoreError>;
     /// Disables or enables a user, with its audit event; false when there is no such user.
+    /// Disabling revokes every token of the user and ends every session, in the same
+    /// transaction; enabling restores none of them. `LockOut` when [`disabling_locks_out`].
     async fn set_disabled(
         &self,
         name: &str,

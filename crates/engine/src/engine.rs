@@ -64,6 +64,9 @@ pub enum EngineError {
     NoSuchStep(String),
     #[error("the runbook has no role `{0}`")]
     NoSuchRole(String),
+    /// Only existing, enabled users hold run roles and command runs.
+    #[error("`{0}` is not an existing, enabled user")]
+    NoSuchPerson(String),
     #[error("step `{step}` is {status}, not waiting for an answer")]
     NotWaiting { step: String, status: StepStatus },
     #[error("step `{step}` is not {expected} step")]
@@ -107,6 +110,17 @@ impl From<StoreError> for EngineError {
             other => EngineError::Store(other),
         }
     }
+}
+
+/// What publishing a file of the server's runbooks folder did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderFile {
+    /// Its content was new: stored as this version.
+    Published(RunbookVersion),
+    /// It is the latest version already.
+    Latest(RunbookVersion),
+    /// It is an older stored version than the latest: nothing was stored.
+    Behind { name: String, file: u32, latest: u32 },
 }
 
 /// A run to start.
@@ -200,6 +214,39 @@ impl Engine {
         Ok(self.store.publish(&runbook.name, source, actor, now()).await?)
     }
 
+    /// Publishes a runbook file from the server's folder unless its content is already one of
+    /// the runbook's stored versions: a restart never turns an older file back into the latest
+    /// version over an author's newer one.
+    pub async fn publish_from_folder(
+        &self,
+        source: &str,
+        actor: &Actor,
+    ) -> Result<FolderFile, EngineError> {
+        let parsed = runbook::parse(source);
+        let Some(runbook) = parsed.runbook else {
+            return Err(EngineError::InvalidRunbook(parsed.diagnostics));
+        };
+        let sha256 = sha256_hex(source.as_bytes());
+        let versions = self.store.runbook_versions(&runbook.name).await?;
+        let (Some(stored), Some(latest)) =
+            (versions.iter().find(|version| version.sha256 == sha256), versions.last())
+        else {
+            return Ok(match self.store.publish(&runbook.name, source, actor, now()).await? {
+                Published::New(version) => FolderFile::Published(version),
+                Published::Unchanged(version) => FolderFile::Latest(version),
+            });
+        };
+        if stored.version == latest.version {
+            Ok(FolderFile::Latest(latest.clone()))
+        } else {
+            Ok(FolderFile::Behind {
+                name: runbook.name,
+                file: stored.version,
+                latest: latest.version,
+            })
+        }
+    }
+
     /// The runbook a run follows, parsed from the version it pinned.
     pub async fn runbook(&self, name: &str, version: u32) -> Result<Arc<Runbook>, EngineError> {
         let key = (name.to_owned(), version);
@@ -237,19 +284,32 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NoSuchRunbook(start.runbook.clone()))?;
         let runbook = self.runbook(&stored.name, stored.version).await?;
-        let params = params::resolve(&runbook, &start.params).map_err(EngineError::Params)?;
+        // What people type is stored; NUL cannot be (see `make_storable`).
+        let texts: Vec<(String, String)> = start
+            .params
+            .iter()
+            .map(|(key, value)| {
+                let (mut key, mut value) = (key.clone(), value.clone());
+                make_storable(&mut key);
+                make_storable(&mut value);
+                (key, value)
+            })
+            .collect();
+        let params = params::resolve(&runbook, &texts).map_err(EngineError::Params)?;
         Secrets::for_runbook(&runbook, &self.config.secrets).map_err(EngineError::Secrets)?;
         for assignment in &start.assignments {
             if runbook.role(&assignment.role).is_none() {
                 return Err(EngineError::NoSuchRole(assignment.role.clone()));
             }
+            self.check_person(&start.actor, &assignment.person).await?;
         }
+        // A dry run never takes the lock, so it never blocks a live run.
         let lock_key = match &runbook.lock {
-            Some(lock) => Some(
+            Some(lock) if start.mode != RunMode::DryRun => Some(
                 template::render(lock, Target::Text, &Context::offline(&runbook, &params))
                     .map_err(|error| EngineError::LockKey(error.to_string()))?,
             ),
-            None => None,
+            _ => None,
         };
         let id = Uuid::now_v7();
         let at = now();
@@ -293,6 +353,20 @@ impl Engine {
         Ok(id)
     }
 
+    /// Refuses anyone but an existing, enabled user as a role holder or commander, so that a
+    /// typo can never be handed a run. The local operator at a terminal may name themselves.
+    async fn check_person(&self, actor: &Actor, person: &Actor) -> Result<(), EngineError> {
+        if person.as_str().starts_with("local:") && person == actor {
+            return Ok(());
+        }
+        let name = person.as_str().strip_prefix("user:");
+        match name {
+            Some(name) if self.store.enabled_user(name).await? => Ok(()),
+            Some(name) => Err(EngineError::NoSuchPerson(name.to_owned())),
+            None => Err(EngineError::NoSuchPerson(person.as_str().to_owned())),
+        }
+    }
+
     /// Applies a change people asked for, computed from a fresh snapshot each time the run
     /// moved on under it. `change` returns the transition to commit (if any) and the answer.
     async fn act<T>(
@@ -307,7 +381,8 @@ impl Engine {
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;
             let (transition, answer) = change(&runbook, &snapshot, now());
-            let Some(transition) = transition else { return answer };
+            let Some(mut transition) = transition else { return answer };
+            transition.make_storable();
             match self.store.commit(run_id, transition).await {
                 Ok(()) => return answer,
                 Err(StoreError::Conflict) => continue,
@@ -358,7 +433,7 @@ impl Engine {
                 return (None, Err(error));
             };
             if state.deadline.is_some_and(|deadline| deadline <= now) {
-                let transition = self.expiry(snapshot, step, None);
+                let transition = self.late_expiry(runbook, snapshot, step);
                 return (
                     Some(transition),
                     Err(EngineError::GateTimedOut { step: step_id.to_owned() }),
@@ -606,6 +681,10 @@ impl Engine {
         person: &Actor,
         assign: bool,
     ) -> Result<(), EngineError> {
+        // Taking a role away from anyone is allowed: it cleans up after a departed person.
+        if assign {
+            self.check_person(actor, person).await?;
+        }
         self.act(run_id, |runbook, snapshot, _| {
             if let Err(error) = may_command(&snapshot.run, actor) {
                 return (None, Err(error));
@@ -634,24 +713,63 @@ impl Engine {
         .await
     }
 
-    /// Hands the run to another commander.
+    /// Hands the run to another commander, who must be an existing, enabled user.
     pub async fn transfer_command(
         &self,
         run_id: Uuid,
         actor: &Actor,
         to: &Actor,
     ) -> Result<(), EngineError> {
+        self.check_person(actor, to).await?;
+        self.change_commander(run_id, actor, to, Authority::Commander).await
+    }
+
+    /// An admin takes command of an active run, whoever commands it, so that no run is ever
+    /// left without a commander. The caller checked that `admin` holds the global role; it is
+    /// audited as a transfer made by the admin.
+    pub async fn take_command(&self, run_id: Uuid, admin: &Actor) -> Result<(), EngineError> {
+        self.check_person(admin, admin).await?;
+        self.change_commander(run_id, admin, admin, Authority::Admin).await
+    }
+
+    async fn change_commander(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        to: &Actor,
+        authority: Authority,
+    ) -> Result<(), EngineError> {
         self.act(run_id, |_, snapshot, _| {
-            if let Err(error) = may_command(&snapshot.run, actor) {
-                return (None, Err(error));
+            match authority {
+                Authority::Commander => {
+                    if let Err(error) = may_command(&snapshot.run, actor) {
+                        return (None, Err(error));
+                    }
+                }
+                Authority::Admin if !snapshot.run.status.is_active() => {
+                    return (None, Err(EngineError::RunNotActive { status: snapshot.run.status }));
+                }
+                Authority::Admin if snapshot.run.commander == *to => return (None, Ok(())),
+                Authority::Admin => {}
             }
             let mut transition = transition_from(snapshot);
             let mut change = RunChange::from(&snapshot.run);
             change.commander = to.clone();
             transition.run = Some(change);
             transition.events.push(
-                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id))
-                    .data(json!({ "from": snapshot.run.commander.as_str(), "to": to.as_str() })),
+                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id)).data(
+                    match authority {
+                        Authority::Commander => json!({
+                            "from": snapshot.run.commander.as_str(),
+                            "to": to.as_str(),
+                        }),
+                        Authority::Admin => json!({
+                            "from": snapshot.run.commander.as_str(),
+                            "to": to.as_str(),
+                            "taken_by_admin": true,
+                        }),
+                    },
+                ),
             );
             (Some(transition), Ok(()))
         })
@@ -777,6 +895,35 @@ impl Engine {
         drop(keeper);
         let _ = self.store.release_lease(run_id, &self.config.node).await;
         result
+    }
+
+    /// A gate found past its deadline by a late answer rather than by a driver. The timeout is
+    /// committed together with what follows it when that needs no driver (the run needs
+    /// attention, or ends), so that the run never reads `running` with nobody driving it. What
+    /// does need a driver (a rollback) is left `running` without a lease, where the server's
+    /// executor and `steady resume` find it.
+    fn late_expiry(&self, runbook: &Runbook, snapshot: &RunSnapshot, step: &Step) -> Transition {
+        let mut transition = self.expiry(snapshot, step, None);
+        let mut after = snapshot.clone();
+        after.apply(&transition, now());
+        let run_id = snapshot.run.id;
+        let Some(change) = transition.run.as_mut() else { return transition };
+        match machine::next(runbook, &after, now()) {
+            Next::Attention(attention) => {
+                change.status = RunStatus::NeedsAttention;
+                transition.events.push(
+                    NewEvent::new(&Actor::steady(), AuditAction::RunNeedsAttention, Some(run_id))
+                        .step(&attention.id),
+                );
+            }
+            Next::Finish(status) => {
+                change.status = status;
+                change.finished_at = Some(now());
+                transition.events.push(finished_event(run_id, status));
+            }
+            _ => {}
+        }
+        transition
     }
 
     /// Transitions a waiting gate past its deadline: it escalates once if the runbook says so,
@@ -929,7 +1076,12 @@ impl Driver<'_> {
             let runbook = self.runbook.clone();
             match machine::next(&runbook, &self.snapshot, now()) {
                 Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
-                Next::Start(step) => self.start(&runbook, step).await?,
+                Next::Start(step) => match self.start(&runbook, step).await {
+                    Err(error @ EngineError::Store(_)) => {
+                        self.fail_unrecorded(step, &error).await?
+                    }
+                    other => other?,
+                },
                 Next::Recover(step) => self.recover(step).await?,
                 Next::Expire(step) => {
                     let transition = self.engine.expiry(&self.snapshot, step, Some(self.owner()));
@@ -1015,7 +1167,8 @@ impl Driver<'_> {
 
     /// Commits a transition computed from the snapshot. Returns false when the run changed
     /// meanwhile (a note, a cancellation): the snapshot is reloaded and the driver decides again.
-    async fn commit(&mut self, transition: Transition) -> Result<bool, EngineError> {
+    async fn commit(&mut self, mut transition: Transition) -> Result<bool, EngineError> {
+        transition.make_storable();
         match self.engine.store.commit(self.run_id, transition.clone()).await {
             Ok(()) => {
                 Arc::make_mut(&mut self.snapshot).apply(&transition, now());
@@ -1044,6 +1197,60 @@ impl Driver<'_> {
             }
         }
         Err(EngineError::Busy)
+    }
+
+    /// The store refused to record a step starting or ending: the step fails with the store's
+    /// error, once, rather than being left `running` for the next driver to run again and again.
+    async fn fail_unrecorded(
+        &mut self,
+        step: &Step,
+        error: &EngineError,
+    ) -> Result<(), EngineError> {
+        let message = format!("the step's result could not be stored: {error}");
+        let run_id = self.run_id;
+        self.record(|fresh| {
+            let mut transition = transition_from(fresh);
+            let Some(state) = fresh.step(&step.id) else { return transition };
+            let mut failed = state.clone();
+            failed.status = StepStatus::Failed;
+            failed.finished_at = Some(now());
+            failed.note = Some(message.clone());
+            transition.steps.push(failed);
+            // The attempt recorded `running`, if it got that far, ends with the error.
+            let attempt = fresh
+                .attempt(&step.id, state.attempt)
+                .filter(|_| state.status == StepStatus::Running)
+                .map(|attempt| Attempt {
+                    status: Some(StepStatus::Failed),
+                    finished_at: Some(now()),
+                    error: Some(message.clone()),
+                    ..attempt.clone()
+                });
+            transition.attempts.extend(attempt);
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
+                    .step(&step.id)
+                    .data(json!({
+                        "attempt": state.attempt,
+                        "status": StepStatus::Failed.as_str(),
+                        "error": message,
+                        "retry": false,
+                    })),
+            );
+            transition
+        })
+        .await?;
+        let attempt = self.snapshot.step(&step.id).map_or(0, |state| state.attempt);
+        self.observer.progress(
+            self.run_record(),
+            Progress::StepEnded {
+                step,
+                status: StepStatus::Failed,
+                attempt,
+                detail: Some(message),
+            },
+        );
+        Ok(())
     }
 
     /// A step found `running`: its driver died. Safe steps run again; others wait for a person.
@@ -1595,8 +1802,10 @@ impl Driver<'_> {
         &mut self,
         step: &Step,
         rendered: Value,
-        attempt: Attempt,
+        mut attempt: Attempt,
     ) -> Result<(), EngineError> {
+        // Before the output is hashed for the audit log: what is stored is what is hashed.
+        attempt.make_storable();
         let status = attempt.status.unwrap_or(StepStatus::Failed);
         let tries =
             attempt.number - self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
@@ -1715,6 +1924,15 @@ fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
 
 fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
     runbook.steps.iter().chain(&runbook.rollback).find(|step| step.id == step_id)
+}
+
+/// By what right someone changes a run's commander.
+#[derive(Debug, Clone, Copy)]
+enum Authority {
+    /// The commander (or the local operator) hands command over.
+    Commander,
+    /// An admin takes command of a run, whoever commands it.
+    Admin,
 }
 
 /// The commander steers a run; a local operator at the terminal is trusted like anyone with

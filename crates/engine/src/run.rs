@@ -300,6 +300,64 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// What a NUL character becomes before it is stored: PostgreSQL's text and JSON refuse NUL, so
+/// everything a step or a person produces is stored with U+2400 SYMBOL FOR NULL in its place.
+pub const NUL_SHOWN_AS: &str = "\u{2400}";
+
+/// Replaces every NUL in `text` with [`NUL_SHOWN_AS`]; true when there was one.
+pub fn make_storable(text: &mut String) -> bool {
+    if !text.contains('\0') {
+        return false;
+    }
+    *text = text.replace('\0', NUL_SHOWN_AS);
+    true
+}
+
+/// [`make_storable`] for every string and key in a JSON value.
+pub fn make_json_storable(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            make_storable(text);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(make_json_storable),
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|key| key.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(mut key, value)| {
+                        make_storable(&mut key);
+                        (key, value)
+                    })
+                    .collect();
+            }
+            map.values_mut().for_each(make_json_storable);
+        }
+        _ => {}
+    }
+}
+
+impl Attempt {
+    /// Makes the attempt storable on every database, and says so in its `error` when its
+    /// output held NUL bytes.
+    pub fn make_storable(&mut self) {
+        let stdout = make_storable(&mut self.stdout);
+        let stderr = make_storable(&mut self.stderr);
+        if let Some(error) = &mut self.error {
+            make_storable(error);
+        }
+        if let Some(json) = &mut self.json {
+            make_json_storable(json);
+        }
+        if stdout || stderr {
+            let said = format!("output contained NUL bytes, shown as {NUL_SHOWN_AS}");
+            self.error = Some(match self.error.take() {
+                Some(error) => format!("{error}; {said}"),
+                None => said,
+            });
+        }
+    }
+}
+
 /// Output beyond this many bytes per stream is dropped, and the truncation recorded.
 pub const MAX_OUTPUT: usize = 1024 * 1024;
 
@@ -446,6 +504,34 @@ pub struct Transition {
     pub unassign: Vec<Assignment>,
     pub notes: Vec<Note>,
     pub events: Vec<NewEvent>,
+}
+
+impl Transition {
+    /// Makes every text a step or a person put into the transition storable on every
+    /// database (see [`make_storable`]).
+    pub fn make_storable(&mut self) {
+        for state in &mut self.steps {
+            if let Some(note) = &mut state.note {
+                make_storable(note);
+            }
+            if let Some(rendered) = &mut state.rendered {
+                make_json_storable(rendered);
+            }
+        }
+        self.attempts.iter_mut().for_each(Attempt::make_storable);
+        for vote in &mut self.votes {
+            if let Some(comment) = &mut vote.comment {
+                make_storable(comment);
+            }
+            make_json_storable(&mut vote.bound);
+        }
+        for note in &mut self.notes {
+            make_storable(&mut note.text);
+        }
+        for event in &mut self.events {
+            make_json_storable(&mut event.data);
+        }
+    }
 }
 
 /// New values for a run's own fields.

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// Something with that name already exists (a user).
     #[error("`{0}` already exists")]
     Exists(String),
+    /// The change would lock people out: an admin disabling their own account, or the last
+    /// enabled admin.
+    #[error("{0}")]
+    LockOut(String),
     /// The database could not be reached or refused the operation.
     #[error("database: {0}")]
     Database(String),
@@ -162,6 +166,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every version of a runbook, oldest first.
     async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError>;
+
+    /// Whether `name` is an existing, enabled user account: only such a person may be given a
+    /// run role or the command of a run.
+    async fn enabled_user(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Creates a run with its steps and audit event; fails with `LockHeld` when another active
     /// run holds its lock key.

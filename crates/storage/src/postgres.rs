@@ -660,6 +660,15 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn enabled_user(&self, name: &str) -> Result<bool, StoreError> {
+        let found: Option<bool> = sqlx::query_scalar("SELECT disabled FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database)?;
+        Ok(found == Some(false))
+    }
+
     async fn create_run(&self, new: NewRun) -> Result<(), StoreError> {
         let run = &new.run;
         let id = run.id.to_string();

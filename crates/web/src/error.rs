@@ -16,11 +16,13 @@ pub struct AppError {
     pub message: String,
     /// Extra detail for the caller, such as the diagnostics of an invalid runbook.
     pub details: Option<serde_json::Value>,
+    /// The run this error is about, such as the one holding a lock: error pages link to it.
+    pub run: Option<uuid::Uuid>,
 }
 
 impl AppError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
-        AppError { status, code, message: message.into(), details: None }
+        AppError { status, code, message: message.into(), details: None, run: None }
     }
 
     pub fn unauthenticated() -> AppError {
@@ -68,9 +70,8 @@ impl From<StoreError> for AppError {
         match error {
             StoreError::NoSuchRun(id) => AppError::not_found(format!("no run {id}")),
             StoreError::Exists(name) => AppError::conflict(format!("`{name}` already exists")),
-            StoreError::LockHeld { key, run_id } => {
-                AppError::conflict(format!("lock `{key}` is held by active run {run_id}"))
-            }
+            StoreError::LockHeld { key, run_id } => lock_held(&key, run_id),
+            StoreError::LockOut(reason) => AppError::conflict(reason),
             StoreError::Conflict => AppError::conflict("the run changed meanwhile: try again"),
             other => AppError::internal(other),
         }
@@ -92,15 +93,16 @@ impl From<EngineError> for AppError {
             E::Params(_)
             | E::Secrets(_)
             | E::NoSuchRole(_)
+            | E::NoSuchPerson(_)
             | E::WrongKind { .. }
             | E::LockKey(_) => AppError::invalid(message),
+            E::LockHeld { key, run_id } => lock_held(&key, run_id),
             E::InvalidRunbook(diagnostics) => {
                 let mut error = AppError::invalid("the runbook is invalid");
                 error.details = Some(crate::dto::diagnostics(&diagnostics));
                 error
             }
-            E::LockHeld { .. }
-            | E::NotWaiting { .. }
+            E::NotWaiting { .. }
             | E::AlreadyAnswered { .. }
             | E::GateTimedOut { .. }
             | E::GateCannotBeSkipped { .. }
@@ -112,4 +114,14 @@ impl From<EngineError> for AppError {
             E::InvalidStoredRunbook { .. } | E::LeaseLost => AppError::internal(message),
         }
     }
+}
+
+/// A start refused because another active run holds the lock key: the message names that run
+/// and error pages link to it.
+fn lock_held(key: &str, run_id: uuid::Uuid) -> AppError {
+    let mut error = AppError::conflict(format!(
+        "lock `{key}` is held by active run {run_id}: finish or cancel it first"
+    ));
+    error.run = Some(run_id);
+    error
 }

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub notify: Vec<String>,
     /// The longest pause between attempts to reach a notification target that is down.
     pub notify_backoff_max: Duration,
+    /// Runbooks whose file in the `--runbooks` folder was an older stored version than the
+    /// latest at start-up: name → the version the file matches. The runbooks page says the
+    /// folder is behind while that version is older than the latest.
+    pub folder_versions: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             session_lifetime: Duration::from_secs(12 * 3600),
             notify: Vec::new(),
             notify_backoff_max: Duration::from_secs(60),
+            folder_versions: std::collections::BTreeMap::new(),
         }
     }
 }

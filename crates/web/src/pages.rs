@@ -128,6 +128,8 @@ struct ErrorPage {
     me: Option<Me>,
     title: String,
     message: String,
+    /// The run the error is about, linked.
+    run: Option<String>,
 }
 
 impl IntoResponse for PageError {
@@ -136,7 +138,8 @@ impl IntoResponse for PageError {
             return Redirect::to("/login").into_response();
         }
         let title = self.0.status.canonical_reason().unwrap_or("Error").to_owned();
-        let page = ErrorPage { me: None, title, message: self.0.message };
+        let run = self.0.run.map(|id| id.to_string());
+        let page = ErrorPage { me: None, title, message: self.0.message, run };
         (self.0.status, render(&page)).into_response()
     }
 }
@@ -575,6 +578,10 @@ struct RunPage {
     attention: Option<String>,
     decision: Option<DecisionView>,
     can_command: bool,
+    /// An admin may take command of any active run they do not command.
+    can_take_command: bool,
+    /// The commander (a responder, or an admin who took command) may hand command on.
+    can_hand_over: bool,
     can_note: bool,
     last_seq: i64,
 }
@@ -609,6 +616,9 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<String>, me: Me)
     let record = &snapshot.run;
     let responder = me.caller.user.has(GlobalRole::Responder);
     let can_command = responder && me.actor == record.commander && record.status.is_active();
+    let can_take_command = me.admin && me.actor != record.commander && record.status.is_active();
+    let can_hand_over =
+        (responder || me.admin) && me.actor == record.commander && record.status.is_active();
     let participant = me.actor == record.commander
         || me.actor == record.started_by
         || snapshot.assignments.iter().any(|a| a.person == me.actor);
@@ -797,6 +807,8 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<String>, me: Me)
         attention,
         decision,
         can_command,
+        can_take_command,
+        can_hand_over,
         can_note: responder && participant,
         last_seq,
         me: Some(me),
@@ -926,6 +938,8 @@ async fn assign(
 // ---------------------------------------------------------------------------------- runbooks
 
 struct RunbookRow {
+    /// Set when the server's runbooks folder holds an older version than the latest.
+    behind: Option<String>,
     /// Lint warnings of the current version, as `line: message`.
     warnings: Vec<String>,
     name: String,
@@ -993,7 +1007,17 @@ async fn runbooks(State(state): State<AppState>, me: Me) -> PageResult {
             .filter(|d| !d.is_error())
             .map(|d| format!("line {}: {}", d.at.line, d.message))
             .collect();
+        let behind =
+            state.config.folder_versions.get(&name).filter(|file| **file < latest.version).map(
+                |file| {
+                    format!(
+                        "the folder is behind the database: file matches v{file}, latest is v{}",
+                        latest.version
+                    )
+                },
+            );
         rows.push(RunbookRow {
+            behind,
             warnings,
             name,
             title: runbook.title.clone(),
@@ -1736,7 +1760,11 @@ async fn revoke(
 struct TransferForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
     to: String,
+    /// `yes` when an admin takes command for themselves.
+    #[serde(default)]
+    take: String,
 }
 
 async fn transfer(
@@ -1746,8 +1774,16 @@ async fn transfer(
     Form(form): Form<TransferForm>,
 ) -> PageResult {
     check_csrf(&me, &form.csrf)?;
-    me.caller.require_responder()?;
     let id = run_id(&id)?;
+    if form.take == "yes" {
+        me.caller.require(GlobalRole::Admin)?;
+        state.engine.take_command(id, &me.actor).await?;
+        return Ok(back_to(id, ""));
+    }
+    // An admin who took command may hand it on; the engine checks who commands the run.
+    if !me.admin {
+        me.caller.require_responder()?;
+    }
     let to = Actor::person(form.to.trim());
     state.engine.transfer_command(id, &me.actor, &to).await?;
     Ok(back_to(id, ""))

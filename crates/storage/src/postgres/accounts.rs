@@ -1,7 +1,7 @@
 //! Accounts on PostgreSQL: users, sessions, tokens and the sign-in throttle.
 
 use async_trait::async_trait;
-use steady_engine::accounts::{Accounts, ApiToken, Session, User};
+use steady_engine::accounts::{Accounts, ApiToken, Session, User, disabling_locks_out};
 use steady_engine::audit::{AuditAction, NewEvent, format_timestamp};
 use steady_engine::run::{Actor, Timestamp};
 use steady_engine::store::StoreError;
@@ -65,24 +65,50 @@ impl Accounts for PostgresStore {
         by: &Actor,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let updated = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+        // The target and every enabled user, locked until commit where the database can.
+        let users: Vec<User> =
+            sqlx::query("SELECT * FROM users WHERE name = $1 OR NOT disabled FOR UPDATE")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(database)?
+                .iter()
+                .map(user)
+                .collect::<Result<_, _>>()?;
+        if !users.iter().any(|user| user.name == name) {
+            return Ok(false);
+        }
+        if disabled {
+            let enabled: Vec<User> = users.into_iter().filter(|user| !user.disabled).collect();
+            if let Some(reason) = disabling_locks_out(name, by, &enabled) {
+                return Err(StoreError::LockOut(reason));
+            }
+        }
+        sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
             .bind(disabled)
             .bind(name)
             .execute(&mut *tx)
             .await
             .map_err(database)?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let mut data = serde_json::json!({ "user": name, "disabled": disabled });
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            let sessions = sqlx::query("DELETE FROM sessions WHERE user_name = $1")
                 .bind(name)
                 .execute(&mut *tx)
                 .await
                 .map_err(database)?;
+            let tokens = sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
+            )
+            .bind(format_timestamp(now()))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(database)?;
+            data["sessions_ended"] = sessions.rows_affected().into();
+            data["tokens_revoked"] = tokens.rows_affected().into();
         }
-        let event = NewEvent::new(by, AuditAction::UserChanged, None)
-            .data(serde_json::json!({ "user": name, "disabled": disabled }));
+        let event = NewEvent::new(by, AuditAction::UserChanged, None).data(data);
         append_events(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)?;
         Ok(true)

@@ -13,6 +13,8 @@ on_every_backend!(
     pages_refuse_strangers_forged_forms_and_inline_scripts,
     auditors_admins_and_postmortems_have_their_pages,
     what_was_confirmed_is_what_runs_and_links_keep_their_filters,
+    a_held_lock_is_a_conflict_page_linking_to_the_run_that_holds_it,
+    an_admin_takes_command_with_a_button_and_typos_get_nothing,
 );
 
 const RESTART: &str = r#"
@@ -434,4 +436,79 @@ async fn hostile_text_from_runbooks_outputs_params_and_notes_is_shown_never_run(
     // Shown as text: as the heading, the step's name, the output and the note.
     let escaped = "&#60;script&#62;alert(1)&#60;/script&#62;&#34;&#62;&#60;img src=x";
     assert!(page.matches(escaped).count() >= 4, "shown as text: {page}");
+}
+
+async fn a_held_lock_is_a_conflict_page_linking_to_the_run_that_holds_it(backend: Backend) {
+    let server = Server::start("pages-lock", backend).await;
+    publish(&server, &RESTART.replace("name: restart\n", "name: restart\nlock: api\n")).await;
+    server.person("carol", &[Responder]).await;
+    server.person("alice", &[Responder]).await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let (_, page) = carol.get("/runbooks/restart").await;
+    let token = csrf(&page);
+    let (status, _, location) = confirmed_start(&carol, &token, "alice").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let run_path = location.unwrap();
+    let (status, held, _) = confirmed_start(&carol, &token, "alice").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let run = run_path.trim_start_matches("/runs/");
+    assert!(held.contains(&format!("is held by active run {run}")), "{held}");
+    assert!(
+        held.contains(&format!(r#"href="{run_path}""#)),
+        "the error page links to the run holding the lock: {held}"
+    );
+}
+
+async fn an_admin_takes_command_with_a_button_and_typos_get_nothing(backend: Backend) {
+    let server = Server::start("pages-take", backend).await;
+    publish(&server, RESTART).await;
+    server.person("carol", &[Responder]).await;
+    server.person("alice", &[Responder]).await;
+    server.person("ada", &[Admin]).await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let ada = Browser::sign_in(&server, "ada").await;
+    let (_, page) = carol.get("/runbooks/restart").await;
+    let token = csrf(&page);
+    let (status, typo, _) = confirmed_start(&carol, &token, "<script>").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(typo.contains("`&#60;script&#62;` is not an existing, enabled user"), "{typo}");
+    let (status, _, location) = confirmed_start(&carol, &token, "alice").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let run_path = location.unwrap();
+
+    // Carol is unreachable; the admin's page offers to take command, and nobody else's does.
+    let (_, own) = carol.get(&run_path).await;
+    assert!(!own.contains("Take command"), "{own}");
+    let (_, page) = ada.get(&run_path).await;
+    assert!(page.contains("Take command (admin)"), "{page}");
+    let take = [("csrf", csrf(&page)), ("take", "yes".to_owned())];
+    let take: Vec<(&str, &str)> = take.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = ada.post(&format!("{run_path}/commander"), &take).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, after) = ada.get(&run_path).await;
+    assert!(after.contains("Commander <strong>user:ada</strong>"), "{after}");
+    assert!(after.contains("Hand command to"), "the admin can hand it on: {after}");
+    let hand = [("csrf", csrf(&after)), ("to", "alice".to_owned())];
+    let hand: Vec<(&str, &str)> = hand.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = ada.post(&format!("{run_path}/commander"), &hand).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, handed) = ada.get(&run_path).await;
+    assert!(handed.contains("Commander <strong>user:alice</strong>"), "{handed}");
+}
+
+/// Posts the start form of `restart`, confirmed, with `approver` as the gate's role holder.
+async fn confirmed_start(
+    browser: &Browser,
+    token: &str,
+    approver: &str,
+) -> (StatusCode, String, Option<String>) {
+    let form = [
+        ("csrf", token),
+        ("param.service", "api"),
+        ("role.approver", approver),
+        ("mode", "live"),
+        ("version", "1"),
+        ("confirmed", "yes"),
+    ];
+    browser.post("/runbooks/restart/start", &form).await
 }

@@ -16,6 +16,8 @@ on_every_backend!(
     a_run_streams_its_events_and_a_reconnect_resumes_where_it_left,
     notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
     the_server_takes_over_a_run_nobody_drives,
+    people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
+    a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account,
 );
 
 const FAILOVER: &str = r#"
@@ -451,4 +453,109 @@ async fn a_node_says_it_is_alive_in_the_api_and_metrics(backend: Backend) {
     let text = metrics.text().await.unwrap();
     assert!(text.contains(&format!("steady_node_up{{node=\"{this}\",address=")), "{text}");
     assert!(text.contains("this=\"true\"} 1"), "{text}");
+}
+
+async fn people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run(backend: Backend) {
+    let server = Server::start("people", backend).await;
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    server.person("alice", &[Responder]).await;
+    let admin = server.person("ada", &[GlobalRole::Admin]).await;
+    for typed in ["alx", "<script>", "steady"] {
+        let start = json!({ "runbook": "failover", "params": { "cluster": "main" },
+            "assignments": [{ "role": "approver", "person": typed }] });
+        let refused = server.post(&carol, "/api/v1/runs", start).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{typed}: {}", refused.body);
+        let message = refused.body["error"]["message"].as_str().unwrap();
+        assert_eq!(message, format!("`{typed}` is not an existing, enabled user"));
+    }
+    let start = json!({ "runbook": "failover", "params": { "cluster": "main" },
+        "assignments": [{ "role": "approver", "person": "alice" }] });
+    let run =
+        server.post(&carol, "/api/v1/runs", start).await.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&carol, &run, "waiting").await;
+    let assign = server
+        .post(
+            &carol,
+            &format!("/api/v1/runs/{run}/assignments"),
+            json!({ "role": "approver", "person": "alx" }),
+        )
+        .await;
+    assert_eq!(assign.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", assign.body);
+    let typo = server
+        .post(&carol, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "caorl" }))
+        .await;
+    assert_eq!(typo.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", typo.body);
+    assert!(typo.body["error"]["message"].as_str().unwrap().contains("`caorl`"), "{}", typo.body);
+
+    // Carol is unreachable: an admin takes the run, and the audit log says who did.
+    let to_someone = server
+        .post(&admin, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "alice" }))
+        .await;
+    assert_eq!(to_someone.status, StatusCode::FORBIDDEN, "an admin takes command, no more");
+    let taken =
+        server.post(&admin, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "ada" })).await;
+    assert_eq!(taken.status, StatusCode::OK, "{}", taken.body);
+    let shown = server.get(&carol, &format!("/api/v1/runs/{run}")).await;
+    assert_eq!(shown.body["commander"], "user:ada", "{}", shown.body);
+    let audit = server
+        .get(&admin, &format!("/api/v1/audit?run={run}&action=run.commander_transferred"))
+        .await;
+    assert!(audit.body.to_string().contains("taken_by_admin"), "{}", audit.body);
+    // The admin, no responder, hands the run to someone who can steer it.
+    let handed = server
+        .post(&admin, &format!("/api/v1/runs/{run}/commander"), json!({ "to": "alice" }))
+        .await;
+    assert_eq!(handed.status, StatusCode::OK, "{}", handed.body);
+    let shown = server.get(&carol, &format!("/api/v1/runs/{run}")).await;
+    assert_eq!(shown.body["commander"], "user:alice", "{}", shown.body);
+}
+
+async fn a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account(
+    backend: Backend,
+) {
+    use reqwest::Method;
+    let server = Server::start("disable-for-good", backend).await;
+    let admin = server.person("ada", &[GlobalRole::Admin]).await;
+    let rita = server.person("rita", &[Responder]).await;
+    assert_eq!(server.get(&rita, "/api/v1/runs").await.status, StatusCode::OK);
+    for disabled in [true, false] {
+        let changed = server
+            .call(
+                Some(&admin),
+                Method::PUT,
+                "/api/v1/users/rita",
+                Some(json!({ "disabled": disabled })),
+            )
+            .await;
+        assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    }
+    assert_eq!(
+        server.get(&rita, "/api/v1/runs").await.status,
+        StatusCode::UNAUTHORIZED,
+        "re-enabling rita revives none of her old tokens"
+    );
+    let tokens = server.get(&admin, "/api/v1/tokens").await;
+    assert!(
+        tokens
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["user"] == "rita")
+            .all(|t| !t["revoked_at"].is_null()),
+        "{}",
+        tokens.body
+    );
+
+    let own = server
+        .call(Some(&admin), Method::PUT, "/api/v1/users/ada", Some(json!({ "disabled": true })))
+        .await;
+    assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.body);
+    assert!(
+        own.body["error"]["message"].as_str().unwrap().contains("your own account"),
+        "{}",
+        own.body
+    );
+    assert_eq!(server.get(&admin, "/api/v1/users").await.status, StatusCode::OK, "ada still works");
 }
