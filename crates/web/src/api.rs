@@ -902,9 +902,14 @@ const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Streams audit events after `after`: of one run (ending once the run has finished and all
 /// its events are sent), or of every run (events about accounts are not sent). The stream ends
-/// when the credentials it was opened with no longer hold.
+/// when the credentials it was opened with no longer hold, and when the server shuts down.
 fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt as _;
+    let mut stopping = state.stopping.subscribe();
+    let stopped = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
     // Each step of the stream: the events read but not yet sent, the last seq sent, and when
     // the caller's credentials were last checked.
     let mut events = state.store.changes().events;
@@ -972,7 +977,7 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream.take_until(stopped)).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// The OpenAPI document of this API, generated from the route annotations above.
