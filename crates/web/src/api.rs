@@ -197,20 +197,20 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         .await
         .map_err(|_| AppError::invalid("the body is too large"))?;
     let Login { name, password } = body(&bytes)?;
-    let (cookie, session) = sign_in(&state, &name, &password, &address).await?;
+    let (cookie, csrf_token) = sign_in(&state, &name, &password, &address).await?;
     let user = state.accounts.user(&name).await?.ok_or_else(AppError::unauthenticated)?;
-    let body = json!({ "user": dto::user(&user), "csrf_token": session.csrf_token });
+    let body = json!({ "user": dto::user(&user), "csrf_token": csrf_token });
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
 /// Checks a name and password under the throttle and opens a session: returns the
-/// `Set-Cookie` value and the session. Shared by the API and the login page.
+/// `Set-Cookie` value and the session's CSRF token. Shared by the API and the login page.
 pub(crate) async fn sign_in(
     state: &AppState,
     name: &str,
     password: &str,
     address: &str,
-) -> Result<(String, Session), AppError> {
+) -> Result<(String, String), AppError> {
     let refused =
         || AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong name or password");
     // Only names an account could have are counted and audited: nothing else reaches the log.
@@ -245,10 +245,11 @@ pub(crate) async fn sign_in(
     };
     // Always a new session id at sign-in, so that no id planted before it is worth anything.
     let id = auth::new_secret();
+    let csrf_token = auth::csrf_token(&id);
     let session = Session {
         id_hash: auth::secret_hash(&id),
         user: user.name.clone(),
-        csrf_token: auth::new_secret(),
+        csrf_hash: auth::secret_hash(&csrf_token),
         created_at: now(),
         last_seen: now(),
     };
@@ -259,7 +260,7 @@ pub(crate) async fn sign_in(
     cookie.set_same_site(cookie::SameSite::Strict);
     cookie.set_path("/");
     cookie.set_secure(state.config.secure_cookies);
-    Ok((cookie.to_string(), session))
+    Ok((cookie.to_string(), csrf_token))
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "No content"), (status = 401, description = "Not signed in")))]
@@ -278,8 +279,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Calle
 
 #[utoipa::path(get, path = "/api/v1/session", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
 async fn whoami(caller: Caller) -> ApiResult {
-    let csrf = caller.session.as_ref().map(|session| session.csrf_token.clone());
-    ok(json!({ "user": dto::user(&caller.user), "csrf_token": csrf }))
+    ok(json!({ "user": dto::user(&caller.user), "csrf_token": caller.csrf_token }))
 }
 
 #[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]

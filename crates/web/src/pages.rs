@@ -87,7 +87,7 @@ pub struct Me {
 impl Me {
     fn from(caller: Caller) -> Me {
         let roles = caller.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
-        let csrf = caller.session.as_ref().map(|s| s.csrf_token.clone()).unwrap_or_default();
+        let csrf = caller.csrf_token.clone().unwrap_or_default();
         Me {
             name: caller.user.name.clone(),
             roles,
@@ -225,7 +225,7 @@ async fn login(
         }
     }
     match crate::api::sign_in(&state, &form.name, &form.password, &address).await {
-        Ok((cookie, _session)) => {
+        Ok((cookie, _csrf)) => {
             ([(header::SET_COOKIE, cookie)], Redirect::to("/work")).into_response()
         }
         Err(error) => (error.status, render(&LoginPage { me: None, error: Some(error.message) }))
@@ -1650,8 +1650,8 @@ async fn add_user(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let password = field("password");
-    if password.chars().count() < 12 {
-        return Err(AppError::invalid("a password needs at least 12 characters").into());
+    if let Some(problem) = auth::password_problem(&password) {
+        return Err(AppError::invalid(problem).into());
     }
     let hash = auth::hash_password(&password)?;
     let user = steady_engine::accounts::User {
