@@ -134,7 +134,15 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
     ));
     let now = steady_engine::engine::now();
     let this = &state.engine.config().node;
-    let nodes = state.store.nodes().await?;
+    // A node gone for over a day was retired, not lost: it leaves the metrics, so that series
+    // of renamed or replaced nodes do not pile up (`/api/v1/nodes` still lists it).
+    let nodes: Vec<_> = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|node| now - node.last_seen <= chrono::Duration::days(1))
+        .collect();
     text.push_str(&format!(
         "# HELP steady_node_up Server nodes on this database: 1 when heard from in the last {silent} s.\n# TYPE steady_node_up gauge\n",
         silent = crate::NODE_SILENT_AFTER.as_secs()

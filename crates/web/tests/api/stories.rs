@@ -8,6 +8,7 @@ use crate::*;
 
 on_every_backend!(
     a_node_says_it_is_alive_in_the_api_and_metrics,
+    a_node_gone_for_a_day_leaves_the_metrics,
     the_failover_story_over_http,
     a_quorum_of_two_and_a_rejection_that_rolls_back,
     a_held_lock_is_a_conflict_naming_the_run,
@@ -436,4 +437,22 @@ async fn a_node_says_it_is_alive_in_the_api_and_metrics(backend: Backend) {
     let text = metrics.text().await.unwrap();
     assert!(text.contains(&format!("steady_node_up{{node=\"{this}\",address=")), "{text}");
     assert!(text.contains("this=\"true\"} 1"), "{text}");
+}
+
+/// A node that stopped an hour ago shows as down; one retired yesterday is no longer a series.
+async fn a_node_gone_for_a_day_leaves_the_metrics(backend: Backend) {
+    let server = Server::start("old-nodes", backend).await;
+    let node = |id: &str, silent: chrono::Duration| steady_engine::store::NodeRecord {
+        id: id.to_owned(),
+        address: "10.0.0.9:8080".to_owned(),
+        started_at: now() - chrono::Duration::days(30),
+        last_seen: now() - silent,
+    };
+    let store = &server.state.store;
+    store.heartbeat(&node("serve:stopped", chrono::Duration::hours(1))).await.unwrap();
+    store.heartbeat(&node("serve:retired", chrono::Duration::hours(25))).await.unwrap();
+    let metrics = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("steady_node_up{node=\"serve:stopped\""), "{text}");
+    assert!(!text.contains("serve:retired"), "{text}");
 }
