@@ -1340,14 +1340,17 @@ async fn timeline(State(state): State<AppState>, Path(id): Path<String>, _me: Me
     let run = &snapshot.run;
     let filter = steady_engine::store::AuditFilter { run_id: Some(id), ..Default::default() };
     let events = state.store.audit_events(&filter).await?;
+    // Markdown passes HTML through: what people wrote (notes, comments, names, errors) is
+    // escaped, so that it shows as text wherever the postmortem is rendered.
+    let html = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut text = format!(
         "# {} — run {}\n\n- Mode: {}\n- Status: {}\n- Commander: {} (started by {})\n- Runbook version: {} ({})\n- Started: {}\n",
         run.runbook,
         run.id,
         run.mode,
         run.status,
-        run.commander,
-        run.started_by,
+        html(run.commander.as_str()),
+        html(run.started_by.as_str()),
         run.version,
         run.sha256,
         format_timestamp(run.created_at),
@@ -1358,7 +1361,7 @@ async fn timeline(State(state): State<AppState>, Path(id): Path<String>, _me: Me
     text.push_str(
         "\n## Timeline\n\n| When (UTC) | Who | What | Step | Details |\n|---|---|---|---|---|\n",
     );
-    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    let cell = |text: &str| html(text).replace('|', "\\|").replace('\n', " ");
     for event in &events {
         let details = match event.action.as_str() {
             "approval.granted" | "approval.rejected" => {
