@@ -7,7 +7,9 @@
 //! the run's revision it was computed from; when someone else changed the run meanwhile, the
 //! store refuses it and the engine reloads and decides again.
 
-use std::collections::{BTreeMap, HashMap};
+mod cache;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -157,7 +159,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
     http: reqwest::Client,
-    runbooks: Mutex<HashMap<(String, u32), Arc<Runbook>>>,
+    runbooks: Mutex<cache::RunbookCache>,
 }
 
 /// The current time as stored: UTC, microseconds.
@@ -174,7 +176,7 @@ fn later(duration: StdDuration) -> Timestamp {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
-        Engine { store, config, http: reqwest::Client::new(), runbooks: Mutex::new(HashMap::new()) }
+        Engine { store, config, http: reqwest::Client::new(), runbooks: Mutex::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
