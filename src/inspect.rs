@@ -8,7 +8,7 @@ use steady_engine::run::{RunFilter, RunSnapshot, RunStatus};
 use steady_web::dto;
 
 use crate::app::{App, DbArgs};
-use crate::terminal::{badge, run_badge};
+use crate::terminal::{badge, run_badge, say};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -61,10 +61,10 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
-        println!("no runs");
+        say!("no runs");
     }
     for run in &runs {
-        println!(
+        say!(
             "{}  {:<20} {:<24} v{:<3} {:<8} {}  by {}",
             run.id,
             run_badge(run.status),
@@ -92,50 +92,50 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn print_snapshot(snapshot: &RunSnapshot) {
     let run = &snapshot.run;
-    println!("run {}  {}", run.id, run_badge(run.status));
-    println!(
+    say!("run {}  {}", run.id, run_badge(run.status));
+    say!(
         "runbook    {} version {} ({})",
         run.runbook,
         run.version,
         &run.sha256[..12.min(run.sha256.len())]
     );
-    println!(
+    say!(
         "mode       {}{}",
         run.mode,
         if run.phase.as_str() == "rollback" { ", rolling back" } else { "" }
     );
-    println!("commander  {} (started by {})", run.commander, run.started_by);
+    say!("commander  {} (started by {})", run.commander, run.started_by);
     if let Some(lock) = &run.lock_key {
-        println!("lock       {lock}");
+        say!("lock       {lock}");
     }
     if let Some(lease) = &run.lease {
-        println!("driven by  {} (lease until {})", lease.owner, format_timestamp(lease.expires_at));
+        say!("driven by  {} (lease until {})", lease.owner, format_timestamp(lease.expires_at));
     }
     for assignment in &snapshot.assignments {
-        println!("role       {} = {}", assignment.role, assignment.person);
+        say!("role       {} = {}", assignment.role, assignment.person);
     }
-    println!("started    {}", format_timestamp(run.created_at));
+    say!("started    {}", format_timestamp(run.created_at));
     if let Some(finished) = run.finished_at {
-        println!("finished   {}", format_timestamp(finished));
+        say!("finished   {}", format_timestamp(finished));
     }
-    println!();
+    say!();
     for step in &snapshot.steps {
         let phase = if step.phase.as_str() == "rollback" { "rollback " } else { "" };
-        println!("{phase}{:<16} {}", badge(step.status), step.step_id);
+        say!("{phase}{:<16} {}", badge(step.status), step.step_id);
         if let Some(rendered) = &step.rendered {
-            println!("      does  {}", dto::describe_action(rendered));
+            say!("      does  {}", dto::describe_action(rendered));
         }
         if let Some(note) = &step.note {
-            println!("      note  {note}");
+            say!("      note  {note}");
         }
         if let Some(by) = &step.completed_by {
-            println!("      by    {by}");
+            say!("      by    {by}");
         }
         for vote in snapshot.votes.iter().filter(|v| v.step_id == step.step_id) {
             let verdict = if vote.approve { "approved" } else { "rejected" };
             let void = if vote.void { " (void: the guarded step changed)" } else { "" };
             let comment = vote.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
-            println!("      {verdict} by {}{comment}{void}", vote.actor);
+            say!("      {verdict} by {}{comment}{void}", vote.actor);
         }
         for attempt in snapshot.attempts.iter().filter(|a| a.step_id == step.step_id) {
             let duration = match (attempt.started_at, attempt.finished_at) {
@@ -147,9 +147,9 @@ fn print_snapshot(snapshot: &RunSnapshot) {
             let status = attempt.status.map(|s| s.as_str()).unwrap_or("?");
             let code = attempt.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
             let http = attempt.http_status.map(|c| format!(", HTTP {c}")).unwrap_or_default();
-            println!("      attempt {} {status} in {duration}{code}{http}", attempt.number);
+            say!("      attempt {} {status} in {duration}{code}{http}", attempt.number);
             if let Some(error) = &attempt.error {
-                println!("        error   {error}");
+                say!("        error   {error}");
             }
             for (name, text, truncated) in [
                 ("stdout", &attempt.stdout, attempt.stdout_truncated),
@@ -161,10 +161,10 @@ fn print_snapshot(snapshot: &RunSnapshot) {
                 let lines: Vec<&str> = text.lines().collect();
                 let shown = lines.len().min(20);
                 for (index, line) in lines[..shown].iter().enumerate() {
-                    println!("        {:<7} {line}", if index == 0 { name } else { "" });
+                    say!("        {:<7} {line}", if index == 0 { name } else { "" });
                 }
                 if lines.len() > shown || truncated {
-                    println!(
+                    say!(
                         "                (more in `steady show --json`{})",
                         if truncated { "; truncated at 1 MiB" } else { "" }
                     );
@@ -173,6 +173,6 @@ fn print_snapshot(snapshot: &RunSnapshot) {
         }
     }
     for note in &snapshot.notes {
-        println!("note by {} at {}: {}", note.author, format_timestamp(note.at), note.text);
+        say!("note by {} at {}: {}", note.author, format_timestamp(note.at), note.text);
     }
 }

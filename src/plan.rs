@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&plan).context("cannot write the plan as JSON")?
         );
     } else {
-        print!("{plan}");
+        print!("{}", crate::terminal::printable(&plan.to_string()));
     }
     Ok(ExitCode::SUCCESS)
 }

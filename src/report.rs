@@ -5,6 +5,8 @@ use anstream::eprintln;
 use anstyle::{AnsiColor, Style};
 use steady_engine::{Diagnostic, Severity};
 
+use crate::terminal::printable;
+
 const BOLD: Style = Style::new().bold();
 const ERROR: Style = AnsiColor::Red.on_default().bold();
 const WARNING: Style = AnsiColor::Yellow.on_default().bold();
@@ -20,25 +22,26 @@ pub fn diagnostic(path: &str, source: &str, diagnostic: &Diagnostic) {
     eprintln!(
         "{BOLD}{path}:{at}:{BOLD:#} {style}{}{style:#}{BOLD}:{BOLD:#} {}",
         diagnostic.severity.as_str(),
-        diagnostic.message
+        printable(&diagnostic.message)
     );
     if let Some(line) = steady_engine::source_line(source, at.line) {
         let number = at.line.to_string();
         let pad = " ".repeat(number.len());
-        let caret = " ".repeat(line.chars().take(at.column.saturating_sub(1)).count());
-        eprintln!("{GUTTER}{number} |{GUTTER:#} {line}");
+        let before: String = line.chars().take(at.column.saturating_sub(1)).collect();
+        let caret = " ".repeat(printable(&before).chars().count());
+        eprintln!("{GUTTER}{number} |{GUTTER:#} {}", printable(line));
         eprintln!("{GUTTER}{pad} |{GUTTER:#} {caret}{style}^{style:#}");
     }
 }
 
 /// Prints a problem that has no place in a file: `error: message`.
 pub fn error(message: &str) {
-    eprintln!("{ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {message}");
+    eprintln!("{ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {}", printable(message));
 }
 
 /// Prints a problem with a file as a whole: `path: error: message`.
 pub fn file_error(path: &str, message: &str) {
-    eprintln!("{BOLD}{path}:{BOLD:#} {ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {message}");
+    eprintln!("{BOLD}{path}:{BOLD:#} {ERROR}error{ERROR:#}{BOLD}:{BOLD:#} {}", printable(message));
 }
 
 /// Prints a warning about a file as a whole: `path: warning: message`.

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::app::{App, DbArgs, person};
 use crate::report;
 use crate::runbooks;
-use crate::terminal::{TerminalObserver, run_badge};
+use crate::terminal::{TerminalObserver, run_badge, say};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -114,7 +114,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
-    println!("run {run_id}: {} ({mode}) as {}", runbook.name, app.actor);
+    say!("run {run_id}: {} ({mode}) as {}", runbook.name, app.actor);
     drive_here(&app, run_id).await
 }
 
@@ -125,11 +125,11 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
         None => app.store.runs_needing_a_driver(steady_engine::engine::now()).await?,
     };
     if runs.is_empty() {
-        println!("no run needs a driver");
+        say!("no run needs a driver");
     }
     let mut code = ExitCode::SUCCESS;
     for run_id in runs {
-        println!("resuming run {run_id} as {}", app.engine.config().node);
+        say!("resuming run {run_id} as {}", app.engine.config().node);
         let outcome = drive_here(&app, run_id).await?;
         if outcome != ExitCode::SUCCESS {
             code = outcome;
@@ -158,7 +158,7 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
             match app.engine.drive(run_id, &observer, stop_rx.clone()).await {
                 Err(EngineError::LeaseHeld { owner, until }) => {
                     let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
-                    println!(
+                    say!(
                         "run {run_id} is driven by {owner} until {until}; waiting for that lease to expire"
                     );
                     tokio::time::sleep(wait + std::time::Duration::from_millis(100)).await;
@@ -168,7 +168,7 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
         };
         let status = match end {
             DriveEnd::Stopped => {
-                println!(
+                say!(
                     "stopped driving run {run_id}; it is still running and can be resumed: steady resume {run_id}"
                 );
                 return Ok(ExitCode::SUCCESS);
@@ -204,7 +204,7 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             if !mine || (snapshot.run.started_by == app.actor && !gate.allow_self_approval) {
                 return Ok(false);
             }
-            println!(
+            say!(
                 "\ngate `{}`: {}",
                 step.id,
                 state.rendered.as_ref().and_then(|r| r["prompt"].as_str()).unwrap_or(&text)
@@ -222,7 +222,7 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             if !snapshot.holds(&app.actor, &manual.role.name) {
                 return Ok(false);
             }
-            println!(
+            say!(
                 "\nmanual step `{}`:\n{}",
                 step.id,
                 state.rendered.as_ref().and_then(|r| r["instructions"].as_str()).unwrap_or(&text)
@@ -247,28 +247,28 @@ fn ask(question: &str) -> anyhow::Result<String> {
     std::io::stdout().flush()?;
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line)? == 0 {
-        println!();
+        say!();
     }
     Ok(line.trim().to_lowercase())
 }
 
 /// Says where the run stands and what can be done next; the exit code follows the status.
 async fn settled(app: &App, run_id: Uuid, status: RunStatus) -> ExitCode {
-    println!("run {run_id}: {}", run_badge(status));
+    say!("run {run_id}: {}", run_badge(status));
     match status {
         RunStatus::Waiting => {
-            println!(
+            say!(
                 "it waits for people: answer with `steady approve|reject|complete|fail {run_id} STEP`, then `steady resume {run_id}`"
             );
         }
         RunStatus::NeedsAttention => {
-            println!(
+            say!(
                 "decide with `steady decide {run_id} retry|skip|rollback|abort`, then `steady resume {run_id}`"
             );
         }
         _ => {}
     }
-    println!("steps, attempts and outputs are stored in {}: steady show {run_id}", app.db);
+    say!("steps, attempts and outputs are stored in {}: steady show {run_id}", app.db);
     match status {
         RunStatus::Succeeded | RunStatus::Waiting | RunStatus::Running => ExitCode::SUCCESS,
         _ => ExitCode::from(1),

@@ -1,13 +1,46 @@
 //! Progress of a run in the terminal: on a TTY a step list redrawn in place as steps change;
 //! otherwise (pipes, logs, CI) one plain line per event.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use steady_engine::engine::{Observer, Progress};
 use steady_engine::run::{RunRecord, RunStatus, StepStatus};
 use steady_engine::runbook::Runbook;
+
+/// Text from a run (step output, parameters, notes, names) as it may be shown to a person at
+/// a terminal: control characters other than newline and tab are written as escapes such as
+/// `\x1b`, so that stored text cannot clear the screen, set the window title or colour what
+/// follows. The stored bytes stay as they were; `--json` output is escaped by JSON itself.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            c if u32::from(c) <= 0xff => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `println!` for text that holds anything from a run: see [`printable`].
+macro_rules! say {
+    () => { println!() };
+    ($($arg:tt)*) => { println!("{}", $crate::terminal::printable(&format!($($arg)*))) };
+}
+pub(crate) use say;
 
 /// The symbol and word for a status: never colour alone.
 pub fn badge(status: StepStatus) -> &'static str {
@@ -63,13 +96,15 @@ impl TerminalObserver {
             board.order.push(step.id.clone());
             board.lines.insert(
                 step.id.clone(),
-                line(step.title(), &step.id, badge(StepStatus::Pending), None),
+                printable(&line(step.title(), &step.id, badge(StepStatus::Pending), None))
+                    .into_owned(),
             );
         }
         TerminalObserver { live, state: Mutex::new(board) }
     }
 
     fn update(&self, step_id: &str, text: String, event_line: String) {
+        let (text, event_line) = (printable(&text).into_owned(), printable(&event_line));
         let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !self.live {
             println!("{} {event_line}", chrono::Utc::now().format("%H:%M:%S"));
@@ -83,6 +118,7 @@ impl TerminalObserver {
     }
 
     fn footer(&self, text: String) {
+        let text = printable(&text).into_owned();
         let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !self.live {
             println!("{} {text}", chrono::Utc::now().format("%H:%M:%S"));

@@ -336,3 +336,51 @@ pub fn last_run(dir: &std::path::Path) -> String {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs --json");
     runs[0]["id"].as_str().expect("a run").to_owned()
 }
+
+/// Step output, parameters, notes and names are shown at a terminal with their control
+/// characters escaped: what a step printed cannot clear the operator's screen, retitle the
+/// window or colour what follows. The stored bytes stay as they were.
+#[test]
+fn control_sequences_in_a_run_are_shown_escaped_at_the_terminal() {
+    let dir = scratch("run-escapes");
+    write(
+        &dir,
+        "noisy.yaml",
+        r#"
+name: noisy
+params:
+  colour: { type: string, default: red }
+steps:
+  - id: paint
+    run: ["printf", "\\033[2J\\033]0;pwned\\007hello %s\\n", "{{ params.colour }}"]
+    read_only: true
+    timeout: 5s
+"#,
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_steady"))
+        .args(["run", "noisy.yaml", "-p", "colour=\x1b[31mred"])
+        .env("USER", "ops\x1b]0;owned\x07")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(r"as local:ops\x1b]0;owned\x07"), "{stdout}");
+    let id = run_id(&Run { code: 0, stdout: stdout.clone(), stderr: String::new() });
+
+    let shown = cli(&dir, &["show", &id]);
+    assert!(
+        shown.stdout.contains(r"stdout  \x1b[2J\x1b]0;pwned\x07hello \x1b[31mred"),
+        "{}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains(r"'\x1b[31mred'"), "the command as run: {}", shown.stdout);
+    for printed in [&stdout, &shown.stdout] {
+        assert!(!printed.contains(['\x1b', '\x07']), "raw control characters in {printed:?}");
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&dir, &["show", &id, "--json"]).stdout).unwrap();
+    let stored = json["steps"][0]["attempts"][0]["stdout"].as_str().unwrap_or_default();
+    assert_eq!(stored, "\x1b[2J\x1b]0;pwned\x07hello \x1b[31mred\n");
+}

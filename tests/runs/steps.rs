@@ -16,6 +16,7 @@ stories!(
     a_lock_key_admits_one_active_run_across_runbooks,
     a_failed_step_with_on_failure_rollback_runs_the_rollback_sequence,
     http_steps_send_rendered_requests_and_read_json_answers,
+    templates_write_booleans_and_json_bodies_as_shells_and_servers_read_them,
 );
 
 async fn commands_checks_and_sleeps_run_in_order_and_record_their_output(h: Harness) {
@@ -438,4 +439,51 @@ rollback:
         ]
     );
     assert!(h.actions(run).await.contains(&"run.rollback_started".to_owned()));
+}
+
+async fn templates_write_booleans_and_json_bodies_as_shells_and_servers_read_them(h: Harness) {
+    let (url, received) = http_server(200, "{}").await;
+    h.publish(
+        &r#"
+name: typed
+params:
+  dry: { type: boolean, default: true }
+  replicas: { type: integer, default: 3 }
+  region: { type: string, default: eu-west-1 }
+steps:
+  - id: in_a_shell
+    run: test {{ params.dry }} = true
+    read_only: true
+    timeout: 5s
+  - id: as_an_argument
+    run: ["echo", "{{ params.dry }}", "{{ not params.dry }}"]
+    read_only: true
+    timeout: 5s
+    expect: { stdout: "^true false$" }
+  - id: announce
+    http:
+      method: POST
+      url: "URL/hook"
+      json:
+        dry: "{{ params.dry }}"
+        replicas: "{{ params.replicas }}"
+        region: "{{ params.region }}"
+        zones: "{{ ['a', 'b'] }}"
+        text: "{{ params.replicas }} replicas in {{ params.region }}, dry run {{ params.dry }}"
+    read_only: true
+    timeout: 5s
+"#
+        .replace("URL", &url),
+    )
+    .await;
+    let run = h.start("typed", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded, "{:?}", h.statuses(run).await);
+    let requests = received.lock().unwrap().clone();
+    assert!(
+        requests[0].ends_with(
+            r#"{"dry":true,"region":"eu-west-1","replicas":3,"text":"3 replicas in eu-west-1, dry run true","zones":["a","b"]}"#
+        ),
+        "{}",
+        requests[0]
+    );
 }

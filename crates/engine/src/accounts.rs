@@ -64,8 +64,9 @@ impl User {
 pub struct Session {
     pub id_hash: String,
     pub user: String,
-    /// Sent back with every state-changing request made with this session.
-    pub csrf_token: String,
+    /// The SHA-256 of the CSRF token sent back with every state-changing request made with
+    /// this session; the token itself is derived from the session id and never stored.
+    pub csrf_hash: String,
     pub created_at: Timestamp,
     pub last_seen: Timestamp,
 }

@@ -19,7 +19,7 @@ impl fmt::Display for Position {
 /// `\r\n`, a lone `\r` and `\n` each end a line (`str::lines` knows no lone `\r`, and would
 /// show the wrong line for a position in a file with old Mac line ends).
 pub fn source_line(source: &str, number: usize) -> Option<&str> {
-    let mut rest = source;
+    let mut rest = without_bom(source);
     for _ in 1..number {
         let end = rest.find(['\r', '\n'])?;
         let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
@@ -29,6 +29,11 @@ pub fn source_line(source: &str, number: usize) -> Option<&str> {
         return None;
     }
     Some(&rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())])
+}
+
+/// The text without a leading UTF-8 byte-order mark, which some editors write and none show.
+pub(crate) fn without_bom(source: &str) -> &str {
+    source.strip_prefix('\u{feff}').unwrap_or(source)
 }
 
 /// Moves a position past the end of the text to the end of its last line, where an author

@@ -7,6 +7,8 @@
 //! the run's revision it was computed from; when someone else changed the run meanwhile, the
 //! store refuses it and the engine reloads and decides again.
 
+mod cache;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -176,7 +178,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
     http: HttpClients,
-    runbooks: Mutex<HashMap<(String, u32), Arc<Runbook>>>,
+    runbooks: Mutex<cache::RunbookCache>,
 }
 
 /// The current time as stored: UTC, microseconds.
@@ -193,7 +195,7 @@ fn later(duration: StdDuration) -> Timestamp {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
-        Engine { store, config, http: HttpClients::new(), runbooks: Mutex::new(HashMap::new()) }
+        Engine { store, config, http: HttpClients::new(), runbooks: Mutex::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -33,6 +33,9 @@ impl Parsed {
 
 /// Reads, validates and lints one runbook's YAML source.
 pub fn parse(source: &str) -> Parsed {
+    // Editors that write a byte-order mark do not show it, and it is not part of the YAML:
+    // without it, positions are counted as the author sees the text.
+    let source = crate::diagnostic::without_bom(source);
     let mut diagnostics = Vec::new();
     let runbook = parse::runbook(source, &mut diagnostics);
     let runbook = runbook.filter(|runbook| {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use minijinja::value::{Object, Value};
+use minijinja::value::{Object, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
 use crate::runbook::{Expression, ParamValue, Runbook, Template};
@@ -111,16 +111,22 @@ pub fn render(
     Ok(environment(target).render_str(&template.source, &context.root)?)
 }
 
-/// Renders every string inside a JSON document (an `http.json` body) as a text template.
+/// Renders every string inside a JSON document (an `http.json` body) as a text template. A
+/// string that is exactly one `{{ expression }}` becomes the expression's value with its type
+/// (`count: "{{ params.replicas }}"` sends a number, a boolean stays a boolean), as the author
+/// of a JSON body means it; any other string stays a string.
 pub fn render_json(
     value: &serde_json::Value,
     context: &Context,
 ) -> Result<serde_json::Value, RenderError> {
     use serde_json::Value as Json;
     Ok(match value {
-        Json::String(source) => {
-            Json::String(environment(Target::Text).render_str(source, &context.root)?)
-        }
+        Json::String(source) => match sole_expression(source) {
+            Some(expression) => {
+                typed_json(expression, context)?.unwrap_or_else(|| Json::String(String::new()))
+            }
+            None => Json::String(environment(Target::Text).render_str(source, &context.root)?),
+        },
         Json::Array(items) => Json::Array(
             items.iter().map(|item| render_json(item, context)).collect::<Result<_, _>>()?,
         ),
@@ -131,6 +137,35 @@ pub fn render_json(
                 .collect::<Result<_, RenderError>>()?,
         ),
         other => other.clone(),
+    })
+}
+
+/// The expression of a string that is nothing but one `{{ expression }}`.
+fn sole_expression(source: &str) -> Option<&str> {
+    let inner = source.strip_prefix("{{")?.strip_suffix("}}")?;
+    let markers = ["{{", "}}", "{%", "%}", "{#", "#}"];
+    let plain = !inner.starts_with('-') && !inner.ends_with('-');
+    (plain && !markers.iter().any(|marker| inner.contains(marker))).then_some(inner)
+}
+
+/// An expression's value as JSON; `None` for a value only a run will know (a placeholder in a
+/// plan), which is then rendered as text.
+fn typed_json(
+    expression: &str,
+    context: &Context,
+) -> Result<Option<serde_json::Value>, RenderError> {
+    let compiled = environment(Target::Text).compile_expression(expression)?;
+    let value = compiled.eval(&context.root)?;
+    if value.downcast_object_ref::<Placeholder>().is_some() {
+        let text = environment(Target::Text)
+            .render_str(&format!("{{{{{expression}}}}}"), &context.root)?;
+        return Ok(Some(serde_json::Value::String(text)));
+    }
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    serde_json::to_value(&value).map(Some).map_err(|error| RenderError {
+        message: format!("cannot write the value as JSON: {error}"),
     })
 }
 
@@ -315,7 +350,7 @@ fn environment(target: Target) -> &'static Environment<'static> {
         env.set_debug(false);
         if target == Target::Shell {
             env.set_formatter(|out, _state, value| {
-                let text = value.to_string();
+                let text = written(value);
                 let quoted = shlex::try_quote(&text).map_err(|_| {
                     Error::new(
                         ErrorKind::InvalidOperation,
@@ -324,9 +359,23 @@ fn environment(target: Target) -> &'static Environment<'static> {
                 })?;
                 out.write_str(&quoted).map_err(Error::from)
             });
+        } else {
+            env.set_formatter(|out, state, value| match value.kind() {
+                ValueKind::Bool => out.write_str(&written(value)).map_err(Error::from),
+                _ => minijinja::escape_formatter(out, state, value),
+            });
         }
         env
     })
+}
+
+/// A value as a template writes it. Booleans are `true` and `false`, as JSON, shells and
+/// Steady's own parameters spell them, not minijinja's Python-like `True` and `False`.
+fn written(value: &Value) -> String {
+    match value.kind() {
+        ValueKind::Bool => value.is_true().to_string(),
+        _ => value.to_string(),
+    }
 }
 
 /// An expression is not a template: `}}`, `%}` or `#}` in one is an author's mistake

@@ -138,7 +138,7 @@ pub(crate) fn session(row: &impl Columns) -> Result<Session, StoreError> {
     Ok(Session {
         id_hash: row.text("id_hash")?,
         user: row.text("user_name")?,
-        csrf_token: row.text("csrf_token")?,
+        csrf_hash: row.text("csrf_token")?,
         created_at: timestamp(&row.text("created_at")?)?,
         last_seen: timestamp(&row.text("last_seen")?)?,
     })

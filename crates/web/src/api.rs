@@ -134,7 +134,15 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
     ));
     let now = steady_engine::engine::now();
     let this = &state.engine.config().node;
-    let nodes = state.store.nodes().await?;
+    // A node gone for over a day was retired, not lost: it leaves the metrics, so that series
+    // of renamed or replaced nodes do not pile up (`/api/v1/nodes` still lists it).
+    let nodes: Vec<_> = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|node| now - node.last_seen <= chrono::Duration::days(1))
+        .collect();
     text.push_str(&format!(
         "# HELP steady_node_up Server nodes on this database: 1 when heard from in the last {silent} s.\n# TYPE steady_node_up gauge\n",
         silent = crate::NODE_SILENT_AFTER.as_secs()
@@ -197,20 +205,20 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         .await
         .map_err(|_| AppError::invalid("the body is too large"))?;
     let Login { name, password } = body(&bytes)?;
-    let (cookie, session) = sign_in(&state, &name, &password, &address).await?;
+    let (cookie, csrf_token) = sign_in(&state, &name, &password, &address).await?;
     let user = state.accounts.user(&name).await?.ok_or_else(AppError::unauthenticated)?;
-    let body = json!({ "user": dto::user(&user), "csrf_token": session.csrf_token });
+    let body = json!({ "user": dto::user(&user), "csrf_token": csrf_token });
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
 /// Checks a name and password under the throttle and opens a session: returns the
-/// `Set-Cookie` value and the session. Shared by the API and the login page.
+/// `Set-Cookie` value and the session's CSRF token. Shared by the API and the login page.
 pub(crate) async fn sign_in(
     state: &AppState,
     name: &str,
     password: &str,
     address: &str,
-) -> Result<(String, Session), AppError> {
+) -> Result<(String, String), AppError> {
     let refused =
         || AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong name or password");
     // Only names an account could have are counted and audited: nothing else reaches the log.
@@ -245,10 +253,11 @@ pub(crate) async fn sign_in(
     };
     // Always a new session id at sign-in, so that no id planted before it is worth anything.
     let id = auth::new_secret();
+    let csrf_token = auth::csrf_token(&id);
     let session = Session {
         id_hash: auth::secret_hash(&id),
         user: user.name.clone(),
-        csrf_token: auth::new_secret(),
+        csrf_hash: auth::secret_hash(&csrf_token),
         created_at: now(),
         last_seen: now(),
     };
@@ -259,7 +268,7 @@ pub(crate) async fn sign_in(
     cookie.set_same_site(cookie::SameSite::Strict);
     cookie.set_path("/");
     cookie.set_secure(state.config.secure_cookies);
-    Ok((cookie.to_string(), session))
+    Ok((cookie.to_string(), csrf_token))
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "No content"), (status = 401, description = "Not signed in")))]
@@ -278,8 +287,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Calle
 
 #[utoipa::path(get, path = "/api/v1/session", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
 async fn whoami(caller: Caller) -> ApiResult {
-    let csrf = caller.session.as_ref().map(|session| session.csrf_token.clone());
-    ok(json!({ "user": dto::user(&caller.user), "csrf_token": csrf }))
+    ok(json!({ "user": dto::user(&caller.user), "csrf_token": caller.csrf_token }))
 }
 
 #[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
@@ -911,9 +919,14 @@ const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Streams audit events after `after`: of one run (ending once the run has finished and all
 /// its events are sent), or of every run (events about accounts are not sent). The stream ends
-/// when the credentials it was opened with no longer hold.
+/// when the credentials it was opened with no longer hold, and when the server shuts down.
 fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt as _;
+    let mut stopping = state.stopping.subscribe();
+    let stopped = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
     // Each step of the stream: the events read but not yet sent, the last seq sent, and when
     // the caller's credentials were last checked.
     let mut events = state.store.changes().events;
@@ -981,7 +994,7 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream.take_until(stopped)).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// The OpenAPI document of this API, generated from the route annotations above.

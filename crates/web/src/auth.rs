@@ -30,6 +30,26 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 /// The header that carries a session's CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// The shortest password accepted (ASVS 2.1.1).
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// The longest password accepted: room for any passphrase or generated password (ASVS 2.1.2
+/// asks for at least 64), and a bound on the work one hash takes.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// Why a new password is refused, if it is: too short, too long, or nothing but spaces.
+pub fn password_problem(password: &str) -> Option<String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        Some(format!("a password needs at least {MIN_PASSWORD_CHARS} characters"))
+    } else if chars > MAX_PASSWORD_CHARS {
+        Some(format!("a password has at most {MAX_PASSWORD_CHARS} characters"))
+    } else if password.trim().is_empty() {
+        Some("a password needs more than spaces".to_owned())
+    } else {
+        None
+    }
+}
+
 /// Hashes a password with argon2id and a random salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, AppError> {
     let salt = SaltString::generate(&mut OsRng);
@@ -62,6 +82,18 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// A session's CSRF token, derived from its secret id: only the browser holding the session
+/// cookie and the pages rendered for it know it, and only its hash is stored (see
+/// [`secret_hash`]), so a stolen database yields no token.
+pub fn csrf_token(session_id: &str) -> String {
+    secret_hash(&format!("csrf:{session_id}"))
+}
+
+/// Whether `sent` is the CSRF token whose hash a session stores, compared in constant time.
+fn csrf_is(sent: &str, session: &Session) -> bool {
+    !sent.is_empty() && same(&secret_hash(sent), &session.csrf_hash)
+}
+
 /// Compares two strings in time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -75,6 +107,8 @@ pub struct Caller {
     pub session: Option<Session>,
     /// The hash of the bearer token, when the request came with one.
     pub token_hash: Option<String>,
+    /// The session's CSRF token, for pages and `GET /api/v1/session` to hand to the browser.
+    pub csrf_token: Option<String>,
 }
 
 impl Caller {
@@ -173,7 +207,8 @@ pub async fn authenticate(
     }
     let id = session_cookie(&parts.headers, state.config.secure_cookies)
         .ok_or_else(AppError::unauthenticated)?;
-    let caller = by_session(state, &secret_hash(&id), true).await?;
+    let mut caller = by_session(state, &secret_hash(&id), true).await?;
+    caller.csrf_token = Some(csrf_token(&id));
     CallerName::record(parts, &caller);
     // A browser can be made to send the cookie by another site; it cannot be made to send
     // this header, which only Steady's own pages know.
@@ -183,9 +218,7 @@ pub async fn authenticate(
             .get(CSRF_HEADER)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
-        let expected =
-            caller.session.as_ref().map(|session| session.csrf_token.as_str()).unwrap_or_default();
-        if !same(sent, expected) {
+        if !caller.session.as_ref().is_some_and(|session| csrf_is(sent, session)) {
             return Err(AppError::forbidden("missing or wrong CSRF token"));
         }
     }
@@ -194,10 +227,7 @@ pub async fn authenticate(
 
 /// Whether a CSRF token sent with a form is the session's.
 pub fn csrf_matches(caller: &Caller, sent: &str) -> bool {
-    caller
-        .session
-        .as_ref()
-        .is_some_and(|session| !sent.is_empty() && same(sent, &session.csrf_token))
+    caller.session.as_ref().is_some_and(|session| csrf_is(sent, session))
 }
 
 impl Caller {
@@ -219,7 +249,7 @@ async fn by_token(state: &AppState, hash: &str) -> Result<Caller, AppError> {
     let token =
         token.filter(|token| token.revoked_at.is_none()).ok_or_else(AppError::unauthenticated)?;
     let user = active_user(state, &token.user).await?;
-    Ok(Caller { user, session: None, token_hash: Some(hash.to_owned()) })
+    Ok(Caller { user, session: None, token_hash: Some(hash.to_owned()), csrf_token: None })
 }
 
 async fn by_session(state: &AppState, id_hash: &str, touch: bool) -> Result<Caller, AppError> {
@@ -239,7 +269,7 @@ async fn by_session(state: &AppState, id_hash: &str, touch: bool) -> Result<Call
     if touch {
         state.accounts.touch_session(id_hash, now).await?;
     }
-    Ok(Caller { user, session: Some(session), token_hash: None })
+    Ok(Caller { user, session: Some(session), token_hash: None, csrf_token: None })
 }
 
 async fn active_user(state: &AppState, name: &str) -> Result<User, AppError> {
@@ -306,10 +336,10 @@ pub async fn create_account(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let password_hash = match password {
-        Some(password) if password.chars().count() < 12 => {
-            return Err(AppError::invalid("a password needs at least 12 characters"));
-        }
-        Some(password) => Some(hash_password(password)?),
+        Some(password) => match password_problem(password) {
+            Some(problem) => return Err(AppError::invalid(problem)),
+            None => Some(hash_password(password)?),
+        },
         None => None,
     };
     let user = steady_engine::accounts::User {

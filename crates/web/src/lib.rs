@@ -84,6 +84,10 @@ pub struct AppState {
     pub notify_metrics: Arc<notify::NotifyMetrics>,
     pub login_turns: Arc<auth::LoginTurns>,
     pub denials: Arc<Denials>,
+    /// Turns true when the server begins to shut down. Responses that would otherwise last as
+    /// long as their client (event streams) end at once, so that shutdown never waits on a
+    /// browser left open.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -97,6 +101,7 @@ impl AppState {
             notify_metrics: Arc::default(),
             login_turns: Arc::default(),
             denials: Arc::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 }
@@ -174,14 +179,15 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, with the executor running
-/// beside it. In-flight requests finish; runs being driven stop after their current step and
-/// stay durable for the next start.
+/// beside it. In-flight requests finish and event streams end; runs being driven stop after
+/// their current step and stay durable for the next start.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = state.stopping.clone();
+    let stop_rx = stop_tx.subscribe();
     let address = listener.local_addr()?.to_string();
     let heartbeat = tokio::spawn(heartbeat(state.clone(), address, stop_rx.clone()));
     let executor = tokio::spawn(executor::run(state.clone(), stop_rx.clone()));

@@ -128,7 +128,15 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         ),
         _ => return None,
     };
+    let text = slack_text(&text);
     Some(
         json!({ "text": text, "event": event.action, "run_id": run_id, "step_id": event.step_id, "seq": event.seq }),
     )
+}
+
+/// Text as Slack shows it rather than reads it: `&`, `<` and `>` escaped, as Slack's message
+/// format asks, so that no name or runbook in a message becomes `<!channel>`, a mention or a
+/// link. Steady's own messages use no markup but backticks.
+fn slack_text(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

@@ -87,7 +87,7 @@ pub struct Me {
 impl Me {
     fn from(caller: Caller) -> Me {
         let roles = caller.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
-        let csrf = caller.session.as_ref().map(|s| s.csrf_token.clone()).unwrap_or_default();
+        let csrf = caller.csrf_token.clone().unwrap_or_default();
         Me {
             name: caller.user.name.clone(),
             roles,
@@ -228,7 +228,7 @@ async fn login(
         }
     }
     match crate::api::sign_in(&state, &form.name, &form.password, &address).await {
-        Ok((cookie, _session)) => {
+        Ok((cookie, _csrf)) => {
             ([(header::SET_COOKIE, cookie)], Redirect::to("/work")).into_response()
         }
         Err(error) => (error.status, render(&LoginPage { me: None, error: Some(error.message) }))
@@ -1364,14 +1364,17 @@ async fn timeline(State(state): State<AppState>, Path(id): Path<String>, _me: Me
     let run = &snapshot.run;
     let filter = steady_engine::store::AuditFilter { run_id: Some(id), ..Default::default() };
     let events = state.store.audit_events(&filter).await?;
+    // Markdown passes HTML through: what people wrote (notes, comments, names, errors) is
+    // escaped, so that it shows as text wherever the postmortem is rendered.
+    let html = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut text = format!(
         "# {} — run {}\n\n- Mode: {}\n- Status: {}\n- Commander: {} (started by {})\n- Runbook version: {} ({})\n- Started: {}\n",
         run.runbook,
         run.id,
         run.mode,
         run.status,
-        run.commander,
-        run.started_by,
+        html(run.commander.as_str()),
+        html(run.started_by.as_str()),
         run.version,
         run.sha256,
         format_timestamp(run.created_at),
@@ -1382,7 +1385,7 @@ async fn timeline(State(state): State<AppState>, Path(id): Path<String>, _me: Me
     text.push_str(
         "\n## Timeline\n\n| When (UTC) | Who | What | Step | Details |\n|---|---|---|---|---|\n",
     );
-    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    let cell = |text: &str| html(text).replace('|', "\\|").replace('\n', " ");
     for event in &events {
         let details = match event.action.as_str() {
             "approval.granted" | "approval.rejected" => {
@@ -1674,8 +1677,8 @@ async fn add_user(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let password = field("password");
-    if password.chars().count() < 12 {
-        return Err(AppError::invalid("a password needs at least 12 characters").into());
+    if let Some(problem) = auth::password_problem(&password) {
+        return Err(AppError::invalid(problem).into());
     }
     let hash = auth::hash_password(&password)?;
     let user = steady_engine::accounts::User {

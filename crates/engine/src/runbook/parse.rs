@@ -55,7 +55,15 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
 
     let name = fields.require("name", "the runbook", out).and_then(|node| {
         let name = yaml::string(node, "name", out)?;
-        if !is_runbook_name(&name) {
+        if name.len() > MAX_RUNBOOK_NAME {
+            out.push(Diagnostic::error(
+                at(node),
+                format!(
+                    "a runbook name has at most {MAX_RUNBOOK_NAME} characters; this one has {}",
+                    name.chars().count()
+                ),
+            ));
+        } else if !is_runbook_name(&name) {
             out.push(Diagnostic::error(
                 at(node),
                 format!("runbook name `{name}` may only use a-z, 0-9 and -"),
@@ -108,6 +116,10 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
     };
     (out.len() == errors_before).then_some(runbook)
 }
+
+/// The longest runbook name: it appears in URLs, lock keys and terminal lines, and a name
+/// nobody can read back is no name.
+pub(crate) const MAX_RUNBOOK_NAME: usize = 64;
 
 fn is_runbook_name(name: &str) -> bool {
     !name.is_empty()

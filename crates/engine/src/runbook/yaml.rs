@@ -9,10 +9,45 @@ use marked_yaml::{LoadError, LoaderOptions, Node};
 
 use crate::diagnostic::{Diagnostic, Position, with_suggestion};
 
-/// Loads YAML text into a node tree. A runbook is always one mapping.
+/// Loads YAML text into a node tree. A runbook is always one mapping, in one document.
 pub(super) fn load(source: &str) -> Result<Node, Diagnostic> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
-    marked_yaml::parse_yaml_with_options(0, source, options).map_err(diagnostic)
+    let root = marked_yaml::parse_yaml_with_options(0, source, options).map_err(diagnostic)?;
+    one_document(source)?;
+    Ok(root)
+}
+
+/// `marked-yaml` reads the first document of a stream and ignores the rest, so a file with a
+/// second document (a `---` line, often two runbooks pasted into one file) would silently run
+/// the first. Which one the author meant is ambiguous: the second document is refused where it
+/// starts, as is anything after the first document that is not YAML.
+fn one_document(source: &str) -> Result<(), Diagnostic> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(source);
+    let mut documents = 0;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            Ok((Event::DocumentStart, marker)) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(Diagnostic::error(
+                        Position { line: marker.line(), column: marker.col() + 1 },
+                        "a second YAML document: a file holds one runbook, \
+                         so move this one to its own file",
+                    ));
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let marker = error.marker();
+                return Err(Diagnostic::error(
+                    Position { line: marker.line(), column: marker.col() + 1 },
+                    format!("YAML syntax: {}", error.info()),
+                ));
+            }
+        }
+    }
 }
 
 fn diagnostic(error: LoadError) -> Diagnostic {

@@ -87,3 +87,13 @@ steps:
       |            ^
     ");
 }
+
+#[test]
+fn a_runbook_saved_with_a_byte_order_mark_reads_as_written() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runbooks/shed-load.yaml");
+    let source = std::fs::read_to_string(path).expect("runbook is readable");
+    let parsed = parse(&format!("\u{feff}{source}"));
+    let rendered = render_diagnostics("shed-load.yaml", &source, &parsed.diagnostics);
+    assert_eq!(rendered, "");
+    assert_eq!(parsed.runbook.expect("valid").name, "shed-load");
+}

@@ -22,7 +22,7 @@ pub fn render_diagnostics(
     for diagnostic in diagnostics {
         rendered.push_str(&diagnostic.render(file));
         rendered.push('\n');
-        if let Some(line) = source.lines().nth(diagnostic.at.line.saturating_sub(1)) {
+        if let Some(line) = steady_engine::source_line(source, diagnostic.at.line) {
             let caret =
                 " ".repeat(line.chars().take(diagnostic.at.column.saturating_sub(1)).count());
             rendered.push_str(&format!("  | {line}\n  | {caret}^\n"));

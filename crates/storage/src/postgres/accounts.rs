@@ -129,7 +129,7 @@ impl Accounts for PostgresStore {
         )
         .bind(&session.id_hash)
         .bind(&session.user)
-        .bind(&session.csrf_token)
+        .bind(&session.csrf_hash)
         .bind(format_timestamp(session.created_at))
         .bind(format_timestamp(session.last_seen))
         .execute(&mut *tx)

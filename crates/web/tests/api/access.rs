@@ -21,6 +21,8 @@ on_every_backend!(
     an_admin_disables_a_user_and_their_sessions_and_tokens_stop_working,
     sign_in_refuses_forms_and_parallel_guessing,
     an_event_stream_ends_when_its_token_is_revoked,
+    a_stolen_sessions_table_yields_no_csrf_token,
+    passwords_of_spaces_or_without_end_are_refused,
 );
 
 async fn nobody_gets_in_without_credentials(backend: Backend) {
@@ -487,4 +489,53 @@ async fn behind_https_the_session_cookie_is_a_host_cookie(backend: Backend) {
         with_cookie(&server, Method::GET, "/api/v1/runs", &unprefixed, None).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// The sessions table stores hashes only: neither the session id nor the CSRF token can be
+/// read back from it, and the token the browser was given still works.
+async fn a_stolen_sessions_table_yields_no_csrf_token(backend: Backend) {
+    let server = Server::start("csrf-hashed", backend).await;
+    server.person("rita", &[Responder]).await;
+    let (cookie, csrf) = sign_in(&server, "rita", "rita-password-long").await.unwrap();
+    let id = cookie.split_once('=').unwrap().1;
+    let stored = server.state.accounts.session(&auth::secret_hash(id)).await.unwrap().unwrap();
+    assert_ne!(stored.csrf_hash, csrf);
+    assert_eq!(stored.csrf_hash, auth::secret_hash(&csrf));
+    // What the table holds is not a token: sent as one, it is refused.
+    let start = "/api/v1/runs";
+    assert_eq!(
+        with_cookie(&server, Method::POST, start, &cookie, Some(&stored.csrf_hash)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        with_cookie(&server, Method::POST, start, &cookie, Some(&csrf)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "past CSRF, the body is checked"
+    );
+    // A page and `GET /api/v1/session` hand the browser the same token.
+    let response = server
+        .client
+        .get(format!("{}/api/v1/session", server.url))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["csrf_token"], csrf.as_str());
+}
+
+async fn passwords_of_spaces_or_without_end_are_refused(backend: Backend) {
+    let server = Server::start("password-policy", backend).await;
+    let admin = server.person("ada", &[Admin]).await;
+    let attempt = |name: &str, password: String| json!({ "name": name, "roles": ["responder"], "password": password });
+    let spaces = server.post(&admin, "/api/v1/users", attempt("spaces", " ".repeat(12))).await;
+    assert_eq!(spaces.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(spaces.body["error"]["message"], "a password needs more than spaces");
+    let huge = server.post(&admin, "/api/v1/users", attempt("huge", "x".repeat(100_000))).await;
+    assert_eq!(huge.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(huge.body["error"]["message"], "a password has at most 128 characters");
+    let longest = "a long passphrase ".repeat(8)[..128].to_owned();
+    let fine = server.post(&admin, "/api/v1/users", attempt("fine", longest.clone())).await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{}", fine.body);
+    assert!(sign_in(&server, "fine", &longest).await.is_ok());
 }

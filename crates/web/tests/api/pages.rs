@@ -7,6 +7,7 @@ use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder};
 use crate::*;
 
 on_every_backend!(
+    html_written_in_a_run_stays_text_in_the_timeline_export,
     a_secret_never_reaches_a_page_the_api_the_audit_log_or_metrics,
     hostile_text_from_runbooks_outputs_params_and_notes_is_shown_never_run,
     a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_browser,
@@ -511,4 +512,32 @@ async fn confirmed_start(
         ("confirmed", "yes"),
     ];
     browser.post("/runbooks/restart/start", &form).await
+}
+
+/// The Markdown timeline goes into postmortem documents and wikis that render HTML: a note or
+/// a name with markup in it shows as the text that was written.
+async fn html_written_in_a_run_stays_text_in_the_timeline_export(backend: Backend) {
+    let server = Server::start("timeline-html", backend).await;
+    publish(&server, RESTART).await;
+    let rita = server.person("rita", &[Responder]).await;
+    server.person("carol", &[Responder]).await;
+    let started = server
+        .post(&rita, "/api/v1/runs", serde_json::json!({ "runbook": "restart", "mode": "dry-run" }))
+        .await;
+    let run = started.body["id"].as_str().unwrap().to_owned();
+    server.wait_for(&rita, &run, "succeeded").await;
+    let written = "<img src=x onerror=alert(1)> & <b>done</b>";
+    let note = server
+        .post(&rita, &format!("/api/v1/runs/{run}/notes"), serde_json::json!({ "text": written }))
+        .await;
+    assert!(note.status.is_success(), "{}", note.body);
+
+    let carol = Browser::sign_in(&server, "carol").await;
+    let (status, markdown) = carol.get(&format!("/runs/{run}/timeline.md")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        markdown.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;done&lt;/b&gt;"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("<img") && !markdown.contains("<b>"), "{markdown}");
 }

@@ -8,6 +8,7 @@ use crate::*;
 
 on_every_backend!(
     a_node_says_it_is_alive_in_the_api_and_metrics,
+    a_node_gone_for_a_day_leaves_the_metrics,
     the_failover_story_over_http,
     a_quorum_of_two_and_a_rejection_that_rolls_back,
     a_held_lock_is_a_conflict_naming_the_run,
@@ -15,6 +16,7 @@ on_every_backend!(
     a_gate_past_its_timeout_refuses_a_late_approval,
     a_run_streams_its_events_and_a_reconnect_resumes_where_it_left,
     notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
+    a_name_cannot_ping_the_whole_slack_channel,
     the_server_takes_over_a_run_nobody_drives,
     people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
     a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account,
@@ -408,6 +410,38 @@ async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down(back
     );
 }
 
+/// Slack reads `<!channel>` in a message as "notify everyone": a person named so is shown as
+/// text, with `&`, `<` and `>` escaped as Slack asks.
+async fn a_name_cannot_ping_the_whole_slack_channel(backend: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = receiver(port).await;
+    let config = steady_web::ServerConfig {
+        notify: vec![format!("http://127.0.0.1:{port}/hook")],
+        ..Default::default()
+    };
+    let server = Server::start_with("notify-markup", backend, config).await;
+    publish(&server, FAILOVER).await;
+    let carol = server.person("carol", &[Responder]).await;
+    let holder = "local:<!channel> & <@U024BE7LH>";
+    let started = server
+        .post(&carol, "/api/v1/runs", json!({ "runbook": "failover", "params": { "cluster": "main" }, "assignments": [{ "role": "approver", "person": holder }] }))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let arrived = || {
+        let bodies = received.lock().unwrap().clone();
+        bodies.into_iter().find(|body| body.contains("Approval requested"))
+    };
+    for _ in 0..100 {
+        if arrived().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let body = arrived().expect("the approval request is notified");
+    assert!(body.contains("held by local:&lt;!channel&gt; &amp; &lt;@U024BE7LH&gt;"), "{body}");
+    assert!(!body.contains("<!channel>") && !body.contains("<@"), "{body}");
+}
+
 async fn the_server_takes_over_a_run_nobody_drives(backend: Backend) {
     // As after an interrupted `steady run`: a run that is `running` with no lease.
     let server = Server::start("takeover", backend).await;
@@ -558,4 +592,22 @@ async fn a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_accou
         own.body
     );
     assert_eq!(server.get(&admin, "/api/v1/users").await.status, StatusCode::OK, "ada still works");
+}
+
+/// A node that stopped an hour ago shows as down; one retired yesterday is no longer a series.
+async fn a_node_gone_for_a_day_leaves_the_metrics(backend: Backend) {
+    let server = Server::start("old-nodes", backend).await;
+    let node = |id: &str, silent: chrono::Duration| steady_engine::store::NodeRecord {
+        id: id.to_owned(),
+        address: "10.0.0.9:8080".to_owned(),
+        started_at: now() - chrono::Duration::days(30),
+        last_seen: now() - silent,
+    };
+    let store = &server.state.store;
+    store.heartbeat(&node("serve:stopped", chrono::Duration::hours(1))).await.unwrap();
+    store.heartbeat(&node("serve:retired", chrono::Duration::hours(25))).await.unwrap();
+    let metrics = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("steady_node_up{node=\"serve:stopped\""), "{text}");
+    assert!(!text.contains("serve:retired"), "{text}");
 }
