@@ -94,6 +94,9 @@ fn main() -> ExitCode {
                 // process group), so that a step's end kills everything it started. Where the
                 // system refuses, killing the step's group is still done.
                 let _ = steady_engine::runner::adopt_orphans();
+                // This process holds secrets in its environment: other processes of its user
+                // (a step among them) may not read its memory or `/proc/<pid>/environ`.
+                let _ = nix::sys::prctl::set_dumpable(false);
                 runtime.block_on(database_command(command))
             }
             Err(error) => Err(error.into()),

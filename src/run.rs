@@ -141,6 +141,7 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
 /// Drives a run until it settles, answering at the terminal what this person may answer.
 async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let interrupt = stop_tx.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("\nfinishing the running step, then stopping; Ctrl-C again interrupts it");
@@ -149,6 +150,21 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
                 let _ = stop_tx.send(Stop::Interrupt);
             }
         }
+    });
+    // A closed terminal (SIGHUP) or a `kill` (SIGTERM) must not leave the step's processes
+    // running with nobody watching: interrupt the step, as a second Ctrl-C does, and record it.
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut hangup), Ok(mut terminate)) =
+            (signal(SignalKind::hangup()), signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = hangup.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        let _ = interrupt.send(Stop::Interrupt);
     });
     let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
     let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;

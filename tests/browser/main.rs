@@ -84,6 +84,8 @@ fn serve(dir: &Path, path: &Path) -> (Process, String) {
         .arg(&runbooks)
         .current_dir(dir)
         .env("PATH", format!("{}:{}", path.display(), std::env::var("PATH").unwrap_or_default()))
+        // The failover announces itself to a webhook nobody listens on (`on_failure: continue`).
+        .env("STEADY_SECRET_SLACK_WEBHOOK", "http://127.0.0.1:9/hooks/announce")
         .stdout(Stdio::piped())
         .spawn()
         .expect("steady serve starts");

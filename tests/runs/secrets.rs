@@ -17,6 +17,8 @@ stories!(
     overlapping_secrets_and_the_output_cap_leave_no_prefix,
     redirects_are_followed_only_within_the_origin_and_never_for_a_post,
     a_step_killed_by_a_signal_says_so,
+    a_parameter_holding_a_secret_is_refused_and_what_people_write_is_masked,
+    json_escapes_cannot_smuggle_a_secret_into_storage_or_a_later_step,
 );
 
 /// Another engine on the harness's database with exactly these secret values, as a node
@@ -346,4 +348,68 @@ steps:
     assert_eq!(attempt.status, Some(StepStatus::Failed));
     assert_eq!(attempt.exit_code, None);
     assert_eq!(attempt.error.as_deref(), Some("killed by SIGTERM"));
+}
+
+async fn a_parameter_holding_a_secret_is_refused_and_what_people_write_is_masked(h: Harness) {
+    h.publish(
+        r#"
+name: pasted
+secrets: [TOKEN]
+roles:
+  operator: { description: Logs in by hand }
+params:
+  who: { type: string, default: nobody }
+steps:
+  - id: log_in
+    manual: { role: operator, instructions: "Log in as {{ params.who }}" }
+"#,
+    )
+    .await;
+    let mut start = live("pasted");
+    start.params = vec![("who".to_owned(), format!("admin:{SECRET}"))];
+    let refused = h.engine.start_run(start).await.unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "parameter `who` holds the value of secret `TOKEN`: parameters are stored and shown, so a secret must come from STEADY_SECRET_TOKEN"
+    );
+    let run = h.start("pasted", &[], &[("operator", &crate::alice())]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    let pasted = format!("used {SECRET} to log in");
+    h.engine.add_note(run, &commander(), None, &pasted).await.unwrap();
+    h.engine.complete_manual(run, "log_in", &crate::alice(), true, Some(&pasted)).await.unwrap();
+    let snapshot = h.snapshot(run).await;
+    assert_eq!(snapshot.step("log_in").unwrap().note.as_deref(), Some("used *** to log in"));
+    assert!(!stored(&h, run).await.contains(SECRET));
+}
+
+async fn json_escapes_cannot_smuggle_a_secret_into_storage_or_a_later_step(h: Harness) {
+    let engine = with_secrets(&h, &[("KEY", "abc+def/ghi=")]);
+    h.publish(
+        r#"
+name: escaped
+secrets: [KEY]
+steps:
+  - id: read_key
+    run: ["python3", "-c", "import json, os; print(json.dumps({'pw': os.environ['K']}).replace('+', '\\u002B'))"]
+    env: { K: "{{ secrets.KEY }}" }
+    read_only: true
+    timeout: 10s
+  - id: use_key
+    run: ["sh", "-c", "test \"$K\" = 'abc+def/ghi='"]
+    env: { K: "{{ steps.read_key.json.pw }}" }
+    read_only: true
+    timeout: 10s
+"#,
+    )
+    .await;
+    let run = engine.start_run(live("escaped")).await.unwrap();
+    let (_keep, stop) = tokio::sync::watch::channel(steady_engine::runner::Stop::No);
+    engine.drive(run, &steady_engine::engine::Quiet, stop).await.unwrap();
+    assert_eq!(h.statuses(run).await, ["read_key=succeeded", "use_key=succeeded"]);
+    let snapshot = h.snapshot(run).await;
+    let read = snapshot.last_attempt("read_key").unwrap();
+    assert_eq!(read.stdout, "{\"pw\": \"***\"}\n");
+    assert_eq!(read.json, Some(serde_json::json!({ "pw": "***" })));
+    let everything = stored(&h, run).await;
+    assert!(!everything.contains("abc+def") && !everything.contains("abc\\u002B"), "{everything}");
 }

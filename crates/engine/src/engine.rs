@@ -298,7 +298,11 @@ impl Engine {
             })
             .collect();
         let params = params::resolve(&runbook, &texts).map_err(EngineError::Params)?;
-        Secrets::for_runbook(&runbook, &self.config.secrets).map_err(EngineError::Secrets)?;
+        let secrets =
+            Secrets::for_runbook(&runbook, &self.config.secrets).map_err(EngineError::Secrets)?;
+        secrets
+            .check_params(params.iter().map(|(name, value)| (name.as_str(), value.to_string())))
+            .map_err(EngineError::Secrets)?;
         for assignment in &start.assignments {
             if runbook.role(&assignment.role).is_none() {
                 return Err(EngineError::NoSuchRole(assignment.role.clone()));
@@ -425,6 +429,8 @@ impl Engine {
         approve: bool,
     ) -> Result<StepStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
+            let comment = comment.map(|text| self.people_text(runbook, text));
+            let comment = comment.as_deref();
             let (step, state) = match waiting_step(runbook, snapshot, step_id) {
                 Ok(found) => found,
                 Err(error) => return (None, Err(error)),
@@ -505,6 +511,12 @@ impl Engine {
         .await
     }
 
+    /// What a person wrote (a comment, a note), with the run's secrets masked: someone who
+    /// pastes a credential into a note must not write it into the append-only audit log.
+    fn people_text(&self, runbook: &Runbook, text: &str) -> String {
+        Secrets::available_for(runbook, &self.config.secrets).mask(text)
+    }
+
     /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// as far as they can be before those steps run.
     fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
@@ -561,6 +573,8 @@ impl Engine {
         note: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
+            let note = note.map(|text| self.people_text(runbook, text));
+            let note = note.as_deref();
             let (step, state) = match waiting_step(runbook, snapshot, step_id) {
                 Ok(found) => found,
                 Err(error) => return (None, Err(error)),
@@ -787,6 +801,8 @@ impl Engine {
         text: &str,
     ) -> Result<(), EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
+            let text = self.people_text(runbook, text);
+            let text = text.as_str();
             let participant = *actor == snapshot.run.commander
                 || *actor == snapshot.run.started_by
                 || snapshot.assignments.iter().any(|a| a.person == *actor)
@@ -1349,7 +1365,13 @@ impl Driver<'_> {
         }
 
         let rendered = match plan::render_action(step, &self.masked_context()) {
-            Ok(action) => serde_json::to_value(&action).unwrap_or_default(),
+            Ok(action) => {
+                // Rendered with `***` for secrets; masked again for what earlier outputs or
+                // parameters could still carry in another form.
+                let mut rendered = serde_json::to_value(&action).unwrap_or_default();
+                self.secrets.mask_json(&mut rendered);
+                rendered
+            }
             Err(error) => {
                 let note =
                     format!("could not render the step: {}", self.unusable(&error.to_string()));
@@ -1772,7 +1794,15 @@ impl Driver<'_> {
             }
         };
         let masked_trimmed = stdout.trim_end_matches(['\n', '\r']);
-        let json = serde_json::from_str(masked_trimmed).ok().filter(|_| !masked_trimmed.is_empty());
+        // Parsed from the masked text, then masked again: a JSON escape (`\u002B`) can spell a
+        // secret that the text form did not show.
+        let json = serde_json::from_str(masked_trimmed)
+            .ok()
+            .filter(|_| !masked_trimmed.is_empty())
+            .map(|mut json: Value| {
+                self.secrets.mask_json(&mut json);
+                json
+            });
         let real_stderr = String::from_utf8_lossy(&output.stderr);
         let revealed = (stdout != real_stdout || stderr != real_stderr).then(|| Revealed {
             attempt: number,

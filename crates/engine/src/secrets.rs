@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -36,6 +36,11 @@ pub enum SecretsError {
     /// Declared secrets whose value is shorter than [`MIN_SECRET_LEN`] characters.
     #[error("{} a value shorter than {MIN_SECRET_LEN} characters, too short to be masked reliably", describe(.0, "has", "have"))]
     TooShort(Vec<String>),
+    /// A parameter value holds a declared secret: parameters are stored and shown as typed.
+    #[error(
+        "parameter `{param}` holds the value of secret `{secret}`: parameters are stored and shown, so a secret must come from STEADY_SECRET_{secret}"
+    )]
+    InParameter { param: String, secret: String },
 }
 
 fn describe(names: &[String], one: &str, many: &str) -> String {
@@ -119,6 +124,52 @@ impl Secrets {
         Secrets { values, missing, masker }
     }
 
+    /// Refuses parameter values that hold a secret: what people type is stored and shown as
+    /// typed, and masking it would change what the run does.
+    pub fn check_params<'p>(
+        &self,
+        params: impl IntoIterator<Item = (&'p str, String)>,
+    ) -> Result<(), SecretsError> {
+        for (param, value) in params {
+            for (secret, secret_value) in &self.values {
+                if value.contains(secret_value.as_str()) {
+                    let (param, secret) = (param.to_owned(), secret.clone());
+                    return Err(SecretsError::InParameter { param, secret });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Masks every string (and key) inside a JSON value: what a step's output parsed to, or a
+    /// rendered action, after escapes the text form could hide a secret behind (`\u002B`).
+    pub fn mask_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        if self.masker.is_none() {
+            return;
+        }
+        match value {
+            Value::String(text) => {
+                let masked = self.mask(text);
+                if masked != *text {
+                    *text = masked;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.mask_json(item)),
+            Value::Object(fields) => {
+                let masked: serde_json::Map<String, Value> = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(key, mut item)| {
+                        self.mask_json(&mut item);
+                        (self.mask(&key), item)
+                    })
+                    .collect();
+                *fields = masked;
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
     /// Name → real value, for rendering what is executed. Never store or show these.
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.values
@@ -183,8 +234,13 @@ impl Masker {
             return None;
         }
         // Building fails only past the automaton's size limits, far beyond any real secret.
-        let automaton =
-            AhoCorasick::builder().match_kind(MatchKind::Standard).build(&forms).ok()?;
+        // A contiguous NFA builds in time linear in the forms' length; a DFA over a long,
+        // repetitive secret took tens of seconds to build.
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .build(&forms)
+            .ok()?;
         let longest = forms.iter().map(String::len).max().unwrap_or(0);
         Some(Masker { automaton, forms, longest })
     }
@@ -290,6 +346,21 @@ fn forms_of(value: &str) -> Vec<String> {
         forms.push(encoded);
     }
     forms.push(form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    // Every byte percent-encoded, as some tools write it.
+    let every_byte: String = value.bytes().map(|b| format!("%{b:02X}")).collect();
+    forms.push(every_byte.to_lowercase_hex());
+    forms.push(every_byte);
+    // As a URL parser normalises it in a path, a query or a fragment (dot segments resolved,
+    // backslashes turned to slashes, tabs and newlines dropped, characters percent-encoded).
+    for (base, cut) in
+        [("http://x/", "http://x/"), ("http://x/?", "http://x/?"), ("http://x/#", "http://x/#")]
+    {
+        if let Some(url) = reqwest::Url::parse(&format!("{base}{value}")).ok()
+            && let Some(rest) = url.as_str().strip_prefix(cut)
+        {
+            forms.push(rest.to_owned());
+        }
+    }
     // A URL secret as a URL parser normalises it: `http://h:80/x` is printed `http://h/x`.
     if let Ok(url) = reqwest::Url::parse(value) {
         let normalised = url.as_str();
@@ -314,11 +385,49 @@ fn forms_of(value: &str) -> Vec<String> {
     let json = serde_json::to_string(value).unwrap_or_default();
     // serde writes a string with its quotes, always.
     let json = json[1..json.len() - 1].to_owned();
+    // .NET's default encoder writes `+ < > & '` (and more) as `\u002B`-style escapes.
+    let mut dotnet = String::new();
+    for c in json.chars() {
+        match c {
+            '+' | '<' | '>' | '&' | '\'' | '`' => dotnet.push_str(&format!("\\u{:04X}", c as u32)),
+            c => dotnet.push(c),
+        }
+    }
     let slashed = json.replace('/', "\\/");
-    forms.extend([ascii_json(&json), ascii_json(&slashed), slashed, json]);
-    // Shell-quoted, as `set -x` and our own shell rendering write it.
+    for text in [json, dotnet, slashed] {
+        forms.push(ascii_json(&text, false));
+        forms.push(ascii_json(&text, true));
+        forms.push(text);
+    }
+    // Every character as `\uXXXX`, as some JSON encoders write it.
+    let mut escaped = String::new();
+    for c in value.chars() {
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            escaped.push_str(&format!("\\u{unit:04x}"));
+        }
+    }
+    forms.push(escaped.to_uppercase().replace("\\U", "\\u"));
+    forms.push(escaped);
+    // Shell-quoted: as our own shell rendering and `set -x` write it, as Python's
+    // `shlex.quote` does, and backslash-escaped as bash's `printf %q` does.
     if let Ok(quoted) = shlex::try_quote(value) {
         forms.push(quoted.into_owned());
+    }
+    forms.push(format!("'{}'", value.replace('\'', "'\"'\"'")));
+    forms.push(format!("'{}'", value.replace('\'', "'\\''")));
+    // Bash escapes `#` and `~` only at the start of a word; other tools escape them anywhere.
+    for everywhere in ["", "#~"] {
+        let mut backslashed = String::new();
+        for (at, c) in value.chars().enumerate() {
+            let special = " \t\n!\"$&'()*;<>?[\\]^`{|}".contains(c)
+                || ("#~".contains(c) && (at == 0 || everywhere.contains(c)));
+            if special {
+                backslashed.push('\\');
+            }
+            backslashed.push(c);
+        }
+        forms.push(backslashed);
     }
     // Base64 at each of the three alignments a value can have in a longer encoded text; only
     // the characters that depend on the value alone, and only when that is long enough to be
@@ -338,12 +447,27 @@ fn forms_of(value: &str) -> Vec<String> {
             }
         }
     }
+    // Base64 as `base64` (76 columns) and `openssl base64` (64) wrap it, from the start.
+    let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(value.as_bytes());
+    let stable = &encoded[..(value.len() / 3) * 4];
+    for width in [64, 76] {
+        if stable.len() > width {
+            for newline in ["\n", "\r\n"] {
+                let lines: Vec<&str> = stable
+                    .as_bytes()
+                    .chunks(width)
+                    .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
+                    .collect();
+                forms.push(lines.join(newline));
+            }
+        }
+    }
     forms.retain(|form| form.len() >= MIN_SECRET_LEN);
     forms
 }
 
-/// JSON text with every non-ASCII character written as `\uXXXX`.
-fn ascii_json(json: &str) -> String {
+/// JSON text with every non-ASCII character written as `\uXXXX` (upper-case hex with `upper`).
+fn ascii_json(json: &str, upper: bool) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if c.is_ascii() {
@@ -351,7 +475,11 @@ fn ascii_json(json: &str) -> String {
         } else {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
+                if upper {
+                    out.push_str(&format!("\\u{unit:04X}"));
+                } else {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
             }
         }
     }

@@ -140,3 +140,16 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
 fn slack_text(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    /// Slack reads `<!channel>` as "notify everyone": whatever reaches a message (people's
+    /// names are checked users now, runbook text is not) is shown as text.
+    #[test]
+    fn markup_in_a_message_is_shown_as_text() {
+        assert_eq!(
+            super::slack_text("held by <!channel> & <@U024BE7LH>"),
+            "held by &lt;!channel&gt; &amp; &lt;@U024BE7LH&gt;"
+        );
+    }
+}

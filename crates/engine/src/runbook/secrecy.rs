@@ -1,8 +1,12 @@
 //! Rules that keep secrets where the author meant them and parameters out of option position.
 //!
-//! One error: a secret in an `http` step whose scheme, host or port comes from a parameter
-//! that anyone starting a run could point at their own listener (a parameter without `enum`
-//! or an anchored `pattern`). Two lints: a secret on a command line, where every user of the
+//! Two errors. A secret in an `http` step whose scheme, host or port comes from a parameter —
+//! directly, or through an earlier step's output that the parameter steers — that anyone
+//! starting a run could point at their own listener (a parameter without `enum` or an anchored
+//! `pattern`). And a secret used other than written out as `{{ secrets.NAME }}`: approvers, plans
+//! and dry runs see `***` in its place, so a template that tests, filters or slices a secret (or a
+//! `when` that reads one) would run differently from what people saw and approved.
+//! Two lints: a secret on a command line, where every user of the
 //! machine reads it in `ps`; and a free-form string parameter that forms a whole argument or
 //! begins a shell word, where a value like `-oProxyCommand=…` becomes an option.
 
@@ -15,6 +19,7 @@ pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     let compiler = Compiler::new();
     let checker = Checker { runbook, compiler };
     for step in runbook.steps.iter().chain(&runbook.rollback) {
+        checker.secrets_only_written(step, out);
         match &step.kind {
             StepKind::Http(request) => checker.destination(step, request, out),
             StepKind::Run(command) => {
@@ -69,8 +74,12 @@ impl<'a> Checker<'a> {
 
     /// The parameters a piece of template text reads.
     fn params(&self, source: &'a str) -> Vec<&'a Param> {
-        let mut found: Vec<&Param> = self
-            .reads(source)
+        let reads = self.reads(source);
+        // `params` read whole (`params[name]`, a loop, a filter) may be any of them.
+        if reads.contains("params") {
+            return self.runbook.params.iter().collect();
+        }
+        let mut found: Vec<&Param> = reads
             .iter()
             .filter_map(|path| path.strip_prefix("params."))
             .filter_map(|name| self.runbook.param(name.split('.').next().unwrap_or(name)))
@@ -91,17 +100,110 @@ impl<'a> Checker<'a> {
         if !sources.iter().any(|source| self.reads_secret(source)) {
             return;
         }
-        for tag in origin_tags(&request.url.source) {
-            for param in self.params(tag) {
-                if !constrained(param, Constraint::Anchored) {
-                    out.push(Diagnostic::error(
-                        request.url.at,
-                        format!(
-                            "step `{}` sends a secret to a URL whose scheme, host or port comes from parameter `{}`, which anyone starting a run could point at their own server: give `{}` an `enum` or a `pattern` anchored with ^ and $",
-                            step.id, param.name, param.name
-                        ),
-                    ));
+        let tags = origin_tags(&request.url.source);
+        if tags.is_empty() {
+            return;
+        }
+        // Each `{{ … }}` before the path, read on its own; a block (`{% … %}`) around the origin
+        // cannot be read apart from the rest, so then the whole URL counts.
+        let reads: HashSet<String> = if tags.iter().all(|tag| tag.starts_with("{{")) {
+            tags.iter().flat_map(|tag| self.reads(tag)).collect()
+        } else {
+            self.reads(&request.url.source)
+        };
+        let mut seen = HashSet::new();
+        for (param, through) in self.steering(&reads, &mut HashSet::new()) {
+            if constrained(param, Constraint::Anchored) || !seen.insert(param.name.as_str()) {
+                continue;
+            }
+            let via = through
+                .map(|id| format!(" (through the output of step `{id}`)"))
+                .unwrap_or_default();
+            out.push(Diagnostic::error(
+                request.url.at,
+                format!(
+                    "step `{}` sends a secret to a URL whose scheme, host or port comes from parameter `{}`{via}, which anyone starting a run could point at their own server: give `{}` an `enum` or a `pattern` anchored with ^ and $",
+                    step.id, param.name, param.name
+                ),
+            ));
+        }
+    }
+
+    /// The parameters that steer what `reads` names: parameters read directly (all of them when
+    /// `params` is read whole, as by `params[name]` or a loop), and those that steer the
+    /// templates of any step whose output is read, with that step's id.
+    fn steering(
+        &self,
+        reads: &HashSet<String>,
+        visited: &mut HashSet<&'a str>,
+    ) -> Vec<(&'a Param, Option<&'a str>)> {
+        let mut found = Vec::new();
+        for path in reads {
+            let mut parts = path.split('.');
+            match (parts.next(), parts.next()) {
+                (Some("params"), None) => {
+                    found.extend(self.runbook.params.iter().map(|p| (p, None)))
                 }
+                (Some("params"), Some(name)) => {
+                    found.extend(self.runbook.param(name).map(|p| (p, None)));
+                }
+                (Some("steps"), None) => {
+                    found.extend(self.runbook.params.iter().map(|p| (p, None)));
+                }
+                (Some("steps"), Some(id)) => {
+                    let Some(step) = self
+                        .runbook
+                        .steps
+                        .iter()
+                        .chain(&self.runbook.rollback)
+                        .find(|s| s.id == id)
+                    else {
+                        continue;
+                    };
+                    if !visited.insert(step.id.as_str()) {
+                        continue;
+                    }
+                    let reads: HashSet<String> =
+                        step_templates(step).into_iter().flat_map(|t| self.reads(t)).collect();
+                    found.extend(
+                        self.steering(&reads, visited)
+                            .into_iter()
+                            .map(|(param, through)| (param, through.or(Some(step.id.as_str())))),
+                    );
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// A secret may only be written out whole, as `{{ secrets.NAME }}`, and never read by `when`.
+    fn secrets_only_written(&self, step: &'a Step, out: &mut Vec<Diagnostic>) {
+        let refuse = |at: Position, what: &str, out: &mut Vec<Diagnostic>| {
+            out.push(Diagnostic::error(
+                at,
+                format!(
+                    "step `{}` {what}: a secret may only be written out as `{{{{ secrets.NAME }}}}`, because approvers, plans and dry runs see `***` in its place and a step that tests or changes a secret would run differently from what they saw",
+                    step.id
+                ),
+            ));
+        };
+        if let Some(when) = &step.when {
+            let reads = self.compiler.expression(&when.source).unwrap_or_default();
+            if reads.iter().any(|path| path == "secrets" || path.starts_with("secrets.")) {
+                refuse(when.at, "reads a secret in `when`", out);
+            }
+        }
+        for (source, at) in step_template_sites(step) {
+            let inspected = pieces(source)
+                .into_iter()
+                .any(|(is_tag, tag)| is_tag && self.reads_secret(tag) && !written_out(tag));
+            // A block tag cannot be compiled on its own: look at the whole template then.
+            let blocks_read_secrets = pieces(source)
+                .iter()
+                .any(|(is_tag, tag)| *is_tag && tag.starts_with("{%") && tag.contains("secrets"));
+            if inspected || blocks_read_secrets {
+                refuse(at, "uses a secret in a template other than by writing it out", out);
             }
         }
     }
@@ -163,6 +265,54 @@ impl<'a> Checker<'a> {
             .filter(|param| !constrained(param, Constraint::AnyPattern))
             .collect()
     }
+}
+
+/// Whether a tag is exactly `{{ secrets.NAME }}` (spaces and whitespace control allowed).
+fn written_out(tag: &str) -> bool {
+    let inner = tag.trim_start_matches("{{").trim_end_matches("}}");
+    let inner = inner.trim_start_matches('-').trim_end_matches('-').trim();
+    inner.strip_prefix("secrets.").is_some_and(|name| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// Every template text of a step.
+fn step_templates(step: &Step) -> Vec<&str> {
+    step_template_sites(step).into_iter().map(|(source, _)| source).collect()
+}
+
+/// Every template text of a step with where it stands.
+fn step_template_sites(step: &Step) -> Vec<(&str, Position)> {
+    fn push<'s>(template: &'s Template, sites: &mut Vec<(&'s str, Position)>) {
+        sites.push((template.source.as_str(), template.at));
+    }
+    let mut sites: Vec<(&str, Position)> = Vec::new();
+    match &step.kind {
+        StepKind::Run(Command::Argv(argv)) => argv.iter().for_each(|t| push(t, &mut sites)),
+        StepKind::Run(Command::Shell(line)) => push(line, &mut sites),
+        StepKind::Http(request) => {
+            push(&request.url, &mut sites);
+            request.headers.iter().for_each(|(_, t)| push(t, &mut sites));
+            match &request.body {
+                Some(HttpBody::Text(body)) => push(body, &mut sites),
+                Some(HttpBody::Json(json)) => {
+                    let mut strings = Vec::new();
+                    json_strings(json, &mut strings);
+                    sites.extend(strings.into_iter().map(|s| (s, step.at)));
+                }
+                None => {}
+            }
+        }
+        StepKind::Manual(manual) => push(&manual.instructions, &mut sites),
+        StepKind::Approval(approval) => {
+            if let Some(prompt) = &approval.prompt {
+                push(prompt, &mut sites);
+            }
+        }
+        StepKind::Check(_) | StepKind::Sleep(_) => {}
+    }
+    step.env.iter().for_each(|(_, t)| push(t, &mut sites));
+    sites
 }
 
 fn json_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {

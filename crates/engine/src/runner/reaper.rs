@@ -75,28 +75,44 @@ impl Family {
     /// Kills the whole family with SIGKILL: the group, every descendant still attached to the
     /// child, and the orphans no running step can own.
     pub(super) fn kill(self) {
-        let table = ProcessTable::read();
-        let mut doomed = table.descendants(self.child.as_raw());
+        let child = self.child.as_raw();
+        let mut doomed = ProcessTable::read().descendants(child);
         let _ = killpg(self.child, Signal::SIGKILL);
         {
             let mut spawned = spawned();
-            if let Some(entry) = spawned.iter_mut().find(|entry| entry.pid == self.child.as_raw()) {
+            if let Some(entry) = spawned.iter_mut().find(|entry| entry.pid == child) {
                 entry.running = false;
             }
         }
-        if SUBREAPER.load(Ordering::SeqCst) {
-            doomed.extend(sweep(&table));
+        let adopting = SUBREAPER.load(Ordering::SeqCst);
+        // A process may fork again just before it dies, and its child then escapes this round:
+        // go on until a look finds nothing left, for a bounded number of rounds.
+        for round in 0..50 {
+            let table = ProcessTable::read();
+            if round > 0 {
+                doomed = table.descendants(child);
+            }
+            if adopting {
+                doomed.extend(sweep(&table));
+            }
+            if doomed.is_empty() {
+                break;
+            }
+            for pid in &doomed {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        for pid in &doomed {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
-        if SUBREAPER.load(Ordering::SeqCst) && !doomed.is_empty() {
-            // The orphans just killed become zombies of this process: reap them once dead.
+        if adopting {
+            // The orphans just killed become zombies of this process: reap them once dead, and
+            // kill what a still-running step could have owned once no such step is left.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async {
                     for _ in 0..5 {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        sweep(&ProcessTable::read());
+                        for pid in sweep(&ProcessTable::read()) {
+                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        }
                     }
                 });
             }

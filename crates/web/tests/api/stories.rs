@@ -16,7 +16,6 @@ on_every_backend!(
     a_gate_past_its_timeout_refuses_a_late_approval,
     a_run_streams_its_events_and_a_reconnect_resumes_where_it_left,
     notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
-    a_name_cannot_ping_the_whole_slack_channel,
     the_server_takes_over_a_run_nobody_drives,
     people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
     a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account,
@@ -408,38 +407,6 @@ async fn notifications_arrive_and_keep_arriving_after_the_receiver_was_down(back
         1,
         "delivered once: {bodies:?}"
     );
-}
-
-/// Slack reads `<!channel>` in a message as "notify everyone": a person named so is shown as
-/// text, with `&`, `<` and `>` escaped as Slack asks.
-async fn a_name_cannot_ping_the_whole_slack_channel(backend: Backend) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let received = receiver(port).await;
-    let config = steady_web::ServerConfig {
-        notify: vec![format!("http://127.0.0.1:{port}/hook")],
-        ..Default::default()
-    };
-    let server = Server::start_with("notify-markup", backend, config).await;
-    publish(&server, FAILOVER).await;
-    let carol = server.person("carol", &[Responder]).await;
-    let holder = "local:<!channel> & <@U024BE7LH>";
-    let started = server
-        .post(&carol, "/api/v1/runs", json!({ "runbook": "failover", "params": { "cluster": "main" }, "assignments": [{ "role": "approver", "person": holder }] }))
-        .await;
-    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
-    let arrived = || {
-        let bodies = received.lock().unwrap().clone();
-        bodies.into_iter().find(|body| body.contains("Approval requested"))
-    };
-    for _ in 0..100 {
-        if arrived().is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let body = arrived().expect("the approval request is notified");
-    assert!(body.contains("held by local:&lt;!channel&gt; &amp; &lt;@U024BE7LH&gt;"), "{body}");
-    assert!(!body.contains("<!channel>") && !body.contains("<@"), "{body}");
 }
 
 async fn the_server_takes_over_a_run_nobody_drives(backend: Backend) {
