@@ -1224,7 +1224,7 @@ impl Driver<'_> {
         step: &Step,
         error: &EngineError,
     ) -> Result<(), EngineError> {
-        let message = format!("the step's result could not be stored: {error}");
+        let message = format!("the database refused to record this step: {error}");
         let run_id = self.run_id;
         self.record(|fresh| {
             let mut transition = transition_from(fresh);

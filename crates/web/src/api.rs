@@ -773,11 +773,12 @@ async fn create_user(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct UserUpdate {
-    /// A disabled user cannot sign in or use tokens; their sessions end at once.
+    /// A disabled user cannot sign in; their sessions end and their tokens are revoked at
+    /// once, for good: enabling them again restores neither.
     disabled: bool,
 }
 
-#[utoipa::path(put, path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(put, path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Your own account, or the last enabled admin"), (status = 422, description = "Invalid input")))]
 async fn update_user(
     State(state): State<AppState>,
     Path(name): Path<String>,
