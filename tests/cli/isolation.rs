@@ -130,7 +130,7 @@ fn gone_soon(marker: &str) -> bool {
 }
 
 /// A daemon that calls `setsid` leaves the step's process group; it must not outlive the step,
-/// whether the step succeeds, times out or fails.
+/// whether the step succeeds, times out or fails — not even one that keeps forking anew.
 #[test]
 fn daemons_a_step_starts_die_with_the_step() {
     let dir = scratch("isolation-daemons");
@@ -150,6 +150,22 @@ steps:
     read_only: true
     timeout: 1s
     on_failure: continue
+  - id: hops
+    run:
+      - python3
+      - -c
+      - |
+        import os, sys, time
+        if os.fork():
+            sys.exit(0)
+        os.setsid()
+        end = time.time() + 3
+        while time.time() < end:
+            if os.fork():
+                os._exit(0)
+        os.execvp("sleep", ["sleep", "4242.5"])
+    read_only: true
+    timeout: 5s
   - id: after
     run: echo the run went on
     read_only: true
@@ -160,7 +176,7 @@ steps:
     let (code, stdout, stderr) = steady_with(&dir, &["run", "daemons.yaml"], &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(started.elapsed() < Duration::from_secs(20), "the run waited for its daemons");
-    for marker in ["sleep 4242.1", "sleep 4242.2", "sleep 4242.3", "sleep 4242.4"] {
+    for marker in ["sleep 4242.1", "sleep 4242.2", "sleep 4242.3", "sleep 4242.4", "sleep 4242.5"] {
         let survived = !gone_soon(marker);
         if survived {
             for pid in alive(marker) {

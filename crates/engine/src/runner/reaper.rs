@@ -3,9 +3,9 @@
 //! A step's process runs in its own process group, and killing the group ends most of what it
 //! started. A daemon leaves the group (`setsid`), and when its parent exits it is reparented:
 //! to init normally, to Steady when Steady is a child subreaper ([`adopt_orphans`], which the
-//! `steady` binary calls at start). When a step ends, its family is killed: its group, every
-//! process still descending from its child, and every orphan Steady adopted that no step still
-//! running can own — an orphan is spared only while some running step started before it.
+//! `steady` binary calls at start). When a step ends, its family is killed: its group, and
+//! every orphan Steady adopted that no step still running can own (with its descendants) — an
+//! orphan is spared only while some running step started before it.
 //! Adopted orphans that exit are reaped here; Steady's own children belong to tokio and are
 //! never touched.
 
@@ -72,11 +72,10 @@ impl Family {
         self.child
     }
 
-    /// Kills the whole family with SIGKILL: the group, every descendant still attached to the
-    /// child, and the orphans no running step can own.
+    /// Kills the whole family with SIGKILL: the group and, when this process adopts orphans,
+    /// every orphan no running step can own, with its descendants.
     pub(super) fn kill(self) {
         let child = self.child.as_raw();
-        let mut doomed = ProcessTable::read().descendants(child);
         let _ = killpg(self.child, Signal::SIGKILL);
         {
             let mut spawned = spawned();
@@ -84,55 +83,58 @@ impl Family {
                 entry.running = false;
             }
         }
-        let adopting = SUBREAPER.load(Ordering::SeqCst);
+        if !SUBREAPER.load(Ordering::SeqCst) {
+            return;
+        }
         // A process may fork again just before it dies, and its child then escapes this round:
         // go on until a look finds nothing left, for a bounded number of rounds.
-        for round in 0..50 {
-            let table = ProcessTable::read();
-            if round > 0 {
-                doomed = table.descendants(child);
-            }
-            if adopting {
-                doomed.extend(sweep(&table));
-            }
+        let mut killed = false;
+        for _ in 0..50 {
+            let doomed = sweep();
             if doomed.is_empty() {
                 break;
             }
+            killed = true;
             for pid in &doomed {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        if adopting {
+        if killed && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             // The orphans just killed become zombies of this process: reap them once dead, and
             // kill what a still-running step could have owned once no such step is left.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async {
-                    for _ in 0..5 {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        for pid in sweep(&ProcessTable::read()) {
-                            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                        }
+            runtime.spawn(async {
+                for _ in 0..5 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    for pid in sweep() {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
-                });
-            }
+                }
+            });
         }
     }
 }
 
 /// Looks at this process's adopted orphans: reaps those that exited, and returns those (with
 /// their descendants) that no running step can own. Forgets spawned children that are gone.
-fn sweep(table: &ProcessTable) -> Vec<i32> {
-    let me = std::process::id() as i32;
+/// Costs one read of this process's child list when there is nothing to do, which is the rule.
+fn sweep() -> Vec<i32> {
+    let children = children_of_self();
     let mut spawned = spawned();
-    spawned.retain(|entry| {
-        table.get(entry.pid).is_some_and(|stat| entry.started == 0 || stat.started == entry.started)
-    });
-    let ours = |stat: &Stat| spawned.iter().any(|entry| entry.pid == stat.pid);
+    spawned.retain(|entry| entry.running || children.contains(&entry.pid));
+    let strangers: Vec<i32> = children
+        .iter()
+        .copied()
+        .filter(|pid| !spawned.iter().any(|entry| entry.pid == *pid))
+        .collect();
+    if strangers.is_empty() {
+        return Vec::new();
+    }
+    let table = ProcessTable::read();
     // An orphan started before every running step cannot be theirs.
     let oldest_running = spawned.iter().filter(|entry| entry.running).map(|e| e.started).min();
     let mut doomed = Vec::new();
-    for stat in table.processes.iter().filter(|stat| stat.ppid == me && !ours(stat)) {
+    for stat in strangers.iter().filter_map(|pid| table.get(*pid)) {
         if stat.state == 'Z' {
             let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
         } else if oldest_running.is_none_or(|oldest| stat.started < oldest) {
@@ -141,6 +143,32 @@ fn sweep(table: &ProcessTable) -> Vec<i32> {
         }
     }
     doomed
+}
+
+/// The pids of this process's children, zombies included: from each thread's `children` list,
+/// or, where the kernel has none, from the whole process table.
+fn children_of_self() -> Vec<i32> {
+    let parse = |text: String| -> Vec<i32> {
+        text.split_whitespace().filter_map(|pid| pid.parse().ok()).collect()
+    };
+    let lists: Option<Vec<String>> = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
+        tasks
+            .flatten()
+            .map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .collect()
+    });
+    match lists {
+        Some(lists) => lists.into_iter().flat_map(parse).collect(),
+        None => {
+            let me = std::process::id() as i32;
+            ProcessTable::read()
+                .processes
+                .iter()
+                .filter(|stat| stat.ppid == me)
+                .map(|stat| stat.pid)
+                .collect()
+        }
+    }
 }
 
 /// One line of `/proc/<pid>/stat`, the fields used here.
