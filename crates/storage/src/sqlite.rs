@@ -29,6 +29,11 @@ mod accounts;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection for every `BEGIN IMMEDIATE` transaction. SQLite serialises writers anyway;
+    /// always writing through the same connection keeps its page cache valid from one commit
+    /// to the next, where a pool handing out its connections in turn made every commit re-read
+    /// the pages another connection had written.
+    writer: SqlitePool,
     /// Only this process's own changes: another process writing the same file is seen by
     /// polling.
     signals: Arc<ChangeSignals>,
@@ -46,10 +51,15 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .map_err(database)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .connect_with(options)
             .await
             .map_err(database)?;
-        let store = SqliteStore { pool, signals: Arc::default() };
+        let store = SqliteStore { pool, writer, signals: Arc::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -87,7 +97,7 @@ impl SqliteStore {
     pub(crate) async fn begin(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(database)
     }
 }
 
