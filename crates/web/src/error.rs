@@ -73,6 +73,7 @@ impl From<StoreError> for AppError {
             StoreError::LockHeld { key, run_id } => lock_held(&key, run_id),
             StoreError::LockOut(reason) => AppError::conflict(reason),
             StoreError::Conflict => AppError::conflict("the run changed meanwhile: try again"),
+            StoreError::Unstorable(reason) => AppError::invalid(reason),
             other => AppError::internal(other),
         }
     }
