@@ -9,6 +9,7 @@
 //! fails and says so.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -59,7 +60,7 @@ async fn the_api_keeps_the_promises_of_its_openapi_document(backend: Backend) {
     std::fs::write(dir.join("schemathesis.toml"), config(&runs[0], &runs[1])).unwrap();
 
     let schema = format!("{}/api/v1/openapi.json", server.url);
-    let ran = tokio::process::Command::new("schemathesis")
+    let command = tokio::process::Command::new("schemathesis")
         .current_dir(&dir)
         .args(["--config-file", "schemathesis.toml", "run", &schema])
         .args(["--header", &format!("Authorization: Bearer {token}")])
@@ -69,11 +70,14 @@ async fn the_api_keeps_the_promises_of_its_openapi_document(backend: Backend) {
         // check, only a stream that Schemathesis would wait on until its timeout.
         .args(["--exclude-path-regex", "/events$"])
         .stdin(Stdio::null())
-        .output()
-        .await;
+        .kill_on_drop(true)
+        .output();
+    // A whole run takes under a minute here; a hung one fails the test instead of the suite.
+    let ran = tokio::time::timeout(Duration::from_secs(300), command).await;
     let output = match ran {
-        Ok(output) => output,
-        Err(error) => panic!(
+        Ok(Ok(output)) => output,
+        Err(_) => panic!("schemathesis did not finish within 5 minutes"),
+        Ok(Err(error)) => panic!(
             "cannot run schemathesis ({error}): install it with `pip install schemathesis=={SCHEMATHESIS}` (scripts/test.sh does)"
         ),
     };
