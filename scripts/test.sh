@@ -22,6 +22,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Schemathesis checks the API against its own OpenAPI document (crates/web/tests/api/contract.rs).
+# Pinned, so that a new release's new checks change the test only when we choose.
+SCHEMATHESIS_VERSION=4.32.5
+if ! schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "installing schemathesis $SCHEMATHESIS_VERSION for the tests"
+  command -v pip3 >/dev/null || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
+  }
+  pip3 install --quiet --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null \
+    || pip3 install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # Snapshots are compared, never written, when tests run for real.
 export INSTA_UPDATE=no
 cargo test --workspace --locked

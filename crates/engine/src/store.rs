@@ -30,6 +30,10 @@ pub enum StoreError {
     /// enabled admin.
     #[error("{0}")]
     LockOut(String),
+    /// A value the database cannot hold, such as text with a NUL character in PostgreSQL:
+    /// the caller's input is wrong, not the database.
+    #[error("{0}")]
+    Unstorable(String),
     /// The database could not be reached or refused the operation.
     #[error("database: {0}")]
     Database(String),

@@ -135,7 +135,19 @@ async fn listen(pool: PgPool, signals: std::sync::Weak<ChangeSignals>) {
     }
 }
 
-pub(crate) fn database(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn database<E: std::error::Error + 'static>(error: E) -> StoreError {
+    // PostgreSQL's text cannot hold a NUL character (SQLSTATE 22021; 22P05 for text its
+    // encoding cannot represent): that is the caller's input, not a failing database.
+    let refused = (&error as &dyn std::error::Error)
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|error| match error {
+            sqlx::Error::Database(db) => db.code(),
+            _ => None,
+        })
+        .is_some_and(|code| code == "22021" || code == "22P05");
+    if refused {
+        return StoreError::Unstorable("text may not contain a NUL character".to_owned());
+    }
     StoreError::Database(error.to_string())
 }
 

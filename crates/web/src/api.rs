@@ -7,18 +7,21 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use steady_engine::accounts::{GlobalRole, Session};
 use steady_engine::engine::{StartRun, now};
 use steady_engine::run::{Actor, Assignment, Decision, RunFilter, RunMode, RunStatus};
 use steady_engine::store::{AuditFilter, Published};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{self, Caller, SESSION_COOKIE};
-use crate::dto;
-use crate::error::AppError;
+use crate::dto::{
+    self, AuditEventView, NodeView, RunDetail, RunView, RunbookVersionView, TokenView, UserView,
+};
+use crate::error::{AppError, ErrorBody};
 
 type ApiResult = Result<Response, AppError>;
 
@@ -71,11 +74,11 @@ pub fn routes() -> Router<AppState> {
         .fallback(|| async { AppError::not_found("no such route") })
 }
 
-fn ok(value: Value) -> ApiResult {
+fn ok(value: impl Serialize) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
-fn created(value: Value) -> ApiResult {
+fn created(value: impl Serialize) -> ApiResult {
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
@@ -86,17 +89,36 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &axum::body::Bytes) -> Result<T, 
         .map_err(|error| AppError::invalid(format!("invalid JSON body: {error}")))
 }
 
+/// A page size asked for, or the default: one larger than the most a page holds is refused,
+/// never silently cut, since a client that pages on would take the short page for the last.
+fn page_limit(asked: Option<u32>, default: u32, most: u32) -> Result<u32, AppError> {
+    match asked {
+        Some(limit) if limit > most => {
+            Err(AppError::invalid(format!("limit is at most {most}: ask for the next page")))
+        }
+        Some(limit) => Ok(limit),
+        None => Ok(default),
+    }
+}
+
 fn run_id(text: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(text).map_err(|_| AppError::not_found(format!("no run {text}")))
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "OK")))]
-async fn healthz(State(state): State<AppState>) -> ApiResult {
-    state.store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await?;
-    ok(json!({ "status": "ok" }))
+/// What `/healthz` answers while the database answers.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "The server and its database answer", body = Health)))]
+async fn healthz(State(state): State<AppState>) -> ApiResult {
+    state.store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await?;
+    ok(Health { status: "ok" })
+}
+
+#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> ApiResult {
     let counts = state.store.count_runs_by_status().await?;
     let count_of =
@@ -184,7 +206,17 @@ const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
 const MAX_FAILURES_PER_ADDRESS: u32 = 20;
 const FAILURE_WINDOW_MINUTES: i64 = 15;
 
-#[utoipa::path(post, path = "/api/v1/session", request_body = Login, responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 429, description = "Too many failed sign-ins"), (status = 422, description = "Invalid input")))]
+/// A session: who is signed in, and the CSRF token that state-changing requests made with the
+/// session cookie send in `X-CSRF-Token` (none for a bearer token).
+#[derive(Serialize, ToSchema)]
+struct SessionView {
+    user: UserView,
+    csrf_token: Option<String>,
+}
+
+/// Signs in: the session cookie comes in `Set-Cookie`. Only `application/json` is accepted, so
+/// that a form on another site cannot sign anyone in.
+#[utoipa::path(post, path = "/api/v1/session", security(()), request_body = Login, responses((status = 200, description = "Signed in; the session cookie is set", body = SessionView), (status = 401, description = "Wrong name or password"), (status = 415, description = "The body is not application/json"), (status = 422, description = "Invalid input"), (status = 429, description = "Too many failed sign-ins")))]
 async fn login(State(state): State<AppState>, request: axum::extract::Request) -> ApiResult {
     let address = auth::client_address(request.extensions());
     // A form on another site can post `text/plain` that happens to be JSON; it cannot post
@@ -207,7 +239,7 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
     let Login { name, password } = body(&bytes)?;
     let (cookie, csrf_token) = sign_in(&state, &name, &password, &address).await?;
     let user = state.accounts.user(&name).await?.ok_or_else(AppError::unauthenticated)?;
-    let body = json!({ "user": dto::user(&user), "csrf_token": csrf_token });
+    let body = SessionView { user: UserView::new(&user), csrf_token: Some(csrf_token) };
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
@@ -271,7 +303,8 @@ pub(crate) async fn sign_in(
     Ok((cookie.to_string(), csrf_token))
 }
 
-#[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "No content"), (status = 401, description = "Not signed in")))]
+/// Signs out: ends the session of the cookie sent, if any. A bearer token stays valid.
+#[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "Signed out"), (status = 401, description = "Not signed in")))]
 async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Caller) -> ApiResult {
     if let Some(id) = auth::session_cookie(&headers, state.config.secure_cookies) {
         state.accounts.delete_session(&auth::secret_hash(&id)).await?;
@@ -285,24 +318,24 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, caller: Calle
     Ok(([(header::SET_COOKIE, cookie.to_string())], StatusCode::NO_CONTENT).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/session", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, path = "/api/v1/session", responses((status = 200, description = "Who is calling", body = SessionView), (status = 401, description = "Not signed in")))]
 async fn whoami(caller: Caller) -> ApiResult {
-    ok(json!({ "user": dto::user(&caller.user), "csrf_token": caller.csrf_token }))
+    ok(SessionView { user: UserView::new(&caller.user), csrf_token: caller.csrf_token })
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "The latest version of every runbook", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in")))]
 async fn list_runbooks(State(state): State<AppState>, _caller: Caller) -> ApiResult {
     let names = state.store.runbook_names().await?;
     let mut runbooks = Vec::new();
     for name in names {
         if let Some(latest) = state.store.runbook_version(&name, None).await? {
-            runbooks.push(dto::runbook_version(&latest, false));
+            runbooks.push(RunbookVersionView::new(&latest, false));
         }
     }
-    ok(Value::Array(runbooks))
+    ok(runbooks)
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Every version, oldest first", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook")))]
 async fn runbook_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -312,15 +345,17 @@ async fn runbook_versions(
     if versions.is_empty() {
         return Err(AppError::not_found(format!("no runbook named `{name}`")));
     }
-    ok(versions.iter().map(|version| dto::runbook_version(version, false)).collect())
+    ok(versions.iter().map(|version| RunbookVersionView::new(version, false)).collect::<Vec<_>>())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionQuery {
+    /// A version; the latest when absent.
     version: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}/source", params(("name" = String, Path, description = "Runbook name"), ("version" = Option<u32>, Query, description = "A version; the latest when absent")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/source", params(("name" = String, Path, description = "Runbook name"), VersionQuery), responses((status = 200, description = "The version with its YAML source", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook or version"), (status = 422, description = "Invalid query")))]
 async fn runbook_source(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -330,15 +365,17 @@ async fn runbook_source(
     let version = state.store.runbook_version(&name, query.version).await?;
     let version =
         version.ok_or_else(|| AppError::not_found(format!("no such version of `{name}`")))?;
-    ok(dto::runbook_version(&version, true))
+    ok(RunbookVersionView::new(&version, true))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct Publish {
+    /// The runbook's YAML. An invalid runbook is refused with 422 and every diagnostic, each
+    /// with its line and column, in `error.details`.
     source: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "OK"), (status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON or an invalid runbook")))]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -347,23 +384,35 @@ async fn publish(
     caller.require(GlobalRole::Author)?;
     let Publish { source } = body(&bytes)?;
     match state.engine.publish(&source, &caller.user.actor()).await? {
-        Published::New(version) => created(dto::runbook_version(&version, false)),
-        Published::Unchanged(version) => ok(dto::runbook_version(&version, false)),
+        Published::New(version) => created(RunbookVersionView::new(&version, false)),
+        Published::Unchanged(version) => ok(RunbookVersionView::new(&version, false)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
+    /// Only runs in this status.
+    #[param(schema_with = dto::run_status_schema, required = false)]
     status: Option<String>,
+    /// Only runs of this runbook.
     runbook: Option<String>,
+    /// Only runs in this mode.
+    #[param(schema_with = dto::run_mode_schema, required = false)]
     mode: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<chrono::DateTime<chrono::Utc>>,
     /// Keyset paging: the id of the last run of the previous page.
+    #[param(value_type = Option<String>, format = "uuid")]
     before: Option<Uuid>,
+    /// How many runs at most; 50 when absent. More than 500 is refused rather than cut short,
+    /// so that a short page always means the last page.
+    #[param(maximum = 500)]
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runs", params(("status" = Option<String>, Query), ("runbook" = Option<String>, Query), ("mode" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("before" = Option<String>, Query, description = "Keyset paging: the last run id of the previous page"), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(get, path = "/api/v1/runs", params(RunsQuery), responses((status = 200, description = "Runs, newest first", body = Vec<RunView>), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
 async fn list_runs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RunsQuery>,
@@ -388,27 +437,38 @@ async fn list_runs(
         mode,
         since: query.since,
         before: query.before,
-        limit: Some(query.limit.unwrap_or(50).min(500)),
+        limit: Some(page_limit(query.limit, 50, 500)?),
     };
     let runs = state.store.runs(&filter).await?;
-    ok(runs.iter().map(dto::run).collect())
+    ok(runs.iter().map(RunView::new).collect::<Vec<_>>())
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct StartBody {
+    /// The runbook's name.
     runbook: String,
+    /// A published version; the latest when absent.
     version: Option<u32>,
-    /// Parameter values by name: strings, numbers or booleans.
+    /// Parameter values by name: strings, numbers or booleans. Values the runbook's `params`
+    /// refuse are answered with 422.
     #[serde(default)]
     #[schema(value_type = Object)]
     params: serde_json::Map<String, Value>,
+    /// `live` when absent.
     #[serde(default)]
+    #[schema(schema_with = nullable_run_mode_schema)]
     mode: Option<String>,
+    /// Run roles given to people at the start: roles the runbook declares, people who are
+    /// existing, enabled users (else 422).
     #[serde(default)]
     assignments: Vec<AssignmentBody>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+fn nullable_run_mode_schema() -> utoipa::openapi::schema::Object {
+    dto::names_schema(RunMode::ALL.iter().map(|m| m.as_str()), true)
+}
+
+#[derive(Deserialize, ToSchema)]
 struct AssignmentBody {
     role: String,
     person: String,
@@ -418,7 +478,7 @@ fn person(name: &str) -> Actor {
     Actor::person(name)
 }
 
-#[utoipa::path(post, path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "The run, started", body = RunDetail), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such runbook or version"), (status = 409, description = "The lock is held by another active run"), (status = 422, description = "Invalid input: parameters, secrets, roles or people")))]
 async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -461,10 +521,10 @@ async fn start_run(
         .await?;
     let snapshot =
         state.store.run(id).await?.ok_or_else(|| AppError::not_found("the run vanished"))?;
-    created(dto::snapshot(&snapshot))
+    created(RunDetail::new(&snapshot))
 }
 
-#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
+#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run with its steps, attempts, votes, role holders and notes", body = RunDetail), (status = 401, description = "Not signed in"), (status = 404, description = "No such run")))]
 async fn get_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -473,10 +533,17 @@ async fn get_run(
     let id = run_id(&id)?;
     let snapshot =
         state.store.run(id).await?.ok_or_else(|| AppError::not_found(format!("no run {id}")))?;
-    ok(dto::snapshot(&snapshot))
+    ok(RunDetail::new(&snapshot))
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict")))]
+/// A run's status after an answer.
+#[derive(Serialize, ToSchema)]
+struct RunStatusAnswer {
+    #[schema(schema_with = dto::run_status_schema)]
+    status: &'static str,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished")))]
 async fn cancel_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -485,15 +552,16 @@ async fn cancel_run(
     caller.require_responder()?;
     let id = run_id(&id)?;
     state.engine.cancel(id, &caller.user.actor()).await?;
-    ok(json!({ "status": "cancelled" }))
+    ok(RunStatusAnswer { status: RunStatus::Cancelled.as_str() })
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct DecisionBody {
+    #[schema(schema_with = dto::decision_schema)]
     decision: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run's status after the decision", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "Nothing to decide"), (status = 422, description = "Invalid input")))]
 async fn decide(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -507,22 +575,34 @@ async fn decide(
         .parse()
         .map_err(|_| AppError::invalid("decision must be retry, skip, rollback or abort"))?;
     let status = state.engine.decide(id, &caller.user.actor(), decision).await?;
-    ok(json!({ "status": status.as_str() }))
+    ok(RunStatusAnswer { status: status.as_str() })
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct AssignBody {
+    /// A role the runbook declares.
     role: String,
+    /// An existing, enabled user.
     person: String,
+    /// `false` takes the role away; `true` when absent.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     assign: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AssignAnswer {
+    role: String,
+    /// `user:NAME`.
+    person: String,
+    assigned: bool,
 }
 
 fn yes() -> bool {
     true
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/assignments", request_body = AssignBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/runs/{id}/assignments", request_body = AssignBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Assigned or unassigned", body = AssignAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Unknown role or person, or invalid input")))]
 async fn assign(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -533,17 +613,23 @@ async fn assign(
     let id = run_id(&id)?;
     let AssignBody { role, person: name, assign } = body(&bytes)?;
     state.engine.assign(id, &caller.user.actor(), &role, &person(&name), assign).await?;
-    ok(json!({ "role": role, "person": person(&name).as_str(), "assigned": assign }))
+    ok(AssignAnswer { person: person(&name).as_str().to_owned(), role, assigned: assign })
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Serialize, ToSchema)]
+struct CommanderAnswer {
+    /// `user:NAME`.
+    commander: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 struct CommanderBody {
     /// Who commands the run from now on: an existing, enabled user. An admin names
     /// themselves to take command of any active run.
     to: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/commander", request_body = CommanderBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/runs/{id}/commander", request_body = CommanderBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The new commander", body = CommanderAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "No such enabled user, or invalid input")))]
 async fn transfer_command(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -556,23 +642,31 @@ async fn transfer_command(
     // An admin takes command of any run by naming themselves, so no run is ever orphaned.
     if caller.user.has(GlobalRole::Admin) && to == caller.user.actor() {
         state.engine.take_command(id, &to).await?;
-        return ok(json!({ "commander": to.as_str() }));
+        return ok(CommanderAnswer { commander: to.as_str().to_owned() });
     }
     // An admin who took command may hand it on; the engine checks who commands the run.
     if !caller.user.has(GlobalRole::Admin) {
         caller.require_responder()?;
     }
     state.engine.transfer_command(id, &caller.user.actor(), &to).await?;
-    ok(json!({ "commander": to.as_str() }))
+    ok(CommanderAnswer { commander: to.as_str().to_owned() })
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct NoteBody {
+    /// Something other than spaces.
+    #[schema(pattern = "\\S")]
     text: String,
+    /// The step the note is about, if any.
     step: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/notes", request_body = NoteBody, params(("id" = String, Path, description = "Run id")), responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+#[derive(Serialize, ToSchema)]
+struct NoteAnswer {
+    text: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/notes", request_body = NoteBody, params(("id" = String, Path, description = "Run id")), responses((status = 201, description = "Noted", body = NoteAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such run or step"), (status = 422, description = "Invalid input")))]
 async fn add_note(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -586,15 +680,25 @@ async fn add_note(
         return Err(AppError::invalid("a note needs text"));
     }
     state.engine.add_note(id, &caller.user.actor(), step.as_deref(), &text).await?;
-    created(json!({ "text": text }))
+    created(NoteAnswer { text })
 }
 
-#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[derive(Deserialize, Default, ToSchema)]
 struct AnswerBody {
+    /// Why: shown with the vote and in the timeline.
     comment: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/steps/{step}/{action}", request_body = AnswerBody, params(("id" = String, Path, description = "Run id"), ("step" = String, Path, description = "Step id"), ("action" = String, Path, description = "approve, reject, complete or fail")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
+#[derive(Serialize, ToSchema)]
+struct StepAnswer {
+    step: String,
+    #[schema(schema_with = dto::step_status_schema)]
+    status: &'static str,
+}
+
+/// Answers a gate (`approve`, `reject`) or a manual step (`complete`, `fail`). The body may be
+/// left out.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/steps/{step}/{action}", request_body(content = AnswerBody, description = "An optional comment"), params(("id" = String, Path, description = "Run id"), ("step" = String, Path, description = "Step id"), ("action" = String, Path, pattern = "^(approve|reject|complete|fail)$", description = "approve or reject a gate; complete or fail a manual step")), responses((status = 200, description = "The step's status after the answer", body = StepAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not eligible: the role, self-approval"), (status = 404, description = "No such run, step or action"), (status = 409, description = "The step is not waiting, or was already answered"), (status = 422, description = "The step is not of that kind, or invalid input")))]
 async fn answer_step(
     State(state): State<AppState>,
     Path((id, step, action)): Path<(String, String, String)>,
@@ -614,21 +718,34 @@ async fn answer_step(
         "fail" => engine.complete_manual(id, &step, &actor, false, comment).await?,
         _ => return Err(AppError::not_found("use approve, reject, complete or fail")),
     };
-    ok(json!({ "step": step, "status": status.as_str() }))
+    ok(StepAnswer { step, status: status.as_str() })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only events of this run.
+    #[param(value_type = Option<String>, format = "uuid")]
     run: Option<Uuid>,
+    /// Only events by this person (a user name) or `steady`.
     actor: Option<String>,
+    /// Only events of this action, such as `run.started`.
     action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events after this seq.
     after: Option<i64>,
+    /// How many events at most; 500 when absent. More than 10000 is refused rather than cut
+    /// short, so that a short page always means the last page.
+    #[param(maximum = 10000)]
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", params(("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("after" = Option<i64>, Query, description = "Only events after this seq"), ("limit" = Option<u32>, Query)), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, description = "Events in chain order", body = Vec<AuditEventView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
 async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
@@ -645,32 +762,56 @@ async fn audit(
         since: query.since,
         until: query.until,
         after_seq: query.after,
-        limit: Some(query.limit.unwrap_or(500).min(10_000)),
+        limit: Some(page_limit(query.limit, 500, 10_000)?),
     };
     let events = state.store.audit_events(&filter).await?;
-    ok(events.iter().map(dto::audit_event).collect())
+    ok(events.iter().map(AuditEventView::new).collect::<Vec<_>>())
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
+/// The audit chain, recomputed.
+#[derive(Serialize, ToSchema)]
+struct VerifyAnswer {
+    /// Events checked.
+    events: u64,
+    intact: bool,
+    /// The first event whose hash, `prev_hash` or `seq` does not follow from the one before.
+    first_broken: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, description = "Whether the chain is intact", body = VerifyAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
 async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.require_audit_reader()?;
     let verification = state.store.verify_audit().await?;
-    ok(
-        json!({ "events": verification.events, "intact": verification.first_broken.is_none(), "first_broken": verification.first_broken }),
-    )
+    ok(VerifyAnswer {
+        events: verification.events,
+        intact: verification.first_broken.is_none(),
+        first_broken: verification.first_broken,
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
     /// `jsonl` (the default) or `csv`.
+    #[param(schema_with = export_format_schema, required = false)]
     format: Option<String>,
+    /// Only events of this run.
+    #[param(value_type = Option<String>, format = "uuid")]
     run: Option<Uuid>,
+    /// Only events by this person (a user name).
     actor: Option<String>,
+    /// Only events of this action.
     action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "jsonl or csv"), ("run" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339")), responses((status = 200, description = "JSON Lines or CSV, streamed"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 422, description = "Invalid input")))]
+fn export_format_schema() -> utoipa::openapi::schema::Object {
+    dto::names_schema(["jsonl", "csv"], false)
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON Lines or CSV, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
 async fn export_audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ExportQuery>,
@@ -718,7 +859,7 @@ async fn export_audit(
 }
 
 /// The `steady serve` nodes on this database and whether each is up.
-#[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
+#[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, description = "Every node", body = Vec<NodeView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
 async fn list_nodes(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.require_audit_reader()?;
     let now = steady_engine::engine::now();
@@ -726,21 +867,31 @@ async fn list_nodes(State(state): State<AppState>, caller: Caller) -> ApiResult 
     let nodes = state.store.nodes().await?;
     ok(nodes
         .iter()
-        .map(|node| dto::node(node, crate::node_is_up(node, now), node.id == *this))
-        .collect())
+        .map(|node| NodeView::new(node, crate::node_is_up(node, now), node.id == *this))
+        .collect::<Vec<_>>())
 }
 
-#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden")))]
+#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, description = "Every account", body = Vec<UserView>), (status = 401, description = "Not signed in"), (status = 403, description = "For admins")))]
 async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult {
     caller.require(GlobalRole::Admin)?;
-    ok(state.accounts.users().await?.iter().map(dto::user).collect())
+    ok(state.accounts.users().await?.iter().map(UserView::new).collect::<Vec<_>>())
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct NewUser {
+    /// Starts with a-z and uses a-z, 0-9, `.`, `_` and `-`.
+    #[schema(pattern = "^[a-z][a-z0-9._-]*$", max_length = 64)]
     name: String,
+    /// Global roles.
+    #[schema(schema_with = global_roles_schema)]
     roles: Vec<String>,
+    /// Without one the user signs in with tokens only. Something other than spaces.
+    #[schema(min_length = 12, max_length = 128, pattern = "\\S")]
     password: Option<String>,
+}
+
+fn global_roles_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(dto::global_role_schema())
 }
 
 /// `[a-z][a-z0-9._-]*`, at most 64 characters.
@@ -752,7 +903,7 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 409, description = "Conflict"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView), (status = 401, description = "Not signed in"), (status = 403, description = "For admins"), (status = 409, description = "The name is taken"), (status = 422, description = "Invalid input")))]
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -768,17 +919,17 @@ async fn create_user(
         new.password.as_deref(),
     )
     .await?;
-    created(dto::user(&user))
+    created(UserView::new(&user))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 struct UserUpdate {
     /// A disabled user cannot sign in; their sessions end and their tokens are revoked at
     /// once, for good: enabling them again restores neither.
     disabled: bool,
 }
 
-#[utoipa::path(put, path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Your own account, or the last enabled admin"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(put, path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "The account", body = UserView), (status = 401, description = "Not signed in"), (status = 403, description = "For admins"), (status = 404, description = "No such user"), (status = 409, description = "Your own account, or the last enabled admin"), (status = 422, description = "Invalid input")))]
 async fn update_user(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -795,23 +946,32 @@ async fn update_user(
         .user(&name)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no user `{name}`")))?;
-    ok(dto::user(&user))
+    ok(UserView::new(&user))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "OK"), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "Your tokens; every token for an admin", body = Vec<TokenView>), (status = 401, description = "Not signed in")))]
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let mine = (!caller.user.has(GlobalRole::Admin)).then_some(caller.user.name.as_str());
-    ok(state.accounts.tokens(mine).await?.iter().map(dto::token).collect())
+    ok(state.accounts.tokens(mine).await?.iter().map(TokenView::new).collect::<Vec<_>>())
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// A new token with its secret, shown this once and never stored.
+#[derive(Serialize, ToSchema)]
+struct NewTokenView {
+    #[serde(flatten)]
+    token: TokenView,
+    /// Send it as `Authorization: Bearer <secret>`.
+    secret: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 struct NewToken {
     label: String,
     /// Another user's token: admins only.
     user: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, description = "Created"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, description = "Created, with its secret", body = NewTokenView), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such user"), (status = 422, description = "Invalid input")))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -832,12 +992,10 @@ async fn create_token(
     };
     let (token, secret) =
         auth::issue_token(state.accounts.as_ref(), &caller.user.actor(), &owner, &label).await?;
-    let mut value = dto::token(&token);
-    value["secret"] = Value::String(secret);
-    created(value)
+    created(NewTokenView { token: TokenView::new(&token), secret })
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")), responses((status = 204, description = "No content"), (status = 401, description = "Not signed in"), (status = 403, description = "Forbidden"), (status = 404, description = "Not found"), (status = 409, description = "Conflict")))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")), responses((status = 204, description = "Revoked"), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such token"), (status = 409, description = "Already revoked")))]
 async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -858,7 +1016,8 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Only events after this `seq`; the `Last-Event-ID` header says the same on reconnect.
     after: Option<i64>,
@@ -866,7 +1025,7 @@ struct EventsQuery {
 
 /// The run's audit events as Server-Sent Events, each with its `seq` as the event id, so that
 /// a client that reconnects with `Last-Event-ID` misses nothing and sees nothing twice.
-#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, description = "Run id"), ("after" = Option<i64>, Query, description = "Only events after this seq"), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "text/event-stream of the run's audit events"), (status = 401, description = "Not signed in"), (status = 404, description = "Not found")))]
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, description = "Run id"), EventsQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "The run's audit events", content_type = "text/event-stream", body = String), (status = 204, description = "The run has finished and nothing is left to send"), (status = 401, description = "Not signed in"), (status = 404, description = "No such run"), (status = 422, description = "Invalid query")))]
 async fn run_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -895,7 +1054,7 @@ async fn run_events(
 }
 
 /// Every run's events as Server-Sent Events: what *my work* and dashboards follow.
-#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<i64>, Query, description = "Only events after this seq; the newest when absent"), ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "text/event-stream of every run's audit events"), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "Every run's audit events, from the newest when neither says where", content_type = "text/event-stream", body = String), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
 async fn all_events(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EventsQuery>,
@@ -1009,9 +1168,9 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
     ),
     components(schemas(
         Login, Publish, StartBody, AssignmentBody, DecisionBody, AssignBody, CommanderBody, NoteBody, AnswerBody, NewUser, UserUpdate,
-        NewToken
+        NewToken, ErrorBody
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorAnswers)
 )]
 pub struct ApiDoc;
 
@@ -1032,10 +1191,40 @@ impl utoipa::Modify for BearerAuth {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
         );
+        // Either way in, everywhere but the routes that say `security(())` (`[{}]`: open).
+        openapi.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new::<_, _, &str>("token", []),
+            utoipa::openapi::security::SecurityRequirement::new::<_, _, &str>("session", []),
+        ]);
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "This document")))]
+/// Every error answer of every route is the one `ErrorBody` shape, in JSON: declared once
+/// here rather than on each of the routes' statuses.
+struct ErrorAnswers;
+
+impl utoipa::Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, RefOr};
+        let error = ContentBuilder::new()
+            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"))))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let is_error = status.starts_with('4') || status.starts_with('5');
+                    if let (true, RefOr::T(response)) = (is_error, response) {
+                        response.content.insert("application/json".to_owned(), error.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", security(()), responses((status = 200, description = "This document", body = Object)))]
 async fn openapi() -> ApiResult {
     use utoipa::OpenApi;
     ok(serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())

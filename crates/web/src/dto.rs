@@ -1,174 +1,469 @@
 //! JSON shapes of the API and the CLI's `--json`, built explicitly from engine types so that
 //! the engine's types can change without changing what callers see.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use steady_engine::Diagnostic;
-use steady_engine::accounts::{ApiToken, User};
+use steady_engine::accounts::{ApiToken, GlobalRole, User};
 use steady_engine::audit::{AuditEvent, format_timestamp};
-use steady_engine::run::{RunRecord, RunSnapshot, RunbookVersion};
+use steady_engine::run::{
+    Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, RunbookVersion, StepStatus,
+};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
+use uuid::Uuid;
+
+/// A closed set of names as a string schema with an `enum`, taken from the engine's own list so
+/// that the document cannot drift from what the server accepts and answers.
+pub(crate) fn names_schema(
+    names: impl IntoIterator<Item = &'static str>,
+    nullable: bool,
+) -> Object {
+    let mut values: Vec<Value> = names.into_iter().map(Value::from).collect();
+    let schema_type = if nullable {
+        values.push(Value::Null);
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
+    ObjectBuilder::new().schema_type(schema_type).enum_values(Some(values)).build()
+}
+
+pub(crate) fn run_status_schema() -> Object {
+    names_schema(RunStatus::ALL.iter().map(|s| s.as_str()), false)
+}
+
+pub(crate) fn run_mode_schema() -> Object {
+    names_schema(RunMode::ALL.iter().map(|m| m.as_str()), false)
+}
+
+pub(crate) fn phase_schema() -> Object {
+    names_schema(Phase::ALL.iter().map(|p| p.as_str()), false)
+}
+
+pub(crate) fn step_status_schema() -> Object {
+    names_schema(StepStatus::ALL.iter().map(|s| s.as_str()), false)
+}
+
+pub(crate) fn nullable_step_status_schema() -> Object {
+    names_schema(StepStatus::ALL.iter().map(|s| s.as_str()), true)
+}
+
+pub(crate) fn decision_schema() -> Object {
+    names_schema(Decision::ALL.iter().map(|d| d.as_str()), false)
+}
+
+pub(crate) fn global_role_schema() -> Object {
+    names_schema(GlobalRole::ALL.iter().map(|r| r.as_str()), false)
+}
 
 /// A run without its steps, as listed.
-pub fn run(run: &RunRecord) -> Value {
-    json!({
-        "id": run.id,
-        "runbook": run.runbook,
-        "version": run.version,
-        "sha256": run.sha256,
-        "mode": run.mode.as_str(),
-        "status": run.status.as_str(),
-        "phase": run.phase.as_str(),
-        "started_by": run.started_by.as_str(),
-        "commander": run.commander.as_str(),
-        "params": run.params,
-        "lock": run.lock_key,
-        "created_at": format_timestamp(run.created_at),
-        "finished_at": run.finished_at.map(format_timestamp),
-        "lease": run.lease.as_ref().map(|lease| json!({"owner": lease.owner, "expires_at": format_timestamp(lease.expires_at)})),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    pub runbook: String,
+    /// The runbook version the run follows, for good.
+    pub version: u32,
+    /// The SHA-256 of that version's source.
+    pub sha256: String,
+    #[schema(schema_with = run_mode_schema)]
+    pub mode: &'static str,
+    #[schema(schema_with = run_status_schema)]
+    pub status: &'static str,
+    /// `main` until the run rolls back.
+    #[schema(schema_with = phase_schema)]
+    pub phase: &'static str,
+    /// `user:NAME`, `local:NAME` or `steady`.
+    pub started_by: String,
+    pub commander: String,
+    /// Parameter values by name.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// The rendered lock key, when the runbook declares one.
+    pub lock: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    /// Which process drives the run, while one does.
+    pub lease: Option<LeaseView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseView {
+    pub owner: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+impl RunView {
+    pub fn new(run: &RunRecord) -> RunView {
+        RunView {
+            id: run.id,
+            runbook: run.runbook.clone(),
+            version: run.version,
+            sha256: run.sha256.clone(),
+            mode: run.mode.as_str(),
+            status: run.status.as_str(),
+            phase: run.phase.as_str(),
+            started_by: run.started_by.as_str().to_owned(),
+            commander: run.commander.as_str().to_owned(),
+            params: serde_json::to_value(&run.params).unwrap_or_default(),
+            lock: run.lock_key.clone(),
+            created_at: format_timestamp(run.created_at),
+            finished_at: run.finished_at.map(format_timestamp),
+            lease: run.lease.as_ref().map(|lease| LeaseView {
+                owner: lease.owner.clone(),
+                expires_at: format_timestamp(lease.expires_at),
+            }),
+        }
+    }
 }
 
 /// A whole run: steps, attempts with their output, votes, role holders and notes.
-pub fn snapshot(snapshot: &RunSnapshot) -> Value {
-    let steps: Vec<Value> = snapshot
-        .steps
-        .iter()
-        .map(|step| {
-            let attempts: Vec<Value> = snapshot
-                .attempts
-                .iter()
-                .filter(|a| a.step_id == step.step_id)
-                .map(|a| {
-                    json!({
-                        "number": a.number,
-                        "status": a.status.map(|s| s.as_str()),
-                        "started_at": a.started_at.map(format_timestamp),
-                        "finished_at": a.finished_at.map(format_timestamp),
-                        "exit_code": a.exit_code,
-                        "http_status": a.http_status,
-                        "stdout": a.stdout,
-                        "stderr": a.stderr,
-                        "stdout_truncated": a.stdout_truncated,
-                        "stderr_truncated": a.stderr_truncated,
-                        "json": a.json,
-                        "error": a.error,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub steps: Vec<StepView>,
+    pub assignments: Vec<AssignmentView>,
+    pub notes: Vec<NoteView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    pub id: String,
+    #[schema(schema_with = phase_schema)]
+    pub phase: &'static str,
+    #[schema(schema_with = step_status_schema)]
+    pub status: &'static str,
+    /// The attempt under way or last made; 0 before the first.
+    pub attempt: u32,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    /// When a gate times out.
+    #[schema(format = DateTime)]
+    pub deadline: Option<String>,
+    /// The role a timed-out gate passed to.
+    pub escalated_to: Option<String>,
+    /// The rendered command, request or instructions, secrets masked.
+    #[schema(value_type = Option<Object>)]
+    pub rendered: Option<Value>,
+    pub note: Option<String>,
+    pub completed_by: Option<String>,
+    pub attempts: Vec<AttemptView>,
+    pub votes: Vec<VoteView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub number: u32,
+    #[schema(schema_with = nullable_step_status_schema)]
+    pub status: Option<&'static str>,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub http_status: Option<u16>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The output parsed as JSON, when it was JSON.
+    pub json: Option<Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteView {
+    pub actor: String,
+    pub approve: bool,
+    pub comment: Option<String>,
+    /// What the approval is bound to: the digest of the parameters and the guarded actions.
+    pub digest: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The guarded actions rendered differently when they were about to run.
+    pub void: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssignmentView {
+    pub role: String,
+    pub person: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    pub author: String,
+    pub step: Option<String>,
+    pub text: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+}
+
+impl RunDetail {
+    pub fn new(snapshot: &RunSnapshot) -> RunDetail {
+        let steps = snapshot
+            .steps
+            .iter()
+            .map(|step| StepView {
+                id: step.step_id.clone(),
+                phase: step.phase.as_str(),
+                status: step.status.as_str(),
+                attempt: step.attempt,
+                started_at: step.started_at.map(format_timestamp),
+                finished_at: step.finished_at.map(format_timestamp),
+                deadline: step.deadline.map(format_timestamp),
+                escalated_to: step.escalated_to.clone(),
+                rendered: step.rendered.clone(),
+                note: step.note.clone(),
+                completed_by: step.completed_by.as_ref().map(|a| a.as_str().to_owned()),
+                attempts: snapshot
+                    .attempts
+                    .iter()
+                    .filter(|a| a.step_id == step.step_id)
+                    .map(|a| AttemptView {
+                        number: a.number,
+                        status: a.status.map(|s| s.as_str()),
+                        started_at: a.started_at.map(format_timestamp),
+                        finished_at: a.finished_at.map(format_timestamp),
+                        exit_code: a.exit_code,
+                        http_status: a.http_status,
+                        stdout: a.stdout.clone(),
+                        stderr: a.stderr.clone(),
+                        stdout_truncated: a.stdout_truncated,
+                        stderr_truncated: a.stderr_truncated,
+                        json: a.json.clone(),
+                        error: a.error.clone(),
                     })
-                })
-                .collect();
-            let votes: Vec<Value> = snapshot
-                .votes
-                .iter()
-                .filter(|v| v.step_id == step.step_id)
-                .map(|v| {
-                    json!({
-                        "actor": v.actor.as_str(),
-                        "approve": v.approve,
-                        "comment": v.comment,
-                        "digest": v.digest,
-                        "at": format_timestamp(v.at),
-                        "void": v.void,
+                    .collect(),
+                votes: snapshot
+                    .votes
+                    .iter()
+                    .filter(|v| v.step_id == step.step_id)
+                    .map(|v| VoteView {
+                        actor: v.actor.as_str().to_owned(),
+                        approve: v.approve,
+                        comment: v.comment.clone(),
+                        digest: v.digest.clone(),
+                        at: format_timestamp(v.at),
+                        void: v.void,
                     })
-                })
-                .collect();
-            json!({
-                "id": step.step_id,
-                "phase": step.phase.as_str(),
-                "status": step.status.as_str(),
-                "attempt": step.attempt,
-                "started_at": step.started_at.map(format_timestamp),
-                "finished_at": step.finished_at.map(format_timestamp),
-                "deadline": step.deadline.map(format_timestamp),
-                "escalated_to": step.escalated_to,
-                "rendered": step.rendered,
-                "note": step.note,
-                "completed_by": step.completed_by.as_ref().map(|a| a.as_str()),
-                "attempts": attempts,
-                "votes": votes,
+                    .collect(),
             })
-        })
-        .collect();
-    let mut run = run(&snapshot.run);
-    run["steps"] = Value::Array(steps);
-    run["assignments"] = snapshot
-        .assignments
-        .iter()
-        .map(|a| json!({"role": a.role, "person": a.person.as_str()}))
-        .collect();
-    run["notes"] = snapshot
-        .notes
-        .iter()
-        .map(|n| json!({"author": n.author.as_str(), "step": n.step_id, "text": n.text, "at": format_timestamp(n.at)}))
-        .collect();
-    run
+            .collect();
+        RunDetail {
+            run: RunView::new(&snapshot.run),
+            steps,
+            assignments: snapshot
+                .assignments
+                .iter()
+                .map(|a| AssignmentView {
+                    role: a.role.clone(),
+                    person: a.person.as_str().to_owned(),
+                })
+                .collect(),
+            notes: snapshot
+                .notes
+                .iter()
+                .map(|n| NoteView {
+                    author: n.author.as_str().to_owned(),
+                    step: n.step_id.clone(),
+                    text: n.text.clone(),
+                    at: format_timestamp(n.at),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A run without its steps, as the CLI's `--json` prints it.
+pub fn run(run: &RunRecord) -> Value {
+    serde_json::to_value(RunView::new(run)).unwrap_or_default()
+}
+
+/// A whole run, as the CLI's `--json` prints it.
+pub fn snapshot(snapshot: &RunSnapshot) -> Value {
+    serde_json::to_value(RunDetail::new(snapshot)).unwrap_or_default()
 }
 
 /// A runbook version, with its source when asked for.
-pub fn runbook_version(version: &RunbookVersion, with_source: bool) -> Value {
-    let mut value = json!({
-        "name": version.name,
-        "version": version.version,
-        "sha256": version.sha256,
-        "published_by": version.published_by.as_str(),
-        "published_at": format_timestamp(version.published_at),
-    });
-    if with_source {
-        value["source"] = Value::String(version.source.clone());
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunbookVersionView {
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+    pub published_by: String,
+    #[schema(format = DateTime)]
+    pub published_at: String,
+    /// The YAML source: only from `GET /api/v1/runbooks/{name}/source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl RunbookVersionView {
+    pub fn new(version: &RunbookVersion, with_source: bool) -> RunbookVersionView {
+        RunbookVersionView {
+            name: version.name.clone(),
+            version: version.version,
+            sha256: version.sha256.clone(),
+            published_by: version.published_by.as_str().to_owned(),
+            published_at: format_timestamp(version.published_at),
+            source: with_source.then(|| version.source.clone()),
+        }
     }
-    value
+}
+
+/// A validation diagnostic with its line and column.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiagnosticView {
+    #[schema(schema_with = severity_schema)]
+    pub severity: &'static str,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+fn severity_schema() -> Object {
+    names_schema(["error", "warning"], false)
 }
 
 /// Validation diagnostics with their line and column.
 pub fn diagnostics(diagnostics: &[Diagnostic]) -> Value {
-    diagnostics
+    let views: Vec<DiagnosticView> = diagnostics
         .iter()
-        .map(|d| json!({ "severity": d.severity.as_str(), "line": d.at.line, "column": d.at.column, "message": d.message }))
-        .collect()
+        .map(|d| DiagnosticView {
+            severity: d.severity.as_str(),
+            line: d.at.line,
+            column: d.at.column,
+            message: d.message.clone(),
+        })
+        .collect();
+    serde_json::to_value(views).unwrap_or_default()
+}
+
+/// One event of the audit chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    pub seq: i64,
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub run_id: Option<Uuid>,
+    pub step_id: Option<String>,
+    /// What happened; step output by SHA-256, not inline.
+    pub data: Value,
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and the canonical JSON of the other fields.
+    pub hash: String,
+}
+
+impl AuditEventView {
+    pub fn new(event: &AuditEvent) -> AuditEventView {
+        AuditEventView {
+            seq: event.seq,
+            id: event.id,
+            at: format_timestamp(event.at),
+            actor: event.actor.as_str().to_owned(),
+            action: event.action.clone(),
+            run_id: event.run_id,
+            step_id: event.step_id.clone(),
+            data: event.data.clone(),
+            prev_hash: event.prev_hash.clone(),
+            hash: event.hash.clone(),
+        }
+    }
 }
 
 pub fn audit_event(event: &AuditEvent) -> Value {
-    json!({
-        "seq": event.seq,
-        "id": event.id,
-        "at": format_timestamp(event.at),
-        "actor": event.actor.as_str(),
-        "action": event.action,
-        "run_id": event.run_id,
-        "step_id": event.step_id,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    })
+    serde_json::to_value(AuditEventView::new(event)).unwrap_or_default()
 }
 
-pub fn user(user: &User) -> Value {
-    json!({
-        "name": user.name,
-        "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "disabled": user.disabled,
-        "created_at": format_timestamp(user.created_at),
-    })
+/// An account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub name: String,
+    #[schema(schema_with = global_roles_schema)]
+    pub roles: Vec<&'static str>,
+    pub disabled: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+fn global_roles_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(global_role_schema())
+}
+
+impl UserView {
+    pub fn new(user: &User) -> UserView {
+        UserView {
+            name: user.name.clone(),
+            roles: user.roles.iter().map(|r| r.as_str()).collect(),
+            disabled: user.disabled,
+            created_at: format_timestamp(user.created_at),
+        }
+    }
 }
 
 /// A server node on this database: `up` when it said it was alive recently, `this` for the
 /// node that answers.
-pub fn node(node: &steady_engine::store::NodeRecord, up: bool, this: bool) -> Value {
-    json!({
-        "id": node.id,
-        "address": node.address,
-        "started_at": format_timestamp(node.started_at),
-        "last_seen": format_timestamp(node.last_seen),
-        "up": up,
-        "this": this,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeView {
+    pub id: String,
+    pub address: String,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub last_seen: String,
+    pub up: bool,
+    pub this: bool,
 }
 
-pub fn token(token: &ApiToken) -> Value {
-    json!({
-        "id": token.id,
-        "label": token.label,
-        "user": token.user,
-        "created_at": format_timestamp(token.created_at),
-        "revoked_at": token.revoked_at.map(format_timestamp),
-    })
+impl NodeView {
+    pub fn new(node: &steady_engine::store::NodeRecord, up: bool, this: bool) -> NodeView {
+        NodeView {
+            id: node.id.clone(),
+            address: node.address.clone(),
+            started_at: format_timestamp(node.started_at),
+            last_seen: format_timestamp(node.last_seen),
+            up,
+            this,
+        }
+    }
+}
+
+/// An API token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    pub label: String,
+    pub user: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+}
+
+impl TokenView {
+    pub fn new(token: &ApiToken) -> TokenView {
+        TokenView {
+            id: token.id,
+            label: token.label.clone(),
+            user: token.user.clone(),
+            created_at: format_timestamp(token.created_at),
+            revoked_at: token.revoked_at.map(format_timestamp),
+        }
+    }
 }
 
 /// The columns of the audit log's CSV export.

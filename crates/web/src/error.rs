@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use steady_engine::engine::EngineError;
 use steady_engine::store::StoreError;
 
@@ -55,12 +55,35 @@ impl AppError {
     }
 }
 
+/// The one shape of every error answer of the API, whatever its status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable word: `unauthenticated`, `forbidden`, `not_found`,
+    /// `conflict`, `invalid`, `unsupported`, `throttled`, `busy` or `internal`.
+    pub code: String,
+    /// What went wrong, for people: what to fix when it is the caller's mistake.
+    pub message: String,
+    /// More about it, such as the diagnostics of an invalid runbook, each with its line and
+    /// column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::dto::DiagnosticView>>)]
+    pub details: Option<serde_json::Value>,
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
-        if let Some(details) = self.details {
-            body["error"]["details"] = details;
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                details: self.details,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -73,6 +96,7 @@ impl From<StoreError> for AppError {
             StoreError::LockHeld { key, run_id } => lock_held(&key, run_id),
             StoreError::LockOut(reason) => AppError::conflict(reason),
             StoreError::Conflict => AppError::conflict("the run changed meanwhile: try again"),
+            StoreError::Unstorable(reason) => AppError::invalid(reason),
             other => AppError::internal(other),
         }
     }

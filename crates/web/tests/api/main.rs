@@ -4,6 +4,7 @@
 //!
 //! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
 //! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
+//! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -31,6 +32,7 @@ macro_rules! on_every_backend {
 }
 
 mod access;
+mod contract;
 mod matrix;
 mod pages;
 mod stories;
