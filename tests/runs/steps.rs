@@ -460,6 +460,11 @@ steps:
     read_only: true
     timeout: 5s
     expect: { stdout: "^true false$" }
+  - id: inside_lists_and_maps
+    run: ["echo", "{{ [params.dry] }}", "{{ {'dry': params.dry} }}", "{{ params.dry | string }}"]
+    read_only: true
+    timeout: 5s
+    expect: { stdout: '^\[true\] \{"dry":true\} true$' }
   - id: announce
     http:
       method: POST

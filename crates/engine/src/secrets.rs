@@ -131,14 +131,22 @@ impl Secrets {
         params: impl IntoIterator<Item = (&'p str, String)>,
     ) -> Result<(), SecretsError> {
         for (param, value) in params {
-            for (secret, secret_value) in &self.values {
-                if value.contains(secret_value.as_str()) {
-                    let (param, secret) = (param.to_owned(), secret.clone());
-                    return Err(SecretsError::InParameter { param, secret });
-                }
+            // In any form masking knows (base64, percent-encoded, …), not only as typed.
+            if self.mask(&value) == value {
+                continue;
             }
+            let secret = self.which(&value).unwrap_or_default();
+            return Err(SecretsError::InParameter { param: param.to_owned(), secret });
         }
         Ok(())
+    }
+
+    /// The name of the first secret found in `text`, trying each on its own.
+    fn which(&self, text: &str) -> Option<String> {
+        self.values.iter().find_map(|(name, value)| {
+            let one = Masker::new(std::iter::once(value.as_str()))?;
+            (one.mask(text) != text).then(|| name.clone())
+        })
     }
 
     /// Masks every string (and key) inside a JSON value: what a step's output parsed to, or a
@@ -409,6 +417,21 @@ fn forms_of(value: &str) -> Vec<String> {
     }
     forms.push(escaped.to_uppercase().replace("\\U", "\\u"));
     forms.push(escaped);
+    // Inside double quotes, as `declare -p` and `export -p` print it (the quotes themselves are
+    // left alone, so that masked JSON stays JSON).
+    let mut double = String::new();
+    for c in value.chars() {
+        if "\\\"$`".contains(c) {
+            double.push('\\');
+        }
+        double.push(c);
+    }
+    forms.push(double);
+    // A multi-line value (a key) with Windows line ends, or with its lines joined.
+    if value.contains('\n') {
+        forms.push(value.replace("\r\n", "\n").replace('\n', "\r\n"));
+        forms.push(value.replace(['\r', '\n'], ""));
+    }
     // Shell-quoted: as our own shell rendering and `set -x` write it, as Python's
     // `shlex.quote` does, and backslash-escaped as bash's `printf %q` does.
     if let Ok(quoted) = shlex::try_quote(value) {

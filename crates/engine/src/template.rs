@@ -361,19 +361,28 @@ fn environment(target: Target) -> &'static Environment<'static> {
             });
         } else {
             env.set_formatter(|out, state, value| match value.kind() {
-                ValueKind::Bool => out.write_str(&written(value)).map_err(Error::from),
+                ValueKind::Bool | ValueKind::Seq | ValueKind::Map => {
+                    out.write_str(&written(value)).map_err(Error::from)
+                }
                 _ => minijinja::escape_formatter(out, state, value),
             });
         }
+        // `| string` spells values as the formatter does.
+        env.add_filter("string", |value: Value| written(&value));
         env
     })
 }
 
 /// A value as a template writes it. Booleans are `true` and `false`, as JSON, shells and
-/// Steady's own parameters spell them, not minijinja's Python-like `True` and `False`.
+/// Steady's own parameters spell them, not minijinja's Python-like `True` and `False`; lists
+/// and maps are written as JSON, so the booleans inside them are too.
 fn written(value: &Value) -> String {
     match value.kind() {
         ValueKind::Bool => value.is_true().to_string(),
+        // A placeholder (`⟨steps.lag.stdout⟩` in a plan) writes itself.
+        ValueKind::Seq | ValueKind::Map if value.downcast_object_ref::<Placeholder>().is_none() => {
+            serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
+        }
         _ => value.to_string(),
     }
 }

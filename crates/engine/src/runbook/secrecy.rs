@@ -65,11 +65,36 @@ impl<'a> Checker<'a> {
     /// The variables a piece of template text reads, as dotted paths. Validation compiled
     /// every template before this runs, so failures here mean nothing is read.
     fn reads(&self, source: &'a str) -> HashSet<String> {
-        self.compiler.template(source, Target::Text).unwrap_or_default()
+        // minijinja's own analysis misses some forms (a slice, `x[1:]`, hides its subject), so
+        // what the text names is added: a rule that errs here errs on the safe side.
+        let mut reads = self.compiler.template(source, Target::Text).unwrap_or_default();
+        for (_, tag) in pieces(source).into_iter().filter(|(is_tag, _)| *is_tag) {
+            reads.extend(named(tag));
+        }
+        reads
     }
 
     fn reads_secret(&self, source: &'a str) -> bool {
         self.reads(source).iter().any(|path| path == "secrets" || path.starts_with("secrets."))
+    }
+
+    /// Whether a template carries a secret: reads one, or reads the output of a step whose
+    /// templates carry one (a step that prints a secret hands it on).
+    fn carries_secret(&self, source: &'a str, visited: &mut HashSet<&'a str>) -> bool {
+        let reads = self.reads(source);
+        if reads.iter().any(|path| path == "secrets" || path.starts_with("secrets.")) {
+            return true;
+        }
+        reads.iter().filter_map(|path| path.strip_prefix("steps.")).any(|rest| {
+            let id = rest.split('.').next().unwrap_or(rest);
+            let Some(step) = self.step(id) else { return false };
+            visited.insert(step.id.as_str())
+                && step_templates(step).into_iter().any(|t| self.carries_secret(t, visited))
+        })
+    }
+
+    fn step(&self, id: &str) -> Option<&'a Step> {
+        self.runbook.steps.iter().chain(&self.runbook.rollback).find(|step| step.id == id)
     }
 
     /// The parameters a piece of template text reads.
@@ -97,7 +122,8 @@ impl<'a> Checker<'a> {
             Some(HttpBody::Json(json)) => json_strings(json, &mut sources),
             None => {}
         }
-        if !sources.iter().any(|source| self.reads_secret(source)) {
+        let mut visited = HashSet::new();
+        if !sources.iter().any(|source| self.carries_secret(source, &mut visited)) {
             return;
         }
         let tags = origin_tags(&request.url.source);
@@ -111,6 +137,21 @@ impl<'a> Checker<'a> {
         } else {
             self.reads(&request.url.source)
         };
+        // A note is whatever the person who completes a manual step types.
+        for path in &reads {
+            let mut parts = path.split('.');
+            if let (Some("steps"), Some(id), Some("note")) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                out.push(Diagnostic::error(
+                    request.url.at,
+                    format!(
+                        "step `{}` sends a secret to a URL whose scheme, host or port comes from the note of step `{id}`, which the person completing it types: name the host in the runbook or in a parameter with an `enum` or an anchored `pattern`",
+                        step.id
+                    ),
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         for (param, through) in self.steering(&reads, &mut HashSet::new()) {
             if constrained(param, Constraint::Anchored) || !seen.insert(param.name.as_str()) {
@@ -189,20 +230,27 @@ impl<'a> Checker<'a> {
             ));
         };
         if let Some(when) = &step.when {
-            let reads = self.compiler.expression(&when.source).unwrap_or_default();
+            let mut reads = self.compiler.expression(&when.source).unwrap_or_default();
+            reads.extend(named(&when.source));
             if reads.iter().any(|path| path == "secrets" || path.starts_with("secrets.")) {
                 refuse(when.at, "reads a secret in `when`", out);
             }
         }
         for (source, at) in step_template_sites(step) {
-            let inspected = pieces(source)
-                .into_iter()
-                .any(|(is_tag, tag)| is_tag && self.reads_secret(tag) && !written_out(tag));
-            // A block tag cannot be compiled on its own: look at the whole template then.
-            let blocks_read_secrets = pieces(source)
+            let pieces = pieces(source);
+            let writes_secret = pieces.iter().any(|(is_tag, tag)| *is_tag && names_secrets(tag));
+            if !writes_secret {
+                continue;
+            }
+            let inspected = pieces
                 .iter()
-                .any(|(is_tag, tag)| *is_tag && tag.starts_with("{%") && tag.contains("secrets"));
-            if inspected || blocks_read_secrets {
+                .any(|(is_tag, tag)| *is_tag && names_secrets(tag) && !written_out(tag));
+            // Blocks that capture or transform what is inside them (`filter`, `set`, macros)
+            // could change a secret written within; only choosing and repeating are allowed.
+            let transformed = pieces
+                .iter()
+                .any(|(is_tag, tag)| *is_tag && tag.starts_with("{%") && !plain_block(tag));
+            if inspected || transformed {
                 refuse(at, "uses a secret in a template other than by writing it out", out);
             }
         }
@@ -265,6 +313,35 @@ impl<'a> Checker<'a> {
             .filter(|param| !constrained(param, Constraint::AnyPattern))
             .collect()
     }
+}
+
+/// The variables a piece of template text names, found in the text itself: `params.x`,
+/// `steps.id.field`, `secrets.X`, or a bare root (`params[...]`) as the root alone.
+fn named(source: &str) -> HashSet<String> {
+    static NAMED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let pattern = NAMED.get_or_init(|| {
+        regex::Regex::new(r"\b(params|steps|secrets)\b((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*){0,2})")
+            .unwrap_or_else(|_| unreachable!("a fixed, valid pattern"))
+    });
+    pattern
+        .captures_iter(source)
+        .map(|found| {
+            let rest: String = found[2].chars().filter(|c| !c.is_whitespace()).collect();
+            format!("{}{rest}", &found[1])
+        })
+        .collect()
+}
+
+/// Whether a tag names `secrets` at all.
+fn names_secrets(tag: &str) -> bool {
+    named(tag).iter().any(|path| path.starts_with("secrets"))
+}
+
+/// Whether a block tag only chooses or repeats (`if`, `elif`, `else`, `for` and their ends).
+fn plain_block(tag: &str) -> bool {
+    let inner = tag.trim_start_matches("{%").trim_start_matches('-').trim_start();
+    let keyword = inner.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+    matches!(keyword, "if" | "elif" | "else" | "endif" | "for" | "endfor")
 }
 
 /// Whether a tag is exactly `{{ secrets.NAME }}` (spaces and whitespace control allowed).

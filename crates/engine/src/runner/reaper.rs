@@ -23,6 +23,10 @@ static SUBREAPER: AtomicBool = AtomicBool::new(false);
 /// The step processes this process spawned: tokio owns and reaps them.
 static SPAWNED: Mutex<Vec<Spawned>> = Mutex::new(Vec::new());
 
+/// Sessions of orphans already killed: a daemon that keeps forking anew stays in its session,
+/// so each new process of it is doomed too, however young.
+static DOOMED_SESSIONS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
 #[derive(Debug, Clone, Copy)]
 struct Spawned {
     pid: i32,
@@ -87,9 +91,10 @@ impl Family {
             return;
         }
         // A process may fork again just before it dies, and its child then escapes this round:
-        // go on until a look finds nothing left, for a bounded number of rounds.
+        // go on until a look finds nothing left, for at most a few seconds.
         let mut killed = false;
-        for _ in 0..50 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
             let doomed = sweep();
             if doomed.is_empty() {
                 break;
@@ -98,7 +103,7 @@ impl Family {
             for pid in &doomed {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         if killed && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             // The orphans just killed become zombies of this process: reap them once dead, and
@@ -133,13 +138,24 @@ fn sweep() -> Vec<i32> {
     let table = ProcessTable::read();
     // An orphan started before every running step cannot be theirs.
     let oldest_running = spawned.iter().filter(|entry| entry.running).map(|e| e.started).min();
+    let own_session = table.get(std::process::id() as i32).map(|stat| stat.session);
+    let mut sessions = DOOMED_SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
     let mut doomed = Vec::new();
     for stat in strangers.iter().filter_map(|pid| table.get(*pid)) {
         if stat.state == 'Z' {
             let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
-        } else if oldest_running.is_none_or(|oldest| stat.started < oldest) {
+        } else if oldest_running.is_none_or(|oldest| stat.started < oldest)
+            || sessions.contains(&stat.session)
+        {
             doomed.push(stat.pid);
             doomed.extend(table.descendants(stat.pid));
+            if Some(stat.session) != own_session && !sessions.contains(&stat.session) {
+                // Bounded: session ids are reused, and old ones matter no more.
+                if sessions.len() >= 1024 {
+                    sessions.remove(0);
+                }
+                sessions.push(stat.session);
+            }
         }
     }
     doomed
@@ -177,6 +193,7 @@ struct Stat {
     pid: i32,
     state: char,
     ppid: i32,
+    session: i32,
     started: u64,
 }
 
@@ -189,6 +206,7 @@ fn read_stat(pid: i32) -> Option<Stat> {
         pid,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         started: fields.get(19)?.parse().ok()?,
     })
 }
