@@ -372,6 +372,13 @@ steps:
         refused.to_string(),
         "parameter `who` holds the value of secret `TOKEN`: parameters are stored and shown, so a secret must come from STEADY_SECRET_TOKEN"
     );
+    // Encoded, it is the same secret: base64 of it, as a starter might paste it.
+    let mut start = live("pasted");
+    start.params = vec![("who".to_owned(), "czNjcjN0LXQwa2VuLXZhbHVl".to_owned())];
+    assert!(matches!(
+        h.engine.start_run(start).await,
+        Err(EngineError::Secrets(SecretsError::InParameter { .. }))
+    ));
     let run = h.start("pasted", &[], &[("operator", &crate::alice())]).await;
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
     let pasted = format!("used {SECRET} to log in");
