@@ -30,7 +30,8 @@ static DOOMED_SESSIONS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 #[derive(Debug, Clone, Copy)]
 struct Spawned {
     pid: i32,
-    /// Start time in clock ticks since boot, as `/proc` gives it; 0 when unknown.
+    /// Start time in clock ticks since boot, as `/proc` gives it; 0 until an orphan must be
+    /// judged against it (and then, if it cannot be read, "before everything": safe).
     started: u64,
     /// Whether its step is still running.
     running: bool,
@@ -65,8 +66,8 @@ pub(super) fn spawn(command: &mut Command) -> std::io::Result<(Child, Family)> {
     let mut spawned = spawned();
     let child = command.spawn()?;
     let pid = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
-    let started = read_stat(pid).map_or(0, |stat| stat.started);
-    spawned.push(Spawned { pid, started, running: true });
+    // Its start time is read only when an orphan has to be judged against it.
+    spawned.push(Spawned { pid, started: 0, running: true });
     Ok((child, Family { child: Pid::from_raw(pid) }))
 }
 
@@ -136,6 +137,9 @@ fn sweep() -> Vec<i32> {
         return Vec::new();
     }
     let table = ProcessTable::read();
+    for entry in spawned.iter_mut().filter(|entry| entry.running && entry.started == 0) {
+        entry.started = table.get(entry.pid).map_or(0, |stat| stat.started);
+    }
     // An orphan started before every running step cannot be theirs.
     let oldest_running = spawned.iter().filter(|entry| entry.running).map(|e| e.started).min();
     let own_session = table.get(std::process::id() as i32).map(|stat| stat.session);
@@ -161,21 +165,15 @@ fn sweep() -> Vec<i32> {
     doomed
 }
 
-/// The pids of this process's children, zombies included: from each thread's `children` list,
-/// or, where the kernel has none, from the whole process table.
+/// The pids of this process's children that can be orphans, zombies included. The kernel gives
+/// adopted orphans to the main thread, so its `children` list is enough (children that other
+/// threads spawned are steps, which are known anyway); where the kernel keeps no such list, the
+/// whole process table is read.
 fn children_of_self() -> Vec<i32> {
-    let parse = |text: String| -> Vec<i32> {
-        text.split_whitespace().filter_map(|pid| pid.parse().ok()).collect()
-    };
-    let lists: Option<Vec<String>> = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
-        tasks
-            .flatten()
-            .map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-            .collect()
-    });
-    match lists {
-        Some(lists) => lists.into_iter().flat_map(parse).collect(),
-        None => {
+    let me = std::process::id();
+    match std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
+        Ok(list) => list.split_whitespace().filter_map(|pid| pid.parse().ok()).collect(),
+        Err(_) => {
             let me = std::process::id() as i32;
             ProcessTable::read()
                 .processes
