@@ -354,6 +354,10 @@ fn forms_of(value: &str) -> Vec<String> {
         forms.push(encoded);
     }
     forms.push(form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    // Hex, as `xxd -p` and `od` write it, in either case.
+    let hex = hex::encode(value.as_bytes());
+    forms.push(hex.to_uppercase());
+    forms.push(hex);
     // Every byte percent-encoded, as some tools write it.
     let every_byte: String = value.bytes().map(|b| format!("%{b:02X}")).collect();
     forms.push(every_byte.to_lowercase_hex());

@@ -18,8 +18,19 @@ use crate::template::{Compiler, Target};
 pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     let compiler = Compiler::new();
     let checker = Checker { runbook, compiler };
+    // Steps whose output may hold a secret (they were given one): their output is written out
+    // whole or not at all, like a secret.
+    let tainted: HashSet<&str> = runbook
+        .steps
+        .iter()
+        .chain(&runbook.rollback)
+        .filter(|step| {
+            step_templates(step).into_iter().any(|t| checker.carries_secret(t, &mut HashSet::new()))
+        })
+        .map(|step| step.id.as_str())
+        .collect();
     for step in runbook.steps.iter().chain(&runbook.rollback) {
-        checker.secrets_only_written(step, out);
+        checker.secrets_only_written(step, &tainted, out);
         match &step.kind {
             StepKind::Http(request) => checker.destination(step, request, out),
             StepKind::Run(command) => {
@@ -219,7 +230,20 @@ impl<'a> Checker<'a> {
     }
 
     /// A secret may only be written out whole, as `{{ secrets.NAME }}`, and never read by `when`.
-    fn secrets_only_written(&self, step: &'a Step, out: &mut Vec<Diagnostic>) {
+    fn secrets_only_written(
+        &self,
+        step: &'a Step,
+        tainted: &HashSet<&str>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let holds_secret = |tag: &str| {
+            names_secrets(tag)
+                || named(tag).iter().any(|path| {
+                    path.strip_prefix("steps.").is_some_and(|rest| {
+                        tainted.contains(rest.split('.').next().unwrap_or(rest))
+                    })
+                })
+        };
         let refuse = |at: Position, what: &str, out: &mut Vec<Diagnostic>| {
             out.push(Diagnostic::error(
                 at,
@@ -238,20 +262,24 @@ impl<'a> Checker<'a> {
         }
         for (source, at) in step_template_sites(step) {
             let pieces = pieces(source);
-            let writes_secret = pieces.iter().any(|(is_tag, tag)| *is_tag && names_secrets(tag));
+            let writes_secret = pieces.iter().any(|(is_tag, tag)| *is_tag && holds_secret(tag));
             if !writes_secret {
                 continue;
             }
             let inspected = pieces
                 .iter()
-                .any(|(is_tag, tag)| *is_tag && names_secrets(tag) && !written_out(tag));
+                .any(|(is_tag, tag)| *is_tag && holds_secret(tag) && !written_out(tag));
             // Blocks that capture or transform what is inside them (`filter`, `set`, macros)
             // could change a secret written within; only choosing and repeating are allowed.
             let transformed = pieces
                 .iter()
                 .any(|(is_tag, tag)| *is_tag && tag.starts_with("{%") && !plain_block(tag));
             if inspected || transformed {
-                refuse(at, "uses a secret in a template other than by writing it out", out);
+                refuse(
+                    at,
+                    "uses a secret (or the output of a step that was given one) in a template other than by writing it out",
+                    out,
+                );
             }
         }
     }
@@ -344,13 +372,18 @@ fn plain_block(tag: &str) -> bool {
     matches!(keyword, "if" | "elif" | "else" | "endif" | "for" | "endfor")
 }
 
-/// Whether a tag is exactly `{{ secrets.NAME }}` (spaces and whitespace control allowed).
+/// Whether a tag only writes a value out: exactly `{{ secrets.NAME }}`, or a step's field read
+/// by names and indexes (`{{ steps.fetch.json.items[0].name }}`), spaces and whitespace control
+/// allowed — no filter, slice, operator or call that could change what is written.
 fn written_out(tag: &str) -> bool {
-    let inner = tag.trim_start_matches("{{").trim_end_matches("}}");
-    let inner = inner.trim_start_matches('-').trim_end_matches('-').trim();
-    inner.strip_prefix("secrets.").is_some_and(|name| {
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
+    static PLAIN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let plain = PLAIN.get_or_init(|| {
+        regex::Regex::new(
+            r#"^\{\{-?\s*(secrets\.[A-Za-z0-9_]+|steps\.[a-z][a-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\[\s*([0-9]+|'[^']*'|"[^"]*")\s*\])*)\s*-?\}\}$"#,
+        )
+        .unwrap_or_else(|_| unreachable!("a fixed, valid pattern"))
+    });
+    plain.is_match(tag)
 }
 
 /// Every template text of a step.

@@ -96,13 +96,13 @@ impl Family {
         let mut killed = false;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
-            let doomed = sweep();
-            if doomed.is_empty() {
+            let (doomed, settled) = sweep();
+            if doomed.is_empty() && settled {
                 break;
             }
             killed = true;
-            for pid in &doomed {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            for doomed in &doomed {
+                kill_with_group(*doomed);
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -112,8 +112,8 @@ impl Family {
             runtime.spawn(async {
                 for _ in 0..5 {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    for pid in sweep() {
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    for pid in sweep().0 {
+                        kill_with_group(pid);
                     }
                 }
             });
@@ -121,10 +121,22 @@ impl Family {
     }
 }
 
+/// Kills an orphan and, when it leads a process group of its own (a daemon that called
+/// `setsid`), that whole group at once: a daemon forking anew in a loop keeps its group, and
+/// killing the group leaves it no window to fork away in.
+fn kill_with_group((pid, group): (i32, i32)) {
+    if group > 1 && group != nix::unistd::getpgrp().as_raw() {
+        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
 /// Looks at this process's adopted orphans: reaps those that exited, and returns those (with
 /// their descendants) that no running step can own. Forgets spawned children that are gone.
 /// Costs one read of this process's child list when there is nothing to do, which is the rule.
-fn sweep() -> Vec<i32> {
+/// Also says whether the look was settled: an orphan that vanished between reading the child
+/// list and the process table was likely forking on, so the caller looks again.
+fn sweep() -> (Vec<(i32, i32)>, bool) {
     let children = children_of_self();
     let mut spawned = spawned();
     spawned.retain(|entry| entry.running || children.contains(&entry.pid));
@@ -134,7 +146,7 @@ fn sweep() -> Vec<i32> {
         .filter(|pid| !spawned.iter().any(|entry| entry.pid == *pid))
         .collect();
     if strangers.is_empty() {
-        return Vec::new();
+        return (Vec::new(), true);
     }
     let table = ProcessTable::read();
     for entry in spawned.iter_mut().filter(|entry| entry.running && entry.started == 0) {
@@ -145,14 +157,21 @@ fn sweep() -> Vec<i32> {
     let own_session = table.get(std::process::id() as i32).map(|stat| stat.session);
     let mut sessions = DOOMED_SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
     let mut doomed = Vec::new();
+    let settled = strangers.iter().all(|pid| table.get(*pid).is_some());
     for stat in strangers.iter().filter_map(|pid| table.get(*pid)) {
         if stat.state == 'Z' {
             let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
         } else if oldest_running.is_none_or(|oldest| stat.started < oldest)
             || sessions.contains(&stat.session)
         {
-            doomed.push(stat.pid);
-            doomed.extend(table.descendants(stat.pid));
+            doomed.push((stat.pid, stat.group));
+            doomed.extend(
+                table
+                    .descendants(stat.pid)
+                    .into_iter()
+                    .filter_map(|pid| table.get(pid))
+                    .map(|s| (s.pid, s.group)),
+            );
             if Some(stat.session) != own_session && !sessions.contains(&stat.session) {
                 // Bounded: session ids are reused, and old ones matter no more.
                 if sessions.len() >= 1024 {
@@ -162,7 +181,7 @@ fn sweep() -> Vec<i32> {
             }
         }
     }
-    doomed
+    (doomed, settled)
 }
 
 /// The pids of this process's children that can be orphans, zombies included. The kernel gives
@@ -191,6 +210,7 @@ struct Stat {
     pid: i32,
     state: char,
     ppid: i32,
+    group: i32,
     session: i32,
     started: u64,
 }
@@ -204,6 +224,7 @@ fn read_stat(pid: i32) -> Option<Stat> {
         pid,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        group: fields.get(2)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
         started: fields.get(19)?.parse().ok()?,
     })
