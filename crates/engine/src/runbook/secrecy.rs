@@ -18,23 +18,31 @@ use crate::template::{Compiler, Target};
 pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     let compiler = Compiler::new();
     let checker = Checker { runbook, compiler };
+    // Most runbooks declare no secret: then only the option-injection lint has work to do,
+    // and validation does not compile every template a second time.
+    let has_secrets = !runbook.secrets.is_empty();
     // Steps whose output may hold a secret (they were given one): their output is written out
-    // whole or not at all, like a secret.
-    let tainted: HashSet<&str> = runbook
-        .steps
-        .iter()
-        .chain(&runbook.rollback)
-        .filter(|step| {
-            step_templates(step).into_iter().any(|t| checker.carries_secret(t, &mut HashSet::new()))
-        })
-        .map(|step| step.id.as_str())
-        .collect();
+    // whole or not at all, like a secret. Each step is judged once, in order, so that a step
+    // reading an earlier step's output reuses that step's verdict.
+    let mut tainted: HashSet<&str> = HashSet::new();
+    if has_secrets {
+        for step in runbook.steps.iter().chain(&runbook.rollback) {
+            let mut visited = HashSet::new();
+            if step_templates(step).into_iter().any(|t| checker.carries_secret(t, &mut visited)) {
+                tainted.insert(step.id.as_str());
+            }
+        }
+    }
     for step in runbook.steps.iter().chain(&runbook.rollback) {
-        checker.secrets_only_written(step, &tainted, out);
+        if has_secrets {
+            checker.secrets_only_written(step, &tainted, out);
+        }
         match &step.kind {
-            StepKind::Http(request) => checker.destination(step, request, out),
+            StepKind::Http(request) if has_secrets => checker.destination(step, request, out),
             StepKind::Run(command) => {
-                checker.secret_on_command_line(step, command, out);
+                if has_secrets {
+                    checker.secret_on_command_line(step, command, out);
+                }
                 checker.option_injection(step, command, out);
             }
             _ => {}
