@@ -13,11 +13,9 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::template::{Compiler, Target};
 
 pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
-    let compiler = Compiler::new();
-    let checker = Checker { runbook, compiler };
+    let checker = Checker { runbook };
     // Most runbooks declare no secret: then only the option-injection lint has work to do,
     // and validation does not compile every template a second time.
     let has_secrets = !runbook.secrets.is_empty();
@@ -77,16 +75,17 @@ enum Constraint {
 
 struct Checker<'a> {
     runbook: &'a Runbook,
-    compiler: Compiler<'a>,
 }
 
 impl<'a> Checker<'a> {
-    /// The variables a piece of template text reads, as dotted paths. Validation compiled
-    /// every template before this runs, so failures here mean nothing is read.
+    /// The variables a piece of template text reads, as dotted paths (`params.host`,
+    /// `steps.fetch.stdout`, or a bare root such as `params` when it is read whole).
     fn reads(&self, source: &'a str) -> HashSet<String> {
-        // minijinja's own analysis misses some forms (a slice, `x[1:]`, hides its subject), so
-        // what the text names is added: a rule that errs here errs on the safe side.
-        let mut reads = self.compiler.template(source, Target::Text).unwrap_or_default();
+        // What the tags' text names. A value can only be reached through its root's name
+        // (`params`, `steps`, `secrets`), so this finds every read, and forms that minijinja's
+        // own analysis misses (a slice, `x[1:]`, hides its subject); a name inside a string
+        // literal counts too, which errs on the safe side. It also costs no second compile.
+        let mut reads = HashSet::new();
         for (_, tag) in pieces(source).into_iter().filter(|(is_tag, _)| *is_tag) {
             reads.extend(named(tag));
         }
@@ -262,8 +261,7 @@ impl<'a> Checker<'a> {
             ));
         };
         if let Some(when) = &step.when {
-            let mut reads = self.compiler.expression(&when.source).unwrap_or_default();
-            reads.extend(named(&when.source));
+            let reads = named(&when.source);
             if reads.iter().any(|path| path == "secrets" || path.starts_with("secrets.")) {
                 refuse(when.at, "reads a secret in `when`", out);
             }

@@ -13,7 +13,11 @@ use crate::diagnostic::{Diagnostic, Position, with_suggestion};
 pub(super) fn load(source: &str) -> Result<Node, Diagnostic> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
     let root = marked_yaml::parse_yaml_with_options(0, source, options).map_err(diagnostic)?;
-    one_document(source)?;
+    // Only a line starting with a document marker (`---`, `...`) can begin another document;
+    // without one, the second parse is not needed.
+    if source.lines().any(|line| line.starts_with("---") || line.starts_with("...")) {
+        one_document(source)?;
+    }
     Ok(root)
 }
 
