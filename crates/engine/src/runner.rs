@@ -161,8 +161,9 @@ pub async fn execute(
             let Some((program, args)) = argv.split_first() else {
                 return Output::error("empty command".to_owned());
             };
-            let mut command = Command::new(program);
-            command.args(args);
+            let mut command = Command::new(locate(program, env));
+            // The program sees the name the runbook gave it, not the path it was found at.
+            command.arg0(program).args(args);
             run_process(command, env, timeout, capture, stop).await
         }
         Effect::Shell(line) => {
@@ -178,6 +179,37 @@ pub async fn execute(
             stopped = stopped(stop) => Output::ended(Ending::Stopped(stopped)),
         },
     }
+}
+
+/// The file `program` names, found the way `execvp` would find it: through the `PATH` the
+/// step's process gets (its own `env`, else Steady's). A name that is not found, or that holds
+/// a `/`, comes back as it is, so that starting it fails (or succeeds) exactly as before.
+///
+/// Why: with an absolute path the standard library starts the process with `posix_spawn`
+/// (`vfork`), which does not copy Steady's page tables; a bare name under a changed `PATH`
+/// makes it `fork` and try `execve` on every `PATH` entry, the largest share of a no-op step's
+/// cost.
+fn locate(program: &str, env: &[(String, String)]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "PATH")
+        .map(|(_, value)| std::ffi::OsString::from(value))
+        .or_else(|| std::env::var_os("PATH"));
+    if program.is_empty() || program.contains('/') {
+        return program.into();
+    }
+    let Some(path) = path else { return program.into() };
+    std::env::split_paths(&path)
+        // `execvp` reads an empty entry as the working directory; so does `split_paths`' "".
+        .map(|dir| if dir.as_os_str().is_empty() { ".".into() } else { dir })
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| program.into())
 }
 
 /// Resolves when `stop` asks a step to stop, with the reason.
@@ -394,4 +426,53 @@ fn describe_http_error(error: reqwest::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    /// A fresh, empty folder of this test's own.
+    fn folder(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("steady-locate-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn path(dirs: &str) -> Vec<(String, String)> {
+        vec![("PATH".to_owned(), dirs.to_owned())]
+    }
+
+    #[test]
+    fn a_bare_name_is_found_on_the_steps_own_path_as_execvp_would() {
+        let empty = folder("empty");
+        let dirs = format!("{}:/usr/bin:/bin", empty.display());
+        let found = locate("true", &path(&dirs));
+        assert!(found.is_absolute() && found.ends_with("true"), "{found:?}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_executable_is_passed_over() {
+        use std::os::unix::fs::PermissionsExt;
+        let first = folder("first");
+        let second = folder("second");
+        for (dir, mode) in [(&first, 0o644), (&second, 0o755)] {
+            let file = dir.join("tool");
+            std::fs::write(&file, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let dirs = format!("{}:{}", first.display(), second.display());
+        assert_eq!(locate("tool", &path(&dirs)), second.join("tool"));
+    }
+
+    #[test]
+    fn names_not_found_and_paths_come_back_as_they_are() {
+        assert_eq!(
+            locate("no-such-tool-anywhere", &path("/usr/bin")).to_str(),
+            Some("no-such-tool-anywhere")
+        );
+        assert_eq!(locate("./script", &path("/usr/bin")).to_str(), Some("./script"));
+        assert_eq!(locate("", &path("/usr/bin")).to_str(), Some(""));
+    }
 }
