@@ -27,6 +27,7 @@ pub mod engine;
 pub mod machine;
 pub mod params;
 pub mod plan;
+pub mod policy;
 pub mod run;
 pub mod runbook;
 pub mod runner;
