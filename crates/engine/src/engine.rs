@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditAction, NewEvent};
 use crate::params::ParamError;
+use crate::policy::Refusal;
 use crate::run::*;
 use crate::runbook::{self, Runbook, Step};
 use crate::runner::HttpClients;
@@ -118,6 +119,26 @@ impl From<StoreError> for EngineError {
             StoreError::NoSuchRun(id) => EngineError::NoSuchRun(id),
             StoreError::LeaseLost => EngineError::LeaseLost,
             other => EngineError::Store(other),
+        }
+    }
+}
+
+/// The engine's error for each refusal of [`policy`](crate::policy): the variants (and so the
+/// messages and HTTP statuses) callers knew before the rules moved there.
+impl From<Refusal> for EngineError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotHolder { person, role } => EngineError::NotEligible { actor: person, role },
+            Refusal::SelfApproval { person } => EngineError::SelfApproval { actor: person },
+            Refusal::AlreadyAnswered { person, step } => {
+                EngineError::AlreadyAnswered { actor: person, step }
+            }
+            Refusal::NotCommander { commander } => EngineError::NotCommander { commander },
+            Refusal::NotParticipant { person } => EngineError::NotParticipant { actor: person },
+            Refusal::NotAUser(name) => EngineError::NoSuchPerson(name),
+            Refusal::NotAnswerable { step } => {
+                EngineError::WrongKind { step, expected: "an approval or a manual" }
+            }
         }
     }
 }

@@ -14,6 +14,8 @@ use crate::secrets::Secrets;
 use crate::store::StoreError;
 use crate::template::{self, Context, Target};
 
+use crate::policy;
+
 use super::{Engine, EngineError, finished_event, now, transition_from};
 
 /// A run to start.
@@ -115,14 +117,11 @@ impl Engine {
     /// Refuses anyone but an existing, enabled user as a role holder or commander, so that a
     /// typo can never be handed a run. The local operator at a terminal may name themselves.
     async fn check_person(&self, actor: &Actor, person: &Actor) -> Result<(), EngineError> {
-        if person.as_str().starts_with("local:") && person == actor {
-            return Ok(());
-        }
-        let name = person.as_str().strip_prefix("user:");
-        match name {
-            Some(name) if self.store.enabled_user(name).await? => Ok(()),
-            Some(name) => Err(EngineError::NoSuchPerson(name.to_owned())),
-            None => Err(EngineError::NoSuchPerson(person.as_str().to_owned())),
+        match policy::account_needed(actor, person)? {
+            Some(name) if !self.store.enabled_user(name).await? => {
+                Err(EngineError::NoSuchPerson(name.to_owned()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -200,19 +199,13 @@ impl Engine {
                     Err(EngineError::GateTimedOut { step: step_id.to_owned() }),
                 );
             }
-            let eligible = snapshot.holds(actor, &gate.role.name)
-                || state.escalated_to.as_deref().is_some_and(|role| snapshot.holds(actor, role));
-            if !eligible {
-                let role = state.escalated_to.clone().unwrap_or_else(|| gate.role.name.clone());
-                return (None, Err(EngineError::NotEligible { actor: actor.clone(), role }));
-            }
-            if approve && *actor == snapshot.run.started_by && !gate.allow_self_approval {
-                return (None, Err(EngineError::SelfApproval { actor: actor.clone() }));
-            }
-            if snapshot.live_votes(step_id).any(|vote| vote.actor == *actor) {
-                let error =
-                    EngineError::AlreadyAnswered { actor: actor.clone(), step: step_id.to_owned() };
-                return (None, Err(error));
+            let allowed = if approve {
+                policy::may_approve(snapshot, step, actor)
+            } else {
+                policy::may_answer(snapshot, step, actor)
+            };
+            if let Err(refusal) = allowed {
+                return (None, Err(refusal.into()));
             }
             let bound = self.binding(runbook, snapshot, step);
             let vote = Vote {
@@ -287,17 +280,13 @@ impl Engine {
                 Ok(found) => found,
                 Err(error) => return (None, Err(error)),
             };
-            let StepKind::Manual(manual) = &step.kind else {
+            let StepKind::Manual(_) = &step.kind else {
                 let error =
                     EngineError::WrongKind { step: step_id.to_owned(), expected: "a manual" };
                 return (None, Err(error));
             };
-            if !snapshot.holds(actor, &manual.role.name) {
-                let error = EngineError::NotEligible {
-                    actor: actor.clone(),
-                    role: manual.role.name.clone(),
-                };
-                return (None, Err(error));
+            if let Err(refusal) = policy::may_answer(snapshot, step, actor) {
+                return (None, Err(refusal.into()));
             }
             let mut new_state = state.clone();
             new_state.status = if succeeded { StepStatus::Succeeded } else { StepStatus::Failed };
@@ -331,8 +320,8 @@ impl Engine {
     ) -> Result<RunStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
             let run = &snapshot.run;
-            if let Err(error) = may_command(run, actor) {
-                return (None, Err(error));
+            if let Err(refusal) = policy::may_command(run, actor) {
+                return (None, Err(refusal.into()));
             }
             if run.status != RunStatus::NeedsAttention {
                 return (None, Err(EngineError::NothingToDecide { status: run.status }));
@@ -410,8 +399,8 @@ impl Engine {
             self.check_person(actor, person).await?;
         }
         self.act(run_id, |runbook, snapshot, _| {
-            if let Err(error) = may_command(&snapshot.run, actor) {
-                return (None, Err(error));
+            if let Err(refusal) = policy::may_command(&snapshot.run, actor) {
+                return (None, Err(refusal.into()));
             }
             if runbook.role(role).is_none() {
                 return (None, Err(EngineError::NoSuchRole(role.to_owned())));
@@ -466,8 +455,8 @@ impl Engine {
         self.act(run_id, |_, snapshot, _| {
             match authority {
                 Authority::Commander => {
-                    if let Err(error) = may_command(&snapshot.run, actor) {
-                        return (None, Err(error));
+                    if let Err(refusal) = policy::may_command(&snapshot.run, actor) {
+                        return (None, Err(refusal.into()));
                     }
                 }
                 Authority::Admin if !snapshot.run.status.is_active() => {
@@ -511,12 +500,8 @@ impl Engine {
         self.act(run_id, |runbook, snapshot, now| {
             let text = self.people_text(runbook, text);
             let text = text.as_str();
-            let participant = *actor == snapshot.run.commander
-                || *actor == snapshot.run.started_by
-                || snapshot.assignments.iter().any(|a| a.person == *actor)
-                || actor.as_str().starts_with("local:");
-            if !participant {
-                return (None, Err(EngineError::NotParticipant { actor: actor.clone() }));
+            if let Err(refusal) = policy::may_note(snapshot, actor) {
+                return (None, Err(refusal.into()));
             }
             if let Some(step_id) = step_id
                 && find_step(runbook, step_id).is_none()
@@ -546,8 +531,8 @@ impl Engine {
     pub async fn cancel(&self, run_id: Uuid, actor: &Actor) -> Result<(), EngineError> {
         self.act(run_id, |_, snapshot, now| {
             let run = &snapshot.run;
-            if let Err(error) = may_command(run, actor) {
-                return (None, Err(error));
+            if let Err(refusal) = policy::may_command(run, actor) {
+                return (None, Err(refusal.into()));
             }
             if !run.status.is_active() {
                 return (None, Err(EngineError::RunNotActive { status: run.status }));
@@ -585,16 +570,6 @@ enum Authority {
     Commander,
     /// An admin takes command of a run, whoever commands it.
     Admin,
-}
-
-/// The commander steers a run; a local operator at the terminal is trusted like anyone with
-/// write access to the database.
-fn may_command(run: &RunRecord, actor: &Actor) -> Result<(), EngineError> {
-    if *actor == run.commander || actor.as_str().starts_with("local:") {
-        Ok(())
-    } else {
-        Err(EngineError::NotCommander { commander: run.commander.clone() })
-    }
 }
 
 fn waiting_step<'r, 's>(
