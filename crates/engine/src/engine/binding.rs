@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditAction, NewEvent, canonical_json, digest};
 use crate::machine::{self, governing_gate, guarded_steps};
-use crate::plan::{self};
+use crate::plan;
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::template::{self, SecretValues};
@@ -18,6 +18,7 @@ use super::driver::Driver;
 use super::{Engine, EngineError, Progress, later};
 
 impl Engine {
+    /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// as far as they can be before those steps run.
     pub(super) fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
         let context = run_context(runbook, &Arc::new(snapshot.clone()), SecretValues::Masked, true);
@@ -118,10 +119,7 @@ impl Driver<'_> {
         }
         if reopen {
             let mut reopened = gate_state.clone();
-            reopened.status = StepStatus::Waiting;
-            reopened.finished_at = None;
-            reopened.completed_by = None;
-            reopened.deadline = approval.timeout.map(|timeout| later(timeout.as_std()));
+            reopened.reopen(approval.timeout.map(|timeout| later(timeout.as_std())));
             transition.steps.push(reopened);
             let mut change = RunChange::from(self.run_record());
             change.status = RunStatus::Waiting;

@@ -234,12 +234,8 @@ impl Engine {
                 })),
             );
             if !approve || approvals >= gate.approvals {
-                new_state.status =
-                    if approve { StepStatus::Approved } else { StepStatus::Rejected };
-                new_state.finished_at = Some(now);
-                new_state.deadline = None;
-                new_state.completed_by = Some(actor.clone());
-                new_state.note = comment.map(str::to_owned);
+                let status = if approve { StepStatus::Approved } else { StepStatus::Rejected };
+                new_state.answer(status, actor, comment.map(str::to_owned), now);
                 let mut run = RunChange::from(&snapshot.run);
                 run.status = RunStatus::Running;
                 transition.run = Some(run);
@@ -263,7 +259,6 @@ impl Engine {
         Secrets::available_for(runbook, &self.config.secrets).mask(text)
     }
 
-    /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// Marks a waiting manual step done (`succeeded`) or failed, with a note.
     pub async fn complete_manual(
         &self,
@@ -289,10 +284,8 @@ impl Engine {
                 return (None, Err(refusal.into()));
             }
             let mut new_state = state.clone();
-            new_state.status = if succeeded { StepStatus::Succeeded } else { StepStatus::Failed };
-            new_state.finished_at = Some(now);
-            new_state.completed_by = Some(actor.clone());
-            new_state.note = note.map(str::to_owned);
+            let status = if succeeded { StepStatus::Succeeded } else { StepStatus::Failed };
+            new_state.answer(status, actor, note.map(str::to_owned), now);
             let mut transition = transition_from(snapshot);
             let action =
                 if succeeded { AuditAction::ManualCompleted } else { AuditAction::ManualFailed };
@@ -338,14 +331,10 @@ impl Engine {
             let mut new_state = state.clone();
             match decision {
                 Decision::Retry => {
-                    new_state.status = StepStatus::Pending;
-                    new_state.attempts_before_round = state.attempt;
-                    new_state.finished_at = None;
+                    new_state.retry();
                     // A gate asked again starts afresh: earlier answers and escalation are void.
                     if step.is_gate() {
-                        new_state.escalated_to = None;
-                        new_state.deadline = None;
-                        new_state.completed_by = None;
+                        new_state.forget_answers();
                         transition.voided_votes =
                             snapshot.live_votes(&step.id).map(|vote| vote.id).collect();
                     }
@@ -354,8 +343,7 @@ impl Engine {
                     return (None, Err(EngineError::GateCannotBeSkipped { step: step.id.clone() }));
                 }
                 Decision::Skip => {
-                    new_state.status = StepStatus::Skipped;
-                    new_state.note = Some(format!("skipped by {actor}"));
+                    new_state.skip_by(actor);
                 }
                 Decision::Rollback if run.phase == Phase::Main => change.phase = Phase::Rollback,
                 Decision::Rollback => {
@@ -547,8 +535,7 @@ impl Engine {
                     && state.phase == run.phase
                 {
                     let mut cancelled = state.clone();
-                    cancelled.status = StepStatus::Cancelled;
-                    cancelled.deadline = None;
+                    cancelled.cancel();
                     transition.steps.push(cancelled);
                 }
             }

@@ -256,11 +256,7 @@ impl Driver<'_> {
         let started_at = now();
         let mut transition = self.transition();
         let mut running = state.clone();
-        running.status = StepStatus::Running;
-        running.attempt = number;
-        running.started_at = Some(started_at);
-        running.finished_at = None;
-        running.rendered = Some(rendered.clone());
+        running.start(number, rendered.clone(), started_at);
         transition.steps.push(running);
         transition.attempts.push(Attempt {
             step_id: step.id.clone(),
@@ -325,12 +321,7 @@ impl Driver<'_> {
             let ours = (state.status == StepStatus::Running && state.attempt == attempt.number)
                 || (state.status == StepStatus::Pending && state.attempt + 1 == attempt.number);
             let mut new_state = state.clone();
-            new_state.status = step_status;
-            new_state.attempt = attempt.number;
-            new_state.rendered = Some(rendered.clone());
-            new_state.started_at = new_state.started_at.or(attempt.started_at);
-            new_state.finished_at = attempt.finished_at;
-            new_state.note = attempt.error.clone();
+            new_state.finish_attempt(step_status, &attempt, rendered.clone());
             if ours {
                 transition.steps.push(new_state);
             }

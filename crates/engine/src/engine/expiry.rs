@@ -69,8 +69,7 @@ impl Engine {
         let run_id = snapshot.run.id;
         match escalation {
             Some((role, timeout)) => {
-                new_state.escalated_to = Some(role.name.clone());
-                new_state.deadline = Some(later(timeout.as_std()));
+                new_state.escalate(&role.name, later(timeout.as_std()));
                 transition.events.push(
                     NewEvent::new(&Actor::steady(), AuditAction::GateEscalated, Some(run_id))
                         .step(&step.id)
@@ -78,9 +77,7 @@ impl Engine {
                 );
             }
             None => {
-                new_state.status = StepStatus::TimedOut;
-                new_state.finished_at = Some(now());
-                new_state.deadline = None;
+                new_state.time_out(now());
                 let mut run = RunChange::from(&snapshot.run);
                 run.status = RunStatus::Running;
                 transition.run = Some(run);

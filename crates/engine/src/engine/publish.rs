@@ -3,7 +3,7 @@
 
 use crate::audit::sha256_hex;
 use crate::run::*;
-use crate::runbook::{self};
+use crate::runbook;
 use crate::store::Published;
 
 use super::{Engine, EngineError, now};

@@ -24,9 +24,7 @@ impl Driver<'_> {
             let mut transition = transition_from(fresh);
             let Some(state) = fresh.step(&step.id) else { return transition };
             let mut failed = state.clone();
-            failed.status = StepStatus::Failed;
-            failed.finished_at = Some(now());
-            failed.note = Some(message.clone());
+            failed.end(StepStatus::Failed, Some(message.clone()), now());
             transition.steps.push(failed);
             // The attempt recorded `running`, if it got that far, ends with the error.
             let attempt = fresh
@@ -71,8 +69,8 @@ impl Driver<'_> {
         let rerun = safe_to_repeat(step);
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state.status = if rerun { StepStatus::Pending } else { StepStatus::Interrupted };
-        new_state.finished_at = Some(now());
+        new_state
+            .interrupt(if rerun { StepStatus::Pending } else { StepStatus::Interrupted }, now());
         if let Some(attempt) = self.snapshot.attempt(&step.id, state.attempt) {
             let mut attempt = attempt.clone();
             attempt.status = Some(StepStatus::Interrupted);

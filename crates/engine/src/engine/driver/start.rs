@@ -168,10 +168,7 @@ impl Driver<'_> {
         let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state.status = StepStatus::WouldRun;
-        new_state.rendered = Some(rendered.clone());
-        new_state.note = note.map(str::to_owned);
-        new_state.finished_at = Some(now());
+        new_state.would_run(rendered.clone(), note.map(str::to_owned), now());
         transition.steps.push(new_state);
         transition.events.push(
             NewEvent::new(&Actor::steady(), AuditAction::StepWouldRun, Some(self.run_id))
@@ -199,9 +196,7 @@ impl Driver<'_> {
         let attempt = state.attempt;
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state.status = status;
-        new_state.note = note.clone();
-        new_state.finished_at = Some(now());
+        new_state.end(status, note.clone(), now());
         transition.steps.push(new_state);
         let action = if status == StepStatus::Skipped {
             AuditAction::StepSkipped
@@ -232,13 +227,11 @@ impl Driver<'_> {
         let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state.status = StepStatus::Waiting;
-        new_state.started_at = Some(now());
-        new_state.rendered = Some(rendered.clone());
-        new_state.deadline = match &step.kind {
+        let deadline = match &step.kind {
             StepKind::Approval(gate) => gate.timeout.map(|timeout| later(timeout.as_std())),
             _ => None,
         };
+        new_state.wait_for_people(rendered.clone(), deadline, now());
         transition.steps.push(new_state);
         let mut change = RunChange::from(self.run_record());
         change.status = RunStatus::Waiting;
