@@ -13,7 +13,7 @@ use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::template::{self, SecretValues};
 
-use super::context::run_context;
+use super::context::{NotYetRun, run_context};
 use super::driver::Driver;
 use super::{Engine, EngineError, Progress, later};
 
@@ -21,7 +21,12 @@ impl Engine {
     /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// as far as they can be before those steps run.
     pub(super) fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
-        let context = run_context(runbook, &Arc::new(snapshot.clone()), SecretValues::Masked, true);
+        let context = run_context(
+            runbook,
+            &Arc::new(snapshot.clone()),
+            SecretValues::Masked,
+            NotYetRun::Placeholders,
+        );
         let steps: serde_json::Map<String, Value> =
             guarded_steps(runbook, snapshot.run.phase, &gate.id)
                 .iter()
@@ -47,7 +52,12 @@ impl Engine {
         runbook: &Runbook,
         snapshot: &RunSnapshot,
     ) -> BTreeMap<String, BTreeMap<String, Value>> {
-        let context = run_context(runbook, &Arc::new(snapshot.clone()), SecretValues::Masked, true);
+        let context = run_context(
+            runbook,
+            &Arc::new(snapshot.clone()),
+            SecretValues::Masked,
+            NotYetRun::Placeholders,
+        );
         let mut preview = BTreeMap::new();
         for phase in [Phase::Main, Phase::Rollback] {
             for gate in machine::sequence(runbook, phase).iter().filter(|step| step.is_gate()) {

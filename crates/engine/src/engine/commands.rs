@@ -158,7 +158,7 @@ impl Engine {
         actor: &Actor,
         comment: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
-        self.answer_gate(run_id, step_id, actor, comment, true).await
+        self.answer(run_id, step_id, actor, Answer::Approve, comment).await
     }
 
     /// Rejects a gate: one rejection ends it, and the step's `on_failure` decides what follows.
@@ -169,17 +169,26 @@ impl Engine {
         actor: &Actor,
         comment: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
-        self.answer_gate(run_id, step_id, actor, comment, false).await
+        self.answer(run_id, step_id, actor, Answer::Reject, comment).await
     }
 
-    async fn answer_gate(
+    /// Answers a waiting gate for `actor`, with an optional comment (its secrets masked).
+    /// Returns the gate's status after the answer: `waiting` below the quorum, `approved` at
+    /// it, `rejected`.
+    ///
+    /// Errors: `NoSuchStep`, `RunNotActive`, `NotWaiting`, `WrongKind` (not a gate),
+    /// `GateTimedOut` (its deadline passed: the timeout is committed), and the refusals of
+    /// [`policy::may_approve`] / [`policy::may_answer`] (`NotEligible`, `SelfApproval`,
+    /// `AlreadyAnswered`).
+    pub async fn answer(
         &self,
         run_id: Uuid,
         step_id: &str,
         actor: &Actor,
+        answer: Answer,
         comment: Option<&str>,
-        approve: bool,
     ) -> Result<StepStatus, EngineError> {
+        let approve = answer == Answer::Approve;
         self.act(run_id, |runbook, snapshot, now| {
             let comment = comment.map(|text| self.people_text(runbook, text));
             let comment = comment.as_deref();
@@ -199,10 +208,9 @@ impl Engine {
                     Err(EngineError::GateTimedOut { step: step_id.to_owned() }),
                 );
             }
-            let allowed = if approve {
-                policy::may_approve(snapshot, step, actor)
-            } else {
-                policy::may_answer(snapshot, step, actor)
+            let allowed = match answer {
+                Answer::Approve => policy::may_approve(snapshot, step, actor),
+                Answer::Reject => policy::may_answer(snapshot, step, actor),
             };
             if let Err(refusal) = allowed {
                 return (None, Err(refusal.into()));
@@ -223,8 +231,10 @@ impl Engine {
                 + u32::from(approve);
             let mut transition = transition_from(snapshot);
             let mut new_state = state.clone();
-            let action =
-                if approve { AuditAction::ApprovalGranted } else { AuditAction::ApprovalRejected };
+            let action = match answer {
+                Answer::Approve => AuditAction::ApprovalGranted,
+                Answer::Reject => AuditAction::ApprovalRejected,
+            };
             transition.events.push(
                 NewEvent::new(actor, action, Some(snapshot.run.id)).step(step_id).data(json!({
                     "comment": comment,
@@ -234,7 +244,10 @@ impl Engine {
                 })),
             );
             if !approve || approvals >= gate.approvals {
-                let status = if approve { StepStatus::Approved } else { StepStatus::Rejected };
+                let status = match answer {
+                    Answer::Approve => StepStatus::Approved,
+                    Answer::Reject => StepStatus::Rejected,
+                };
                 new_state.answer(status, actor, comment.map(str::to_owned), now);
                 let mut run = RunChange::from(&snapshot.run);
                 run.status = RunStatus::Running;
@@ -259,13 +272,17 @@ impl Engine {
         Secrets::available_for(runbook, &self.config.secrets).mask(text)
     }
 
-    /// Marks a waiting manual step done (`succeeded`) or failed, with a note.
+    /// Marks a waiting manual step done (`succeeded`) or failed, with a note (its secrets
+    /// masked). Returns the step's status after it.
+    ///
+    /// Errors: `NoSuchStep`, `RunNotActive`, `NotWaiting`, `WrongKind` (not a manual step), and
+    /// `NotEligible` from [`policy::may_answer`].
     pub async fn complete_manual(
         &self,
         run_id: Uuid,
         step_id: &str,
         actor: &Actor,
-        succeeded: bool,
+        completion: Completion,
         note: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
@@ -284,11 +301,16 @@ impl Engine {
                 return (None, Err(refusal.into()));
             }
             let mut new_state = state.clone();
-            let status = if succeeded { StepStatus::Succeeded } else { StepStatus::Failed };
+            let status = match completion {
+                Completion::Done => StepStatus::Succeeded,
+                Completion::Failed => StepStatus::Failed,
+            };
             new_state.answer(status, actor, note.map(str::to_owned), now);
             let mut transition = transition_from(snapshot);
-            let action =
-                if succeeded { AuditAction::ManualCompleted } else { AuditAction::ManualFailed };
+            let action = match completion {
+                Completion::Done => AuditAction::ManualCompleted,
+                Completion::Failed => AuditAction::ManualFailed,
+            };
             transition.events.push(
                 NewEvent::new(actor, action, Some(run_id))
                     .step(step_id)
@@ -380,8 +402,9 @@ impl Engine {
         actor: &Actor,
         role: &str,
         person: &Actor,
-        assign: bool,
+        change: RoleChange,
     ) -> Result<(), EngineError> {
+        let assign = change == RoleChange::Assign;
         // Taking a role away from anyone is allowed: it cleans up after a departed person.
         if assign {
             self.check_person(actor, person).await?;
@@ -398,16 +421,17 @@ impl Engine {
             }
             let mut transition = transition_from(snapshot);
             let assignment = Assignment { role: role.to_owned(), person: person.clone() };
-            let action =
-                if assign { AuditAction::RoleAssigned } else { AuditAction::RoleUnassigned };
+            let action = match change {
+                RoleChange::Assign => AuditAction::RoleAssigned,
+                RoleChange::Unassign => AuditAction::RoleUnassigned,
+            };
             transition.events.push(
                 NewEvent::new(actor, action, Some(run_id))
                     .data(json!({ "role": role, "person": person.as_str() })),
             );
-            if assign {
-                transition.assign.push(assignment)
-            } else {
-                transition.unassign.push(assignment)
+            match change {
+                RoleChange::Assign => transition.assign.push(assignment),
+                RoleChange::Unassign => transition.unassign.push(assignment),
             }
             (Some(transition), Ok(()))
         })

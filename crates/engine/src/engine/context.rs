@@ -23,7 +23,7 @@ pub(super) struct Revealed {
 impl Driver<'_> {
     /// The context for what is stored and shown: secrets as `***`, outputs as stored.
     pub(super) fn masked_context(&self) -> Context {
-        run_context(&self.runbook, &self.snapshot, SecretValues::Masked, false)
+        run_context(&self.runbook, &self.snapshot, SecretValues::Masked, NotYetRun::Absent)
     }
 
     /// The context for what is executed and judged: real secrets and real outputs.
@@ -37,7 +37,7 @@ impl Driver<'_> {
             &self.snapshot,
             SecretValues::Revealed(self.secrets.values()),
             Arc::new(results),
-            false,
+            NotYetRun::Absent,
         )
     }
 }
@@ -89,23 +89,32 @@ impl template::StepResults for SnapshotResults {
     }
 }
 
+/// What `steps.<id>` reads for a step that has not run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NotYetRun {
+    /// Nothing: what is executed and stored reads only what happened.
+    Absent,
+    /// `⟨placeholders⟩`: what an approver sees before the steps a gate guards can run.
+    Placeholders,
+}
+
 /// The template context of a run as it stands, with outputs as stored.
 pub(super) fn run_context(
     runbook: &Runbook,
     snapshot: &Arc<RunSnapshot>,
     secrets: SecretValues<'_>,
-    placeholders: bool,
+    not_yet_run: NotYetRun,
 ) -> Context {
     let results = SnapshotResults { snapshot: snapshot.clone(), revealed: None };
-    run_context_with(runbook, snapshot, secrets, Arc::new(results), placeholders)
+    run_context_with(runbook, snapshot, secrets, Arc::new(results), not_yet_run)
 }
 
-pub(super) fn run_context_with(
+fn run_context_with(
     runbook: &Runbook,
     snapshot: &RunSnapshot,
     secrets: SecretValues<'_>,
     steps: Arc<SnapshotResults>,
-    placeholders: bool,
+    not_yet_run: NotYetRun,
 ) -> Context {
     let mut roles: BTreeMap<String, String> = BTreeMap::new();
     for assignment in &snapshot.assignments {
@@ -122,7 +131,7 @@ pub(super) fn run_context_with(
             params: &run.params,
             secrets,
             steps,
-            placeholders_for_unknown_steps: placeholders,
+            placeholders_for_unknown_steps: not_yet_run == NotYetRun::Placeholders,
             run_id: run.id.to_string(),
             mode: run.mode.as_str(),
             commander: run.commander.as_str(),
