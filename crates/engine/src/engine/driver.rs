@@ -22,6 +22,7 @@ mod start;
 
 use super::context::Revealed;
 use super::lease::{AbortOnDrop, keep_lease};
+use super::verdict::{Verdict, judge, verdict};
 use super::{
     DriveEnd, Engine, EngineError, Observer, Progress, finished_event, later, now, transition_from,
     waiting_for,
@@ -290,7 +291,7 @@ impl Driver<'_> {
         let output =
             runner::execute(&effect, &env, timeout, &self.engine.http, capture, &mut self.stop)
                 .await;
-        let (attempt, revealed) = self.judge(step, number, started_at, output, timeout);
+        let (attempt, revealed) = judge(&self.secrets, step, number, started_at, output, timeout);
         if let Some(revealed) = revealed {
             Arc::make_mut(&mut self.revealed).insert(step.id.clone(), Arc::new(revealed));
         }
@@ -307,11 +308,8 @@ impl Driver<'_> {
     ) -> Result<(), EngineError> {
         // Before the output is hashed for the audit log: what is stored is what is hashed.
         attempt.make_storable();
-        let status = attempt.status.unwrap_or(StepStatus::Failed);
-        let tries =
-            attempt.number - self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
-        let retry = step.retries.filter(|retries| status.is_failure() && tries <= retries.count);
-        let step_status = if retry.is_some() { StepStatus::Pending } else { status };
+        let before = self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
+        let Verdict { status, step_status, retry } = verdict(step, before, &attempt);
         let run_id = self.run_id;
         self.record(|fresh| {
             let mut transition = transition_from(fresh);
