@@ -6,6 +6,12 @@
 //! before the next step starts, an approval before the caller is answered. A transition names
 //! the run's revision it was computed from; when someone else changed the run meanwhile, the
 //! store refuses it and the engine reloads and decides again.
+//!
+//! One file per job: `publish` (new versions), `commands` (what people ask for, after asking
+//! [`policy`](crate::policy)), `driver` (the drive of a run: its loop, `start`ing steps,
+//! `recover`ing them), `lease` (the lease keeper), `expiry` (gates past their deadline),
+//! `binding` (what an approval binds to), `context` (a run's template context), `verdict`
+//! (an attempt judged, and its retry), `cache` (parsed runbook versions).
 
 mod binding;
 mod cache;
@@ -178,6 +184,8 @@ pub enum DriveEnd {
     Stopped,
 }
 
+/// Steady's engine for one process: publishes runbooks, starts, drives and answers runs
+/// through one `Store`. Cheap to share behind an `Arc`; every method may run concurrently.
 #[derive(Debug)]
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -191,6 +199,7 @@ pub fn now() -> Timestamp {
     chrono::Utc::now().trunc_subsecs(6)
 }
 
+/// `duration` from now, as stored; the end of time when that overflows.
 fn later(duration: StdDuration) -> Timestamp {
     chrono::Duration::from_std(duration)
         .ok()
@@ -199,14 +208,17 @@ fn later(duration: StdDuration) -> Timestamp {
 }
 
 impl Engine {
+    /// An engine on `store`, driving runs as `config.node`.
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
         Engine { store, config, http: HttpClients::new(), runbooks: Mutex::default() }
     }
 
+    /// The store every run lives in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
+    /// How this process drives runs.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
@@ -240,10 +252,12 @@ impl Engine {
     }
 }
 
+/// An empty change computed from `snapshot`: the store refuses it if the run moved on.
 fn transition_from(snapshot: &RunSnapshot) -> Transition {
     Transition { revision: snapshot.run.revision, ..Transition::default() }
 }
 
+/// The audit event of a run ending with `status`.
 fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
     NewEvent::new(&Actor::steady(), AuditAction::RunFinished, Some(run_id))
         .data(json!({ "status": status.as_str() }))

@@ -8,13 +8,12 @@ use uuid::Uuid;
 use crate::audit::{AuditAction, NewEvent, digest, new_id};
 use crate::machine::attention_step;
 use crate::params;
+use crate::policy;
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::secrets::Secrets;
 use crate::store::StoreError;
 use crate::template::{self, Context, Target};
-
-use crate::policy;
 
 use super::{Engine, EngineError, finished_event, now, transition_from};
 
@@ -570,6 +569,7 @@ impl Engine {
     }
 }
 
+/// A step of either sequence, by id.
 fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
     runbook.steps.iter().chain(&runbook.rollback).find(|step| step.id == step_id)
 }
@@ -583,6 +583,7 @@ enum Authority {
     Admin,
 }
 
+/// The step `step_id` and its state, when it waits for people in an active run.
 fn waiting_step<'r, 's>(
     runbook: &'r Runbook,
     snapshot: &'s RunSnapshot,

@@ -1,6 +1,9 @@
 //! The driver: one drive of one run under a lease. It takes the machine's decisions one by one,
 //! commits each transition before the effect it announces, starts effects and records results.
 
+mod recover;
+mod start;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -16,9 +19,6 @@ use crate::runbook::{Runbook, Step};
 use crate::runner::{self, Effect, Stop};
 use crate::secrets::Secrets;
 use crate::store::StoreError;
-
-mod recover;
-mod start;
 
 use super::context::Revealed;
 use super::lease::{AbortOnDrop, keep_lease};

@@ -4,11 +4,11 @@ use serde_json::json;
 
 use crate::audit::{AuditAction, NewEvent};
 use crate::machine::{self, Next};
+use crate::policy::holder_names;
 use crate::run::*;
 use crate::runbook::{OnTimeout, Runbook, Step, StepKind};
 
 use super::{Engine, finished_event, later, now, transition_from};
-use crate::policy::holder_names;
 
 impl Engine {
     /// A gate found past its deadline by a late answer rather than by a driver. The timeout is

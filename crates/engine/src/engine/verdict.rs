@@ -6,10 +6,9 @@ use std::time::Duration as StdDuration;
 use serde_json::Value;
 
 use crate::run::*;
-use crate::runbook::{Step, StepKind};
+use crate::runbook::{Retries, Step, StepKind};
 use crate::runner::{self, Ending, Stop};
 
-use crate::runbook::Retries;
 use crate::secrets::Secrets;
 
 use super::context::Revealed;

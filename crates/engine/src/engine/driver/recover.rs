@@ -3,12 +3,12 @@
 use serde_json::json;
 
 use crate::audit::{AuditAction, NewEvent};
+use crate::engine::{EngineError, Progress, now, transition_from};
 use crate::machine::safe_to_repeat;
 use crate::run::*;
 use crate::runbook::Step;
 
 use super::Driver;
-use crate::engine::{EngineError, Progress, now, transition_from};
 
 impl Driver<'_> {
     /// The store refused to record a step starting or ending: the step fails with the store's

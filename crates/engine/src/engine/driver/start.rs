@@ -4,15 +4,15 @@
 use serde_json::{Value, json};
 
 use crate::audit::{AuditAction, NewEvent};
+use crate::engine::{EngineError, Progress, later, now};
 use crate::plan::{self, Action};
+use crate::policy::holder_names;
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::runner::{Effect, HttpBody};
 use crate::template::{self, Context, Target};
 
 use super::Driver;
-use crate::engine::{EngineError, Progress, later, now};
-use crate::policy::holder_names;
 
 impl Driver<'_> {
     pub(super) async fn start(
