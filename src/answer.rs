@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use steady_engine::engine::EngineError;
-use steady_engine::run::{Decision, RunStatus, StepStatus};
+use steady_engine::run::{Completion, Decision, RoleChange, RunStatus, StepStatus};
 
 use crate::app::{App, DbArgs, person};
 use crate::report;
@@ -98,10 +98,14 @@ pub async fn answer(args: GateArgs, answer: Answer) -> anyhow::Result<ExitCode> 
         Answer::Approve => engine.approve(run_id, &args.step, &app.actor, comment).await?,
         Answer::Reject => engine.reject(run_id, &args.step, &app.actor, comment).await?,
         Answer::Complete => {
-            engine.complete_manual(run_id, &args.step, &app.actor, true, comment).await?
+            engine
+                .complete_manual(run_id, &args.step, &app.actor, Completion::Done, comment)
+                .await?
         }
         Answer::Fail => {
-            engine.complete_manual(run_id, &args.step, &app.actor, false, comment).await?
+            engine
+                .complete_manual(run_id, &args.step, &app.actor, Completion::Failed, comment)
+                .await?
         }
     };
     println!("step {}: {status}", args.step);
@@ -115,7 +119,8 @@ pub async fn assign(args: AssignArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
     let run_id = app.resolve_run(&args.run).await?;
     for (role, name) in &args.assignments {
-        app.engine.assign(run_id, &app.actor, role, &person(name), !args.remove).await?;
+        let change = if args.remove { RoleChange::Unassign } else { RoleChange::Assign };
+        app.engine.assign(run_id, &app.actor, role, &person(name), change).await?;
         let verb = if args.remove { "no longer holds" } else { "holds" };
         println!("{} {verb} `{role}` in run {run_id}", person(name));
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use steady_engine::engine::{DriveEnd, EngineError, StartRun};
-use steady_engine::run::{Assignment, RunMode, RunStatus, StepStatus};
+use steady_engine::run::{Assignment, Completion, RunMode, RunStatus, StepStatus};
 use steady_engine::runbook::StepKind;
 use steady_engine::runner::Stop;
 use steady_engine::store::Published;
@@ -244,14 +244,14 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
                 state.rendered.as_ref().and_then(|r| r["instructions"].as_str()).unwrap_or(&text)
             );
             let answer = ask("[d]one / [f]ailed / anything else to leave it waiting: ")?;
-            let succeeded = match answer.as_str() {
-                "d" | "done" => true,
-                "f" | "failed" => false,
+            let completion = match answer.as_str() {
+                "d" | "done" => Completion::Done,
+                "f" | "failed" => Completion::Failed,
                 _ => return Ok(false),
             };
             let note = ask("note (optional): ")?;
             let note = (!note.is_empty()).then_some(note.as_str());
-            app.engine.complete_manual(run_id, &step.id, &app.actor, succeeded, note).await?;
+            app.engine.complete_manual(run_id, &step.id, &app.actor, completion, note).await?;
             Ok(true)
         }
         _ => Ok(false),

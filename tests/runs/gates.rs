@@ -1,7 +1,7 @@
 //! Approval gates and manual steps: people, roles and separation of duties.
 
 use steady_engine::engine::EngineError;
-use steady_engine::run::{Decision, RunStatus, StepStatus};
+use steady_engine::run::{Completion, Decision, RoleChange, RunStatus, StepStatus};
 
 use crate::*;
 
@@ -232,8 +232,8 @@ steps:
     assert_eq!(count_lines(&ledger), 1);
 
     // The commander hands the promotion to bob and retries: not what alice approved.
-    h.engine.assign(run, &commander(), "operator", &alice(), false).await.unwrap();
-    h.engine.assign(run, &commander(), "operator", &bob(), true).await.unwrap();
+    h.engine.assign(run, &commander(), "operator", &alice(), RoleChange::Unassign).await.unwrap();
+    h.engine.assign(run, &commander(), "operator", &bob(), RoleChange::Assign).await.unwrap();
     h.engine.decide(run, &commander(), Decision::Retry).await.unwrap();
     std::fs::write(&flag, "").unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
@@ -267,14 +267,17 @@ steps:
     .await;
     let run = h.start("manual", &[], &[("dba", &alice())]).await;
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
-    let refused = h.engine.complete_manual(run, "fence", &bob(), true, None).await;
+    let refused = h.engine.complete_manual(run, "fence", &bob(), Completion::Done, None).await;
     assert!(matches!(refused, Err(EngineError::NotEligible { .. })), "{refused:?}");
     h.engine
-        .complete_manual(run, "fence", &alice(), true, Some("powered off at 03:12"))
+        .complete_manual(run, "fence", &alice(), Completion::Done, Some("powered off at 03:12"))
         .await
         .unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
-    h.engine.complete_manual(run, "confirm", &alice(), false, Some("still writing")).await.unwrap();
+    h.engine
+        .complete_manual(run, "confirm", &alice(), Completion::Failed, Some("still writing"))
+        .await
+        .unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Failed);
     assert_eq!(h.statuses(run).await, ["fence=succeeded", "noted=succeeded", "confirm=failed"]);
 }

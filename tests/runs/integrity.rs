@@ -2,7 +2,7 @@
 //! in production, and what Steady now does instead.
 
 use steady_engine::engine::{EngineError, FolderFile, StartRun};
-use steady_engine::run::{Assignment, RunMode, RunStatus, StepStatus};
+use steady_engine::run::{Assignment, RoleChange, RunMode, RunStatus, StepStatus};
 use steady_engine::store::StoreError;
 
 use crate::*;
@@ -116,7 +116,10 @@ async fn only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_an
         }
     }
     let run = h.start("gated", &[], &[("approver", &alice())]).await;
-    let typo = h.engine.assign(run, &commander(), "approver", &Actor::person("bbo"), true).await;
+    let typo = h
+        .engine
+        .assign(run, &commander(), "approver", &Actor::person("bbo"), RoleChange::Assign)
+        .await;
     assert!(matches!(typo, Err(EngineError::NoSuchPerson(name)) if name == "bbo"));
     let handed = h.engine.transfer_command(run, &commander(), &Actor::person("bbo")).await;
     assert!(matches!(handed, Err(EngineError::NoSuchPerson(name)) if name == "bbo"));
@@ -124,9 +127,9 @@ async fn only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_an
 
     // A disabled user is nobody to hand things to; taking a role away is always possible.
     h.accounts().set_disabled("bob", true, &Actor::local("ops")).await.unwrap();
-    let disabled = h.engine.assign(run, &commander(), "approver", &bob(), true).await;
+    let disabled = h.engine.assign(run, &commander(), "approver", &bob(), RoleChange::Assign).await;
     assert!(matches!(disabled, Err(EngineError::NoSuchPerson(name)) if name == "bob"));
-    h.engine.assign(run, &commander(), "approver", &alice(), false).await.unwrap();
+    h.engine.assign(run, &commander(), "approver", &alice(), RoleChange::Unassign).await.unwrap();
 
     // The commander is gone: an admin takes the run, audited as a transfer by the admin.
     h.add_user("ada").await;

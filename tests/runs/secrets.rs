@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use steady_engine::engine::{EngineError, StartRun};
-use steady_engine::run::{RunMode, RunStatus, StepStatus};
+use steady_engine::run::{Completion, RunMode, RunStatus, StepStatus};
 use steady_engine::secrets::SecretsError;
 
 use crate::{Harness, SECRET, commander};
@@ -383,7 +383,10 @@ steps:
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
     let pasted = format!("used {SECRET} to log in");
     h.engine.add_note(run, &commander(), None, &pasted).await.unwrap();
-    h.engine.complete_manual(run, "log_in", &crate::alice(), true, Some(&pasted)).await.unwrap();
+    h.engine
+        .complete_manual(run, "log_in", &crate::alice(), Completion::Done, Some(&pasted))
+        .await
+        .unwrap();
     let snapshot = h.snapshot(run).await;
     assert_eq!(snapshot.step("log_in").unwrap().note.as_deref(), Some("used *** to log in"));
     assert!(!stored(&h, run).await.contains(SECRET));

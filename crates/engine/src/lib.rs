@@ -11,6 +11,7 @@
 //! - [`run`]: run and step statuses, the records a store keeps, and `Transition`.
 //! - [`store`]: the `Store` trait the engine needs; `steady-storage` implements it.
 //! - [`machine`]: the pure decision of what a run needs next.
+//! - [`policy`]: who may act on a run: commanding, answering gates and manual steps, notes.
 //! - [`engine`]: starting, driving and answering runs; leases and crash recovery.
 //! - [`runner`]: the effects: processes, HTTP requests, sleeps.
 //! - [`audit`]: audit events and the hash chain.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod machine;
 pub mod params;
 pub mod plan;
+pub mod policy;
 pub mod run;
 pub mod runbook;
 pub mod runner;

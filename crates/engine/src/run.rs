@@ -10,6 +10,8 @@ use uuid::Uuid;
 use crate::audit::NewEvent;
 use crate::params::ParamValues;
 
+mod step;
+
 pub type Timestamp = DateTime<Utc>;
 
 /// Declares a closed set of names stored as text, with `as_str`, `FromStr` and `Display`.
@@ -145,6 +147,31 @@ named_enum! {
         /// End the run as failed.
         Abort => "abort",
     }
+}
+
+/// A person's answer to a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// Counts towards the gate's quorum; at the quorum the gate opens.
+    Approve,
+    /// Ends the gate at once, as `rejected`.
+    Reject,
+}
+
+/// How a person ends a manual step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Completion {
+    /// Done: the step `succeeded`.
+    Done,
+    /// It could not be done: the step `failed`, and its `on_failure` decides what follows.
+    Failed,
+}
+
+/// Whether the commander gives a run role to a person or takes it away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoleChange {
+    Assign,
+    Unassign,
 }
 
 /// Who did something: `user:<name>` for accounts, `local:<os user>` for the terminal.

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steady_engine::accounts::{GlobalRole, Session};
 use steady_engine::engine::{StartRun, now};
-use steady_engine::run::{Actor, Assignment, Decision, RunFilter, RunMode, RunStatus};
+use steady_engine::run::{
+    Actor, Assignment, Completion, Decision, RoleChange, RunFilter, RunMode, RunStatus,
+};
 use steady_engine::store::{AuditFilter, Published};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -612,7 +614,8 @@ async fn assign(
     caller.require_responder()?;
     let id = run_id(&id)?;
     let AssignBody { role, person: name, assign } = body(&bytes)?;
-    state.engine.assign(id, &caller.user.actor(), &role, &person(&name), assign).await?;
+    let change = if assign { RoleChange::Assign } else { RoleChange::Unassign };
+    state.engine.assign(id, &caller.user.actor(), &role, &person(&name), change).await?;
     ok(AssignAnswer { person: person(&name).as_str().to_owned(), role, assigned: assign })
 }
 
@@ -714,8 +717,8 @@ async fn answer_step(
     let status = match action.as_str() {
         "approve" => engine.approve(id, &step, &actor, comment).await?,
         "reject" => engine.reject(id, &step, &actor, comment).await?,
-        "complete" => engine.complete_manual(id, &step, &actor, true, comment).await?,
-        "fail" => engine.complete_manual(id, &step, &actor, false, comment).await?,
+        "complete" => engine.complete_manual(id, &step, &actor, Completion::Done, comment).await?,
+        "fail" => engine.complete_manual(id, &step, &actor, Completion::Failed, comment).await?,
         _ => return Err(AppError::not_found("use approve, reject, complete or fail")),
     };
     ok(StepAnswer { step, status: status.as_str() })

@@ -17,7 +17,8 @@ use steady_engine::engine::{StartRun, now, waiting_for};
 use steady_engine::machine::{attention_step, guarded_steps};
 use steady_engine::plan::Plan;
 use steady_engine::run::{
-    Actor, Assignment, Decision, RunFilter, RunMode, RunRecord, RunSnapshot, RunStatus, StepStatus,
+    Actor, Assignment, Completion, Decision, RoleChange, RunFilter, RunMode, RunRecord,
+    RunSnapshot, RunStatus, StepStatus,
 };
 use steady_engine::runbook::{Runbook, StepKind};
 use uuid::Uuid;
@@ -847,8 +848,10 @@ async fn answer(
     match form.action.as_str() {
         "approve" => engine.approve(id, &step, &me.actor, comment).await?,
         "reject" => engine.reject(id, &step, &me.actor, comment).await?,
-        "complete" => engine.complete_manual(id, &step, &me.actor, true, comment).await?,
-        "fail" => engine.complete_manual(id, &step, &me.actor, false, comment).await?,
+        "complete" => {
+            engine.complete_manual(id, &step, &me.actor, Completion::Done, comment).await?
+        }
+        "fail" => engine.complete_manual(id, &step, &me.actor, Completion::Failed, comment).await?,
         _ => return Err(AppError::invalid("unknown answer").into()),
     };
     Ok(back_to(id, &format!("#step-{step}")))
@@ -931,7 +934,8 @@ async fn assign(
     me.caller.require_responder()?;
     let id = run_id(&id)?;
     let person = Actor::person(form.person.trim());
-    state.engine.assign(id, &me.actor, &form.role, &person, form.assign == "yes").await?;
+    let change = if form.assign == "yes" { RoleChange::Assign } else { RoleChange::Unassign };
+    state.engine.assign(id, &me.actor, &form.role, &person, change).await?;
     Ok(back_to(id, ""))
 }
 

@@ -1,0 +1,145 @@
+//! Approval binding: what a gate's approval binds to, the preview approvers see, and the check
+//! before a guarded step runs that it still renders as they saw it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::audit::{AuditAction, NewEvent, canonical_json, digest};
+use crate::machine::{self, governing_gate, guarded_steps};
+use crate::plan;
+use crate::run::*;
+use crate::runbook::{Runbook, Step, StepKind};
+use crate::template::{self, SecretValues};
+
+use super::context::{NotYetRun, run_context};
+use super::driver::Driver;
+use super::{Engine, EngineError, Progress, later};
+
+impl Engine {
+    /// What an approver approves: the run's parameters and the steps the gate guards, rendered
+    /// as far as they can be before those steps run.
+    pub(super) fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
+        let context = run_context(
+            runbook,
+            &Arc::new(snapshot.clone()),
+            SecretValues::Masked,
+            NotYetRun::Placeholders,
+        );
+        let steps: serde_json::Map<String, Value> =
+            guarded_steps(runbook, snapshot.run.phase, &gate.id)
+                .iter()
+                .map(|step| {
+                    let rendered = plan::render_action(step, &context)
+                        .ok()
+                        .and_then(|action| serde_json::to_value(&action).ok())
+                        .map_or(Value::Null, |action| Value::String(canonical_json(&action)));
+                    (step.id.clone(), rendered)
+                })
+                .collect();
+        json!({
+            "gate": gate.id,
+            "params": digest(&serde_json::to_value(&snapshot.run.params).unwrap_or_default()),
+            "steps": steps,
+        })
+    }
+
+    /// What each gate of the run guards, rendered as its approvers see it (with placeholders
+    /// for outputs not known yet): gate id → guarded step id → rendered action.
+    pub fn approval_preview(
+        &self,
+        runbook: &Runbook,
+        snapshot: &RunSnapshot,
+    ) -> BTreeMap<String, BTreeMap<String, Value>> {
+        let context = run_context(
+            runbook,
+            &Arc::new(snapshot.clone()),
+            SecretValues::Masked,
+            NotYetRun::Placeholders,
+        );
+        let mut preview = BTreeMap::new();
+        for phase in [Phase::Main, Phase::Rollback] {
+            for gate in machine::sequence(runbook, phase).iter().filter(|step| step.is_gate()) {
+                let steps = guarded_steps(runbook, phase, &gate.id)
+                    .iter()
+                    .filter_map(|step| {
+                        let action = plan::render_action(step, &context).ok()?;
+                        Some((step.id.clone(), serde_json::to_value(&action).ok()?))
+                    })
+                    .collect();
+                preview.insert(gate.id.clone(), steps);
+            }
+        }
+        preview
+    }
+}
+
+impl Driver<'_> {
+    /// Checks, before a step behind a gate runs, that it still renders as its approvers saw
+    /// it. Approvals that no longer match are void; when too few remain, the gate waits again.
+    /// Returns whether the step must not run now.
+    pub(super) async fn approval_void(
+        &mut self,
+        runbook: &Runbook,
+        step: &Step,
+        rendered: &Value,
+    ) -> Result<bool, EngineError> {
+        let phase = self.run_record().phase;
+        let Some(gate) = governing_gate(runbook, phase, &step.id) else { return Ok(false) };
+        let StepKind::Approval(approval) = &gate.kind else { return Ok(false) };
+        let Some(gate_state) = self.snapshot.step(&gate.id) else { return Ok(false) };
+        match gate_state.status {
+            StepStatus::Approved => {}
+            // Skipped by its own `when`, or recorded by a dry run: nothing to bind to.
+            StepStatus::Skipped | StepStatus::WouldRun => return Ok(false),
+            // Validation and decisions keep a closed gate from being passed; should one ever
+            // be, the steps it guards still do not run.
+            _ => return Ok(true),
+        }
+        let actual = canonical_json(rendered);
+        let stale: Vec<&Vote> = self
+            .snapshot
+            .live_votes(&gate.id)
+            .filter(|vote| vote.approve)
+            .filter(|vote| match vote.bound["steps"][&step.id].as_str() {
+                Some(approved) => !template::matches_with_placeholders(approved, &actual),
+                None => false,
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(false);
+        }
+        let remaining =
+            self.snapshot.live_votes(&gate.id).filter(|v| v.approve).count() - stale.len();
+        let reopen = remaining < approval.approvals as usize;
+        let mut transition = self.transition();
+        transition.voided_votes = stale.iter().map(|vote| vote.id).collect();
+        for vote in &stale {
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(self.run_id))
+                    .step(&gate.id)
+                    .data(json!({
+                        "approver": vote.actor.as_str(),
+                        "digest": vote.digest,
+                        "step": step.id,
+                        "reason": "the step renders differently from what was approved",
+                    })),
+            );
+        }
+        if reopen {
+            let mut reopened = gate_state.clone();
+            reopened.reopen(approval.timeout.map(|timeout| later(timeout.as_std())));
+            transition.steps.push(reopened);
+            let mut change = RunChange::from(self.run_record());
+            change.status = RunStatus::Waiting;
+            change.release_lease = true;
+            transition.run = Some(change);
+        }
+        if !self.commit(transition).await? {
+            return Ok(true);
+        }
+        self.observer.progress(self.run_record(), Progress::ApprovalVoided { gate });
+        Ok(reopen)
+    }
+}

@@ -1,0 +1,606 @@
+//! People's commands: starting a run, answering gates and manual steps, the commander's
+//! decisions, roles, command, notes and cancelling. Each is a transition computed from a fresh
+//! snapshot and retried when the run moved on under it.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{AuditAction, NewEvent, digest, new_id};
+use crate::machine::attention_step;
+use crate::params;
+use crate::policy;
+use crate::run::*;
+use crate::runbook::{Runbook, Step, StepKind};
+use crate::secrets::Secrets;
+use crate::store::StoreError;
+use crate::template::{self, Context, Target};
+
+use super::{Engine, EngineError, finished_event, now, transition_from};
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct StartRun {
+    pub runbook: String,
+    /// The latest version when `None`.
+    pub version: Option<u32>,
+    /// Parameter values as text, as typed on a command line or in a form.
+    pub params: Vec<(String, String)>,
+    pub mode: RunMode,
+    pub actor: Actor,
+    pub assignments: Vec<Assignment>,
+}
+
+impl Engine {
+    /// Creates a run of the latest (or the given) version with its steps pending. It holds
+    /// the runbook's lock key from now until it ends.
+    pub async fn start_run(&self, start: StartRun) -> Result<Uuid, EngineError> {
+        let stored = self
+            .store
+            .runbook_version(&start.runbook, start.version)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchRunbook(start.runbook.clone()))?;
+        let runbook = self.runbook(&stored.name, stored.version).await?;
+        // What people type is stored; NUL cannot be (see `make_storable`).
+        let texts: Vec<(String, String)> = start
+            .params
+            .iter()
+            .map(|(key, value)| {
+                let (mut key, mut value) = (key.clone(), value.clone());
+                make_storable(&mut key);
+                make_storable(&mut value);
+                (key, value)
+            })
+            .collect();
+        let params = params::resolve(&runbook, &texts).map_err(EngineError::Params)?;
+        let secrets =
+            Secrets::for_runbook(&runbook, &self.config.secrets).map_err(EngineError::Secrets)?;
+        secrets
+            .check_params(params.iter().map(|(name, value)| (name.as_str(), value.to_string())))
+            .map_err(EngineError::Secrets)?;
+        for assignment in &start.assignments {
+            if runbook.role(&assignment.role).is_none() {
+                return Err(EngineError::NoSuchRole(assignment.role.clone()));
+            }
+            self.check_person(&start.actor, &assignment.person).await?;
+        }
+        // A dry run never takes the lock, so it never blocks a live run.
+        let lock_key = match &runbook.lock {
+            Some(lock) if start.mode != RunMode::DryRun => Some(
+                template::render(lock, Target::Text, &Context::offline(&runbook, &params))
+                    .map_err(|error| EngineError::LockKey(error.to_string()))?,
+            ),
+            _ => None,
+        };
+        let id = Uuid::now_v7();
+        let at = now();
+        let run = RunRecord {
+            id,
+            runbook: stored.name.clone(),
+            version: stored.version,
+            sha256: stored.sha256.clone(),
+            mode: start.mode,
+            status: RunStatus::Running,
+            phase: Phase::Main,
+            started_by: start.actor.clone(),
+            commander: start.actor.clone(),
+            params: params.clone(),
+            lock_key: lock_key.clone(),
+            created_at: at,
+            updated_at: at,
+            finished_at: None,
+            lease: None,
+            revision: 0,
+        };
+        let steps = [(Phase::Main, &runbook.steps), (Phase::Rollback, &runbook.rollback)]
+            .into_iter()
+            .flat_map(|(phase, steps)| {
+                steps.iter().enumerate().map(move |(position, step)| {
+                    StepState::pending(&step.id, phase, position as u32)
+                })
+            })
+            .collect();
+        let event = NewEvent::new(&start.actor, AuditAction::RunStarted, Some(id)).data(json!({
+            "runbook": stored.name,
+            "version": stored.version,
+            "sha256": stored.sha256,
+            "mode": start.mode.as_str(),
+            "params": params,
+            "lock": lock_key,
+            "assignments": start.assignments.iter()
+                .map(|a| json!({"role": a.role, "person": a.person.as_str()})).collect::<Vec<_>>(),
+        }));
+        self.store.create_run(NewRun { run, steps, assignments: start.assignments, event }).await?;
+        Ok(id)
+    }
+
+    /// Refuses anyone but an existing, enabled user as a role holder or commander, so that a
+    /// typo can never be handed a run. The local operator at a terminal may name themselves.
+    async fn check_person(&self, actor: &Actor, person: &Actor) -> Result<(), EngineError> {
+        match policy::account_needed(actor, person)? {
+            Some(name) if !self.store.enabled_user(name).await? => {
+                Err(EngineError::NoSuchPerson(name.to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a change people asked for, computed from a fresh snapshot each time the run
+    /// moved on under it. `change` returns the transition to commit (if any) and the answer.
+    async fn act<T>(
+        &self,
+        run_id: Uuid,
+        change: impl Fn(
+            &Runbook,
+            &RunSnapshot,
+            Timestamp,
+        ) -> (Option<Transition>, Result<T, EngineError>),
+    ) -> Result<T, EngineError> {
+        for _ in 0..20 {
+            let (snapshot, runbook) = self.snapshot(run_id).await?;
+            let (transition, answer) = change(&runbook, &snapshot, now());
+            let Some(mut transition) = transition else { return answer };
+            transition.make_storable();
+            match self.store.commit(run_id, transition).await {
+                Ok(()) => return answer,
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// Approves a gate. When the quorum is reached the gate opens and the run needs a driver.
+    pub async fn approve(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        comment: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.answer(run_id, step_id, actor, Answer::Approve, comment).await
+    }
+
+    /// Rejects a gate: one rejection ends it, and the step's `on_failure` decides what follows.
+    pub async fn reject(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        comment: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.answer(run_id, step_id, actor, Answer::Reject, comment).await
+    }
+
+    /// Answers a waiting gate for `actor`, with an optional comment (its secrets masked).
+    /// Returns the gate's status after the answer: `waiting` below the quorum, `approved` at
+    /// it, `rejected`.
+    ///
+    /// Errors: `NoSuchStep`, `RunNotActive`, `NotWaiting`, `WrongKind` (not a gate),
+    /// `GateTimedOut` (its deadline passed: the timeout is committed), and the refusals of
+    /// [`policy::may_approve`] / [`policy::may_answer`] (`NotEligible`, `SelfApproval`,
+    /// `AlreadyAnswered`).
+    pub async fn answer(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        answer: Answer,
+        comment: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        let approve = answer == Answer::Approve;
+        self.act(run_id, |runbook, snapshot, now| {
+            let comment = comment.map(|text| self.people_text(runbook, text));
+            let comment = comment.as_deref();
+            let (step, state) = match waiting_step(runbook, snapshot, step_id) {
+                Ok(found) => found,
+                Err(error) => return (None, Err(error)),
+            };
+            let StepKind::Approval(gate) = &step.kind else {
+                let error =
+                    EngineError::WrongKind { step: step_id.to_owned(), expected: "an approval" };
+                return (None, Err(error));
+            };
+            if state.deadline.is_some_and(|deadline| deadline <= now) {
+                let transition = self.late_expiry(runbook, snapshot, step);
+                return (
+                    Some(transition),
+                    Err(EngineError::GateTimedOut { step: step_id.to_owned() }),
+                );
+            }
+            let allowed = match answer {
+                Answer::Approve => policy::may_approve(snapshot, step, actor),
+                Answer::Reject => policy::may_answer(snapshot, step, actor),
+            };
+            if let Err(refusal) = allowed {
+                return (None, Err(refusal.into()));
+            }
+            let bound = self.binding(runbook, snapshot, step);
+            let vote = Vote {
+                id: new_id(),
+                step_id: step_id.to_owned(),
+                actor: actor.clone(),
+                approve,
+                comment: comment.map(str::to_owned),
+                digest: digest(&bound),
+                bound,
+                at: now,
+                void: false,
+            };
+            let approvals = snapshot.live_votes(step_id).filter(|v| v.approve).count() as u32
+                + u32::from(approve);
+            let mut transition = transition_from(snapshot);
+            let mut new_state = state.clone();
+            let action = match answer {
+                Answer::Approve => AuditAction::ApprovalGranted,
+                Answer::Reject => AuditAction::ApprovalRejected,
+            };
+            transition.events.push(
+                NewEvent::new(actor, action, Some(snapshot.run.id)).step(step_id).data(json!({
+                    "comment": comment,
+                    "digest": vote.digest,
+                    "approvals": approvals,
+                    "quorum": gate.approvals,
+                })),
+            );
+            if !approve || approvals >= gate.approvals {
+                let status = match answer {
+                    Answer::Approve => StepStatus::Approved,
+                    Answer::Reject => StepStatus::Rejected,
+                };
+                new_state.answer(status, actor, comment.map(str::to_owned), now);
+                let mut run = RunChange::from(&snapshot.run);
+                run.status = RunStatus::Running;
+                transition.run = Some(run);
+                transition.events.push(
+                    NewEvent::new(actor, AuditAction::StepFinished, Some(snapshot.run.id))
+                        .step(step_id)
+                        .data(json!({ "status": new_state.status.as_str() })),
+                );
+            }
+            let status = new_state.status;
+            transition.steps.push(new_state);
+            transition.votes.push(vote);
+            (Some(transition), Ok(status))
+        })
+        .await
+    }
+
+    /// What a person wrote (a comment, a note), with the run's secrets masked: someone who
+    /// pastes a credential into a note must not write it into the append-only audit log.
+    fn people_text(&self, runbook: &Runbook, text: &str) -> String {
+        Secrets::available_for(runbook, &self.config.secrets).mask(text)
+    }
+
+    /// Marks a waiting manual step done (`succeeded`) or failed, with a note (its secrets
+    /// masked). Returns the step's status after it.
+    ///
+    /// Errors: `NoSuchStep`, `RunNotActive`, `NotWaiting`, `WrongKind` (not a manual step), and
+    /// `NotEligible` from [`policy::may_answer`].
+    pub async fn complete_manual(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        completion: Completion,
+        note: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let note = note.map(|text| self.people_text(runbook, text));
+            let note = note.as_deref();
+            let (step, state) = match waiting_step(runbook, snapshot, step_id) {
+                Ok(found) => found,
+                Err(error) => return (None, Err(error)),
+            };
+            let StepKind::Manual(_) = &step.kind else {
+                let error =
+                    EngineError::WrongKind { step: step_id.to_owned(), expected: "a manual" };
+                return (None, Err(error));
+            };
+            if let Err(refusal) = policy::may_answer(snapshot, step, actor) {
+                return (None, Err(refusal.into()));
+            }
+            let mut new_state = state.clone();
+            let status = match completion {
+                Completion::Done => StepStatus::Succeeded,
+                Completion::Failed => StepStatus::Failed,
+            };
+            new_state.answer(status, actor, note.map(str::to_owned), now);
+            let mut transition = transition_from(snapshot);
+            let action = match completion {
+                Completion::Done => AuditAction::ManualCompleted,
+                Completion::Failed => AuditAction::ManualFailed,
+            };
+            transition.events.push(
+                NewEvent::new(actor, action, Some(run_id))
+                    .step(step_id)
+                    .data(json!({ "note": note })),
+            );
+            let mut run = RunChange::from(&snapshot.run);
+            run.status = RunStatus::Running;
+            transition.run = Some(run);
+            let status = new_state.status;
+            transition.steps.push(new_state);
+            (Some(transition), Ok(status))
+        })
+        .await
+    }
+
+    /// The commander's answer to a run that needs attention.
+    pub async fn decide(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        decision: Decision,
+    ) -> Result<RunStatus, EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let run = &snapshot.run;
+            if let Err(refusal) = policy::may_command(run, actor) {
+                return (None, Err(refusal.into()));
+            }
+            if run.status != RunStatus::NeedsAttention {
+                return (None, Err(EngineError::NothingToDecide { status: run.status }));
+            }
+            let Some(step) = attention_step(runbook, snapshot) else {
+                return (None, Err(EngineError::NothingToDecide { status: run.status }));
+            };
+            let Some(state) = snapshot.step(&step.id) else {
+                return (None, Err(EngineError::NoSuchStep(step.id.clone())));
+            };
+            let mut transition = transition_from(snapshot);
+            let mut change = RunChange::from(run);
+            change.status = RunStatus::Running;
+            let mut new_state = state.clone();
+            match decision {
+                Decision::Retry => {
+                    new_state.retry();
+                    // A gate asked again starts afresh: earlier answers and escalation are void.
+                    if step.is_gate() {
+                        new_state.forget_answers();
+                        transition.voided_votes =
+                            snapshot.live_votes(&step.id).map(|vote| vote.id).collect();
+                    }
+                }
+                Decision::Skip if step.is_gate() => {
+                    return (None, Err(EngineError::GateCannotBeSkipped { step: step.id.clone() }));
+                }
+                Decision::Skip => {
+                    new_state.skip_by(actor);
+                }
+                Decision::Rollback if run.phase == Phase::Main => change.phase = Phase::Rollback,
+                Decision::Rollback => {
+                    return (None, Err(EngineError::NothingToDecide { status: run.status }));
+                }
+                Decision::Abort => {
+                    change.status = RunStatus::Failed;
+                    change.finished_at = Some(now);
+                    change.release_lease = true;
+                }
+            }
+            transition.events.push(
+                NewEvent::new(actor, AuditAction::DecisionTaken, Some(run.id))
+                    .step(&step.id)
+                    .data(json!({ "decision": decision.as_str() })),
+            );
+            if decision == Decision::Abort {
+                transition.events.push(finished_event(run.id, RunStatus::Failed));
+            }
+            if new_state != *state {
+                transition.steps.push(new_state);
+            }
+            let status = change.status;
+            transition.run = Some(change);
+            (Some(transition), Ok(status))
+        })
+        .await
+    }
+
+    /// Gives a run role to a person, or takes it away. Only the commander may.
+    pub async fn assign(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        role: &str,
+        person: &Actor,
+        change: RoleChange,
+    ) -> Result<(), EngineError> {
+        let assign = change == RoleChange::Assign;
+        // Taking a role away from anyone is allowed: it cleans up after a departed person.
+        if assign {
+            self.check_person(actor, person).await?;
+        }
+        self.act(run_id, |runbook, snapshot, _| {
+            if let Err(refusal) = policy::may_command(&snapshot.run, actor) {
+                return (None, Err(refusal.into()));
+            }
+            if runbook.role(role).is_none() {
+                return (None, Err(EngineError::NoSuchRole(role.to_owned())));
+            }
+            if snapshot.holds(person, role) == assign {
+                return (None, Ok(()));
+            }
+            let mut transition = transition_from(snapshot);
+            let assignment = Assignment { role: role.to_owned(), person: person.clone() };
+            let action = match change {
+                RoleChange::Assign => AuditAction::RoleAssigned,
+                RoleChange::Unassign => AuditAction::RoleUnassigned,
+            };
+            transition.events.push(
+                NewEvent::new(actor, action, Some(run_id))
+                    .data(json!({ "role": role, "person": person.as_str() })),
+            );
+            match change {
+                RoleChange::Assign => transition.assign.push(assignment),
+                RoleChange::Unassign => transition.unassign.push(assignment),
+            }
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Hands the run to another commander, who must be an existing, enabled user.
+    pub async fn transfer_command(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        to: &Actor,
+    ) -> Result<(), EngineError> {
+        self.check_person(actor, to).await?;
+        self.change_commander(run_id, actor, to, Authority::Commander).await
+    }
+
+    /// An admin takes command of an active run, whoever commands it, so that no run is ever
+    /// left without a commander. The caller checked that `admin` holds the global role; it is
+    /// audited as a transfer made by the admin.
+    pub async fn take_command(&self, run_id: Uuid, admin: &Actor) -> Result<(), EngineError> {
+        self.check_person(admin, admin).await?;
+        self.change_commander(run_id, admin, admin, Authority::Admin).await
+    }
+
+    async fn change_commander(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        to: &Actor,
+        authority: Authority,
+    ) -> Result<(), EngineError> {
+        self.act(run_id, |_, snapshot, _| {
+            match authority {
+                Authority::Commander => {
+                    if let Err(refusal) = policy::may_command(&snapshot.run, actor) {
+                        return (None, Err(refusal.into()));
+                    }
+                }
+                Authority::Admin if !snapshot.run.status.is_active() => {
+                    return (None, Err(EngineError::RunNotActive { status: snapshot.run.status }));
+                }
+                Authority::Admin if snapshot.run.commander == *to => return (None, Ok(())),
+                Authority::Admin => {}
+            }
+            let mut transition = transition_from(snapshot);
+            let mut change = RunChange::from(&snapshot.run);
+            change.commander = to.clone();
+            transition.run = Some(change);
+            transition.events.push(
+                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id)).data(
+                    match authority {
+                        Authority::Commander => json!({
+                            "from": snapshot.run.commander.as_str(),
+                            "to": to.as_str(),
+                        }),
+                        Authority::Admin => json!({
+                            "from": snapshot.run.commander.as_str(),
+                            "to": to.as_str(),
+                            "taken_by_admin": true,
+                        }),
+                    },
+                ),
+            );
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Adds a participant's note to the run's timeline.
+    pub async fn add_note(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        step_id: Option<&str>,
+        text: &str,
+    ) -> Result<(), EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let text = self.people_text(runbook, text);
+            let text = text.as_str();
+            if let Err(refusal) = policy::may_note(snapshot, actor) {
+                return (None, Err(refusal.into()));
+            }
+            if let Some(step_id) = step_id
+                && find_step(runbook, step_id).is_none()
+            {
+                return (None, Err(EngineError::NoSuchStep(step_id.to_owned())));
+            }
+            let mut transition = transition_from(snapshot);
+            let note = Note {
+                id: new_id(),
+                step_id: step_id.map(str::to_owned),
+                author: actor.clone(),
+                text: text.to_owned(),
+                at: now,
+            };
+            let mut event = NewEvent::new(actor, AuditAction::NoteAdded, Some(run_id))
+                .data(json!({ "text": text }));
+            event.step_id = note.step_id.clone();
+            transition.events.push(event);
+            transition.notes.push(note);
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+
+    /// Cancels an active run. A step that is running is stopped by its driver, which notices
+    /// within a second.
+    pub async fn cancel(&self, run_id: Uuid, actor: &Actor) -> Result<(), EngineError> {
+        self.act(run_id, |_, snapshot, now| {
+            let run = &snapshot.run;
+            if let Err(refusal) = policy::may_command(run, actor) {
+                return (None, Err(refusal.into()));
+            }
+            if !run.status.is_active() {
+                return (None, Err(EngineError::RunNotActive { status: run.status }));
+            }
+            let mut transition = transition_from(snapshot);
+            let mut change = RunChange::from(run);
+            change.status = RunStatus::Cancelled;
+            change.finished_at = Some(now);
+            transition.run = Some(change);
+            for state in &snapshot.steps {
+                if matches!(state.status, StepStatus::Waiting | StepStatus::Pending)
+                    && state.phase == run.phase
+                {
+                    let mut cancelled = state.clone();
+                    cancelled.cancel();
+                    transition.steps.push(cancelled);
+                }
+            }
+            transition.events.push(NewEvent::new(actor, AuditAction::RunCancelled, Some(run.id)));
+            (Some(transition), Ok(()))
+        })
+        .await
+    }
+}
+
+/// A step of either sequence, by id.
+fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
+    runbook.steps.iter().chain(&runbook.rollback).find(|step| step.id == step_id)
+}
+
+/// By what right someone changes a run's commander.
+#[derive(Debug, Clone, Copy)]
+enum Authority {
+    /// The commander (or the local operator) hands command over.
+    Commander,
+    /// An admin takes command of a run, whoever commands it.
+    Admin,
+}
+
+/// The step `step_id` and its state, when it waits for people in an active run.
+fn waiting_step<'r, 's>(
+    runbook: &'r Runbook,
+    snapshot: &'s RunSnapshot,
+    step_id: &str,
+) -> Result<(&'r Step, &'s StepState), EngineError> {
+    let step =
+        find_step(runbook, step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+    let state =
+        snapshot.step(step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+    if !snapshot.run.status.is_active() {
+        return Err(EngineError::RunNotActive { status: snapshot.run.status });
+    }
+    if state.status == StepStatus::TimedOut {
+        return Err(EngineError::GateTimedOut { step: step_id.to_owned() });
+    }
+    if state.status != StepStatus::Waiting {
+        return Err(EngineError::NotWaiting { step: step_id.to_owned(), status: state.status });
+    }
+    Ok((step, state))
+}

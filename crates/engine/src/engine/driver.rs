@@ -1,0 +1,387 @@
+//! The driver: one drive of one run under a lease. It takes the machine's decisions one by one,
+//! commits each transition before the effect it announces, starts effects and records results.
+
+mod recover;
+mod start;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::audit::{AuditAction, NewEvent, object, sha256_hex};
+use crate::machine::{self, Next};
+use crate::run::*;
+use crate::runbook::{Runbook, Step};
+use crate::runner::{self, Effect, Stop};
+use crate::secrets::Secrets;
+use crate::store::StoreError;
+
+use super::context::Revealed;
+use super::lease::{AbortOnDrop, keep_lease};
+use super::verdict::{Verdict, judge, verdict};
+use super::{
+    DriveEnd, Engine, EngineError, Observer, Progress, finished_event, later, now, transition_from,
+    waiting_for,
+};
+
+impl Engine {
+    /// Drives a run until it needs people, finishes, or `stop` asks the driver to go. Takes
+    /// the run's lease first; fails with `LeaseHeld` when another live driver has it.
+    pub async fn drive(
+        &self,
+        run_id: Uuid,
+        observer: &dyn Observer,
+        stop: watch::Receiver<Stop>,
+    ) -> Result<DriveEnd, EngineError> {
+        let lease = Lease { owner: self.config.node.clone(), expires_at: later(self.config.lease) };
+        if !self.store.acquire_lease(run_id, &lease, now()).await? {
+            let (snapshot, _) = self.snapshot(run_id).await?;
+            return match snapshot.run.lease {
+                Some(held) => {
+                    Err(EngineError::LeaseHeld { owner: held.owner, until: held.expires_at })
+                }
+                None => Err(EngineError::LeaseLost),
+            };
+        }
+        let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
+        let keeper = AbortOnDrop(tokio::spawn(keep_lease(
+            self.store.clone(),
+            run_id,
+            self.config.clone(),
+            stop,
+            steps_stop,
+        )));
+        let result = match self.snapshot(run_id).await {
+            Ok((snapshot, runbook)) => {
+                let snapshot = Arc::new(snapshot);
+                let secrets = Secrets::available_for(&runbook, &self.config.secrets);
+                let mut driver = Driver {
+                    engine: self,
+                    run_id,
+                    observer,
+                    stop: steps_stop_rx,
+                    snapshot,
+                    runbook,
+                    secrets,
+                    revealed: Arc::new(HashMap::new()),
+                };
+                driver.run().await
+            }
+            Err(error) => Err(error),
+        };
+        // Stop renewing first, so that the keeper cannot take the lease back after it is given up.
+        drop(keeper);
+        let _ = self.store.release_lease(run_id, &self.config.node).await;
+        result
+    }
+}
+
+/// One drive of one run. It keeps the run's snapshot in memory and applies each transition it
+/// commits, reloading only when someone else changed the run meanwhile.
+pub(super) struct Driver<'e> {
+    pub(super) engine: &'e Engine,
+    pub(super) run_id: Uuid,
+    pub(super) observer: &'e dyn Observer,
+    pub(super) stop: watch::Receiver<Stop>,
+    pub(super) snapshot: Arc<RunSnapshot>,
+    pub(super) runbook: Arc<Runbook>,
+    /// The run's declared secrets: real values for effects, and the masker for everything kept.
+    pub(super) secrets: Secrets,
+    /// Step id → the real output of its last attempt in this drive, where masking changed it:
+    /// what `expect`, `check`, `when` and later templates read, never stored.
+    pub(super) revealed: Arc<HashMap<String, Arc<Revealed>>>,
+}
+
+impl Driver<'_> {
+    pub(super) fn owner(&self) -> &str {
+        &self.engine.config.node
+    }
+
+    pub(super) fn run_record(&self) -> &RunRecord {
+        &self.snapshot.run
+    }
+
+    pub(super) async fn reload(&mut self) -> Result<(), EngineError> {
+        let (snapshot, runbook) = self.engine.snapshot(self.run_id).await?;
+        self.snapshot = Arc::new(snapshot);
+        self.runbook = runbook;
+        Ok(())
+    }
+
+    pub(super) async fn run(&mut self) -> Result<DriveEnd, EngineError> {
+        loop {
+            if matches!(*self.stop.borrow(), Stop::AfterStep | Stop::Interrupt) {
+                return Ok(DriveEnd::Stopped);
+            }
+            let runbook = self.runbook.clone();
+            match machine::next(&runbook, &self.snapshot, now()) {
+                Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
+                Next::Start(step) => match self.start(&runbook, step).await {
+                    Err(error @ EngineError::Store(_)) => {
+                        self.fail_unrecorded(step, &error).await?
+                    }
+                    other => other?,
+                },
+                Next::Recover(step) => self.recover(step).await?,
+                Next::Expire(step) => {
+                    let transition = self.engine.expiry(&self.snapshot, step, Some(self.owner()));
+                    self.commit(transition).await?;
+                }
+                Next::Wait(step) => {
+                    if self.run_record().status != RunStatus::Waiting {
+                        self.change_run(
+                            |change| {
+                                change.status = RunStatus::Waiting;
+                                change.release_lease = true;
+                            },
+                            AuditAction::RunWaiting,
+                            Some(&step.id),
+                        )
+                        .await?;
+                    }
+                    let what = waiting_for(&self.snapshot, step);
+                    self.observer.progress(self.run_record(), Progress::Waiting { step, what });
+                    return Ok(DriveEnd::Settled(RunStatus::Waiting));
+                }
+                Next::Attention(step) => {
+                    self.change_run(
+                        |change| {
+                            change.status = RunStatus::NeedsAttention;
+                            change.release_lease = true;
+                        },
+                        AuditAction::RunNeedsAttention,
+                        Some(&step.id),
+                    )
+                    .await?;
+                    self.observer.progress(self.run_record(), Progress::NeedsAttention { step });
+                    return Ok(DriveEnd::Settled(RunStatus::NeedsAttention));
+                }
+                Next::EnterRollback => {
+                    self.change_run(
+                        |change| change.phase = Phase::Rollback,
+                        AuditAction::RunRollbackStarted,
+                        None,
+                    )
+                    .await?;
+                    self.observer.progress(self.run_record(), Progress::RolledBack);
+                }
+                Next::Finish(status) => {
+                    let mut transition = self.transition();
+                    let mut change = RunChange::from(self.run_record());
+                    change.status = status;
+                    change.finished_at = Some(now());
+                    change.release_lease = true;
+                    transition.run = Some(change);
+                    transition.events.push(finished_event(self.run_id, status));
+                    if self.commit(transition).await? {
+                        self.observer.progress(self.run_record(), Progress::Finished { status });
+                        return Ok(DriveEnd::Settled(status));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn transition(&self) -> Transition {
+        let mut transition = transition_from(&self.snapshot);
+        transition.lease_owner = Some(self.owner().to_owned());
+        transition
+    }
+
+    /// Changes the run's own fields, with one audit event.
+    pub(super) async fn change_run(
+        &mut self,
+        edit: impl FnOnce(&mut RunChange),
+        action: AuditAction,
+        step_id: Option<&str>,
+    ) -> Result<bool, EngineError> {
+        let mut transition = self.transition();
+        let mut change = RunChange::from(self.run_record());
+        edit(&mut change);
+        transition.run = Some(change);
+        let mut event = NewEvent::new(&Actor::steady(), action, Some(self.run_id));
+        event.step_id = step_id.map(str::to_owned);
+        transition.events.push(event);
+        self.commit(transition).await
+    }
+
+    /// Commits a transition computed from the snapshot. Returns false when the run changed
+    /// meanwhile (a note, a cancellation): the snapshot is reloaded and the driver decides again.
+    pub(super) async fn commit(&mut self, mut transition: Transition) -> Result<bool, EngineError> {
+        transition.make_storable();
+        match self.engine.store.commit(self.run_id, transition.clone()).await {
+            Ok(()) => {
+                Arc::make_mut(&mut self.snapshot).apply(&transition, now());
+                Ok(true)
+            }
+            Err(StoreError::Conflict) => {
+                self.reload().await?;
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Commits a change that records something that already happened, such as a step's
+    /// result: it must land, so it is rebuilt from fresh state until it does.
+    pub(super) async fn record(
+        &mut self,
+        build: impl Fn(&RunSnapshot) -> Transition,
+    ) -> Result<(), EngineError> {
+        for _ in 0..50 {
+            let mut transition = build(&self.snapshot);
+            transition.revision = self.snapshot.run.revision;
+            transition.lease_owner = Some(self.owner().to_owned());
+            if self.commit(transition).await? {
+                return Ok(());
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// Runs one attempt of a `run`, `http` or `sleep` step: `running` is committed before the
+    /// effect starts, the result after it ends.
+    pub(super) async fn execute(
+        &mut self,
+        step: &Step,
+        rendered: Value,
+        effect: Effect,
+        env: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let number = state.attempt + 1;
+        let started_at = now();
+        let mut transition = self.transition();
+        let mut running = state.clone();
+        running.start(number, rendered.clone(), started_at);
+        transition.steps.push(running);
+        transition.attempts.push(Attempt {
+            step_id: step.id.clone(),
+            number,
+            status: Some(StepStatus::Running),
+            started_at: Some(started_at),
+            ..Attempt::default()
+        });
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepStarted, Some(self.run_id))
+                .step(&step.id)
+                .data(json!({ "attempt": number, "rendered": rendered })),
+        );
+        // If the run changed meanwhile, nothing may start on stale state: decide again.
+        if !self.commit(transition).await? {
+            return Ok(());
+        }
+        self.observer.progress(
+            self.run_record(),
+            Progress::StepStarted { step, attempt: number, rendered: &rendered },
+        );
+
+        let timeout = match (&effect, step.timeout) {
+            (Effect::Sleep(duration), _) => duration.saturating_add(StdDuration::from_secs(60)),
+            (_, Some(timeout)) => timeout.as_std(),
+            (_, None) => Step::DEFAULT_TIMEOUT,
+        };
+        // A little more than is stored, so that a secret straddling the limit is masked whole
+        // before the output is cut.
+        let capture = MAX_OUTPUT + self.secrets.capture_margin();
+        let output =
+            runner::execute(&effect, &env, timeout, &self.engine.http, capture, &mut self.stop)
+                .await;
+        let (attempt, revealed) = judge(&self.secrets, step, number, started_at, output, timeout);
+        if let Some(revealed) = revealed {
+            Arc::make_mut(&mut self.revealed).insert(step.id.clone(), Arc::new(revealed));
+        }
+        self.finish_attempt(step, rendered, attempt).await
+    }
+
+    /// Records an attempt's result and the step's status after it; schedules a retry when
+    /// the step has retries left.
+    pub(super) async fn finish_attempt(
+        &mut self,
+        step: &Step,
+        rendered: Value,
+        mut attempt: Attempt,
+    ) -> Result<(), EngineError> {
+        // Before the output is hashed for the audit log: what is stored is what is hashed.
+        attempt.make_storable();
+        let before = self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
+        let Verdict { status, step_status, retry } = verdict(step, before, &attempt);
+        let run_id = self.run_id;
+        self.record(|fresh| {
+            let mut transition = transition_from(fresh);
+            let Some(state) = fresh.step(&step.id) else { return transition };
+            // The step is still this attempt's (running it, or about to check it): anything
+            // else means someone already took it over, and only the attempt is recorded.
+            let ours = (state.status == StepStatus::Running && state.attempt == attempt.number)
+                || (state.status == StepStatus::Pending && state.attempt + 1 == attempt.number);
+            let mut new_state = state.clone();
+            new_state.finish_attempt(step_status, &attempt, rendered.clone());
+            if ours {
+                transition.steps.push(new_state);
+            }
+            if ours && status == StepStatus::Interrupted && fresh.run.status.is_active() {
+                let mut change = RunChange::from(&fresh.run);
+                change.status = RunStatus::NeedsAttention;
+                change.release_lease = true;
+                transition.run = Some(change);
+            }
+            let duration_ms = match (attempt.started_at, attempt.finished_at) {
+                (Some(start), Some(end)) => (end - start).num_milliseconds(),
+                _ => 0,
+            };
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
+                    .step(&step.id)
+                    .data(json!({
+                        "attempt": attempt.number,
+                        "status": status.as_str(),
+                        "exit_code": attempt.exit_code,
+                        "http_status": attempt.http_status,
+                        "duration_ms": duration_ms,
+                        "error": attempt.error,
+                        "retry": retry.is_some(),
+                    })),
+            );
+            for (stream, text, truncated) in [
+                ("stdout", &attempt.stdout, attempt.stdout_truncated),
+                ("stderr", &attempt.stderr, attempt.stderr_truncated),
+            ] {
+                if !text.is_empty() {
+                    transition.events.push(
+                        NewEvent::new(&Actor::steady(), AuditAction::OutputStored, Some(run_id))
+                            .step(&step.id)
+                            .data(object([
+                                ("attempt", json!(attempt.number)),
+                                ("stream", json!(stream)),
+                                ("sha256", json!(sha256_hex(text.as_bytes()))),
+                                ("bytes", json!(text.len())),
+                                ("truncated", json!(truncated)),
+                            ])),
+                    );
+                }
+            }
+            transition.attempts.push(attempt.clone());
+            transition
+        })
+        .await?;
+        let detail = attempt.error.clone();
+        self.observer.progress(
+            self.run_record(),
+            Progress::StepEnded { step, status, attempt: attempt.number, detail },
+        );
+        if let Some(retries) = retry {
+            let delay = retries.delay.as_std();
+            self.observer.progress(self.run_record(), Progress::RetryIn { step, delay });
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|stop| *stop != Stop::No) => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! Recovery: a step found `running` by a new driver, and a step whose result the store refused.
+
+use serde_json::json;
+
+use crate::audit::{AuditAction, NewEvent};
+use crate::engine::{EngineError, Progress, now, transition_from};
+use crate::machine::safe_to_repeat;
+use crate::run::*;
+use crate::runbook::Step;
+
+use super::Driver;
+
+impl Driver<'_> {
+    /// The store refused to record a step starting or ending: the step fails with the store's
+    /// error, once, rather than being left `running` for the next driver to run again and again.
+    pub(super) async fn fail_unrecorded(
+        &mut self,
+        step: &Step,
+        error: &EngineError,
+    ) -> Result<(), EngineError> {
+        let message = format!("the database refused to record this step: {error}");
+        let run_id = self.run_id;
+        self.record(|fresh| {
+            let mut transition = transition_from(fresh);
+            let Some(state) = fresh.step(&step.id) else { return transition };
+            let mut failed = state.clone();
+            failed.end(StepStatus::Failed, Some(message.clone()), now());
+            transition.steps.push(failed);
+            // The attempt recorded `running`, if it got that far, ends with the error.
+            let attempt = fresh
+                .attempt(&step.id, state.attempt)
+                .filter(|_| state.status == StepStatus::Running)
+                .map(|attempt| Attempt {
+                    status: Some(StepStatus::Failed),
+                    finished_at: Some(now()),
+                    error: Some(message.clone()),
+                    ..attempt.clone()
+                });
+            transition.attempts.extend(attempt);
+            transition.events.push(
+                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
+                    .step(&step.id)
+                    .data(json!({
+                        "attempt": state.attempt,
+                        "status": StepStatus::Failed.as_str(),
+                        "error": message,
+                        "retry": false,
+                    })),
+            );
+            transition
+        })
+        .await?;
+        let attempt = self.snapshot.step(&step.id).map_or(0, |state| state.attempt);
+        self.observer.progress(
+            self.run_record(),
+            Progress::StepEnded {
+                step,
+                status: StepStatus::Failed,
+                attempt,
+                detail: Some(message),
+            },
+        );
+        Ok(())
+    }
+
+    /// A step found `running`: its driver died. Safe steps run again; others wait for a person.
+    pub(super) async fn recover(&mut self, step: &Step) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id).cloned() else { return Ok(()) };
+        let rerun = safe_to_repeat(step);
+        let mut transition = self.transition();
+        let mut new_state = state.clone();
+        new_state
+            .interrupt(if rerun { StepStatus::Pending } else { StepStatus::Interrupted }, now());
+        if let Some(attempt) = self.snapshot.attempt(&step.id, state.attempt) {
+            let mut attempt = attempt.clone();
+            attempt.status = Some(StepStatus::Interrupted);
+            attempt.finished_at = Some(now());
+            attempt.error = Some("the process driving this step stopped while it ran".to_owned());
+            transition.attempts.push(attempt);
+        }
+        transition.steps.push(new_state);
+        let then = if rerun {
+            "run again: the step is safe to repeat"
+        } else {
+            "wait for a decision: the step is not safe to repeat"
+        };
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepInterrupted, Some(self.run_id))
+                .step(&step.id)
+                .data(json!({ "attempt": state.attempt, "then": then })),
+        );
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::RunTakenOver, Some(self.run_id))
+                .data(json!({ "by": self.owner() })),
+        );
+        if self.commit(transition).await? {
+            let detail = if rerun {
+                "safe to repeat: running it again"
+            } else {
+                "not safe to repeat: needs a decision"
+            };
+            self.observer.progress(
+                self.run_record(),
+                Progress::StepEnded {
+                    step,
+                    status: StepStatus::Interrupted,
+                    attempt: state.attempt,
+                    detail: Some(detail.to_owned()),
+                },
+            );
+        }
+        Ok(())
+    }
+}

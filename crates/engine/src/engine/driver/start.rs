@@ -1,0 +1,278 @@
+//! Starting a step: its `when`, its rendering (masked for storage, revealed for execution),
+//! a dry run's record, and waiting for people at a gate or manual step.
+
+use serde_json::{Value, json};
+
+use crate::audit::{AuditAction, NewEvent};
+use crate::engine::{EngineError, Progress, later, now};
+use crate::plan::{self, Action};
+use crate::policy::holder_names;
+use crate::run::*;
+use crate::runbook::{Runbook, Step, StepKind};
+use crate::runner::{Effect, HttpBody};
+use crate::template::{self, Context, Target};
+
+use super::Driver;
+
+impl Driver<'_> {
+    pub(super) async fn start(
+        &mut self,
+        runbook: &Runbook,
+        step: &Step,
+    ) -> Result<(), EngineError> {
+        let dry_run = self.run_record().mode == RunMode::DryRun;
+
+        if let Some(when) = &step.when {
+            if dry_run && depends_on_dry_steps(&self.snapshot, &when.source) {
+                let note = "depends on a step that did not run in this dry run";
+                return self.would_run(step, json!({ "when": when.source }), Some(note)).await;
+            }
+            match template::evaluate(when, &self.revealed_context()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let note = format!("`when` was false: {}", when.source);
+                    return self.settle(step, StepStatus::Skipped, Some(note)).await;
+                }
+                Err(error) => {
+                    let note = format!(
+                        "`when` could not be evaluated: {}",
+                        self.unusable(&error.to_string())
+                    );
+                    return self.settle(step, StepStatus::Failed, Some(note)).await;
+                }
+            }
+        }
+
+        let rendered = match plan::render_action(step, &self.masked_context()) {
+            Ok(action) => {
+                // Rendered with `***` for secrets; masked again for what earlier outputs or
+                // parameters could still carry in another form.
+                let mut rendered = serde_json::to_value(&action).unwrap_or_default();
+                self.secrets.mask_json(&mut rendered);
+                rendered
+            }
+            Err(error) => {
+                let note =
+                    format!("could not render the step: {}", self.unusable(&error.to_string()));
+                return self.settle(step, StepStatus::Failed, Some(note)).await;
+            }
+        };
+
+        match &step.kind {
+            StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
+                self.would_run(step, rendered, None).await
+            }
+            StepKind::Manual(_) | StepKind::Approval(_) => {
+                self.wait_for_people(step, rendered).await
+            }
+            StepKind::Check(expression) => {
+                if dry_run && depends_on_dry_steps(&self.snapshot, &expression.source) {
+                    let note = "depends on a step that did not run in this dry run";
+                    return self.would_run(step, rendered, Some(note)).await;
+                }
+                let (status, error) = match template::evaluate(expression, &self.revealed_context())
+                {
+                    Ok(true) => (StepStatus::Succeeded, None),
+                    Ok(false) => (
+                        StepStatus::Failed,
+                        Some(format!("check was false: {}", expression.source)),
+                    ),
+                    Err(error) => (StepStatus::Failed, Some(self.unusable(&error.to_string()))),
+                };
+                let attempt = Attempt {
+                    step_id: step.id.clone(),
+                    number: self.snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1,
+                    status: Some(status),
+                    started_at: Some(now()),
+                    finished_at: Some(now()),
+                    error,
+                    ..Attempt::default()
+                };
+                self.finish_attempt(step, rendered, attempt).await
+            }
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_)
+                if dry_run && !step.read_only =>
+            {
+                self.would_run(step, rendered, None).await
+            }
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
+                if self.approval_void(runbook, step, &rendered).await? {
+                    return Ok(());
+                }
+                let (effect, env) = {
+                    let revealed = self.revealed_context();
+                    let effect = plan::render_action(step, &revealed).map(effect_of);
+                    let env = self.step_env(step, &revealed);
+                    (effect, env)
+                };
+                let effect = match effect {
+                    Ok(Some(effect)) => effect,
+                    Ok(None) => return Ok(()),
+                    Err(error) => {
+                        let note = format!(
+                            "could not render the step: {}",
+                            self.unusable(&error.to_string())
+                        );
+                        return self.settle(step, StepStatus::Failed, Some(note)).await;
+                    }
+                };
+                let env = match env {
+                    Ok(env) => env,
+                    Err(note) => return self.settle(step, StepStatus::Failed, Some(note)).await,
+                };
+                self.execute(step, rendered, effect, env).await
+            }
+        }
+    }
+
+    /// Why a template or expression could not be used, masked, and naming the declared
+    /// secrets this process has no value for (a run started elsewhere, taken over here).
+    pub(super) fn unusable(&self, error: &str) -> String {
+        let mut note = self.secrets.mask(error);
+        let missing = self.secrets.missing();
+        if !missing.is_empty() {
+            let names: Vec<String> =
+                missing.iter().map(|name| format!("STEADY_SECRET_{name}")).collect();
+            note.push_str(&format!(
+                " (this process has no value for {}: secrets are never rendered empty)",
+                names.join(", ")
+            ));
+        }
+        note
+    }
+
+    /// The step's own `env`, rendered with real values. The runner adds only the few
+    /// variables of Steady's environment a process needs (`runner::INHERITED_ENV`).
+    pub(super) fn step_env(
+        &self,
+        step: &Step,
+        context: &Context,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut env = Vec::new();
+        for (name, value) in &step.env {
+            let value = template::render(value, Target::Text, context).map_err(|error| {
+                format!("could not render env `{name}`: {}", self.unusable(&error.to_string()))
+            })?;
+            env.push((name.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// Records a step as what a dry run would have done.
+    pub(super) async fn would_run(
+        &mut self,
+        step: &Step,
+        rendered: Value,
+        note: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition();
+        let mut new_state = state.clone();
+        new_state.would_run(rendered.clone(), note.map(str::to_owned), now());
+        transition.steps.push(new_state);
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepWouldRun, Some(self.run_id))
+                .step(&step.id)
+                .data(json!({ "rendered": rendered, "note": note })),
+        );
+        if self.commit(transition).await? {
+            let detail = note.map(str::to_owned);
+            self.observer.progress(
+                self.run_record(),
+                Progress::StepEnded { step, status: StepStatus::WouldRun, attempt: 0, detail },
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends a step without running it: skipped by `when`, or failed before it could start.
+    pub(super) async fn settle(
+        &mut self,
+        step: &Step,
+        status: StepStatus,
+        note: Option<String>,
+    ) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let attempt = state.attempt;
+        let mut transition = self.transition();
+        let mut new_state = state.clone();
+        new_state.end(status, note.clone(), now());
+        transition.steps.push(new_state);
+        let action = if status == StepStatus::Skipped {
+            AuditAction::StepSkipped
+        } else {
+            AuditAction::StepFinished
+        };
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), action, Some(self.run_id))
+                .step(&step.id)
+                .data(json!({ "status": status.as_str(), "note": note })),
+        );
+        if self.commit(transition).await? {
+            self.observer.progress(
+                self.run_record(),
+                Progress::StepEnded { step, status, attempt, detail: note },
+            );
+        }
+        Ok(())
+    }
+
+    /// A gate or manual step: record what it waits for, and leave the run to the people. A
+    /// waiting run holds no lease, task or process.
+    pub(super) async fn wait_for_people(
+        &mut self,
+        step: &Step,
+        rendered: Value,
+    ) -> Result<(), EngineError> {
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+        let mut transition = self.transition();
+        let mut new_state = state.clone();
+        let deadline = match &step.kind {
+            StepKind::Approval(gate) => gate.timeout.map(|timeout| later(timeout.as_std())),
+            _ => None,
+        };
+        new_state.wait_for_people(rendered.clone(), deadline, now());
+        transition.steps.push(new_state);
+        let mut change = RunChange::from(self.run_record());
+        change.status = RunStatus::Waiting;
+        change.release_lease = true;
+        transition.run = Some(change);
+        let role = match &step.kind {
+            StepKind::Approval(gate) => gate.role.name.clone(),
+            StepKind::Manual(manual) => manual.role.name.clone(),
+            _ => String::new(),
+        };
+        transition.events.push(
+            NewEvent::new(&Actor::steady(), AuditAction::StepWaiting, Some(self.run_id))
+                .step(&step.id)
+                .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(&self.snapshot, &role) })),
+        );
+        self.commit(transition).await.map(|_| ())
+    }
+}
+
+pub(super) fn effect_of(action: Action) -> Option<Effect> {
+    Some(match action {
+        Action::Run { argv } => Effect::Argv(argv),
+        Action::Shell { command } => Effect::Shell(command),
+        Action::Http { method, url, headers, json, body } => Effect::Http {
+            method,
+            url,
+            headers,
+            body: json.map(HttpBody::Json).or(body.map(HttpBody::Text)),
+        },
+        Action::Sleep { duration } => {
+            Effect::Sleep(duration.parse::<crate::Duration>().ok()?.as_std())
+        }
+        Action::Check { .. } | Action::Manual { .. } | Action::Approval { .. } => return None,
+    })
+}
+
+/// Whether an expression reads a step that a dry run did not execute.
+pub(super) fn depends_on_dry_steps(snapshot: &RunSnapshot, source: &str) -> bool {
+    snapshot
+        .steps
+        .iter()
+        .filter(|state| state.status == StepStatus::WouldRun)
+        .any(|state| source.contains(&format!("steps.{}", state.step_id)))
+}
