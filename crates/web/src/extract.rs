@@ -189,6 +189,8 @@ pub(crate) struct CsrfForm<T> {
     pub form: T,
 }
 
+// The one place a page form is read (see `clippy.toml`).
+#[allow(clippy::disallowed_types)]
 impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = Response;
 

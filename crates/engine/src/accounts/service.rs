@@ -53,6 +53,7 @@ pub enum AccountError {
 /// the browser. Only their hashes were stored.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
+    /// The account signed into, enabled.
     pub user: User,
     /// The new session's id: 64 hex digits, the value of the session cookie.
     pub session_id: String,
@@ -69,13 +70,9 @@ pub struct AccountService {
 }
 
 impl AccountService {
+    /// The service over a store's accounts. Sign-in turns are per service: a server keeps one.
     pub fn new(accounts: Arc<dyn Accounts>) -> AccountService {
         AccountService { accounts, turns: Arc::default() }
-    }
-
-    /// The store's accounts, for what needs no rules of its own (listing, sessions).
-    pub fn accounts(&self) -> &Arc<dyn Accounts> {
-        &self.accounts
     }
 
     /// Checks a name and password under the throttle and opens a new session for the account,

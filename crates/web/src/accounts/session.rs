@@ -2,10 +2,10 @@
 //! through `AccountService::sign_in`; both set and clear the same session cookie.
 
 use askama::Template;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
 use serde::{Deserialize, Serialize};
 use steady_engine::accounts::SignedIn;
 use utoipa::ToSchema;
@@ -84,12 +84,14 @@ pub(crate) struct LoginForm {
 }
 
 /// The login page's form. It has no CSRF token to check, since there is no session yet:
-/// instead a form posted from another site is refused by its `Origin`.
+/// instead a form posted from another site is refused by its `Origin`. The one page form
+/// read without `CsrfForm` (see `clippy.toml`).
+#[allow(clippy::disallowed_types)]
 pub(crate) async fn login_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     ClientAddress(address): ClientAddress,
-    Form(form): Form<LoginForm>,
+    axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
     // Browsers say where a form came from. Behind a reverse proxy the public host arrives as
     // X-Forwarded-Host.
