@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use steady_engine::accounts::GlobalRole;
+use steady_engine::accounts::{AccountService, GlobalRole, new_secret};
 use steady_engine::run::Actor;
 
 use crate::app::{DbArgs, os_user};
@@ -76,18 +76,12 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
                 std::io::stdin().read_to_string(&mut text)?;
                 (text.trim_end_matches(['\n', '\r']).to_owned(), false)
             } else {
-                (steady_web::auth::new_secret()[..24].to_owned(), true)
+                (new_secret()[..24].to_owned(), true)
             };
             let roles: Vec<String> = roles.iter().map(|role| role.as_str().to_owned()).collect();
-            steady_web::auth::create_account(
-                database.accounts.as_ref(),
-                &local(),
-                &name,
-                &roles,
-                Some(&password),
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!(error.message))?;
+            AccountService::new(database.accounts)
+                .create_account(&local(), &name, &roles, Some(&password))
+                .await?;
             if generated {
                 println!("created user `{name}` with password {password}  (shown once)");
             } else {
@@ -121,9 +115,7 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
             let database =
                 steady_storage::open_database(&db.db).await.context("cannot open the database")?;
             let (token, secret) =
-                steady_web::auth::issue_token(database.accounts.as_ref(), &local(), &user, &label)
-                    .await
-                    .map_err(|error| anyhow::anyhow!(error.message))?;
+                AccountService::new(database.accounts).issue_token(&local(), &user, &label).await?;
             println!("token {} for `{user}`: {secret}  (shown once)", token.id);
         }
         TokenCommand::Revoke { id, db } => {

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use steady_engine::accounts::{GlobalRole, User};
-use steady_engine::engine::{Engine, EngineConfig, FolderFile, now};
+use steady_engine::accounts::{AccountService, new_secret};
+use steady_engine::engine::{Engine, EngineConfig, FolderFile};
 use steady_web::{AppState, ServerConfig};
 
 use crate::app::{DbArgs, os_user, secrets_from_env};
@@ -46,29 +46,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(Engine::new(database.store.clone(), config));
     let local = steady_engine::run::Actor::local(&os_user());
 
-    if database.accounts.count_users().await? == 0 {
-        let (password, shown) = match std::env::var("STEADY_ADMIN_PASSWORD") {
-            Ok(password) if !password.is_empty() => (password, false),
-            _ => (steady_web::auth::new_secret()[..24].to_owned(), true),
-        };
-        let user = User {
-            name: "admin".into(),
-            roles: vec![GlobalRole::Admin],
-            password_hash: Some(
-                steady_web::auth::hash_password(&password)
-                    .map_err(|e| anyhow::anyhow!(e.message))?,
-            ),
-            disabled: false,
-            created_at: now(),
-        };
-        match database.accounts.create_user(&user, &local).await {
-            Ok(()) if shown => println!(
+    let (password, shown) = match std::env::var("STEADY_ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => (password, false),
+        _ => (new_secret()[..24].to_owned(), true),
+    };
+    let accounts = AccountService::new(database.accounts.clone());
+    if accounts.create_first_admin(&local, &password).await? {
+        if shown {
+            println!(
                 "created user `admin` with password {password}  (shown once: keep it, or set STEADY_ADMIN_PASSWORD)"
-            ),
-            Ok(()) => println!("created user `admin` with the password in STEADY_ADMIN_PASSWORD"),
-            // Another node starting on the same database created it first.
-            Err(steady_engine::store::StoreError::Exists(_)) => {}
-            Err(error) => return Err(error.into()),
+            );
+        } else {
+            println!("created user `admin` with the password in STEADY_ADMIN_PASSWORD");
         }
     }
 

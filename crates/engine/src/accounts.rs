@@ -1,6 +1,13 @@
 //! People and how they prove who they are: user accounts with global roles, server-side
-//! sessions and API tokens. The records and the `Accounts` trait a store implements; hashing
-//! and HTTP live in `steady-web`.
+//! sessions and API tokens. The records and the `Accounts` trait a store implements;
+//! [`credentials`] hashes passwords and secrets; [`AccountService`] is the one way to sign in,
+//! create accounts and issue tokens. HTTP (cookies, headers) lives in `steady-web`.
+
+pub mod credentials;
+mod service;
+
+pub use credentials::{csrf_token, hash_password, new_secret, secret_hash, valid_user_name};
+pub use service::{AccountError, AccountService, SignedIn};
 
 use async_trait::async_trait;
 use uuid::Uuid;

@@ -1,17 +1,20 @@
-//! Who is calling: passwords (argon2id), server-side sessions with CSRF tokens, API tokens,
-//! and the `Caller` extractor every protected route takes.
+//! Who is calling: server-side sessions with CSRF tokens, API tokens, and the `Caller`
+//! extractor every protected route takes. Passwords and the rules of signing in live in the
+//! engine's `AccountService`; this is the HTTP side: cookies and headers.
 
 use std::net::SocketAddr;
 
-use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use sha2::{Digest, Sha256};
 use steady_engine::accounts::{GlobalRole, Session, User};
 use steady_engine::engine::now;
+
+/// How credentials are hashed and made, re-exported for tools and tests that set up accounts
+/// directly in a store.
+pub use steady_engine::accounts::credentials::{
+    csrf_token, hash_password, new_secret, secret_hash,
+};
 
 use crate::AppState;
 use crate::error::AppError;
@@ -29,65 +32,6 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 }
 /// The header that carries a session's CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// The shortest password accepted (ASVS 2.1.1).
-pub const MIN_PASSWORD_CHARS: usize = 12;
-/// The longest password accepted: room for any passphrase or generated password (ASVS 2.1.2
-/// asks for at least 64), and a bound on the work one hash takes.
-pub const MAX_PASSWORD_CHARS: usize = 128;
-
-/// Why a new password is refused, if it is: too short, too long, or nothing but spaces.
-pub fn password_problem(password: &str) -> Option<String> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
-        Some(format!("a password needs at least {MIN_PASSWORD_CHARS} characters"))
-    } else if chars > MAX_PASSWORD_CHARS {
-        Some(format!("a password has at most {MAX_PASSWORD_CHARS} characters"))
-    } else if password.trim().is_empty() {
-        Some("a password needs more than spaces".to_owned())
-    } else {
-        None
-    }
-}
-
-/// Hashes a password with argon2id and a random salt, as a PHC string.
-pub fn hash_password(password: &str) -> Result<String, AppError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|error| AppError::invalid(format!("cannot hash the password: {error}")))
-}
-
-/// Whether `password` matches a stored PHC hash.
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
-}
-
-/// An argon2id hash of a password nobody knows, checked when a name does not exist so that
-/// timing does not tell which names do.
-pub fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&new_secret()).unwrap_or_default())
-}
-
-/// A fresh random secret: 256 bits, hex.
-pub fn new_secret() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-/// How secrets are kept: only their SHA-256 is stored, so a stolen database opens nothing.
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// A session's CSRF token, derived from its secret id: only the browser holding the session
-/// cookie and the pages rendered for it know it, and only its hash is stored (see
-/// [`secret_hash`]), so a stolen database yields no token.
-pub fn csrf_token(session_id: &str) -> String {
-    secret_hash(&format!("csrf:{session_id}"))
-}
 
 /// Whether `sent` is the CSRF token whose hash a session stores, compared in constant time.
 fn csrf_is(sent: &str, session: &Session) -> bool {
@@ -279,100 +223,4 @@ async fn active_user(state: &AppState, name: &str) -> Result<User, AppError> {
         .await?
         .filter(|user| !user.disabled)
         .ok_or_else(AppError::unauthenticated)
-}
-
-/// Turns for sign-in attempts: attempts for the same name wait for each other. Striped over a
-/// fixed set of locks, so that inventing names cannot grow it.
-#[derive(Debug)]
-pub struct LoginTurns(Vec<tokio::sync::Mutex<()>>);
-
-impl Default for LoginTurns {
-    fn default() -> Self {
-        LoginTurns((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
-    }
-}
-
-impl LoginTurns {
-    pub async fn turn(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let stripe = Sha256::digest(name.as_bytes())[0] as usize % self.0.len();
-        self.0[stripe].lock().await
-    }
-}
-
-/// The address a request came from, as an extractor that never fails.
-#[derive(Debug, Clone)]
-pub struct ClientAddress(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(client_address(&parts.extensions)))
-    }
-}
-
-/// Creates an account: checks the name, the roles and the password, hashes the password.
-/// One way for the API, the pages and the CLI.
-pub async fn create_account(
-    accounts: &dyn steady_engine::accounts::Accounts,
-    by: &steady_engine::run::Actor,
-    name: &str,
-    roles: &[String],
-    password: Option<&str>,
-) -> Result<steady_engine::accounts::User, AppError> {
-    if !crate::api::valid_user_name(name) {
-        return Err(AppError::invalid(
-            "a user name starts with a-z and uses a-z, 0-9, `.`, `_` and `-`",
-        ));
-    }
-    let roles = roles
-        .iter()
-        .map(|role| {
-            role.parse::<GlobalRole>().map_err(|_| {
-                AppError::invalid(format!(
-                    "unknown role `{role}`: use admin, author, responder or auditor"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let password_hash = match password {
-        Some(password) => match password_problem(password) {
-            Some(problem) => return Err(AppError::invalid(problem)),
-            None => Some(hash_password(password)?),
-        },
-        None => None,
-    };
-    let user = steady_engine::accounts::User {
-        name: name.to_owned(),
-        roles,
-        password_hash,
-        disabled: false,
-        created_at: now(),
-    };
-    accounts.create_user(&user, by).await?;
-    Ok(user)
-}
-
-/// Issues an API token for `user`; returns it with its secret, which is shown once and never
-/// stored. One way for the API, the pages and the CLI.
-pub async fn issue_token(
-    accounts: &dyn steady_engine::accounts::Accounts,
-    by: &steady_engine::run::Actor,
-    user: &str,
-    label: &str,
-) -> Result<(steady_engine::accounts::ApiToken, String), AppError> {
-    if accounts.user(user).await?.is_none() {
-        return Err(AppError::not_found(format!("no user `{user}`")));
-    }
-    let secret = format!("stdy_{}", new_secret());
-    let token = steady_engine::accounts::ApiToken {
-        id: uuid::Uuid::now_v7(),
-        label: label.to_owned(),
-        user: user.to_owned(),
-        hash: secret_hash(&secret),
-        created_at: now(),
-        revoked_at: None,
-    };
-    accounts.create_token(&token, by).await?;
-    Ok((token, secret))
 }

@@ -1,14 +1,14 @@
-//! JSON shapes of the API and the CLI's `--json`, built explicitly from engine types so that
-//! the engine's types can change without changing what callers see.
+//! JSON shapes shared by several resources and the CLI's `--json` (runs, audit events,
+//! diagnostics) and the schemas of closed sets, built explicitly from engine types so that the
+//! engine's types can change without changing what callers see. Shapes only one resource
+//! sends live beside its handlers.
 
 use serde::Serialize;
 use serde_json::Value;
 use steady_engine::Diagnostic;
-use steady_engine::accounts::{ApiToken, GlobalRole, User};
+use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::{AuditEvent, format_timestamp};
-use steady_engine::run::{
-    Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, RunbookVersion, StepStatus,
-};
+use steady_engine::run::{Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepStatus};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use uuid::Uuid;
@@ -55,6 +55,11 @@ pub(crate) fn decision_schema() -> Object {
 
 pub(crate) fn global_role_schema() -> Object {
     names_schema(GlobalRole::ALL.iter().map(|r| r.as_str()), false)
+}
+
+/// A list of global roles, each from the closed set.
+pub(crate) fn global_roles_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::Array::new(global_role_schema())
 }
 
 /// A run without its steps, as listed.
@@ -292,33 +297,6 @@ pub fn snapshot(snapshot: &RunSnapshot) -> Value {
     serde_json::to_value(RunDetail::new(snapshot)).unwrap_or_default()
 }
 
-/// A runbook version, with its source when asked for.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunbookVersionView {
-    pub name: String,
-    pub version: u32,
-    pub sha256: String,
-    pub published_by: String,
-    #[schema(format = DateTime)]
-    pub published_at: String,
-    /// The YAML source: only from `GET /api/v1/runbooks/{name}/source`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-}
-
-impl RunbookVersionView {
-    pub fn new(version: &RunbookVersion, with_source: bool) -> RunbookVersionView {
-        RunbookVersionView {
-            name: version.name.clone(),
-            version: version.version,
-            sha256: version.sha256.clone(),
-            published_by: version.published_by.as_str().to_owned(),
-            published_at: format_timestamp(version.published_at),
-            source: with_source.then(|| version.source.clone()),
-        }
-    }
-}
-
 /// A validation diagnostic with its line and column.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DiagnosticView {
@@ -386,84 +364,6 @@ impl AuditEventView {
 
 pub fn audit_event(event: &AuditEvent) -> Value {
     serde_json::to_value(AuditEventView::new(event)).unwrap_or_default()
-}
-
-/// An account.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
-    pub name: String,
-    #[schema(schema_with = global_roles_schema)]
-    pub roles: Vec<&'static str>,
-    pub disabled: bool,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-}
-
-fn global_roles_schema() -> utoipa::openapi::schema::Array {
-    utoipa::openapi::schema::Array::new(global_role_schema())
-}
-
-impl UserView {
-    pub fn new(user: &User) -> UserView {
-        UserView {
-            name: user.name.clone(),
-            roles: user.roles.iter().map(|r| r.as_str()).collect(),
-            disabled: user.disabled,
-            created_at: format_timestamp(user.created_at),
-        }
-    }
-}
-
-/// A server node on this database: `up` when it said it was alive recently, `this` for the
-/// node that answers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NodeView {
-    pub id: String,
-    pub address: String,
-    #[schema(format = DateTime)]
-    pub started_at: String,
-    #[schema(format = DateTime)]
-    pub last_seen: String,
-    pub up: bool,
-    pub this: bool,
-}
-
-impl NodeView {
-    pub fn new(node: &steady_engine::store::NodeRecord, up: bool, this: bool) -> NodeView {
-        NodeView {
-            id: node.id.clone(),
-            address: node.address.clone(),
-            started_at: format_timestamp(node.started_at),
-            last_seen: format_timestamp(node.last_seen),
-            up,
-            this,
-        }
-    }
-}
-
-/// An API token, without its secret.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenView {
-    #[schema(value_type = String, format = "uuid")]
-    pub id: Uuid,
-    pub label: String,
-    pub user: String,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub revoked_at: Option<String>,
-}
-
-impl TokenView {
-    pub fn new(token: &ApiToken) -> TokenView {
-        TokenView {
-            id: token.id,
-            label: token.label.clone(),
-            user: token.user.clone(),
-            created_at: format_timestamp(token.created_at),
-            revoked_at: token.revoked_at.map(format_timestamp),
-        }
-    }
 }
 
 /// The columns of the audit log's CSV export.

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use steady_engine::accounts::AccountError;
 use steady_engine::engine::EngineError;
 use steady_engine::store::StoreError;
 
@@ -136,6 +137,21 @@ impl From<EngineError> for AppError {
             E::Busy => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
             E::Store(store) => store.into(),
             E::InvalidStoredRunbook { .. } | E::LeaseLost => AppError::internal(message),
+        }
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(error: AccountError) -> Self {
+        use AccountError as A;
+        let message = error.to_string();
+        match error {
+            A::InvalidName | A::UnknownRole(_) | A::WeakPassword(_) => AppError::invalid(message),
+            A::WrongPassword => AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
+            A::Throttled => AppError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", message),
+            A::NoSuchUser(_) => AppError::not_found(message),
+            A::Hashing(_) => AppError::internal(message),
+            A::Store(store) => store.into(),
         }
     }
 }

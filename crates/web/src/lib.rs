@@ -3,30 +3,50 @@
 //!
 //! # Layout
 //!
+//! One folder per resource, each with its routes' JSON handlers and pages side by side, one
+//! file per use case where the API and the pages share it:
+//!
+//! - `runs`: listing, showing, starting and answering runs, commanding them, their live
+//!   events, *my work* and the postmortem timeline.
+//! - `runbooks`: publishing, versions, source, diff and print.
+//! - `accounts`: sign-in and sessions, users, API tokens (rules in the engine's
+//!   `AccountService`).
+//! - `audit`: the audit log, its verification and export.
+//! - `ops`: `/healthz`, `/metrics` and the server nodes.
+//!
+//! Shared by all of them:
+//!
 //! - [`error`]: `AppError`, the one error every handler returns, shaped `{"error": {code, message}}`.
-//! - [`auth`]: passwords (argon2id), sessions, API tokens, CSRF, and the `Caller` extractor.
-//! - [`api`]: the JSON routes.
-//! - [`dto`]: JSON shapes, converted explicitly from engine types.
+//! - [`auth`]: sessions, API tokens, CSRF, and the `Caller` extractor.
+//! - [`extract`]: the request extractors: run ids, JSON bodies, queries, CSRF-checked forms.
+//! - `page`: what every page needs: the signed-in person (`Me`), the error page, rendering.
+//! - [`openapi`]: the OpenAPI document, generated from the routes.
+//! - [`dto`]: JSON shapes shared by several resources and the CLI's `--json`.
 //! - [`executor`]: drives runs that need a driver, and takes over runs whose driver died.
-//! - [`pages`]: the HTML pages (askama templates in `templates/`), every action a plain form.
 //! - [`notify`]: notifications to `--notify` URLs, read from the audit log as their outbox.
 //!
 //! The server takes its listener and shutdown signal from the caller, so tests bind port 0.
 
-pub mod api;
+mod accounts;
+mod audit;
 pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod executor;
+pub mod extract;
 pub mod notify;
-pub mod pages;
+pub mod openapi;
+mod ops;
+mod page;
+mod runbooks;
+mod runs;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use steady_engine::accounts::Accounts;
+use steady_engine::accounts::{AccountService, Accounts};
 use steady_engine::engine::Engine;
 use steady_engine::store::{NodeRecord, Store};
 use tokio::net::TcpListener;
@@ -80,9 +100,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     pub accounts: Arc<dyn Accounts>,
+    /// The one way to sign in, create accounts and issue tokens, over `accounts`.
+    pub account_service: AccountService,
     pub config: Arc<ServerConfig>,
     pub notify_metrics: Arc<notify::NotifyMetrics>,
-    pub login_turns: Arc<auth::LoginTurns>,
     pub denials: Arc<Denials>,
     /// Turns true when the server begins to shut down. Responses that would otherwise last as
     /// long as their client (event streams) end at once, so that shutdown never waits on a
@@ -96,10 +117,10 @@ impl AppState {
         AppState {
             engine,
             store,
+            account_service: AccountService::new(accounts.clone()),
             accounts,
             config: Arc::new(config),
             notify_metrics: Arc::default(),
-            login_turns: Arc::default(),
             denials: Arc::default(),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
@@ -108,8 +129,15 @@ impl AppState {
 
 /// The whole HTTP surface, with the security headers every response carries.
 pub fn router(state: AppState) -> Router {
-    api::routes()
-        .merge(pages::routes())
+    Router::new()
+        .merge(ops::routes())
+        .merge(accounts::routes())
+        .merge(runbooks::routes())
+        .merge(runs::routes())
+        .merge(audit::routes())
+        .merge(openapi::routes())
+        .merge(page::routes())
+        .fallback(|| async { error::AppError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_denials))
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))

@@ -1,0 +1,143 @@
+//! API tokens: listing, issuing (through `AccountService::issue_token`) and revoking, through
+//! `/api/v1/tokens` and the users page.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use steady_engine::accounts::{ApiToken, GlobalRole};
+use steady_engine::audit::format_timestamp;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::users::users_page;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::extract::{ApiJson, CsrfForm};
+use crate::page::PageResult;
+
+/// An API token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    pub label: String,
+    pub user: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+}
+
+impl TokenView {
+    pub fn new(token: &ApiToken) -> TokenView {
+        TokenView {
+            id: token.id,
+            label: token.label.clone(),
+            user: token.user.clone(),
+            created_at: format_timestamp(token.created_at),
+            revoked_at: token.revoked_at.map(format_timestamp),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "Your tokens; every token for an admin", body = Vec<TokenView>), (status = 401, description = "Not signed in")))]
+pub(crate) async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenView>>, AppError> {
+    let mine = (!caller.user.has(GlobalRole::Admin)).then_some(caller.user.name.as_str());
+    Ok(Json(state.accounts.tokens(mine).await?.iter().map(TokenView::new).collect()))
+}
+
+/// A new token with its secret, shown this once and never stored.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NewTokenView {
+    #[serde(flatten)]
+    token: TokenView,
+    /// Send it as `Authorization: Bearer <secret>`.
+    secret: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewToken {
+    label: String,
+    /// Another user's token: admins only.
+    user: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, description = "Created, with its secret", body = NewTokenView), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such user"), (status = 422, description = "Invalid input")))]
+pub(crate) async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: ApiJson<NewToken>,
+) -> Result<Response, AppError> {
+    let NewToken { label, user } = body.read()?;
+    let owner = match user {
+        Some(user) if user != caller.user.name => {
+            caller.require(GlobalRole::Admin)?;
+            user
+        }
+        _ => caller.user.name.clone(),
+    };
+    let (token, secret) =
+        state.account_service.issue_token(&caller.user.actor(), &owner, &label).await?;
+    let answer = NewTokenView { token: TokenView::new(&token), secret };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")), responses((status = 204, description = "Revoked"), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such token"), (status = 409, description = "Already revoked")))]
+pub(crate) async fn revoke_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<StatusCode, AppError> {
+    let id = token_id(&id)?;
+    let tokens = state.accounts.tokens(None).await?;
+    let token = tokens
+        .iter()
+        .find(|token| token.id == id)
+        .ok_or_else(|| AppError::not_found("no such token"))?;
+    if token.user != caller.user.name {
+        caller.require(GlobalRole::Admin)?;
+    }
+    if !state.accounts.revoke_token(id, &caller.user.actor()).await? {
+        return Err(AppError::conflict("the token is already revoked"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A token id from the path: anything but a UUID names no token.
+fn token_id(text: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(text).map_err(|_| AppError::not_found("no such token"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    user: String,
+    label: String,
+}
+
+/// An admin issues a token for anyone; the users page shows its secret once.
+pub(crate) async fn add_token(
+    State(state): State<AppState>,
+    CsrfForm { me, form }: CsrfForm<TokenForm>,
+) -> PageResult {
+    me.caller.require(GlobalRole::Admin)?;
+    let (_, secret) =
+        state.account_service.issue_token(&me.actor, form.user.trim(), &form.label).await?;
+    users_page(&state, me, Some(secret)).await
+}
+
+/// An admin revokes a token; one already revoked stays so, without complaint.
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { me, .. }: CsrfForm<serde::de::IgnoredAny>,
+) -> PageResult {
+    me.caller.require(GlobalRole::Admin)?;
+    state.accounts.revoke_token(token_id(&id)?, &me.actor).await?;
+    Ok(Redirect::to("/users").into_response())
+}

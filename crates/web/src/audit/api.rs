@@ -1,0 +1,158 @@
+//! The audit log over the API: events filtered and paged, the chain verified, and the whole
+//! log exported as JSON Lines or CSV, streamed. For auditors and admins.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use steady_engine::run::Actor;
+use steady_engine::store::AuditFilter;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::dto::{self, AuditEventView};
+use crate::error::AppError;
+use crate::extract::{ApiQuery, page_limit};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Only events of this run.
+    #[param(value_type = Option<String>, format = "uuid")]
+    run: Option<Uuid>,
+    /// Only events by this person (a user name) or `steady`.
+    actor: Option<String>,
+    /// Only events of this action, such as `run.started`.
+    action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events after this seq.
+    after: Option<i64>,
+    /// How many events at most; 500 when absent. More than 10000 is refused rather than cut
+    /// short, so that a short page always means the last page.
+    #[param(maximum = 10000)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, description = "Events in chain order", body = Vec<AuditEventView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+    caller: Caller,
+) -> Result<Json<Vec<AuditEventView>>, AppError> {
+    caller.require_audit_reader()?;
+    let filter = AuditFilter {
+        run_id: query.run,
+        actor: query
+            .actor
+            .as_deref()
+            .map(|a| if a == "steady" { Actor::steady() } else { Actor::person(a) }),
+        action: query.action,
+        since: query.since,
+        until: query.until,
+        after_seq: query.after,
+        limit: Some(page_limit(query.limit, 500, 10_000)?),
+    };
+    let events = state.store.audit_events(&filter).await?;
+    Ok(Json(events.iter().map(AuditEventView::new).collect()))
+}
+
+/// The audit chain, recomputed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VerifyAnswer {
+    /// Events checked.
+    events: u64,
+    intact: bool,
+    /// The first event whose hash, `prev_hash` or `seq` does not follow from the one before.
+    first_broken: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, description = "Whether the chain is intact", body = VerifyAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
+pub(crate) async fn verify_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<VerifyAnswer>, AppError> {
+    caller.require_audit_reader()?;
+    let verification = state.store.verify_audit().await?;
+    Ok(Json(VerifyAnswer {
+        events: verification.events,
+        intact: verification.first_broken.is_none(),
+        first_broken: verification.first_broken,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ExportQuery {
+    /// `jsonl` (the default) or `csv`.
+    #[param(schema_with = export_format_schema, required = false)]
+    format: Option<String>,
+    /// Only events of this run.
+    #[param(value_type = Option<String>, format = "uuid")]
+    run: Option<Uuid>,
+    /// Only events by this person (a user name).
+    actor: Option<String>,
+    /// Only events of this action.
+    action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn export_format_schema() -> utoipa::openapi::schema::Object {
+    dto::names_schema(["jsonl", "csv"], false)
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON Lines or CSV, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
+pub(crate) async fn export_audit(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+    caller: Caller,
+) -> Result<Response, AppError> {
+    caller.require_audit_reader()?;
+    let csv = match query.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::invalid(format!("unknown format `{other}`: use jsonl or csv")));
+        }
+    };
+    let actor = query.actor.as_deref().map(Actor::person);
+    let head = if csv { dto::audit_csv_header() } else { String::new() };
+    // Pages of events, streamed as they are read, so that a large log never sits in memory.
+    let pages = futures_util::stream::unfold(Some(0i64), move |after| {
+        let (state, actor, action) = (state.clone(), actor.clone(), query.action.clone());
+        async move {
+            let after = after?;
+            let filter = AuditFilter {
+                run_id: query.run,
+                actor,
+                action,
+                since: query.since,
+                after_seq: Some(after),
+                limit: Some(5_000),
+                ..AuditFilter::default()
+            };
+            match state.store.audit_events(&filter).await {
+                Ok(events) if events.is_empty() => None,
+                Ok(events) => {
+                    let next = events.last().map(|event| event.seq);
+                    Some((Ok::<_, std::io::Error>(dto::audit_export(&events, csv)), next))
+                }
+                Err(error) => Some((Err(std::io::Error::other(error.to_string())), None)),
+            }
+        }
+    });
+    let body =
+        futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(head) }), pages);
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    Ok(([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(body))
+        .into_response())
+}

@@ -1,0 +1,118 @@
+//! Runbooks over the API: the latest of each, every version, a version's source, and
+//! publishing a new version (authors only).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use steady_engine::accounts::GlobalRole;
+use steady_engine::audit::format_timestamp;
+use steady_engine::run::RunbookVersion;
+use steady_engine::store::Published;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::extract::{ApiJson, ApiQuery};
+
+/// A runbook version, with its source when asked for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunbookVersionView {
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+    pub published_by: String,
+    #[schema(format = DateTime)]
+    pub published_at: String,
+    /// The YAML source: only from `GET /api/v1/runbooks/{name}/source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl RunbookVersionView {
+    pub fn new(version: &RunbookVersion, with_source: bool) -> RunbookVersionView {
+        RunbookVersionView {
+            name: version.name.clone(),
+            version: version.version,
+            sha256: version.sha256.clone(),
+            published_by: version.published_by.as_str().to_owned(),
+            published_at: format_timestamp(version.published_at),
+            source: with_source.then(|| version.source.clone()),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "The latest version of every runbook", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in")))]
+pub(crate) async fn list_runbooks(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<RunbookVersionView>>, AppError> {
+    let names = state.store.runbook_names().await?;
+    let mut runbooks = Vec::new();
+    for name in names {
+        if let Some(latest) = state.store.runbook_version(&name, None).await? {
+            runbooks.push(RunbookVersionView::new(&latest, false));
+        }
+    }
+    Ok(Json(runbooks))
+}
+
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Every version, oldest first", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook")))]
+pub(crate) async fn runbook_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    _caller: Caller,
+) -> Result<Json<Vec<RunbookVersionView>>, AppError> {
+    let versions = state.store.runbook_versions(&name).await?;
+    if versions.is_empty() {
+        return Err(AppError::not_found(format!("no runbook named `{name}`")));
+    }
+    Ok(Json(versions.iter().map(|version| RunbookVersionView::new(version, false)).collect()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct VersionQuery {
+    /// A version; the latest when absent.
+    version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/runbooks/{name}/source", params(("name" = String, Path, description = "Runbook name"), VersionQuery), responses((status = 200, description = "The version with its YAML source", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook or version"), (status = 422, description = "Invalid query")))]
+pub(crate) async fn runbook_source(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(query): ApiQuery<VersionQuery>,
+    _caller: Caller,
+) -> Result<Json<RunbookVersionView>, AppError> {
+    let version = state.store.runbook_version(&name, query.version).await?;
+    let version =
+        version.ok_or_else(|| AppError::not_found(format!("no such version of `{name}`")))?;
+    Ok(Json(RunbookVersionView::new(&version, true)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Publish {
+    /// The runbook's YAML. An invalid runbook is refused with 422 and every diagnostic, each
+    /// with its line and column, in `error.details`.
+    source: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON or an invalid runbook")))]
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: ApiJson<Publish>,
+) -> Result<Response, AppError> {
+    caller.require(GlobalRole::Author)?;
+    let Publish { source } = body.read()?;
+    Ok(match state.engine.publish(&source, &caller.user.actor()).await? {
+        Published::New(version) => {
+            (StatusCode::CREATED, Json(RunbookVersionView::new(&version, false))).into_response()
+        }
+        Published::Unchanged(version) => {
+            Json(RunbookVersionView::new(&version, false)).into_response()
+        }
+    })
+}

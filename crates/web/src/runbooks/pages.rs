@@ -1,0 +1,336 @@
+//! The runbook pages: the catalogue (versions, rehearsals, lint warnings, a folder behind the
+//! database), one runbook's procedure and start form, the diff between two versions, and the
+//! printable procedure.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use steady_engine::accounts::GlobalRole;
+use steady_engine::engine::now;
+use steady_engine::plan::Plan;
+use steady_engine::run::{RunFilter, RunMode, RunStatus};
+use steady_engine::runbook::{ParamValue, Runbook};
+
+use crate::AppState;
+use crate::dto;
+use crate::error::AppError;
+use crate::page::{Me, PageResult, render};
+
+struct RunbookRow {
+    /// Set when the server's runbooks folder holds an older version than the latest.
+    behind: Option<String>,
+    /// Lint warnings of the current version, as `line: message`.
+    warnings: Vec<String>,
+    name: String,
+    title: Option<String>,
+    version: u32,
+    owner: Option<String>,
+    last_live: Option<String>,
+    last_drill: Option<String>,
+    last_dry_run: Option<String>,
+    rehearsal_badge: Option<String>,
+    rehearsal_class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "runbooks.html")]
+struct RunbooksPage {
+    me: Option<Me>,
+    runbooks: Vec<RunbookRow>,
+}
+
+pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResult {
+    let mut rows = Vec::new();
+    for name in state.store.runbook_names().await? {
+        let Some(latest) = state.store.runbook_version(&name, None).await? else { continue };
+        let runbook = state.engine.runbook(&name, latest.version).await?;
+        let runs = state
+            .store
+            .runs(&RunFilter {
+                runbook: Some(name.clone()),
+                limit: Some(200),
+                ..RunFilter::default()
+            })
+            .await?;
+        let last = |mode: RunMode, current_only: bool| {
+            runs.iter()
+                .filter(|r| {
+                    r.mode == mode
+                        && r.status == RunStatus::Succeeded
+                        && (!current_only || r.version == latest.version)
+                })
+                .map(|r| r.created_at)
+                .max()
+        };
+        let live = runs.iter().filter(|r| r.mode == RunMode::Live).map(|r| r.created_at).max();
+        let drill = last(RunMode::Drill, true);
+        let dry = last(RunMode::DryRun, true);
+        let rehearsed =
+            [last(RunMode::Drill, false), last(RunMode::Live, false)].into_iter().flatten().max();
+        let (rehearsal_badge, rehearsal_class) = match (rehearsed, runbook.review_every) {
+            (None, _) => (Some("⚠ never rehearsed".to_owned()), "bad"),
+            (Some(at), Some(every))
+                if chrono::Duration::from_std(every.as_std())
+                    .is_ok_and(|every| at + every < now()) =>
+            {
+                (Some("⚠ review overdue".to_owned()), "waiting")
+            }
+            (Some(_), _) => (Some("✓ rehearsed".to_owned()), "ok"),
+        };
+        let date = |at: Option<chrono::DateTime<chrono::Utc>>| {
+            at.map(|at| at.format("%Y-%m-%d").to_string())
+        };
+        let warnings = steady_engine::parse(&latest.source)
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .map(|d| format!("line {}: {}", d.at.line, d.message))
+            .collect();
+        let behind =
+            state.config.folder_versions.get(&name).filter(|file| **file < latest.version).map(
+                |file| {
+                    format!(
+                        "the folder is behind the database: file matches v{file}, latest is v{}",
+                        latest.version
+                    )
+                },
+            );
+        rows.push(RunbookRow {
+            behind,
+            warnings,
+            name,
+            title: runbook.title.clone(),
+            version: latest.version,
+            owner: runbook.owner.clone(),
+            last_live: date(live),
+            last_drill: date(drill),
+            last_dry_run: date(dry),
+            rehearsal_badge,
+            rehearsal_class,
+        });
+    }
+    Ok(render(&RunbooksPage { me: Some(me), runbooks: rows }))
+}
+
+struct ProcedureStep {
+    id: String,
+    title: String,
+    kind: &'static str,
+    tags: Vec<String>,
+    does: String,
+}
+
+struct ParamField {
+    name: String,
+    kind: &'static str,
+    required: bool,
+    default: String,
+    choices: Vec<String>,
+    description: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "runbook.html")]
+struct RunbookPage {
+    me: Option<Me>,
+    csrf: String,
+    name: String,
+    version: u32,
+    title: Option<String>,
+    description: Option<String>,
+    steps: Vec<ProcedureStep>,
+    params: Vec<ParamField>,
+    roles: Vec<(String, String)>,
+    versions: Vec<(u32, String, String)>,
+    can_start: bool,
+}
+
+/// Parameter values for reading a procedure before any run: each default, or `⟨name⟩` where
+/// there is none.
+fn placeholder_params(runbook: &Runbook) -> BTreeMap<String, ParamValue> {
+    runbook
+        .params
+        .iter()
+        .map(|p| {
+            let placeholder = || ParamValue::String(format!("⟨{}⟩", p.name));
+            (p.name.clone(), p.default.clone().unwrap_or_else(placeholder))
+        })
+        .collect()
+}
+
+/// The procedure as text a person reads: each step's rendered action, with placeholders.
+fn procedure(runbook: &Runbook) -> Vec<ProcedureStep> {
+    let plan = Plan::new(runbook, &placeholder_params(runbook));
+    plan.steps
+        .iter()
+        .chain(&plan.rollback)
+        .map(|step| {
+            let mut tags = Vec::new();
+            if step.read_only {
+                tags.push("read-only".to_owned());
+            }
+            if step.number.starts_with('R') {
+                tags.push("rollback".to_owned());
+            }
+            let rendered = serde_json::to_value(&step.action).unwrap_or_default();
+            ProcedureStep {
+                id: step.id.clone(),
+                title: step.name.clone().unwrap_or_else(|| step.id.clone()),
+                kind: match &step.action {
+                    steady_engine::plan::Action::Run { .. }
+                    | steady_engine::plan::Action::Shell { .. } => "run",
+                    steady_engine::plan::Action::Http { .. } => "http",
+                    steady_engine::plan::Action::Check { .. } => "check",
+                    steady_engine::plan::Action::Manual { .. } => "manual",
+                    steady_engine::plan::Action::Approval { .. } => "gate",
+                    steady_engine::plan::Action::Sleep { .. } => "sleep",
+                },
+                tags,
+                does: dto::describe_action(&rendered),
+            }
+        })
+        .collect()
+}
+
+pub(crate) async fn runbook_page(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    me: Me,
+) -> PageResult {
+    let latest = state
+        .store
+        .runbook_version(&name, None)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
+    let runbook = state.engine.runbook(&name, latest.version).await?;
+    let versions = state
+        .store
+        .runbook_versions(&name)
+        .await?
+        .iter()
+        .rev()
+        .map(|v| {
+            (
+                v.version,
+                v.published_at.format("%Y-%m-%d %H:%M").to_string(),
+                v.published_by.to_string(),
+            )
+        })
+        .collect();
+    let params = runbook
+        .params
+        .iter()
+        .map(|p| ParamField {
+            name: p.name.clone(),
+            kind: p.kind.as_str(),
+            required: p.required,
+            default: p.default.as_ref().map(ToString::to_string).unwrap_or_default(),
+            choices: p.choices.iter().map(ToString::to_string).collect(),
+            description: p.description.clone(),
+        })
+        .collect();
+    let page = RunbookPage {
+        csrf: me.csrf.clone(),
+        can_start: me.caller.user.has(GlobalRole::Responder),
+        name: name.clone(),
+        version: latest.version,
+        title: runbook.title.clone(),
+        description: runbook.description.clone(),
+        steps: procedure(&runbook),
+        params,
+        roles: runbook
+            .roles
+            .iter()
+            .map(|r| (r.name.clone(), r.description.clone().unwrap_or_default()))
+            .collect(),
+        versions,
+        me: Some(me),
+    };
+    Ok(render(&page))
+}
+
+#[derive(Template)]
+#[template(path = "diff.html")]
+struct DiffPage {
+    me: Option<Me>,
+    name: String,
+    version: u32,
+    previous: u32,
+    lines: Vec<(&'static str, String)>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VersionForm {
+    version: u32,
+}
+
+pub(crate) async fn diff(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    me: Me,
+    Query(form): Query<VersionForm>,
+) -> PageResult {
+    let missing = || {
+        AppError::not_found(format!("`{name}` has no version {} with one before it", form.version))
+    };
+    let current =
+        state.store.runbook_version(&name, Some(form.version)).await?.ok_or_else(missing)?;
+    let previous = match form.version.checked_sub(1).filter(|v| *v > 0) {
+        Some(version) => {
+            state.store.runbook_version(&name, Some(version)).await?.ok_or_else(missing)?
+        }
+        None => return Err(missing().into()),
+    };
+    let text = similar::TextDiff::from_lines(&previous.source, &current.source);
+    let unified = text
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("v{}", previous.version), &format!("v{}", current.version))
+        .to_string();
+    let lines = unified
+        .lines()
+        .map(|line| {
+            let class = match line.chars().next() {
+                Some('+') => "add",
+                Some('-') => "del",
+                Some('@') => "hunk",
+                _ => "same",
+            };
+            (class, line.to_owned())
+        })
+        .collect();
+    Ok(render(&DiffPage {
+        me: Some(me),
+        name,
+        version: current.version,
+        previous: previous.version,
+        lines,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "print.html")]
+struct PrintPage {
+    name: String,
+    version: u32,
+    printed: String,
+    plan: String,
+}
+
+pub(crate) async fn print(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    _me: Me,
+) -> PageResult {
+    let latest = state
+        .store
+        .runbook_version(&name, None)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
+    let runbook = state.engine.runbook(&name, latest.version).await?;
+    let plan = Plan::new(&runbook, &placeholder_params(&runbook)).to_string();
+    let printed = now().format("%Y-%m-%d %H:%M UTC").to_string();
+    Ok(render(&PrintPage { name, version: latest.version, printed, plan }))
+}

@@ -1,0 +1,296 @@
+//! Commanding a run: cancelling it, deciding after a failure, giving and taking run roles,
+//! handing over or taking command, and notes. Each as a JSON route and as a form on the run's
+//! page; the engine checks that the caller commands the run (or takes part, for notes).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use steady_engine::accounts::GlobalRole;
+use steady_engine::run::{Actor, Decision, RoleChange, RunStatus};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::back_to;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::dto;
+use crate::error::AppError;
+use crate::extract::{ApiJson, CsrfForm, PageRunId, RunId};
+use crate::page::PageResult;
+
+/// A run's status after an answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunStatusAnswer {
+    #[schema(schema_with = dto::run_status_schema)]
+    status: &'static str,
+}
+
+// ---------------------------------------------------------------------------------- cancel
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished")))]
+pub(crate) async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    RunId(id): RunId,
+) -> Result<Json<RunStatusAnswer>, AppError> {
+    caller.require_responder()?;
+    state.engine.cancel(id, &caller.user.actor()).await?;
+    Ok(Json(RunStatusAnswer { status: RunStatus::Cancelled.as_str() }))
+}
+
+pub(crate) async fn cancel_form(
+    State(state): State<AppState>,
+    PageRunId(id): PageRunId,
+    CsrfForm { me, .. }: CsrfForm<serde::de::IgnoredAny>,
+) -> PageResult {
+    me.caller.require_responder()?;
+    state.engine.cancel(id, &me.actor).await?;
+    Ok(back_to(id, ""))
+}
+
+// ---------------------------------------------------------------------------------- decide
+
+/// A decision by name: `retry`, `skip`, `rollback` or `abort`.
+fn parse_decision(text: &str) -> Result<Decision, AppError> {
+    text.parse().map_err(|_| AppError::invalid("decision must be retry, skip, rollback or abort"))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct DecisionBody {
+    #[schema(schema_with = dto::decision_schema)]
+    decision: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run's status after the decision", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "Nothing to decide"), (status = 422, description = "Invalid input")))]
+pub(crate) async fn decide(
+    State(state): State<AppState>,
+    caller: Caller,
+    RunId(id): RunId,
+    body: ApiJson<DecisionBody>,
+) -> Result<Json<RunStatusAnswer>, AppError> {
+    caller.require_responder()?;
+    let decision = parse_decision(&body.read()?.decision)?;
+    let status = state.engine.decide(id, &caller.user.actor(), decision).await?;
+    Ok(Json(RunStatusAnswer { status: status.as_str() }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DecideForm {
+    decision: String,
+}
+
+pub(crate) async fn decide_form(
+    State(state): State<AppState>,
+    PageRunId(id): PageRunId,
+    CsrfForm { me, form }: CsrfForm<DecideForm>,
+) -> PageResult {
+    me.caller.require_responder()?;
+    let decision = parse_decision(&form.decision)?;
+    state.engine.decide(id, &me.actor, decision).await?;
+    Ok(back_to(id, ""))
+}
+
+// ---------------------------------------------------------------------------------- roles
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct AssignBody {
+    /// A role the runbook declares.
+    role: String,
+    /// An existing, enabled user.
+    person: String,
+    /// `false` takes the role away; `true` when absent.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    assign: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AssignAnswer {
+    role: String,
+    /// `user:NAME`.
+    person: String,
+    assigned: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/assignments", request_body = AssignBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Assigned or unassigned", body = AssignAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Unknown role or person, or invalid input")))]
+pub(crate) async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    RunId(id): RunId,
+    body: ApiJson<AssignBody>,
+) -> Result<Json<AssignAnswer>, AppError> {
+    caller.require_responder()?;
+    let AssignBody { role, person, assign } = body.read()?;
+    let person = Actor::person(&person);
+    let change = if assign { RoleChange::Assign } else { RoleChange::Unassign };
+    state.engine.assign(id, &caller.user.actor(), &role, &person, change).await?;
+    Ok(Json(AssignAnswer { person: person.as_str().to_owned(), role, assigned: assign }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AssignForm {
+    role: String,
+    person: String,
+    /// `yes` to give the role, anything else to take it away.
+    assign: String,
+}
+
+pub(crate) async fn assign_form(
+    State(state): State<AppState>,
+    PageRunId(id): PageRunId,
+    CsrfForm { me, form }: CsrfForm<AssignForm>,
+) -> PageResult {
+    me.caller.require_responder()?;
+    let person = Actor::person(form.person.trim());
+    let change = if form.assign == "yes" { RoleChange::Assign } else { RoleChange::Unassign };
+    state.engine.assign(id, &me.actor, &form.role, &person, change).await?;
+    Ok(back_to(id, ""))
+}
+
+// ---------------------------------------------------------------------------------- command
+
+/// A change of who commands a run.
+enum CommandChange {
+    /// An admin takes command for themselves, so that no run is ever orphaned.
+    Take,
+    /// The commander hands command to this person.
+    HandTo(Actor),
+}
+
+/// Changes who commands run `id`; returns the new commander. Taking command is for admins;
+/// handing it on for responders, and for an admin who took command; the engine checks who
+/// commands the run.
+async fn change_command(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    change: CommandChange,
+) -> Result<Actor, AppError> {
+    let me = caller.user.actor();
+    match change {
+        CommandChange::Take => {
+            caller.require(GlobalRole::Admin)?;
+            state.engine.take_command(id, &me).await?;
+            Ok(me)
+        }
+        CommandChange::HandTo(to) => {
+            if !caller.user.has(GlobalRole::Admin) {
+                caller.require_responder()?;
+            }
+            state.engine.transfer_command(id, &me, &to).await?;
+            Ok(to)
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CommanderAnswer {
+    /// `user:NAME`.
+    commander: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct CommanderBody {
+    /// Who commands the run from now on: an existing, enabled user. An admin names
+    /// themselves to take command of any active run.
+    to: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/commander", request_body = CommanderBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The new commander", body = CommanderAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "No such enabled user, or invalid input")))]
+pub(crate) async fn transfer_command(
+    State(state): State<AppState>,
+    caller: Caller,
+    RunId(id): RunId,
+    body: ApiJson<CommanderBody>,
+) -> Result<Json<CommanderAnswer>, AppError> {
+    let to = Actor::person(body.read()?.to.trim());
+    let change = if caller.user.has(GlobalRole::Admin) && to == caller.user.actor() {
+        CommandChange::Take
+    } else {
+        CommandChange::HandTo(to)
+    };
+    let commander = change_command(&state, &caller, id, change).await?;
+    Ok(Json(CommanderAnswer { commander: commander.as_str().to_owned() }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TransferForm {
+    #[serde(default)]
+    to: String,
+    /// `yes` when an admin takes command for themselves.
+    #[serde(default)]
+    take: String,
+}
+
+pub(crate) async fn transfer_form(
+    State(state): State<AppState>,
+    PageRunId(id): PageRunId,
+    CsrfForm { me, form }: CsrfForm<TransferForm>,
+) -> PageResult {
+    let change = if form.take == "yes" {
+        CommandChange::Take
+    } else {
+        CommandChange::HandTo(Actor::person(form.to.trim()))
+    };
+    change_command(&state, &me.caller, id, change).await?;
+    Ok(back_to(id, ""))
+}
+
+// ---------------------------------------------------------------------------------- notes
+
+/// A note's text, refused when it is nothing but spaces.
+fn note_text(text: &str) -> Result<&str, AppError> {
+    if text.trim().is_empty() {
+        return Err(AppError::invalid("a note needs text"));
+    }
+    Ok(text)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NoteBody {
+    /// Something other than spaces.
+    #[schema(pattern = "\\S")]
+    text: String,
+    /// The step the note is about, if any.
+    step: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NoteAnswer {
+    text: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/notes", request_body = NoteBody, params(("id" = String, Path, description = "Run id")), responses((status = 201, description = "Noted", body = NoteAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such run or step"), (status = 422, description = "Invalid input")))]
+pub(crate) async fn add_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    RunId(id): RunId,
+    body: ApiJson<NoteBody>,
+) -> Result<Response, AppError> {
+    caller.require_responder()?;
+    let NoteBody { text, step } = body.read()?;
+    let actor = caller.user.actor();
+    state.engine.add_note(id, &actor, step.as_deref(), note_text(&text)?).await?;
+    Ok((StatusCode::CREATED, Json(NoteAnswer { text })).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NoteForm {
+    text: String,
+}
+
+pub(crate) async fn note_form(
+    State(state): State<AppState>,
+    PageRunId(id): PageRunId,
+    CsrfForm { me, form }: CsrfForm<NoteForm>,
+) -> PageResult {
+    me.caller.require_responder()?;
+    state.engine.add_note(id, &me.actor, None, note_text(&form.text)?.trim()).await?;
+    Ok(back_to(id, "#notes"))
+}

@@ -1,0 +1,171 @@
+//! Listing runs: `GET /api/v1/runs` (filtered, keyset-paged) and the runs page.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use steady_engine::run::{RunFilter, RunMode, RunRecord, RunStatus};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{run_badge, short_id, status_class};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::dto::{self, RunView};
+use crate::error::AppError;
+use crate::extract::{ApiQuery, page_limit};
+use crate::page::{Me, PageResult, day, link, render};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RunsQuery {
+    /// Only runs in this status.
+    #[param(schema_with = dto::run_status_schema, required = false)]
+    status: Option<String>,
+    /// Only runs of this runbook.
+    runbook: Option<String>,
+    /// Only runs in this mode.
+    #[param(schema_with = dto::run_mode_schema, required = false)]
+    mode: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keyset paging: the id of the last run of the previous page.
+    #[param(value_type = Option<String>, format = "uuid")]
+    before: Option<Uuid>,
+    /// How many runs at most; 50 when absent. More than 500 is refused rather than cut short,
+    /// so that a short page always means the last page.
+    #[param(maximum = 500)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/runs", params(RunsQuery), responses((status = 200, description = "Runs, newest first", body = Vec<RunView>), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
+pub(crate) async fn list_runs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<RunsQuery>,
+    _caller: Caller,
+) -> Result<Json<Vec<RunView>>, AppError> {
+    let status = match query.status.as_deref() {
+        Some(text) => {
+            Some(text.parse::<RunStatus>().map_err(|error| AppError::invalid(error.to_string()))?)
+        }
+        None => None,
+    };
+    let mode = match query.mode.as_deref() {
+        Some(text) => Some(parse_mode(text)?),
+        None => None,
+    };
+    let filter = RunFilter {
+        status,
+        runbook: query.runbook,
+        mode,
+        since: query.since,
+        before: query.before,
+        limit: Some(page_limit(query.limit, 50, 500)?),
+    };
+    let runs = state.store.runs(&filter).await?;
+    Ok(Json(runs.iter().map(RunView::new).collect()))
+}
+
+// ---------------------------------------------------------------------------------- the page
+
+struct RunRow {
+    id: Uuid,
+    short_id: String,
+    status: String,
+    status_class: &'static str,
+    runbook: String,
+    version: u32,
+    mode: String,
+    started: String,
+    commander: String,
+}
+
+fn row(run: &RunRecord) -> RunRow {
+    RunRow {
+        id: run.id,
+        short_id: short_id(run.id),
+        status: run_badge(run.status),
+        status_class: status_class(run.status.as_str()),
+        runbook: run.runbook.clone(),
+        version: run.version,
+        mode: run.mode.to_string(),
+        started: run.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        commander: run.commander.to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    me: Option<Me>,
+    runs: Vec<RunRow>,
+    statuses: Vec<String>,
+    modes: Vec<String>,
+    filter_status: String,
+    filter_runbook: String,
+    filter_mode: String,
+    filter_since: String,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RunsForm {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    runbook: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    before: String,
+}
+
+pub(crate) async fn runs(
+    State(state): State<AppState>,
+    me: Me,
+    Query(form): Query<RunsForm>,
+) -> PageResult {
+    const PAGE: u32 = 50;
+    let filter = RunFilter {
+        status: form.status.parse().ok(),
+        runbook: Some(form.runbook.clone()).filter(|r| !r.is_empty()),
+        mode: form.mode.parse().ok(),
+        since: day(&form.since),
+        before: form.before.parse().ok(),
+        limit: Some(PAGE),
+    };
+    let records = state.store.runs(&filter).await?;
+    let next_page = (records.len() == PAGE as usize).then(|| {
+        let last = records.last().map(|r| r.id.to_string()).unwrap_or_default();
+        link(
+            "/runs",
+            &[
+                ("status", &form.status),
+                ("runbook", &form.runbook),
+                ("mode", &form.mode),
+                ("since", &form.since),
+                ("before", &last),
+            ],
+        )
+    });
+    let page = RunsPage {
+        me: Some(me),
+        runs: records.iter().map(row).collect(),
+        statuses: RunStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+        modes: RunMode::ALL.iter().map(|m| m.as_str().to_owned()).collect(),
+        filter_status: form.status,
+        filter_runbook: form.runbook,
+        filter_mode: form.mode,
+        filter_since: form.since,
+        next_page,
+    };
+    Ok(render(&page))
+}
+
+/// A run mode as the API names it: `live`, `drill` or `dry-run`.
+pub(crate) fn parse_mode(text: &str) -> Result<RunMode, AppError> {
+    text.parse::<RunMode>().map_err(|_| AppError::invalid("mode must be live, drill or dry-run"))
+}

@@ -1,0 +1,83 @@
+//! The postmortem timeline: a run as Markdown, who did what and when, with the approvals'
+//! comments and the steps' results.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use steady_engine::audit::format_timestamp;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::extract::PageRunId;
+use crate::page::{Me, PageResult};
+
+/// The run as a Markdown timeline for the postmortem: who did what, when, with the
+/// approvals' comments.
+pub(crate) async fn timeline(
+    State(state): State<AppState>,
+    _me: Me,
+    PageRunId(id): PageRunId,
+) -> PageResult {
+    let snapshot =
+        state.store.run(id).await?.ok_or_else(|| AppError::not_found(format!("no run {id}")))?;
+    let run = &snapshot.run;
+    let filter = steady_engine::store::AuditFilter { run_id: Some(id), ..Default::default() };
+    let events = state.store.audit_events(&filter).await?;
+    // Markdown passes HTML through: what people wrote (notes, comments, names, errors) is
+    // escaped, so that it shows as text wherever the postmortem is rendered.
+    let html = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut text = format!(
+        "# {} — run {}\n\n- Mode: {}\n- Status: {}\n- Commander: {} (started by {})\n- Runbook version: {} ({})\n- Started: {}\n",
+        run.runbook,
+        run.id,
+        run.mode,
+        run.status,
+        html(run.commander.as_str()),
+        html(run.started_by.as_str()),
+        run.version,
+        run.sha256,
+        format_timestamp(run.created_at),
+    );
+    if let Some(finished) = run.finished_at {
+        text.push_str(&format!("- Finished: {}\n", format_timestamp(finished)));
+    }
+    text.push_str(
+        "\n## Timeline\n\n| When (UTC) | Who | What | Step | Details |\n|---|---|---|---|---|\n",
+    );
+    let cell = |text: &str| html(text).replace('|', "\\|").replace('\n', " ");
+    for event in &events {
+        let details = match event.action.as_str() {
+            "approval.granted" | "approval.rejected" => {
+                event.data["comment"].as_str().map(|c| format!("“{c}”")).unwrap_or_default()
+            }
+            "manual.completed" | "manual.failed" => {
+                event.data["note"].as_str().unwrap_or_default().to_owned()
+            }
+            "step.finished" => {
+                let status = event.data["status"].as_str().unwrap_or_default();
+                match event.data["error"].as_str() {
+                    Some(error) => format!("{status}: {error}"),
+                    None => status.to_owned(),
+                }
+            }
+            "decision.taken" => event.data["decision"].as_str().unwrap_or_default().to_owned(),
+            "note.added" => event.data["text"].as_str().unwrap_or_default().to_owned(),
+            "role.assigned" | "role.unassigned" => format!(
+                "{} → {}",
+                event.data["role"].as_str().unwrap_or_default(),
+                event.data["person"].as_str().unwrap_or_default()
+            ),
+            "run.finished" => event.data["status"].as_str().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            event.at.format("%Y-%m-%d %H:%M:%S"),
+            cell(event.actor.as_str()),
+            event.action,
+            event.step_id.as_deref().unwrap_or(""),
+            cell(&details)
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
+}

@@ -1,0 +1,106 @@
+//! *My work*: every gate and manual step waiting for the signed-in person, oldest first,
+//! kept current by the page's script following `/api/v1/events`.
+
+use askama::Template;
+use axum::extract::State;
+use steady_engine::accounts::GlobalRole;
+use steady_engine::engine::now;
+use steady_engine::run::{RunFilter, RunStatus, StepStatus};
+use steady_engine::runbook::StepKind;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::page::{Me, PageResult, render};
+
+struct WorkItem {
+    run_id: Uuid,
+    runbook: String,
+    mode: String,
+    step_id: String,
+    step_title: String,
+    kind: &'static str,
+    role: String,
+    waited: String,
+    deadline: Option<String>,
+    prompt: Option<String>,
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Template)]
+#[template(path = "work.html")]
+struct WorkPage {
+    me: Option<Me>,
+    items: Vec<WorkItem>,
+    /// The newest audit event when the page was rendered: the live script follows from here,
+    /// so that nothing happening between rendering and listening is missed.
+    last_seq: i64,
+}
+
+fn waited(since: chrono::DateTime<chrono::Utc>) -> String {
+    let minutes = (now() - since).num_minutes();
+    match minutes {
+        0 => "under a minute".to_owned(),
+        1..=59 => format!("{minutes} min"),
+        _ => format!("{} h {} min", minutes / 60, minutes % 60),
+    }
+}
+
+pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
+    let last_seq = state.store.latest_seq().await?;
+    let waiting = state
+        .store
+        .runs(&RunFilter {
+            status: Some(RunStatus::Waiting),
+            limit: Some(500),
+            ..RunFilter::default()
+        })
+        .await?;
+    let mut items = Vec::new();
+    for record in waiting {
+        let Some(snapshot) = state.store.run(record.id).await? else { continue };
+        let runbook = state.engine.runbook(&record.runbook, record.version).await?;
+        for state_of in snapshot.steps.iter().filter(|s| s.status == StepStatus::Waiting) {
+            let Some(step) =
+                runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state_of.step_id)
+            else {
+                continue;
+            };
+            let (kind, role) = match &step.kind {
+                StepKind::Approval(gate) => (
+                    "approval",
+                    state_of.escalated_to.clone().unwrap_or_else(|| gate.role.name.clone()),
+                ),
+                StepKind::Manual(manual) => ("manual step", manual.role.name.clone()),
+                _ => continue,
+            };
+            let original = match &step.kind {
+                StepKind::Approval(gate) => gate.role.name.as_str(),
+                _ => role.as_str(),
+            };
+            let responder = me.caller.user.has(GlobalRole::Responder);
+            if !responder
+                || !(snapshot.holds(&me.actor, &role) || snapshot.holds(&me.actor, original))
+            {
+                continue;
+            }
+            let since = state_of.started_at.unwrap_or(record.created_at);
+            items.push(WorkItem {
+                run_id: record.id,
+                runbook: record.runbook.clone(),
+                mode: record.mode.to_string(),
+                step_id: step.id.clone(),
+                step_title: step.title().to_owned(),
+                kind,
+                role,
+                waited: waited(since),
+                deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
+                prompt: state_of.rendered.as_ref().and_then(|r| {
+                    r["prompt"].as_str().or(r["instructions"].as_str()).map(str::to_owned)
+                }),
+                since,
+            });
+        }
+    }
+    items.sort_by_key(|item| item.since);
+    Ok(render(&WorkPage { me: Some(me), items, last_seq }))
+}
