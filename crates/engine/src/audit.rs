@@ -8,6 +8,10 @@ use uuid::Uuid;
 
 use crate::run::{Actor, Timestamp};
 
+mod binding;
+
+pub use binding::Binding;
+
 /// The `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -387,6 +391,17 @@ impl ChainVerifier {
 /// A cheap stand-in for a vote id or note id where the caller has none yet.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()
+}
+
+/// For `#[serde(deserialize_with)]` on an `Option` field of stored JSON: the key must be
+/// present, `null` when there is no value. (Serde's default takes a missing key for `None`,
+/// which would read `{}` and write `{"key":null}`: a different canonical JSON, another hash.)
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer)
 }
 
 pub(crate) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
