@@ -9,8 +9,10 @@ use uuid::Uuid;
 use crate::run::{Actor, Timestamp};
 
 mod binding;
+mod data;
 
 pub use binding::Binding;
+pub use data::*;
 
 /// The `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -106,6 +108,18 @@ impl NewEvent {
     pub fn data(mut self, data: Value) -> NewEvent {
         self.data = data;
         self
+    }
+
+    /// An event whose action and data come from one typed value, so that they cannot disagree:
+    /// `action` is `data.action()` and `data` its JSON. Add the step with [`NewEvent::step`].
+    pub fn typed(actor: &Actor, run_id: Option<Uuid>, data: AuditData) -> NewEvent {
+        NewEvent {
+            actor: actor.clone(),
+            action: data.action(),
+            run_id,
+            step_id: None,
+            data: data.to_value(),
+        }
     }
 }
 
