@@ -8,6 +8,12 @@ use uuid::Uuid;
 
 use crate::run::{Actor, Timestamp};
 
+mod binding;
+mod data;
+
+pub use binding::Binding;
+pub use data::*;
+
 /// The `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -102,6 +108,18 @@ impl NewEvent {
     pub fn data(mut self, data: Value) -> NewEvent {
         self.data = data;
         self
+    }
+
+    /// An event whose action and data come from one typed value, so that they cannot disagree:
+    /// `action` is `data.action()` and `data` its JSON. Add the step with [`NewEvent::step`].
+    pub fn typed(actor: &Actor, run_id: Option<Uuid>, data: AuditData) -> NewEvent {
+        NewEvent {
+            actor: actor.clone(),
+            action: data.action(),
+            run_id,
+            step_id: None,
+            data: data.to_value(),
+        }
     }
 }
 
@@ -387,6 +405,17 @@ impl ChainVerifier {
 /// A cheap stand-in for a vote id or note id where the caller has none yet.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()
+}
+
+/// For `#[serde(deserialize_with)]` on an `Option` field of stored JSON: the key must be
+/// present, `null` when there is no value. (Serde's default takes a missing key for `None`,
+/// which would read `{}` and write `{"key":null}`: a different canonical JSON, another hash.)
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer)
 }
 
 pub(crate) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {

@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write as _};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::params::ParamValues;
 use crate::runbook::{
@@ -58,9 +58,13 @@ pub struct PlannedStep {
     pub on_failure: OnFailure,
 }
 
-/// What a step does, rendered.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// What a step does, rendered: as an offline plan shows it, as an approval binds it, and as
+/// the audit log's `rendered` records it. Serialized as an object tagged by `kind`
+/// (`{"kind":"run","argv":[..]}`), every field present (`null` when absent). Reading it back
+/// is strict — no unknown field, no missing one — so that what is read serializes to the same
+/// JSON again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// A program run directly with these arguments.
     Run {
@@ -75,8 +79,10 @@ pub enum Action {
         url: String,
         headers: Vec<(String, String)>,
         /// A JSON body.
+        #[serde(deserialize_with = "crate::audit::present")]
         json: Option<serde_json::Value>,
         /// A text body.
+        #[serde(deserialize_with = "crate::audit::present")]
         body: Option<String>,
     },
     Check {
@@ -89,9 +95,12 @@ pub enum Action {
     Approval {
         role: String,
         approvals: u32,
+        #[serde(deserialize_with = "crate::audit::present")]
         timeout: Option<String>,
+        #[serde(deserialize_with = "crate::audit::present")]
         prompt: Option<String>,
         allow_self_approval: bool,
+        #[serde(deserialize_with = "crate::audit::present")]
         escalate_to: Option<String>,
     },
     Sleep {

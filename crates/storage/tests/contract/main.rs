@@ -1,6 +1,8 @@
 //! The store contract: what every `Store` implementation must do, written once against the
 //! trait and run unchanged against each backend: SQLite files, and a real PostgreSQL server
 //! the test kit starts.
+//!
+//! - `typed_audit`: audit data read as types hashes as a database written before the types.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -14,6 +16,8 @@ use steady_engine::engine::now;
 use steady_engine::run::*;
 use steady_engine::store::{AuditFilter, NodeRecord, Published, Store, StoreError};
 use uuid::Uuid;
+
+mod typed_audit;
 
 async fn sqlite(name: &str) -> Arc<dyn Store> {
     let dir = std::env::temp_dir().join(format!("steady-contract-{name}-{}", std::process::id()));

@@ -1,0 +1,772 @@
+//! What each audit event says, as types: one variant of [`AuditData`] per [`AuditAction`],
+//! serializing to exactly the `data` JSON the event has always been written with, so that
+//! building events from these types changes no stored hash.
+//!
+//! The shapes are the ones the product writes; where one action is written in several shapes
+//! ([`StepFinished`], [`UserChanged`], [`CommanderTransferred`]'s optional key) each shape is
+//! its own type, and reading back is strict — no unknown key, no missing one, `null` kept
+//! apart from absent — so that what [`AuditData::from_stored`] accepts writes back the same
+//! canonical JSON.
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{AuditAction, present};
+use crate::accounts::GlobalRole;
+use crate::params::ParamValues;
+use crate::plan::Action;
+use crate::run::{Actor, Decision, RunMode, RunStatus, StepStatus, UnknownName};
+
+/// Why stored event data could not be read as its action's type.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditDataError {
+    /// The stored action is none Steady knows.
+    #[error(transparent)]
+    UnknownAction(#[from] UnknownName),
+    /// The data is not any shape this action is written in.
+    #[error("`{action}` data does not fit its type: {source}")]
+    Shape {
+        action: AuditAction,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The data was read, but would be written back as different JSON (another hash).
+    #[error("`{action}` data does not write back as it was stored")]
+    NotCanonical { action: AuditAction },
+}
+
+/// Declares [`AuditData`] with one variant per audit action: a unit variant for an action
+/// written with `null` data, a tuple variant holding the data's type otherwise. The matches
+/// on [`AuditAction`] it generates are exhaustive, so an action without a variant does not
+/// compile.
+macro_rules! audit_data {
+    ($($(#[$meta:meta])* $variant:ident $(($payload:ty))?,)*) => {
+        /// The data of an audit event, typed by its action. [`AuditData::to_value`] is what an
+        /// event's `data` holds; actions without data are unit variants and write `null`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AuditData {
+            $($(#[$meta])* $variant $(($payload))?,)*
+        }
+
+        impl AuditData {
+            /// The action this data belongs to.
+            pub fn action(&self) -> AuditAction {
+                match self {
+                    $(AuditData::$variant { .. } => AuditAction::$variant,)*
+                }
+            }
+
+            /// The event's `data` JSON, exactly as it has always been written.
+            pub fn to_value(&self) -> Value {
+                match self {
+                    $(audit_data!(@pattern $variant payload $($payload)?) =>
+                        audit_data!(@write payload $($payload)?),)*
+                }
+            }
+
+            /// Reads stored data, without checking that it writes back the same.
+            fn read(action: AuditAction, data: &Value) -> Result<AuditData, serde_json::Error> {
+                match action {
+                    $(AuditAction::$variant => audit_data!(@read $variant data $($payload)?),)*
+                }
+            }
+        }
+    };
+    (@pattern $variant:ident $payload:ident $type:ty) => { AuditData::$variant($payload) };
+    (@pattern $variant:ident $payload:ident) => { AuditData::$variant };
+    // Serializing these types into a `Value` cannot fail: every map key is a string.
+    (@write $payload:ident $type:ty) => { serde_json::to_value($payload).unwrap_or_default() };
+    (@write $payload:ident) => { Value::Null };
+    (@read $variant:ident $data:ident $type:ty) => {
+        <$type>::deserialize($data).map(AuditData::$variant)
+    };
+    (@read $variant:ident $data:ident) => {
+        match $data {
+            Value::Null => Ok(AuditData::$variant),
+            _ => Err(serde_json::Error::custom("expected no data (`null`)")),
+        }
+    };
+}
+
+audit_data! {
+    /// `runbook.published`
+    RunbookPublished(RunbookPublished),
+    /// `run.started`
+    RunStarted(RunStarted),
+    /// `run.waiting`: no path writes it today; it would carry no data.
+    RunWaiting,
+    /// `run.needs_attention`, on the step that needs it.
+    RunNeedsAttention,
+    /// `run.finished`
+    RunFinished(RunFinished),
+    /// `run.cancelled`
+    RunCancelled,
+    /// `run.taken_over`
+    RunTakenOver(RunTakenOver),
+    /// `run.rollback_started`
+    RunRollbackStarted,
+    /// `run.commander_transferred`
+    CommanderTransferred(CommanderTransferred),
+    /// `step.started`
+    StepStarted(StepStarted),
+    /// `step.finished`, in one of its four shapes.
+    StepFinished(StepFinished),
+    /// `step.skipped`: `status` is `skipped`.
+    StepSkipped(StepSettled),
+    /// `step.would_run`
+    StepWouldRun(StepWouldRun),
+    /// `step.interrupted`
+    StepInterrupted(StepInterrupted),
+    /// `step.waiting`
+    StepWaiting(StepWaiting),
+    /// `output.stored`
+    OutputStored(OutputStored),
+    /// `approval.granted`
+    ApprovalGranted(ApprovalAnswer),
+    /// `approval.rejected`
+    ApprovalRejected(ApprovalAnswer),
+    /// `approval.voided`, on the gate.
+    ApprovalVoided(ApprovalVoided),
+    /// `gate.timed_out`
+    GateTimedOut,
+    /// `gate.escalated`
+    GateEscalated(GateEscalated),
+    /// `manual.completed`
+    ManualCompleted(ManualAnswer),
+    /// `manual.failed`
+    ManualFailed(ManualAnswer),
+    /// `role.assigned`
+    RoleAssigned(RoleHolder),
+    /// `role.unassigned`
+    RoleUnassigned(RoleHolder),
+    /// `decision.taken`
+    DecisionTaken(DecisionTaken),
+    /// `note.added`
+    NoteAdded(NoteAdded),
+    /// `user.created`
+    UserCreated(UserCreated),
+    /// `user.changed`
+    UserChanged(UserChanged),
+    /// `token.created`
+    TokenCreated(TokenCreated),
+    /// `token.revoked`
+    TokenRevoked(TokenRevoked),
+    /// `login.failed`
+    LoginFailed(Login),
+    /// `login.succeeded`
+    LoginSucceeded(Login),
+}
+
+impl AuditData {
+    /// Reads a stored event's data as the type of its stored `action`.
+    ///
+    /// Errors: `UnknownAction` for an action Steady does not know; `Shape` when the data is
+    /// not a shape the action is written in; `NotCanonical` when it would not write back as
+    /// the same JSON (and so would not hash the same).
+    pub fn from_stored(action: &str, data: &Value) -> Result<AuditData, AuditDataError> {
+        let action: AuditAction = action.parse()?;
+        let typed = AuditData::read(action, data)
+            .map_err(|source| AuditDataError::Shape { action, source })?;
+        // `Value` equality tells `1` from `1.0` and `null` from absent, as canonical JSON does.
+        if typed.to_value() != *data {
+            return Err(AuditDataError::NotCanonical { action });
+        }
+        Ok(typed)
+    }
+}
+
+/// `{"runbook", "version", "sha256"}`: a new version of a runbook was stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookPublished {
+    pub runbook: String,
+    pub version: u32,
+    /// SHA-256 of the source, in hex.
+    pub sha256: String,
+}
+
+/// `{"runbook", "version", "sha256", "mode", "params", "lock", "assignments"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunStarted {
+    pub runbook: String,
+    pub version: u32,
+    /// SHA-256 of the runbook version's source, in hex.
+    pub sha256: String,
+    pub mode: RunMode,
+    /// Every parameter's value, defaults included.
+    pub params: ParamValues,
+    /// The rendered lock key, `null` when the runbook has none.
+    #[serde(deserialize_with = "present")]
+    pub lock: Option<String>,
+    /// Run roles given at the start.
+    pub assignments: Vec<RoleHolder>,
+}
+
+/// `{"role", "person"}`: who holds a run role (`role.assigned`, `role.unassigned`, and each
+/// of `run.started`'s assignments).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleHolder {
+    pub role: String,
+    pub person: Actor,
+}
+
+/// `{"status"}`: how the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFinished {
+    pub status: RunStatus,
+}
+
+/// `{"by"}`: the node that took over a run whose driver died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunTakenOver {
+    /// The node's name.
+    pub by: String,
+}
+
+/// `{"from", "to"}`, with `"taken_by_admin": true` when an admin took command: the key is
+/// absent otherwise, never `false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommanderTransferred {
+    pub from: Actor,
+    pub to: Actor,
+    #[serde(default, skip_serializing_if = "is_false", deserialize_with = "only_true")]
+    pub taken_by_admin: bool,
+}
+
+/// `{"attempt", "rendered"}`: an attempt of a `run`, `http` or `sleep` step began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepStarted {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// What runs, secrets masked.
+    pub rendered: Action,
+}
+
+/// `step.finished`, whose keys say how the step ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StepFinished {
+    /// A gate answered by people: `{"status"}`.
+    Answered(StepAnswered),
+    /// A step that could not start (its `when` or template failed): `{"status", "note"}`.
+    Settled(StepSettled),
+    /// A step the store refused to record: `{"attempt", "status", "error", "retry"}`.
+    Unrecorded(StepUnrecorded),
+    /// An attempt that ran (or a check evaluated):
+    /// `{"attempt", "status", "exit_code", "http_status", "duration_ms", "error", "retry"}`.
+    Attempted(AttemptFinished),
+}
+
+/// `{"status"}`: `approved` or `rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepAnswered {
+    pub status: StepStatus,
+}
+
+/// `{"status", "note"}`: a step ended without running (`step.skipped`, or `step.finished`
+/// when it failed before it could start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSettled {
+    pub status: StepStatus,
+    /// Why, secrets masked.
+    #[serde(deserialize_with = "present")]
+    pub note: Option<String>,
+}
+
+/// `{"attempt", "status", "error", "retry"}`: the store refused to record the step starting
+/// or ending, so it failed once with that error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUnrecorded {
+    /// The step's last attempt number (0 when none started).
+    pub attempt: u32,
+    pub status: StepStatus,
+    pub error: String,
+    /// Always `false`: such a failure is not retried.
+    pub retry: bool,
+}
+
+/// `{"attempt", "status", "exit_code", "http_status", "duration_ms", "error", "retry"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptFinished {
+    pub attempt: u32,
+    /// The attempt's own status (a failed attempt that is retried is `failed` here).
+    pub status: StepStatus,
+    /// A process's exit code, `null` for other steps or when it was killed.
+    #[serde(deserialize_with = "present")]
+    pub exit_code: Option<i32>,
+    /// An HTTP step's response status, `null` otherwise.
+    #[serde(deserialize_with = "present")]
+    pub http_status: Option<u16>,
+    /// Milliseconds from start to end, 0 when either is unknown.
+    pub duration_ms: i64,
+    #[serde(deserialize_with = "present")]
+    pub error: Option<String>,
+    /// The step will be tried again.
+    pub retry: bool,
+}
+
+/// `{"rendered", "note"}`: what a dry run would have done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepWouldRun {
+    pub rendered: WouldRunRendered,
+    #[serde(deserialize_with = "present")]
+    pub note: Option<String>,
+}
+
+/// What a dry run records as a step's `rendered`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WouldRunRendered {
+    /// The step's action, rendered, secrets masked.
+    Action(Action),
+    /// `{"when"}`: the step's `when` depends on steps the dry run did not run, so the step
+    /// could not be rendered; this is the condition as written.
+    Condition(PendingCondition),
+}
+
+/// `{"when"}`: a condition as written in the runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCondition {
+    pub when: String,
+}
+
+/// `{"attempt", "then"}`: a step was found running after its driver died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInterrupted {
+    pub attempt: u32,
+    pub then: AfterInterruption,
+}
+
+/// What happens to an interrupted step, in the words the log has always used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AfterInterruption {
+    /// The step is safe to repeat (read-only or idempotent).
+    #[serde(rename = "run again: the step is safe to repeat")]
+    RunAgain,
+    #[serde(rename = "wait for a decision: the step is not safe to repeat")]
+    WaitForDecision,
+}
+
+/// `{"rendered", "role", "holders"}`: a gate or manual step waits for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepWaiting {
+    pub rendered: Action,
+    /// The run role that may answer.
+    pub role: String,
+    /// Who held that role then.
+    pub holders: Vec<Actor>,
+}
+
+/// `{"attempt", "stream", "sha256", "bytes", "truncated"}`: an attempt's captured output was
+/// stored (the text is in the attempt; the log keeps its digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputStored {
+    pub attempt: u32,
+    pub stream: OutputStream,
+    /// SHA-256 of the stored text, in hex.
+    pub sha256: String,
+    /// Length of the stored text, in bytes.
+    pub bytes: u64,
+    /// The output was cut at the storage limit.
+    pub truncated: bool,
+}
+
+/// Which output of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// `{"comment", "digest", "approvals", "quorum"}`: a person approved or rejected a gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalAnswer {
+    /// Secrets masked.
+    #[serde(deserialize_with = "present")]
+    pub comment: Option<String>,
+    /// SHA-256 of the canonical JSON of the [`Binding`](super::Binding) answered, in hex.
+    pub digest: String,
+    /// Live approvals, this one included.
+    pub approvals: u32,
+    /// Approvals the gate needs.
+    pub quorum: u32,
+}
+
+/// `{"approver", "digest", "step", "reason"}`: an approval no longer matches what a guarded
+/// step renders to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalVoided {
+    pub approver: Actor,
+    /// The voided approval's digest.
+    pub digest: String,
+    /// The guarded step that renders differently.
+    pub step: String,
+    pub reason: VoidReason,
+}
+
+/// Why approvals are voided, in the words the log has always used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoidReason {
+    #[serde(rename = "the step renders differently from what was approved")]
+    RendersDifferently,
+}
+
+/// `{"to", "holders"}`: a gate past its deadline escalated to another role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateEscalated {
+    /// The run role escalated to.
+    pub to: String,
+    /// Who held it then.
+    pub holders: Vec<Actor>,
+}
+
+/// `{"note"}`: a manual step marked done or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualAnswer {
+    /// Secrets masked.
+    #[serde(deserialize_with = "present")]
+    pub note: Option<String>,
+}
+
+/// `{"decision"}`: the commander's answer to a run that needs attention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionTaken {
+    pub decision: Decision,
+}
+
+/// `{"text"}`: a participant's note, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteAdded {
+    pub text: String,
+}
+
+/// `{"user", "roles"}`: an account was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreated {
+    /// The account name (without `user:`).
+    pub user: String,
+    pub roles: Vec<GlobalRole>,
+}
+
+/// `user.changed`: `{"user", "disabled": false}` when enabled,
+/// `{"user", "disabled": true, "sessions_ended", "tokens_revoked"}` when disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UserChangedJson", into = "UserChangedJson")]
+pub enum UserChanged {
+    Enabled {
+        user: String,
+    },
+    /// Disabling ends the user's sessions and revokes their tokens, counted here.
+    Disabled {
+        user: String,
+        sessions_ended: u64,
+        tokens_revoked: u64,
+    },
+}
+
+/// `user.changed` as written, before its keys are checked to agree with `disabled`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChangedJson {
+    user: String,
+    disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sessions_ended: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens_revoked: Option<u64>,
+}
+
+impl From<UserChanged> for UserChangedJson {
+    fn from(change: UserChanged) -> Self {
+        match change {
+            UserChanged::Enabled { user } => UserChangedJson {
+                user,
+                disabled: false,
+                sessions_ended: None,
+                tokens_revoked: None,
+            },
+            UserChanged::Disabled { user, sessions_ended, tokens_revoked } => UserChangedJson {
+                user,
+                disabled: true,
+                sessions_ended: Some(sessions_ended),
+                tokens_revoked: Some(tokens_revoked),
+            },
+        }
+    }
+}
+
+impl TryFrom<UserChangedJson> for UserChanged {
+    type Error = &'static str;
+
+    fn try_from(json: UserChangedJson) -> Result<Self, Self::Error> {
+        match json {
+            UserChangedJson {
+                user,
+                disabled: false,
+                sessions_ended: None,
+                tokens_revoked: None,
+            } => Ok(UserChanged::Enabled { user }),
+            UserChangedJson {
+                user,
+                disabled: true,
+                sessions_ended: Some(sessions_ended),
+                tokens_revoked: Some(tokens_revoked),
+            } => Ok(UserChanged::Disabled { user, sessions_ended, tokens_revoked }),
+            _ => Err("`sessions_ended` and `tokens_revoked` are written exactly when `disabled`"),
+        }
+    }
+}
+
+/// `{"token", "label", "user"}`: an API token was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreated {
+    pub token: Uuid,
+    pub label: String,
+    /// The account it acts as.
+    pub user: String,
+}
+
+/// `{"token"}`: an API token was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRevoked {
+    pub token: Uuid,
+}
+
+/// `{"user", "address"}`: a sign-in, failed or succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The account name as typed (a failed sign-in may name no account).
+    pub user: String,
+    /// The client's address.
+    pub address: String,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// Reads a key written only as `true`: `false` would write back as an absent key.
+fn only_true<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    match bool::deserialize(deserializer)? {
+        true => Ok(true),
+        false => Err(D::Error::custom("written only as `true`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shapes the fixture database of the storage tests lacks, each against the `json!`
+    //! literal the engine writes today.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::canonical_json;
+    use crate::runbook::ParamValue;
+
+    /// `data` is `action`'s, writes `today`'s canonical JSON, and reads back from it.
+    fn check(data: AuditData, action: AuditAction, today: Value) {
+        assert_eq!(data.action(), action);
+        assert_eq!(canonical_json(&data.to_value()), canonical_json(&today));
+        let read = AuditData::from_stored(action.as_str(), &today);
+        assert_eq!(read.ok(), Some(data));
+    }
+
+    #[test]
+    fn run_waiting_has_no_data() {
+        check(AuditData::RunWaiting, AuditAction::RunWaiting, Value::Null);
+        let event = crate::audit::NewEvent::typed(&Actor::steady(), None, AuditData::RunWaiting);
+        assert_eq!((event.action, event.data), (AuditAction::RunWaiting, Value::Null));
+    }
+
+    #[test]
+    fn an_admin_taking_command_adds_taken_by_admin() {
+        let (from, to) = (Actor::user("alice"), Actor::user("root"));
+        check(
+            AuditData::CommanderTransferred(CommanderTransferred {
+                from: from.clone(),
+                to: to.clone(),
+                taken_by_admin: true,
+            }),
+            AuditAction::CommanderTransferred,
+            json!({ "from": from.as_str(), "to": to.as_str(), "taken_by_admin": true }),
+        );
+        check(
+            AuditData::CommanderTransferred(CommanderTransferred {
+                from: from.clone(),
+                to: to.clone(),
+                taken_by_admin: false,
+            }),
+            AuditAction::CommanderTransferred,
+            json!({ "from": from.as_str(), "to": to.as_str() }),
+        );
+        let written_false = json!({ "from": "user:a", "to": "user:b", "taken_by_admin": false });
+        assert!(AuditData::from_stored("run.commander_transferred", &written_false).is_err());
+    }
+
+    #[test]
+    fn a_step_that_fails_before_it_starts_finishes_with_a_note() {
+        let note = Some("could not render the step: undefined value".to_owned());
+        check(
+            AuditData::StepFinished(StepFinished::Settled(StepSettled {
+                status: StepStatus::Failed,
+                note: note.clone(),
+            })),
+            AuditAction::StepFinished,
+            json!({ "status": StepStatus::Failed.as_str(), "note": note }),
+        );
+    }
+
+    #[test]
+    fn a_step_the_store_refused_finishes_with_its_error() {
+        let message = "the database refused to record this step: disk full".to_owned();
+        check(
+            AuditData::StepFinished(StepFinished::Unrecorded(StepUnrecorded {
+                attempt: 2,
+                status: StepStatus::Failed,
+                error: message.clone(),
+                retry: false,
+            })),
+            AuditAction::StepFinished,
+            json!({
+                "attempt": 2,
+                "status": StepStatus::Failed.as_str(),
+                "error": message,
+                "retry": false,
+            }),
+        );
+    }
+
+    #[test]
+    fn each_step_finished_shape_reads_back_as_itself() {
+        let answered = json!({ "status": "approved" });
+        let settled = json!({ "status": "failed", "note": null });
+        let attempted = json!({
+            "attempt": 1, "status": "failed", "exit_code": -1, "http_status": null,
+            "duration_ms": 12, "error": "killed", "retry": true,
+        });
+        let read = |json: &Value| AuditData::from_stored("step.finished", json).ok();
+        assert!(matches!(
+            read(&answered),
+            Some(AuditData::StepFinished(StepFinished::Answered(_)))
+        ));
+        assert!(matches!(read(&settled), Some(AuditData::StepFinished(StepFinished::Settled(_)))));
+        assert!(matches!(
+            read(&attempted),
+            Some(AuditData::StepFinished(StepFinished::Attempted(_)))
+        ));
+        // Absent is not `null`: `{"status"}` with a `note` key missing elsewhere is refused.
+        let missing = json!({ "attempt": 1, "status": "failed", "duration_ms": 0, "retry": false });
+        assert!(read(&missing).is_none());
+    }
+
+    #[test]
+    fn a_dry_run_records_a_pending_condition_or_a_check() {
+        let note = Some("depends on a step that did not run in this dry run");
+        let when = "steps.probe.exit_code == 0".to_owned();
+        check(
+            AuditData::StepWouldRun(StepWouldRun {
+                rendered: WouldRunRendered::Condition(PendingCondition { when: when.clone() }),
+                note: note.map(str::to_owned),
+            }),
+            AuditAction::StepWouldRun,
+            json!({ "rendered": json!({ "when": when }), "note": note }),
+        );
+        let check_action = Action::Check { expression: "steps.probe.json.ok".to_owned() };
+        check(
+            AuditData::StepWouldRun(StepWouldRun {
+                rendered: WouldRunRendered::Action(check_action.clone()),
+                note: note.map(str::to_owned),
+            }),
+            AuditAction::StepWouldRun,
+            json!({ "rendered": serde_json::to_value(&check_action).ok(), "note": note }),
+        );
+    }
+
+    #[test]
+    fn a_run_with_a_lock_and_every_kind_of_parameter_starts() {
+        let params: ParamValues = [
+            ("host".to_owned(), ParamValue::String("db-1".to_owned())),
+            ("count".to_owned(), ParamValue::Integer(-3)),
+            ("ratio".to_owned(), ParamValue::Number(2.0)),
+            ("force".to_owned(), ParamValue::Boolean(true)),
+        ]
+        .into_iter()
+        .collect();
+        let lock = Some("db:db-1".to_owned());
+        let person = Actor::user("bob");
+        check(
+            AuditData::RunStarted(RunStarted {
+                runbook: "restart".to_owned(),
+                version: 4,
+                sha256: "ab".repeat(32),
+                mode: RunMode::DryRun,
+                params: params.clone(),
+                lock: lock.clone(),
+                assignments: vec![RoleHolder { role: "dba".to_owned(), person: person.clone() }],
+            }),
+            AuditAction::RunStarted,
+            json!({
+                "runbook": "restart",
+                "version": 4u32,
+                "sha256": "ab".repeat(32),
+                "mode": RunMode::DryRun.as_str(),
+                "params": params,
+                "lock": lock,
+                "assignments": [json!({ "role": "dba", "person": person.as_str() })],
+            }),
+        );
+    }
+
+    #[test]
+    fn enabling_a_user_counts_nothing() {
+        check(
+            AuditData::UserChanged(UserChanged::Enabled { user: "eve".to_owned() }),
+            AuditAction::UserChanged,
+            json!({ "user": "eve", "disabled": false }),
+        );
+        let mixed = json!({ "user": "eve", "disabled": false, "sessions_ended": 1 });
+        assert!(AuditData::from_stored("user.changed", &mixed).is_err());
+    }
+
+    #[test]
+    fn stored_data_that_fits_no_type_is_refused_with_its_reason() {
+        let unknown = AuditData::from_stored("run.exploded", &Value::Null);
+        assert!(matches!(unknown, Err(AuditDataError::UnknownAction(_))));
+        let extra = AuditData::from_stored("note.added", &json!({ "text": "hi", "mood": "ok" }));
+        assert!(matches!(extra, Err(AuditDataError::Shape { action: AuditAction::NoteAdded, .. })));
+        let data = AuditData::from_stored("run.cancelled", &json!({ "why": "no" }));
+        assert!(matches!(data, Err(AuditDataError::Shape { .. })));
+        // A float where an integer was written would write back as another number.
+        let float = json!({ "attempt": 1.0, "then": "run again: the step is safe to repeat" });
+        assert!(AuditData::from_stored("step.interrupted", &float).is_err());
+    }
+}

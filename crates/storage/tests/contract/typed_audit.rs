@@ -1,0 +1,90 @@
+//! Typed audit data against a database the binary wrote before audit data had types: every
+//! stored event, read as its [`AuditData`] and written back, must hash exactly as stored, so
+//! that moving the engine to typed events changes no hash of any existing chain.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use steady_engine::audit::{AuditData, AuditEvent, NewEvent, chain_hash};
+use steady_engine::store::AuditFilter;
+
+/// Every audit action; `run.waiting` is the one no path writes today, so the fixture lacks it.
+const ACTIONS: &[&str] = &[
+    "runbook.published",
+    "run.started",
+    "run.needs_attention",
+    "run.finished",
+    "run.cancelled",
+    "run.taken_over",
+    "run.rollback_started",
+    "run.commander_transferred",
+    "step.started",
+    "step.finished",
+    "step.skipped",
+    "step.would_run",
+    "step.interrupted",
+    "step.waiting",
+    "output.stored",
+    "approval.granted",
+    "approval.rejected",
+    "approval.voided",
+    "gate.timed_out",
+    "gate.escalated",
+    "manual.completed",
+    "manual.failed",
+    "role.assigned",
+    "role.unassigned",
+    "decision.taken",
+    "note.added",
+    "user.created",
+    "user.changed",
+    "token.created",
+    "token.revoked",
+    "login.failed",
+    "login.succeeded",
+];
+
+#[tokio::test]
+async fn typed_audit_data_hashes_as_a_database_written_before_it() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/written-before-typed-audit/steady.db");
+    // Opening migrates: work on a copy, so the fixture stays as the old binary wrote it.
+    let dir = std::env::temp_dir().join(format!("steady-typed-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&fixture, dir.join("steady.db")).unwrap();
+    let store = steady_storage::open(&format!("sqlite://{}", dir.join("steady.db").display()))
+        .await
+        .unwrap();
+
+    let verification = store.verify_audit().await.unwrap();
+    assert_eq!((verification.events, verification.first_broken), (143, None));
+    let events = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 143);
+
+    let mut seen = BTreeSet::new();
+    for stored in &events {
+        let data = AuditData::from_stored(&stored.action, &stored.data)
+            .unwrap_or_else(|error| panic!("event {}: {error}", stored.seq));
+        assert_eq!(data.action().as_str(), stored.action, "event {}", stored.seq);
+        let event = NewEvent {
+            step_id: stored.step_id.clone(),
+            ..NewEvent::typed(&stored.actor, stored.run_id, data)
+        };
+        let rebuilt =
+            AuditEvent::chain(stored.seq, stored.id, stored.at, &stored.prev_hash, &event);
+        // The stored hash covers the stored body's bytes: equal hashes, equal bytes.
+        assert_eq!(rebuilt.body(), stored.body(), "event {}", stored.seq);
+        assert_eq!(
+            chain_hash(&stored.prev_hash, &rebuilt.body()),
+            stored.hash,
+            "event {}",
+            stored.seq
+        );
+        assert_eq!(rebuilt, *stored, "event {}", stored.seq);
+        seen.insert(event.action.as_str());
+    }
+    let expected: BTreeSet<&str> = ACTIONS.iter().copied().collect();
+    assert_eq!(seen, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
