@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use steady_engine::engine::{DriveEnd, EngineError, StartRun};
+use steady_engine::policy;
 use steady_engine::run::{Assignment, Completion, RunMode, RunStatus, StepStatus};
 use steady_engine::runbook::StepKind;
 use steady_engine::runner::Stop;
@@ -215,9 +216,9 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
     };
     let text = state.rendered.as_ref().map(|r| r.to_string()).unwrap_or_default();
     match &step.kind {
-        StepKind::Approval(gate) => {
-            let mine = snapshot.holds(&app.actor, &gate.role.name);
-            if !mine || (snapshot.run.started_by == app.actor && !gate.allow_self_approval) {
+        StepKind::Approval(_) => {
+            // Asked only of someone the engine would take an approval from.
+            if policy::may_approve(&snapshot, step, &app.actor).is_err() {
                 return Ok(false);
             }
             say!(
@@ -234,8 +235,8 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             };
             Ok(true)
         }
-        StepKind::Manual(manual) => {
-            if !snapshot.holds(&app.actor, &manual.role.name) {
+        StepKind::Manual(_) => {
+            if policy::may_answer(&snapshot, step, &app.actor).is_err() {
                 return Ok(false);
             }
             say!(

@@ -8,6 +8,7 @@ use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::{now, waiting_for};
 use steady_engine::machine::{attention_step, guarded_steps};
+use steady_engine::policy::{self, Refusal};
 use steady_engine::run::{Actor, Decision, RunRecord, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runbook::{Runbook, StepKind};
 use uuid::Uuid;
@@ -64,7 +65,9 @@ struct GateView {
     deadline: Option<String>,
     guarded: Vec<(String, String)>,
     votes: Vec<String>,
-    can_answer: bool,
+    /// What the engine would accept from the signed-in person now (see `policy`).
+    can_approve: bool,
+    can_reject: bool,
     why_not: Option<String>,
 }
 
@@ -162,9 +165,7 @@ pub(crate) async fn run_page(
     let can_take_command = me.admin && me.actor != record.commander && record.status.is_active();
     let can_hand_over =
         (responder || me.admin) && me.actor == record.commander && record.status.is_active();
-    let participant = me.actor == record.commander
-        || me.actor == record.started_by
-        || snapshot.assignments.iter().any(|a| a.person == me.actor);
+    let participant = policy::is_participant(&snapshot, &me.actor);
     let binding = state.engine.approval_preview(&runbook, &snapshot);
 
     let mut steps = Vec::new();
@@ -177,26 +178,26 @@ pub(crate) async fn run_page(
                 StepKind::Approval(approval) => {
                     let role =
                         state_of.escalated_to.clone().unwrap_or_else(|| approval.role.name.clone());
-                    let holds = snapshot.holds(&me.actor, &approval.role.name)
-                        || state_of
-                            .escalated_to
-                            .as_deref()
-                            .is_some_and(|r| snapshot.holds(&me.actor, r));
-                    let answered = snapshot.live_votes(&step.id).any(|v| v.actor == me.actor);
-                    let own_run = me.actor == record.started_by && !approval.allow_self_approval;
                     let open = state_of.status == StepStatus::Waiting
                         && state_of.deadline.is_none_or(|d| d > now());
-                    let why_not = if !open {
-                        None
-                    } else if !responder || !holds {
-                        Some(format!("Only people holding `{role}` in this run may answer."))
-                    } else if own_run {
-                        Some("You started this run, so you may not approve its gates.".to_owned())
-                    } else if answered {
-                        Some("You have answered; waiting for the others.".to_owned())
-                    } else {
-                        None
+                    // The engine's own rules decide which buttons are shown, so that the page
+                    // never offers an answer the engine refuses.
+                    let approve = policy::may_approve(&snapshot, step, &me.actor);
+                    let reject = policy::may_answer(&snapshot, step, &me.actor);
+                    let why_not = match (&approve, responder) {
+                        _ if !open => None,
+                        (Ok(()), true) => None,
+                        (Err(Refusal::SelfApproval { .. }), true) => Some(
+                            "You started this run, so you may not approve its gates. You may reject them."
+                                .to_owned(),
+                        ),
+                        (Err(Refusal::AlreadyAnswered { .. }), true) => {
+                            Some("You have answered; waiting for the others.".to_owned())
+                        }
+                        _ => Some(format!("Only people holding `{role}` in this run may answer.")),
                     };
+                    let can_approve = open && responder && approve.is_ok();
+                    let can_reject = open && responder && reject.is_ok();
                     let votes = snapshot
                         .votes
                         .iter()
@@ -235,7 +236,8 @@ pub(crate) async fn run_page(
                         deadline: state_of.deadline.map(|d| d.format("%H:%M:%S UTC").to_string()),
                         guarded,
                         votes,
-                        can_answer: open && why_not.is_none(),
+                        can_approve,
+                        can_reject,
                         why_not,
                     });
                 }
@@ -243,7 +245,8 @@ pub(crate) async fn run_page(
                     let open = state_of.status == StepStatus::Waiting;
                     manual = open.then(|| ManualView {
                         role: manual_step.role.name.clone(),
-                        can_answer: responder && snapshot.holds(&me.actor, &manual_step.role.name),
+                        can_answer: responder
+                            && policy::may_answer(&snapshot, step, &me.actor).is_ok(),
                     });
                 }
                 _ => {}

@@ -1,11 +1,13 @@
-//! *My work*: every gate and manual step waiting for the signed-in person, oldest first,
+//! *My work*: every gate and manual step waiting for the signed-in person (as the engine's
+//! `policy::work_for` says), oldest first,
 //! kept current by the page's script following `/api/v1/events`.
 
 use askama::Template;
 use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
-use steady_engine::run::{RunFilter, RunStatus, StepStatus};
+use steady_engine::policy::{self, Work};
+use steady_engine::run::{RunFilter, RunStatus};
 use steady_engine::runbook::StepKind;
 use uuid::Uuid;
 
@@ -55,51 +57,44 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
             ..RunFilter::default()
         })
         .await?;
-    let mut items = Vec::new();
+    let mut runs = Vec::new();
     for record in waiting {
         let Some(snapshot) = state.store.run(record.id).await? else { continue };
         let runbook = state.engine.runbook(&record.runbook, record.version).await?;
-        for state_of in snapshot.steps.iter().filter(|s| s.status == StepStatus::Waiting) {
-            let Some(step) =
-                runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state_of.step_id)
-            else {
-                continue;
-            };
-            let (kind, role) = match &step.kind {
-                StepKind::Approval(gate) => (
-                    "approval",
-                    state_of.escalated_to.clone().unwrap_or_else(|| gate.role.name.clone()),
-                ),
-                StepKind::Manual(manual) => ("manual step", manual.role.name.clone()),
-                _ => continue,
-            };
-            let original = match &step.kind {
-                StepKind::Approval(gate) => gate.role.name.as_str(),
-                _ => role.as_str(),
-            };
-            let responder = me.caller.user.has(GlobalRole::Responder);
-            if !responder
-                || !(snapshot.holds(&me.actor, &role) || snapshot.holds(&me.actor, original))
-            {
-                continue;
-            }
-            let since = state_of.started_at.unwrap_or(record.created_at);
-            items.push(WorkItem {
-                run_id: record.id,
-                runbook: record.runbook.clone(),
-                mode: record.mode.to_string(),
-                step_id: step.id.clone(),
-                step_title: step.title().to_owned(),
-                kind,
-                role,
-                waited: waited(since),
-                deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
-                prompt: state_of.rendered.as_ref().and_then(|r| {
-                    r["prompt"].as_str().or(r["instructions"].as_str()).map(str::to_owned)
-                }),
-                since,
-            });
-        }
+        runs.push((runbook, snapshot));
+    }
+    // The engine's policy says what this person may answer, exactly as the engine would
+    // accept it: a gate its starter may not approve is not their work.
+    let responder = me.caller.user.has(GlobalRole::Responder);
+    let work = if responder {
+        policy::work_for(&me.actor, runs.iter().map(|(runbook, snapshot)| (&**runbook, snapshot)))
+    } else {
+        Vec::new()
+    };
+    let mut items = Vec::new();
+    for item in work {
+        let Work::Answer { snapshot, step, state: state_of, role } = item else { continue };
+        let kind = match &step.kind {
+            StepKind::Approval(_) => "approval",
+            _ => "manual step",
+        };
+        let record = &snapshot.run;
+        let since = state_of.started_at.unwrap_or(record.created_at);
+        items.push(WorkItem {
+            run_id: record.id,
+            runbook: record.runbook.clone(),
+            mode: record.mode.to_string(),
+            step_id: step.id.clone(),
+            step_title: step.title().to_owned(),
+            kind,
+            role: role.to_owned(),
+            waited: waited(since),
+            deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
+            prompt: state_of.rendered.as_ref().and_then(|r| {
+                r["prompt"].as_str().or(r["instructions"].as_str()).map(str::to_owned)
+            }),
+            since,
+        });
     }
     items.sort_by_key(|item| item.since);
     Ok(render(&WorkPage { me: Some(me), items, last_seq }))

@@ -142,6 +142,10 @@ async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_b
     let (_, own) = carol.get(&run_path).await;
     assert!(own.contains("You started this run, so you may not approve its gates."), "{own}");
     assert!(!own.contains("✓ Approve"));
+    assert!(own.contains("✗ Reject"), "the starter may still reject, as the engine accepts: {own}");
+    // Carol holds the approver role, but what she may not approve is not her work.
+    let (_, carol_work) = carol.get("/work").await;
+    assert!(!carol_work.contains(&run), "{carol_work}");
 
     let (_, work) = alice.get("/work").await;
     assert!(work.contains("Restart api?") && work.contains(&run), "{work}");
