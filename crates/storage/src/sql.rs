@@ -137,8 +137,8 @@ impl<'a> Statement<'a> {
     }
 
     /// Inserts many rows: `head` names the table and columns, `tail` may add an
-    /// `ON CONFLICT` clause; as many statements as the bind limit needs. `rows` must not be
-    /// empty rows, and all of one width.
+    /// `ON CONFLICT` clause; as many statements as the bind limit needs. Every row has the
+    /// same number of values, one a column.
     pub(crate) async fn insert_rows(
         conn: &mut impl Connection,
         head: &str,
@@ -146,7 +146,10 @@ impl<'a> Statement<'a> {
         tail: &str,
     ) -> Result<(), StoreError> {
         let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-        for chunk in rows.chunks(MAX_BINDS / width) {
+        let per_statement = MAX_BINDS / width.max(1);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<Value<'_>>> = rows.by_ref().take(per_statement).collect();
             let mut text = String::with_capacity(head.len() + tail.len() + chunk.len() * width * 5);
             text.push_str(head);
             text.push_str(" VALUES ");
@@ -165,7 +168,7 @@ impl<'a> Statement<'a> {
             }
             text.push(' ');
             text.push_str(tail);
-            let values = chunk.iter().flatten().cloned().collect();
+            let values = chunk.into_iter().flatten().collect();
             Statement { text: Cow::Owned(text), values }.execute(conn).await?;
         }
         Ok(())

@@ -1,31 +1,61 @@
 //! The store contract: what every `Store` implementation must do, written once against the
-//! trait and run unchanged against each backend: SQLite files, and a real PostgreSQL server
+//! traits and run unchanged against each backend: SQLite files, and a real PostgreSQL server
 //! the test kit starts.
+//!
+//! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
+//! - `accounts`: users, sessions, tokens and the sign-in throttle.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use accounts::*;
 use chrono::Duration;
 use steady_engine::audit::{AuditAction, NewEvent};
 use steady_engine::engine::now;
 use steady_engine::run::*;
 use steady_engine::store::{AuditFilter, NodeRecord, Published, Store, StoreError};
+use steady_storage::Database;
 use uuid::Uuid;
 
-async fn sqlite(name: &str) -> Arc<dyn Store> {
+/// A fresh SQLite database for one story.
+fn sqlite(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("steady-contract-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
-    steady_storage::open(&format!("sqlite://{}", dir.join("steady.db").display()))
-        .await
-        .expect("open")
+    format!("sqlite://{}", dir.join("steady.db").display())
 }
 
-async fn postgres(_name: &str) -> Arc<dyn Store> {
-    steady_storage::open(&steady_testkit::postgres_database()).await.expect("open")
+/// A fresh PostgreSQL database for one story.
+fn postgres(_name: &str) -> String {
+    steady_testkit::postgres_database()
+}
+
+/// What a story is given, opened from a database URL: the store, or the whole database when
+/// the story needs accounts too.
+trait Open: Sized {
+    async fn open(url: &str) -> Self;
+}
+
+impl Open for Arc<dyn Store> {
+    async fn open(url: &str) -> Self {
+        steady_storage::open(url).await.expect("open")
+    }
+}
+
+impl Open for Database {
+    async fn open(url: &str) -> Self {
+        steady_storage::open_database(url).await.expect("open")
+    }
+}
+
+/// Opens what a story takes, told by the story's parameter.
+async fn given<T: Open>(url: &str) -> T {
+    T::open(url).await
 }
 
 /// Runs one contract story against every backend.
@@ -35,7 +65,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $story() {
-                    super::$story(super::sqlite(stringify!($story)).await).await;
+                    super::$story(super::given(&super::sqlite(stringify!($story))).await).await;
                 }
             )*
         }
@@ -43,7 +73,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $story() {
-                    super::$story(super::postgres(stringify!($story)).await).await;
+                    super::$story(super::given(&super::postgres(stringify!($story))).await).await;
                 }
             )*
         }
@@ -60,6 +90,10 @@ contract!(
     a_person_votes_once_per_gate,
     the_audit_chain_is_appended_filtered_and_verified,
     runs_are_listed_found_and_offered_to_drivers,
+    users_are_created_found_and_disabled,
+    sessions_open_are_seen_and_end,
+    tokens_are_stored_found_and_revoked,
+    failed_sign_ins_are_counted_and_audited,
 );
 
 const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";
