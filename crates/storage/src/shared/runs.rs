@@ -12,7 +12,7 @@ use super::audit::append_events;
 use super::{Backend, SqlStore, hint_work};
 use crate::codec::{Columns, json_to, name, now, uuid};
 use crate::rows::{assignment, attempt, note, run_record, step_state, vote};
-use crate::sql::{Statement, Value, database, sql};
+use crate::sql::{Connection, Statement, Value, database, sql};
 
 /// The statuses of an active run, the ones that hold its lock key.
 const ACTIVE: &str = "('running', 'waiting', 'needs_attention')";
@@ -21,7 +21,7 @@ const ACTIVE: &str = "('running', 'waiting', 'needs_attention')";
 /// transaction. When the guard fails (`Conflict`, `LeaseLost`, `NoSuchRun`) nothing was
 /// changed, so a group commit can go on with the other transitions of its batch.
 pub(crate) async fn guard(
-    conn: &mut impl crate::sql::Connection,
+    conn: &mut impl Connection,
     run_id: Uuid,
     transition: &Transition,
 ) -> Result<(), StoreError> {
@@ -73,7 +73,7 @@ pub(crate) async fn guard(
 /// attempts of all of them in a statement each (a batch never holds the same step twice: a
 /// second transition of the same run would have failed its revision guard).
 pub(crate) async fn write_rows(
-    conn: &mut impl crate::sql::Connection,
+    conn: &mut impl Connection,
     transitions: &[(Uuid, &Transition)],
 ) -> Result<(), StoreError> {
     let ids: Vec<String> = transitions.iter().map(|(run_id, _)| run_id.to_string()).collect();
@@ -105,7 +105,7 @@ pub(crate) async fn write_rows(
 
 /// Writes step states (see [`step_values`]), many in one statement.
 async fn upsert_steps(
-    conn: &mut impl crate::sql::Connection,
+    conn: &mut impl Connection,
     rows: Vec<Vec<Value<'_>>>,
 ) -> Result<(), StoreError> {
     Statement::insert_rows(
@@ -164,7 +164,7 @@ fn attempt_values<'a>(run_id: &'a str, attempt: &'a Attempt) -> Vec<Value<'a>> {
 
 /// Votes, assignments and notes: rare, one statement each.
 async fn write_the_rest(
-    conn: &mut impl crate::sql::Connection,
+    conn: &mut impl Connection,
     id: &str,
     transition: &Transition,
 ) -> Result<(), StoreError> {
@@ -221,7 +221,7 @@ async fn write_the_rest(
 }
 
 async fn assign(
-    conn: &mut impl crate::sql::Connection,
+    conn: &mut impl Connection,
     id: &str,
     assignments: &[Assignment],
 ) -> Result<(), StoreError> {
