@@ -1,5 +1,7 @@
-//! The `Store` trait: everything the engine needs kept durably. The engine defines it; the
-//! `steady-storage` crate implements it for SQLite (and PostgreSQL), mapping its own errors.
+//! The `Store` trait: everything the engine needs kept durably, as the few traits it is made
+//! of (`Runbooks`, `People`, `Runs`, `Leases`, `Audit`, `Notifications`, `Cluster`). The engine
+//! defines them; the `steady-storage` crate implements them for SQLite and PostgreSQL, mapping
+//! its own errors.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -10,6 +12,7 @@ use crate::run::{
     Transition,
 };
 
+/// Why a store refused or failed an operation: the variants callers branch on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The run changed since the transition was computed: reload and decide again.
@@ -146,8 +149,30 @@ pub enum Published {
     Unchanged(RunbookVersion),
 }
 
+/// Everything the engine keeps durably, as one object: what `Arc<dyn Store>` names. Each part
+/// is its own trait so that a reader sees which methods belong together; anything that
+/// implements all of them is a `Store`.
+pub trait Store:
+    Runbooks + People + Runs + Leases + Audit + Notifications + Cluster + std::fmt::Debug
+{
+}
+
+impl<T> Store for T where
+    T: Runbooks
+        + People
+        + Runs
+        + Leases
+        + Audit
+        + Notifications
+        + Cluster
+        + std::fmt::Debug
+        + ?Sized
+{
+}
+
+/// Published runbooks: every version of each, by name, immutable once stored.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Runbooks: Send + Sync {
     /// Stores `source` as the next version of `name` unless it equals the latest version,
     /// with its audit event.
     async fn publish(
@@ -170,15 +195,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every version of a runbook, oldest first.
     async fn runbook_versions(&self, name: &str) -> Result<Vec<RunbookVersion>, StoreError>;
+}
 
+/// The one question the engine asks about accounts; managing them is
+/// [`Accounts`](crate::accounts::Accounts), which the engine does not need.
+#[async_trait]
+pub trait People: Send + Sync {
     /// Whether `name` is an existing, enabled user account: only such a person may be given a
     /// run role or the command of a run.
     async fn enabled_user(&self, name: &str) -> Result<bool, StoreError>;
+}
 
+/// Runs and everything recorded of them (steps, attempts, votes, roles, notes), changed only
+/// by guarded transitions.
+#[async_trait]
+pub trait Runs: Send + Sync {
     /// Creates a run with its steps and audit event; fails with `LockHeld` when another active
     /// run holds its lock key.
     async fn create_run(&self, new: NewRun) -> Result<(), StoreError>;
 
+    /// Everything recorded of one run, read as one consistent snapshot; `None` when there is
+    /// no such run.
     async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError>;
 
     /// Just a run's status: what a driver polls to notice a cancellation.
@@ -190,13 +227,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many runs there are in each status.
     async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError>;
 
-    /// Finds a run by a prefix of its id, as people type them.
+    /// Finds a run by a prefix of its id, as people type them: at most 10, newest first.
     async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
 
     /// Applies a transition atomically; `Conflict` when the run's revision moved on, `LeaseLost`
     /// when the transition requires a lease its owner no longer holds.
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError>;
 
+    /// How long step attempts took, counted into `bounds` (seconds, ascending), for `/metrics`.
+    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError>;
+}
+
+/// Who drives a run: a lease on its row that one node holds at a time and renews while it
+/// works, so that another node takes the run over when the holder goes silent.
+#[async_trait]
+pub trait Leases: Send + Sync {
     /// Takes the lease of a run that has none or whose lease expired before `now`, or renews
     /// one `owner` already holds. Returns whether `owner` now holds it.
     async fn acquire_lease(
@@ -216,18 +261,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Active runs that need a driver: running with no lease or an expired one, and waiting
     /// runs whose gate or manual step is past its deadline.
     async fn runs_needing_a_driver(&self, now: Timestamp) -> Result<Vec<Uuid>, StoreError>;
+}
 
+/// The hash-chained audit log: appended with the change it records, never changed after.
+#[async_trait]
+pub trait Audit: Send + Sync {
     /// Appends events that belong to no run's transition (users, tokens, logins).
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError>;
 
+    /// The events a filter selects, in `seq` order.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// The `seq` of the newest audit event, 0 when there is none.
     async fn latest_seq(&self) -> Result<i64, StoreError>;
 
+    /// Recomputes the whole chain in `seq` order.
+    async fn verify_audit(&self) -> Result<Verification, StoreError>;
+}
+
+/// Where each notification target stands in the audit log, which is their durable outbox,
+/// and which node delivers to it.
+#[async_trait]
+pub trait Notifications: Send + Sync {
     /// Where a notification target stands in the audit log: the last `seq` it was sent.
     async fn notification_cursor(&self, target: &str) -> Result<Option<i64>, StoreError>;
 
+    /// Moves a target's cursor to `after_seq`, never back.
     async fn set_notification_cursor(&self, target: &str, after_seq: i64)
     -> Result<(), StoreError>;
 
@@ -241,13 +300,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+}
 
-    /// How long step attempts took, counted into `bounds` (seconds, ascending), for `/metrics`.
-    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError>;
-
-    /// Recomputes the whole chain in `seq` order.
-    async fn verify_audit(&self) -> Result<Verification, StoreError>;
-
+/// The `steady serve` processes sharing the database, and the hints that something changed.
+#[async_trait]
+pub trait Cluster: Send + Sync {
     /// Records that a server node is alive (inserting it the first time), and forgets nodes
     /// silent for a day: each start of a process is a new node.
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError>;

@@ -13,13 +13,14 @@ use uuid::Uuid;
 pub(crate) use steady_engine::engine::now;
 
 /// A column of a stored row, whatever the database holds it: a column that is missing or of
-/// another type is `Corrupt`, never a panic. Both schemas keep the same five shapes.
+/// another type is `Corrupt`, never a panic. Both schemas keep the same shapes.
 pub(crate) trait Columns {
     fn text(&self, column: &str) -> Result<String, StoreError>;
     fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn integer(&self, column: &str) -> Result<i64, StoreError>;
     fn optional_integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    fn real(&self, column: &str) -> Result<f64, StoreError>;
 }
 
 macro_rules! columns_of {
@@ -38,6 +39,9 @@ macro_rules! columns_of {
                 column_of(self, column)
             }
             fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                column_of(self, column)
+            }
+            fn real(&self, column: &str) -> Result<f64, StoreError> {
                 column_of(self, column)
             }
         }

@@ -1,8 +1,13 @@
-//! Steady's stores: implementations of the engine's `Store` trait on SQL databases.
+//! Steady's stores: implementations of the engine's `Store` traits (and `Accounts`) on SQL
+//! databases, written once for both.
 //!
-//! - [`sqlite`]: the embedded default, one file, `sqlite://path`.
-//! - [`postgres`]: one database for several `steady serve` nodes, `postgres://…`.
-//! - `codec` and `rows`: reading stored rows back into engine types, shared by both.
+//! - `shared`: [`SqlStore`], every store method written once over a backend.
+//! - `sql`: statements with `$1` placeholders and the values bound to them, run on either
+//!   database.
+//! - `codec` and `rows`: reading stored rows back into engine types.
+//! - [`sqlite`]: the embedded default, one file, `sqlite://path`: what differs there.
+//! - [`postgres`]: one database for several `steady serve` nodes, `postgres://…`: what
+//!   differs there.
 //!
 //! Each backend keeps its own migrations under `migrations/<backend>` at the repository's
 //! root, embedded at build time and applied when a store is opened.
@@ -10,6 +15,8 @@
 mod codec;
 pub mod postgres;
 mod rows;
+mod shared;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -18,6 +25,7 @@ use steady_engine::accounts::Accounts;
 use steady_engine::store::{Store, StoreError};
 
 pub use postgres::PostgresStore;
+pub use shared::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store a database URL names: `sqlite://path` (created when missing) or

@@ -1,35 +1,63 @@
 //! The store contract: what every `Store` implementation must do, written once against the
-//! trait and run unchanged against each backend: SQLite files, and a real PostgreSQL server
+//! traits and run unchanged against each backend: SQLite files, and a real PostgreSQL server
 //! the test kit starts.
 //!
+//! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
+//! - `accounts`: users, sessions, tokens and the sign-in throttle;
 //! - `typed_audit`: audit data read as types hashes as a database written before the types.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
+mod typed_audit;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use accounts::*;
 use chrono::Duration;
 use steady_engine::audit::{AuditAction, NewEvent};
 use steady_engine::engine::now;
 use steady_engine::run::*;
 use steady_engine::store::{AuditFilter, NodeRecord, Published, Store, StoreError};
+use steady_storage::Database;
 use uuid::Uuid;
 
-mod typed_audit;
-
-async fn sqlite(name: &str) -> Arc<dyn Store> {
+/// A fresh SQLite database for one story.
+fn sqlite(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("steady-contract-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
-    steady_storage::open(&format!("sqlite://{}", dir.join("steady.db").display()))
-        .await
-        .expect("open")
+    format!("sqlite://{}", dir.join("steady.db").display())
 }
 
-async fn postgres(_name: &str) -> Arc<dyn Store> {
-    steady_storage::open(&steady_testkit::postgres_database()).await.expect("open")
+/// A fresh PostgreSQL database for one story.
+fn postgres(_name: &str) -> String {
+    steady_testkit::postgres_database()
+}
+
+/// What a story is given, opened from a database URL: the store, or the whole database when
+/// the story needs accounts too.
+trait Open: Sized {
+    async fn open(url: &str) -> Self;
+}
+
+impl Open for Arc<dyn Store> {
+    async fn open(url: &str) -> Self {
+        steady_storage::open(url).await.expect("open")
+    }
+}
+
+impl Open for Database {
+    async fn open(url: &str) -> Self {
+        steady_storage::open_database(url).await.expect("open")
+    }
+}
+
+/// Opens what a story takes, told by the story's parameter.
+async fn given<T: Open>(url: &str) -> T {
+    T::open(url).await
 }
 
 /// Runs one contract story against every backend.
@@ -39,7 +67,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $story() {
-                    super::$story(super::sqlite(stringify!($story)).await).await;
+                    super::$story(super::given(&super::sqlite(stringify!($story))).await).await;
                 }
             )*
         }
@@ -47,7 +75,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $story() {
-                    super::$story(super::postgres(stringify!($story)).await).await;
+                    super::$story(super::given(&super::postgres(stringify!($story))).await).await;
                 }
             )*
         }
@@ -64,6 +92,10 @@ contract!(
     a_person_votes_once_per_gate,
     the_audit_chain_is_appended_filtered_and_verified,
     runs_are_listed_found_and_offered_to_drivers,
+    users_are_created_found_and_disabled,
+    sessions_open_are_seen_and_end,
+    tokens_are_stored_found_and_revoked,
+    failed_sign_ins_are_counted_and_audited,
 );
 
 const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";
@@ -174,12 +206,14 @@ async fn transitions_are_refused_on_a_stale_revision_or_a_lost_lease(store: Arc<
 
 async fn leases_expire_and_pass_on(store: Arc<dyn Store>) {
     let run = new_run(&store, None).await.unwrap();
-    let soon = now() + Duration::milliseconds(200);
+    // One instant for the whole story, as in the notification story below.
+    let at = now();
+    let soon = at + Duration::milliseconds(200);
     let a = Lease { owner: "node-a".into(), expires_at: soon };
-    let b = Lease { owner: "node-b".into(), expires_at: now() + Duration::seconds(10) };
-    assert!(store.acquire_lease(run, &a, now()).await.unwrap());
-    assert!(!store.acquire_lease(run, &b, now()).await.unwrap(), "held and not expired");
-    assert!(store.acquire_lease(run, &a, now()).await.unwrap(), "the holder renews");
+    let b = Lease { owner: "node-b".into(), expires_at: at + Duration::seconds(10) };
+    assert!(store.acquire_lease(run, &a, at).await.unwrap());
+    assert!(!store.acquire_lease(run, &b, at).await.unwrap(), "held and not expired");
+    assert!(store.acquire_lease(run, &a, at).await.unwrap(), "the holder renews");
     assert!(
         store.acquire_lease(run, &b, soon + Duration::milliseconds(1)).await.unwrap(),
         "expired: taken over"
@@ -197,13 +231,16 @@ async fn one_node_at_a_time_delivers_to_a_notification_target(store: Arc<dyn Sto
     new_run(&store, None).await.unwrap();
     let newest = store.latest_seq().await.unwrap();
     let target = "https://hooks.example.com/steady";
-    let soon = now() + Duration::milliseconds(200);
+    // One instant for the whole story: the store is told the time, so a slow machine cannot
+    // let node-a's lease run out between two lines.
+    let at = now();
+    let soon = at + Duration::milliseconds(200);
     let a = Lease { owner: "node-a".into(), expires_at: soon };
-    let b = Lease { owner: "node-b".into(), expires_at: now() + Duration::seconds(10) };
-    assert!(store.claim_notification_target(target, &a, now()).await.unwrap());
+    let b = Lease { owner: "node-b".into(), expires_at: at + Duration::seconds(10) };
+    assert!(store.claim_notification_target(target, &a, at).await.unwrap());
     assert_eq!(store.notification_cursor(target).await.unwrap(), Some(newest), "starts at now");
-    assert!(!store.claim_notification_target(target, &b, now()).await.unwrap(), "held");
-    assert!(store.claim_notification_target(target, &a, now()).await.unwrap(), "renewed");
+    assert!(!store.claim_notification_target(target, &b, at).await.unwrap(), "held");
+    assert!(store.claim_notification_target(target, &a, at).await.unwrap(), "renewed");
     store.set_notification_cursor(target, newest + 5).await.unwrap();
     store.set_notification_cursor(target, newest + 2).await.unwrap();
     let later = soon + Duration::milliseconds(1);

@@ -1,4 +1,4 @@
-//! Accounts on PostgreSQL: users, sessions, tokens and the sign-in throttle.
+//! Accounts on either database: users, sessions, tokens and the sign-in throttle.
 
 use async_trait::async_trait;
 use steady_engine::accounts::{Accounts, ApiToken, Session, User, disabling_locks_out};
@@ -7,16 +7,18 @@ use steady_engine::run::{Actor, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
 
-use super::{PostgresStore, append_events, database, is_unique_violation};
-use crate::codec::*;
+use super::audit::append_events;
+use super::{Backend, SqlStore};
+use crate::codec::{Columns, now};
 use crate::rows::{session, token, user};
+use crate::sql::{database, sql};
 
 #[async_trait]
-impl Accounts for PostgresStore {
+impl<B: Backend> Accounts for SqlStore<B> {
     async fn create_user(&self, user: &User, by: &Actor) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.backend.begin().await?;
         let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
-        let inserted = sqlx::query(
+        let inserted = sql(
             "INSERT INTO users (name, roles, password_hash, disabled, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&user.name)
@@ -24,35 +26,29 @@ impl Accounts for PostgresStore {
         .bind(&user.password_hash)
         .bind(user.disabled)
         .bind(format_timestamp(user.created_at))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {
-                return Err(StoreError::Exists(user.name.clone()));
-            }
-            Err(error) => return Err(database(error)),
+        .insert_unique(&mut *tx)
+        .await?;
+        if !inserted {
+            return Err(StoreError::Exists(user.name.clone()));
         }
         let event = NewEvent::new(by, AuditAction::UserCreated, None)
             .data(serde_json::json!({ "user": user.name, "roles": roles }));
-        append_events(&mut tx, &[event]).await?;
+        append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
 
     async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE name = $1")
+        let row = sql("SELECT * FROM users WHERE name = $1")
             .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(database)?;
+            .fetch_optional(&mut *self.backend.conn().await?)
+            .await?;
         row.as_ref().map(user).transpose()
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
-        sqlx::query("SELECT * FROM users ORDER BY name")
-            .fetch_all(self.pool())
-            .await
-            .map_err(database)?
+        sql("SELECT * FROM users ORDER BY name")
+            .fetch_all(&mut *self.backend.conn().await?)
+            .await?
             .iter()
             .map(user)
             .collect()
@@ -64,14 +60,13 @@ impl Accounts for PostgresStore {
         disabled: bool,
         by: &Actor,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.backend.begin().await?;
         // The target and every enabled user, locked until commit where the database can.
         let users: Vec<User> =
-            sqlx::query("SELECT * FROM users WHERE name = $1 OR NOT disabled FOR UPDATE")
+            sql(format!("SELECT * FROM users WHERE name = $1 OR NOT disabled{}", B::FOR_UPDATE))
                 .bind(name)
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(database)?
+                .await?
                 .iter()
                 .map(user)
                 .collect::<Result<_, _>>()?;
@@ -84,47 +79,44 @@ impl Accounts for PostgresStore {
                 return Err(StoreError::LockOut(reason));
             }
         }
-        sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+        sql("UPDATE users SET disabled = $1 WHERE name = $2")
             .bind(disabled)
             .bind(name)
             .execute(&mut *tx)
-            .await
-            .map_err(database)?;
+            .await?;
         let mut data = serde_json::json!({ "user": name, "disabled": disabled });
         if disabled {
-            let sessions = sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            let sessions = sql("DELETE FROM sessions WHERE user_name = $1")
                 .bind(name)
                 .execute(&mut *tx)
-                .await
-                .map_err(database)?;
-            let tokens = sqlx::query(
+                .await?;
+            let tokens = sql(
                 "UPDATE api_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
             )
             .bind(format_timestamp(now()))
             .bind(name)
             .execute(&mut *tx)
-            .await
-            .map_err(database)?;
-            data["sessions_ended"] = sessions.rows_affected().into();
-            data["tokens_revoked"] = tokens.rows_affected().into();
+            .await?;
+            data["sessions_ended"] = sessions.into();
+            data["tokens_revoked"] = tokens.into();
         }
         let event = NewEvent::new(by, AuditAction::UserChanged, None).data(data);
-        append_events(&mut tx, &[event]).await?;
+        append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)?;
         Ok(true)
     }
 
     async fn count_users(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-            .fetch_one(self.pool())
-            .await
-            .map_err(database)?;
+        let count = sql("SELECT count(*) AS users FROM users")
+            .fetch_one(&mut *self.backend.conn().await?)
+            .await?
+            .integer("users")?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn create_session(&self, session: &Session, address: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
+        let mut tx = self.backend.begin().await?;
+        sql(
             "INSERT INTO sessions (id_hash, user_name, csrf_token, created_at, last_seen) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&session.id_hash)
@@ -133,54 +125,49 @@ impl Accounts for PostgresStore {
         .bind(format_timestamp(session.created_at))
         .bind(format_timestamp(session.last_seen))
         .execute(&mut *tx)
-        .await
-        .map_err(database)?;
+        .await?;
         let event = NewEvent::new(&Actor::user(&session.user), AuditAction::LoginSucceeded, None)
             .data(serde_json::json!({ "user": session.user, "address": address }));
-        append_events(&mut tx, &[event]).await?;
+        append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
 
     async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
+        let row = sql("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(database)?;
+            .fetch_optional(&mut *self.backend.conn().await?)
+            .await?;
         row.as_ref().map(session).transpose()
     }
 
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id_hash = $2")
+        sql("UPDATE sessions SET last_seen = $1 WHERE id_hash = $2")
             .bind(format_timestamp(at))
             .bind(id_hash)
-            .execute(self.pool())
-            .await
-            .map_err(database)?;
+            .execute(&mut *self.backend.conn().await?)
+            .await?;
         Ok(())
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        sql("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(self.pool())
-            .await
-            .map_err(database)?;
+            .execute(&mut *self.backend.conn().await?)
+            .await?;
         Ok(())
     }
 
     async fn delete_sessions_of(&self, user: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+        sql("DELETE FROM sessions WHERE user_name = $1")
             .bind(user)
-            .execute(self.pool())
-            .await
-            .map_err(database)?;
+            .execute(&mut *self.backend.conn().await?)
+            .await?;
         Ok(())
     }
 
     async fn create_token(&self, token: &ApiToken, by: &Actor) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
+        let mut tx = self.backend.begin().await?;
+        sql(
             "INSERT INTO api_tokens (id, label, user_name, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
         )
         .bind(token.id.to_string())
@@ -189,53 +176,48 @@ impl Accounts for PostgresStore {
         .bind(&token.hash)
         .bind(format_timestamp(token.created_at))
         .execute(&mut *tx)
-        .await
-        .map_err(database)?;
+        .await?;
         let event = NewEvent::new(by, AuditAction::TokenCreated, None).data(
             serde_json::json!({ "token": token.id, "label": token.label, "user": token.user }),
         );
-        append_events(&mut tx, &[event]).await?;
+        append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = $1")
+        let row = sql("SELECT * FROM api_tokens WHERE hash = $1")
             .bind(hash)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(database)?;
+            .fetch_optional(&mut *self.backend.conn().await?)
+            .await?;
         row.as_ref().map(token).transpose()
     }
 
     async fn tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM api_tokens WHERE ($1::text IS NULL OR user_name = $1) ORDER BY created_at",
+        sql(
+            "SELECT * FROM api_tokens WHERE (CAST($1 AS TEXT) IS NULL OR user_name = $1) ORDER BY created_at",
         )
         .bind(user)
-        .fetch_all(self.pool())
-        .await
-        .map_err(database)?
+        .fetch_all(&mut *self.backend.conn().await?)
+        .await?
         .iter()
         .map(token)
         .collect()
     }
 
     async fn revoke_token(&self, id: Uuid, by: &Actor) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(format_timestamp(now()))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(database)?;
-        if updated.rows_affected() == 0 {
+        let mut tx = self.backend.begin().await?;
+        let updated =
+            sql("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(format_timestamp(now()))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        if updated == 0 {
             return Ok(false);
         }
         let event = NewEvent::new(by, AuditAction::TokenRevoked, None)
             .data(serde_json::json!({ "token": id }));
-        append_events(&mut tx, &[event]).await?;
+        append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)?;
         Ok(true)
     }
@@ -246,23 +228,21 @@ impl Accounts for PostgresStore {
         address: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO login_failures (user_name, address, at) VALUES ($1, $2, $3)")
+        let mut tx = self.backend.begin().await?;
+        sql("INSERT INTO login_failures (user_name, address, at) VALUES ($1, $2, $3)")
             .bind(name)
             .bind(address)
             .bind(format_timestamp(at))
             .execute(&mut *tx)
-            .await
-            .map_err(database)?;
+            .await?;
         // The throttle looks back minutes; the audit log keeps every failure for good.
-        sqlx::query("DELETE FROM login_failures WHERE at < $1")
+        sql("DELETE FROM login_failures WHERE at < $1")
             .bind(format_timestamp(at - chrono::Duration::days(1)))
             .execute(&mut *tx)
-            .await
-            .map_err(database)?;
+            .await?;
         let event = NewEvent::new(&Actor::user(name), AuditAction::LoginFailed, None)
             .data(serde_json::json!({ "user": name, "address": address }));
-        append_events(&mut tx, &[event]).await?;
+        append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
 
@@ -272,16 +252,15 @@ impl Accounts for PostgresStore {
         address: &str,
         since: Timestamp,
     ) -> Result<(u32, u32), StoreError> {
-        let row = sqlx::query(
+        let row = sql(
             "SELECT (SELECT count(*) FROM login_failures WHERE user_name = $1 AND address = $2 AND at >= $3) AS by_user,
                     (SELECT count(*) FROM login_failures WHERE address = $2 AND at >= $3) AS by_address",
         )
         .bind(name)
         .bind(address)
         .bind(format_timestamp(since))
-        .fetch_one(self.pool())
-        .await
-        .map_err(database)?;
+        .fetch_one(&mut *self.backend.conn().await?)
+        .await?;
         let count =
             |column: &str| row.integer(column).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         Ok((count("by_user")?, count("by_address")?))

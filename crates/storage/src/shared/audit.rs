@@ -1,0 +1,103 @@
+//! The audit chain on either database: appended inside the transaction of the change it
+//! records, read back by filter. Verifying it differs per database and lives there.
+
+use async_trait::async_trait;
+use steady_engine::audit::{AuditEvent, GENESIS, NewEvent, Verification, format_timestamp};
+use steady_engine::run::Actor;
+use steady_engine::store::{Audit, AuditFilter, StoreError};
+use uuid::Uuid;
+
+use super::{Backend, Conn, SqlStore};
+use crate::codec::{Columns, now};
+use crate::rows::audit_event;
+use crate::sql::{Statement, Value, database, sql};
+
+/// Appends events to the one chain, inside the caller's transaction. Where the backend locks
+/// the chain, the lock is taken as late as possible and held to commit: appends from all nodes
+/// queue on it, so each reads the head its predecessor committed and `seq` order is commit
+/// order.
+pub(crate) async fn append_events<B: Backend>(
+    conn: &mut Conn<B>,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let Some(lock) = B::LOCK_AUDIT_CHAIN {
+        sql(lock).execute(conn).await?;
+    }
+    let last = sql("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(conn)
+        .await?;
+    let (mut seq, mut prev_hash) = match last {
+        Some(row) => (row.integer("seq")?, row.text("hash")?),
+        None => (0, GENESIS.to_owned()),
+    };
+    let at = now();
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let event = AuditEvent::chain(seq, Uuid::now_v7(), at, &prev_hash, event);
+        prev_hash = event.hash.clone();
+        stored.push(event);
+    }
+    let rows = stored
+        .iter()
+        .map(|event| {
+            vec![
+                Value::from(event.seq),
+                Value::from(event.body()),
+                Value::from(&event.prev_hash),
+                Value::from(&event.hash),
+            ]
+        })
+        .collect();
+    Statement::insert_rows(conn, "INSERT INTO audit_events (seq, body, prev_hash, hash)", rows, "")
+        .await?;
+    if let Some(notify) = B::NOTIFY_EVENTS {
+        sql(notify).bind(seq.to_string()).execute(conn).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<B: Backend> Audit for SqlStore<B> {
+    async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        let mut tx = self.backend.begin().await?;
+        append_events::<B>(&mut tx, &events).await?;
+        tx.commit().await.map_err(database)?;
+        self.backend.signals().events_appended();
+        Ok(())
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        sql("SELECT seq, body, prev_hash, hash FROM audit_events
+             WHERE (CAST($1 AS TEXT) IS NULL OR run_id = $1) AND (CAST($2 AS TEXT) IS NULL OR actor = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR action = $3) AND (CAST($4 AS TEXT) IS NULL OR at >= $4)
+               AND (CAST($5 AS TEXT) IS NULL OR at < $5) AND seq > $6
+             ORDER BY seq LIMIT $7")
+        .bind(filter.run_id.map(|id| id.to_string()))
+        .bind(filter.actor.as_ref().map(Actor::as_str))
+        .bind(&filter.action)
+        .bind(filter.since.map(format_timestamp))
+        .bind(filter.until.map(format_timestamp))
+        .bind(filter.after_seq.unwrap_or(0))
+        .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+        .fetch_all(&mut *self.backend.conn().await?)
+        .await?
+        .iter()
+        .map(audit_event)
+        .collect()
+    }
+
+    async fn latest_seq(&self) -> Result<i64, StoreError> {
+        let newest = sql("SELECT max(seq) AS seq FROM audit_events")
+            .fetch_one(&mut *self.backend.conn().await?)
+            .await?;
+        Ok(newest.optional_integer("seq")?.unwrap_or(0))
+    }
+
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.backend.verify_audit().await
+    }
+}

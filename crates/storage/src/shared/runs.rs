@@ -1,0 +1,499 @@
+//! Runs on either database: creating them, reading them back, their leases, and transitions:
+//! the guard that checks and applies a transition's change to the run's row and the writes of
+//! its other rows, which PostgreSQL's group commit reuses for many transitions at once.
+
+use async_trait::async_trait;
+use steady_engine::audit::format_timestamp;
+use steady_engine::run::*;
+use steady_engine::store::{ChangeSignals, DurationHistogram, Leases, Runs, StoreError};
+use uuid::Uuid;
+
+use super::audit::append_events;
+use super::{Backend, SqlStore, hint_work};
+use crate::codec::{Columns, json_to, name, now, uuid};
+use crate::rows::{assignment, attempt, note, run_record, step_state, vote};
+use crate::sql::{Connection, Statement, Value, database, sql};
+
+/// The statuses of an active run, the ones that hold its lock key.
+const ACTIVE: &str = "('running', 'waiting', 'needs_attention')";
+
+/// Checks a transition's guard and applies its change to the run's row, inside the caller's
+/// transaction. When the guard fails (`Conflict`, `LeaseLost`, `NoSuchRun`) nothing was
+/// changed, so a group commit can go on with the other transitions of its batch.
+pub(crate) async fn guard(
+    conn: &mut impl Connection,
+    run_id: Uuid,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    let id = run_id.to_string();
+    let at = format_timestamp(now());
+    // One statement both checks that the transition was computed from the current
+    // revision (and, for drivers, that the lease is still theirs) and applies the change;
+    // the row lock it takes queues concurrent changes to the same run from other nodes.
+    let update = match &transition.run {
+        Some(change) => sql(
+            "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
+                 revision = revision + 1,
+                 lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
+                 lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END
+             WHERE id = $7 AND revision = $8 AND (CAST($9 AS TEXT) IS NULL OR lease_owner = $9)",
+        )
+        .bind(change.status.as_str())
+        .bind(change.phase.as_str())
+        .bind(change.commander.as_str())
+        .bind(change.finished_at.map(format_timestamp))
+        .bind(at)
+        .bind(change.release_lease),
+        None => sql("UPDATE runs SET updated_at = $1, revision = revision + 1
+             WHERE id = $2 AND revision = $3 AND (CAST($4 AS TEXT) IS NULL OR lease_owner = $4)")
+        .bind(at),
+    };
+    let updated = update
+        .bind(&id)
+        .bind(transition.revision)
+        .bind(&transition.lease_owner)
+        .execute(&mut *conn)
+        .await?;
+    if updated == 0 {
+        let row = sql("SELECT lease_owner FROM runs WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NoSuchRun(run_id))?;
+        let owner = row.optional_text("lease_owner")?;
+        return Err(match &transition.lease_owner {
+            Some(expected) if owner.as_deref() != Some(expected.as_str()) => StoreError::LeaseLost,
+            _ => StoreError::Conflict,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the rows of transitions whose guards passed, without their audit events: steps and
+/// attempts of all of them in a statement each (a batch never holds the same step twice: a
+/// second transition of the same run would have failed its revision guard).
+pub(crate) async fn write_rows(
+    conn: &mut impl Connection,
+    transitions: &[(Uuid, &Transition)],
+) -> Result<(), StoreError> {
+    let ids: Vec<String> = transitions.iter().map(|(run_id, _)| run_id.to_string()).collect();
+    let mut steps = Vec::new();
+    let mut attempts = Vec::new();
+    for ((_, transition), id) in transitions.iter().zip(&ids) {
+        steps.extend(transition.steps.iter().map(|step| step_values(id, step)));
+        attempts.extend(transition.attempts.iter().map(|attempt| attempt_values(id, attempt)));
+    }
+    upsert_steps(&mut *conn, steps).await?;
+    Statement::insert_rows(
+        &mut *conn,
+        "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
+                                    http_status, final_url, stdout, stderr, stdout_truncated, stderr_truncated, json, error)",
+        attempts,
+        "ON CONFLICT (run_id, step_id, number) DO UPDATE SET
+             status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at,
+             exit_code = excluded.exit_code, http_status = excluded.http_status, final_url = excluded.final_url,
+             stdout = excluded.stdout, stderr = excluded.stderr,
+             stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
+             json = excluded.json, error = excluded.error",
+    )
+    .await?;
+    for ((_, transition), id) in transitions.iter().zip(&ids) {
+        write_the_rest(&mut *conn, id, transition).await?;
+    }
+    Ok(())
+}
+
+/// Writes step states (see [`step_values`]), many in one statement.
+async fn upsert_steps(
+    conn: &mut impl Connection,
+    rows: Vec<Vec<Value<'_>>>,
+) -> Result<(), StoreError> {
+    Statement::insert_rows(
+        conn,
+        "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
+                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)",
+        rows,
+        "ON CONFLICT (run_id, step_id) DO UPDATE SET
+             status = excluded.status, attempt = excluded.attempt,
+             attempts_before_round = excluded.attempts_before_round,
+             started_at = excluded.started_at, finished_at = excluded.finished_at,
+             deadline = excluded.deadline, escalated_to = excluded.escalated_to,
+             rendered = excluded.rendered, note = excluded.note, completed_by = excluded.completed_by",
+    )
+    .await
+}
+
+fn step_values<'a>(run_id: &'a str, step: &'a StepState) -> Vec<Value<'a>> {
+    vec![
+        Value::from(run_id),
+        Value::from(&step.step_id),
+        Value::from(step.phase.as_str()),
+        Value::from(i64::from(step.position)),
+        Value::from(step.status.as_str()),
+        Value::from(i64::from(step.attempt)),
+        Value::from(i64::from(step.attempts_before_round)),
+        Value::from(step.started_at.map(format_timestamp)),
+        Value::from(step.finished_at.map(format_timestamp)),
+        Value::from(step.deadline.map(format_timestamp)),
+        Value::from(&step.escalated_to),
+        Value::from(step.rendered.as_ref().map(ToString::to_string)),
+        Value::from(&step.note),
+        Value::from(step.completed_by.as_ref().map(Actor::as_str)),
+    ]
+}
+
+fn attempt_values<'a>(run_id: &'a str, attempt: &'a Attempt) -> Vec<Value<'a>> {
+    vec![
+        Value::from(run_id),
+        Value::from(&attempt.step_id),
+        Value::from(i64::from(attempt.number)),
+        Value::from(attempt.status.map(StepStatus::as_str)),
+        Value::from(attempt.started_at.map(format_timestamp)),
+        Value::from(attempt.finished_at.map(format_timestamp)),
+        Value::from(attempt.exit_code.map(i64::from)),
+        Value::from(attempt.http_status.map(i64::from)),
+        Value::from(&attempt.final_url),
+        Value::from(&attempt.stdout),
+        Value::from(&attempt.stderr),
+        Value::from(attempt.stdout_truncated),
+        Value::from(attempt.stderr_truncated),
+        Value::from(attempt.json.as_ref().map(ToString::to_string)),
+        Value::from(&attempt.error),
+    ]
+}
+
+/// Votes, assignments and notes: rare, one statement each.
+async fn write_the_rest(
+    conn: &mut impl Connection,
+    id: &str,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    for vote in &transition.voided_votes {
+        sql("UPDATE votes SET void = TRUE WHERE id = $1 AND run_id = $2")
+            .bind(vote.to_string())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for vote in &transition.votes {
+        let inserted = sql(
+            "INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(vote.id.to_string())
+        .bind(id)
+        .bind(&vote.step_id)
+        .bind(vote.actor.as_str())
+        .bind(vote.approve)
+        .bind(&vote.comment)
+        .bind(vote.bound.to_string())
+        .bind(&vote.digest)
+        .bind(format_timestamp(vote.at))
+        .bind(vote.void)
+        .insert_unique(&mut *conn)
+        .await?;
+        // The one-vote index: this person already answered the gate.
+        if !inserted {
+            return Err(StoreError::Conflict);
+        }
+    }
+    assign(&mut *conn, id, &transition.assign).await?;
+    for assignment in &transition.unassign {
+        sql("DELETE FROM assignments WHERE run_id = $1 AND role = $2 AND person = $3")
+            .bind(id)
+            .bind(&assignment.role)
+            .bind(assignment.person.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for note in &transition.notes {
+        sql("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(note.id.to_string())
+            .bind(id)
+            .bind(&note.step_id)
+            .bind(note.author.as_str())
+            .bind(&note.text)
+            .bind(format_timestamp(note.at))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn assign(
+    conn: &mut impl Connection,
+    id: &str,
+    assignments: &[Assignment],
+) -> Result<(), StoreError> {
+    for assignment in assignments {
+        sql("INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(&assignment.role)
+            .bind(assignment.person.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Commits one transition in a transaction of its own, `tx`, which the caller began.
+pub(crate) async fn commit_alone<B: Backend>(
+    mut tx: sqlx::Transaction<'static, B::Db>,
+    signals: &ChangeSignals,
+    run_id: Uuid,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    guard(&mut *tx, run_id, transition).await?;
+    write_rows(&mut *tx, &[(run_id, transition)]).await?;
+    // A person's change (an answer, a decision) may leave the run for a driver to take.
+    let for_a_driver = transition.lease_owner.is_none();
+    if for_a_driver {
+        hint_work::<B>(&mut tx, run_id).await?;
+    }
+    append_events::<B>(&mut tx, &transition.events).await?;
+    tx.commit().await.map_err(database)?;
+    signals.events_appended();
+    if for_a_driver {
+        signals.work_available();
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<B: Backend> Runs for SqlStore<B> {
+    async fn create_run(&self, new: NewRun) -> Result<(), StoreError> {
+        let run = &new.run;
+        let id = run.id.to_string();
+        let mut tx = self.backend.begin().await?;
+        let inserted = sql(
+            "INSERT INTO runs (id, runbook, version, sha256, mode, status, phase, started_by, commander, params,
+                               lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, 0)",
+        )
+        .bind(&id)
+        .bind(&run.runbook)
+        .bind(i64::from(run.version))
+        .bind(&run.sha256)
+        .bind(run.mode.as_str())
+        .bind(run.status.as_str())
+        .bind(run.phase.as_str())
+        .bind(run.started_by.as_str())
+        .bind(run.commander.as_str())
+        .bind(json_to(&run.params))
+        .bind(&run.lock_key)
+        .bind(format_timestamp(run.created_at))
+        .bind(format_timestamp(run.updated_at))
+        .insert_unique(&mut *tx)
+        .await?;
+        if !inserted {
+            let Some(key) = &run.lock_key else {
+                return Err(StoreError::Database(format!("run {id} already exists")));
+            };
+            // A failed statement ends a PostgreSQL transaction: ask outside it who holds the key.
+            drop(tx);
+            let holder =
+                sql(format!("SELECT id FROM runs WHERE lock_key = $1 AND status IN {ACTIVE}"))
+                    .bind(key)
+                    .fetch_optional(&mut *self.backend.conn().await?)
+                    .await?;
+            return match holder {
+                Some(holder) => Err(StoreError::LockHeld {
+                    key: key.clone(),
+                    run_id: uuid(&holder.text("id")?)?,
+                }),
+                // The holder finished in between: the caller may simply try again.
+                None => Err(StoreError::Conflict),
+            };
+        }
+        let steps = new.steps.iter().map(|step| step_values(&id, step)).collect();
+        upsert_steps(&mut *tx, steps).await?;
+        assign(&mut *tx, &id, &new.assignments).await?;
+        hint_work::<B>(&mut tx, run.id).await?;
+        append_events::<B>(&mut tx, std::slice::from_ref(&new.event)).await?;
+        tx.commit().await.map_err(database)?;
+        self.backend.signals().events_appended();
+        self.backend.signals().work_available();
+        Ok(())
+    }
+
+    async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError> {
+        let key = id.to_string();
+        // One snapshot of the whole run, however many writers change it meanwhile.
+        let mut tx = self.backend.snapshot().await?;
+        let Some(row) =
+            sql("SELECT * FROM runs WHERE id = $1").bind(&key).fetch_optional(&mut *tx).await?
+        else {
+            return Ok(None);
+        };
+        let run = run_record(&row)?;
+        let of_run = |text: &'static str| sql(text).bind(key.as_str());
+        let steps = of_run(
+            "SELECT * FROM run_steps WHERE run_id = $1 ORDER BY phase = 'rollback', position",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(step_state)
+        .collect::<Result<_, _>>()?;
+        let attempts =
+            of_run("SELECT * FROM step_attempts WHERE run_id = $1 ORDER BY step_id, number")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(attempt)
+                .collect::<Result<_, _>>()?;
+        let votes = of_run("SELECT * FROM votes WHERE run_id = $1 ORDER BY at, id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(vote)
+            .collect::<Result<_, _>>()?;
+        let assignments =
+            of_run("SELECT role, person FROM assignments WHERE run_id = $1 ORDER BY role, person")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(assignment)
+                .collect::<Result<_, _>>()?;
+        let notes = of_run("SELECT * FROM notes WHERE run_id = $1 ORDER BY at, id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(note)
+            .collect::<Result<_, _>>()?;
+        tx.commit().await.map_err(database)?;
+        Ok(Some(RunSnapshot { run, steps, attempts, votes, assignments, notes }))
+    }
+
+    async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError> {
+        sql("SELECT status FROM runs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.backend.conn().await?)
+            .await?
+            .map(|row| name(&row.text("status")?))
+            .transpose()
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        sql("SELECT * FROM runs
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR runbook = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR mode = $3) AND (CAST($4 AS TEXT) IS NULL OR created_at >= $4)
+               AND (CAST($5 AS TEXT) IS NULL
+                    OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $5))
+             ORDER BY created_at DESC, id DESC LIMIT $6")
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(&filter.runbook)
+        .bind(filter.mode.map(RunMode::as_str))
+        .bind(filter.since.map(format_timestamp))
+        .bind(filter.before.map(|id| id.to_string()))
+        .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+        .fetch_all(&mut *self.backend.conn().await?)
+        .await?
+        .iter()
+        .map(run_record)
+        .collect()
+    }
+
+    async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        sql("SELECT status, count(*) AS runs FROM runs GROUP BY status")
+            .fetch_all(&mut *self.backend.conn().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((name(&row.text("status")?)?, u64::try_from(row.integer("runs")?).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError> {
+        // Wildcards and PostgreSQL's escape character typed into a prefix match nothing.
+        let pattern = format!("{}%", id_prefix.replace(['%', '_', '\\'], ""));
+        sql("SELECT id FROM runs WHERE id LIKE $1 ORDER BY created_at DESC LIMIT 10")
+            .bind(pattern)
+            .fetch_all(&mut *self.backend.conn().await?)
+            .await?
+            .iter()
+            .map(|row| uuid(&row.text("id")?))
+            .collect()
+    }
+
+    async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
+        self.backend.commit(run_id, transition).await
+    }
+
+    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError> {
+        let seconds = sql(B::STEP_SECONDS)
+            .fetch_all(&mut *self.backend.conn().await?)
+            .await?
+            .iter()
+            .map(|row| row.real("seconds"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DurationHistogram::of(bounds, seconds))
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Leases for SqlStore<B> {
+    async fn acquire_lease(
+        &self,
+        run_id: Uuid,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // Two nodes taking over the same run both reach this row; the second waits for the
+        // first's row lock, re-reads the row and finds the lease taken.
+        let updated = sql("UPDATE runs SET lease_owner = $1, lease_expires_at = $2
+             WHERE id = $3 AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at < $4)")
+        .bind(&lease.owner)
+        .bind(format_timestamp(lease.expires_at))
+        .bind(run_id.to_string())
+        .bind(format_timestamp(now))
+        .execute(&mut *self.backend.conn().await?)
+        .await?;
+        Ok(updated == 1)
+    }
+
+    async fn renew_lease(&self, run_id: Uuid, lease: &Lease) -> Result<bool, StoreError> {
+        let updated =
+            sql("UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3")
+                .bind(format_timestamp(lease.expires_at))
+                .bind(run_id.to_string())
+                .bind(&lease.owner)
+                .execute(&mut *self.backend.conn().await?)
+                .await?;
+        Ok(updated == 1)
+    }
+
+    async fn release_lease(&self, run_id: Uuid, owner: &str) -> Result<(), StoreError> {
+        let mut conn = self.backend.conn().await?;
+        let released = sql(
+            "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(run_id.to_string())
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+        if released == 1 {
+            hint_work::<B>(&mut conn, run_id).await?;
+        }
+        self.backend.signals().work_available();
+        Ok(())
+    }
+
+    async fn runs_needing_a_driver(&self, now: Timestamp) -> Result<Vec<Uuid>, StoreError> {
+        // Only candidates: several nodes may see the same run, and `acquire_lease` is the
+        // claim exactly one of them wins.
+        sql("SELECT id FROM runs
+             WHERE status IN ('running', 'waiting') AND (lease_owner IS NULL OR lease_expires_at < $1)
+               AND (status = 'running'
+                    OR EXISTS (SELECT 1 FROM run_steps s
+                               WHERE s.run_id = runs.id AND s.status = 'waiting' AND s.deadline < $1))
+             ORDER BY created_at")
+        .bind(format_timestamp(now))
+        .fetch_all(&mut *self.backend.conn().await?)
+        .await?
+        .iter()
+        .map(|row| uuid(&row.text("id")?))
+        .collect()
+    }
+}
