@@ -437,7 +437,7 @@ impl RunSnapshot {
     }
 
     pub fn attempt(&self, id: &str, number: u32) -> Option<&Attempt> {
-        self.attempts.iter().find(|attempt| attempt.step_id == id && attempt.number == number)
+        self.attempts.iter().rev().find(|attempt| attempt.number == number && attempt.step_id == id)
     }
 
     /// The latest attempt of a step, whose output is what `steps.<id>` shows.
@@ -473,9 +473,17 @@ impl RunSnapshot {
                 self.run.lease = None;
             }
         }
+        // Looked up where they usually are, so that a long run's driver does not search
+        // every state at each commit: a main-phase step's state sits at its position, and the
+        // attempt being changed is among the newest.
         for step in &transition.steps {
-            match self.steps.iter_mut().find(|s| s.step_id == step.step_id) {
-                Some(existing) => *existing = step.clone(),
+            let at_position = usize::try_from(step.position)
+                .ok()
+                .filter(|&index| self.steps.get(index).is_some_and(|s| s.step_id == step.step_id));
+            let found =
+                at_position.or_else(|| self.steps.iter().position(|s| s.step_id == step.step_id));
+            match found {
+                Some(index) => self.steps[index] = step.clone(),
                 None => self.steps.push(step.clone()),
             }
         }
@@ -483,7 +491,8 @@ impl RunSnapshot {
             match self
                 .attempts
                 .iter_mut()
-                .find(|a| a.step_id == attempt.step_id && a.number == attempt.number)
+                .rev()
+                .find(|a| a.number == attempt.number && a.step_id == attempt.step_id)
             {
                 Some(existing) => *existing = attempt.clone(),
                 None => self.attempts.push(attempt.clone()),

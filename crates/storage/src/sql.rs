@@ -12,9 +12,12 @@ use steady_engine::store::StoreError;
 
 use crate::codec::Columns;
 
-/// The most values one statement binds: SQLite's limit (PostgreSQL allows 65535), so that
-/// a batched insert is cut into statements both databases take.
-const MAX_BINDS: usize = 32_766;
+/// The most values one batched insert binds. Both databases would take far more (SQLite
+/// 32,766, PostgreSQL 65,535), but SQLite resolves each numbered placeholder by searching the
+/// ones it has already seen, so parsing a statement takes time that grows with the square of
+/// its placeholders: one insert of a 1,000-step run's 14,000 values cost a second of CPU,
+/// where 30 statements of at most 500 values cost a few milliseconds.
+const MAX_BINDS: usize = 500;
 
 /// One value bound to a placeholder.
 #[derive(Debug, Clone)]
