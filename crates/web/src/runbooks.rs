@@ -5,10 +5,30 @@
 pub(crate) mod api;
 pub(crate) mod pages;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::get;
+use steady_engine::run::RunbookVersion;
+use steady_engine::runbook::Runbook;
 
 use crate::AppState;
+use crate::error::AppError;
+
+/// The latest version of the runbook `name`, as stored and as parsed; a 404 naming it when
+/// there is none.
+pub(crate) async fn latest(
+    state: &AppState,
+    name: &str,
+) -> Result<(RunbookVersion, Arc<Runbook>), AppError> {
+    let latest = state
+        .store
+        .runbook_version(name, None)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
+    let runbook = state.engine.runbook(name, latest.version).await?;
+    Ok((latest, runbook))
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -199,12 +199,7 @@ pub(crate) async fn runbook_page(
     Path(name): Path<String>,
     me: Me,
 ) -> PageResult {
-    let latest = state
-        .store
-        .runbook_version(&name, None)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
-    let runbook = state.engine.runbook(&name, latest.version).await?;
+    let (latest, runbook) = super::latest(&state, &name).await?;
     let versions = state
         .store
         .runbook_versions(&name)
@@ -324,12 +319,7 @@ pub(crate) async fn print(
     Path(name): Path<String>,
     _me: Me,
 ) -> PageResult {
-    let latest = state
-        .store
-        .runbook_version(&name, None)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
-    let runbook = state.engine.runbook(&name, latest.version).await?;
+    let (latest, runbook) = super::latest(&state, &name).await?;
     let plan = Plan::new(&runbook, &placeholder_params(&runbook)).to_string();
     let printed = now().format("%Y-%m-%d %H:%M UTC").to_string();
     Ok(render(&PrintPage { name, version: latest.version, printed, plan }))

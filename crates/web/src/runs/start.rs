@@ -119,12 +119,7 @@ pub(crate) async fn start_form(
         fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
     };
     me.caller.require_responder()?;
-    let latest = state
-        .store
-        .runbook_version(&name, None)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no runbook named `{name}`")))?;
-    let runbook = state.engine.runbook(&name, latest.version).await?;
+    let (latest, runbook) = crate::runbooks::latest(&state, &name).await?;
     let mode: RunMode = field("mode").parse().map_err(|_| AppError::invalid("choose a mode"))?;
     let params: Vec<(String, String)> = fields
         .iter()
