@@ -55,35 +55,6 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// A cumulative histogram in Prometheus' sense.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct DurationHistogram {
-    /// `(upper bound, how many took at most that long)`, ascending.
-    pub buckets: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum: f64,
-}
-
-impl DurationHistogram {
-    pub fn of(bounds: &[f64], durations: impl IntoIterator<Item = f64>) -> DurationHistogram {
-        let mut histogram = DurationHistogram {
-            buckets: bounds.iter().map(|bound| (*bound, 0)).collect(),
-            count: 0,
-            sum: 0.0,
-        };
-        for duration in durations {
-            histogram.count += 1;
-            histogram.sum += duration;
-            for (bound, count) in &mut histogram.buckets {
-                if duration <= *bound {
-                    *count += 1;
-                }
-            }
-        }
-        histogram
-    }
-}
-
 /// A `steady serve` process as the database knows it: it says it is alive every few seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -241,9 +212,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
-
-    /// How long step attempts took, counted into `bounds` (seconds, ascending), for `/metrics`.
-    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError>;
 
     /// Recomputes the whole chain in `seq` order.
     async fn verify_audit(&self) -> Result<Verification, StoreError>;

@@ -22,8 +22,7 @@ use steady_engine::audit::{
 };
 use steady_engine::run::*;
 use steady_engine::store::{
-    AuditFilter, ChangeSignals, Changes, DurationHistogram, NodeRecord, Published, Store,
-    StoreError,
+    AuditFilter, ChangeSignals, Changes, NodeRecord, Published, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -1034,17 +1033,6 @@ impl Store for PostgresStore {
         .await
         .map_err(database)?;
         Ok(claimed.rows_affected() == 1)
-    }
-
-    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError> {
-        let seconds: Vec<f64> = sqlx::query_scalar(
-            "SELECT extract(epoch FROM finished_at::timestamptz - started_at::timestamptz)::float8
-             FROM step_attempts WHERE started_at IS NOT NULL AND finished_at IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database)?;
-        Ok(DurationHistogram::of(bounds, seconds))
     }
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {

@@ -15,8 +15,7 @@ use steady_engine::audit::{
 };
 use steady_engine::run::*;
 use steady_engine::store::{
-    AuditFilter, ChangeSignals, Changes, DurationHistogram, NodeRecord, Published, Store,
-    StoreError,
+    AuditFilter, ChangeSignals, Changes, NodeRecord, Published, Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -785,17 +784,6 @@ impl Store for SqliteStore {
         .await
         .map_err(database)?;
         Ok(claimed.rows_affected() == 1)
-    }
-
-    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError> {
-        let rows: Vec<(f64,)> = sqlx::query_as(
-            "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM step_attempts
-             WHERE started_at IS NOT NULL AND finished_at IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database)?;
-        Ok(DurationHistogram::of(bounds, rows.into_iter().map(|(seconds,)| seconds)))
     }
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
