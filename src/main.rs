@@ -9,6 +9,7 @@ mod app;
 mod audit;
 mod backup;
 mod inspect;
+mod logs;
 mod plan;
 mod publish;
 mod report;

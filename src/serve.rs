@@ -12,6 +12,7 @@ use steady_engine::engine::{Engine, EngineConfig, FolderFile};
 use steady_web::{AppState, ServerConfig};
 
 use crate::app::{DbArgs, os_user, secrets_from_env};
+use crate::logs::{self, LogFormat};
 use crate::report;
 use crate::runbooks::{self, RunbookFile};
 
@@ -26,6 +27,10 @@ pub struct Args {
     /// Post notifications (Slack-compatible JSON) to this URL; repeat for several.
     #[arg(long = "notify", env = "STEADY_NOTIFY", value_delimiter = ',', value_name = "URL")]
     notify: Vec<String>,
+    /// How the log on standard error is written; `STEADY_LOG` (or `RUST_LOG`) filters it,
+    /// `info` by default.
+    #[arg(long, env = "STEADY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(flatten)]
     runbooks: crate::RunbooksDir,
     #[command(flatten)]
@@ -33,6 +38,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    logs::install(args.log_format)?;
     let database = steady_storage::open_database(&args.db.db)
         .await
         .with_context(|| format!("cannot open {}", args.db.db))?;

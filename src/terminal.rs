@@ -172,7 +172,7 @@ impl Observer for TerminalObserver {
                     format!("step {}: running (attempt {attempt})", step.id),
                 );
             }
-            Progress::StepEnded { step, status, attempt, detail } => {
+            Progress::StepEnded { step, status, attempt, detail, .. } => {
                 let text = line(step.title(), &step.id, badge(status), detail.as_deref());
                 let suffix = detail.map(|d| format!(": {d}")).unwrap_or_default();
                 self.update(

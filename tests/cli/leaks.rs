@@ -181,6 +181,9 @@ fn scan(db: String, name: &str) {
             ("STEADY_SECRET_HOOK", &hook),
             ("STEADY_SECRET_LONG_KEY", LONG_KEY),
             ("STEADY_SECRET_OTHER", UNDECLARED),
+            // Every event the server can log, at every level and as JSON, is scanned too.
+            ("STEADY_LOG", "debug"),
+            ("STEADY_LOG_FORMAT", "json"),
         ],
     );
     let admin = cluster.person("carol", "responder");
@@ -309,6 +312,10 @@ fn scan(db: String, name: &str) {
     }
     assert!(collected.iter().any(|(what, _)| what == "notification"), "notifications were sent");
     let log = std::fs::read_to_string(cluster.dir.join("nodes.log")).unwrap_or_default();
+    // The log was written: runs driven, steps ended, requests served and refused.
+    for logged in ["driving the run", "step ended", "finished processing request"] {
+        assert!(log.contains(logged), "the server's log has no `{logged}`:\n{log}");
+    }
     collected.push(("server stderr".to_owned(), log));
 
     let forbidden = forbidden(&hook);

@@ -152,14 +152,39 @@ impl From<Refusal> for EngineError {
 /// What a driver reports as it goes, for a terminal or a log.
 #[derive(Debug, Clone)]
 pub enum Progress<'a> {
-    StepStarted { step: &'a Step, attempt: u32, rendered: &'a Value },
-    StepEnded { step: &'a Step, status: StepStatus, attempt: u32, detail: Option<String> },
-    RetryIn { step: &'a Step, delay: StdDuration },
-    Waiting { step: &'a Step, what: String },
-    ApprovalVoided { gate: &'a Step },
-    NeedsAttention { step: &'a Step },
+    StepStarted {
+        step: &'a Step,
+        attempt: u32,
+        rendered: &'a Value,
+    },
+    StepEnded {
+        step: &'a Step,
+        status: StepStatus,
+        attempt: u32,
+        detail: Option<String>,
+        /// How long the attempt that just ended took, when this driver ran one and recorded
+        /// its result; `None` for a step skipped, settled without running, recovered or
+        /// recorded as a dry run. What a server's step-duration histogram is fed.
+        duration: Option<StdDuration>,
+    },
+    RetryIn {
+        step: &'a Step,
+        delay: StdDuration,
+    },
+    Waiting {
+        step: &'a Step,
+        what: String,
+    },
+    ApprovalVoided {
+        gate: &'a Step,
+    },
+    NeedsAttention {
+        step: &'a Step,
+    },
     RolledBack,
-    Finished { status: RunStatus },
+    Finished {
+        status: RunStatus,
+    },
 }
 
 /// Receives a driver's progress.

@@ -58,35 +58,6 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// A cumulative histogram in Prometheus' sense.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct DurationHistogram {
-    /// `(upper bound, how many took at most that long)`, ascending.
-    pub buckets: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum: f64,
-}
-
-impl DurationHistogram {
-    pub fn of(bounds: &[f64], durations: impl IntoIterator<Item = f64>) -> DurationHistogram {
-        let mut histogram = DurationHistogram {
-            buckets: bounds.iter().map(|bound| (*bound, 0)).collect(),
-            count: 0,
-            sum: 0.0,
-        };
-        for duration in durations {
-            histogram.count += 1;
-            histogram.sum += duration;
-            for (bound, count) in &mut histogram.buckets {
-                if duration <= *bound {
-                    *count += 1;
-                }
-            }
-        }
-        histogram
-    }
-}
-
 /// A `steady serve` process as the database knows it: it says it is alive every few seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -233,9 +204,6 @@ pub trait Runs: Send + Sync {
     /// Applies a transition atomically; `Conflict` when the run's revision moved on, `LeaseLost`
     /// when the transition requires a lease its owner no longer holds.
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError>;
-
-    /// How long step attempts took, counted into `bounds` (seconds, ascending), for `/metrics`.
-    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError>;
 }
 
 /// Who drives a run: a lease on its row that one node holds at a time and renews while it

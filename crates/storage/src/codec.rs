@@ -20,7 +20,6 @@ pub(crate) trait Columns {
     fn integer(&self, column: &str) -> Result<i64, StoreError>;
     fn optional_integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
-    fn real(&self, column: &str) -> Result<f64, StoreError>;
 }
 
 macro_rules! columns_of {
@@ -39,9 +38,6 @@ macro_rules! columns_of {
                 column_of(self, column)
             }
             fn flag(&self, column: &str) -> Result<bool, StoreError> {
-                column_of(self, column)
-            }
-            fn real(&self, column: &str) -> Result<f64, StoreError> {
                 column_of(self, column)
             }
         }

@@ -99,8 +99,6 @@ impl Backend for PostgresBackend {
     const NOTIFY_WORK: Option<&'static str> =
         Some(concat!("SELECT pg_notify('", channel!(work), "', $1)"));
     const FOR_UPDATE: &'static str = " FOR UPDATE";
-    const STEP_SECONDS: &'static str = "SELECT extract(epoch FROM finished_at::timestamptz - started_at::timestamptz)::float8 AS seconds
-         FROM step_attempts WHERE started_at IS NOT NULL AND finished_at IS NOT NULL";
 
     fn pool(&self) -> &PgPool {
         &self.pool

@@ -50,8 +50,6 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     const NOTIFY_WORK: Option<&'static str>;
     /// Appended to a `SELECT` whose rows the transaction must lock until commit.
     const FOR_UPDATE: &'static str;
-    /// Selects `seconds` (a float) of every finished step attempt.
-    const STEP_SECONDS: &'static str;
 
     /// Reads and single-statement writes go through this pool.
     fn pool(&self) -> &sqlx::Pool<Self::Db>;

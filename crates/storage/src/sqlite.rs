@@ -105,9 +105,6 @@ impl Backend for SqliteBackend {
     const NOTIFY_EVENTS: Option<&'static str> = None;
     const NOTIFY_WORK: Option<&'static str> = None;
     const FOR_UPDATE: &'static str = "";
-    const STEP_SECONDS: &'static str =
-        "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 AS seconds
-         FROM step_attempts WHERE started_at IS NOT NULL AND finished_at IS NOT NULL";
 
     fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -46,8 +46,9 @@ impl AppError {
         AppError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    fn internal(cause: impl std::fmt::Display) -> AppError {
-        eprintln!("steady: internal error: {cause}");
+    /// A 500 whose cause is logged for the operator and never shown to the caller.
+    pub(crate) fn internal(cause: impl std::fmt::Display) -> AppError {
+        tracing::error!(error = %cause, "internal error");
         AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

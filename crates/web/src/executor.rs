@@ -1,17 +1,22 @@
 //! The executor inside the server: drives every run that needs a driver — started over HTTP,
 //! answered at a gate, decided on, left by a crashed process or an interrupted `steady run` —
 //! and expires gates past their deadline. A waiting run costs it nothing.
+//!
+//! Its observer logs what each driver does (inside the engine's `run` and `step` spans) and
+//! feeds the step-duration histogram of `/metrics` as attempts finish.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use steady_engine::engine::{EngineError, Quiet, now};
+use steady_engine::engine::{EngineError, Observer, Progress, now};
+use steady_engine::run::RunRecord;
 use steady_engine::runner::Stop;
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::{AppState, Metrics};
 
 /// How many runs one server drives at once; more wait for the next round.
 const MAX_DRIVERS: usize = 64;
@@ -58,15 +63,21 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                     }
                     let engine = state.engine.clone();
                     let stop = stop_rx.clone();
+                    let recorder = Recorder { metrics: state.metrics.clone() };
                     let task = drivers.spawn(async move {
-                        match engine.drive(run_id, &Quiet, stop).await {
+                        match engine.drive(run_id, &recorder, stop).await {
                             Ok(_) => Outcome::Fine,
                             // Another process drives it; it comes round again if that one dies.
-                            Err(EngineError::LeaseHeld { .. } | EngineError::LeaseLost) => {
+                            Err(EngineError::LeaseHeld { owner, .. }) => {
+                                tracing::debug!(%run_id, %owner, "another process drives the run");
+                                Outcome::Fine
+                            }
+                            Err(EngineError::LeaseLost) => {
+                                tracing::warn!(%run_id, "lease lost while driving the run");
                                 Outcome::Fine
                             }
                             Err(error) => {
-                                eprintln!("steady: driving run {run_id}: {error}");
+                                tracing::warn!(%run_id, %error, "driving the run failed; retrying later");
                                 Outcome::Failed
                             }
                         }
@@ -74,7 +85,9 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                     driving.insert(task.id(), run_id);
                 }
             }
-            Err(error) => eprintln!("steady: looking for runs to drive: {error}"),
+            Err(error) => {
+                tracing::warn!(%error, "looking for runs to drive failed; retrying");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
@@ -102,7 +115,7 @@ fn settle(
         Ok((task, Outcome::Fine)) => (task, false),
         Ok((task, Outcome::Failed)) => (task, true),
         Err(error) => {
-            eprintln!("steady: a driver task ended abnormally: {error}");
+            tracing::error!(%error, "a driver task ended abnormally");
             (error.id(), true)
         }
     };
@@ -113,5 +126,38 @@ fn settle(
         retry_after.insert(run_id, (Instant::now() + backoff, backoff));
     } else {
         retry_after.remove(&run_id);
+    }
+}
+
+/// The executor's observer. Its events are logged inside the engine's `run` and `step` spans,
+/// which name the run, the step and the attempt; nothing it logs is rendered or output (the
+/// rendered action, notes and errors could hold what a step printed), only statuses and times.
+#[derive(Debug)]
+struct Recorder {
+    metrics: Arc<Metrics>,
+}
+
+impl Observer for Recorder {
+    fn progress(&self, _run: &RunRecord, event: Progress<'_>) {
+        match event {
+            Progress::StepStarted { .. } => tracing::info!("step started"),
+            Progress::StepEnded { status, duration, .. } => {
+                if let Some(duration) = duration {
+                    self.metrics.step_finished(duration);
+                }
+                let duration_ms = duration.map(|duration| duration.as_millis() as u64);
+                tracing::info!(%status, duration_ms, "step ended");
+            }
+            Progress::RetryIn { delay, .. } => {
+                tracing::info!(delay_ms = delay.as_millis() as u64, "step retried after a pause");
+            }
+            // The engine logs the run settling, waiting or finished, with its status.
+            Progress::Waiting { .. } | Progress::Finished { .. } => {}
+            Progress::ApprovalVoided { gate } => {
+                tracing::info!(gate = %gate.id, "approvals voided: the step renders differently");
+            }
+            Progress::NeedsAttention { .. } => tracing::warn!("run needs attention"),
+            Progress::RolledBack => tracing::info!("rolling back"),
+        }
     }
 }

@@ -50,6 +50,9 @@ use steady_engine::accounts::{AccountService, Accounts};
 use steady_engine::engine::Engine;
 use steady_engine::store::{NodeRecord, Store};
 use tokio::net::TcpListener;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use ops::metrics::Metrics;
 
 /// How often a server node tells the database it is alive.
 pub const NODE_HEARTBEAT: Duration = Duration::from_secs(2);
@@ -103,8 +106,9 @@ pub struct AppState {
     /// The one way to sign in, create accounts and issue tokens, over `accounts`.
     pub account_service: AccountService,
     pub config: Arc<ServerConfig>,
-    pub notify_metrics: Arc<notify::NotifyMetrics>,
-    pub denials: Arc<Denials>,
+    /// This node's metrics, encoded by `/metrics`: fed by the request layer, the notifiers
+    /// and the executor's observer.
+    pub metrics: Arc<Metrics>,
     /// Turns true when the server begins to shut down. Responses that would otherwise last as
     /// long as their client (event streams) end at once, so that shutdown never waits on a
     /// browser left open.
@@ -120,8 +124,7 @@ impl AppState {
             account_service: AccountService::new(accounts.clone()),
             accounts,
             config: Arc::new(config),
-            notify_metrics: Arc::default(),
-            denials: Arc::default(),
+            metrics: Arc::default(),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
@@ -139,19 +142,35 @@ pub fn router(state: AppState) -> Router {
         .merge(page::routes())
         .fallback(|| async { error::AppError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_denials))
+        // Outside `record_denials`, so that a denial is logged inside its request's span.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// Counts every refused request (401, 403) for `/metrics` and logs it on standard error with
-/// who was refused, what they asked for and why: a security event, kept out of the audit chain
-/// so that nobody can flood the chain by asking for what they may not have.
+/// The span a request is served in: its method and the route it matched (a route's pattern,
+/// such as `/api/v1/runs/{id}`, not the path: ids and query strings stay out of the log). The
+/// trace layer logs its status and latency when the response is ready.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", axum::extract::MatchedPath::as_str);
+    tracing::info_span!("request", method = %request.method(), route)
+}
+
+/// Counts every refused request (401, 403) for `/metrics` and logs it as a warning with who
+/// was refused and what they asked for: a security event, kept out of the audit chain so that
+/// nobody can flood the chain by asking for what they may not have.
 async fn record_denials(
     axum::extract::State(state): axum::extract::State<AppState>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let caller = auth::CallerName::default();
     request.extensions_mut().insert(caller.clone());
@@ -159,28 +178,16 @@ async fn record_denials(
     let status = response.status();
     if status == axum::http::StatusCode::UNAUTHORIZED || status == axum::http::StatusCode::FORBIDDEN
     {
-        let counter = if status == axum::http::StatusCode::FORBIDDEN {
-            &state.denials.forbidden
-        } else {
-            &state.denials.unauthenticated
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.request_denied(status);
         // Debug formatting escapes control characters: a crafted path cannot forge log lines.
-        eprintln!(
-            "steady: {at} denied {code} {method} {path:?} for {who}",
-            at = steady_engine::audit::format_timestamp(steady_engine::engine::now()),
-            code = status.as_u16(),
-            who = caller.get().unwrap_or_else(|| "anonymous".to_owned()),
+        tracing::warn!(
+            status = status.as_u16(),
+            ?path,
+            caller = caller.get().as_deref().unwrap_or("anonymous"),
+            "request denied"
         );
     }
     response
-}
-
-/// Refused requests since start, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Denials {
-    pub unauthenticated: std::sync::atomic::AtomicU64,
-    pub forbidden: std::sync::atomic::AtomicU64,
 }
 
 /// No inline script or style anywhere, no framing, no sniffing: the browser enforces what the
@@ -257,7 +264,7 @@ async fn heartbeat(
             last_seen: steady_engine::engine::now(),
         };
         if let Err(error) = state.store.heartbeat(&node).await {
-            eprintln!("steady: recording this node as alive: {error}");
+            tracing::warn!(%error, "recording this node as alive failed; retrying");
         }
         tokio::select! {
             () = tokio::time::sleep(NODE_HEARTBEAT) => {}

@@ -2,9 +2,9 @@
 //! approval is requested, a manual step waits, a gate escalates, a run needs attention or a
 //! run finishes. The audit log is the outbox: each target's cursor advances only after a
 //! delivery succeeded, so a target that is down receives everything once it is back.
-//! Delivery never blocks or fails a run; failures are counted for `/metrics`.
+//! Delivery never blocks or fails a run; failures are counted for `/metrics` and logged
+//! without the target's URL, which (a Slack webhook's) is itself a secret.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,13 +15,6 @@ use steady_engine::store::AuditFilter;
 use tokio::sync::watch;
 
 use crate::AppState;
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct NotifyMetrics {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-}
 
 /// How long a node's claim on a target lasts without renewal (each round renews it).
 const NOTIFIER_LEASE: chrono::Duration = chrono::Duration::seconds(30);
@@ -55,12 +48,21 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
         for event in &events {
             if let Some(message) = message(&state, event).await {
                 let sent = client.post(&target).json(&message).send().await;
-                if !sent.is_ok_and(|response| response.status().is_success()) {
-                    state.notify_metrics.failed.fetch_add(1, Ordering::Relaxed);
+                if !sent.as_ref().is_ok_and(|response| response.status().is_success()) {
+                    // reqwest's error names the URL: only the status or the kind of failure.
+                    let status = sent.as_ref().ok().map(|response| response.status().as_u16());
+                    let timeout = sent.as_ref().err().is_some_and(reqwest::Error::is_timeout);
+                    tracing::warn!(
+                        seq = event.seq,
+                        status,
+                        timeout,
+                        "a notification was not delivered; retrying"
+                    );
+                    state.metrics.notification_failed();
                     delivered_all = false;
                     break;
                 }
-                state.notify_metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                state.metrics.notification_delivered();
             }
             after = event.seq;
             let _ = state.store.set_notification_cursor(&target, after).await;

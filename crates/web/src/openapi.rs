@@ -10,7 +10,7 @@ use crate::accounts::{session, tokens, users};
 use crate::audit::api as audit;
 use crate::auth::SESSION_COOKIE;
 use crate::error::ErrorBody;
-use crate::ops::{health, nodes};
+use crate::ops::{health, metrics, nodes};
 use crate::runbooks::api as runbooks;
 use crate::runs::{answer, command, events, list, show, start};
 
@@ -23,7 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
 #[openapi(
     info(title = "Steady", description = "Runbook execution with approval gates"),
     paths(
-        health::healthz, health::metrics, session::login, session::logout, session::whoami,
+        health::healthz, metrics::metrics, session::login, session::logout, session::whoami,
         runbooks::list_runbooks, runbooks::runbook_versions, runbooks::runbook_source, runbooks::publish,
         list::list_runs, start::start_run, show::get_run, command::cancel_run, command::decide,
         command::assign, command::transfer_command, command::add_note, answer::answer_step,

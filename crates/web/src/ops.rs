@@ -2,6 +2,7 @@
 //! on this database (`/api/v1/nodes` and the nodes page).
 
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub(crate) mod nodes;
 
 use axum::Router;
@@ -12,7 +13,7 @@ use crate::AppState;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/nodes", get(nodes::list_nodes))
         .route("/nodes", get(nodes::nodes))
 }

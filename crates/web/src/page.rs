@@ -168,7 +168,7 @@ pub(crate) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
-            eprintln!("steady: rendering a page: {error}");
+            tracing::error!(%error, "rendering a page failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration as StdDuration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::audit::{AuditAction, NewEvent, object, sha256_hex};
@@ -31,7 +32,20 @@ use super::{
 impl Engine {
     /// Drives a run until it needs people, finishes, or `stop` asks the driver to go. Takes
     /// the run's lease first; fails with `LeaseHeld` when another live driver has it.
+    ///
+    /// Everything it logs, and what its observer logs, is inside a `run` span (`run_id`,
+    /// `runbook`) and, while a step is being dealt with, a `step` span (`step`, `attempt`).
     pub async fn drive(
+        &self,
+        run_id: Uuid,
+        observer: &dyn Observer,
+        stop: watch::Receiver<Stop>,
+    ) -> Result<DriveEnd, EngineError> {
+        let span = tracing::info_span!("run", %run_id, runbook = tracing::field::Empty);
+        self.drive_under_lease(run_id, observer, stop).instrument(span).await
+    }
+
+    async fn drive_under_lease(
         &self,
         run_id: Uuid,
         observer: &dyn Observer,
@@ -48,15 +62,14 @@ impl Engine {
             };
         }
         let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
-        let keeper = AbortOnDrop(tokio::spawn(keep_lease(
-            self.store.clone(),
-            run_id,
-            self.config.clone(),
-            stop,
-            steps_stop,
-        )));
+        let keeper = AbortOnDrop(tokio::spawn(
+            keep_lease(self.store.clone(), run_id, self.config.clone(), stop, steps_stop)
+                .instrument(tracing::Span::current()),
+        ));
         let result = match self.snapshot(run_id).await {
             Ok((snapshot, runbook)) => {
+                tracing::Span::current().record("runbook", snapshot.run.runbook.as_str());
+                tracing::info!(status = %snapshot.run.status, "driving the run");
                 let snapshot = Arc::new(snapshot);
                 let secrets = Secrets::available_for(&runbook, &self.config.secrets);
                 let mut driver = Driver {
@@ -76,6 +89,14 @@ impl Engine {
         // Stop renewing first, so that the keeper cannot take the lease back after it is given up.
         drop(keeper);
         let _ = self.store.release_lease(run_id, &self.config.node).await;
+        match &result {
+            Ok(DriveEnd::Settled(status)) => tracing::info!(%status, "run settled"),
+            Ok(DriveEnd::Stopped) => {
+                tracing::info!("stopped driving; the run goes on at its next drive")
+            }
+            // The caller knows what to make of an error (another driver, a retry later).
+            Err(_) => {}
+        }
         result
     }
 }
@@ -120,13 +141,22 @@ impl Driver<'_> {
             let runbook = self.runbook.clone();
             match machine::next(&runbook, &self.snapshot, now()) {
                 Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
-                Next::Start(step) => match self.start(&runbook, step).await {
-                    Err(error @ EngineError::Store(_)) => {
-                        self.fail_unrecorded(step, &error).await?
+                Next::Start(step) => {
+                    async {
+                        match self.start(&runbook, step).await {
+                            Err(error @ EngineError::Store(_)) => {
+                                self.fail_unrecorded(step, &error).await
+                            }
+                            other => other,
+                        }
                     }
-                    other => other?,
-                },
-                Next::Recover(step) => self.recover(step).await?,
+                    .instrument(step_span(step, None))
+                    .await?
+                }
+                Next::Recover(step) => {
+                    let attempt = self.snapshot.step(&step.id).map(|state| state.attempt);
+                    self.recover(step).instrument(step_span(step, attempt)).await?
+                }
                 Next::Expire(step) => {
                     let transition = self.engine.expiry(&self.snapshot, step, Some(self.owner()));
                     self.commit(transition).await?;
@@ -275,6 +305,7 @@ impl Driver<'_> {
         if !self.commit(transition).await? {
             return Ok(());
         }
+        tracing::Span::current().record("attempt", number);
         self.observer.progress(
             self.run_record(),
             Progress::StepStarted { step, attempt: number, rendered: &rendered },
@@ -369,9 +400,13 @@ impl Driver<'_> {
         })
         .await?;
         let detail = attempt.error.clone();
+        let duration = match (attempt.started_at, attempt.finished_at) {
+            (Some(start), Some(end)) => (end - start).to_std().ok(),
+            _ => None,
+        };
         self.observer.progress(
             self.run_record(),
-            Progress::StepEnded { step, status, attempt: attempt.number, detail },
+            Progress::StepEnded { step, status, attempt: attempt.number, detail, duration },
         );
         if let Some(retries) = retry {
             let delay = retries.delay.as_std();
@@ -384,4 +419,14 @@ impl Driver<'_> {
         }
         Ok(())
     }
+}
+
+/// The span a step is dealt with in: its id, and the attempt once one starts (or the attempt
+/// found running, when recovering).
+fn step_span(step: &Step, attempt: Option<u32>) -> tracing::Span {
+    let span = tracing::info_span!("step", step = %step.id, attempt = tracing::field::Empty);
+    if let Some(attempt) = attempt {
+        span.record("attempt", attempt);
+    }
+    span
 }

@@ -54,12 +54,17 @@ pub(super) async fn keep_lease(
             Ok(true) => held_until = lease.expires_at,
             // Someone else took the run over, or let it go: stop touching it.
             Ok(false) => {
+                tracing::warn!("lease lost: another process holds the run; interrupting the step");
                 let _ = steps_stop.send(Stop::Interrupt);
                 return;
             }
             // A database hiccup: try again next tick, but never past the lease's own end.
-            Err(_) if now() < held_until => continue,
-            Err(_) => {
+            Err(error) if now() < held_until => {
+                tracing::warn!(%error, "renewing the lease failed; retrying");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "lease lost: it could not be renewed in time; interrupting the step");
                 let _ = steps_stop.send(Stop::Interrupt);
                 return;
             }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use steady_engine::audit::format_timestamp;
 use steady_engine::run::*;
-use steady_engine::store::{ChangeSignals, DurationHistogram, Leases, Runs, StoreError};
+use steady_engine::store::{ChangeSignals, Leases, Runs, StoreError};
 use uuid::Uuid;
 
 use super::audit::append_events;
@@ -419,16 +419,6 @@ impl<B: Backend> Runs for SqlStore<B> {
 
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
         self.backend.commit(run_id, transition).await
-    }
-
-    async fn step_durations(&self, bounds: &[f64]) -> Result<DurationHistogram, StoreError> {
-        let seconds = sql(B::STEP_SECONDS)
-            .fetch_all(&mut *self.backend.conn().await?)
-            .await?
-            .iter()
-            .map(|row| row.real("seconds"))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(DurationHistogram::of(bounds, seconds))
     }
 }
 

@@ -18,6 +18,7 @@ impl Driver<'_> {
         step: &Step,
         error: &EngineError,
     ) -> Result<(), EngineError> {
+        tracing::warn!(%error, "the database refused to record the step: recording it as failed");
         let message = format!("the database refused to record this step: {error}");
         let run_id = self.run_id;
         self.record(|fresh| {
@@ -58,6 +59,7 @@ impl Driver<'_> {
                 status: StepStatus::Failed,
                 attempt,
                 detail: Some(message),
+                duration: None,
             },
         );
         Ok(())
@@ -94,6 +96,10 @@ impl Driver<'_> {
                 .data(json!({ "by": self.owner() })),
         );
         if self.commit(transition).await? {
+            tracing::warn!(
+                rerun,
+                "found the step running: the process driving it stopped while it ran"
+            );
             let detail = if rerun {
                 "safe to repeat: running it again"
             } else {
@@ -106,6 +112,7 @@ impl Driver<'_> {
                     status: StepStatus::Interrupted,
                     attempt: state.attempt,
                     detail: Some(detail.to_owned()),
+                    duration: None,
                 },
             );
         }

@@ -79,9 +79,11 @@ impl Driver<'_> {
                     ),
                     Err(error) => (StepStatus::Failed, Some(self.unusable(&error.to_string()))),
                 };
+                let number = self.snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1;
+                tracing::Span::current().record("attempt", number);
                 let attempt = Attempt {
                     step_id: step.id.clone(),
-                    number: self.snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1,
+                    number,
                     status: Some(status),
                     started_at: Some(now()),
                     finished_at: Some(now()),
@@ -179,7 +181,13 @@ impl Driver<'_> {
             let detail = note.map(str::to_owned);
             self.observer.progress(
                 self.run_record(),
-                Progress::StepEnded { step, status: StepStatus::WouldRun, attempt: 0, detail },
+                Progress::StepEnded {
+                    step,
+                    status: StepStatus::WouldRun,
+                    attempt: 0,
+                    detail,
+                    duration: None,
+                },
             );
         }
         Ok(())
@@ -211,7 +219,7 @@ impl Driver<'_> {
         if self.commit(transition).await? {
             self.observer.progress(
                 self.run_record(),
-                Progress::StepEnded { step, status, attempt, detail: note },
+                Progress::StepEnded { step, status, attempt, detail: note, duration: None },
             );
         }
         Ok(())
