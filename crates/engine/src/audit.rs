@@ -168,11 +168,12 @@ impl AuditEvent {
     pub fn body(&self) -> String {
         let id = self.id.to_string();
         let run_id = self.run_id.map(|id| id.to_string());
+        let actor = self.actor.to_string();
         hashed_body(&HashedFields {
             seq: self.seq,
             id: &id,
             at: &format_timestamp(self.at),
-            actor: self.actor.as_str(),
+            actor: &actor,
             action: &self.action,
             run_id: run_id.as_deref(),
             step_id: self.step_id.as_deref(),
@@ -187,7 +188,7 @@ impl AuditEvent {
             seq: i64,
             id: Uuid,
             at: String,
-            actor: String,
+            actor: Actor,
             action: String,
             run_id: Option<Uuid>,
             step_id: Option<String>,
@@ -202,7 +203,7 @@ impl AuditEvent {
             seq: body.seq,
             id: body.id,
             at,
-            actor: Actor(body.actor),
+            actor: body.actor,
             action: body.action,
             run_id: body.run_id,
             step_id: body.step_id,

@@ -42,7 +42,7 @@ pub enum Refusal {
 /// The local operator at a terminal (`local:<os user>`) is trusted like anyone with write
 /// access to the database: the engine never stands in their way.
 pub fn is_local(actor: &Actor) -> bool {
-    actor.as_str().starts_with("local:")
+    actor.is_local()
 }
 
 /// May `actor` steer the run (decide, assign, hand over command, cancel)? The commander
@@ -87,9 +87,9 @@ pub fn account_needed<'p>(actor: &Actor, person: &'p Actor) -> Result<Option<&'p
     if is_local(person) && person == actor {
         return Ok(None);
     }
-    match person.as_str().strip_prefix("user:") {
-        Some(name) => Ok(Some(name)),
-        None => Err(Refusal::NotAUser(person.as_str().to_owned())),
+    match person {
+        Actor::User(name) => Ok(Some(name)),
+        Actor::Local(_) | Actor::Steady => Err(Refusal::NotAUser(person.to_string())),
     }
 }
 
@@ -256,7 +256,7 @@ pub fn waiting_for(snapshot: &RunSnapshot, step: &Step) -> String {
 
 /// The names of the people holding `role` in the run, for audit data and messages.
 pub(crate) fn holder_names(snapshot: &RunSnapshot, role: &str) -> Vec<String> {
-    snapshot.holders(role).into_iter().map(|actor| actor.as_str().to_owned()).collect()
+    snapshot.holders(role).into_iter().map(Actor::to_string).collect()
 }
 
 #[cfg(test)]

@@ -1,16 +1,16 @@
 //! Runs as the engine and its store see them: modes, statuses, the records a store keeps, and
 //! the `Transition` that changes them, committed whole or not at all.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::NewEvent;
 use crate::params::ParamValues;
 
+mod actor;
 mod step;
+
+pub use actor::{Actor, UnknownActor};
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -172,47 +172,6 @@ pub enum Completion {
 pub enum RoleChange {
     Assign,
     Unassign,
-}
-
-/// Who did something: `user:<name>` for accounts, `local:<os user>` for the terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Actor(pub String);
-
-impl Actor {
-    /// The person at this terminal, trusted like anyone with write access to the database.
-    pub fn local(os_user: &str) -> Actor {
-        Actor(format!("local:{os_user}"))
-    }
-
-    pub fn user(name: &str) -> Actor {
-        Actor(format!("user:{name}"))
-    }
-
-    /// A person as typed by people: `alice` is the account `user:alice`; `user:…`, `local:…`
-    /// and `steady` are taken as they are.
-    pub fn person(text: &str) -> Actor {
-        if text == "steady" || text.starts_with("user:") || text.starts_with("local:") {
-            Actor(text.to_owned())
-        } else {
-            Actor::user(text)
-        }
-    }
-
-    /// Steady itself: timeouts, recoveries, the executor.
-    pub fn steady() -> Actor {
-        Actor("steady".to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A published, immutable version of a runbook.

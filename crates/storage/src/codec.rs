@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use steady_engine::audit::{AuditAction, NewEvent};
-use steady_engine::run::{RunbookVersion, Timestamp};
+use steady_engine::run::{Actor, RunbookVersion, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
 
@@ -79,6 +79,11 @@ pub(crate) fn uuid(text: &str) -> Result<Uuid, StoreError> {
 
 pub(crate) fn unsigned(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt("count", &value.to_string()))
+}
+
+/// Who did something, stored as `user:…`, `local:…` or `steady`.
+pub(crate) fn actor(text: &str) -> Result<Actor, StoreError> {
+    text.parse().map_err(|_| corrupt("actor", text))
 }
 
 /// A closed set of names (statuses, modes, phases) stored as text.

@@ -112,8 +112,8 @@ impl RunView {
             mode: run.mode.as_str(),
             status: run.status.as_str(),
             phase: run.phase.as_str(),
-            started_by: run.started_by.as_str().to_owned(),
-            commander: run.commander.as_str().to_owned(),
+            started_by: run.started_by.to_string(),
+            commander: run.commander.to_string(),
             params: serde_json::to_value(&run.params).unwrap_or_default(),
             lock: run.lock_key.clone(),
             created_at: format_timestamp(run.created_at),
@@ -227,7 +227,7 @@ impl RunDetail {
                 escalated_to: step.escalated_to.clone(),
                 rendered: step.rendered.clone(),
                 note: step.note.clone(),
-                completed_by: step.completed_by.as_ref().map(|a| a.as_str().to_owned()),
+                completed_by: step.completed_by.as_ref().map(|a| a.to_string()),
                 attempts: snapshot
                     .attempts
                     .iter()
@@ -252,7 +252,7 @@ impl RunDetail {
                     .iter()
                     .filter(|v| v.step_id == step.step_id)
                     .map(|v| VoteView {
-                        actor: v.actor.as_str().to_owned(),
+                        actor: v.actor.to_string(),
                         approve: v.approve,
                         comment: v.comment.clone(),
                         digest: v.digest.clone(),
@@ -268,16 +268,13 @@ impl RunDetail {
             assignments: snapshot
                 .assignments
                 .iter()
-                .map(|a| AssignmentView {
-                    role: a.role.clone(),
-                    person: a.person.as_str().to_owned(),
-                })
+                .map(|a| AssignmentView { role: a.role.clone(), person: a.person.to_string() })
                 .collect(),
             notes: snapshot
                 .notes
                 .iter()
                 .map(|n| NoteView {
-                    author: n.author.as_str().to_owned(),
+                    author: n.author.to_string(),
                     step: n.step_id.clone(),
                     text: n.text.clone(),
                     at: format_timestamp(n.at),
@@ -351,7 +348,7 @@ impl AuditEventView {
             seq: event.seq,
             id: event.id,
             at: format_timestamp(event.at),
-            actor: event.actor.as_str().to_owned(),
+            actor: event.actor.to_string(),
             action: event.action.clone(),
             run_id: event.run_id,
             step_id: event.step_id.clone(),
@@ -376,7 +373,7 @@ pub fn audit_csv_record(event: &AuditEvent) -> [String; 10] {
         event.seq.to_string(),
         event.id.to_string(),
         format_timestamp(event.at),
-        event.actor.as_str().to_owned(),
+        event.actor.to_string(),
         event.action.clone(),
         event.run_id.map(|id| id.to_string()).unwrap_or_default(),
         event.step_id.clone().unwrap_or_default(),

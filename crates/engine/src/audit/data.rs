@@ -617,7 +617,7 @@ mod tests {
                 taken_by_admin: true,
             }),
             AuditAction::CommanderTransferred,
-            json!({ "from": from.as_str(), "to": to.as_str(), "taken_by_admin": true }),
+            json!({ "from": from.to_string(), "to": to.to_string(), "taken_by_admin": true }),
         );
         check(
             AuditData::CommanderTransferred(CommanderTransferred {
@@ -626,7 +626,7 @@ mod tests {
                 taken_by_admin: false,
             }),
             AuditAction::CommanderTransferred,
-            json!({ "from": from.as_str(), "to": to.as_str() }),
+            json!({ "from": from.to_string(), "to": to.to_string() }),
         );
         let written_false = json!({ "from": "user:a", "to": "user:b", "taken_by_admin": false });
         assert!(AuditData::from_stored("run.commander_transferred", &written_false).is_err());
@@ -741,7 +741,7 @@ mod tests {
                 "mode": RunMode::DryRun.as_str(),
                 "params": params,
                 "lock": lock,
-                "assignments": [json!({ "role": "dba", "person": person.as_str() })],
+                "assignments": [json!({ "role": "dba", "person": person.to_string() })],
             }),
         );
     }

@@ -120,7 +120,7 @@ impl Driver<'_> {
                 NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(self.run_id))
                     .step(&gate.id)
                     .data(json!({
-                        "approver": vote.actor.as_str(),
+                        "approver": vote.actor,
                         "digest": vote.digest,
                         "step": step.id,
                         "reason": "the step renders differently from what was approved",

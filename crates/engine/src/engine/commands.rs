@@ -107,7 +107,7 @@ impl Engine {
             "params": params,
             "lock": lock_key,
             "assignments": start.assignments.iter()
-                .map(|a| json!({"role": a.role, "person": a.person.as_str()})).collect::<Vec<_>>(),
+                .map(|a| json!({"role": a.role, "person": a.person})).collect::<Vec<_>>(),
         }));
         self.store.create_run(NewRun { run, steps, assignments: start.assignments, event }).await?;
         Ok(id)
@@ -426,7 +426,7 @@ impl Engine {
             };
             transition.events.push(
                 NewEvent::new(actor, action, Some(run_id))
-                    .data(json!({ "role": role, "person": person.as_str() })),
+                    .data(json!({ "role": role, "person": person })),
             );
             match change {
                 RoleChange::Assign => transition.assign.push(assignment),
@@ -484,12 +484,12 @@ impl Engine {
                 NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id)).data(
                     match authority {
                         Authority::Commander => json!({
-                            "from": snapshot.run.commander.as_str(),
-                            "to": to.as_str(),
+                            "from": snapshot.run.commander,
+                            "to": to,
                         }),
                         Authority::Admin => json!({
-                            "from": snapshot.run.commander.as_str(),
-                            "to": to.as_str(),
+                            "from": snapshot.run.commander,
+                            "to": to,
                             "taken_by_admin": true,
                         }),
                     },

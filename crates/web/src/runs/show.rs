@@ -131,7 +131,7 @@ struct RunPage {
 }
 
 fn holders(snapshot: &RunSnapshot, role: &str) -> String {
-    let names: Vec<&str> = snapshot.holders(role).into_iter().map(Actor::as_str).collect();
+    let names: Vec<String> = snapshot.holders(role).into_iter().map(Actor::to_string).collect();
     if names.is_empty() { "nobody holds it".to_owned() } else { names.join(", ") }
 }
 
@@ -330,7 +330,7 @@ pub(crate) async fn run_page(
             holders: snapshot
                 .holders(&role.name)
                 .into_iter()
-                .map(Actor::as_str)
+                .map(Actor::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
         })

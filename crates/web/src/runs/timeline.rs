@@ -32,8 +32,8 @@ pub(crate) async fn timeline(
         run.id,
         run.mode,
         run.status,
-        html(run.commander.as_str()),
-        html(run.started_by.as_str()),
+        html(&run.commander.to_string()),
+        html(&run.started_by.to_string()),
         run.version,
         run.sha256,
         format_timestamp(run.created_at),
@@ -73,7 +73,7 @@ pub(crate) async fn timeline(
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
             event.at.format("%Y-%m-%d %H:%M:%S"),
-            cell(event.actor.as_str()),
+            cell(&event.actor.to_string()),
             event.action,
             event.step_id.as_deref().unwrap_or(""),
             cell(&details)
