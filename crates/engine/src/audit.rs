@@ -2,7 +2,7 @@
 //! canonical JSON of the event's other fields, so that changing, removing or reordering any
 //! stored event breaks every hash after it.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -417,10 +417,6 @@ where
     T: serde::Deserialize<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(deserializer)
-}
-
-pub(crate) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
-    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
 }
 
 #[cfg(test)]

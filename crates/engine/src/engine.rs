@@ -28,10 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::SubsecRound;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, NewEvent};
+use crate::audit::{AuditData, NewEvent, RunFinished};
 use crate::params::ParamError;
 use crate::policy::Refusal;
 use crate::run::*;
@@ -259,6 +259,5 @@ fn transition_from(snapshot: &RunSnapshot) -> Transition {
 
 /// The audit event of a run ending with `status`.
 fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
-    NewEvent::new(&Actor::steady(), AuditAction::RunFinished, Some(run_id))
-        .data(json!({ "status": status.as_str() }))
+    NewEvent::typed(&Actor::steady(), Some(run_id), AuditData::RunFinished(RunFinished { status }))
 }

@@ -241,11 +241,12 @@ pub fn waiting_for(snapshot: &RunSnapshot, step: &Step) -> String {
         ),
         _ => (String::new(), "people".to_owned()),
     };
-    let holders = holder_names(snapshot, &role);
+    let holders = holders_of(snapshot, &role);
     let holders = if holders.is_empty() {
         "nobody holds it yet".to_owned()
     } else {
-        format!("held by {}", holders.join(", "))
+        let names: Vec<String> = holders.iter().map(Actor::to_string).collect();
+        format!("held by {}", names.join(", "))
     };
     let deadline = state
         .and_then(|s| s.deadline)
@@ -254,9 +255,9 @@ pub fn waiting_for(snapshot: &RunSnapshot, step: &Step) -> String {
     format!("{what} ({holders}){deadline}")
 }
 
-/// The names of the people holding `role` in the run, for audit data and messages.
-pub(crate) fn holder_names(snapshot: &RunSnapshot, role: &str) -> Vec<String> {
-    snapshot.holders(role).into_iter().map(Actor::to_string).collect()
+/// The people holding `role` in the run, for audit data and messages.
+pub(crate) fn holders_of(snapshot: &RunSnapshot, role: &str) -> Vec<Actor> {
+    snapshot.holders(role).into_iter().cloned().collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use steady_engine::audit::{AuditAction, NewEvent};
+use steady_engine::audit::{AuditData, NewEvent, RunbookPublished};
 use steady_engine::run::{Actor, RunbookVersion, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
@@ -100,11 +100,10 @@ pub(crate) fn json_to(value: &impl Serialize) -> String {
 }
 
 pub(crate) fn published_event(version: &RunbookVersion) -> NewEvent {
-    NewEvent::new(&version.published_by, AuditAction::RunbookPublished, None).data(
-        serde_json::json!({
-            "runbook": version.name,
-            "version": version.version,
-            "sha256": version.sha256,
-        }),
-    )
+    let published = RunbookPublished {
+        runbook: version.name.clone(),
+        version: version.version,
+        sha256: version.sha256.clone(),
+    };
+    NewEvent::typed(&version.published_by, None, AuditData::RunbookPublished(published))
 }

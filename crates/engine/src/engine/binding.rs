@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::audit::{AuditAction, NewEvent, canonical_json, digest};
+use crate::audit::{ApprovalVoided, AuditData, NewEvent, VoidReason, canonical_json, digest};
 use crate::machine::{self, governing_gate, guarded_steps};
 use crate::plan;
 use crate::run::*;
@@ -117,14 +117,17 @@ impl Driver<'_> {
         transition.voided_votes = stale.iter().map(|vote| vote.id).collect();
         for vote in &stale {
             transition.events.push(
-                NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(self.run_id))
-                    .step(&gate.id)
-                    .data(json!({
-                        "approver": vote.actor,
-                        "digest": vote.digest,
-                        "step": step.id,
-                        "reason": "the step renders differently from what was approved",
-                    })),
+                NewEvent::typed(
+                    &Actor::steady(),
+                    Some(self.run_id),
+                    AuditData::ApprovalVoided(ApprovalVoided {
+                        approver: vote.actor.clone(),
+                        digest: vote.digest.clone(),
+                        step: step.id.clone(),
+                        reason: VoidReason::RendersDifferently,
+                    }),
+                )
+                .step(&gate.id),
             );
         }
         if reopen {

@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::audit::{AuditAction, NewEvent};
+use crate::audit::{AuditAction, AuditData, NewEvent, StepFinished, StepSettled};
 use crate::engine::{EngineError, Progress, later, now};
 use crate::plan::{self, Action};
-use crate::policy::holder_names;
+use crate::policy::holders_of;
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::runner::{Effect, HttpBody};
@@ -198,16 +198,15 @@ impl Driver<'_> {
         let mut new_state = state.clone();
         new_state.end(status, note.clone(), now());
         transition.steps.push(new_state);
-        let action = if status == StepStatus::Skipped {
-            AuditAction::StepSkipped
+        let settled = StepSettled { status, note: note.clone() };
+        let data = if status == StepStatus::Skipped {
+            AuditData::StepSkipped(settled)
         } else {
-            AuditAction::StepFinished
+            AuditData::StepFinished(StepFinished::Settled(settled))
         };
-        transition.events.push(
-            NewEvent::new(&Actor::steady(), action, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "status": status.as_str(), "note": note })),
-        );
+        transition
+            .events
+            .push(NewEvent::typed(&Actor::steady(), Some(self.run_id), data).step(&step.id));
         if self.commit(transition).await? {
             self.observer.progress(
                 self.run_record(),
@@ -245,7 +244,7 @@ impl Driver<'_> {
         transition.events.push(
             NewEvent::new(&Actor::steady(), AuditAction::StepWaiting, Some(self.run_id))
                 .step(&step.id)
-                .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(&self.snapshot, &role) })),
+                .data(json!({ "rendered": rendered, "role": role, "holders": holders_of(&self.snapshot, &role) })),
         );
         self.commit(transition).await.map(|_| ())
     }
