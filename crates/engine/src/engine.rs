@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::SubsecRound;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::audit::{AuditData, NewEvent, RunFinished};
 use crate::params::ParamError;
+use crate::plan::Action;
 use crate::policy::Refusal;
 use crate::run::*;
 use crate::runbook::{self, Runbook, Step};
@@ -152,7 +152,7 @@ impl From<Refusal> for EngineError {
 /// What a driver reports as it goes, for a terminal or a log.
 #[derive(Debug, Clone)]
 pub enum Progress<'a> {
-    StepStarted { step: &'a Step, attempt: u32, rendered: &'a Value },
+    StepStarted { step: &'a Step, attempt: u32, rendered: &'a Action },
     StepEnded { step: &'a Step, status: StepStatus, attempt: u32, detail: Option<String> },
     RetryIn { step: &'a Step, delay: StdDuration },
     Waiting { step: &'a Step, what: String },

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::audit::NewEvent;
 use crate::params::ParamValues;
+use crate::plan::Rendered;
 
 mod actor;
 mod step;
@@ -236,7 +237,7 @@ pub struct StepState {
     /// The role a timed-out gate passed to.
     pub escalated_to: Option<String>,
     /// What the step does, rendered with secrets masked: the command, request or prompt.
-    pub rendered: Option<serde_json::Value>,
+    pub rendered: Option<Rendered>,
     /// The note of whoever completed or failed a manual step, or why Steady ended the step.
     pub note: Option<String>,
     pub completed_by: Option<Actor>,
@@ -500,8 +501,19 @@ impl Transition {
             if let Some(note) = &mut state.note {
                 make_storable(note);
             }
-            if let Some(rendered) = &mut state.rendered {
-                make_json_storable(rendered);
+            match &mut state.rendered {
+                Some(Rendered::Action(action)) => {
+                    action.each_value_mut(
+                        |text| {
+                            make_storable(text);
+                        },
+                        make_json_storable,
+                    );
+                }
+                Some(Rendered::Condition(condition)) => {
+                    make_storable(&mut condition.when);
+                }
+                None => {}
             }
         }
         self.attempts.iter_mut().for_each(Attempt::make_storable);

@@ -8,6 +8,7 @@ use serde_json::Value;
 use steady_engine::Diagnostic;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::{AuditEvent, format_timestamp};
+use steady_engine::plan::{Action, Rendered};
 use steady_engine::run::{Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepStatus};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
@@ -225,7 +226,7 @@ impl RunDetail {
                 finished_at: step.finished_at.map(format_timestamp),
                 deadline: step.deadline.map(format_timestamp),
                 escalated_to: step.escalated_to.clone(),
-                rendered: step.rendered.clone(),
+                rendered: step.rendered.as_ref().map(Rendered::to_value),
                 note: step.note.clone(),
                 completed_by: step.completed_by.as_ref().map(|a| a.to_string()),
                 attempts: snapshot
@@ -409,36 +410,32 @@ pub fn audit_csv_header() -> String {
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// One line for a rendered action (a step's `rendered`), as people read it.
-pub fn describe_action(rendered: &Value) -> String {
-    match rendered["kind"].as_str() {
+/// One line for a step's `rendered`, as people read it: its action, or the condition a dry run
+/// could not evaluate, as its JSON.
+pub fn describe_rendered(rendered: &Rendered) -> String {
+    match rendered {
+        Rendered::Action(action) => describe_action(action),
+        Rendered::Condition(_) => rendered.to_string(),
+    }
+}
+
+/// One line for a rendered action, as people read it.
+pub fn describe_action(action: &Action) -> String {
+    match action {
         // Quoted as a shell would need it, so that argument boundaries show.
-        Some("run") => rendered["argv"]
-            .as_array()
-            .map(|argv| {
-                let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-                shlex::try_join(argv.iter().copied()).unwrap_or_else(|_| argv.join(" "))
-            })
-            .unwrap_or_default(),
-        Some("shell") => rendered["command"].as_str().unwrap_or_default().to_owned(),
-        Some("http") => format!(
-            "{} {}",
-            rendered["method"].as_str().unwrap_or_default(),
-            rendered["url"].as_str().unwrap_or_default()
+        Action::Run { argv } => {
+            shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+        }
+        Action::Shell { command } => command.clone(),
+        Action::Http { method, url, .. } => format!("{method} {url}"),
+        Action::Check { expression } => format!("check {expression}"),
+        Action::Manual { role, instructions } => {
+            format!("manual ({role}): {}", instructions.trim())
+        }
+        Action::Approval { role, approvals, prompt, .. } => format!(
+            "approval by {role} x{approvals}{}",
+            prompt.as_ref().map(|p| format!(": {p}")).unwrap_or_default()
         ),
-        Some("check") => format!("check {}", rendered["expression"].as_str().unwrap_or_default()),
-        Some("manual") => format!(
-            "manual ({}): {}",
-            rendered["role"].as_str().unwrap_or_default(),
-            rendered["instructions"].as_str().unwrap_or_default().trim()
-        ),
-        Some("approval") => format!(
-            "approval by {} x{}{}",
-            rendered["role"].as_str().unwrap_or_default(),
-            rendered["approvals"],
-            rendered["prompt"].as_str().map(|p| format!(": {p}")).unwrap_or_default()
-        ),
-        Some("sleep") => format!("sleep {}", rendered["duration"].as_str().unwrap_or_default()),
-        _ => rendered.to_string(),
+        Action::Sleep { duration } => format!("sleep {duration}"),
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::audit::{ApprovalVoided, AuditData, NewEvent, VoidReason, canonical_json, digest};
 use crate::machine::{self, governing_gate, guarded_steps};
-use crate::plan;
+use crate::plan::{self, Action};
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::template::{self, SecretValues};
@@ -51,7 +51,7 @@ impl Engine {
         &self,
         runbook: &Runbook,
         snapshot: &RunSnapshot,
-    ) -> BTreeMap<String, BTreeMap<String, Value>> {
+    ) -> BTreeMap<String, BTreeMap<String, Action>> {
         let context = run_context(
             runbook,
             &Arc::new(snapshot.clone()),
@@ -65,7 +65,7 @@ impl Engine {
                     .iter()
                     .filter_map(|step| {
                         let action = plan::render_action(step, &context).ok()?;
-                        Some((step.id.clone(), serde_json::to_value(&action).ok()?))
+                        Some((step.id.clone(), action))
                     })
                     .collect();
                 preview.insert(gate.id.clone(), steps);
@@ -83,7 +83,7 @@ impl Driver<'_> {
         &mut self,
         runbook: &Runbook,
         step: &Step,
-        rendered: &Value,
+        rendered: &Action,
     ) -> Result<bool, EngineError> {
         let phase = self.run_record().phase;
         let Some(gate) = governing_gate(runbook, phase, &step.id) else { return Ok(false) };
@@ -97,7 +97,7 @@ impl Driver<'_> {
             // be, the steps it guards still do not run.
             _ => return Ok(true),
         }
-        let actual = canonical_json(rendered);
+        let actual = canonical_json(&rendered.to_value());
         let stale: Vec<&Vote> = self
             .snapshot
             .live_votes(&gate.id)

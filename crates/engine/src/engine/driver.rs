@@ -8,15 +8,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::audit::{
-    AttemptFinished, AuditAction, AuditData, NewEvent, OutputStored, OutputStream, StepFinished,
+    AttemptFinished, AuditData, NewEvent, OutputStored, OutputStream, StepFinished, StepStarted,
     sha256_hex,
 };
 use crate::machine::{self, Next};
+use crate::plan::Action;
 use crate::run::*;
 use crate::runbook::{Runbook, Step};
 use crate::runner::{self, Effect, Stop};
@@ -251,7 +251,7 @@ impl Driver<'_> {
     pub(super) async fn execute(
         &mut self,
         step: &Step,
-        rendered: Value,
+        rendered: Action,
         effect: Effect,
         env: Vec<(String, String)>,
     ) -> Result<(), EngineError> {
@@ -270,9 +270,12 @@ impl Driver<'_> {
             ..Attempt::default()
         });
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepStarted, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "attempt": number, "rendered": rendered })),
+            NewEvent::typed(
+                &Actor::steady(),
+                Some(self.run_id),
+                AuditData::StepStarted(StepStarted { attempt: number, rendered: rendered.clone() }),
+            )
+            .step(&step.id),
         );
         // If the run changed meanwhile, nothing may start on stale state: decide again.
         if !self.commit(transition).await? {
@@ -306,7 +309,7 @@ impl Driver<'_> {
     pub(super) async fn finish_attempt(
         &mut self,
         step: &Step,
-        rendered: Value,
+        rendered: Action,
         mut attempt: Attempt,
     ) -> Result<(), EngineError> {
         // Before the output is hashed for the audit log: what is stored is what is hashed.

@@ -279,7 +279,7 @@ pub(crate) async fn run_page(
                 rollback: phase_rollback,
                 status: step_badge(state_of.status),
                 status_class: status_class(state_of.status.as_str()),
-                does: state_of.rendered.as_ref().map(dto::describe_action).unwrap_or_default(),
+                does: state_of.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default(),
                 note: state_of.note.clone(),
                 completed_by: state_of.completed_by.as_ref().map(ToString::to_string),
                 gate,
