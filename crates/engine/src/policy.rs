@@ -338,7 +338,7 @@ steps:
             actor: person(name),
             approve: true,
             comment: None,
-            bound: serde_json::Value::Null,
+            bound: crate::audit::Binding::new(step, &Default::default(), []),
             digest: String::new(),
             at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             void: false,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::audit::NewEvent;
+use crate::audit::{Binding, NewEvent};
 use crate::params::ParamValues;
 use crate::plan::Rendered;
 
@@ -357,7 +357,7 @@ pub struct Vote {
     pub approve: bool,
     pub comment: Option<String>,
     /// What the approver saw: the run's parameters and the rendered steps the gate guards.
-    pub bound: serde_json::Value,
+    pub bound: Binding,
     /// SHA-256 of `bound`'s canonical JSON.
     pub digest: String,
     pub at: Timestamp,
@@ -521,7 +521,8 @@ impl Transition {
             if let Some(comment) = &mut vote.comment {
                 make_storable(comment);
             }
-            make_json_storable(&mut vote.bound);
+            // `bound` needs nothing: ids, a hex digest, and canonical JSON, whose escapes
+            // write a NUL as `\u0000`.
         }
         for note in &mut self.notes {
             make_storable(&mut note.text);

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use crate::audit::{ApprovalVoided, AuditData, NewEvent, VoidReason, canonical_json, digest};
+use crate::audit::{ApprovalVoided, AuditData, Binding, NewEvent, VoidReason, canonical_json};
 use crate::machine::{self, governing_gate, guarded_steps};
 use crate::plan::{self, Action};
 use crate::run::*;
@@ -20,29 +18,28 @@ use super::{Engine, EngineError, Progress, later};
 impl Engine {
     /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// as far as they can be before those steps run.
-    pub(super) fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
+    pub(super) fn binding(
+        &self,
+        runbook: &Runbook,
+        snapshot: &RunSnapshot,
+        gate: &Step,
+    ) -> Binding {
         let context = run_context(
             runbook,
             &Arc::new(snapshot.clone()),
             SecretValues::Masked,
             NotYetRun::Placeholders,
         );
-        let steps: serde_json::Map<String, Value> =
+        let rendered: Vec<(&str, Option<Action>)> =
             guarded_steps(runbook, snapshot.run.phase, &gate.id)
                 .iter()
-                .map(|step| {
-                    let rendered = plan::render_action(step, &context)
-                        .ok()
-                        .and_then(|action| serde_json::to_value(&action).ok())
-                        .map_or(Value::Null, |action| Value::String(canonical_json(&action)));
-                    (step.id.clone(), rendered)
-                })
+                .map(|step| (step.id.as_str(), plan::render_action(step, &context).ok()))
                 .collect();
-        json!({
-            "gate": gate.id,
-            "params": digest(&serde_json::to_value(&snapshot.run.params).unwrap_or_default()),
-            "steps": steps,
-        })
+        Binding::new(
+            &gate.id,
+            &snapshot.run.params,
+            rendered.iter().map(|(id, action)| (*id, action.as_ref())),
+        )
     }
 
     /// What each gate of the run guards, rendered as its approvers see it (with placeholders
@@ -102,7 +99,7 @@ impl Driver<'_> {
             .snapshot
             .live_votes(&gate.id)
             .filter(|vote| vote.approve)
-            .filter(|vote| match vote.bound["steps"][&step.id].as_str() {
+            .filter(|vote| match vote.bound.step(&step.id) {
                 Some(approved) => !template::matches_with_placeholders(approved, &actual),
                 None => false,
             })

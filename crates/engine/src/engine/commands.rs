@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::audit::{
     ApprovalAnswer, AuditData, CommanderTransferred, DecisionTaken, ManualAnswer, NewEvent,
-    NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, digest, new_id,
+    NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, new_id,
 };
 use crate::machine::attention_step;
 use crate::params;
@@ -227,7 +227,7 @@ impl Engine {
                 actor: actor.clone(),
                 approve,
                 comment: comment.map(str::to_owned),
-                digest: digest(&bound),
+                digest: bound.digest(),
                 bound,
                 at: now,
                 void: false,

@@ -186,7 +186,7 @@ async fn write_the_rest(
         .bind(vote.actor.to_string())
         .bind(vote.approve)
         .bind(&vote.comment)
-        .bind(vote.bound.to_string())
+        .bind(vote.bound.to_value().to_string())
         .bind(&vote.digest)
         .bind(format_timestamp(vote.at))
         .bind(vote.void)

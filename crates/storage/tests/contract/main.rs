@@ -4,7 +4,8 @@
 //!
 //! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
 //! - `accounts`: users, sessions, tokens and the sign-in throttle;
-//! - `typed_audit`: audit data read as types hashes as a database written before the types.
+//! - `typed_audit`: audit data read as types hashes as a database written before the types,
+//!   and its runs read back as types and write the same text.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use accounts::*;
 use chrono::Duration;
-use steady_engine::audit::{AuditAction, NewEvent};
+use steady_engine::audit::{AuditAction, Binding, NewEvent};
 use steady_engine::engine::now;
 use steady_engine::run::*;
 use steady_engine::store::{AuditFilter, NodeRecord, Published, Store, StoreError};
@@ -281,7 +282,7 @@ async fn a_person_votes_once_per_gate(store: Arc<dyn Store>) {
         actor: Actor::user(actor),
         approve: true,
         comment: None,
-        bound: serde_json::json!({}),
+        bound: Binding::new("nap", &BTreeMap::new(), []),
         digest: "d".into(),
         at: now(),
         void: false,
