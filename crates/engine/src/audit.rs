@@ -85,28 +85,23 @@ impl std::fmt::Display for AuditAction {
     }
 }
 
-/// An event to append; the store gives it its `seq`, `id`, `at` and hashes.
+/// An event to append; the store gives it its `seq`, `id`, `at` and hashes. Built with
+/// [`NewEvent::typed`], so that `action` and `data` always agree; the fields are the stored
+/// form, kept as JSON so that what is hashed is exactly what is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub actor: Actor,
     pub action: AuditAction,
     pub run_id: Option<Uuid>,
     pub step_id: Option<String>,
+    /// [`AuditData::to_value`] of the event's data.
     pub data: Value,
 }
 
 impl NewEvent {
-    pub fn new(actor: &Actor, action: AuditAction, run_id: Option<Uuid>) -> NewEvent {
-        NewEvent { actor: actor.clone(), action, run_id, step_id: None, data: Value::Null }
-    }
-
+    /// The event is about this step of its run.
     pub fn step(mut self, step_id: &str) -> NewEvent {
         self.step_id = Some(step_id.to_owned());
-        self
-    }
-
-    pub fn data(mut self, data: Value) -> NewEvent {
-        self.data = data;
         self
     }
 
@@ -430,9 +425,14 @@ mod tests {
             Uuid::nil(),
             chrono::DateTime::UNIX_EPOCH,
             GENESIS,
-            &NewEvent::new(&Actor::user("a\"lice"), AuditAction::NoteAdded, None)
-                .step("x")
-                .data(serde_json::json!({ "z": [1, 2.5, "é\n"], "a": { "c": null, "b": true } })),
+            // Data no action is written with, for the corners of canonical JSON.
+            &NewEvent {
+                actor: Actor::user("a\"lice"),
+                action: AuditAction::NoteAdded,
+                run_id: None,
+                step_id: Some("x".to_owned()),
+                data: serde_json::json!({ "z": [1, 2.5, "é\n"], "a": { "c": null, "b": true } }),
+            },
         );
         let slow = canonical_json(&serde_json::json!({
             "seq": 7, "id": Uuid::nil().to_string(), "at": "1970-01-01T00:00:00.000000Z",
