@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn actors_sort_as_their_text_sorts() {
-        let mut actors = vec![
+        let mut actors = [
             Actor::user("b"),
             Actor::steady(),
             Actor::user("a"),
