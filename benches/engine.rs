@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use steady_engine::audit::{AuditAction, NewEvent};
+use steady_engine::audit::{AttemptFinished, AuditData, NewEvent, StepFinished};
 use steady_engine::engine::{DriveEnd, Engine, EngineConfig, Quiet, StartRun};
-use steady_engine::run::{Actor, Assignment, RunMode};
+use steady_engine::run::{Actor, Assignment, RunMode, StepStatus};
 use steady_engine::runner::Stop;
 use steady_engine::store::Store;
 use tokio::sync::watch;
@@ -193,9 +193,18 @@ async fn verify() {
     for batch in 0..100 {
         let events = (0..10_000)
             .map(|index| {
-                NewEvent::new(&actor, AuditAction::StepFinished, Some(uuid::Uuid::now_v7()))
-                    .step("promote")
-                    .data(serde_json::json!({ "attempt": 1, "status": "succeeded", "exit_code": 0, "n": batch * 10_000 + index }))
+                // `duration_ms` varies, so that no two events hash alike.
+                let finished = AttemptFinished {
+                    attempt: 1,
+                    status: StepStatus::Succeeded,
+                    exit_code: Some(0),
+                    http_status: None,
+                    duration_ms: batch * 10_000 + index,
+                    error: None,
+                    retry: false,
+                };
+                let data = AuditData::StepFinished(StepFinished::Attempted(finished));
+                NewEvent::typed(&actor, Some(uuid::Uuid::now_v7()), data).step("promote")
             })
             .collect();
         store.append_events(events).await.expect("append");

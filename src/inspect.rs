@@ -123,7 +123,7 @@ fn print_snapshot(snapshot: &RunSnapshot) {
         let phase = if step.phase.as_str() == "rollback" { "rollback " } else { "" };
         say!("{phase}{:<16} {}", badge(step.status), step.step_id);
         if let Some(rendered) = &step.rendered {
-            say!("      does  {}", dto::describe_action(rendered));
+            say!("      does  {}", dto::describe_rendered(rendered));
         }
         if let Some(note) = &step.note {
             say!("      note  {note}");

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use steady_engine::engine::{DriveEnd, EngineError, StartRun};
+use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy;
 use steady_engine::run::{Assignment, Completion, RunMode, RunStatus, StepStatus};
 use steady_engine::runbook::StepKind;
@@ -215,6 +216,7 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
         return Ok(false);
     };
     let text = state.rendered.as_ref().map(|r| r.to_string()).unwrap_or_default();
+    let action = state.rendered.as_ref().and_then(Rendered::action);
     match &step.kind {
         StepKind::Approval(_) => {
             // Asked only of someone the engine would take an approval from.
@@ -224,7 +226,10 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             say!(
                 "\ngate `{}`: {}",
                 step.id,
-                state.rendered.as_ref().and_then(|r| r["prompt"].as_str()).unwrap_or(&text)
+                match action {
+                    Some(Action::Approval { prompt: Some(prompt), .. }) => prompt,
+                    _ => &text,
+                }
             );
             let answer = ask("approve? [y]es / [n]o / anything else to leave it waiting: ")?;
             let comment = Some("answered at the terminal");
@@ -242,7 +247,10 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             say!(
                 "\nmanual step `{}`:\n{}",
                 step.id,
-                state.rendered.as_ref().and_then(|r| r["instructions"].as_str()).unwrap_or(&text)
+                match action {
+                    Some(Action::Manual { instructions, .. }) => instructions,
+                    _ => &text,
+                }
             );
             let answer = ask("[d]one / [f]ailed / anything else to leave it waiting: ")?;
             let completion = match answer.as_str() {

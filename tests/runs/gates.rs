@@ -62,7 +62,7 @@ async fn the_failover_story_needs_a_role_holder_other_than_the_starter(h: Harnes
     let snapshot = h.snapshot(run).await;
     let vote = &snapshot.votes[0];
     assert_eq!(
-        (vote.actor.as_str(), vote.comment.as_deref()),
+        (vote.actor.to_string().as_str(), vote.comment.as_deref()),
         ("user:alice", Some("lag is zero, go"))
     );
     let actions = h.actions(run).await;

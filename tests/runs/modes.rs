@@ -58,9 +58,9 @@ async fn a_dry_run_executes_only_read_only_steps_and_checks(h: Harness) {
         ]
     );
     let snapshot = h.snapshot(run).await;
-    let promote = snapshot.step("promote").unwrap().rendered.clone().unwrap();
+    let promote = snapshot.step("promote").unwrap().rendered.clone().unwrap().to_value();
     assert_eq!(promote["argv"], serde_json::json!(["touch", created]));
-    let fence = snapshot.step("fence").unwrap().rendered.clone().unwrap();
+    let fence = snapshot.step("fence").unwrap().rendered.clone().unwrap().to_value();
     assert_eq!(fence["instructions"], "Fence main.");
     assert_eq!(snapshot.run.mode, RunMode::DryRun);
 }

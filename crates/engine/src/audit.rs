@@ -2,7 +2,7 @@
 //! canonical JSON of the event's other fields, so that changing, removing or reordering any
 //! stored event breaks every hash after it.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -85,28 +85,23 @@ impl std::fmt::Display for AuditAction {
     }
 }
 
-/// An event to append; the store gives it its `seq`, `id`, `at` and hashes.
+/// An event to append; the store gives it its `seq`, `id`, `at` and hashes. Built with
+/// [`NewEvent::typed`], so that `action` and `data` always agree; the fields are the stored
+/// form, kept as JSON so that what is hashed is exactly what is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub actor: Actor,
     pub action: AuditAction,
     pub run_id: Option<Uuid>,
     pub step_id: Option<String>,
+    /// [`AuditData::to_value`] of the event's data.
     pub data: Value,
 }
 
 impl NewEvent {
-    pub fn new(actor: &Actor, action: AuditAction, run_id: Option<Uuid>) -> NewEvent {
-        NewEvent { actor: actor.clone(), action, run_id, step_id: None, data: Value::Null }
-    }
-
+    /// The event is about this step of its run.
     pub fn step(mut self, step_id: &str) -> NewEvent {
         self.step_id = Some(step_id.to_owned());
-        self
-    }
-
-    pub fn data(mut self, data: Value) -> NewEvent {
-        self.data = data;
         self
     }
 
@@ -168,11 +163,12 @@ impl AuditEvent {
     pub fn body(&self) -> String {
         let id = self.id.to_string();
         let run_id = self.run_id.map(|id| id.to_string());
+        let actor = self.actor.to_string();
         hashed_body(&HashedFields {
             seq: self.seq,
             id: &id,
             at: &format_timestamp(self.at),
-            actor: self.actor.as_str(),
+            actor: &actor,
             action: &self.action,
             run_id: run_id.as_deref(),
             step_id: self.step_id.as_deref(),
@@ -187,7 +183,7 @@ impl AuditEvent {
             seq: i64,
             id: Uuid,
             at: String,
-            actor: String,
+            actor: Actor,
             action: String,
             run_id: Option<Uuid>,
             step_id: Option<String>,
@@ -202,7 +198,7 @@ impl AuditEvent {
             seq: body.seq,
             id: body.id,
             at,
-            actor: Actor(body.actor),
+            actor: body.actor,
             action: body.action,
             run_id: body.run_id,
             step_id: body.step_id,
@@ -418,10 +414,6 @@ where
     <Option<T> as serde::Deserialize>::deserialize(deserializer)
 }
 
-pub(crate) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
-    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,9 +425,14 @@ mod tests {
             Uuid::nil(),
             chrono::DateTime::UNIX_EPOCH,
             GENESIS,
-            &NewEvent::new(&Actor::user("a\"lice"), AuditAction::NoteAdded, None)
-                .step("x")
-                .data(serde_json::json!({ "z": [1, 2.5, "é\n"], "a": { "c": null, "b": true } })),
+            // Data no action is written with, for the corners of canonical JSON.
+            &NewEvent {
+                actor: Actor::user("a\"lice"),
+                action: AuditAction::NoteAdded,
+                run_id: None,
+                step_id: Some("x".to_owned()),
+                data: serde_json::json!({ "z": [1, 2.5, "é\n"], "a": { "c": null, "b": true } }),
+            },
         );
         let slow = canonical_json(&serde_json::json!({
             "seq": 7, "id": Uuid::nil().to_string(), "at": "1970-01-01T00:00:00.000000Z",

@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::SubsecRound;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, NewEvent};
+use crate::audit::{AuditData, NewEvent, RunFinished};
 use crate::params::ParamError;
+use crate::plan::Action;
 use crate::policy::Refusal;
 use crate::run::*;
 use crate::runbook::{self, Runbook, Step};
@@ -155,7 +155,7 @@ pub enum Progress<'a> {
     StepStarted {
         step: &'a Step,
         attempt: u32,
-        rendered: &'a Value,
+        rendered: &'a Action,
     },
     StepEnded {
         step: &'a Step,
@@ -284,6 +284,5 @@ fn transition_from(snapshot: &RunSnapshot) -> Transition {
 
 /// The audit event of a run ending with `status`.
 fn finished_event(run_id: Uuid, status: RunStatus) -> NewEvent {
-    NewEvent::new(&Actor::steady(), AuditAction::RunFinished, Some(run_id))
-        .data(json!({ "status": status.as_str() }))
+    NewEvent::typed(&Actor::steady(), Some(run_id), AuditData::RunFinished(RunFinished { status }))
 }

@@ -108,6 +108,110 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Calls `text` on every string value the action holds and `json` on its JSON body:
+    /// never on a key or on `kind`, which are Steady's words rather than the runbook's. What
+    /// masks secrets in a rendered action and makes it storable goes through here.
+    pub fn each_value_mut(
+        &mut self,
+        mut text: impl FnMut(&mut String),
+        mut json: impl FnMut(&mut serde_json::Value),
+    ) {
+        match self {
+            Action::Run { argv } => argv.iter_mut().for_each(text),
+            Action::Shell { command } => text(command),
+            Action::Http { method, url, headers, json: body_json, body } => {
+                text(method);
+                text(url);
+                for (name, value) in headers {
+                    text(name);
+                    text(value);
+                }
+                if let Some(body_json) = body_json {
+                    json(body_json);
+                }
+                if let Some(body) = body {
+                    text(body);
+                }
+            }
+            Action::Check { expression } => text(expression),
+            Action::Manual { role, instructions } => {
+                text(role);
+                text(instructions);
+            }
+            Action::Approval {
+                role,
+                approvals: _,
+                timeout,
+                prompt,
+                allow_self_approval: _,
+                escalate_to,
+            } => {
+                text(role);
+                [timeout, prompt, escalate_to].into_iter().flatten().for_each(text);
+            }
+            Action::Sleep { duration } => text(duration),
+        }
+    }
+
+    /// The JSON the action is stored and shown as, keys sorted as a `Value` keeps them.
+    pub fn to_value(&self) -> serde_json::Value {
+        // An action holds only strings, numbers, booleans and JSON: it always serializes.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// What a step's state shows it does: its rendered [`Action`], or, when a dry run could not
+/// render it because its `when` reads steps the dry run did not execute, that condition.
+/// Stored as the action's JSON or `{"when"}`, and recorded so in `step.would_run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Rendered {
+    /// The step's action, rendered, secrets masked.
+    Action(Action),
+    /// `{"when"}`: the step's `when` depends on steps the dry run did not run, so the step
+    /// could not be rendered; this is the condition as written.
+    Condition(PendingCondition),
+}
+
+/// `{"when"}`: a condition as written in the runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCondition {
+    pub when: String,
+}
+
+impl Rendered {
+    /// The rendered action, unless only the condition is known.
+    pub fn action(&self) -> Option<&Action> {
+        match self {
+            Rendered::Action(action) => Some(action),
+            Rendered::Condition(_) => None,
+        }
+    }
+
+    /// The JSON the step's state is stored and shown as, keys sorted as a `Value` keeps them.
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Rendered::Action(action) => action.to_value(),
+            Rendered::Condition(condition) => serde_json::json!({ "when": condition.when }),
+        }
+    }
+}
+
+impl From<Action> for Rendered {
+    fn from(action: Action) -> Rendered {
+        Rendered::Action(action)
+    }
+}
+
+/// The stored JSON text: compact, keys sorted.
+impl fmt::Display for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_value())
+    }
+}
+
 impl Plan {
     /// Renders `runbook` with `params`, which must have been resolved against it.
     pub fn new(runbook: &Runbook, params: &ParamValues) -> Plan {

@@ -42,7 +42,7 @@ pub enum Refusal {
 /// The local operator at a terminal (`local:<os user>`) is trusted like anyone with write
 /// access to the database: the engine never stands in their way.
 pub fn is_local(actor: &Actor) -> bool {
-    actor.as_str().starts_with("local:")
+    actor.is_local()
 }
 
 /// May `actor` steer the run (decide, assign, hand over command, cancel)? The commander
@@ -87,9 +87,9 @@ pub fn account_needed<'p>(actor: &Actor, person: &'p Actor) -> Result<Option<&'p
     if is_local(person) && person == actor {
         return Ok(None);
     }
-    match person.as_str().strip_prefix("user:") {
-        Some(name) => Ok(Some(name)),
-        None => Err(Refusal::NotAUser(person.as_str().to_owned())),
+    match person {
+        Actor::User(name) => Ok(Some(name)),
+        Actor::Local(_) | Actor::Steady => Err(Refusal::NotAUser(person.to_string())),
     }
 }
 
@@ -241,11 +241,12 @@ pub fn waiting_for(snapshot: &RunSnapshot, step: &Step) -> String {
         ),
         _ => (String::new(), "people".to_owned()),
     };
-    let holders = holder_names(snapshot, &role);
+    let holders = holders_of(snapshot, &role);
     let holders = if holders.is_empty() {
         "nobody holds it yet".to_owned()
     } else {
-        format!("held by {}", holders.join(", "))
+        let names: Vec<String> = holders.iter().map(Actor::to_string).collect();
+        format!("held by {}", names.join(", "))
     };
     let deadline = state
         .and_then(|s| s.deadline)
@@ -254,9 +255,9 @@ pub fn waiting_for(snapshot: &RunSnapshot, step: &Step) -> String {
     format!("{what} ({holders}){deadline}")
 }
 
-/// The names of the people holding `role` in the run, for audit data and messages.
-pub(crate) fn holder_names(snapshot: &RunSnapshot, role: &str) -> Vec<String> {
-    snapshot.holders(role).into_iter().map(|actor| actor.as_str().to_owned()).collect()
+/// The people holding `role` in the run, for audit data and messages.
+pub(crate) fn holders_of(snapshot: &RunSnapshot, role: &str) -> Vec<Actor> {
+    snapshot.holders(role).into_iter().cloned().collect()
 }
 
 #[cfg(test)]
@@ -337,7 +338,7 @@ steps:
             actor: person(name),
             approve: true,
             comment: None,
-            bound: serde_json::Value::Null,
+            bound: crate::audit::Binding::new(step, &Default::default(), []),
             digest: String::new(),
             at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             void: false,

@@ -1,16 +1,17 @@
 //! Runs as the engine and its store see them: modes, statuses, the records a store keeps, and
 //! the `Transition` that changes them, committed whole or not at all.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audit::NewEvent;
+use crate::audit::{Binding, NewEvent};
 use crate::params::ParamValues;
+use crate::plan::Rendered;
 
+mod actor;
 mod step;
+
+pub use actor::{Actor, UnknownActor};
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -174,47 +175,6 @@ pub enum RoleChange {
     Unassign,
 }
 
-/// Who did something: `user:<name>` for accounts, `local:<os user>` for the terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Actor(pub String);
-
-impl Actor {
-    /// The person at this terminal, trusted like anyone with write access to the database.
-    pub fn local(os_user: &str) -> Actor {
-        Actor(format!("local:{os_user}"))
-    }
-
-    pub fn user(name: &str) -> Actor {
-        Actor(format!("user:{name}"))
-    }
-
-    /// A person as typed by people: `alice` is the account `user:alice`; `user:…`, `local:…`
-    /// and `steady` are taken as they are.
-    pub fn person(text: &str) -> Actor {
-        if text == "steady" || text.starts_with("user:") || text.starts_with("local:") {
-            Actor(text.to_owned())
-        } else {
-            Actor::user(text)
-        }
-    }
-
-    /// Steady itself: timeouts, recoveries, the executor.
-    pub fn steady() -> Actor {
-        Actor("steady".to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A published, immutable version of a runbook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunbookVersion {
@@ -277,7 +237,7 @@ pub struct StepState {
     /// The role a timed-out gate passed to.
     pub escalated_to: Option<String>,
     /// What the step does, rendered with secrets masked: the command, request or prompt.
-    pub rendered: Option<serde_json::Value>,
+    pub rendered: Option<Rendered>,
     /// The note of whoever completed or failed a manual step, or why Steady ended the step.
     pub note: Option<String>,
     pub completed_by: Option<Actor>,
@@ -397,7 +357,7 @@ pub struct Vote {
     pub approve: bool,
     pub comment: Option<String>,
     /// What the approver saw: the run's parameters and the rendered steps the gate guards.
-    pub bound: serde_json::Value,
+    pub bound: Binding,
     /// SHA-256 of `bound`'s canonical JSON.
     pub digest: String,
     pub at: Timestamp,
@@ -550,8 +510,19 @@ impl Transition {
             if let Some(note) = &mut state.note {
                 make_storable(note);
             }
-            if let Some(rendered) = &mut state.rendered {
-                make_json_storable(rendered);
+            match &mut state.rendered {
+                Some(Rendered::Action(action)) => {
+                    action.each_value_mut(
+                        |text| {
+                            make_storable(text);
+                        },
+                        make_json_storable,
+                    );
+                }
+                Some(Rendered::Condition(condition)) => {
+                    make_storable(&mut condition.when);
+                }
+                None => {}
             }
         }
         self.attempts.iter_mut().for_each(Attempt::make_storable);
@@ -559,7 +530,8 @@ impl Transition {
             if let Some(comment) = &mut vote.comment {
                 make_storable(comment);
             }
-            make_json_storable(&mut vote.bound);
+            // `bound` needs nothing: ids, a hex digest, and canonical JSON, whose escapes
+            // write a NUL as `\u0000`.
         }
         for note in &mut self.notes {
             make_storable(&mut note.text);

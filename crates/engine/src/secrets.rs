@@ -149,8 +149,8 @@ impl Secrets {
         })
     }
 
-    /// Masks every string (and key) inside a JSON value: what a step's output parsed to, or a
-    /// rendered action, after escapes the text form could hide a secret behind (`\u002B`).
+    /// Masks every string (and key) inside a JSON value: what a step's output parsed to, or an
+    /// `http` step's JSON body, after escapes the text form could hide a secret behind (`\u002B`).
     pub fn mask_json(&self, value: &mut serde_json::Value) {
         use serde_json::Value;
         if self.masker.is_none() {
@@ -176,6 +176,24 @@ impl Secrets {
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
+    }
+
+    /// Masks every string value of a rendered action, and its JSON body as
+    /// [`Secrets::mask_json`] does; its keys and `kind` are Steady's words, never a secret, so
+    /// a secret that happens to equal one (`http`, `argv`) cannot rewrite what the action is.
+    pub fn mask_action(&self, action: &mut crate::plan::Action) {
+        if self.masker.is_none() {
+            return;
+        }
+        action.each_value_mut(
+            |text| {
+                let masked = self.mask(text);
+                if masked != *text {
+                    *text = masked;
+                }
+            },
+            |json| self.mask_json(json),
+        );
     }
 
     /// Name → real value, for rendering what is executed. Never store or show these.
@@ -592,6 +610,28 @@ mod tests {
         assert_eq!(s.mask("x password123456 y"), "x *** y");
         let s = secrets(&["word123456", "password123"]);
         assert_eq!(s.mask("x password123456 y"), "x *** y");
+    }
+
+    #[test]
+    fn masking_an_action_masks_its_values_but_never_its_keys_or_kind() {
+        use crate::plan::Action;
+        let s = secrets(&["http", "headers", "s3cr3t-token"]);
+        let mut action = Action::Http {
+            method: "POST".into(),
+            url: "https://hooks.example/s3cr3t-token".into(),
+            headers: vec![("authorization".into(), "Bearer s3cr3t-token".into())],
+            json: Some(serde_json::json!({ "s3cr3t-token": "headers" })),
+            body: None,
+        };
+        s.mask_action(&mut action);
+        let json = action.to_value();
+        assert_eq!(json["kind"], "http");
+        assert!(json.get("headers").is_some(), "{json}");
+        // Values are masked wherever the secret shows, even inside a word.
+        assert_eq!(json["url"], "***s://hooks.example/***");
+        assert_eq!(json["headers"], serde_json::json!([["authorization", "Bearer ***"]]));
+        // The body is the runbook's JSON: its keys are masked as its values are.
+        assert_eq!(json["json"], serde_json::json!({ "***": "***" }));
     }
 
     #[test]

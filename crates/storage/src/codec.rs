@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use steady_engine::audit::{AuditAction, NewEvent};
-use steady_engine::run::{RunbookVersion, Timestamp};
+use steady_engine::audit::{AuditData, NewEvent, RunbookPublished};
+use steady_engine::run::{Actor, RunbookVersion, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
 
@@ -77,6 +77,11 @@ pub(crate) fn unsigned(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt("count", &value.to_string()))
 }
 
+/// Who did something, stored as `user:…`, `local:…` or `steady`.
+pub(crate) fn actor(text: &str) -> Result<Actor, StoreError> {
+    text.parse().map_err(|_| corrupt("actor", text))
+}
+
 /// A closed set of names (statuses, modes, phases) stored as text.
 pub(crate) fn name<T: FromStr>(text: &str) -> Result<T, StoreError> {
     text.parse().map_err(|_| corrupt("name", text))
@@ -91,11 +96,10 @@ pub(crate) fn json_to(value: &impl Serialize) -> String {
 }
 
 pub(crate) fn published_event(version: &RunbookVersion) -> NewEvent {
-    NewEvent::new(&version.published_by, AuditAction::RunbookPublished, None).data(
-        serde_json::json!({
-            "runbook": version.name,
-            "version": version.version,
-            "sha256": version.sha256,
-        }),
-    )
+    let published = RunbookPublished {
+        runbook: version.name.clone(),
+        version: version.version,
+        sha256: version.sha256.clone(),
+    };
+    NewEvent::typed(&version.published_by, None, AuditData::RunbookPublished(published))
 }

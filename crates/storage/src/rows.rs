@@ -14,7 +14,7 @@ pub(crate) fn runbook_version(row: &impl Columns) -> Result<RunbookVersion, Stor
         version: unsigned(row.integer("version")?)?,
         sha256: row.text("sha256")?,
         source: row.text("source")?,
-        published_by: Actor(row.text("published_by")?),
+        published_by: actor(&row.text("published_by")?)?,
         published_at: timestamp(&row.text("published_at")?)?,
     })
 }
@@ -34,8 +34,8 @@ pub(crate) fn run_record(row: &impl Columns) -> Result<RunRecord, StoreError> {
         mode: name(&row.text("mode")?)?,
         status: name(&row.text("status")?)?,
         phase: name(&row.text("phase")?)?,
-        started_by: Actor(row.text("started_by")?),
-        commander: Actor(row.text("commander")?),
+        started_by: actor(&row.text("started_by")?)?,
+        commander: actor(&row.text("commander")?)?,
         params: json_from(&row.text("params")?)?,
         lock_key: row.optional_text("lock_key")?,
         created_at: timestamp(&row.text("created_at")?)?,
@@ -60,7 +60,7 @@ pub(crate) fn step_state(row: &impl Columns) -> Result<StepState, StoreError> {
         escalated_to: row.optional_text("escalated_to")?,
         rendered: row.optional_text("rendered")?.as_deref().map(json_from).transpose()?,
         note: row.optional_text("note")?,
-        completed_by: row.optional_text("completed_by")?.map(Actor),
+        completed_by: row.optional_text("completed_by")?.as_deref().map(actor).transpose()?,
     })
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn vote(row: &impl Columns) -> Result<Vote, StoreError> {
     Ok(Vote {
         id: uuid(&row.text("id")?)?,
         step_id: row.text("step_id")?,
-        actor: Actor(row.text("actor")?),
+        actor: actor(&row.text("actor")?)?,
         approve: row.flag("approve")?,
         comment: row.optional_text("comment")?,
         bound: json_from(&row.text("bound")?)?,
@@ -101,14 +101,14 @@ pub(crate) fn vote(row: &impl Columns) -> Result<Vote, StoreError> {
 }
 
 pub(crate) fn assignment(row: &impl Columns) -> Result<Assignment, StoreError> {
-    Ok(Assignment { role: row.text("role")?, person: Actor(row.text("person")?) })
+    Ok(Assignment { role: row.text("role")?, person: actor(&row.text("person")?)? })
 }
 
 pub(crate) fn note(row: &impl Columns) -> Result<Note, StoreError> {
     Ok(Note {
         id: uuid(&row.text("id")?)?,
         step_id: row.optional_text("step_id")?,
-        author: Actor(row.text("author")?),
+        author: actor(&row.text("author")?)?,
         text: row.text("text")?,
         at: timestamp(&row.text("at")?)?,
     })

@@ -136,7 +136,7 @@ impl<B: Backend> Runbooks for SqlStore<B> {
         .bind(i64::from(version.version))
         .bind(&version.sha256)
         .bind(&version.source)
-        .bind(version.published_by.as_str())
+        .bind(version.published_by.to_string())
         .bind(format_timestamp(version.published_at))
         .execute(&mut *tx)
         .await?;

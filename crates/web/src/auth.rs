@@ -122,7 +122,7 @@ impl CallerName {
         if let Some(slot) = parts.extensions.get::<CallerName>()
             && let Ok(mut name) = slot.0.lock()
         {
-            *name = Some(caller.user.actor().as_str().to_owned());
+            *name = Some(caller.user.actor().to_string());
         }
     }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 use steady_engine::Diagnostic;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::{AuditEvent, format_timestamp};
+use steady_engine::plan::{Action, Rendered};
 use steady_engine::run::{Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepStatus};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
@@ -112,8 +113,8 @@ impl RunView {
             mode: run.mode.as_str(),
             status: run.status.as_str(),
             phase: run.phase.as_str(),
-            started_by: run.started_by.as_str().to_owned(),
-            commander: run.commander.as_str().to_owned(),
+            started_by: run.started_by.to_string(),
+            commander: run.commander.to_string(),
             params: serde_json::to_value(&run.params).unwrap_or_default(),
             lock: run.lock_key.clone(),
             created_at: format_timestamp(run.created_at),
@@ -225,9 +226,9 @@ impl RunDetail {
                 finished_at: step.finished_at.map(format_timestamp),
                 deadline: step.deadline.map(format_timestamp),
                 escalated_to: step.escalated_to.clone(),
-                rendered: step.rendered.clone(),
+                rendered: step.rendered.as_ref().map(Rendered::to_value),
                 note: step.note.clone(),
-                completed_by: step.completed_by.as_ref().map(|a| a.as_str().to_owned()),
+                completed_by: step.completed_by.as_ref().map(|a| a.to_string()),
                 attempts: snapshot
                     .attempts
                     .iter()
@@ -252,7 +253,7 @@ impl RunDetail {
                     .iter()
                     .filter(|v| v.step_id == step.step_id)
                     .map(|v| VoteView {
-                        actor: v.actor.as_str().to_owned(),
+                        actor: v.actor.to_string(),
                         approve: v.approve,
                         comment: v.comment.clone(),
                         digest: v.digest.clone(),
@@ -268,16 +269,13 @@ impl RunDetail {
             assignments: snapshot
                 .assignments
                 .iter()
-                .map(|a| AssignmentView {
-                    role: a.role.clone(),
-                    person: a.person.as_str().to_owned(),
-                })
+                .map(|a| AssignmentView { role: a.role.clone(), person: a.person.to_string() })
                 .collect(),
             notes: snapshot
                 .notes
                 .iter()
                 .map(|n| NoteView {
-                    author: n.author.as_str().to_owned(),
+                    author: n.author.to_string(),
                     step: n.step_id.clone(),
                     text: n.text.clone(),
                     at: format_timestamp(n.at),
@@ -351,7 +349,7 @@ impl AuditEventView {
             seq: event.seq,
             id: event.id,
             at: format_timestamp(event.at),
-            actor: event.actor.as_str().to_owned(),
+            actor: event.actor.to_string(),
             action: event.action.clone(),
             run_id: event.run_id,
             step_id: event.step_id.clone(),
@@ -376,7 +374,7 @@ pub fn audit_csv_record(event: &AuditEvent) -> [String; 10] {
         event.seq.to_string(),
         event.id.to_string(),
         format_timestamp(event.at),
-        event.actor.as_str().to_owned(),
+        event.actor.to_string(),
         event.action.clone(),
         event.run_id.map(|id| id.to_string()).unwrap_or_default(),
         event.step_id.clone().unwrap_or_default(),
@@ -412,36 +410,32 @@ pub fn audit_csv_header() -> String {
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// One line for a rendered action (a step's `rendered`), as people read it.
-pub fn describe_action(rendered: &Value) -> String {
-    match rendered["kind"].as_str() {
+/// One line for a step's `rendered`, as people read it: its action, or the condition a dry run
+/// could not evaluate, as its JSON.
+pub fn describe_rendered(rendered: &Rendered) -> String {
+    match rendered {
+        Rendered::Action(action) => describe_action(action),
+        Rendered::Condition(_) => rendered.to_string(),
+    }
+}
+
+/// One line for a rendered action, as people read it.
+pub fn describe_action(action: &Action) -> String {
+    match action {
         // Quoted as a shell would need it, so that argument boundaries show.
-        Some("run") => rendered["argv"]
-            .as_array()
-            .map(|argv| {
-                let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-                shlex::try_join(argv.iter().copied()).unwrap_or_else(|_| argv.join(" "))
-            })
-            .unwrap_or_default(),
-        Some("shell") => rendered["command"].as_str().unwrap_or_default().to_owned(),
-        Some("http") => format!(
-            "{} {}",
-            rendered["method"].as_str().unwrap_or_default(),
-            rendered["url"].as_str().unwrap_or_default()
+        Action::Run { argv } => {
+            shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+        }
+        Action::Shell { command } => command.clone(),
+        Action::Http { method, url, .. } => format!("{method} {url}"),
+        Action::Check { expression } => format!("check {expression}"),
+        Action::Manual { role, instructions } => {
+            format!("manual ({role}): {}", instructions.trim())
+        }
+        Action::Approval { role, approvals, prompt, .. } => format!(
+            "approval by {role} x{approvals}{}",
+            prompt.as_ref().map(|p| format!(": {p}")).unwrap_or_default()
         ),
-        Some("check") => format!("check {}", rendered["expression"].as_str().unwrap_or_default()),
-        Some("manual") => format!(
-            "manual ({}): {}",
-            rendered["role"].as_str().unwrap_or_default(),
-            rendered["instructions"].as_str().unwrap_or_default().trim()
-        ),
-        Some("approval") => format!(
-            "approval by {} x{}{}",
-            rendered["role"].as_str().unwrap_or_default(),
-            rendered["approvals"],
-            rendered["prompt"].as_str().map(|p| format!(": {p}")).unwrap_or_default()
-        ),
-        Some("sleep") => format!("sleep {}", rendered["duration"].as_str().unwrap_or_default()),
-        _ => rendered.to_string(),
+        Action::Sleep { duration } => format!("sleep {duration}"),
     }
 }

@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use steady_engine::audit::AuditEvent;
+use steady_engine::audit::{AuditData, AuditEvent};
 use steady_engine::engine::now;
-use steady_engine::run::Lease;
+use steady_engine::plan::Action;
+use steady_engine::run::{Actor, Lease};
 use steady_engine::store::AuditFilter;
 use tokio::sync::watch;
 
@@ -89,12 +90,12 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         return None;
     }
     let run_id = event.run_id?;
+    // Every event Steady writes reads back as its type (the storage tests prove it on a
+    // database written before the types); one that does not is not notified.
+    let data = AuditData::from_stored(&event.action, &event.data).ok()?;
     let step = event.step_id.clone().unwrap_or_default();
-    let holders = |data: &Value| {
-        let names: Vec<&str> = data["holders"]
-            .as_array()
-            .map(|h| h.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+    let holders = |holders: &[Actor]| {
+        let names: Vec<String> = holders.iter().map(Actor::to_string).collect();
         if names.is_empty() {
             "nobody holds it yet".to_owned()
         } else {
@@ -105,29 +106,30 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         Ok(Some(snapshot)) => format!("{} ({})", snapshot.run.runbook, snapshot.run.mode),
         _ => "a runbook".to_owned(),
     };
-    let text = match event.action.as_str() {
-        "step.waiting" if event.data["rendered"]["kind"] == "approval" => format!(
-            "Approval requested: run {run_id} of {runbook} waits at gate `{step}` for `{}` ({}).",
-            event.data["role"].as_str().unwrap_or_default(),
-            holders(&event.data)
-        ),
-        "step.waiting" => format!(
+    let text = match &data {
+        AuditData::StepWaiting(waiting) if matches!(waiting.rendered, Action::Approval { .. }) => {
+            format!(
+                "Approval requested: run {run_id} of {runbook} waits at gate `{step}` for `{}` ({}).",
+                waiting.role,
+                holders(&waiting.holders)
+            )
+        }
+        AuditData::StepWaiting(waiting) => format!(
             "Manual step waiting: run {run_id} of {runbook} waits at `{step}` for `{}` ({}).",
-            event.data["role"].as_str().unwrap_or_default(),
-            holders(&event.data)
+            waiting.role,
+            holders(&waiting.holders)
         ),
-        "gate.escalated" => format!(
+        AuditData::GateEscalated(escalated) => format!(
             "Escalated: gate `{step}` of run {run_id} ({runbook}) now waits for `{}` ({}).",
-            event.data["to"].as_str().unwrap_or_default(),
-            holders(&event.data)
+            escalated.to,
+            holders(&escalated.holders)
         ),
-        "run.needs_attention" => format!(
+        AuditData::RunNeedsAttention => format!(
             "Needs attention: run {run_id} of {runbook} stopped at `{step}` and waits for the commander's decision."
         ),
-        "run.finished" => format!(
-            "Run {run_id} of {runbook} finished: {}.",
-            event.data["status"].as_str().unwrap_or_default()
-        ),
+        AuditData::RunFinished(finished) => {
+            format!("Run {run_id} of {runbook} finished: {}.", finished.status)
+        }
         _ => return None,
     };
     let text = slack_text(&text);

@@ -17,6 +17,7 @@ use super::{AuditAction, present};
 use crate::accounts::GlobalRole;
 use crate::params::ParamValues;
 use crate::plan::Action;
+pub use crate::plan::{PendingCondition, Rendered};
 use crate::run::{Actor, Decision, RunMode, RunStatus, StepStatus, UnknownName};
 
 /// Why stored event data could not be read as its action's type.
@@ -321,27 +322,9 @@ pub struct AttemptFinished {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepWouldRun {
-    pub rendered: WouldRunRendered,
+    pub rendered: Rendered,
     #[serde(deserialize_with = "present")]
     pub note: Option<String>,
-}
-
-/// What a dry run records as a step's `rendered`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum WouldRunRendered {
-    /// The step's action, rendered, secrets masked.
-    Action(Action),
-    /// `{"when"}`: the step's `when` depends on steps the dry run did not run, so the step
-    /// could not be rendered; this is the condition as written.
-    Condition(PendingCondition),
-}
-
-/// `{"when"}`: a condition as written in the runbook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PendingCondition {
-    pub when: String,
 }
 
 /// `{"attempt", "then"}`: a step was found running after its driver died.
@@ -617,7 +600,7 @@ mod tests {
                 taken_by_admin: true,
             }),
             AuditAction::CommanderTransferred,
-            json!({ "from": from.as_str(), "to": to.as_str(), "taken_by_admin": true }),
+            json!({ "from": from.to_string(), "to": to.to_string(), "taken_by_admin": true }),
         );
         check(
             AuditData::CommanderTransferred(CommanderTransferred {
@@ -626,7 +609,7 @@ mod tests {
                 taken_by_admin: false,
             }),
             AuditAction::CommanderTransferred,
-            json!({ "from": from.as_str(), "to": to.as_str() }),
+            json!({ "from": from.to_string(), "to": to.to_string() }),
         );
         let written_false = json!({ "from": "user:a", "to": "user:b", "taken_by_admin": false });
         assert!(AuditData::from_stored("run.commander_transferred", &written_false).is_err());
@@ -694,7 +677,7 @@ mod tests {
         let when = "steps.probe.exit_code == 0".to_owned();
         check(
             AuditData::StepWouldRun(StepWouldRun {
-                rendered: WouldRunRendered::Condition(PendingCondition { when: when.clone() }),
+                rendered: Rendered::Condition(PendingCondition { when: when.clone() }),
                 note: note.map(str::to_owned),
             }),
             AuditAction::StepWouldRun,
@@ -703,7 +686,7 @@ mod tests {
         let check_action = Action::Check { expression: "steps.probe.json.ok".to_owned() };
         check(
             AuditData::StepWouldRun(StepWouldRun {
-                rendered: WouldRunRendered::Action(check_action.clone()),
+                rendered: Rendered::Action(check_action.clone()),
                 note: note.map(str::to_owned),
             }),
             AuditAction::StepWouldRun,
@@ -741,7 +724,7 @@ mod tests {
                 "mode": RunMode::DryRun.as_str(),
                 "params": params,
                 "lock": lock,
-                "assignments": [json!({ "role": "dba", "person": person.as_str() })],
+                "assignments": [json!({ "role": "dba", "person": person.to_string() })],
             }),
         );
     }

@@ -4,11 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use crate::audit::{AuditAction, NewEvent, canonical_json, digest};
+use crate::audit::{ApprovalVoided, AuditData, Binding, NewEvent, VoidReason, canonical_json};
 use crate::machine::{self, governing_gate, guarded_steps};
-use crate::plan;
+use crate::plan::{self, Action};
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::template::{self, SecretValues};
@@ -20,29 +18,28 @@ use super::{Engine, EngineError, Progress, later};
 impl Engine {
     /// What an approver approves: the run's parameters and the steps the gate guards, rendered
     /// as far as they can be before those steps run.
-    pub(super) fn binding(&self, runbook: &Runbook, snapshot: &RunSnapshot, gate: &Step) -> Value {
+    pub(super) fn binding(
+        &self,
+        runbook: &Runbook,
+        snapshot: &RunSnapshot,
+        gate: &Step,
+    ) -> Binding {
         let context = run_context(
             runbook,
             &Arc::new(snapshot.clone()),
             SecretValues::Masked,
             NotYetRun::Placeholders,
         );
-        let steps: serde_json::Map<String, Value> =
+        let rendered: Vec<(&str, Option<Action>)> =
             guarded_steps(runbook, snapshot.run.phase, &gate.id)
                 .iter()
-                .map(|step| {
-                    let rendered = plan::render_action(step, &context)
-                        .ok()
-                        .and_then(|action| serde_json::to_value(&action).ok())
-                        .map_or(Value::Null, |action| Value::String(canonical_json(&action)));
-                    (step.id.clone(), rendered)
-                })
+                .map(|step| (step.id.as_str(), plan::render_action(step, &context).ok()))
                 .collect();
-        json!({
-            "gate": gate.id,
-            "params": digest(&serde_json::to_value(&snapshot.run.params).unwrap_or_default()),
-            "steps": steps,
-        })
+        Binding::new(
+            &gate.id,
+            &snapshot.run.params,
+            rendered.iter().map(|(id, action)| (*id, action.as_ref())),
+        )
     }
 
     /// What each gate of the run guards, rendered as its approvers see it (with placeholders
@@ -51,7 +48,7 @@ impl Engine {
         &self,
         runbook: &Runbook,
         snapshot: &RunSnapshot,
-    ) -> BTreeMap<String, BTreeMap<String, Value>> {
+    ) -> BTreeMap<String, BTreeMap<String, Action>> {
         let context = run_context(
             runbook,
             &Arc::new(snapshot.clone()),
@@ -65,7 +62,7 @@ impl Engine {
                     .iter()
                     .filter_map(|step| {
                         let action = plan::render_action(step, &context).ok()?;
-                        Some((step.id.clone(), serde_json::to_value(&action).ok()?))
+                        Some((step.id.clone(), action))
                     })
                     .collect();
                 preview.insert(gate.id.clone(), steps);
@@ -83,7 +80,7 @@ impl Driver<'_> {
         &mut self,
         runbook: &Runbook,
         step: &Step,
-        rendered: &Value,
+        rendered: &Action,
     ) -> Result<bool, EngineError> {
         let phase = self.run_record().phase;
         let Some(gate) = governing_gate(runbook, phase, &step.id) else { return Ok(false) };
@@ -97,12 +94,12 @@ impl Driver<'_> {
             // be, the steps it guards still do not run.
             _ => return Ok(true),
         }
-        let actual = canonical_json(rendered);
+        let actual = canonical_json(&rendered.to_value());
         let stale: Vec<&Vote> = self
             .snapshot
             .live_votes(&gate.id)
             .filter(|vote| vote.approve)
-            .filter(|vote| match vote.bound["steps"][&step.id].as_str() {
+            .filter(|vote| match vote.bound.step(&step.id) {
                 Some(approved) => !template::matches_with_placeholders(approved, &actual),
                 None => false,
             })
@@ -117,14 +114,17 @@ impl Driver<'_> {
         transition.voided_votes = stale.iter().map(|vote| vote.id).collect();
         for vote in &stale {
             transition.events.push(
-                NewEvent::new(&Actor::steady(), AuditAction::ApprovalVoided, Some(self.run_id))
-                    .step(&gate.id)
-                    .data(json!({
-                        "approver": vote.actor.as_str(),
-                        "digest": vote.digest,
-                        "step": step.id,
-                        "reason": "the step renders differently from what was approved",
-                    })),
+                NewEvent::typed(
+                    &Actor::steady(),
+                    Some(self.run_id),
+                    AuditData::ApprovalVoided(ApprovalVoided {
+                        approver: vote.actor.clone(),
+                        digest: vote.digest.clone(),
+                        step: step.id.clone(),
+                        reason: VoidReason::RendersDifferently,
+                    }),
+                )
+                .step(&gate.id),
             );
         }
         if reopen {

@@ -2,10 +2,12 @@
 //! decisions, roles, command, notes and cancelling. Each is a transition computed from a fresh
 //! snapshot and retried when the run moved on under it.
 
-use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, NewEvent, digest, new_id};
+use crate::audit::{
+    ApprovalAnswer, AuditData, CommanderTransferred, DecisionTaken, ManualAnswer, NewEvent,
+    NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, new_id,
+};
 use crate::machine::attention_step;
 use crate::params;
 use crate::policy;
@@ -99,16 +101,20 @@ impl Engine {
                 })
             })
             .collect();
-        let event = NewEvent::new(&start.actor, AuditAction::RunStarted, Some(id)).data(json!({
-            "runbook": stored.name,
-            "version": stored.version,
-            "sha256": stored.sha256,
-            "mode": start.mode.as_str(),
-            "params": params,
-            "lock": lock_key,
-            "assignments": start.assignments.iter()
-                .map(|a| json!({"role": a.role, "person": a.person.as_str()})).collect::<Vec<_>>(),
-        }));
+        let started = RunStarted {
+            runbook: stored.name.clone(),
+            version: stored.version,
+            sha256: stored.sha256.clone(),
+            mode: start.mode,
+            params,
+            lock: lock_key,
+            assignments: start
+                .assignments
+                .iter()
+                .map(|a| RoleHolder { role: a.role.clone(), person: a.person.clone() })
+                .collect(),
+        };
+        let event = NewEvent::typed(&start.actor, Some(id), AuditData::RunStarted(started));
         self.store.create_run(NewRun { run, steps, assignments: start.assignments, event }).await?;
         Ok(id)
     }
@@ -221,7 +227,7 @@ impl Engine {
                 actor: actor.clone(),
                 approve,
                 comment: comment.map(str::to_owned),
-                digest: digest(&bound),
+                digest: bound.digest(),
                 bound,
                 at: now,
                 void: false,
@@ -230,18 +236,19 @@ impl Engine {
                 + u32::from(approve);
             let mut transition = transition_from(snapshot);
             let mut new_state = state.clone();
-            let action = match answer {
-                Answer::Approve => AuditAction::ApprovalGranted,
-                Answer::Reject => AuditAction::ApprovalRejected,
+            let answered = ApprovalAnswer {
+                comment: comment.map(str::to_owned),
+                digest: vote.digest.clone(),
+                approvals,
+                quorum: gate.approvals,
             };
-            transition.events.push(
-                NewEvent::new(actor, action, Some(snapshot.run.id)).step(step_id).data(json!({
-                    "comment": comment,
-                    "digest": vote.digest,
-                    "approvals": approvals,
-                    "quorum": gate.approvals,
-                })),
-            );
+            let data = match answer {
+                Answer::Approve => AuditData::ApprovalGranted(answered),
+                Answer::Reject => AuditData::ApprovalRejected(answered),
+            };
+            transition
+                .events
+                .push(NewEvent::typed(actor, Some(snapshot.run.id), data).step(step_id));
             if !approve || approvals >= gate.approvals {
                 let status = match answer {
                     Answer::Approve => StepStatus::Approved,
@@ -251,10 +258,14 @@ impl Engine {
                 let mut run = RunChange::from(&snapshot.run);
                 run.status = RunStatus::Running;
                 transition.run = Some(run);
+                let answered = StepFinished::Answered(StepAnswered { status: new_state.status });
                 transition.events.push(
-                    NewEvent::new(actor, AuditAction::StepFinished, Some(snapshot.run.id))
-                        .step(step_id)
-                        .data(json!({ "status": new_state.status.as_str() })),
+                    NewEvent::typed(
+                        actor,
+                        Some(snapshot.run.id),
+                        AuditData::StepFinished(answered),
+                    )
+                    .step(step_id),
                 );
             }
             let status = new_state.status;
@@ -306,15 +317,12 @@ impl Engine {
             };
             new_state.answer(status, actor, note.map(str::to_owned), now);
             let mut transition = transition_from(snapshot);
-            let action = match completion {
-                Completion::Done => AuditAction::ManualCompleted,
-                Completion::Failed => AuditAction::ManualFailed,
+            let answered = ManualAnswer { note: note.map(str::to_owned) };
+            let data = match completion {
+                Completion::Done => AuditData::ManualCompleted(answered),
+                Completion::Failed => AuditData::ManualFailed(answered),
             };
-            transition.events.push(
-                NewEvent::new(actor, action, Some(run_id))
-                    .step(step_id)
-                    .data(json!({ "note": note })),
-            );
+            transition.events.push(NewEvent::typed(actor, Some(run_id), data).step(step_id));
             let mut run = RunChange::from(&snapshot.run);
             run.status = RunStatus::Running;
             transition.run = Some(run);
@@ -377,9 +385,12 @@ impl Engine {
                 }
             }
             transition.events.push(
-                NewEvent::new(actor, AuditAction::DecisionTaken, Some(run.id))
-                    .step(&step.id)
-                    .data(json!({ "decision": decision.as_str() })),
+                NewEvent::typed(
+                    actor,
+                    Some(run.id),
+                    AuditData::DecisionTaken(DecisionTaken { decision }),
+                )
+                .step(&step.id),
             );
             if decision == Decision::Abort {
                 transition.events.push(finished_event(run.id, RunStatus::Failed));
@@ -420,14 +431,12 @@ impl Engine {
             }
             let mut transition = transition_from(snapshot);
             let assignment = Assignment { role: role.to_owned(), person: person.clone() };
-            let action = match change {
-                RoleChange::Assign => AuditAction::RoleAssigned,
-                RoleChange::Unassign => AuditAction::RoleUnassigned,
+            let holder = RoleHolder { role: role.to_owned(), person: person.clone() };
+            let data = match change {
+                RoleChange::Assign => AuditData::RoleAssigned(holder),
+                RoleChange::Unassign => AuditData::RoleUnassigned(holder),
             };
-            transition.events.push(
-                NewEvent::new(actor, action, Some(run_id))
-                    .data(json!({ "role": role, "person": person.as_str() })),
-            );
+            transition.events.push(NewEvent::typed(actor, Some(run_id), data));
             match change {
                 RoleChange::Assign => transition.assign.push(assignment),
                 RoleChange::Unassign => transition.unassign.push(assignment),
@@ -480,21 +489,16 @@ impl Engine {
             let mut change = RunChange::from(&snapshot.run);
             change.commander = to.clone();
             transition.run = Some(change);
-            transition.events.push(
-                NewEvent::new(actor, AuditAction::CommanderTransferred, Some(run_id)).data(
-                    match authority {
-                        Authority::Commander => json!({
-                            "from": snapshot.run.commander.as_str(),
-                            "to": to.as_str(),
-                        }),
-                        Authority::Admin => json!({
-                            "from": snapshot.run.commander.as_str(),
-                            "to": to.as_str(),
-                            "taken_by_admin": true,
-                        }),
-                    },
-                ),
-            );
+            let transferred = CommanderTransferred {
+                from: snapshot.run.commander.clone(),
+                to: to.clone(),
+                taken_by_admin: matches!(authority, Authority::Admin),
+            };
+            transition.events.push(NewEvent::typed(
+                actor,
+                Some(run_id),
+                AuditData::CommanderTransferred(transferred),
+            ));
             (Some(transition), Ok(()))
         })
         .await
@@ -527,8 +531,8 @@ impl Engine {
                 text: text.to_owned(),
                 at: now,
             };
-            let mut event = NewEvent::new(actor, AuditAction::NoteAdded, Some(run_id))
-                .data(json!({ "text": text }));
+            let added = NoteAdded { text: text.to_owned() };
+            let mut event = NewEvent::typed(actor, Some(run_id), AuditData::NoteAdded(added));
             event.step_id = note.step_id.clone();
             transition.events.push(event);
             transition.notes.push(note);
@@ -562,7 +566,7 @@ impl Engine {
                     transition.steps.push(cancelled);
                 }
             }
-            transition.events.push(NewEvent::new(actor, AuditAction::RunCancelled, Some(run.id)));
+            transition.events.push(NewEvent::typed(actor, Some(run.id), AuditData::RunCancelled));
             (Some(transition), Ok(()))
         })
         .await

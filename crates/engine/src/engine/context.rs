@@ -2,6 +2,7 @@
 //! snapshot, with secrets masked for what is stored and revealed for what is executed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -55,10 +56,10 @@ impl template::StepResults for SnapshotResults {
         let snapshot = &self.snapshot;
         let state = snapshot.step(id).filter(|state| state.status != StepStatus::Pending)?;
         let attempt = snapshot.last_attempt(id);
-        let approved_by: Vec<&str> = snapshot
+        let approved_by: Vec<String> = snapshot
             .live_votes(id)
             .filter(|vote| vote.approve)
-            .map(|vote| vote.actor.as_str())
+            .map(|vote| vote.actor.to_string())
             .collect();
         let trim = |text: &str| text.trim_end_matches(['\n', '\r']).to_owned();
         let revealed = self
@@ -122,9 +123,11 @@ fn run_context_with(
         if !holders.is_empty() {
             holders.push_str(", ");
         }
-        holders.push_str(assignment.person.as_str());
+        // Writing into a String cannot fail.
+        let _ = write!(holders, "{}", assignment.person);
     }
     let run = &snapshot.run;
+    let commander = run.commander.to_string();
     Context::for_run(
         runbook,
         RunFacts {
@@ -134,7 +137,7 @@ fn run_context_with(
             placeholders_for_unknown_steps: not_yet_run == NotYetRun::Placeholders,
             run_id: run.id.to_string(),
             mode: run.mode.as_str(),
-            commander: run.commander.as_str(),
+            commander: &commander,
             roles,
         },
     )

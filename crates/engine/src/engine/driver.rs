@@ -8,13 +8,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, NewEvent, object, sha256_hex};
+use crate::audit::{
+    AttemptFinished, AuditData, NewEvent, OutputStored, OutputStream, StepFinished, StepStarted,
+    sha256_hex,
+};
 use crate::machine::{self, Next};
+use crate::plan::Action;
 use crate::run::*;
 use crate::runbook::{Runbook, Step};
 use crate::runner::{self, Effect, Stop};
@@ -168,7 +171,7 @@ impl Driver<'_> {
                                 change.status = RunStatus::Waiting;
                                 change.release_lease = true;
                             },
-                            AuditAction::RunWaiting,
+                            AuditData::RunWaiting,
                             Some(&step.id),
                         )
                         .await?;
@@ -183,7 +186,7 @@ impl Driver<'_> {
                             change.status = RunStatus::NeedsAttention;
                             change.release_lease = true;
                         },
-                        AuditAction::RunNeedsAttention,
+                        AuditData::RunNeedsAttention,
                         Some(&step.id),
                     )
                     .await?;
@@ -193,7 +196,7 @@ impl Driver<'_> {
                 Next::EnterRollback => {
                     self.change_run(
                         |change| change.phase = Phase::Rollback,
-                        AuditAction::RunRollbackStarted,
+                        AuditData::RunRollbackStarted,
                         None,
                     )
                     .await?;
@@ -226,14 +229,14 @@ impl Driver<'_> {
     pub(super) async fn change_run(
         &mut self,
         edit: impl FnOnce(&mut RunChange),
-        action: AuditAction,
+        data: AuditData,
         step_id: Option<&str>,
     ) -> Result<bool, EngineError> {
         let mut transition = self.transition();
         let mut change = RunChange::from(self.run_record());
         edit(&mut change);
         transition.run = Some(change);
-        let mut event = NewEvent::new(&Actor::steady(), action, Some(self.run_id));
+        let mut event = NewEvent::typed(&Actor::steady(), Some(self.run_id), data);
         event.step_id = step_id.map(str::to_owned);
         transition.events.push(event);
         self.commit(transition).await
@@ -278,7 +281,7 @@ impl Driver<'_> {
     pub(super) async fn execute(
         &mut self,
         step: &Step,
-        rendered: Value,
+        rendered: Action,
         effect: Effect,
         env: Vec<(String, String)>,
     ) -> Result<(), EngineError> {
@@ -297,9 +300,12 @@ impl Driver<'_> {
             ..Attempt::default()
         });
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepStarted, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "attempt": number, "rendered": rendered })),
+            NewEvent::typed(
+                &Actor::steady(),
+                Some(self.run_id),
+                AuditData::StepStarted(StepStarted { attempt: number, rendered: rendered.clone() }),
+            )
+            .step(&step.id),
         );
         // If the run changed meanwhile, nothing may start on stale state: decide again.
         if !self.commit(transition).await? {
@@ -334,7 +340,7 @@ impl Driver<'_> {
     pub(super) async fn finish_attempt(
         &mut self,
         step: &Step,
-        rendered: Value,
+        rendered: Action,
         mut attempt: Attempt,
     ) -> Result<(), EngineError> {
         // Before the output is hashed for the audit log: what is stored is what is hashed.
@@ -365,33 +371,40 @@ impl Driver<'_> {
                 _ => 0,
             };
             transition.events.push(
-                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
-                    .step(&step.id)
-                    .data(json!({
-                        "attempt": attempt.number,
-                        "status": status.as_str(),
-                        "exit_code": attempt.exit_code,
-                        "http_status": attempt.http_status,
-                        "duration_ms": duration_ms,
-                        "error": attempt.error,
-                        "retry": retry.is_some(),
+                NewEvent::typed(
+                    &Actor::steady(),
+                    Some(run_id),
+                    AuditData::StepFinished(StepFinished::Attempted(AttemptFinished {
+                        attempt: attempt.number,
+                        status,
+                        exit_code: attempt.exit_code,
+                        http_status: attempt.http_status,
+                        duration_ms,
+                        error: attempt.error.clone(),
+                        retry: retry.is_some(),
                     })),
+                )
+                .step(&step.id),
             );
             for (stream, text, truncated) in [
-                ("stdout", &attempt.stdout, attempt.stdout_truncated),
-                ("stderr", &attempt.stderr, attempt.stderr_truncated),
+                (OutputStream::Stdout, &attempt.stdout, attempt.stdout_truncated),
+                (OutputStream::Stderr, &attempt.stderr, attempt.stderr_truncated),
             ] {
                 if !text.is_empty() {
+                    let stored = OutputStored {
+                        attempt: attempt.number,
+                        stream,
+                        sha256: sha256_hex(text.as_bytes()),
+                        bytes: text.len() as u64,
+                        truncated,
+                    };
                     transition.events.push(
-                        NewEvent::new(&Actor::steady(), AuditAction::OutputStored, Some(run_id))
-                            .step(&step.id)
-                            .data(object([
-                                ("attempt", json!(attempt.number)),
-                                ("stream", json!(stream)),
-                                ("sha256", json!(sha256_hex(text.as_bytes()))),
-                                ("bytes", json!(text.len())),
-                                ("truncated", json!(truncated)),
-                            ])),
+                        NewEvent::typed(
+                            &Actor::steady(),
+                            Some(run_id),
+                            AuditData::OutputStored(stored),
+                        )
+                        .step(&step.id),
                     );
                 }
             }

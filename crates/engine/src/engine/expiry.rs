@@ -1,10 +1,8 @@
 //! A gate past its deadline: it escalates once if the runbook says so, otherwise it times out.
 
-use serde_json::json;
-
-use crate::audit::{AuditAction, NewEvent};
+use crate::audit::{AuditData, GateEscalated, NewEvent};
 use crate::machine::{self, Next};
-use crate::policy::holder_names;
+use crate::policy::holders_of;
 use crate::run::*;
 use crate::runbook::{OnTimeout, Runbook, Step, StepKind};
 
@@ -31,7 +29,7 @@ impl Engine {
             Next::Attention(attention) => {
                 change.status = RunStatus::NeedsAttention;
                 transition.events.push(
-                    NewEvent::new(&Actor::steady(), AuditAction::RunNeedsAttention, Some(run_id))
+                    NewEvent::typed(&Actor::steady(), Some(run_id), AuditData::RunNeedsAttention)
                         .step(&attention.id),
                 );
             }
@@ -71,9 +69,15 @@ impl Engine {
             Some((role, timeout)) => {
                 new_state.escalate(&role.name, later(timeout.as_std()));
                 transition.events.push(
-                    NewEvent::new(&Actor::steady(), AuditAction::GateEscalated, Some(run_id))
-                        .step(&step.id)
-                        .data(json!({ "to": role.name, "holders": holder_names(snapshot, &role.name) })),
+                    NewEvent::typed(
+                        &Actor::steady(),
+                        Some(run_id),
+                        AuditData::GateEscalated(GateEscalated {
+                            to: role.name.clone(),
+                            holders: holders_of(snapshot, &role.name),
+                        }),
+                    )
+                    .step(&step.id),
                 );
             }
             None => {
@@ -82,7 +86,7 @@ impl Engine {
                 run.status = RunStatus::Running;
                 transition.run = Some(run);
                 transition.events.push(
-                    NewEvent::new(&Actor::steady(), AuditAction::GateTimedOut, Some(run_id))
+                    NewEvent::typed(&Actor::steady(), Some(run_id), AuditData::GateTimedOut)
                         .step(&step.id),
                 );
             }

@@ -2,16 +2,17 @@
 //! step's state with these and commits the copy in a `Transition`.
 
 use super::{Actor, Attempt, StepState, StepStatus, Timestamp};
+use crate::plan::Rendered;
 
 /// A step's changes, as the engine names them.
 impl StepState {
     /// An attempt starts: `running`, as attempt number `attempt`, showing `rendered`.
-    pub(crate) fn start(&mut self, attempt: u32, rendered: serde_json::Value, at: Timestamp) {
+    pub(crate) fn start(&mut self, attempt: u32, rendered: impl Into<Rendered>, at: Timestamp) {
         self.status = StepStatus::Running;
         self.attempt = attempt;
         self.started_at = Some(at);
         self.finished_at = None;
-        self.rendered = Some(rendered);
+        self.rendered = Some(rendered.into());
     }
 
     /// An attempt ended and the step is now `status` (`pending` again when it is retried);
@@ -20,11 +21,11 @@ impl StepState {
         &mut self,
         status: StepStatus,
         attempt: &Attempt,
-        rendered: serde_json::Value,
+        rendered: impl Into<Rendered>,
     ) {
         self.status = status;
         self.attempt = attempt.number;
-        self.rendered = Some(rendered);
+        self.rendered = Some(rendered.into());
         self.started_at = self.started_at.or(attempt.started_at);
         self.finished_at = attempt.finished_at;
         self.note = attempt.error.clone();
@@ -41,12 +42,12 @@ impl StepState {
     /// A dry run records what the step would have done.
     pub(crate) fn would_run(
         &mut self,
-        rendered: serde_json::Value,
+        rendered: impl Into<Rendered>,
         note: Option<String>,
         at: Timestamp,
     ) {
         self.status = StepStatus::WouldRun;
-        self.rendered = Some(rendered);
+        self.rendered = Some(rendered.into());
         self.note = note;
         self.finished_at = Some(at);
     }
@@ -54,13 +55,13 @@ impl StepState {
     /// A gate or manual step waits for people, showing them `rendered`, until `deadline`.
     pub(crate) fn wait_for_people(
         &mut self,
-        rendered: serde_json::Value,
+        rendered: impl Into<Rendered>,
         deadline: Option<Timestamp>,
         at: Timestamp,
     ) {
         self.status = StepStatus::Waiting;
         self.started_at = Some(at);
-        self.rendered = Some(rendered);
+        self.rendered = Some(rendered.into());
         self.deadline = deadline;
     }
 

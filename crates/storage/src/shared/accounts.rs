@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 use steady_engine::accounts::{Accounts, ApiToken, Session, User, disabling_locks_out};
-use steady_engine::audit::{AuditAction, NewEvent, format_timestamp};
+use steady_engine::audit::{
+    AuditData, Login, NewEvent, TokenCreated, TokenRevoked, UserChanged, UserCreated,
+    format_timestamp,
+};
 use steady_engine::run::{Actor, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
@@ -31,8 +34,8 @@ impl<B: Backend> Accounts for SqlStore<B> {
         if !inserted {
             return Err(StoreError::Exists(user.name.clone()));
         }
-        let event = NewEvent::new(by, AuditAction::UserCreated, None)
-            .data(serde_json::json!({ "user": user.name, "roles": roles }));
+        let created = UserCreated { user: user.name.clone(), roles: user.roles.clone() };
+        let event = NewEvent::typed(by, None, AuditData::UserCreated(created));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
@@ -84,8 +87,8 @@ impl<B: Backend> Accounts for SqlStore<B> {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        let mut data = serde_json::json!({ "user": name, "disabled": disabled });
-        if disabled {
+        let user = name.to_owned();
+        let change = if disabled {
             let sessions = sql("DELETE FROM sessions WHERE user_name = $1")
                 .bind(name)
                 .execute(&mut *tx)
@@ -97,10 +100,11 @@ impl<B: Backend> Accounts for SqlStore<B> {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-            data["sessions_ended"] = sessions.into();
-            data["tokens_revoked"] = tokens.into();
-        }
-        let event = NewEvent::new(by, AuditAction::UserChanged, None).data(data);
+            UserChanged::Disabled { user, sessions_ended: sessions, tokens_revoked: tokens }
+        } else {
+            UserChanged::Enabled { user }
+        };
+        let event = NewEvent::typed(by, None, AuditData::UserChanged(change));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)?;
         Ok(true)
@@ -126,8 +130,9 @@ impl<B: Backend> Accounts for SqlStore<B> {
         .bind(format_timestamp(session.last_seen))
         .execute(&mut *tx)
         .await?;
-        let event = NewEvent::new(&Actor::user(&session.user), AuditAction::LoginSucceeded, None)
-            .data(serde_json::json!({ "user": session.user, "address": address }));
+        let login = Login { user: session.user.clone(), address: address.to_owned() };
+        let event =
+            NewEvent::typed(&Actor::user(&session.user), None, AuditData::LoginSucceeded(login));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
@@ -177,9 +182,9 @@ impl<B: Backend> Accounts for SqlStore<B> {
         .bind(format_timestamp(token.created_at))
         .execute(&mut *tx)
         .await?;
-        let event = NewEvent::new(by, AuditAction::TokenCreated, None).data(
-            serde_json::json!({ "token": token.id, "label": token.label, "user": token.user }),
-        );
+        let created =
+            TokenCreated { token: token.id, label: token.label.clone(), user: token.user.clone() };
+        let event = NewEvent::typed(by, None, AuditData::TokenCreated(created));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }
@@ -215,8 +220,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
         if updated == 0 {
             return Ok(false);
         }
-        let event = NewEvent::new(by, AuditAction::TokenRevoked, None)
-            .data(serde_json::json!({ "token": id }));
+        let event = NewEvent::typed(by, None, AuditData::TokenRevoked(TokenRevoked { token: id }));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)?;
         Ok(true)
@@ -240,8 +244,8 @@ impl<B: Backend> Accounts for SqlStore<B> {
             .bind(format_timestamp(at - chrono::Duration::days(1)))
             .execute(&mut *tx)
             .await?;
-        let event = NewEvent::new(&Actor::user(name), AuditAction::LoginFailed, None)
-            .data(serde_json::json!({ "user": name, "address": address }));
+        let login = Login { user: name.to_owned(), address: address.to_owned() };
+        let event = NewEvent::typed(&Actor::user(name), None, AuditData::LoginFailed(login));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)
     }

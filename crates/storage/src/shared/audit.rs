@@ -77,7 +77,7 @@ impl<B: Backend> Audit for SqlStore<B> {
                AND (CAST($5 AS TEXT) IS NULL OR at < $5) AND seq > $6
              ORDER BY seq LIMIT $7")
         .bind(filter.run_id.map(|id| id.to_string()))
-        .bind(filter.actor.as_ref().map(Actor::as_str))
+        .bind(filter.actor.as_ref().map(Actor::to_string))
         .bind(&filter.action)
         .bind(filter.since.map(format_timestamp))
         .bind(filter.until.map(format_timestamp))

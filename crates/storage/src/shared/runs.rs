@@ -40,7 +40,7 @@ pub(crate) async fn guard(
         )
         .bind(change.status.as_str())
         .bind(change.phase.as_str())
-        .bind(change.commander.as_str())
+        .bind(change.commander.to_string())
         .bind(change.finished_at.map(format_timestamp))
         .bind(at)
         .bind(change.release_lease),
@@ -138,7 +138,7 @@ fn step_values<'a>(run_id: &'a str, step: &'a StepState) -> Vec<Value<'a>> {
         Value::from(&step.escalated_to),
         Value::from(step.rendered.as_ref().map(ToString::to_string)),
         Value::from(&step.note),
-        Value::from(step.completed_by.as_ref().map(Actor::as_str)),
+        Value::from(step.completed_by.as_ref().map(Actor::to_string)),
     ]
 }
 
@@ -183,10 +183,10 @@ async fn write_the_rest(
         .bind(vote.id.to_string())
         .bind(id)
         .bind(&vote.step_id)
-        .bind(vote.actor.as_str())
+        .bind(vote.actor.to_string())
         .bind(vote.approve)
         .bind(&vote.comment)
-        .bind(vote.bound.to_string())
+        .bind(vote.bound.to_value().to_string())
         .bind(&vote.digest)
         .bind(format_timestamp(vote.at))
         .bind(vote.void)
@@ -202,7 +202,7 @@ async fn write_the_rest(
         sql("DELETE FROM assignments WHERE run_id = $1 AND role = $2 AND person = $3")
             .bind(id)
             .bind(&assignment.role)
-            .bind(assignment.person.as_str())
+            .bind(assignment.person.to_string())
             .execute(&mut *conn)
             .await?;
     }
@@ -211,7 +211,7 @@ async fn write_the_rest(
             .bind(note.id.to_string())
             .bind(id)
             .bind(&note.step_id)
-            .bind(note.author.as_str())
+            .bind(note.author.to_string())
             .bind(&note.text)
             .bind(format_timestamp(note.at))
             .execute(&mut *conn)
@@ -229,7 +229,7 @@ async fn assign(
         sql("INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(id)
             .bind(&assignment.role)
-            .bind(assignment.person.as_str())
+            .bind(assignment.person.to_string())
             .execute(&mut *conn)
             .await?;
     }
@@ -277,8 +277,8 @@ impl<B: Backend> Runs for SqlStore<B> {
         .bind(run.mode.as_str())
         .bind(run.status.as_str())
         .bind(run.phase.as_str())
-        .bind(run.started_by.as_str())
-        .bind(run.commander.as_str())
+        .bind(run.started_by.to_string())
+        .bind(run.commander.to_string())
         .bind(json_to(&run.params))
         .bind(&run.lock_key)
         .bind(format_timestamp(run.created_at))

@@ -4,7 +4,8 @@
 //!
 //! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
 //! - `accounts`: users, sessions, tokens and the sign-in throttle;
-//! - `typed_audit`: audit data read as types hashes as a database written before the types.
+//! - `typed_audit`: audit data read as types hashes as a database written before the types,
+//!   and its runs read back as types and write the same text.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use accounts::*;
 use chrono::Duration;
-use steady_engine::audit::{AuditAction, NewEvent};
+use steady_engine::audit::{AuditData, Binding, Login, NewEvent, NoteAdded, RunStarted};
 use steady_engine::engine::now;
 use steady_engine::run::*;
 use steady_engine::store::{AuditFilter, NodeRecord, Published, Store, StoreError};
@@ -129,7 +130,16 @@ async fn new_run(store: &Arc<dyn Store>, lock: Option<&str>) -> Result<Uuid, Sto
         revision: 0,
     };
     let steps = vec![StepState::pending("nap", Phase::Main, 0)];
-    let event = NewEvent::new(&actor(), AuditAction::RunStarted, Some(id));
+    let started = RunStarted {
+        runbook: run.runbook.clone(),
+        version: run.version,
+        sha256: run.sha256.clone(),
+        mode: run.mode,
+        params: run.params.clone(),
+        lock: run.lock_key.clone(),
+        assignments: vec![],
+    };
+    let event = NewEvent::typed(&actor(), Some(id), AuditData::RunStarted(started));
     store.create_run(NewRun { run, steps, assignments: vec![], event }).await?;
     Ok(id)
 }
@@ -281,7 +291,7 @@ async fn a_person_votes_once_per_gate(store: Arc<dyn Store>) {
         actor: Actor::user(actor),
         approve: true,
         comment: None,
-        bound: serde_json::json!({}),
+        bound: Binding::new("nap", &BTreeMap::new(), []),
         digest: "d".into(),
         at: now(),
         void: false,
@@ -319,11 +329,17 @@ async fn the_audit_chain_is_appended_filtered_and_verified(store: Arc<dyn Store>
     let before = now();
     store
         .append_events(vec![
-            NewEvent::new(&Actor::user("eve"), AuditAction::LoginFailed, None)
-                .data(serde_json::json!({ "from": "10.0.0.1" })),
-            NewEvent::new(&actor(), AuditAction::NoteAdded, Some(run))
-                .step("nap")
-                .data(serde_json::json!({ "text": "ünïcode \"quoted\"" })),
+            NewEvent::typed(
+                &Actor::user("eve"),
+                None,
+                AuditData::LoginFailed(Login { user: "eve".into(), address: "10.0.0.1".into() }),
+            ),
+            NewEvent::typed(
+                &actor(),
+                Some(run),
+                AuditData::NoteAdded(NoteAdded { text: "ünïcode \"quoted\"".into() }),
+            )
+            .step("nap"),
         ])
         .await
         .unwrap();

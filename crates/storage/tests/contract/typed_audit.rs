@@ -1,6 +1,8 @@
 //! Typed audit data against a database the binary wrote before audit data had types: every
 //! stored event, read as its [`AuditData`] and written back, must hash exactly as stored, so
-//! that moving the engine to typed events changes no hash of any existing chain.
+//! that moving the engine to typed events changes no hash of any existing chain. The same
+//! database's runs read back as types too — actors, rendered actions, approval bindings —
+//! and write the same text.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -86,5 +88,48 @@ async fn typed_audit_data_hashes_as_a_database_written_before_it() {
     }
     let expected: BTreeSet<&str> = ACTIONS.iter().copied().collect();
     assert_eq!(seen, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn typed_runs_read_back_as_a_database_written_before_them_and_write_the_same_text() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/written-before-typed-audit/steady.db");
+    let dir = std::env::temp_dir().join(format!("steady-typed-runs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&fixture, dir.join("steady.db")).unwrap();
+    let url = format!("sqlite://{}", dir.join("steady.db").display());
+    let store = steady_storage::open(&url).await.unwrap();
+    // The stored text, read beside the store, to compare with what the types write.
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+
+    let steps: Vec<(String, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT run_id, step_id, rendered, completed_by FROM run_steps")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    assert_eq!(steps.iter().filter(|(.., rendered, _)| rendered.is_some()).count(), 34);
+    for (run_id, step_id, rendered, completed_by) in &steps {
+        let snapshot = store.run(run_id.parse().unwrap()).await.unwrap().unwrap();
+        let state = snapshot.step(step_id).unwrap();
+        assert_eq!(state.rendered.as_ref().map(ToString::to_string), *rendered, "{step_id}");
+        assert_eq!(state.completed_by.as_ref().map(ToString::to_string), *completed_by);
+    }
+
+    let votes: Vec<(String, String, String, String, String)> =
+        sqlx::query_as("SELECT run_id, id, actor, bound, digest FROM votes")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    assert_eq!(votes.len(), 6);
+    for (run_id, id, actor, bound, digest) in &votes {
+        let snapshot = store.run(run_id.parse().unwrap()).await.unwrap().unwrap();
+        let vote = snapshot.votes.iter().find(|vote| vote.id.to_string() == *id).unwrap();
+        assert_eq!(vote.actor.to_string(), *actor);
+        assert_eq!(vote.bound.to_value().to_string(), *bound);
+        assert_eq!(vote.bound.digest(), *digest);
+    }
+    raw.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

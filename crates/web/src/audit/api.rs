@@ -50,10 +50,7 @@ pub(crate) async fn audit(
     caller.require_audit_reader()?;
     let filter = AuditFilter {
         run_id: query.run,
-        actor: query
-            .actor
-            .as_deref()
-            .map(|a| if a == "steady" { Actor::steady() } else { Actor::person(a) }),
+        actor: query.actor.as_deref().map(Actor::person),
         action: query.action,
         since: query.since,
         until: query.until,

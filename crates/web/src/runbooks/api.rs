@@ -37,7 +37,7 @@ impl RunbookVersionView {
             name: version.name.clone(),
             version: version.version,
             sha256: version.sha256.clone(),
-            published_by: version.published_by.as_str().to_owned(),
+            published_by: version.published_by.to_string(),
             published_at: format_timestamp(version.published_at),
             source: with_source.then(|| version.source.clone()),
         }

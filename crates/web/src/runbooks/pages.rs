@@ -174,7 +174,6 @@ fn procedure(runbook: &Runbook) -> Vec<ProcedureStep> {
             if step.number.starts_with('R') {
                 tags.push("rollback".to_owned());
             }
-            let rendered = serde_json::to_value(&step.action).unwrap_or_default();
             ProcedureStep {
                 id: step.id.clone(),
                 title: step.name.clone().unwrap_or_else(|| step.id.clone()),
@@ -188,7 +187,7 @@ fn procedure(runbook: &Runbook) -> Vec<ProcedureStep> {
                     steady_engine::plan::Action::Sleep { .. } => "sleep",
                 },
                 tags,
-                does: dto::describe_action(&rendered),
+                does: dto::describe_action(&step.action),
             }
         })
         .collect()

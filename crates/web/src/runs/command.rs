@@ -130,7 +130,7 @@ pub(crate) async fn assign(
     let person = Actor::person(&person);
     let change = if assign { RoleChange::Assign } else { RoleChange::Unassign };
     state.engine.assign(id, &caller.user.actor(), &role, &person, change).await?;
-    Ok(Json(AssignAnswer { person: person.as_str().to_owned(), role, assigned: assign }))
+    Ok(Json(AssignAnswer { person: person.to_string(), role, assigned: assign }))
 }
 
 #[derive(Deserialize)]
@@ -216,7 +216,7 @@ pub(crate) async fn transfer_command(
         CommandChange::HandTo(to)
     };
     let commander = change_command(&state, &caller, id, change).await?;
-    Ok(Json(CommanderAnswer { commander: commander.as_str().to_owned() }))
+    Ok(Json(CommanderAnswer { commander: commander.to_string() }))
 }
 
 #[derive(Deserialize)]

@@ -131,7 +131,7 @@ struct RunPage {
 }
 
 fn holders(snapshot: &RunSnapshot, role: &str) -> String {
-    let names: Vec<&str> = snapshot.holders(role).into_iter().map(Actor::as_str).collect();
+    let names: Vec<String> = snapshot.holders(role).into_iter().map(Actor::to_string).collect();
     if names.is_empty() { "nobody holds it".to_owned() } else { names.join(", ") }
 }
 
@@ -279,7 +279,7 @@ pub(crate) async fn run_page(
                 rollback: phase_rollback,
                 status: step_badge(state_of.status),
                 status_class: status_class(state_of.status.as_str()),
-                does: state_of.rendered.as_ref().map(dto::describe_action).unwrap_or_default(),
+                does: state_of.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default(),
                 note: state_of.note.clone(),
                 completed_by: state_of.completed_by.as_ref().map(ToString::to_string),
                 gate,
@@ -330,7 +330,7 @@ pub(crate) async fn run_page(
             holders: snapshot
                 .holders(&role.name)
                 .into_iter()
-                .map(Actor::as_str)
+                .map(Actor::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
         })

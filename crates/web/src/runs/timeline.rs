@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use steady_engine::audit::format_timestamp;
+use steady_engine::audit::{AuditData, StepFinished, format_timestamp};
 
 use crate::AppState;
 use crate::error::AppError;
@@ -32,8 +32,8 @@ pub(crate) async fn timeline(
         run.id,
         run.mode,
         run.status,
-        html(run.commander.as_str()),
-        html(run.started_by.as_str()),
+        html(&run.commander.to_string()),
+        html(&run.started_by.to_string()),
         run.version,
         run.sha256,
         format_timestamp(run.created_at),
@@ -46,34 +46,41 @@ pub(crate) async fn timeline(
     );
     let cell = |text: &str| html(text).replace('|', "\\|").replace('\n', " ");
     for event in &events {
-        let details = match event.action.as_str() {
-            "approval.granted" | "approval.rejected" => {
-                event.data["comment"].as_str().map(|c| format!("“{c}”")).unwrap_or_default()
+        // An event whose data is not its type's (none Steady wrote) shows without details.
+        let data = AuditData::from_stored(&event.action, &event.data).ok();
+        let details = match data {
+            Some(AuditData::ApprovalGranted(answer) | AuditData::ApprovalRejected(answer)) => {
+                answer.comment.map(|c| format!("“{c}”")).unwrap_or_default()
             }
-            "manual.completed" | "manual.failed" => {
-                event.data["note"].as_str().unwrap_or_default().to_owned()
+            Some(AuditData::ManualCompleted(answer) | AuditData::ManualFailed(answer)) => {
+                answer.note.unwrap_or_default()
             }
-            "step.finished" => {
-                let status = event.data["status"].as_str().unwrap_or_default();
-                match event.data["error"].as_str() {
+            Some(AuditData::StepFinished(finished)) => {
+                let (status, error) = match finished {
+                    StepFinished::Answered(answered) => (answered.status, None),
+                    StepFinished::Settled(settled) => (settled.status, None),
+                    StepFinished::Unrecorded(unrecorded) => {
+                        (unrecorded.status, Some(unrecorded.error))
+                    }
+                    StepFinished::Attempted(attempted) => (attempted.status, attempted.error),
+                };
+                match error {
                     Some(error) => format!("{status}: {error}"),
-                    None => status.to_owned(),
+                    None => status.to_string(),
                 }
             }
-            "decision.taken" => event.data["decision"].as_str().unwrap_or_default().to_owned(),
-            "note.added" => event.data["text"].as_str().unwrap_or_default().to_owned(),
-            "role.assigned" | "role.unassigned" => format!(
-                "{} → {}",
-                event.data["role"].as_str().unwrap_or_default(),
-                event.data["person"].as_str().unwrap_or_default()
-            ),
-            "run.finished" => event.data["status"].as_str().unwrap_or_default().to_owned(),
+            Some(AuditData::DecisionTaken(taken)) => taken.decision.to_string(),
+            Some(AuditData::NoteAdded(note)) => note.text,
+            Some(AuditData::RoleAssigned(holder) | AuditData::RoleUnassigned(holder)) => {
+                format!("{} → {}", holder.role, holder.person)
+            }
+            Some(AuditData::RunFinished(finished)) => finished.status.to_string(),
             _ => String::new(),
         };
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
             event.at.format("%Y-%m-%d %H:%M:%S"),
-            cell(event.actor.as_str()),
+            cell(&event.actor.to_string()),
             event.action,
             event.step_id.as_deref().unwrap_or(""),
             cell(&details)

@@ -6,6 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
+use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy::{self, Work};
 use steady_engine::run::{RunFilter, RunStatus};
 use steady_engine::runbook::StepKind;
@@ -90,9 +91,11 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
             role: role.to_owned(),
             waited: waited(since),
             deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
-            prompt: state_of.rendered.as_ref().and_then(|r| {
-                r["prompt"].as_str().or(r["instructions"].as_str()).map(str::to_owned)
-            }),
+            prompt: match state_of.rendered.as_ref().and_then(Rendered::action) {
+                Some(Action::Approval { prompt, .. }) => prompt.clone(),
+                Some(Action::Manual { instructions, .. }) => Some(instructions.clone()),
+                _ => None,
+            },
             since,
         });
     }

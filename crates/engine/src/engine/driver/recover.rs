@@ -1,8 +1,9 @@
 //! Recovery: a step found `running` by a new driver, and a step whose result the store refused.
 
-use serde_json::json;
-
-use crate::audit::{AuditAction, NewEvent};
+use crate::audit::{
+    AfterInterruption, AuditData, NewEvent, RunTakenOver, StepFinished, StepInterrupted,
+    StepUnrecorded,
+};
 use crate::engine::{EngineError, Progress, now, transition_from};
 use crate::machine::safe_to_repeat;
 use crate::run::*;
@@ -39,14 +40,17 @@ impl Driver<'_> {
                 });
             transition.attempts.extend(attempt);
             transition.events.push(
-                NewEvent::new(&Actor::steady(), AuditAction::StepFinished, Some(run_id))
-                    .step(&step.id)
-                    .data(json!({
-                        "attempt": state.attempt,
-                        "status": StepStatus::Failed.as_str(),
-                        "error": message,
-                        "retry": false,
+                NewEvent::typed(
+                    &Actor::steady(),
+                    Some(run_id),
+                    AuditData::StepFinished(StepFinished::Unrecorded(StepUnrecorded {
+                        attempt: state.attempt,
+                        status: StepStatus::Failed,
+                        error: message.clone(),
+                        retry: false,
                     })),
+                )
+                .step(&step.id),
             );
             transition
         })
@@ -81,20 +85,23 @@ impl Driver<'_> {
             transition.attempts.push(attempt);
         }
         transition.steps.push(new_state);
-        let then = if rerun {
-            "run again: the step is safe to repeat"
-        } else {
-            "wait for a decision: the step is not safe to repeat"
-        };
+        let then =
+            if rerun { AfterInterruption::RunAgain } else { AfterInterruption::WaitForDecision };
+        let interrupted = StepInterrupted { attempt: state.attempt, then };
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepInterrupted, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "attempt": state.attempt, "then": then })),
+            NewEvent::typed(
+                &Actor::steady(),
+                Some(self.run_id),
+                AuditData::StepInterrupted(interrupted),
+            )
+            .step(&step.id),
         );
-        transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::RunTakenOver, Some(self.run_id))
-                .data(json!({ "by": self.owner() })),
-        );
+        let taken_over = RunTakenOver { by: self.owner().to_owned() };
+        transition.events.push(NewEvent::typed(
+            &Actor::steady(),
+            Some(self.run_id),
+            AuditData::RunTakenOver(taken_over),
+        ));
         if self.commit(transition).await? {
             tracing::warn!(
                 rerun,

@@ -1,12 +1,10 @@
 //! Starting a step: its `when`, its rendering (masked for storage, revealed for execution),
 //! a dry run's record, and waiting for people at a gate or manual step.
 
-use serde_json::{Value, json};
-
-use crate::audit::{AuditAction, NewEvent};
+use crate::audit::{AuditData, NewEvent, StepFinished, StepSettled, StepWaiting, StepWouldRun};
 use crate::engine::{EngineError, Progress, later, now};
-use crate::plan::{self, Action};
-use crate::policy::holder_names;
+use crate::plan::{self, Action, PendingCondition, Rendered};
+use crate::policy::holders_of;
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
 use crate::runner::{Effect, HttpBody};
@@ -25,7 +23,8 @@ impl Driver<'_> {
         if let Some(when) = &step.when {
             if dry_run && depends_on_dry_steps(&self.snapshot, &when.source) {
                 let note = "depends on a step that did not run in this dry run";
-                return self.would_run(step, json!({ "when": when.source }), Some(note)).await;
+                let condition = PendingCondition { when: when.source.clone() };
+                return self.would_run(step, Rendered::Condition(condition), Some(note)).await;
             }
             match template::evaluate(when, &self.revealed_context()) {
                 Ok(true) => {}
@@ -44,12 +43,11 @@ impl Driver<'_> {
         }
 
         let rendered = match plan::render_action(step, &self.masked_context()) {
-            Ok(action) => {
+            Ok(mut action) => {
                 // Rendered with `***` for secrets; masked again for what earlier outputs or
                 // parameters could still carry in another form.
-                let mut rendered = serde_json::to_value(&action).unwrap_or_default();
-                self.secrets.mask_json(&mut rendered);
-                rendered
+                self.secrets.mask_action(&mut action);
+                action
             }
             Err(error) => {
                 let note =
@@ -60,7 +58,7 @@ impl Driver<'_> {
 
         match &step.kind {
             StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
-                self.would_run(step, rendered, None).await
+                self.would_run(step, rendered.into(), None).await
             }
             StepKind::Manual(_) | StepKind::Approval(_) => {
                 self.wait_for_people(step, rendered).await
@@ -68,7 +66,7 @@ impl Driver<'_> {
             StepKind::Check(expression) => {
                 if dry_run && depends_on_dry_steps(&self.snapshot, &expression.source) {
                     let note = "depends on a step that did not run in this dry run";
-                    return self.would_run(step, rendered, Some(note)).await;
+                    return self.would_run(step, rendered.into(), Some(note)).await;
                 }
                 let (status, error) = match template::evaluate(expression, &self.revealed_context())
                 {
@@ -95,7 +93,7 @@ impl Driver<'_> {
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_)
                 if dry_run && !step.read_only =>
             {
-                self.would_run(step, rendered, None).await
+                self.would_run(step, rendered.into(), None).await
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
                 if self.approval_void(runbook, step, &rendered).await? {
@@ -164,7 +162,7 @@ impl Driver<'_> {
     pub(super) async fn would_run(
         &mut self,
         step: &Step,
-        rendered: Value,
+        rendered: Rendered,
         note: Option<&str>,
     ) -> Result<(), EngineError> {
         let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
@@ -173,9 +171,12 @@ impl Driver<'_> {
         new_state.would_run(rendered.clone(), note.map(str::to_owned), now());
         transition.steps.push(new_state);
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepWouldRun, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "rendered": rendered, "note": note })),
+            NewEvent::typed(
+                &Actor::steady(),
+                Some(self.run_id),
+                AuditData::StepWouldRun(StepWouldRun { rendered, note: note.map(str::to_owned) }),
+            )
+            .step(&step.id),
         );
         if self.commit(transition).await? {
             let detail = note.map(str::to_owned);
@@ -206,16 +207,15 @@ impl Driver<'_> {
         let mut new_state = state.clone();
         new_state.end(status, note.clone(), now());
         transition.steps.push(new_state);
-        let action = if status == StepStatus::Skipped {
-            AuditAction::StepSkipped
+        let settled = StepSettled { status, note: note.clone() };
+        let data = if status == StepStatus::Skipped {
+            AuditData::StepSkipped(settled)
         } else {
-            AuditAction::StepFinished
+            AuditData::StepFinished(StepFinished::Settled(settled))
         };
-        transition.events.push(
-            NewEvent::new(&Actor::steady(), action, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "status": status.as_str(), "note": note })),
-        );
+        transition
+            .events
+            .push(NewEvent::typed(&Actor::steady(), Some(self.run_id), data).step(&step.id));
         if self.commit(transition).await? {
             self.observer.progress(
                 self.run_record(),
@@ -230,7 +230,7 @@ impl Driver<'_> {
     pub(super) async fn wait_for_people(
         &mut self,
         step: &Step,
-        rendered: Value,
+        rendered: Action,
     ) -> Result<(), EngineError> {
         let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition();
@@ -251,9 +251,16 @@ impl Driver<'_> {
             _ => String::new(),
         };
         transition.events.push(
-            NewEvent::new(&Actor::steady(), AuditAction::StepWaiting, Some(self.run_id))
-                .step(&step.id)
-                .data(json!({ "rendered": rendered, "role": role, "holders": holder_names(&self.snapshot, &role) })),
+            NewEvent::typed(
+                &Actor::steady(),
+                Some(self.run_id),
+                AuditData::StepWaiting(StepWaiting {
+                    rendered,
+                    holders: holders_of(&self.snapshot, &role),
+                    role,
+                }),
+            )
+            .step(&step.id),
         );
         self.commit(transition).await.map(|_| ())
     }
