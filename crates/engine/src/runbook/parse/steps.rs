@@ -1,0 +1,408 @@
+//! Steps: each step's common fields and its kind (`run`, `http`, `check`, `manual`,
+//! `approval`, `sleep`), with their own fields, read from the node tree.
+
+use marked_yaml::Node;
+
+use super::*;
+
+/// Reads a list of steps. `known_ids` spans `steps` and `rollback`, which share one namespace.
+pub(super) fn steps(
+    node: &Node,
+    field: &str,
+    known_ids: &mut Vec<(String, Position)>,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<Step> {
+    let Some(items) = yaml::sequence(node, field, out) else {
+        return Vec::new();
+    };
+    items.iter().filter_map(|item| step(item, known_ids, out)).collect()
+}
+
+fn step(
+    node: &Node,
+    known_ids: &mut Vec<(String, Position)>,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Step> {
+    let errors_before = out.len();
+    let fields = yaml::fields(node, "a step", STEP_FIELDS, out)?;
+
+    let id = fields.require("id", "a step", out).and_then(|node| {
+        let id = yaml::string(node, "id", out)?;
+        if !is_identifier(&id) {
+            out.push(Diagnostic::error(
+                at(node),
+                format!("step id `{id}` must start with a-z and use only a-z, 0-9 and _, so that `steps.{id}` works in expressions"),
+            ));
+        } else if let Some((_, first)) = known_ids.iter().find(|(known, _)| *known == id) {
+            out.push(Diagnostic::error(
+                at(node),
+                format!("duplicate step id `{id}` (first used on line {})", first.line),
+            ));
+        } else {
+            known_ids.push((id.clone(), at(node)));
+        }
+        Some(id)
+    });
+    let what = match &id {
+        Some(id) => format!("step `{id}`"),
+        None => "a step".to_owned(),
+    };
+
+    let kinds: Vec<&str> = StepKind::NAMES.into_iter().filter(|kind| fields.has(kind)).collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            out.push(Diagnostic::error(
+                fields.at(),
+                format!(
+                    "{what} has no kind: give it one of run, http, check, manual, approval or sleep"
+                ),
+            ));
+            None
+        }
+        [kind] => step_kind(fields, kind, &what, out),
+        [first, second, ..] => {
+            out.push(Diagnostic::error(
+                fields.key_at(second),
+                format!(
+                    "{what} has two kinds, `{first}` and `{second}`: a step does exactly one thing"
+                ),
+            ));
+            None
+        }
+    };
+
+    let kind_name = kind.as_ref().map(StepKind::name).unwrap_or_default();
+    let only_for = |key: &str, allowed: &[&str], out: &mut Vec<Diagnostic>| {
+        if kind.is_some() && fields.has(key) && !allowed.contains(&kind_name) {
+            let kinds = allowed.join(" and ");
+            out.push(Diagnostic::error(
+                fields.key_at(key),
+                format!("`{key}` applies to {kinds} steps, not to a {kind_name} step"),
+            ));
+        }
+    };
+    only_for("timeout", &["run", "http"], out);
+    only_for("read_only", &["run", "http"], out);
+    only_for("idempotent", &["run", "http"], out);
+    only_for("env", &["run"], out);
+    only_for("retries", &["run", "http", "check"], out);
+    only_for("expect", &["run", "http"], out);
+
+    let name = optional_string(fields, "name", out);
+    let description = optional_string(fields, "description", out);
+    let when = fields.get("when").and_then(|node| expression(node, "when", out));
+    let timeout = fields.get("timeout").and_then(|node| positive_duration(node, "timeout", out));
+    let retries = fields.get("retries").and_then(|node| retries(node, out));
+    let read_only = optional_bool(fields, "read_only", out);
+    let idempotent = optional_bool(fields, "idempotent", out);
+    if read_only && idempotent {
+        out.push(Diagnostic::error(
+            fields.key_at("idempotent"),
+            "a read_only step is already safe to repeat: drop `idempotent`",
+        ));
+    }
+    let env = fields.get("env").map(|node| env(node, out)).unwrap_or_default();
+    let expect =
+        fields.get("expect").and_then(|node| expect(node, kind_name, out)).unwrap_or_default();
+    let on_failure =
+        fields.get("on_failure").and_then(|node| on_failure(node, out)).unwrap_or_default();
+    if on_failure == OnFailure::Continue && kind_name == "approval" {
+        out.push(Diagnostic::error(
+            fields.key_at("on_failure"),
+            "a gate cannot `continue` past a rejection or timeout: the steps it guards would run unapproved",
+        ));
+    }
+
+    let step = Step {
+        id: id?,
+        name,
+        description,
+        kind: kind?,
+        when,
+        timeout,
+        retries,
+        read_only,
+        idempotent,
+        env,
+        expect,
+        on_failure,
+        at: fields.at(),
+    };
+    (out.len() == errors_before).then_some(step)
+}
+
+fn step_kind(
+    fields: Fields<'_>,
+    kind: &str,
+    what: &str,
+    out: &mut Vec<Diagnostic>,
+) -> Option<StepKind> {
+    let Some(node) = fields.get(kind) else {
+        out.push(Diagnostic::error(fields.key_at(kind), format!("`{kind}` of {what} is empty")));
+        return None;
+    };
+    match kind {
+        "run" => command(node, out).map(StepKind::Run),
+        "http" => http(node, out).map(StepKind::Http),
+        "check" => expression(node, "check", out).map(StepKind::Check),
+        "manual" => manual(node, out).map(StepKind::Manual),
+        "approval" => approval(node, out).map(StepKind::Approval),
+        "sleep" => positive_duration(node, "sleep", out).map(StepKind::Sleep),
+        _ => unreachable!("`{kind}` is one of StepKind::NAMES"),
+    }
+}
+
+fn positive_duration(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Duration> {
+    let duration = duration(node, field, out)?;
+    if duration.is_zero() {
+        out.push(Diagnostic::error(at(node), format!("`{field}` must be longer than zero")));
+        return None;
+    }
+    Some(duration)
+}
+
+fn command(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Command> {
+    match node {
+        Node::Sequence(items) => {
+            if items.is_empty() {
+                out.push(Diagnostic::error(at(node), "`run` must name a program to run"));
+                return None;
+            }
+            let argv: Vec<Template> =
+                items.iter().filter_map(|item| template(item, "run", out)).collect();
+            (argv.len() == items.len()).then_some(Command::Argv(argv))
+        }
+        Node::Scalar(_) => {
+            let template = template(node, "run", out)?;
+            if template.source.trim().is_empty() {
+                out.push(Diagnostic::error(at(node), "`run` must name a program to run"));
+                return None;
+            }
+            Some(Command::Shell(template))
+        }
+        Node::Mapping(_) => {
+            out.push(Diagnostic::error(
+                at(node),
+                "`run` must be a list of arguments or a shell command string, found a mapping",
+            ));
+            None
+        }
+    }
+}
+
+fn http(node: &Node, out: &mut Vec<Diagnostic>) -> Option<HttpRequest> {
+    let fields = yaml::fields(node, "`http`", &["method", "url", "headers", "json", "body"], out)?;
+    let method = match fields.get("method") {
+        None => Some(HttpMethod::Get),
+        Some(node) => yaml::string(node, "method", out).and_then(|text| {
+            let method = HttpMethod::ALL
+                .into_iter()
+                .find(|method| method.as_str() == text.to_ascii_uppercase());
+            if method.is_none() {
+                out.push(Diagnostic::error(
+                    at(node),
+                    format!(
+                        "unknown HTTP method `{text}`: use GET, HEAD, POST, PUT, PATCH or DELETE"
+                    ),
+                ));
+            }
+            method
+        }),
+    };
+    let url = fields.require("url", "`http`", out).and_then(|node| template(node, "url", out));
+    let headers = fields
+        .get("headers")
+        .map(|node| {
+            yaml::entries(node, "headers", out)
+                .into_iter()
+                .filter_map(|(key, value)| {
+                    Some((key.as_str().to_owned(), template(value, "headers", out)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = match (fields.get("json"), fields.get("body")) {
+        (Some(_), Some(_)) => {
+            out.push(Diagnostic::error(
+                fields.key_at("body"),
+                "`http` has both `json` and `body`: send one or the other",
+            ));
+            None
+        }
+        (Some(json), None) => Some(HttpBody::Json(yaml::to_json(json))),
+        (None, Some(body)) => template(body, "body", out).map(HttpBody::Text),
+        (None, None) => None,
+    };
+    Some(HttpRequest { method: method?, url: url?, headers, body })
+}
+
+fn manual(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Manual> {
+    let fields = yaml::fields(node, "`manual`", &["role", "instructions"], out)?;
+    let role = fields.require("role", "`manual`", out).and_then(|node| role_ref(node, out));
+    let instructions = fields
+        .require("instructions", "`manual`", out)
+        .and_then(|node| template(node, "instructions", out));
+    Some(Manual { role: role?, instructions: instructions? })
+}
+
+fn approval(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Approval> {
+    const FIELDS: &[&str] =
+        &["role", "approvals", "timeout", "prompt", "allow_self_approval", "on_timeout"];
+    let fields = yaml::fields(node, "`approval`", FIELDS, out)?;
+    let role = fields.require("role", "`approval`", out).and_then(|node| role_ref(node, out));
+    let approvals = match fields.get("approvals") {
+        None => Some(1),
+        Some(node) => yaml::integer(node, "approvals", out).and_then(|count| {
+            let count = u32::try_from(count).ok().filter(|count| *count >= 1);
+            if count.is_none() {
+                out.push(Diagnostic::error(at(node), "`approvals` must be at least 1"));
+            }
+            count
+        }),
+    };
+    let timeout = fields.get("timeout").and_then(|node| positive_duration(node, "timeout", out));
+    let prompt = fields.get("prompt").and_then(|node| template(node, "prompt", out));
+    let allow_self_approval = optional_bool(fields, "allow_self_approval", out);
+    let on_timeout = match fields.get("on_timeout") {
+        None => Some(OnTimeout::Fail),
+        Some(node) => on_timeout(node, out),
+    };
+    if matches!(on_timeout, Some(OnTimeout::Escalate { .. })) && timeout.is_none() {
+        out.push(Diagnostic::error(
+            fields.key_at("on_timeout"),
+            "`on_timeout` escalates, but the gate has no `timeout` to escalate after",
+        ));
+    }
+    Some(Approval {
+        role: role?,
+        approvals: approvals?,
+        timeout,
+        prompt,
+        allow_self_approval,
+        on_timeout: on_timeout?,
+    })
+}
+
+fn on_timeout(node: &Node, out: &mut Vec<Diagnostic>) -> Option<OnTimeout> {
+    if let Node::Scalar(scalar) = node {
+        if scalar.as_str() == "fail" {
+            return Some(OnTimeout::Fail);
+        }
+        out.push(Diagnostic::error(
+            at(node),
+            format!(
+                "`on_timeout` must be `fail` or `escalate: {{ role, timeout }}`, found `{}`",
+                scalar.as_str()
+            ),
+        ));
+        return None;
+    }
+    let fields = yaml::fields(node, "`on_timeout`", &["escalate"], out)?;
+    let escalate = fields.require("escalate", "`on_timeout`", out)?;
+    let fields = yaml::fields(escalate, "`escalate`", &["role", "timeout"], out)?;
+    let role = fields.require("role", "`escalate`", out).and_then(|node| role_ref(node, out));
+    let timeout = fields
+        .require("timeout", "`escalate`", out)
+        .and_then(|node| positive_duration(node, "timeout", out));
+    Some(OnTimeout::Escalate { role: role?, timeout: timeout? })
+}
+
+fn retries(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Retries> {
+    let fields = yaml::fields(node, "`retries`", &["count", "delay"], out)?;
+    let count = fields.require("count", "`retries`", out).and_then(|node| {
+        let count = yaml::integer(node, "count", out)?;
+        let count = u32::try_from(count).ok().filter(|count| (1..=1000).contains(count));
+        if count.is_none() {
+            out.push(Diagnostic::error(at(node), "`count` must be between 1 and 1000"));
+        }
+        count
+    });
+    let delay = match fields.get("delay") {
+        Some(node) => duration(node, "delay", out),
+        None => Some(Retries::DEFAULT_DELAY),
+    };
+    Some(Retries { count: count?, delay: delay? })
+}
+
+impl Retries {
+    /// Long enough for a flapping dependency to settle, short enough not to stall a failover.
+    pub const DEFAULT_DELAY: Duration = Duration::from_std(std::time::Duration::from_secs(5));
+}
+
+fn env(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<(String, Template)> {
+    yaml::entries(node, "env", out)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            if !is_env_name(key.as_str()) {
+                out.push(Diagnostic::error(
+                    scalar_at(key),
+                    format!("`{}` is not a valid environment variable name", key.as_str()),
+                ));
+                return None;
+            }
+            Some((key.as_str().to_owned(), template(value, "env", out)?))
+        })
+        .collect()
+}
+
+fn expect(node: &Node, kind: &str, out: &mut Vec<Diagnostic>) -> Option<Expect> {
+    let fields = yaml::fields(node, "`expect`", &["exit_code", "stdout", "status"], out)?;
+    let wrong_kind = |key: &str, allowed: &str, out: &mut Vec<Diagnostic>| {
+        if fields.has(key) && !kind.is_empty() && kind != allowed {
+            out.push(Diagnostic::error(
+                fields.key_at(key),
+                format!("`expect.{key}` applies to {allowed} steps, not to a {kind} step"),
+            ));
+        }
+    };
+    wrong_kind("exit_code", "run", out);
+    wrong_kind("stdout", "run", out);
+    wrong_kind("status", "http", out);
+    let exit_code = fields
+        .get("exit_code")
+        .map(|node| codes(node, "exit_code", 0..=255, "an exit code between 0 and 255", out))
+        .unwrap_or_default();
+    let stdout = fields.get("stdout").and_then(|node| pattern(node, "stdout", out));
+    let status = fields
+        .get("status")
+        .map(|node| codes(node, "status", 100..=599, "an HTTP status between 100 and 599", out))
+        .unwrap_or_default();
+    Some(Expect { exit_code, stdout, status })
+}
+
+/// One code or a list of them, each within `range`.
+fn codes<T: TryFrom<i64>>(
+    node: &Node,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+    expected: &str,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<T> {
+    let items = match node {
+        Node::Sequence(items) => items.as_slice(),
+        _ => std::slice::from_ref(node),
+    };
+    let mut codes = Vec::new();
+    for item in items {
+        let Some(code) = yaml::integer(item, field, out) else { continue };
+        match T::try_from(code).ok().filter(|_| range.contains(&code)) {
+            Some(code) => codes.push(code),
+            None => out.push(Diagnostic::error(at(item), format!("`{field}` must be {expected}"))),
+        }
+    }
+    codes
+}
+
+fn on_failure(node: &Node, out: &mut Vec<Diagnostic>) -> Option<OnFailure> {
+    let text = yaml::string(node, "on_failure", out)?;
+    let value = OnFailure::ALL.into_iter().find(|value| value.as_str() == text);
+    if value.is_none() {
+        let message =
+            format!("unknown `on_failure` `{text}`: use pause, abort, continue or rollback");
+        out.push(Diagnostic::error(
+            at(node),
+            with_suggestion(message, &text, OnFailure::ALL.map(OnFailure::as_str)),
+        ));
+    }
+    value
+}
