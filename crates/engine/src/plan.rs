@@ -172,6 +172,11 @@ pub enum Rendered {
     /// `{"when"}`: the step's `when` depends on steps the dry run did not run, so the step
     /// could not be rendered; this is the condition as written.
     Condition(PendingCondition),
+    /// JSON an earlier Steady stored that reads as neither, kept and shown as it is: before
+    /// masking touched values only, a secret equal to a field name (`argv`) or a kind (`http`)
+    /// was masked there too. Reading it must not make a stored run unreadable; nothing new is
+    /// ever written so.
+    Stored(serde_json::Value),
 }
 
 /// `{"when"}`: a condition as written in the runbook.
@@ -186,7 +191,7 @@ impl Rendered {
     pub fn action(&self) -> Option<&Action> {
         match self {
             Rendered::Action(action) => Some(action),
-            Rendered::Condition(_) => None,
+            Rendered::Condition(_) | Rendered::Stored(_) => None,
         }
     }
 
@@ -195,6 +200,7 @@ impl Rendered {
         match self {
             Rendered::Action(action) => action.to_value(),
             Rendered::Condition(condition) => serde_json::json!({ "when": condition.when }),
+            Rendered::Stored(value) => value.clone(),
         }
     }
 }

@@ -522,6 +522,7 @@ impl Transition {
                 Some(Rendered::Condition(condition)) => {
                     make_storable(&mut condition.when);
                 }
+                Some(Rendered::Stored(value)) => make_json_storable(value),
                 None => {}
             }
         }

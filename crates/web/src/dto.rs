@@ -415,7 +415,7 @@ pub fn audit_csv_header() -> String {
 pub fn describe_rendered(rendered: &Rendered) -> String {
     match rendered {
         Rendered::Action(action) => describe_action(action),
-        Rendered::Condition(_) => rendered.to_string(),
+        Rendered::Condition(_) | Rendered::Stored(_) => rendered.to_string(),
     }
 }
 

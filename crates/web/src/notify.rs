@@ -107,7 +107,9 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         _ => "a runbook".to_owned(),
     };
     let text = match &data {
-        AuditData::StepWaiting(waiting) if matches!(waiting.rendered, Action::Approval { .. }) => {
+        AuditData::StepWaiting(waiting)
+            if matches!(waiting.rendered.action(), Some(Action::Approval { .. })) =>
+        {
             format!(
                 "Approval requested: run {run_id} of {runbook} waits at gate `{step}` for `{}` ({}).",
                 waiting.role,

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use super::{AuditAction, present};
 use crate::accounts::GlobalRole;
 use crate::params::ParamValues;
-use crate::plan::Action;
 pub use crate::plan::{PendingCondition, Rendered};
 use crate::run::{Actor, Decision, RunMode, RunStatus, StepStatus, UnknownName};
 
@@ -247,8 +246,8 @@ pub struct CommanderTransferred {
 pub struct StepStarted {
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// What runs, secrets masked.
-    pub rendered: Action,
+    /// What runs, secrets masked (an earlier Steady's unreadable form is kept as stored).
+    pub rendered: Rendered,
 }
 
 /// `step.finished`, whose keys say how the step ended.
@@ -349,7 +348,8 @@ pub enum AfterInterruption {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepWaiting {
-    pub rendered: Action,
+    /// The gate or manual step, rendered (an earlier Steady's unreadable form kept as stored).
+    pub rendered: Rendered,
     /// The run role that may answer.
     pub role: String,
     /// Who held that role then.
@@ -571,6 +571,8 @@ mod tests {
 
     use serde_json::json;
 
+    use crate::plan::{Action, Rendered};
+
     use super::*;
     use crate::audit::canonical_json;
     use crate::runbook::ParamValue;
@@ -751,5 +753,22 @@ mod tests {
         // A float where an integer was written would write back as another number.
         let float = json!({ "attempt": 1.0, "then": "run again: the step is safe to repeat" });
         assert!(AuditData::from_stored("step.interrupted", &float).is_err());
+    }
+
+    #[test]
+    fn a_step_an_earlier_steady_masked_in_its_keys_still_reads_and_writes_back_the_same() {
+        // Before masking touched values only, a secret `argv` turned the key into `***`.
+        let stored =
+            json!({ "attempt": 1, "rendered": { "***": ["echo", "hello"], "kind": "run" } });
+        let data = AuditData::from_stored("step.started", &stored).unwrap();
+        let AuditData::StepStarted(started) = &data else { panic!("{data:?}") };
+        assert!(matches!(started.rendered, Rendered::Stored(_)));
+        assert_eq!(data.to_value(), stored);
+        let state: Rendered =
+            serde_json::from_value(json!({ "argv": ["x"], "kind": "***" })).unwrap();
+        assert!(matches!(state, Rendered::Stored(_)));
+        let fresh: Rendered =
+            serde_json::from_value(json!({ "argv": ["x"], "kind": "run" })).unwrap();
+        assert_eq!(fresh, Rendered::Action(Action::Run { argv: vec!["x".to_owned()] }));
     }
 }

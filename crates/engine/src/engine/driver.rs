@@ -303,7 +303,10 @@ impl Driver<'_> {
             NewEvent::typed(
                 &Actor::steady(),
                 Some(self.run_id),
-                AuditData::StepStarted(StepStarted { attempt: number, rendered: rendered.clone() }),
+                AuditData::StepStarted(StepStarted {
+                    attempt: number,
+                    rendered: rendered.clone().into(),
+                }),
             )
             .step(&step.id),
         );

@@ -255,7 +255,7 @@ impl Driver<'_> {
                 &Actor::steady(),
                 Some(self.run_id),
                 AuditData::StepWaiting(StepWaiting {
-                    rendered,
+                    rendered: rendered.into(),
                     holders: holders_of(&self.snapshot, &role),
                     role,
                 }),
