@@ -90,7 +90,7 @@ impl utoipa::Modify for ErrorAnswers {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/openapi.json", security(()), responses((status = 200, description = "This document", body = Object)))]
+#[utoipa::path(get, tag = "ops", path = "/api/v1/openapi.json", security(()), responses((status = 200, description = "This document", body = Object)))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

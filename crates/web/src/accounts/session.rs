@@ -33,7 +33,7 @@ pub(crate) struct SessionView {
 
 /// Signs in: the session cookie comes in `Set-Cookie`. Only `application/json` is accepted, so
 /// that a form on another site cannot sign anyone in.
-#[utoipa::path(post, path = "/api/v1/session", security(()), request_body = Login, responses((status = 200, description = "Signed in; the session cookie is set", body = SessionView), (status = 401, description = "Wrong name or password"), (status = 415, description = "The body is not application/json"), (status = 422, description = "Invalid input"), (status = 429, description = "Too many failed sign-ins")))]
+#[utoipa::path(post, tag = "accounts", path = "/api/v1/session", security(()), request_body = Login, responses((status = 200, description = "Signed in; the session cookie is set", body = SessionView), (status = 401, description = "Wrong name or password"), (status = 415, description = "The body is not application/json"), (status = 422, description = "Invalid input"), (status = 429, description = "Too many failed sign-ins")))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -49,7 +49,7 @@ pub(crate) async fn login(
 }
 
 /// Signs out: ends the session of the cookie sent, if any. A bearer token stays valid.
-#[utoipa::path(delete, path = "/api/v1/session", responses((status = 204, description = "Signed out"), (status = 401, description = "Not signed in")))]
+#[utoipa::path(delete, tag = "accounts", path = "/api/v1/session", responses((status = 204, description = "Signed out"), (status = 401, description = "Not signed in")))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -61,7 +61,7 @@ pub(crate) async fn logout(
     Ok(([(header::SET_COOKIE, removal_cookie(&state))], StatusCode::NO_CONTENT).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/session", responses((status = 200, description = "Who is calling", body = SessionView), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, tag = "accounts", path = "/api/v1/session", responses((status = 200, description = "Who is calling", body = SessionView), (status = 401, description = "Not signed in")))]
 pub(crate) async fn whoami(caller: Caller) -> Json<SessionView> {
     Json(SessionView { user: UserView::new(&caller.user), csrf_token: caller.csrf_token })
 }

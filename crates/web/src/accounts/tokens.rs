@@ -43,7 +43,7 @@ impl TokenView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, description = "Your tokens; every token for an admin", body = Vec<TokenView>), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, tag = "accounts", path = "/api/v1/tokens", responses((status = 200, description = "Your tokens; every token for an admin", body = Vec<TokenView>), (status = 401, description = "Not signed in")))]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,7 +68,7 @@ pub(crate) struct NewToken {
     user: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, description = "Created, with its secret", body = NewTokenView), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such user"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, tag = "accounts", path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, description = "Created, with its secret", body = NewTokenView), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such user"), (status = 422, description = "Invalid input")))]
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,7 +88,7 @@ pub(crate) async fn create_token(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")), responses((status = 204, description = "Revoked"), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such token"), (status = 409, description = "Already revoked")))]
+#[utoipa::path(delete, tag = "accounts", path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")), responses((status = 204, description = "Revoked"), (status = 401, description = "Not signed in"), (status = 403, description = "Another user's token: for admins"), (status = 404, description = "No such token"), (status = 409, description = "Already revoked")))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,

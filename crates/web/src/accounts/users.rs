@@ -20,7 +20,7 @@ use crate::error::AppError;
 use crate::extract::{ApiJson, CsrfForm};
 use crate::page::{Me, PageResult, render};
 
-#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, description = "Every account", body = Vec<UserView>), (status = 401, description = "Not signed in"), (status = 403, description = "For admins")))]
+#[utoipa::path(get, tag = "accounts", path = "/api/v1/users", responses((status = 200, description = "Every account", body = Vec<UserView>), (status = 401, description = "Not signed in"), (status = 403, description = "For admins")))]
 pub(crate) async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -42,7 +42,7 @@ pub(crate) struct NewUser {
     password: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView), (status = 401, description = "Not signed in"), (status = 403, description = "For admins"), (status = 409, description = "The name is taken"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, tag = "accounts", path = "/api/v1/users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView), (status = 401, description = "Not signed in"), (status = 403, description = "For admins"), (status = 409, description = "The name is taken"), (status = 422, description = "Invalid input")))]
 pub(crate) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,7 +64,7 @@ pub(crate) struct UserUpdate {
     disabled: bool,
 }
 
-#[utoipa::path(put, path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "The account", body = UserView), (status = 401, description = "Not signed in"), (status = 403, description = "For admins"), (status = 404, description = "No such user"), (status = 409, description = "Your own account, or the last enabled admin"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(put, tag = "accounts", path = "/api/v1/users/{name}", request_body = UserUpdate, params(("name" = String, Path, description = "User name")), responses((status = 200, description = "The account", body = UserView), (status = 401, description = "Not signed in"), (status = 403, description = "For admins"), (status = 404, description = "No such user"), (status = 409, description = "Your own account, or the last enabled admin"), (status = 422, description = "Invalid input")))]
 pub(crate) async fn update_user(
     State(state): State<AppState>,
     Path(name): Path<String>,

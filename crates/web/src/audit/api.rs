@@ -41,7 +41,7 @@ pub(crate) struct AuditQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, description = "Events in chain order", body = Vec<AuditEventView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "audit", path = "/api/v1/audit", params(AuditQuery), responses((status = 200, description = "Events in chain order", body = Vec<AuditEventView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
@@ -71,7 +71,7 @@ pub(crate) struct VerifyAnswer {
     first_broken: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/verify", responses((status = 200, description = "Whether the chain is intact", body = VerifyAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
+#[utoipa::path(get, tag = "audit", path = "/api/v1/audit/verify", responses((status = 200, description = "Whether the chain is intact", body = VerifyAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
 pub(crate) async fn verify_audit(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,7 +107,7 @@ fn export_format_schema() -> utoipa::openapi::schema::Object {
     dto::names_schema(["jsonl", "csv"], false)
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON Lines or CSV, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "audit", path = "/api/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON Lines or CSV, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn export_audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ExportQuery>,

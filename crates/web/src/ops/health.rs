@@ -16,7 +16,7 @@ pub(crate) struct Health {
     status: &'static str,
 }
 
-#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "The server and its database answer", body = Health)))]
+#[utoipa::path(get, tag = "ops", path = "/healthz", security(()), responses((status = 200, description = "The server and its database answer", body = Health)))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
     state.store.runs(&RunFilter { limit: Some(1), ..RunFilter::default() }).await?;
     Ok(Json(Health { status: "ok" }))

@@ -189,7 +189,7 @@ impl Metrics {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, tag = "ops", path = "/metrics", security(()), responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let text = state.metrics.scrape(&*state.store, &state.engine.config().node).await?;
     Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text).into_response())

@@ -42,7 +42,7 @@ impl NodeView {
 }
 
 /// The `steady serve` nodes on this database and whether each is up.
-#[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, description = "Every node", body = Vec<NodeView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
+#[utoipa::path(get, tag = "ops", path = "/api/v1/nodes", responses((status = 200, description = "Every node", body = Vec<NodeView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins")))]
 pub(crate) async fn list_nodes(
     State(state): State<AppState>,
     caller: Caller,

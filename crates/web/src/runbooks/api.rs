@@ -44,7 +44,7 @@ impl RunbookVersionView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks", responses((status = 200, description = "The latest version of every runbook", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, tag = "runbooks", path = "/api/v1/runbooks", responses((status = 200, description = "The latest version of every runbook", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in")))]
 pub(crate) async fn list_runbooks(
     State(state): State<AppState>,
     _caller: Caller,
@@ -59,7 +59,7 @@ pub(crate) async fn list_runbooks(
     Ok(Json(runbooks))
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Every version, oldest first", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook")))]
+#[utoipa::path(get, tag = "runbooks", path = "/api/v1/runbooks/{name}", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Every version, oldest first", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook")))]
 pub(crate) async fn runbook_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -79,7 +79,7 @@ pub(crate) struct VersionQuery {
     version: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runbooks/{name}/source", params(("name" = String, Path, description = "Runbook name"), VersionQuery), responses((status = 200, description = "The version with its YAML source", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook or version"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "runbooks", path = "/api/v1/runbooks/{name}/source", params(("name" = String, Path, description = "Runbook name"), VersionQuery), responses((status = 200, description = "The version with its YAML source", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 404, description = "No such runbook or version"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn runbook_source(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -99,7 +99,7 @@ pub(crate) struct Publish {
     source: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON or an invalid runbook")))]
+#[utoipa::path(post, tag = "runbooks", path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON or an invalid runbook")))]
 pub(crate) async fn publish(
     State(state): State<AppState>,
     caller: Caller,

@@ -29,7 +29,7 @@ pub(crate) struct RunStatusAnswer {
 
 // ---------------------------------------------------------------------------------- cancel
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished")))]
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,7 +63,7 @@ pub(crate) struct DecisionBody {
     decision: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run's status after the decision", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "Nothing to decide"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run's status after the decision", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "Nothing to decide"), (status = 422, description = "Invalid input")))]
 pub(crate) async fn decide(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,7 +118,7 @@ fn yes() -> bool {
     true
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/assignments", request_body = AssignBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Assigned or unassigned", body = AssignAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Unknown role or person, or invalid input")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/assignments", request_body = AssignBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Assigned or unassigned", body = AssignAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Unknown role or person, or invalid input")))]
 pub(crate) async fn assign(
     State(state): State<AppState>,
     caller: Caller,
@@ -202,7 +202,7 @@ pub(crate) struct CommanderBody {
     to: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/commander", request_body = CommanderBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The new commander", body = CommanderAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "No such enabled user, or invalid input")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/commander", request_body = CommanderBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The new commander", body = CommanderAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "No such enabled user, or invalid input")))]
 pub(crate) async fn transfer_command(
     State(state): State<AppState>,
     caller: Caller,
@@ -266,7 +266,7 @@ pub(crate) struct NoteAnswer {
     text: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs/{id}/notes", request_body = NoteBody, params(("id" = String, Path, description = "Run id")), responses((status = 201, description = "Noted", body = NoteAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such run or step"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/notes", request_body = NoteBody, params(("id" = String, Path, description = "Run id")), responses((status = 201, description = "Noted", body = NoteAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such run or step"), (status = 422, description = "Invalid input")))]
 pub(crate) async fn add_note(
     State(state): State<AppState>,
     caller: Caller,

@@ -25,7 +25,7 @@ pub(crate) struct EventsQuery {
 
 /// The run's audit events as Server-Sent Events, each with its `seq` as the event id, so that
 /// a client that reconnects with `Last-Event-ID` misses nothing and sees nothing twice.
-#[utoipa::path(get, path = "/api/v1/runs/{id}/events", params(("id" = String, Path, description = "Run id"), EventsQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "The run's audit events", content_type = "text/event-stream", body = String), (status = 204, description = "The run has finished and nothing is left to send"), (status = 401, description = "Not signed in"), (status = 404, description = "No such run"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "runs", path = "/api/v1/runs/{id}/events", params(("id" = String, Path, description = "Run id"), EventsQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "The run's audit events", content_type = "text/event-stream", body = String), (status = 204, description = "The run has finished and nothing is left to send"), (status = 401, description = "Not signed in"), (status = 404, description = "No such run"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn run_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -53,7 +53,7 @@ pub(crate) async fn run_events(
 }
 
 /// Every run's events as Server-Sent Events: what *my work* and dashboards follow.
-#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "Every run's audit events, from the newest when neither says where", content_type = "text/event-stream", body = String), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "runs", path = "/api/v1/events", params(EventsQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this seq")), responses((status = 200, description = "Every run's audit events, from the newest when neither says where", content_type = "text/event-stream", body = String), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn all_events(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EventsQuery>,

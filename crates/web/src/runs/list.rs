@@ -39,7 +39,7 @@ pub(crate) struct RunsQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runs", params(RunsQuery), responses((status = 200, description = "Runs, newest first", body = Vec<RunView>), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "runs", path = "/api/v1/runs", params(RunsQuery), responses((status = 200, description = "Runs, newest first", body = Vec<RunView>), (status = 401, description = "Not signed in"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn list_runs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RunsQuery>,

@@ -21,7 +21,7 @@ use crate::error::AppError;
 use crate::extract::{PageRunId, RunId};
 use crate::page::{Me, PageResult, render};
 
-#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run with its steps, attempts, votes, role holders and notes", body = RunDetail), (status = 401, description = "Not signed in"), (status = 404, description = "No such run")))]
+#[utoipa::path(get, tag = "runs", path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run with its steps, attempts, votes, role holders and notes", body = RunDetail), (status = 401, description = "Not signed in"), (status = 404, description = "No such run")))]
 pub(crate) async fn get_run(
     State(state): State<AppState>,
     _caller: Caller,

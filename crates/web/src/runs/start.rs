@@ -53,7 +53,7 @@ pub(crate) struct AssignmentBody {
     person: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "The run, started", body = RunDetail), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such runbook or version"), (status = 409, description = "The lock is held by another active run"), (status = 422, description = "Invalid input: parameters, secrets, roles or people")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "The run, started", body = RunDetail), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such runbook or version"), (status = 409, description = "The lock is held by another active run"), (status = 422, description = "Invalid input: parameters, secrets, roles or people")))]
 pub(crate) async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
