@@ -159,7 +159,7 @@ roles:
   approver: { description: Signs off }
 steps:
   - id: go
-    approval: { role: approver, timeout: 300ms }
+    approval: { role: approver, timeout: 30m }
   - id: after
     run: ["true"]
     read_only: true
@@ -169,7 +169,8 @@ steps:
     .await;
     let run = h.start("slow", &[], &[("approver", &alice())]).await;
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Half an hour and a minute later, by the engine's clock: nobody waits for it here.
+    h.clock.advance(std::time::Duration::from_secs(31 * 60));
     let late = h.engine.approve(run, "go", &alice(), None).await;
     assert!(matches!(late, Err(EngineError::GateTimedOut { .. })), "{late:?}");
     assert_eq!(h.step_status(run, "go").await, StepStatus::TimedOut);
@@ -187,13 +188,14 @@ roles:
   lead: { description: Engineering lead }
 steps:
   - id: go
-    approval: { role: approver, timeout: 300ms, on_timeout: { escalate: { role: lead, timeout: 10m } } }
+    approval: { role: approver, timeout: 30m, on_timeout: { escalate: { role: lead, timeout: 10m } } }
 "#).await;
     let run = h.start("escalating", &[], &[("approver", &alice()), ("lead", &bob())]).await;
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Nobody answers for half an hour (by the engine's clock).
+    h.clock.advance(std::time::Duration::from_secs(31 * 60));
     // The driver that finds the gate past its deadline escalates it.
-    let due = h.store.runs_needing_a_driver(steady_engine::engine::now()).await.unwrap();
+    let due = h.store.runs_needing_a_driver(h.now()).await.unwrap();
     assert_eq!(due, [run]);
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
     let snapshot = h.snapshot(run).await;

@@ -50,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steady_engine::accounts::{Accounts, GlobalRole, User};
+use steady_engine::clock::{Clock, TestClock};
 use steady_engine::engine::{DriveEnd, Engine, EngineConfig, Quiet, StartRun};
 use steady_engine::run::{Actor, Assignment, RunMode, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runner::Stop;
@@ -105,6 +106,9 @@ pub struct Harness {
     pub raw: Raw,
     pub store: Arc<dyn Store>,
     pub engine: Engine,
+    /// The engine's clock: real time, moved forward when a story says half an hour passes.
+    /// Shared by every node of the story.
+    pub clock: Arc<TestClock>,
 }
 
 pub fn scratch(name: &str) -> PathBuf {
@@ -126,7 +130,7 @@ impl Harness {
                 (scratch(&format!("{name}-postgres")), steady_testkit::postgres_database())
             }
         };
-        let harness = Harness::on(dir, url, "node-a").await;
+        let harness = Harness::on(dir, url, "node-a", Arc::default()).await;
         // Only existing, enabled users hold run roles and command runs.
         for person in ["carol", "alice", "bob"] {
             harness.add_user(person).await;
@@ -156,10 +160,15 @@ impl Harness {
 
     /// Another node on the same database, as after a crash and restart.
     pub async fn another_node(&self, node: &str) -> Harness {
-        Harness::on(self.dir.clone(), self.url.clone(), node).await
+        Harness::on(self.dir.clone(), self.url.clone(), node, self.clock.clone()).await
     }
 
-    async fn on(dir: PathBuf, url: String, node: &str) -> Harness {
+    /// The time by the story's clock.
+    pub fn now(&self) -> steady_engine::run::Timestamp {
+        self.clock.now()
+    }
+
+    async fn on(dir: PathBuf, url: String, node: &str, clock: Arc<TestClock>) -> Harness {
         let (raw, store): (Raw, Arc<dyn Store>) = if url.starts_with("sqlite:") {
             let sqlite = SqliteStore::open(&url).await.expect("open database");
             (Raw::Sqlite(sqlite.clone()), Arc::new(sqlite))
@@ -172,8 +181,8 @@ impl Harness {
             lease: Duration::from_secs(1),
             secrets: BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())]),
         };
-        let engine = Engine::new(store.clone(), config);
-        Harness { dir, url, raw, store, engine }
+        let engine = Engine::with_clock(store.clone(), config, clock.clone());
+        Harness { dir, url, raw, store, engine, clock }
     }
 
     /// A path in the scratch folder, for steps to leave traces in.

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use chrono::SubsecRound;
+use crate::clock::{Clock, SystemClock};
 use uuid::Uuid;
 
 use crate::audit::{AuditData, NewEvent, RunFinished};
@@ -217,25 +217,40 @@ pub struct Engine {
     config: EngineConfig,
     http: HttpClients,
     runbooks: Mutex<cache::RunbookCache>,
+    /// Where "now" comes from for deadlines, leases and timestamps: the system's clock, or a
+    /// test's [`TestClock`](crate::clock::TestClock).
+    clock: Arc<dyn Clock>,
 }
 
-/// The current time as stored: UTC, microseconds.
+/// The current time as stored, by the system's clock: UTC, microseconds. What the web crate
+/// and the CLI read; the engine reads its own [`Clock`].
 pub fn now() -> Timestamp {
-    chrono::Utc::now().trunc_subsecs(6)
-}
-
-/// `duration` from now, as stored; the end of time when that overflows.
-fn later(duration: StdDuration) -> Timestamp {
-    chrono::Duration::from_std(duration)
-        .ok()
-        .and_then(|duration| now().checked_add_signed(duration))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    SystemClock.now()
 }
 
 impl Engine {
     /// An engine on `store`, driving runs as `config.node`.
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
-        Engine { store, config, http: HttpClients::new(), runbooks: Mutex::default() }
+        Engine::with_clock(store, config, Arc::new(SystemClock))
+    }
+
+    /// An engine that reads the time from `clock` (a test's manual clock, say).
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Engine {
+        Engine { store, config, http: HttpClients::new(), runbooks: Mutex::default(), clock }
+    }
+
+    /// The current time by this engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// `duration` from now by this engine's clock; the end of time when that overflows.
+    pub(crate) fn later(&self, duration: StdDuration) -> Timestamp {
+        self.clock.later(duration)
     }
 
     /// The store every run lives in.

@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod clock;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;

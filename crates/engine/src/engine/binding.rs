@@ -13,7 +13,7 @@ use crate::template::{self, SecretValues};
 
 use super::context::{NotYetRun, run_context};
 use super::driver::Driver;
-use super::{Engine, EngineError, Progress, later};
+use super::{Engine, EngineError, Progress};
 
 impl Engine {
     /// What an approver approves: the run's parameters and the steps the gate guards, rendered
@@ -129,7 +129,7 @@ impl Driver<'_> {
         }
         if reopen {
             let mut reopened = gate_state.clone();
-            reopened.reopen(approval.timeout.map(|timeout| later(timeout.as_std())));
+            reopened.reopen(approval.timeout.map(|timeout| self.engine.later(timeout.as_std())));
             transition.steps.push(reopened);
             let mut change = RunChange::from(self.run_record());
             change.status = RunStatus::Waiting;

@@ -17,7 +17,7 @@ use crate::secrets::Secrets;
 use crate::store::StoreError;
 use crate::template::{self, Context, Target};
 
-use super::{Engine, EngineError, finished_event, now, transition_from};
+use super::{Engine, EngineError, finished_event, transition_from};
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ impl Engine {
             _ => None,
         };
         let id = Uuid::now_v7();
-        let at = now();
+        let at = self.now();
         let run = RunRecord {
             id,
             runbook: stored.name.clone(),
@@ -143,7 +143,7 @@ impl Engine {
     ) -> Result<T, EngineError> {
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;
-            let (transition, answer) = change(&runbook, &snapshot, now());
+            let (transition, answer) = change(&runbook, &snapshot, self.now());
             let Some(mut transition) = transition else { return answer };
             transition.make_storable();
             match self.store.commit(run_id, transition).await {

@@ -28,8 +28,7 @@ use super::context::Revealed;
 use super::lease::{AbortOnDrop, keep_lease};
 use super::verdict::{Verdict, judge, verdict};
 use super::{
-    DriveEnd, Engine, EngineError, Observer, Progress, finished_event, later, now, transition_from,
-    waiting_for,
+    DriveEnd, Engine, EngineError, Observer, Progress, finished_event, transition_from, waiting_for,
 };
 
 impl Engine {
@@ -54,8 +53,9 @@ impl Engine {
         observer: &dyn Observer,
         stop: watch::Receiver<Stop>,
     ) -> Result<DriveEnd, EngineError> {
-        let lease = Lease { owner: self.config.node.clone(), expires_at: later(self.config.lease) };
-        if !self.store.acquire_lease(run_id, &lease, now()).await? {
+        let lease =
+            Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
+        if !self.store.acquire_lease(run_id, &lease, self.now()).await? {
             let (snapshot, _) = self.snapshot(run_id).await?;
             return match snapshot.run.lease {
                 Some(held) => {
@@ -66,8 +66,15 @@ impl Engine {
         }
         let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
         let keeper = AbortOnDrop(tokio::spawn(
-            keep_lease(self.store.clone(), run_id, self.config.clone(), stop, steps_stop)
-                .instrument(tracing::Span::current()),
+            keep_lease(
+                self.store.clone(),
+                self.clock.clone(),
+                run_id,
+                self.config.clone(),
+                stop,
+                steps_stop,
+            )
+            .instrument(tracing::Span::current()),
         ));
         let result = match self.snapshot(run_id).await {
             Ok((snapshot, runbook)) => {
@@ -142,7 +149,7 @@ impl Driver<'_> {
                 return Ok(DriveEnd::Stopped);
             }
             let runbook = self.runbook.clone();
-            match machine::next(&runbook, &self.snapshot, now()) {
+            match machine::next(&runbook, &self.snapshot, self.engine.now()) {
                 Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
                 Next::Start(step) => {
                     async {
@@ -206,7 +213,7 @@ impl Driver<'_> {
                     let mut transition = self.transition();
                     let mut change = RunChange::from(self.run_record());
                     change.status = status;
-                    change.finished_at = Some(now());
+                    change.finished_at = Some(self.engine.now());
                     change.release_lease = true;
                     transition.run = Some(change);
                     transition.events.push(finished_event(self.run_id, status));
@@ -248,7 +255,8 @@ impl Driver<'_> {
         transition.make_storable();
         match self.engine.store.commit(self.run_id, transition.clone()).await {
             Ok(()) => {
-                Arc::make_mut(&mut self.snapshot).apply(&transition, now());
+                let at = self.engine.now();
+                Arc::make_mut(&mut self.snapshot).apply(&transition, at);
                 Ok(true)
             }
             Err(StoreError::Conflict) => {
@@ -287,7 +295,7 @@ impl Driver<'_> {
     ) -> Result<(), EngineError> {
         let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
         let number = state.attempt + 1;
-        let started_at = now();
+        let started_at = self.engine.now();
         let mut transition = self.transition();
         let mut running = state.clone();
         running.start(number, rendered.clone(), started_at);
@@ -331,7 +339,8 @@ impl Driver<'_> {
         let output =
             runner::execute(&effect, &env, timeout, &self.engine.http, capture, &mut self.stop)
                 .await;
-        let (attempt, revealed) = judge(&self.secrets, step, number, started_at, output, timeout);
+        let (attempt, revealed) =
+            judge(&self.secrets, step, number, (started_at, self.engine.now()), output, timeout);
         if let Some(revealed) = revealed {
             Arc::make_mut(&mut self.revealed).insert(step.id.clone(), Arc::new(revealed));
         }

@@ -6,7 +6,7 @@ use crate::policy::holders_of;
 use crate::run::*;
 use crate::runbook::{OnTimeout, Runbook, Step, StepKind};
 
-use super::{Engine, finished_event, later, now, transition_from};
+use super::{Engine, finished_event, transition_from};
 
 impl Engine {
     /// A gate found past its deadline by a late answer rather than by a driver. The timeout is
@@ -22,10 +22,10 @@ impl Engine {
     ) -> Transition {
         let mut transition = self.expiry(snapshot, step, None);
         let mut after = snapshot.clone();
-        after.apply(&transition, now());
+        after.apply(&transition, self.now());
         let run_id = snapshot.run.id;
         let Some(change) = transition.run.as_mut() else { return transition };
-        match machine::next(runbook, &after, now()) {
+        match machine::next(runbook, &after, self.now()) {
             Next::Attention(attention) => {
                 change.status = RunStatus::NeedsAttention;
                 transition.events.push(
@@ -35,7 +35,7 @@ impl Engine {
             }
             Next::Finish(status) => {
                 change.status = status;
-                change.finished_at = Some(now());
+                change.finished_at = Some(self.now());
                 transition.events.push(finished_event(run_id, status));
             }
             _ => {}
@@ -67,7 +67,7 @@ impl Engine {
         let run_id = snapshot.run.id;
         match escalation {
             Some((role, timeout)) => {
-                new_state.escalate(&role.name, later(timeout.as_std()));
+                new_state.escalate(&role.name, self.later(timeout.as_std()));
                 transition.events.push(
                     NewEvent::typed(
                         &Actor::steady(),
@@ -81,7 +81,7 @@ impl Engine {
                 );
             }
             None => {
-                new_state.time_out(now());
+                new_state.time_out(self.now());
                 let mut run = RunChange::from(&snapshot.run);
                 run.status = RunStatus::Running;
                 transition.run = Some(run);

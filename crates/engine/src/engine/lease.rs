@@ -11,7 +11,8 @@ use crate::run::*;
 use crate::runner::Stop;
 use crate::store::Store;
 
-use super::{EngineConfig, later, now};
+use super::EngineConfig;
+use crate::clock::Clock;
 
 /// Aborts a task when dropped: a driver whose future is dropped (its process is dying) stops
 /// renewing its lease, so that another process can take the run over.
@@ -27,13 +28,14 @@ impl Drop for AbortOnDrop {
 /// caller's request into a stop for the running step.
 pub(super) async fn keep_lease(
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     run_id: Uuid,
     config: EngineConfig,
     mut outside: watch::Receiver<Stop>,
     steps_stop: watch::Sender<Stop>,
 ) {
     let tick = (config.lease / 3).min(StdDuration::from_secs(1));
-    let mut held_until = later(config.lease);
+    let mut held_until = clock.later(config.lease);
     // Once the caller can no longer ask anything (its sender is gone), stop listening to it.
     let mut listening = true;
     loop {
@@ -49,7 +51,7 @@ pub(super) async fn keep_lease(
                 continue;
             }
         }
-        let lease = Lease { owner: config.node.clone(), expires_at: later(config.lease) };
+        let lease = Lease { owner: config.node.clone(), expires_at: clock.later(config.lease) };
         match store.renew_lease(run_id, &lease).await {
             Ok(true) => held_until = lease.expires_at,
             // Someone else took the run over, or let it go: stop touching it.
@@ -59,7 +61,7 @@ pub(super) async fn keep_lease(
                 return;
             }
             // A database hiccup: try again next tick, but never past the lease's own end.
-            Err(error) if now() < held_until => {
+            Err(error) if clock.now() < held_until => {
                 tracing::warn!(%error, "renewing the lease failed; retrying");
                 continue;
             }

@@ -6,7 +6,7 @@ use crate::run::*;
 use crate::runbook;
 use crate::store::Published;
 
-use super::{Engine, EngineError, now};
+use super::{Engine, EngineError};
 
 /// What publishing a file of the server's runbooks folder did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Engine {
         let Some(runbook) = parsed.runbook else {
             return Err(EngineError::InvalidRunbook(parsed.diagnostics));
         };
-        Ok(self.store.publish(&runbook.name, source, actor, now()).await?)
+        Ok(self.store.publish(&runbook.name, source, actor, self.now()).await?)
     }
 
     /// Publishes a runbook file from the server's folder unless its content is already one of
@@ -47,10 +47,12 @@ impl Engine {
         let (Some(stored), Some(latest)) =
             (versions.iter().find(|version| version.sha256 == sha256), versions.last())
         else {
-            return Ok(match self.store.publish(&runbook.name, source, actor, now()).await? {
-                Published::New(version) => FolderFile::Published(version),
-                Published::Unchanged(version) => FolderFile::Latest(version),
-            });
+            return Ok(
+                match self.store.publish(&runbook.name, source, actor, self.now()).await? {
+                    Published::New(version) => FolderFile::Published(version),
+                    Published::Unchanged(version) => FolderFile::Latest(version),
+                },
+            );
         };
         if stored.version == latest.version {
             Ok(FolderFile::Latest(latest.clone()))

@@ -12,7 +12,6 @@ use crate::runner::{self, Ending, Stop};
 use crate::secrets::Secrets;
 
 use super::context::Revealed;
-use super::now;
 
 /// Turns what an effect produced into an attempt's result, by the step's `expect`. The
 /// verdict reads the real output; the attempt keeps it masked (masked first, then cut to
@@ -22,7 +21,7 @@ pub(super) fn judge(
     secrets: &Secrets,
     step: &Step,
     number: u32,
-    started_at: Timestamp,
+    (started_at, finished_at): (Timestamp, Timestamp),
     output: runner::Output,
     timeout: StdDuration,
 ) -> (Attempt, Option<Revealed>) {
@@ -124,7 +123,7 @@ pub(super) fn judge(
         number,
         status: Some(status),
         started_at: Some(started_at),
-        finished_at: Some(now()),
+        finished_at: Some(finished_at),
         exit_code: output.exit_code,
         http_status: output.http_status,
         final_url: output.final_url.as_deref().map(|url| secrets.mask(url)),

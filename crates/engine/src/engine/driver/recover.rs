@@ -4,7 +4,7 @@ use crate::audit::{
     AfterInterruption, AuditData, NewEvent, RunTakenOver, StepFinished, StepInterrupted,
     StepUnrecorded,
 };
-use crate::engine::{EngineError, Progress, now, transition_from};
+use crate::engine::{EngineError, Progress, transition_from};
 use crate::machine::safe_to_repeat;
 use crate::run::*;
 use crate::runbook::Step;
@@ -26,7 +26,7 @@ impl Driver<'_> {
             let mut transition = transition_from(fresh);
             let Some(state) = fresh.step(&step.id) else { return transition };
             let mut failed = state.clone();
-            failed.end(StepStatus::Failed, Some(message.clone()), now());
+            failed.end(StepStatus::Failed, Some(message.clone()), self.engine.now());
             transition.steps.push(failed);
             // The attempt recorded `running`, if it got that far, ends with the error.
             let attempt = fresh
@@ -34,7 +34,7 @@ impl Driver<'_> {
                 .filter(|_| state.status == StepStatus::Running)
                 .map(|attempt| Attempt {
                     status: Some(StepStatus::Failed),
-                    finished_at: Some(now()),
+                    finished_at: Some(self.engine.now()),
                     error: Some(message.clone()),
                     ..attempt.clone()
                 });
@@ -75,12 +75,14 @@ impl Driver<'_> {
         let rerun = safe_to_repeat(step);
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state
-            .interrupt(if rerun { StepStatus::Pending } else { StepStatus::Interrupted }, now());
+        new_state.interrupt(
+            if rerun { StepStatus::Pending } else { StepStatus::Interrupted },
+            self.engine.now(),
+        );
         if let Some(attempt) = self.snapshot.attempt(&step.id, state.attempt) {
             let mut attempt = attempt.clone();
             attempt.status = Some(StepStatus::Interrupted);
-            attempt.finished_at = Some(now());
+            attempt.finished_at = Some(self.engine.now());
             attempt.error = Some("the process driving this step stopped while it ran".to_owned());
             transition.attempts.push(attempt);
         }

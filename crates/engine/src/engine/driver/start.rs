@@ -2,7 +2,7 @@
 //! a dry run's record, and waiting for people at a gate or manual step.
 
 use crate::audit::{AuditData, NewEvent, StepFinished, StepSettled, StepWaiting, StepWouldRun};
-use crate::engine::{EngineError, Progress, later, now};
+use crate::engine::{EngineError, Progress};
 use crate::plan::{self, Action, PendingCondition, Rendered};
 use crate::policy::holders_of;
 use crate::run::*;
@@ -83,8 +83,8 @@ impl Driver<'_> {
                     step_id: step.id.clone(),
                     number,
                     status: Some(status),
-                    started_at: Some(now()),
-                    finished_at: Some(now()),
+                    started_at: Some(self.engine.now()),
+                    finished_at: Some(self.engine.now()),
                     error,
                     ..Attempt::default()
                 };
@@ -168,7 +168,7 @@ impl Driver<'_> {
         let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state.would_run(rendered.clone(), note.map(str::to_owned), now());
+        new_state.would_run(rendered.clone(), note.map(str::to_owned), self.engine.now());
         transition.steps.push(new_state);
         transition.events.push(
             NewEvent::typed(
@@ -205,7 +205,7 @@ impl Driver<'_> {
         let attempt = state.attempt;
         let mut transition = self.transition();
         let mut new_state = state.clone();
-        new_state.end(status, note.clone(), now());
+        new_state.end(status, note.clone(), self.engine.now());
         transition.steps.push(new_state);
         let settled = StepSettled { status, note: note.clone() };
         let data = if status == StepStatus::Skipped {
@@ -236,10 +236,12 @@ impl Driver<'_> {
         let mut transition = self.transition();
         let mut new_state = state.clone();
         let deadline = match &step.kind {
-            StepKind::Approval(gate) => gate.timeout.map(|timeout| later(timeout.as_std())),
+            StepKind::Approval(gate) => {
+                gate.timeout.map(|timeout| self.engine.later(timeout.as_std()))
+            }
             _ => None,
         };
-        new_state.wait_for_people(rendered.clone(), deadline, now());
+        new_state.wait_for_people(rendered.clone(), deadline, self.engine.now());
         transition.steps.push(new_state);
         let mut change = RunChange::from(self.run_record());
         change.status = RunStatus::Waiting;
