@@ -56,7 +56,8 @@ async fn a_step_with_side_effects_found_running_after_a_crash_waits_for_a_person
     let (_keep, stop) = watch::channel(Stop::No);
     let early = h.engine.drive(run, &Quiet, stop).await;
     assert!(matches!(early, Err(EngineError::LeaseHeld { .. })), "{early:?}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The dead driver's one-second lease runs out (by the engine's clock).
+    h.clock.advance(Duration::from_millis(1200));
 
     assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
     assert_eq!(h.step_status(run, "promote").await, StepStatus::Interrupted);
@@ -75,7 +76,8 @@ async fn an_idempotent_step_found_running_after_a_crash_runs_again(h: Harness) {
     h.publish(&RISKY.replace("LEDGER", &ledger).replace("IDEMPOTENT", "idempotent: true")).await;
     let run = h.start("risky", &[], &[]).await;
     die_mid_step(&h, run, &ledger).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The dead driver's one-second lease runs out (by the engine's clock).
+    h.clock.advance(Duration::from_millis(1200));
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
     assert_eq!(count_lines(&ledger), 2, "run once before the crash and once after");
     let snapshot = h.snapshot(run).await;
