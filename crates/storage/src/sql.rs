@@ -12,12 +12,24 @@ use steady_engine::store::StoreError;
 
 use crate::codec::Columns;
 
-/// The most values one batched insert binds. Both databases would take far more (SQLite
-/// 32,766, PostgreSQL 65,535), but SQLite resolves each numbered placeholder by searching the
-/// ones it has already seen, so parsing a statement takes time that grows with the square of
-/// its placeholders: one insert of a 1,000-step run's 14,000 values cost a second of CPU,
-/// where 30 statements of at most 500 values cost a few milliseconds.
-const MAX_BINDS: usize = 500;
+/// How many values one batched insert of a database binds at most.
+pub(crate) trait BindLimit {
+    const MAX_BINDS: usize;
+}
+
+/// SQLite would take 32,766, but it resolves each numbered placeholder by searching the ones
+/// it has already seen, so parsing a statement takes time that grows with the square of its
+/// placeholders: one insert of a 1,000-step run's 14,000 values cost a second of CPU, where
+/// 30 statements of at most 500 values cost a few milliseconds.
+impl BindLimit for sqlx::Sqlite {
+    const MAX_BINDS: usize = 500;
+}
+
+/// PostgreSQL allows 65,535 and parses placeholders in linear time: large batches keep a
+/// group commit's round trips few.
+impl BindLimit for sqlx::Postgres {
+    const MAX_BINDS: usize = 32_766;
+}
 
 /// One value bound to a placeholder.
 #[derive(Debug, Clone)]
@@ -142,14 +154,14 @@ impl<'a> Statement<'a> {
     /// Inserts many rows: `head` names the table and columns, `tail` may add an
     /// `ON CONFLICT` clause; as many statements as the bind limit needs. Every row has the
     /// same number of values, one a column.
-    pub(crate) async fn insert_rows(
-        conn: &mut impl Connection,
+    pub(crate) async fn insert_rows<C: Connection>(
+        conn: &mut C,
         head: &str,
         rows: Vec<Vec<Value<'_>>>,
         tail: &str,
     ) -> Result<(), StoreError> {
         let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-        let per_statement = MAX_BINDS / width.max(1);
+        let per_statement = C::MAX_BINDS / width.max(1);
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<Vec<Value<'_>>> = rows.by_ref().take(per_statement).collect();
@@ -182,6 +194,8 @@ impl<'a> Statement<'a> {
 /// Implemented for every sqlx connection whose database takes the three value shapes.
 pub(crate) trait Connection: Send {
     type Row: Columns + Send;
+    /// The most values one statement binds on this database (see [`BindLimit`]).
+    const MAX_BINDS: usize;
 
     fn execute<'c>(&'c mut self, statement: Statement<'c>) -> BoxFuture<'c, sqlx::Result<u64>>;
 
@@ -218,7 +232,7 @@ where
 impl<C, DB> Connection for C
 where
     C: sqlx::Connection<Database = DB>,
-    DB: Database<Connection = C, Row: Columns, QueryResult: RowsAffected>,
+    DB: Database<Connection = C, Row: Columns, QueryResult: RowsAffected> + BindLimit,
     for<'c> &'c mut C: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
@@ -226,6 +240,7 @@ where
     for<'q> bool: Encode<'q, DB> + Type<DB>,
 {
     type Row = DB::Row;
+    const MAX_BINDS: usize = DB::MAX_BINDS;
 
     fn execute<'c>(&'c mut self, statement: Statement<'c>) -> BoxFuture<'c, sqlx::Result<u64>> {
         Box::pin(async move {
