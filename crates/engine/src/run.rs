@@ -421,6 +421,15 @@ impl RunSnapshot {
 impl RunSnapshot {
     /// The snapshot after `transition` was committed: what a driver keeps in memory instead
     /// of reading the whole run back after every step.
+    /// Where a step's state is in `steps`: at `position` when given and it is there (a
+    /// main-phase step's usually is), else found by search.
+    fn step_index(&self, id: &str, position: Option<u32>) -> Option<usize> {
+        position
+            .and_then(|position| usize::try_from(position).ok())
+            .filter(|&index| self.steps.get(index).is_some_and(|state| state.step_id == id))
+            .or_else(|| self.steps.iter().position(|state| state.step_id == id))
+    }
+
     pub fn apply(&mut self, transition: &Transition, at: Timestamp) {
         self.run.revision += 1;
         self.run.updated_at = at;
@@ -435,25 +444,38 @@ impl RunSnapshot {
         }
         // Looked up where they usually are, so that a long run's driver does not search
         // every state at each commit: a main-phase step's state sits at its position, and the
-        // attempt being changed is among the newest.
+        // attempt being changed is among the newest. An attempt numbered past the count its
+        // step's state held before this transition is new (a state's count is always the
+        // number of its latest attempt), so it is appended without a search.
+        let new_attempts: Vec<bool> = transition
+            .attempts
+            .iter()
+            .map(|attempt| {
+                let hint = transition
+                    .steps
+                    .iter()
+                    .find(|step| step.step_id == attempt.step_id)
+                    .map(|step| step.position);
+                self.step_index(&attempt.step_id, hint)
+                    .is_some_and(|index| attempt.number > self.steps[index].attempt)
+            })
+            .collect();
         for step in &transition.steps {
-            let at_position = usize::try_from(step.position)
-                .ok()
-                .filter(|&index| self.steps.get(index).is_some_and(|s| s.step_id == step.step_id));
-            let found =
-                at_position.or_else(|| self.steps.iter().position(|s| s.step_id == step.step_id));
-            match found {
+            match self.step_index(&step.step_id, Some(step.position)) {
                 Some(index) => self.steps[index] = step.clone(),
                 None => self.steps.push(step.clone()),
             }
         }
-        for attempt in &transition.attempts {
-            match self
-                .attempts
-                .iter_mut()
-                .rev()
-                .find(|a| a.number == attempt.number && a.step_id == attempt.step_id)
-            {
+        for (attempt, new) in transition.attempts.iter().zip(new_attempts) {
+            let existing = if new {
+                None
+            } else {
+                self.attempts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.number == attempt.number && a.step_id == attempt.step_id)
+            };
+            match existing {
                 Some(existing) => *existing = attempt.clone(),
                 None => self.attempts.push(attempt.clone()),
             }

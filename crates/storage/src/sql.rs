@@ -160,11 +160,26 @@ impl<'a> Statement<'a> {
         rows: Vec<Vec<Value<'_>>>,
         tail: &str,
     ) -> Result<(), StoreError> {
-        let Some(width) = rows.first().map(Vec::len) else { return Ok(()) };
-        let per_statement = C::MAX_BINDS / width.max(1);
+        for statement in Statement::inserts(head, rows, tail, C::MAX_BINDS) {
+            statement.execute(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The statements [`insert_rows`](Self::insert_rows) runs, each binding at most
+    /// `max_binds` values; none for no rows.
+    pub(crate) fn inserts(
+        head: &str,
+        rows: Vec<Vec<Value<'a>>>,
+        tail: &str,
+        max_binds: usize,
+    ) -> Vec<Statement<'a>> {
+        let Some(width) = rows.first().map(Vec::len) else { return Vec::new() };
+        let per_statement = (max_binds / width.max(1)).max(1);
+        let mut statements = Vec::new();
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let chunk: Vec<Vec<Value<'_>>> = rows.by_ref().take(per_statement).collect();
+            let chunk: Vec<Vec<Value<'a>>> = rows.by_ref().take(per_statement).collect();
             let mut text = String::with_capacity(head.len() + tail.len() + chunk.len() * width * 5);
             text.push_str(head);
             text.push_str(" VALUES ");
@@ -184,9 +199,37 @@ impl<'a> Statement<'a> {
             text.push(' ');
             text.push_str(tail);
             let values = chunk.into_iter().flatten().collect();
-            Statement { text: Cow::Owned(text), values }.execute(conn).await?;
+            statements.push(Statement { text: Cow::Owned(text), values });
         }
-        Ok(())
+        statements
+    }
+
+    /// Several statements as one text, each placeholder renumbered past the values of the
+    /// statements before it. SQLite runs such a text in one call to its connection's worker
+    /// thread, where each statement on its own would be a round trip (PostgreSQL cannot bind
+    /// values to more than one statement per call). The texts must hold no `$` other than
+    /// placeholders, as every statement of this crate does.
+    pub(crate) fn join(statements: Vec<Statement<'a>>) -> Statement<'a> {
+        let mut text = String::new();
+        let mut values = Vec::new();
+        for statement in statements {
+            let offset = values.len();
+            let mut rest = statement.text.as_ref();
+            while let Some(at) = rest.find('$') {
+                text.push_str(&rest[..=at]);
+                rest = &rest[at + 1..];
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                match rest[..digits].parse::<usize>() {
+                    Ok(number) => text.push_str(&(number + offset).to_string()),
+                    Err(_) => text.push_str(&rest[..digits]),
+                }
+                rest = &rest[digits..];
+            }
+            text.push_str(rest);
+            text.push_str(";\n");
+            values.extend(statement.values);
+        }
+        Statement { text: Cow::Owned(text), values }
     }
 }
 
@@ -295,5 +338,29 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
 impl RowsAffected for sqlx::postgres::PgQueryResult {
     fn rows_affected(&self) -> u64 {
         self.rows_affected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_statements_keep_their_own_values() {
+        let joined = Statement::join(vec![
+            sql("UPDATE runs SET a = $1 WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR b = $3)")
+                .bind("x")
+                .bind("run")
+                .bind(None::<String>),
+            sql("SELECT changes() AS guarded"),
+            sql("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)").bind(1).bind(2).bind(3).bind(4),
+        ]);
+        assert_eq!(
+            joined.text,
+            "UPDATE runs SET a = $1 WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR b = $3);\n\
+             SELECT changes() AS guarded;\n\
+             INSERT INTO t (a, b) VALUES ($4, $5), ($6, $7);\n"
+        );
+        assert_eq!(joined.values.len(), 7);
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Backend, Conn, SqlStore};
 use crate::codec::{Columns, now};
 use crate::rows::audit_event;
-use crate::sql::{Statement, Value, database, sql};
+use crate::sql::{Connection, Statement, Value, database, sql};
 
 /// Appends events to the one chain, inside the caller's transaction. Where the backend locks
 /// the chain, the lock is taken as late as possible and held to commit: appends from all nodes
@@ -26,38 +26,51 @@ pub(crate) async fn append_events<B: Backend>(
     if let Some(lock) = B::LOCK_AUDIT_CHAIN {
         sql(lock).execute(conn).await?;
     }
-    let last = sql("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(conn)
-        .await?;
-    let (mut seq, mut prev_hash) = match last {
+    let last = sql(CHAIN_HEAD).fetch_optional(&mut *conn).await?;
+    let head = match last {
         Some(row) => (row.integer("seq")?, row.text("hash")?),
         None => (0, GENESIS.to_owned()),
     };
-    let at = now();
-    let mut stored = Vec::with_capacity(events.len());
-    for event in events {
-        seq += 1;
-        let event = AuditEvent::chain(seq, Uuid::now_v7(), at, &prev_hash, event);
-        prev_hash = event.hash.clone();
-        stored.push(event);
+    let (statements, seq) = chain_statements(head, events, Conn::<B>::MAX_BINDS);
+    for statement in statements {
+        statement.execute(&mut *conn).await?;
     }
-    let rows = stored
-        .iter()
-        .map(|event| {
-            vec![
-                Value::from(event.seq),
-                Value::from(event.body()),
-                Value::from(&event.prev_hash),
-                Value::from(&event.hash),
-            ]
-        })
-        .collect();
-    Statement::insert_rows(conn, "INSERT INTO audit_events (seq, body, prev_hash, hash)", rows, "")
-        .await?;
     if let Some(notify) = B::NOTIFY_EVENTS {
         sql(notify).bind(seq.to_string()).execute(conn).await?;
     }
     Ok(())
+}
+
+/// The chain's last `seq` and `hash`; no row while it is empty.
+pub(crate) const CHAIN_HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+/// The inserts that chain `events` after `head` (its `seq` and `hash`; 0 and [`GENESIS`] for
+/// an empty chain), and the `seq` of the last.
+pub(crate) fn chain_statements(
+    (mut seq, mut prev_hash): (i64, String),
+    events: &[NewEvent],
+    max_binds: usize,
+) -> (Vec<Statement<'static>>, i64) {
+    let at = now();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let event = AuditEvent::chain(seq, Uuid::now_v7(), at, &prev_hash, event);
+        rows.push(vec![
+            Value::from(event.seq),
+            Value::from(event.body()),
+            Value::from(event.prev_hash.clone()),
+            Value::from(event.hash.clone()),
+        ]);
+        prev_hash = event.hash;
+    }
+    let statements = Statement::inserts(
+        "INSERT INTO audit_events (seq, body, prev_hash, hash)",
+        rows,
+        "",
+        max_binds,
+    );
+    (statements, seq)
 }
 
 #[async_trait]

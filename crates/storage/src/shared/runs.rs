@@ -26,10 +26,18 @@ pub(crate) async fn guard(
     transition: &Transition,
 ) -> Result<(), StoreError> {
     let id = run_id.to_string();
+    if guard_statement(&id, transition).execute(&mut *conn).await? == 0 {
+        return Err(guard_failure(conn, run_id, transition).await);
+    }
+    Ok(())
+}
+
+/// The one statement that both checks that a transition was computed from the current
+/// revision (and, for drivers, that the lease is still theirs) and applies its change to the
+/// run's row: it changes no row when the guard fails. The row lock it takes queues concurrent
+/// changes to the same run from other nodes.
+pub(crate) fn guard_statement<'a>(id: &'a str, transition: &'a Transition) -> Statement<'a> {
     let at = format_timestamp(now());
-    // One statement both checks that the transition was computed from the current
-    // revision (and, for drivers, that the lease is still theirs) and applies the change;
-    // the row lock it takes queues concurrent changes to the same run from other nodes.
     let update = match &transition.run {
         Some(change) => sql(
             "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
@@ -48,44 +56,66 @@ pub(crate) async fn guard(
              WHERE id = $2 AND revision = $3 AND (CAST($4 AS TEXT) IS NULL OR lease_owner = $4)")
         .bind(at),
     };
-    let updated = update
-        .bind(&id)
-        .bind(transition.revision)
-        .bind(&transition.lease_owner)
-        .execute(&mut *conn)
-        .await?;
-    if updated == 0 {
-        let row = sql("SELECT lease_owner FROM runs WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NoSuchRun(run_id))?;
-        let owner = row.optional_text("lease_owner")?;
-        return Err(match &transition.lease_owner {
-            Some(expected) if owner.as_deref() != Some(expected.as_str()) => StoreError::LeaseLost,
-            _ => StoreError::Conflict,
-        });
+    update.bind(id).bind(transition.revision).bind(&transition.lease_owner)
+}
+
+/// Why a transition's guard changed no row: the run is gone, its lease is another's, or it
+/// changed since the transition was computed.
+pub(crate) async fn guard_failure(
+    conn: &mut impl Connection,
+    run_id: Uuid,
+    transition: &Transition,
+) -> StoreError {
+    let row = sql("SELECT lease_owner FROM runs WHERE id = $1")
+        .bind(run_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await;
+    let owner = match row {
+        Ok(Some(row)) => row.optional_text("lease_owner"),
+        Ok(None) => return StoreError::NoSuchRun(run_id),
+        Err(error) => return error,
+    };
+    let owner = match owner {
+        Ok(owner) => owner,
+        Err(error) => return error,
+    };
+    match &transition.lease_owner {
+        Some(expected) if owner.as_deref() != Some(expected.as_str()) => StoreError::LeaseLost,
+        _ => StoreError::Conflict,
     }
-    Ok(())
 }
 
 /// Writes the rows of transitions whose guards passed, without their audit events: steps and
 /// attempts of all of them in a statement each (a batch never holds the same step twice: a
 /// second transition of the same run would have failed its revision guard).
-pub(crate) async fn write_rows(
-    conn: &mut impl Connection,
+pub(crate) async fn write_rows<C: Connection>(
+    conn: &mut C,
     transitions: &[(Uuid, &Transition)],
 ) -> Result<(), StoreError> {
     let ids: Vec<String> = transitions.iter().map(|(run_id, _)| run_id.to_string()).collect();
+    for statement in row_statements(transitions, &ids, C::MAX_BINDS) {
+        statement.execute(&mut *conn).await?;
+    }
+    for ((_, transition), id) in transitions.iter().zip(&ids) {
+        insert_votes(&mut *conn, id, transition).await?;
+    }
+    Ok(())
+}
+
+/// The statements [`write_rows`] runs; `ids` are the transitions' run ids as text, in order.
+pub(crate) fn row_statements<'a>(
+    transitions: &'a [(Uuid, &'a Transition)],
+    ids: &'a [String],
+    max_binds: usize,
+) -> Vec<Statement<'a>> {
     let mut steps = Vec::new();
     let mut attempts = Vec::new();
-    for ((_, transition), id) in transitions.iter().zip(&ids) {
+    for ((_, transition), id) in transitions.iter().zip(ids) {
         steps.extend(transition.steps.iter().map(|step| step_values(id, step)));
         attempts.extend(transition.attempts.iter().map(|attempt| attempt_values(id, attempt)));
     }
-    upsert_steps(&mut *conn, steps).await?;
-    Statement::insert_rows(
-        &mut *conn,
+    let mut statements = Statement::inserts(STEPS_HEAD, steps, STEPS_TAIL, max_binds);
+    statements.extend(Statement::inserts(
         "INSERT INTO step_attempts (run_id, step_id, number, status, started_at, finished_at, exit_code,
                                     http_status, final_url, stdout, stderr, stdout_truncated, stderr_truncated, json, error)",
         attempts,
@@ -95,32 +125,29 @@ pub(crate) async fn write_rows(
              stdout = excluded.stdout, stderr = excluded.stderr,
              stdout_truncated = excluded.stdout_truncated, stderr_truncated = excluded.stderr_truncated,
              json = excluded.json, error = excluded.error",
-    )
-    .await?;
-    for ((_, transition), id) in transitions.iter().zip(&ids) {
-        write_the_rest(&mut *conn, id, transition).await?;
+        max_binds,
+    ));
+    for ((_, transition), id) in transitions.iter().zip(ids) {
+        statements.extend(other_statements(id, transition));
     }
-    Ok(())
+    statements
 }
 
-/// Writes step states (see [`step_values`]), many in one statement.
-async fn upsert_steps(
-    conn: &mut impl Connection,
-    rows: Vec<Vec<Value<'_>>>,
-) -> Result<(), StoreError> {
-    Statement::insert_rows(
-        conn,
-        "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
-                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)",
-        rows,
-        "ON CONFLICT (run_id, step_id) DO UPDATE SET
+const STEPS_HEAD: &str = "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
+                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)";
+const STEPS_TAIL: &str = "ON CONFLICT (run_id, step_id) DO UPDATE SET
              status = excluded.status, attempt = excluded.attempt,
              attempts_before_round = excluded.attempts_before_round,
              started_at = excluded.started_at, finished_at = excluded.finished_at,
              deadline = excluded.deadline, escalated_to = excluded.escalated_to,
-             rendered = excluded.rendered, note = excluded.note, completed_by = excluded.completed_by",
-    )
-    .await
+             rendered = excluded.rendered, note = excluded.note, completed_by = excluded.completed_by";
+
+/// Writes step states (see [`step_values`]), many in one statement.
+async fn upsert_steps<C: Connection>(
+    conn: &mut C,
+    rows: Vec<Vec<Value<'_>>>,
+) -> Result<(), StoreError> {
+    Statement::insert_rows(conn, STEPS_HEAD, rows, STEPS_TAIL).await
 }
 
 fn step_values<'a>(run_id: &'a str, step: &'a StepState) -> Vec<Value<'a>> {
@@ -162,19 +189,46 @@ fn attempt_values<'a>(run_id: &'a str, attempt: &'a Attempt) -> Vec<Value<'a>> {
     ]
 }
 
-/// Votes, assignments and notes: rare, one statement each.
-async fn write_the_rest(
+/// Voided votes, assignments and notes: rare, one statement each.
+fn other_statements<'a>(id: &'a str, transition: &'a Transition) -> Vec<Statement<'a>> {
+    let mut statements = Vec::new();
+    for vote in &transition.voided_votes {
+        statements.push(
+            sql("UPDATE votes SET void = TRUE WHERE id = $1 AND run_id = $2")
+                .bind(vote.to_string())
+                .bind(id),
+        );
+    }
+    statements.extend(assign_statements(id, &transition.assign));
+    for assignment in &transition.unassign {
+        statements.push(
+            sql("DELETE FROM assignments WHERE run_id = $1 AND role = $2 AND person = $3")
+                .bind(id)
+                .bind(&assignment.role)
+                .bind(assignment.person.to_string()),
+        );
+    }
+    for note in &transition.notes {
+        statements.push(
+            sql("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(note.id.to_string())
+                .bind(id)
+                .bind(&note.step_id)
+                .bind(note.author.to_string())
+                .bind(&note.text)
+                .bind(format_timestamp(note.at)),
+        );
+    }
+    statements
+}
+
+/// Inserts a transition's votes, after its voided votes were written. A vote refused by the
+/// one-vote index (this person already answered the gate) is a `Conflict`.
+pub(crate) async fn insert_votes(
     conn: &mut impl Connection,
     id: &str,
     transition: &Transition,
 ) -> Result<(), StoreError> {
-    for vote in &transition.voided_votes {
-        sql("UPDATE votes SET void = TRUE WHERE id = $1 AND run_id = $2")
-            .bind(vote.to_string())
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
     for vote in &transition.votes {
         let inserted = sql(
             "INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
@@ -192,48 +246,23 @@ async fn write_the_rest(
         .bind(vote.void)
         .insert_unique(&mut *conn)
         .await?;
-        // The one-vote index: this person already answered the gate.
         if !inserted {
             return Err(StoreError::Conflict);
         }
     }
-    assign(&mut *conn, id, &transition.assign).await?;
-    for assignment in &transition.unassign {
-        sql("DELETE FROM assignments WHERE run_id = $1 AND role = $2 AND person = $3")
-            .bind(id)
-            .bind(&assignment.role)
-            .bind(assignment.person.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    for note in &transition.notes {
-        sql("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(note.id.to_string())
-            .bind(id)
-            .bind(&note.step_id)
-            .bind(note.author.to_string())
-            .bind(&note.text)
-            .bind(format_timestamp(note.at))
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(())
 }
 
-async fn assign(
-    conn: &mut impl Connection,
-    id: &str,
-    assignments: &[Assignment],
-) -> Result<(), StoreError> {
-    for assignment in assignments {
-        sql("INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(&assignment.role)
-            .bind(assignment.person.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+fn assign_statements<'a>(id: &'a str, assignments: &'a [Assignment]) -> Vec<Statement<'a>> {
+    assignments
+        .iter()
+        .map(|assignment| {
+            sql("INSERT INTO assignments (run_id, role, person) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(&assignment.role)
+                .bind(assignment.person.to_string())
+        })
+        .collect()
 }
 
 /// Commits one transition in a transaction of its own, `tx`, which the caller began.
@@ -307,7 +336,9 @@ impl<B: Backend> Runs for SqlStore<B> {
         }
         let steps = new.steps.iter().map(|step| step_values(&id, step)).collect();
         upsert_steps(&mut *tx, steps).await?;
-        assign(&mut *tx, &id, &new.assignments).await?;
+        for statement in assign_statements(&id, &new.assignments) {
+            statement.execute(&mut *tx).await?;
+        }
         hint_work::<B>(&mut tx, run.id).await?;
         append_events::<B>(&mut tx, std::slice::from_ref(&new.event)).await?;
         tx.commit().await.map_err(database)?;
