@@ -27,6 +27,10 @@ pub struct Args {
     /// Post notifications (Slack-compatible JSON) to this URL; repeat for several.
     #[arg(long = "notify", env = "STEADY_NOTIFY", value_delimiter = ',', value_name = "URL")]
     notify: Vec<String>,
+    /// The address people open Steady at (`https://steady.example.com`): notifications link
+    /// to the run and its gate there. Without it, notifications carry no links.
+    #[arg(long, env = "STEADY_PUBLIC_URL", value_name = "URL", value_parser = public_url)]
+    public_url: Option<String>,
     /// How the log on standard error is written; `STEADY_LOG` (or `RUST_LOG`) filters it,
     /// `info` by default.
     #[arg(long, env = "STEADY_LOG_FORMAT", value_enum, default_value = "text")]
@@ -76,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server = ServerConfig {
         secure_cookies: args.secure_cookies,
         notify: args.notify,
+        public_url: args.public_url,
         folder_versions,
         ..ServerConfig::default()
     };
@@ -133,4 +138,18 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// `--public-url`: an http(s) URL with a host and nothing after its path, kept without the
+/// trailing `/` so that links are `URL/runs/…`.
+fn public_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("the public URL starts with https:// (or http://)")?;
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "?#|<>\"\\".contains(c);
+    if rest.is_empty() || rest.starts_with('/') || rest.chars().any(bad) {
+        return Err("the public URL is a plain address like https://steady.example.com".into());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
