@@ -14,13 +14,13 @@ roles:
   operator: { description: Fences the primary }
 steps:
   - id: go
-approval: { role: approver, timeout: 5m, on_timeout: { escalate: { role: lead, timeout: 10m } } }
+    approval: { role: approver, timeout: 5m, on_timeout: { escalate: { role: lead, timeout: 10m } } }
   - id: own
-approval: { role: approver, allow_self_approval: true }
+    approval: { role: approver, allow_self_approval: true }
   - id: fence
-manual: { role: operator, instructions: "Power off the primary." }
+    manual: { role: operator, instructions: "Power off the primary." }
   - id: promote
-run: ["true"]
+    run: ["true"]
 "#;
 
 fn person(name: &str) -> Actor {
