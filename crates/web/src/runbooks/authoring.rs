@@ -114,41 +114,43 @@ pub(crate) async fn new_version_form(
         refusal = Some(error.message);
     }
     let valid = parsed.runbook.is_some() && refusal.is_none();
-    let mut diff = None;
+    let mut page = NewVersionPage {
+        me: Some(me.clone()),
+        csrf: me.csrf.clone(),
+        name,
+        current: latest.version,
+        source,
+        message: form.message,
+        problems: Some(problems),
+        diff: None,
+        refusal,
+    };
     match form.action.as_str() {
         "validate" => {}
         "preview" => {
-            let (old, new) = (format!("v{}", latest.version), "new version".to_owned());
-            diff = Some(diff_lines(&latest.source, &source, &old, &new));
+            let old = format!("v{}", latest.version);
+            page.diff = Some(diff_lines(&latest.source, &page.source, &old, "new version"));
         }
         "publish" if valid => {
-            let message = change_message(Some(&form.message))?;
-            let published = state.engine.publish_with_message(&source, &me.actor, message).await?;
-            let version = match published {
-                Published::New(version) => version,
+            let message = change_message(Some(&page.message))?;
+            let published =
+                state.engine.publish_with_message(&page.source, &me.actor, message).await?;
+            match published {
+                Published::New(version) => {
+                    let to = format!("/runbooks/{}#v{}", page.name, version.version);
+                    return Ok(Redirect::to(&to).into_response());
+                }
                 Published::Unchanged(version) => {
-                    refusal = Some(format!(
+                    page.refusal = Some(format!(
                         "nothing changed: this is v{} already, so nothing was published",
                         version.version
                     ));
-                    return Ok(answer(
-                        &me,
-                        name,
-                        latest.version,
-                        source,
-                        form.message,
-                        problems,
-                        None,
-                        refusal,
-                    ));
                 }
-            };
-            return Ok(
-                Redirect::to(&format!("/runbooks/{name}#v{}", version.version)).into_response()
-            );
+            }
         }
         "publish" => {
-            refusal = refusal.or_else(|| Some("fix the errors below before publishing".to_owned()));
+            let errors = "fix the errors below before publishing".to_owned();
+            page.refusal = page.refusal.or(Some(errors));
         }
         other => {
             return Err(AppError::invalid(format!(
@@ -157,39 +159,13 @@ pub(crate) async fn new_version_form(
             .into());
         }
     }
-    let page = answer(&me, name, latest.version, source, form.message, problems, diff, refusal);
-    Ok(page)
-}
-
-/// The page again, as a 422 when something stops it from being published.
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    me: &Me,
-    name: String,
-    current: u32,
-    source: String,
-    message: String,
-    problems: Vec<Problem>,
-    diff: Option<Vec<(&'static str, String)>>,
-    refusal: Option<String>,
-) -> axum::response::Response {
-    let page = NewVersionPage {
-        me: Some(me.clone()),
-        csrf: me.csrf.clone(),
-        name,
-        current,
-        source,
-        message,
-        problems: Some(problems),
-        diff,
-        refusal,
-    };
+    // Anything that stops the version from being published is a 422, with the page.
     let status = if page.errors() > 0 || page.refusal.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
     };
-    (status, render(&page)).into_response()
+    Ok((status, render(&page)).into_response())
 }
 
 /// Every diagnostic with the line it points at, errors first, each in source order.

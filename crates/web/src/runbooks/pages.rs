@@ -291,6 +291,8 @@ struct DiffPage {
     name: String,
     version: u32,
     previous: u32,
+    /// What the author of the newer version said changed.
+    message: Option<String>,
     lines: Vec<(&'static str, String)>,
 }
 
@@ -327,6 +329,7 @@ pub(crate) async fn diff(
         name,
         version: current.version,
         previous: previous.version,
+        message: current.message.clone(),
         lines,
     }))
 }

@@ -293,6 +293,8 @@ async fn an_author_fixes_an_error_previews_and_publishes_a_new_version(backend: 
     let (_, page) = wendy.get("/runbooks/restart").await;
     assert!(page.contains("Drop the &#60;health&#62; check"), "{page}");
     assert!(page.contains("⚠ 1 warning(s)") && page.contains(r#"id="v2""#), "{page}");
+    let (_, diff) = wendy.get("/runbooks/restart/diff?version=2").await;
+    assert!(diff.contains("Drop the &#60;health&#62; check"), "{diff}");
 
     // The same source again is not a new version; another runbook's name is not this page's.
     let (status, same, _) = send(fixed, "again", "publish", true).await;
