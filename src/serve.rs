@@ -153,3 +153,27 @@ fn public_url(text: &str) -> Result<String, String> {
     }
     Ok(text.trim_end_matches('/').to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Links in notifications are `URL/runs/…`: only a plain http(s) address makes sense.
+    #[test]
+    fn the_public_url_is_a_plain_address() {
+        let table = [
+            ("https://steady.example.com/", Ok("https://steady.example.com")),
+            ("http://10.0.0.5:8080", Ok("http://10.0.0.5:8080")),
+            ("https://example.com/steady/", Ok("https://example.com/steady")),
+            ("steady.example.com", Err("starts with")),
+            ("https://", Err("plain address")),
+            ("https://evil|x", Err("plain address")),
+            ("https://a.example.com/?q=1", Err("plain address")),
+        ];
+        for (text, expected) in table {
+            match (super::public_url(text), expected) {
+                (Ok(url), Ok(want)) => assert_eq!(url, want, "{text}"),
+                (Err(error), Err(part)) => assert!(error.contains(part), "{text}: {error}"),
+                (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+            }
+        }
+    }
+}
