@@ -27,6 +27,10 @@ pub struct Args {
     /// Post notifications (Slack-compatible JSON) to this URL; repeat for several.
     #[arg(long = "notify", env = "STEADY_NOTIFY", value_delimiter = ',', value_name = "URL")]
     notify: Vec<String>,
+    /// The address people open Steady at (`https://steady.example.com`): notifications link
+    /// to the run and its gate there. Without it, notifications carry no links.
+    #[arg(long, env = "STEADY_PUBLIC_URL", value_name = "URL", value_parser = public_url)]
+    public_url: Option<String>,
     /// How the log on standard error is written; `STEADY_LOG` (or `RUST_LOG`) filters it,
     /// `info` by default.
     #[arg(long, env = "STEADY_LOG_FORMAT", value_enum, default_value = "text")]
@@ -76,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server = ServerConfig {
         secure_cookies: args.secure_cookies,
         notify: args.notify,
+        public_url: args.public_url,
         folder_versions,
         ..ServerConfig::default()
     };
@@ -132,5 +137,43 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// `--public-url`: an http(s) URL with a host and nothing after its path, kept without the
+/// trailing `/` so that links are `URL/runs/…`.
+fn public_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("the public URL starts with https:// (or http://)")?;
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "?#|<>\"\\".contains(c);
+    if rest.is_empty() || rest.starts_with('/') || rest.chars().any(bad) {
+        return Err("the public URL is a plain address like https://steady.example.com".into());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Links in notifications are `URL/runs/…`: only a plain http(s) address makes sense.
+    #[test]
+    fn the_public_url_is_a_plain_address() {
+        let table = [
+            ("https://steady.example.com/", Ok("https://steady.example.com")),
+            ("http://10.0.0.5:8080", Ok("http://10.0.0.5:8080")),
+            ("https://example.com/steady/", Ok("https://example.com/steady")),
+            ("steady.example.com", Err("starts with")),
+            ("https://", Err("plain address")),
+            ("https://evil|x", Err("plain address")),
+            ("https://a.example.com/?q=1", Err("plain address")),
+        ];
+        for (text, expected) in table {
+            match (super::public_url(text), expected) {
+                (Ok(url), Ok(want)) => assert_eq!(url, want, "{text}"),
+                (Err(error), Err(part)) => assert!(error.contains(part), "{text}: {error}"),
+                (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 }

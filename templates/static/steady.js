@@ -65,7 +65,8 @@
     var all = new EventSource("/api/v1/events?after=" + (work.getAttribute("data-last-seq") || "0"));
     ["step.waiting", "approval.granted", "approval.rejected", "approval.voided", "manual.completed",
      "manual.failed", "gate.timed_out", "gate.escalated", "run.finished", "run.cancelled",
-     "role.assigned", "role.unassigned"]
+     "role.assigned", "role.unassigned", "run.started", "run.needs_attention", "decision.taken",
+     "run.commander_transferred"]
       .forEach(function (name) { all.addEventListener(name, schedule); });
   }
 

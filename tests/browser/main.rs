@@ -9,6 +9,8 @@
 //! - the auditor reads the history, filters the audit log, exports CSV and sees the chain intact.
 //!
 //! Screenshots of the main pages land in `target/screenshots/`.
+//!
+//! - `authoring`: an author publishes a fixed version; the commander's *my work*.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+
+mod authoring;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steady-browser-{name}-{}", std::process::id()));

@@ -7,7 +7,9 @@
 //! error; pages and the terminal ask it to show only what the engine would accept.
 
 use crate::machine;
-use crate::run::{Actor, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus};
+use crate::run::{
+    Actor, Assignment, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus,
+};
 use crate::runbook::{Approval, Runbook, Step, StepKind};
 
 /// Why a person may not do what they asked. Each variant is one rule.
@@ -164,19 +166,27 @@ fn answering_role<'a>(state: Option<&'a StepState>, gate: &'a Approval) -> &'a s
 }
 
 /// One thing a person may do now.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Work<'a> {
     /// A waiting gate they may approve, or a waiting manual step they may complete; `role` is
     /// the role they answer it under (a gate's escalation role once it escalated).
     Answer { snapshot: &'a RunSnapshot, step: &'a Step, state: &'a StepState, role: &'a str },
     /// A run they command that needs their decision about `step`.
     Decide { snapshot: &'a RunSnapshot, step: &'a Step },
+    /// A waiting gate of a run they command that nobody in the run may approve enough to
+    /// open: `missing` approvals are out of reach ([`approvals_out_of_reach`]) until the
+    /// commander gives the role to someone who may.
+    Unreachable { snapshot: &'a RunSnapshot, step: &'a Step, missing: u32 },
+    /// A waiting gate in a role they hold that they may not approve (they started the run, or
+    /// already answered): shown as waiting on others, never offered as theirs.
+    WaitingOnOthers { snapshot: &'a RunSnapshot, step: &'a Step, refusal: Refusal },
 }
 
 /// What is `person`'s work among `runs` (each with the runbook version it follows): the
 /// waiting gates they may approve and waiting manual steps they may complete, exactly as the
-/// engine would accept them, and the runs they command that need attention. In the order
-/// given, steps in sequence order within a run. Global roles (a responder, say) are the
+/// engine would accept them; the runs they command that need attention, or whose waiting gate
+/// nobody may open; and the gates in their role they may not approve, as waiting on others.
+/// In the order given, steps in sequence order within a run. Global roles (a responder, say) are the
 /// caller's to check; a gate past its deadline is still listed until someone expires it.
 pub fn work_for<'a>(
     person: &Actor,
@@ -202,8 +212,17 @@ pub fn work_for<'a>(
                         }
                         _ => continue,
                     };
-                    if allowed.is_ok() {
-                        work.push(Work::Answer { snapshot, step, state, role });
+                    match allowed {
+                        Ok(()) => work.push(Work::Answer { snapshot, step, state, role }),
+                        Err(
+                            refusal @ (Refusal::SelfApproval { .. }
+                            | Refusal::AlreadyAnswered { .. }),
+                        ) => work.push(Work::WaitingOnOthers { snapshot, step, refusal }),
+                        Err(_) => {}
+                    }
+                    let missing = approvals_out_of_reach(snapshot, step);
+                    if missing > 0 && may_command(&snapshot.run, person).is_ok() {
+                        work.push(Work::Unreachable { snapshot, step, missing });
                     }
                 }
             }
@@ -216,6 +235,67 @@ pub fn work_for<'a>(
         }
     }
     work
+}
+
+/// How many of gate `step`'s approvals nobody in the run could give: its quorum less the
+/// approvals it has and the people who may still approve it, as [`may_approve`] says of each
+/// role holder. `0` when the gate can still open, and for any other step.
+pub fn approvals_out_of_reach(snapshot: &RunSnapshot, step: &Step) -> u32 {
+    let StepKind::Approval(gate) = &step.kind else { return 0 };
+    let given = snapshot.live_votes(&step.id).filter(|vote| vote.approve).count();
+    let mut people: Vec<&Actor> = snapshot.assignments.iter().map(|a| &a.person).collect();
+    people.sort();
+    people.dedup();
+    let able = people.iter().filter(|person| may_approve(snapshot, step, person).is_ok()).count();
+    gate.approvals.saturating_sub(u32::try_from(given + able).unwrap_or(u32::MAX))
+}
+
+/// The gates a run of `runbook` started by `starter` with `assignments` could not open, each
+/// with how many approvals nobody could give ([`approvals_out_of_reach`] on the run as it
+/// would start): asked before a run starts, so that nobody starts towards a gate that only
+/// its starter, whom separation of duties forbids, could approve. An escalation role counts
+/// only once a gate escalates, so it is not counted here.
+pub fn gates_out_of_reach<'r>(
+    runbook: &'r Runbook,
+    starter: &Actor,
+    assignments: &[Assignment],
+) -> Vec<(&'r Step, u32)> {
+    let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let run = RunRecord {
+        id: uuid::Uuid::nil(),
+        runbook: runbook.name.clone(),
+        version: 0,
+        sha256: String::new(),
+        mode: RunMode::Live,
+        status: RunStatus::Running,
+        phase: Phase::Main,
+        started_by: starter.clone(),
+        commander: starter.clone(),
+        params: Default::default(),
+        lock_key: None,
+        created_at: at,
+        updated_at: at,
+        finished_at: None,
+        lease: None,
+        revision: 0,
+    };
+    let snapshot = RunSnapshot {
+        run,
+        steps: vec![],
+        attempts: vec![],
+        votes: vec![],
+        assignments: assignments.to_vec(),
+        notes: vec![],
+    };
+    runbook
+        .steps
+        .iter()
+        .chain(&runbook.rollback)
+        .filter_map(|step| {
+            let missing = approvals_out_of_reach(&snapshot, step);
+            (missing > 0).then_some((step, missing))
+        })
+        .collect()
 }
 
 /// Words for what a waiting step waits for, and who may answer it.
@@ -261,257 +341,4 @@ pub(crate) fn holders_of(snapshot: &RunSnapshot, role: &str) -> Vec<Actor> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::run::{Assignment, Phase, RunMode, Vote};
-
-    /// Carol starts the run and commands it; Alice and Carol approve; Dave leads, to whom a
-    /// gate escalates; Olga operates; Bob holds nothing.
-    const RUNBOOK: &str = r#"
-name: failover
-roles:
-  approver: { description: Senior DBA }
-  lead: { description: Escalation }
-  operator: { description: Fences the primary }
-steps:
-  - id: go
-    approval: { role: approver, timeout: 5m, on_timeout: { escalate: { role: lead, timeout: 10m } } }
-  - id: own
-    approval: { role: approver, allow_self_approval: true }
-  - id: fence
-    manual: { role: operator, instructions: "Power off the primary." }
-  - id: promote
-    run: ["true"]
-"#;
-
-    fn person(name: &str) -> Actor {
-        Actor::user(name)
-    }
-
-    fn runbook() -> Runbook {
-        crate::parse(RUNBOOK).runbook.expect("the test runbook is valid")
-    }
-
-    /// A run of `runbook` by Carol with every step waiting for people.
-    fn snapshot(runbook: &Runbook) -> RunSnapshot {
-        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        let run = RunRecord {
-            id: uuid::Uuid::nil(),
-            runbook: runbook.name.clone(),
-            version: 1,
-            sha256: String::new(),
-            mode: RunMode::Live,
-            status: RunStatus::Waiting,
-            phase: Phase::Main,
-            started_by: person("carol"),
-            commander: person("carol"),
-            params: Default::default(),
-            lock_key: None,
-            created_at: at,
-            updated_at: at,
-            finished_at: None,
-            lease: None,
-            revision: 0,
-        };
-        let steps = runbook
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(position, step)| {
-                let mut state = StepState::pending(&step.id, Phase::Main, position as u32);
-                state.status = StepStatus::Waiting;
-                state
-            })
-            .collect();
-        let assignments =
-            [("approver", "alice"), ("approver", "carol"), ("lead", "dave"), ("operator", "olga")]
-                .into_iter()
-                .map(|(role, name)| Assignment { role: role.to_owned(), person: person(name) })
-                .collect();
-        RunSnapshot { run, steps, attempts: vec![], votes: vec![], assignments, notes: vec![] }
-    }
-
-    fn vote(step: &str, name: &str) -> Vote {
-        Vote {
-            id: uuid::Uuid::now_v7(),
-            step_id: step.to_owned(),
-            actor: person(name),
-            approve: true,
-            comment: None,
-            bound: crate::audit::Binding::new(step, &Default::default(), []),
-            digest: String::new(),
-            at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-            void: false,
-        }
-    }
-
-    fn step<'r>(runbook: &'r Runbook, id: &str) -> &'r Step {
-        runbook.steps.iter().find(|step| step.id == id).expect("a step of the test runbook")
-    }
-
-    /// Each refusal as its message, `ok` for none.
-    fn verdict(result: Result<(), Refusal>) -> String {
-        result.map_or_else(|refusal| refusal.to_string(), |()| "ok".to_owned())
-    }
-
-    #[test]
-    fn who_may_approve_and_reject_a_gate() {
-        let runbook = runbook();
-        let mut snapshot = snapshot(&runbook);
-        snapshot.votes.push(vote("go", "alice"));
-        let table = [
-            // step, person, may_approve, may_answer (reject)
-            (
-                "go",
-                "bob",
-                "user:bob does not hold role `approver` in this run",
-                "user:bob does not hold role `approver` in this run",
-            ),
-            ("go", "carol", "user:carol started this run and may not approve its gates", "ok"),
-            (
-                "go",
-                "alice",
-                "user:alice has already answered gate `go`",
-                "user:alice has already answered gate `go`",
-            ),
-            (
-                "go",
-                "dave",
-                "user:dave does not hold role `approver` in this run",
-                "user:dave does not hold role `approver` in this run",
-            ),
-            ("own", "carol", "ok", "ok"),
-            ("own", "alice", "ok", "ok"),
-        ];
-        for (id, name, approve, answer) in table {
-            let (step, who) = (step(&runbook, id), person(name));
-            assert_eq!(
-                verdict(may_approve(&snapshot, step, &who)),
-                approve,
-                "{name} approves {id}"
-            );
-            assert_eq!(verdict(may_answer(&snapshot, step, &who)), answer, "{name} rejects {id}");
-        }
-    }
-
-    #[test]
-    fn an_escalated_gate_is_answered_by_either_role_and_refusals_name_the_escalation_role() {
-        let runbook = runbook();
-        let mut snapshot = snapshot(&runbook);
-        snapshot.steps[0].escalated_to = Some("lead".to_owned());
-        let go = step(&runbook, "go");
-        assert_eq!(verdict(may_approve(&snapshot, go, &person("dave"))), "ok");
-        assert_eq!(verdict(may_approve(&snapshot, go, &person("alice"))), "ok");
-        assert_eq!(
-            verdict(may_approve(&snapshot, go, &person("bob"))),
-            "user:bob does not hold role `lead` in this run"
-        );
-    }
-
-    #[test]
-    fn a_void_vote_does_not_count_as_an_answer() {
-        let runbook = runbook();
-        let mut snapshot = snapshot(&runbook);
-        snapshot.votes.push(Vote { void: true, ..vote("go", "alice") });
-        assert_eq!(verdict(may_approve(&snapshot, step(&runbook, "go"), &person("alice"))), "ok");
-    }
-
-    #[test]
-    fn a_manual_step_is_completed_by_its_role_holders_including_the_starter() {
-        let runbook = runbook();
-        let mut snapshot = snapshot(&runbook);
-        snapshot.assignments.push(Assignment { role: "operator".into(), person: person("carol") });
-        let fence = step(&runbook, "fence");
-        let table = [
-            ("olga", "ok"),
-            ("carol", "ok"),
-            ("alice", "user:alice does not hold role `operator` in this run"),
-        ];
-        for (name, expected) in table {
-            assert_eq!(verdict(may_answer(&snapshot, fence, &person(name))), expected, "{name}");
-        }
-        assert_eq!(
-            verdict(may_answer(&snapshot, step(&runbook, "promote"), &person("olga"))),
-            "step `promote` is not answered by people"
-        );
-    }
-
-    #[test]
-    fn the_commander_and_the_local_operator_command_a_run() {
-        let runbook = runbook();
-        let snapshot = snapshot(&runbook);
-        let table = [
-            (person("carol"), "ok"),
-            (Actor::local("root"), "ok"),
-            (person("alice"), "only the commander (user:carol) may do this"),
-            (Actor::steady(), "only the commander (user:carol) may do this"),
-        ];
-        for (actor, expected) in table {
-            assert_eq!(verdict(may_command(&snapshot.run, &actor)), expected, "{actor}");
-        }
-    }
-
-    #[test]
-    fn participants_are_the_commander_the_starter_role_holders_and_the_local_operator() {
-        let runbook = runbook();
-        let mut snapshot = snapshot(&runbook);
-        snapshot.run.commander = person("erin");
-        let table = [
-            (person("erin"), true),
-            (person("carol"), true),
-            (person("olga"), true),
-            (Actor::local("root"), true),
-            (person("bob"), false),
-        ];
-        for (actor, expected) in table {
-            assert_eq!(is_participant(&snapshot, &actor), expected, "{actor}");
-            assert_eq!(may_note(&snapshot, &actor).is_ok(), expected, "{actor}");
-        }
-        assert_eq!(
-            verdict(may_note(&snapshot, &person("bob"))),
-            "user:bob takes no part in this run: only its commander and role holders add notes"
-        );
-    }
-
-    #[test]
-    fn runs_are_handed_only_to_accounts_or_to_the_local_operator_themselves() {
-        // The local operator `root` hands a run to each of these.
-        let root = Actor::local("root");
-        let table = [
-            (person("alice"), Ok(Some("alice"))),
-            (Actor::local("root"), Ok(None)),
-            (Actor::local("eve"), Err(Refusal::NotAUser("local:eve".into()))),
-            (Actor::steady(), Err(Refusal::NotAUser("steady".into()))),
-        ];
-        for (person, expected) in table {
-            assert_eq!(account_needed(&root, &person), expected, "{person}");
-        }
-    }
-
-    #[test]
-    fn work_lists_only_what_the_engine_would_accept() {
-        let runbook = runbook();
-        let mut waiting = snapshot(&runbook);
-        waiting.votes.push(vote("own", "alice"));
-        let mut stuck = snapshot(&runbook);
-        stuck.run.status = RunStatus::NeedsAttention;
-        stuck.steps.iter_mut().for_each(|state| state.status = StepStatus::Succeeded);
-        stuck.steps[3].status = StepStatus::Failed;
-        let runs = [(&runbook, &waiting), (&runbook, &stuck)];
-        let work = |name: &str| -> Vec<String> {
-            work_for(&person(name), runs)
-                .into_iter()
-                .map(|work| match work {
-                    Work::Answer { step, role, .. } => format!("answer {} as {role}", step.id),
-                    Work::Decide { step, .. } => format!("decide about {}", step.id),
-                })
-                .collect()
-        };
-        // Carol started the run: `go` does not let her approve it, so it is not her work.
-        assert_eq!(work("carol"), ["answer own as approver", "decide about promote"]);
-        // Alice already answered `own`.
-        assert_eq!(work("alice"), ["answer go as approver"]);
-        assert_eq!(work("olga"), ["answer fence as operator"]);
-        assert!(work("bob").is_empty());
-    }
-}
+mod tests;

@@ -185,6 +185,9 @@ pub struct RunbookVersion {
     pub source: String,
     pub published_by: Actor,
     pub published_at: Timestamp,
+    /// What the author said changed, when they said it (publishing from the browser or the
+    /// API asks for it); versions published from files have none.
+    pub message: Option<String>,
 }
 
 /// Who drives a run, until when. Only the holder of an unexpired lease executes its steps.

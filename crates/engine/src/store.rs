@@ -152,6 +152,19 @@ pub trait Runbooks: Send + Sync {
         source: &str,
         by: &Actor,
         at: Timestamp,
+    ) -> Result<Published, StoreError> {
+        self.publish_with_message(name, source, by, at, None).await
+    }
+
+    /// [`Runbooks::publish`], keeping the author's `message` about what changed with the new
+    /// version (an unchanged source keeps the latest version as it was).
+    async fn publish_with_message(
+        &self,
+        name: &str,
+        source: &str,
+        by: &Actor,
+        at: Timestamp,
+        message: Option<&str>,
     ) -> Result<Published, StoreError>;
 
     /// One version of a runbook, or the latest when `version` is `None`.

@@ -99,12 +99,13 @@ pub(crate) async fn hint_work<B: Backend>(
 
 #[async_trait]
 impl<B: Backend> Runbooks for SqlStore<B> {
-    async fn publish(
+    async fn publish_with_message(
         &self,
         name: &str,
         source: &str,
         by: &Actor,
         at: Timestamp,
+        message: Option<&str>,
     ) -> Result<Published, StoreError> {
         let sha256 = sha256_hex(source.as_bytes());
         let mut tx = self.backend.begin().await?;
@@ -129,15 +130,18 @@ impl<B: Backend> Runbooks for SqlStore<B> {
             source: source.to_owned(),
             published_by: by.clone(),
             published_at: at,
+            message: message.map(str::to_owned),
         };
-        sql("INSERT INTO runbook_versions (name, version, sha256, source, published_by, published_at)
-             VALUES ($1, $2, $3, $4, $5, $6)")
+        sql("INSERT INTO runbook_versions
+               (name, version, sha256, source, published_by, published_at, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&version.name)
         .bind(i64::from(version.version))
         .bind(&version.sha256)
         .bind(&version.source)
         .bind(version.published_by.to_string())
         .bind(format_timestamp(version.published_at))
+        .bind(version.message.as_deref())
         .execute(&mut *tx)
         .await?;
         audit::append_events::<B>(&mut tx, &[published_event(&version)]).await?;

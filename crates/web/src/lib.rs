@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub session_lifetime: Duration,
     /// Where notifications are posted.
     pub notify: Vec<String>,
+    /// The address people open Steady at, without a trailing `/` (`--public-url`):
+    /// notifications link to runs and gates there; without it they carry no links.
+    pub public_url: Option<String>,
     /// The longest pause between attempts to reach a notification target that is down.
     pub notify_backoff_max: Duration,
     /// Runbooks whose file in the `--runbooks` folder was an older stored version than the
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             session_idle: Duration::from_secs(30 * 60),
             session_lifetime: Duration::from_secs(12 * 3600),
             notify: Vec::new(),
+            public_url: None,
             notify_backoff_max: Duration::from_secs(60),
             folder_versions: std::collections::BTreeMap::new(),
         }

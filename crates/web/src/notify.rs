@@ -1,6 +1,8 @@
 //! Notifications: a JSON POST with a Slack-compatible `text` to each `--notify` URL when an
-//! approval is requested, a manual step waits, a gate escalates, a run needs attention or a
-//! run finishes. The audit log is the outbox: each target's cursor advances only after a
+//! approval is requested (with its prompt and the run's parameters), a manual step waits, a
+//! gate escalates, a run needs attention, a role is given to someone, a live run starts, a
+//! run is cancelled or finishes. With `--public-url`, each links to the run (at the step's
+//! anchor), in the text and as `url`. The audit log is the outbox: each target's cursor advances only after a
 //! delivery succeeded, so a target that is down receives everything once it is back.
 //! Delivery never blocks or fails a run; failures are counted for `/metrics` and logged
 //! without the target's URL, which (a Slack webhook's) is itself a secret.
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use steady_engine::audit::{AuditData, AuditEvent};
 use steady_engine::engine::now;
 use steady_engine::plan::Action;
-use steady_engine::run::{Actor, Lease};
+use steady_engine::run::{Actor, Lease, RunMode};
 use steady_engine::store::AuditFilter;
 use tokio::sync::watch;
 
@@ -84,8 +86,15 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
 
 /// The notification an event calls for, if any.
 async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
-    const NOTIFIED: [&str; 4] =
-        ["step.waiting", "gate.escalated", "run.needs_attention", "run.finished"];
+    const NOTIFIED: [&str; 7] = [
+        "step.waiting",
+        "gate.escalated",
+        "run.needs_attention",
+        "run.finished",
+        "run.started",
+        "run.cancelled",
+        "role.assigned",
+    ];
     if !NOTIFIED.contains(&event.action.as_str()) {
         return None;
     }
@@ -93,37 +102,48 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
     // Every event Steady writes reads back as its type (the storage tests prove it on a
     // database written before the types); one that does not is not notified.
     let data = AuditData::from_stored(&event.action, &event.data).ok()?;
-    let step = event.step_id.clone().unwrap_or_default();
+    // Everything that comes from people or runbooks is escaped as it goes in; only the link
+    // Steady adds itself is markup.
+    let step = event.step_id.as_deref().map(slack_text).unwrap_or_default();
     let holders = |holders: &[Actor]| {
-        let names: Vec<String> = holders.iter().map(Actor::to_string).collect();
+        let names: Vec<String> = holders.iter().map(|h| slack_text(&h.to_string())).collect();
         if names.is_empty() {
             "nobody holds it yet".to_owned()
         } else {
             format!("held by {}", names.join(", "))
         }
     };
-    let runbook = match state.store.run(run_id).await {
-        Ok(Some(snapshot)) => format!("{} ({})", snapshot.run.runbook, snapshot.run.mode),
-        _ => "a runbook".to_owned(),
+    let snapshot = state.store.run(run_id).await.ok().flatten();
+    let runbook = match &snapshot {
+        Some(snapshot) => slack_text(&format!("{} ({})", snapshot.run.runbook, snapshot.run.mode)),
+        None => "a runbook".to_owned(),
     };
+    // Parameters as the run stores them: secrets never reach them unmasked.
+    let params = snapshot.as_ref().map(|s| params_text(&s.run.params)).unwrap_or_default();
+    let by = slack_text(&event.actor.to_string());
     let text = match &data {
-        AuditData::StepWaiting(waiting)
-            if matches!(waiting.rendered.action(), Some(Action::Approval { .. })) =>
-        {
-            format!(
-                "Approval requested: run {run_id} of {runbook} waits at gate `{step}` for `{}` ({}).",
-                waiting.role,
+        AuditData::StepWaiting(waiting) => match waiting.rendered.action() {
+            Some(Action::Approval { prompt, .. }) => format!(
+                "Approval requested: run {run_id} of {runbook} waits at gate `{step}` for `{}` ({}).{}{params}",
+                slack_text(&waiting.role),
+                holders(&waiting.holders),
+                quoted(prompt.as_deref()),
+            ),
+            Some(Action::Manual { instructions, .. }) => format!(
+                "Manual step waiting: run {run_id} of {runbook} waits at `{step}` for `{}` ({}).{}{params}",
+                slack_text(&waiting.role),
+                holders(&waiting.holders),
+                quoted(Some(instructions.as_str())),
+            ),
+            _ => format!(
+                "Waiting: run {run_id} of {runbook} waits at `{step}` for `{}` ({}).",
+                slack_text(&waiting.role),
                 holders(&waiting.holders)
-            )
-        }
-        AuditData::StepWaiting(waiting) => format!(
-            "Manual step waiting: run {run_id} of {runbook} waits at `{step}` for `{}` ({}).",
-            waiting.role,
-            holders(&waiting.holders)
-        ),
+            ),
+        },
         AuditData::GateEscalated(escalated) => format!(
             "Escalated: gate `{step}` of run {run_id} ({runbook}) now waits for `{}` ({}).",
-            escalated.to,
+            slack_text(&escalated.to),
             holders(&escalated.holders)
         ),
         AuditData::RunNeedsAttention => format!(
@@ -132,17 +152,55 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         AuditData::RunFinished(finished) => {
             format!("Run {run_id} of {runbook} finished: {}.", finished.status)
         }
+        AuditData::RunStarted(started) if started.mode == RunMode::Live => {
+            format!("Live run started: run {run_id} of {runbook} by {by}.{params}")
+        }
+        AuditData::RunCancelled => format!("Cancelled: run {run_id} of {runbook} by {by}."),
+        AuditData::RoleAssigned(holder) => format!(
+            "Role assigned: {} now holds `{}` in run {run_id} of {runbook} (given by {by}).",
+            slack_text(&holder.person.to_string()),
+            slack_text(&holder.role)
+        ),
         _ => return None,
     };
-    let text = slack_text(&text);
-    Some(
-        json!({ "text": text, "event": event.action, "run_id": run_id, "step_id": event.step_id, "seq": event.seq }),
-    )
+    let url = state.config.public_url.as_deref().map(|base| match &event.step_id {
+        Some(step) => format!("{base}/runs/{run_id}#step-{step}"),
+        None => format!("{base}/runs/{run_id}"),
+    });
+    let text = match &url {
+        Some(url) => format!("{text} <{url}|Open the run>"),
+        None => text,
+    };
+    Some(json!({
+        "text": text,
+        "event": event.action,
+        "run_id": run_id,
+        "step_id": event.step_id,
+        "seq": event.seq,
+        "url": url,
+    }))
+}
+
+/// A prompt or instructions, quoted on their own line; nothing when there are none.
+fn quoted(text: Option<&str>) -> String {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(text) => format!("\n> {}", slack_text(text).replace('\n', "\n> ")),
+        None => String::new(),
+    }
+}
+
+/// The run's parameters on one line, escaped; nothing when it has none.
+fn params_text(params: &steady_engine::params::ParamValues) -> String {
+    if params.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = params.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    format!("\nParameters: {}", slack_text(&pairs.join(", ")))
 }
 
 /// Text as Slack shows it rather than reads it: `&`, `<` and `>` escaped, as Slack's message
-/// format asks, so that no name or runbook in a message becomes `<!channel>`, a mention or a
-/// link. Steady's own messages use no markup but backticks.
+/// format asks, so that no name, runbook text or parameter in a message becomes `<!channel>`,
+/// a mention or a `<url|text>` link.
 fn slack_text(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -156,6 +214,10 @@ mod tests {
         assert_eq!(
             super::slack_text("held by <!channel> & <@U024BE7LH>"),
             "held by &lt;!channel&gt; &amp; &lt;@U024BE7LH&gt;"
+        );
+        assert_eq!(
+            super::slack_text("<!channel> *x* <http://evil|y>"),
+            "&lt;!channel&gt; *x* &lt;http://evil|y&gt;"
         );
     }
 }

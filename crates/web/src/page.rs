@@ -20,7 +20,7 @@ use crate::error::AppError;
 /// The front door and the static assets the templates link to.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/work") }))
+        .route("/", get(|me: Me| async move { Redirect::to(landing(&me.caller.user)) }))
         .route(
             "/static/steady.css",
             get(|| async {
@@ -86,18 +86,52 @@ pub(crate) fn csrf_refused() -> PageError {
     AppError::forbidden("this form has expired or did not come from Steady: reload the page").into()
 }
 
-/// Pages find the signed-in person like the API does, but send strangers to the login page.
+/// Pages find the signed-in person like the API does, but send strangers to the login page,
+/// which brings them back to the page they asked for (a link in a notification, say).
 /// Only for reading: a state-changing page request gets its person from `CsrfForm`, which
 /// checks the form's CSRF token first, so this refuses any other method outright.
 impl axum::extract::FromRequestParts<AppState> for Me {
-    type Rejection = PageError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
-        let me = Me::authenticate(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let me = match Me::authenticate(parts, state).await {
+            Ok(me) => me,
+            Err(PageError(error)) if error.status == StatusCode::UNAUTHORIZED => {
+                let asked = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let login = match safe_next(asked) {
+                    Some(next) if next != "/" => link("/login", &[("next", next)]),
+                    _ => "/login".to_owned(),
+                };
+                return Err(Redirect::to(&login).into_response());
+            }
+            Err(error) => return Err(error.into_response()),
+        };
         if !matches!(parts.method, Method::GET | Method::HEAD) {
-            return Err(csrf_refused());
+            return Err(csrf_refused().into_response());
         }
         Ok(me)
+    }
+}
+
+/// Where to go after signing in when a page asked for `next`: only a path of this site (one
+/// `/`, then no `/` or backslash that a browser would read as another host), never a URL, so
+/// that a crafted link cannot send someone elsewhere after they signed in.
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    let rest = next.strip_prefix('/')?;
+    let other_host = rest.starts_with('/') || rest.starts_with('\\');
+    let odd = next.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace());
+    (!other_host && !odd && next.len() <= 2000).then_some(next)
+}
+
+/// Where a person lands after signing in: *my work* for those who act in runs; the audit log
+/// for auditors; the runs for everyone else (admins, authors), who command no runs.
+pub(crate) fn landing(user: &steady_engine::accounts::User) -> &'static str {
+    if user.has(GlobalRole::Responder) {
+        "/work"
+    } else if user.has(GlobalRole::Auditor) {
+        "/audit"
+    } else {
+        "/runs"
     }
 }
 

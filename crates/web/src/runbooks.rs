@@ -1,8 +1,9 @@
 //! Runbooks: the JSON API (list, versions, source, publish) and the pages (catalogue,
-//! procedure, diff, print). Starting a run from a runbook's page is a run's use case: see
+//! procedure, diff, print, and publishing a new version from the browser). Starting a run from a runbook's page is a run's use case: see
 //! `runs::start`.
 
 pub(crate) mod api;
+mod authoring;
 pub(crate) mod pages;
 
 use std::sync::Arc;
@@ -39,4 +40,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/runbooks/{name}", get(pages::runbook_page))
         .route("/runbooks/{name}/diff", get(pages::diff))
         .route("/runbooks/{name}/print", get(pages::print))
+        .route(
+            "/runbooks/{name}/new-version",
+            get(authoring::new_version_page).post(authoring::new_version_form),
+        )
 }

@@ -23,11 +23,22 @@ impl Engine {
     /// Stores a runbook's source as a new version when its content changed. The source must
     /// validate; warnings do not stop it.
     pub async fn publish(&self, source: &str, actor: &Actor) -> Result<Published, EngineError> {
+        self.publish_with_message(source, actor, None).await
+    }
+
+    /// [`Engine::publish`], keeping the author's message about what changed with the version.
+    pub async fn publish_with_message(
+        &self,
+        source: &str,
+        actor: &Actor,
+        message: Option<&str>,
+    ) -> Result<Published, EngineError> {
         let parsed = runbook::parse(source);
         let Some(runbook) = parsed.runbook else {
             return Err(EngineError::InvalidRunbook(parsed.diagnostics));
         };
-        Ok(self.store.publish(&runbook.name, source, actor, self.now()).await?)
+        let store = &self.store;
+        Ok(store.publish_with_message(&runbook.name, source, actor, self.now(), message).await?)
     }
 
     /// Publishes a runbook file from the server's folder unless its content is already one of

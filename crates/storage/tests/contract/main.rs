@@ -183,6 +183,15 @@ async fn publishing_keeps_a_version_per_change(store: Arc<dyn Store>) {
     assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
     assert_ne!(versions[0].sha256, versions[1].sha256);
     assert_eq!(store.runbook_version("other", None).await.unwrap(), None);
+    // An author's change message is kept with its version, and only with it.
+    let explained = format!("{changed}# wait for lag\n");
+    let why = "Wait for <lag> & then promote";
+    let author = actor();
+    let third = store.publish_with_message("story", &explained, &author, now(), Some(why)).await;
+    assert!(matches!(third.unwrap(), Published::New(v) if v.message.as_deref() == Some(why)));
+    let versions = store.runbook_versions("story").await.unwrap();
+    let messages: Vec<_> = versions.iter().map(|v| v.message.as_deref()).collect();
+    assert_eq!(messages, [None, None, Some(why)]);
 }
 
 async fn a_lock_key_has_one_active_holder(store: Arc<dyn Store>) {

@@ -14,8 +14,8 @@ use super::UserView;
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::AppError;
-use crate::extract::{ClientAddress, CsrfForm, StrictJson};
-use crate::page::{Me, PageResult, render};
+use crate::extract::{ApiQuery, ClientAddress, CsrfForm, StrictJson};
+use crate::page::{Me, PageResult, landing, render, safe_next};
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct Login {
@@ -71,16 +71,27 @@ pub(crate) async fn whoami(caller: Caller) -> Json<SessionView> {
 struct LoginPage {
     me: Option<Me>,
     error: Option<String>,
+    /// The page to return to after signing in, already checked by `safe_next`.
+    next: Option<String>,
 }
 
-pub(crate) async fn login_page() -> Response {
-    render(&LoginPage { me: None, error: None })
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+pub(crate) async fn login_page(ApiQuery(query): ApiQuery<NextQuery>) -> Response {
+    let next = query.next.as_deref().and_then(safe_next).map(str::to_owned);
+    render(&LoginPage { me: None, error: None, next })
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
     name: String,
     password: String,
+    /// Where the person was going when they were asked to sign in.
+    #[serde(default)]
+    next: String,
 }
 
 /// The login page's form. It has no CSRF token to check, since there is no session yet:
@@ -102,18 +113,21 @@ pub(crate) async fn login_form(
             .filter_map(|name| headers.get(*name).and_then(|h| h.to_str().ok()))
             .any(|host| host.split(',').any(|host| host.trim() == origin_host));
         if !ours {
-            let page = LoginPage { me: None, error: Some("sign in from Steady's own page".into()) };
+            let error = Some("sign in from Steady's own page".into());
+            let page = LoginPage { me: None, error, next: None };
             return (StatusCode::FORBIDDEN, render(&page)).into_response();
         }
     }
     match state.account_service.sign_in(&form.name, &form.password, &address).await {
         Ok(signed_in) => {
             let cookie = session_cookie(&state, &signed_in);
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/work")).into_response()
+            let to = safe_next(&form.next).unwrap_or_else(|| landing(&signed_in.user));
+            ([(header::SET_COOKIE, cookie)], Redirect::to(to)).into_response()
         }
         Err(error) => {
             let error = AppError::from(error);
-            (error.status, render(&LoginPage { me: None, error: Some(error.message) }))
+            let next = safe_next(&form.next).map(str::to_owned);
+            (error.status, render(&LoginPage { me: None, error: Some(error.message), next }))
                 .into_response()
         }
     }

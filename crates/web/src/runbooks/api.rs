@@ -26,6 +26,8 @@ pub struct RunbookVersionView {
     pub published_by: String,
     #[schema(format = DateTime)]
     pub published_at: String,
+    /// What the author said changed; `null` for versions published without a message.
+    pub message: Option<String>,
     /// The YAML source: only from `GET /api/v1/runbooks/{name}/source`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -39,6 +41,7 @@ impl RunbookVersionView {
             sha256: version.sha256.clone(),
             published_by: version.published_by.to_string(),
             published_at: format_timestamp(version.published_at),
+            message: version.message.clone(),
             source: with_source.then(|| version.source.clone()),
         }
     }
@@ -97,6 +100,9 @@ pub(crate) struct Publish {
     /// The runbook's YAML. An invalid runbook is refused with 422 and every diagnostic, each
     /// with its line and column, in `error.details`.
     source: String,
+    /// What changed and why, kept with the new version (at most 1,000 characters).
+    #[serde(default)]
+    message: Option<String>,
 }
 
 #[utoipa::path(post, tag = "runbooks", path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON or an invalid runbook")))]
@@ -106,8 +112,10 @@ pub(crate) async fn publish(
     body: ApiJson<Publish>,
 ) -> Result<Response, AppError> {
     caller.require(GlobalRole::Author)?;
-    let Publish { source } = body.read()?;
-    Ok(match state.engine.publish(&source, &caller.user.actor()).await? {
+    let Publish { source, message } = body.read()?;
+    let message = change_message(message.as_deref())?;
+    let actor = caller.user.actor();
+    Ok(match state.engine.publish_with_message(&source, &actor, message).await? {
         Published::New(version) => {
             (StatusCode::CREATED, Json(RunbookVersionView::new(&version, false))).into_response()
         }
@@ -115,4 +123,18 @@ pub(crate) async fn publish(
             Json(RunbookVersionView::new(&version, false)).into_response()
         }
     })
+}
+
+/// The most a change message may hold.
+const MESSAGE_LIMIT: usize = 1000;
+
+/// A change message as stored: trimmed, `None` when blank, refused when too long.
+pub(crate) fn change_message(message: Option<&str>) -> Result<Option<&str>, AppError> {
+    let message = message.map(str::trim).filter(|m| !m.is_empty());
+    match message {
+        Some(text) if text.chars().count() > MESSAGE_LIMIT => Err(AppError::invalid(format!(
+            "the change message is longer than {MESSAGE_LIMIT} characters"
+        ))),
+        _ => Ok(message),
+    }
 }

@@ -131,6 +131,17 @@ struct ParamField {
     description: Option<String>,
 }
 
+/// One published version on the runbook's page: what the author said, the source and the
+/// lint warnings it earned.
+struct VersionRow {
+    version: u32,
+    published_at: String,
+    published_by: String,
+    message: Option<String>,
+    source: String,
+    warnings: Vec<String>,
+}
+
 #[derive(Template)]
 #[template(path = "runbook.html")]
 struct RunbookPage {
@@ -143,8 +154,13 @@ struct RunbookPage {
     steps: Vec<ProcedureStep>,
     params: Vec<ParamField>,
     roles: Vec<(String, String)>,
-    versions: Vec<(u32, String, String)>,
+    versions: Vec<VersionRow>,
     can_start: bool,
+    /// Whether the signed-in person may publish (the author role, as the API asks).
+    can_publish: bool,
+    /// The people a run role can go to: enabled users with the responder role, who are the
+    /// ones able to answer in a run. Offered as suggestions; the engine still checks.
+    people: Vec<String>,
 }
 
 /// Parameter values for reading a procedure before any run: each default, or `⟨name⟩` where
@@ -205,12 +221,13 @@ pub(crate) async fn runbook_page(
         .await?
         .iter()
         .rev()
-        .map(|v| {
-            (
-                v.version,
-                v.published_at.format("%Y-%m-%d %H:%M").to_string(),
-                v.published_by.to_string(),
-            )
+        .map(|v| VersionRow {
+            version: v.version,
+            published_at: v.published_at.format("%Y-%m-%d %H:%M").to_string(),
+            published_by: v.published_by.to_string(),
+            message: v.message.clone(),
+            warnings: lint_warnings(&v.source),
+            source: v.source.clone(),
         })
         .collect();
     let params = runbook
@@ -228,6 +245,8 @@ pub(crate) async fn runbook_page(
     let page = RunbookPage {
         csrf: me.csrf.clone(),
         can_start: me.caller.user.has(GlobalRole::Responder),
+        can_publish: me.caller.user.has(GlobalRole::Author),
+        people: responders(&state).await?,
         name: name.clone(),
         version: latest.version,
         title: runbook.title.clone(),
@@ -245,6 +264,26 @@ pub(crate) async fn runbook_page(
     Ok(render(&page))
 }
 
+/// The lint warnings of a stored source, as `line L, column C: message`.
+fn lint_warnings(source: &str) -> Vec<String> {
+    steady_engine::parse(source)
+        .diagnostics
+        .iter()
+        .filter(|d| !d.is_error())
+        .map(|d| format!("line {}, column {}: {}", d.at.line, d.at.column, d.message))
+        .collect()
+}
+
+/// The names of enabled users with the responder role: who can hold a run role and act on it.
+pub(crate) async fn responders(state: &AppState) -> Result<Vec<String>, AppError> {
+    let users = state.accounts.users().await?;
+    Ok(users
+        .into_iter()
+        .filter(|user| !user.disabled && user.has(GlobalRole::Responder))
+        .map(|user| user.name)
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "diff.html")]
 struct DiffPage {
@@ -252,6 +291,8 @@ struct DiffPage {
     name: String,
     version: u32,
     previous: u32,
+    /// What the author of the newer version said changed.
+    message: Option<String>,
     lines: Vec<(&'static str, String)>,
 }
 
@@ -277,13 +318,33 @@ pub(crate) async fn diff(
         }
         None => return Err(missing().into()),
     };
-    let text = similar::TextDiff::from_lines(&previous.source, &current.source);
-    let unified = text
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("v{}", previous.version), &format!("v{}", current.version))
-        .to_string();
-    let lines = unified
+    let lines = diff_lines(
+        &previous.source,
+        &current.source,
+        &format!("v{}", previous.version),
+        &format!("v{}", current.version),
+    );
+    Ok(render(&DiffPage {
+        me: Some(me),
+        name,
+        version: current.version,
+        previous: previous.version,
+        message: current.message.clone(),
+        lines,
+    }))
+}
+
+/// A unified diff of two sources as lines with their CSS class (`add`, `del`, `hunk`,
+/// `same`); none when they are equal.
+pub(crate) fn diff_lines(
+    old: &str,
+    new: &str,
+    old_name: &str,
+    new_name: &str,
+) -> Vec<(&'static str, String)> {
+    let text = similar::TextDiff::from_lines(old, new);
+    let unified = text.unified_diff().context_radius(3).header(old_name, new_name).to_string();
+    unified
         .lines()
         .map(|line| {
             let class = match line.chars().next() {
@@ -294,14 +355,7 @@ pub(crate) async fn diff(
             };
             (class, line.to_owned())
         })
-        .collect();
-    Ok(render(&DiffPage {
-        me: Some(me),
-        name,
-        version: current.version,
-        previous: previous.version,
-        lines,
-    }))
+        .collect()
 }
 
 #[derive(Template)]

@@ -128,6 +128,8 @@ struct RunPage {
     can_hand_over: bool,
     can_note: bool,
     last_seq: i64,
+    /// For the assignment form: the people who can hold a run role (ui-work).
+    people: Vec<String>,
 }
 
 fn holders(snapshot: &RunSnapshot, role: &str) -> String {
@@ -357,6 +359,11 @@ pub(crate) async fn run_page(
         can_hand_over,
         can_note: responder && participant,
         last_seq,
+        people: if can_command {
+            crate::runbooks::pages::responders(&state).await?
+        } else {
+            Vec::new()
+        },
         me: Some(me),
     };
     Ok(render(&page))

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use steady_engine::engine::StartRun;
 use steady_engine::plan::Plan;
+use steady_engine::policy;
 use steady_engine::run::{Actor, Assignment, RunMode};
+use steady_engine::runbook::StepKind;
 use utoipa::ToSchema;
 
 use super::back_to;
@@ -106,6 +108,10 @@ struct ConfirmPage {
     mode: String,
     plan: String,
     fields: Vec<(String, String)>,
+    /// Each run role with who will hold it, in words.
+    holders: Vec<(String, String)>,
+    /// The gates nobody could approve in the run as confirmed, as the policy says.
+    unreachable: Vec<String>,
 }
 
 /// The runbook page's start form: first answered with the plan to confirm, then, confirmed
@@ -144,6 +150,23 @@ pub(crate) async fn start_form(
         .map_err(steady_engine::engine::EngineError::Params)?;
     if field("confirmed") != "yes" {
         let plan = Plan::new(&runbook, &resolved).to_string();
+        let holders = runbook
+            .roles
+            .iter()
+            .map(|role| {
+                let names: Vec<String> = assignments
+                    .iter()
+                    .filter(|a| a.role == role.name)
+                    .map(|a| a.person.to_string())
+                    .collect();
+                let names = if names.is_empty() { "nobody".to_owned() } else { names.join(", ") };
+                (role.name.clone(), names)
+            })
+            .collect();
+        let unreachable = policy::gates_out_of_reach(&runbook, &me.actor, &assignments)
+            .into_iter()
+            .map(|(step, missing)| unreachable_gate(step, missing, &me.actor))
+            .collect();
         let kept = fields
             .iter()
             .filter(|(k, _)| k != "csrf" && k != "confirmed" && k != "version")
@@ -156,6 +179,8 @@ pub(crate) async fn start_form(
             mode: mode.to_string(),
             plan,
             fields: kept,
+            holders,
+            unreachable,
             me: Some(me),
         }));
     }
@@ -179,4 +204,20 @@ pub(crate) async fn start_form(
         })
         .await?;
     Ok(back_to(id, ""))
+}
+
+/// The warning for a gate nobody could approve, naming its role and why the starter does not
+/// count when separation of duties leaves them out.
+fn unreachable_gate(step: &steady_engine::runbook::Step, missing: u32, starter: &Actor) -> String {
+    let StepKind::Approval(gate) = &step.kind else { return String::new() };
+    let starter_note = if gate.allow_self_approval {
+        String::new()
+    } else {
+        format!(" ({starter} starts the run, so does not count)")
+    };
+    format!(
+        "Gate `{}` needs {} approval(s) from `{}`, and {missing} of them could come from \
+         nobody{starter_note}: give `{}` to someone who may approve, or the run will stop there.",
+        step.id, gate.approvals, gate.role.name, gate.role.name
+    )
 }

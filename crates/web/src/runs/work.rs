@@ -1,6 +1,8 @@
-//! *My work*: every gate and manual step waiting for the signed-in person (as the engine's
-//! `policy::work_for` says), oldest first,
-//! kept current by the page's script following `/api/v1/events`.
+//! *My work*, the commander's cockpit: the decisions the signed-in person owes on runs they
+//! command, the runs they command, what waits for them (gates and manual steps they may
+//! answer), and the gates in their roles they may not answer, as waiting on others. What is
+//! whose is the engine's `policy::work_for`, exactly as the engine would accept it; the page
+//! is kept current by its script following `/api/v1/events`.
 
 use askama::Template;
 use axum::extract::State;
@@ -8,13 +10,15 @@ use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy::{self, Work};
-use steady_engine::run::{RunFilter, RunStatus};
-use steady_engine::runbook::StepKind;
+use steady_engine::run::{RunFilter, RunSnapshot, RunStatus, StepStatus};
+use steady_engine::runbook::{Runbook, StepKind};
 use uuid::Uuid;
 
+use super::{run_badge, short_id, status_class};
 use crate::AppState;
 use crate::page::{Me, PageResult, render};
 
+/// A gate or manual step the person may answer now.
 struct WorkItem {
     run_id: Uuid,
     runbook: String,
@@ -29,11 +33,52 @@ struct WorkItem {
     since: chrono::DateTime<chrono::Utc>,
 }
 
+/// Something only the person, as a run's commander, can settle.
+struct Decision {
+    run_id: Uuid,
+    runbook: String,
+    mode: String,
+    step_id: String,
+    step_title: String,
+    /// What is wrong and what the commander can do about it.
+    what: String,
+    /// The label of the link to the place on the run page where it is settled.
+    act: &'static str,
+}
+
+/// A run the person commands.
+struct Commanded {
+    run_id: Uuid,
+    short: String,
+    runbook: String,
+    mode: String,
+    badge: String,
+    status_class: &'static str,
+    /// Where the run is: what its waiting steps wait for, or its status in words.
+    at: Vec<String>,
+}
+
+/// A gate in the person's role that someone else must answer.
+struct Others {
+    run_id: Uuid,
+    runbook: String,
+    step_id: String,
+    step_title: String,
+    /// Why it is not theirs, as the policy says.
+    why: String,
+    waiting_for: String,
+}
+
 #[derive(Template)]
 #[template(path = "work.html")]
 struct WorkPage {
     me: Option<Me>,
+    decisions: Vec<Decision>,
+    commanded: Vec<Commanded>,
     items: Vec<WorkItem>,
+    others: Vec<Others>,
+    /// Whether the person can act in runs at all (the responder role).
+    responder: bool,
     /// The newest audit event when the page was rendered: the live script follows from here,
     /// so that nothing happening between rendering and listening is missed.
     last_seq: i64,
@@ -48,57 +93,135 @@ fn waited(since: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// Every active run with the runbook version it follows: waiting, needing attention or
+/// running (a run being driven is still commanded).
+async fn active_runs(
+    state: &AppState,
+) -> Result<Vec<(std::sync::Arc<Runbook>, RunSnapshot)>, crate::page::PageError> {
+    let mut runs = Vec::new();
+    for status in [RunStatus::NeedsAttention, RunStatus::Waiting, RunStatus::Running] {
+        let filter = RunFilter { status: Some(status), limit: Some(500), ..RunFilter::default() };
+        for record in state.store.runs(&filter).await? {
+            let Some(snapshot) = state.store.run(record.id).await? else { continue };
+            let runbook = state.engine.runbook(&record.runbook, record.version).await?;
+            runs.push((runbook, snapshot));
+        }
+    }
+    Ok(runs)
+}
+
 pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
     let last_seq = state.store.latest_seq().await?;
-    let waiting = state
-        .store
-        .runs(&RunFilter {
-            status: Some(RunStatus::Waiting),
-            limit: Some(500),
-            ..RunFilter::default()
-        })
-        .await?;
-    let mut runs = Vec::new();
-    for record in waiting {
-        let Some(snapshot) = state.store.run(record.id).await? else { continue };
-        let runbook = state.engine.runbook(&record.runbook, record.version).await?;
-        runs.push((runbook, snapshot));
-    }
-    // The engine's policy says what this person may answer, exactly as the engine would
-    // accept it: a gate its starter may not approve is not their work.
     let responder = me.caller.user.has(GlobalRole::Responder);
-    let work = if responder {
-        policy::work_for(&me.actor, runs.iter().map(|(runbook, snapshot)| (&**runbook, snapshot)))
-    } else {
-        Vec::new()
+    let runs = if responder { active_runs(&state).await? } else { Vec::new() };
+    let pairs = || runs.iter().map(|(runbook, snapshot)| (&**runbook, snapshot));
+    let mut page = WorkPage {
+        me: None,
+        decisions: Vec::new(),
+        commanded: Vec::new(),
+        items: Vec::new(),
+        others: Vec::new(),
+        responder,
+        last_seq,
     };
-    let mut items = Vec::new();
-    for item in work {
-        let Work::Answer { snapshot, step, state: state_of, role } = item else { continue };
-        let kind = match &step.kind {
-            StepKind::Approval(_) => "approval",
-            _ => "manual step",
-        };
-        let record = &snapshot.run;
-        let since = state_of.started_at.unwrap_or(record.created_at);
-        items.push(WorkItem {
-            run_id: record.id,
-            runbook: record.runbook.clone(),
-            mode: record.mode.to_string(),
-            step_id: step.id.clone(),
-            step_title: step.title().to_owned(),
-            kind,
-            role: role.to_owned(),
-            waited: waited(since),
-            deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
-            prompt: match state_of.rendered.as_ref().and_then(Rendered::action) {
-                Some(Action::Approval { prompt, .. }) => prompt.clone(),
-                Some(Action::Manual { instructions, .. }) => Some(instructions.clone()),
-                _ => None,
-            },
-            since,
-        });
+    for (runbook, snapshot) in pairs() {
+        if policy::may_command(&snapshot.run, &me.actor).is_ok() {
+            page.commanded.push(commanded(runbook, snapshot));
+        }
     }
-    items.sort_by_key(|item| item.since);
-    Ok(render(&WorkPage { me: Some(me), items, last_seq }))
+    for item in policy::work_for(&me.actor, pairs()) {
+        match item {
+            Work::Answer { snapshot, step, state: state_of, role } => {
+                let record = &snapshot.run;
+                let since = state_of.started_at.unwrap_or(record.created_at);
+                page.items.push(WorkItem {
+                    run_id: record.id,
+                    runbook: record.runbook.clone(),
+                    mode: record.mode.to_string(),
+                    step_id: step.id.clone(),
+                    step_title: step.title().to_owned(),
+                    kind: if matches!(step.kind, StepKind::Approval(_)) {
+                        "approval"
+                    } else {
+                        "manual step"
+                    },
+                    role: role.to_owned(),
+                    waited: waited(since),
+                    deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
+                    prompt: match state_of.rendered.as_ref().and_then(Rendered::action) {
+                        Some(Action::Approval { prompt, .. }) => prompt.clone(),
+                        Some(Action::Manual { instructions, .. }) => Some(instructions.clone()),
+                        _ => None,
+                    },
+                    since,
+                });
+            }
+            Work::Decide { snapshot, step } => {
+                let status = snapshot.step(&step.id).map_or("stopped", |s| s.status.as_str());
+                page.decisions.push(Decision {
+                    run_id: snapshot.run.id,
+                    runbook: snapshot.run.runbook.clone(),
+                    mode: snapshot.run.mode.to_string(),
+                    step_id: step.id.clone(),
+                    step_title: step.title().to_owned(),
+                    what: format!(
+                        "The step {} and the run waits for your decision: retry it, skip it, \
+                         roll back or abort.",
+                        status.replace('_', " ")
+                    ),
+                    act: "Decide",
+                });
+            }
+            Work::Unreachable { snapshot, step, missing } => {
+                page.decisions.push(Decision {
+                    run_id: snapshot.run.id,
+                    runbook: snapshot.run.runbook.clone(),
+                    mode: snapshot.run.mode.to_string(),
+                    step_id: step.id.clone(),
+                    step_title: step.title().to_owned(),
+                    what: format!(
+                        "Nobody in the run may give {missing} of the approvals this gate needs: \
+                         give its role to someone who may approve. It waits for {}.",
+                        policy::waiting_for(snapshot, step)
+                    ),
+                    act: "Assign someone",
+                });
+            }
+            Work::WaitingOnOthers { snapshot, step, refusal } => page.others.push(Others {
+                run_id: snapshot.run.id,
+                runbook: snapshot.run.runbook.clone(),
+                step_id: step.id.clone(),
+                step_title: step.title().to_owned(),
+                why: refusal.to_string(),
+                waiting_for: policy::waiting_for(snapshot, step),
+            }),
+        }
+    }
+    page.items.sort_by_key(|item| item.since);
+    page.me = Some(me);
+    Ok(render(&page))
+}
+
+/// A run the person commands, with where it is.
+fn commanded(runbook: &Runbook, snapshot: &RunSnapshot) -> Commanded {
+    let record = &snapshot.run;
+    let at = snapshot
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Waiting)
+        .filter_map(|state| {
+            let sequence = steady_engine::machine::sequence(runbook, state.phase);
+            let step = sequence.iter().find(|s| s.id == state.step_id)?;
+            Some(format!("{} waits for {}", step.title(), policy::waiting_for(snapshot, step)))
+        })
+        .collect();
+    Commanded {
+        run_id: record.id,
+        short: short_id(record.id),
+        runbook: record.runbook.clone(),
+        mode: record.mode.to_string(),
+        badge: run_badge(record.status),
+        status_class: status_class(record.status.as_str()),
+        at,
+    }
 }

@@ -4,6 +4,8 @@
 //!
 //! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
 //! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
+//! - `cockpit_work`: *my work* as the commander's cockpit, signing in back to a link, role
+//!   picks and the nobody-can-approve warning, publishing from the browser, notifications.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
@@ -32,6 +34,7 @@ macro_rules! on_every_backend {
 }
 
 mod access;
+mod cockpit_work;
 mod contract;
 mod matrix;
 mod pages;

@@ -18,7 +18,7 @@ on_every_backend!(
     an_admin_takes_command_with_a_button_and_typos_get_nothing,
 );
 
-const RESTART: &str = r#"
+pub(crate) const RESTART: &str = r#"
 name: restart
 title: Restart the API
 description: "Restarts <b>api</b> after a <script>alert(1)</script> check"
@@ -39,14 +39,14 @@ steps:
 "#;
 
 /// A browser: remembers its session cookie, follows no redirects by itself.
-struct Browser {
-    client: reqwest::Client,
+pub(crate) struct Browser {
+    pub(crate) client: reqwest::Client,
     base: String,
-    cookie: String,
+    pub(crate) cookie: String,
 }
 
 impl Browser {
-    async fn sign_in(server: &Server, name: &str) -> Browser {
+    pub(crate) async fn sign_in(server: &Server, name: &str) -> Browser {
         let client =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let response = client
@@ -66,7 +66,7 @@ impl Browser {
         Browser { client, base: server.url.clone(), cookie }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -77,7 +77,7 @@ impl Browser {
         (response.status(), response.text().await.unwrap())
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         form: &[(&str, &str)],
@@ -96,7 +96,7 @@ impl Browser {
     }
 }
 
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let start = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
     html[start..start + 64].to_owned()
 }
@@ -143,9 +143,12 @@ async fn a_commander_starts_a_run_from_the_form_and_an_approver_answers_in_the_b
     assert!(own.contains("You started this run, so you may not approve its gates."), "{own}");
     assert!(!own.contains("✓ Approve"));
     assert!(own.contains("✗ Reject"), "the starter may still reject, as the engine accepts: {own}");
-    // Carol holds the approver role, but what she may not approve is not her work.
+    // Carol holds the approver role, but what she may not approve is not her work: it waits
+    // on others.
     let (_, carol_work) = carol.get("/work").await;
-    assert!(!carol_work.contains(&run), "{carol_work}");
+    let waiting = carol_work.split("Waiting for me").nth(1).unwrap().split("Runs I command").next();
+    assert!(!waiting.unwrap().contains(&run), "{carol_work}");
+    assert!(carol_work.contains("… waiting on others"), "{carol_work}");
 
     let (_, work) = alice.get("/work").await;
     assert!(work.contains("Restart api?") && work.contains(&run), "{work}");
@@ -174,7 +177,7 @@ async fn pages_refuse_strangers_forged_forms_and_inline_scripts(backend: Backend
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let response = stranger.get(format!("{}/work", server.url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[header::LOCATION], "/login");
+    assert_eq!(response.headers()[header::LOCATION], "/login?next=%2Fwork");
     let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(response.headers()["x-frame-options"], "DENY");

@@ -313,7 +313,7 @@ async fn a_run_streams_its_events_and_a_reconnect_resumes_where_it_left(backend:
 }
 
 /// A webhook receiver on `port` that answers 200 and keeps every body it gets.
-async fn receiver(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+pub(crate) async fn receiver(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
