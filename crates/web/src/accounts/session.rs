@@ -71,16 +71,39 @@ pub(crate) async fn whoami(caller: Caller) -> Json<SessionView> {
 struct LoginPage {
     me: Option<Me>,
     error: Option<String>,
+    /// Where to go once signed in: the page whose session ran out (a run being watched).
+    next: Option<String>,
 }
 
-pub(crate) async fn login_page() -> Response {
-    render(&LoginPage { me: None, error: None })
+/// `?next=` on the login page: a path on this site to return to.
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+/// `next` when it is a path on this site; anything that could leave it (`//host`, a scheme,
+/// a backslash that some browsers read as a slash) is dropped.
+fn local_path(next: Option<&str>) -> Option<String> {
+    let next = next?;
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
+    local.then(|| next.to_owned())
+}
+
+pub(crate) async fn login_page(
+    axum::extract::Query(query): axum::extract::Query<NextQuery>,
+) -> Response {
+    render(&LoginPage { me: None, error: None, next: local_path(query.next.as_deref()) })
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
     name: String,
     password: String,
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// The login page's form. It has no CSRF token to check, since there is no session yet:
@@ -102,18 +125,24 @@ pub(crate) async fn login_form(
             .filter_map(|name| headers.get(*name).and_then(|h| h.to_str().ok()))
             .any(|host| host.split(',').any(|host| host.trim() == origin_host));
         if !ours {
-            let page = LoginPage { me: None, error: Some("sign in from Steady's own page".into()) };
+            let page = LoginPage {
+                me: None,
+                error: Some("sign in from Steady's own page".into()),
+                next: None,
+            };
             return (StatusCode::FORBIDDEN, render(&page)).into_response();
         }
     }
     match state.account_service.sign_in(&form.name, &form.password, &address).await {
         Ok(signed_in) => {
             let cookie = session_cookie(&state, &signed_in);
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/work")).into_response()
+            let next = local_path(form.next.as_deref()).unwrap_or_else(|| "/work".to_owned());
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
         }
         Err(error) => {
             let error = AppError::from(error);
-            (error.status, render(&LoginPage { me: None, error: Some(error.message) }))
+            let next = local_path(form.next.as_deref());
+            (error.status, render(&LoginPage { me: None, error: Some(error.message), next }))
                 .into_response()
         }
     }

@@ -4,6 +4,7 @@
 //!
 //! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
 //! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
+//! - `cockpit`: the run page as the commander's cockpit: header, decisions, reasons, outcomes.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
@@ -32,6 +33,7 @@ macro_rules! on_every_backend {
 }
 
 mod access;
+mod cockpit;
 mod contract;
 mod matrix;
 mod pages;
