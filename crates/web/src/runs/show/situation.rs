@@ -10,12 +10,21 @@ use steady_engine::policy::waiting_for;
 use steady_engine::run::{Decision, Phase, RunMode, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runbook::{Runbook, StepKind};
 
+/// One decision of the commander's, on one step.
+pub(crate) struct Decided {
+    pub(crate) step: String,
+    pub(crate) decision: Decision,
+    pub(crate) who: String,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) reason: Option<String>,
+}
+
 /// What people decided in this run, read from its audit events: the run page shows each
 /// decision in its step's history and the reason in the outcome.
 #[derive(Default)]
 pub(crate) struct History {
-    /// `(step, decision, who, when, reason)`, oldest first.
-    pub(crate) decisions: Vec<(String, Decision, String, DateTime<Utc>, Option<String>)>,
+    /// Oldest first.
+    pub(crate) decisions: Vec<Decided>,
     /// Who cancelled the run and why.
     pub(crate) cancelled: Option<(String, Option<String>)>,
 }
@@ -26,13 +35,13 @@ impl History {
         let mut history = History::default();
         for event in events {
             match AuditData::from_stored(&event.action, &event.data) {
-                Ok(AuditData::DecisionTaken(taken)) => history.decisions.push((
-                    event.step_id.clone().unwrap_or_default(),
-                    taken.decision,
-                    event.actor.to_string(),
-                    event.at,
-                    taken.reason,
-                )),
+                Ok(AuditData::DecisionTaken(taken)) => history.decisions.push(Decided {
+                    step: event.step_id.clone().unwrap_or_default(),
+                    decision: taken.decision,
+                    who: event.actor.to_string(),
+                    at: event.at,
+                    reason: taken.reason,
+                }),
                 Ok(AuditData::RunCancelled(reason)) => {
                     history.cancelled =
                         Some((event.actor.to_string(), reason.map(|reason| reason.reason)));
@@ -198,9 +207,9 @@ fn outcome(
         },
         RunStatus::RolledBack => ("↺ rolled back: the rollback steps ran".to_owned(), "rolledback"),
         RunStatus::Failed => {
-            let abort = history.decisions.iter().rev().find(|d| d.1 == Decision::Abort);
+            let abort = history.decisions.iter().rev().find(|d| d.decision == Decision::Abort);
             match abort {
-                Some((step, _, who, _, reason)) => {
+                Some(Decided { step, who, reason, .. }) => {
                     (format!("■ aborted at `{step}` by {who}{}", because(reason)), "bad")
                 }
                 None => ("✗ failed".to_owned(), "bad"),

@@ -237,10 +237,12 @@ pub(crate) fn steps(
             let decisions = history
                 .decisions
                 .iter()
-                .filter(|d| d.0 == step.id)
-                .map(|(_, decision, who, at, reason)| {
-                    let reason = reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
-                    format!("{decision} decided by {who} at {}{reason}", at.format("%H:%M:%S UTC"))
+                .filter(|decided| decided.step == step.id)
+                .map(|decided| {
+                    let reason =
+                        decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
+                    let at = decided.at.format("%H:%M:%S UTC");
+                    format!("{} decided by {} at {at}{reason}", decided.decision, decided.who)
                 })
                 .collect();
             let does = state.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default();
