@@ -51,6 +51,19 @@ async fn both_widths(browser: &Client, name: &str) {
     browser.set_window_size(1280, 1000).await.expect("desktop width");
 }
 
+/// Types into a field of a page that refreshes itself: once focused, the field is kept across
+/// refreshes, but one may land between finding it and focusing it.
+async fn type_live(browser: &Client, selector: &str, text: &str) {
+    for _ in 0..20 {
+        let Ok(field) = browser.find(Locator::Css(selector)).await else { continue };
+        if field.click().await.is_ok() && field.send_keys(text).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("could not type into {selector}");
+}
+
 async fn field_value(browser: &Client, selector: &str) -> String {
     let field = browser.find(Locator::Css(selector)).await.expect(selector);
     field.prop("value").await.expect("value").unwrap_or_default()
@@ -82,7 +95,7 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     assert!(header.contains("a person holding `dba`"), "{header}");
     assert!(carol.title().await.expect("title").starts_with("waiting · cockpit"));
     both_widths(&carol, "live-header").await;
-    fill(&carol, "comment", "primary powered off").await;
+    type_live(&carol, "#answer-fence input[name=comment]", "primary powered off").await;
     click(&carol, "button[value=complete]").await;
 
     // At the gate, on a phone, the answer is one thumb away at the bottom of the screen.
@@ -97,7 +110,7 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     // While the run pauses, the commander starts a note; the failure arrives as she types,
     // the page updates around her note, and the note is still there, still hers.
     wait_for_text(&carol, "step 4 of 6").await;
-    fill(&carol, "text", "standby looked healthy before promot").await;
+    type_live(&carol, "#note-form textarea", "standby looked healthy before promot").await;
     let failed = wait_for_text(&carol, "Decision needed at").await;
     assert_eq!(
         field_value(&carol, "#note-form textarea").await,

@@ -137,6 +137,9 @@ pub(crate) async fn run_page(
     me: Me,
     PageRunId(id): PageRunId,
 ) -> PageResult {
+    // Read before the run: the live refresh follows events after this seq, so an event
+    // committed between the two reads is seen twice rather than missed.
+    let last_seq = state.store.latest_seq().await.unwrap_or(0);
     let snapshot = snapshot(&state, id).await?;
     let runbook = state.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
     let history = history(&state, id).await?;
@@ -193,7 +196,6 @@ pub(crate) async fn run_page(
             (n.author.to_string(), n.at.format("%Y-%m-%d %H:%M:%S").to_string(), n.text.clone())
         })
         .collect();
-    let last_seq = state.store.latest_seq().await.unwrap_or(0);
     let page = RunPage {
         csrf: me.csrf.clone(),
         run: summary(&runbook, record),
