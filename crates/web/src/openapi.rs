@@ -33,7 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
     ),
     components(schemas(
         session::Login, runbooks::Publish, start::StartBody, start::AssignmentBody, command::DecisionBody,
-        command::AssignBody, command::CommanderBody, command::NoteBody, command::CancelBody, answer::AnswerBody,
+        command::AssignBody, command::CommanderBody, command::NoteBody, answer::AnswerBody,
         users::NewUser, users::UserUpdate, tokens::NewToken, ErrorBody
     )),
     modifiers(&BearerAuth, &ErrorAnswers)

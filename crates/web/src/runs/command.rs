@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::AppError;
-use crate::extract::{ApiJson, ApiJsonOrEmpty, CsrfForm, PageRunId, RunId};
+use crate::extract::{ApiJson, CsrfForm, PageRunId, RunId};
 use crate::page::PageResult;
 
 /// A run's status after an answer.
@@ -32,23 +32,14 @@ pub(crate) struct RunStatusAnswer {
 
 // ---------------------------------------------------------------------------------- cancel
 
-#[derive(Deserialize, Default, ToSchema)]
-pub(crate) struct CancelBody {
-    /// Why: recorded in the `run.cancelled` event, secrets masked.
-    reason: Option<String>,
-}
-
-#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/cancel", request_body(content = CancelBody, description = "An optional reason"), params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Invalid input")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished")))]
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
     RunId(id): RunId,
-    body: ApiJsonOrEmpty<CancelBody>,
 ) -> Result<Json<RunStatusAnswer>, AppError> {
     caller.require_responder()?;
-    let reason = body.read()?.reason;
-    let reason = reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    state.engine.cancel_because(id, &caller.user.actor(), reason).await?;
+    state.engine.cancel(id, &caller.user.actor()).await?;
     Ok(Json(RunStatusAnswer { status: RunStatus::Cancelled.as_str() }))
 }
 
