@@ -3,53 +3,99 @@
 (function () {
   "use strict";
 
-  // Replaces the page's main content with a fresh copy of the same page.
+  // Replaces the page's main content with a fresh copy of the same page. A form someone is
+  // typing in (one with an id) is carried over as it is; the rest of the page updates.
   function refresh() {
+    if (dialogOpen()) { setTimeout(refresh, 2000); return; }
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (response) {
+        if (signedOutBy(response)) { signedOut(); return null; }
+        return response.ok ? response.text() : null;
+      })
       .then(function (html) {
         if (!html) { return; }
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
+        var parsed = new DOMParser().parseFromString(html, "text/html");
+        var fresh = parsed.getElementById("main");
         var main = document.getElementById("main");
         if (!fresh || !main) { return; }
-        // Never throw away what someone is typing: try again once they are done.
-        if (busy(main)) { setTimeout(refresh, 2000); return; }
+        var kept = typedForms(main);
+        // Never throw away what someone is typing: a form without an id cannot be carried
+        // over, so try again once they are done.
+        if (kept === null) { setTimeout(refresh, 2000); return; }
+        var active = document.activeElement;
+        var selection = active && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
         main.replaceWith(fresh);
+        kept.forEach(function (form) {
+          var replaced = document.getElementById(form.id);
+          if (replaced) { replaced.replaceWith(form); }
+        });
+        if (active && document.contains(active) && active !== document.body) {
+          active.focus();
+          if (selection) { try { active.setSelectionRange(selection[0], selection[1]); } catch (e) {} }
+        }
+        if (parsed.title) { document.title = parsed.title; }
         watch();
+        runPage();
       })
-      .catch(function () {});
+      .catch(function () { connection("disconnected"); });
   }
 
-  // Whether someone is in the middle of filling a form on the page.
-  function busy(main) {
-    if (main.contains(document.activeElement) && document.activeElement.form) { return true; }
-    var fields = main.querySelectorAll("input[type=text], input:not([type]), textarea");
+  // The forms of `main` someone is typing in; null when one of them has no id to find it by.
+  function typedForms(main) {
+    var forms = main.querySelectorAll("form");
+    var kept = [];
+    for (var i = 0; i < forms.length; i++) {
+      if (!busy(forms[i])) { continue; }
+      if (!forms[i].id) { return null; }
+      kept.push(forms[i]);
+    }
+    return kept;
+  }
+
+  // Whether someone is in the middle of filling this form.
+  function busy(form) {
+    var active = document.activeElement;
+    if (form.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName) &&
+        active.type !== "hidden" && active.type !== "submit") { return true; }
+    var fields = form.querySelectorAll("input[type=text], input:not([type]), textarea");
     for (var i = 0; i < fields.length; i++) { if (fields[i].value) { return true; } }
     return false;
   }
 
   var source = null;
+  var lastSeq = null;
   var watchingWork = false;
   var pending = null;
 
   function watch() {
     var banner = document.querySelector("[data-live-run]");
-    if (banner && !source && window.EventSource) {
-      var run = banner.getAttribute("data-live-run");
-      var after = banner.getAttribute("data-last-seq") || "0";
-      source = new EventSource("/api/v1/runs/" + run + "/events?after=" + after);
-      source.onmessage = source.onerror = null;
-      source.addEventListener("message", schedule);
-      ["step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run", "step.interrupted",
-       "approval.granted", "approval.rejected", "approval.voided", "manual.completed", "manual.failed",
-       "run.finished", "run.needs_attention", "run.cancelled", "run.waiting", "decision.taken", "note.added",
-       "role.assigned", "role.unassigned", "gate.timed_out", "gate.escalated", "run.rollback_started"]
-        .forEach(function (name) { source.addEventListener(name, schedule); });
-      // A finished run sends nothing more: stop listening.
-      ["run.finished", "run.cancelled"].forEach(function (name) {
-        source.addEventListener(name, function () { source.close(); });
-      });
-    }
+    if (!banner) { if (source) { source.close(); source = null; } connection("ended"); return; }
+    if (source || !window.EventSource) { return; }
+    if (document.visibilityState === "hidden") { connection("paused"); return; }
+    var run = banner.getAttribute("data-live-run");
+    var after = lastSeq || banner.getAttribute("data-last-seq") || "0";
+    source = new EventSource("/api/v1/runs/" + run + "/events?after=" + after);
+    source.addEventListener("open", function () { connection("live"); });
+    source.addEventListener("error", function () {
+      // EventSource reconnects by itself unless the server refused it (a lost session).
+      if (source && source.readyState === EventSource.CLOSED) { source = null; ping(); }
+      connection("disconnected");
+    });
+    var seen = function (event) {
+      if (event.lastEventId) { lastSeq = event.lastEventId; }
+      schedule();
+    };
+    source.addEventListener("message", seen);
+    ["step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run", "step.interrupted",
+     "approval.granted", "approval.rejected", "approval.voided", "manual.completed", "manual.failed",
+     "run.finished", "run.needs_attention", "run.cancelled", "run.waiting", "decision.taken", "note.added",
+     "role.assigned", "role.unassigned", "gate.timed_out", "gate.escalated", "run.rollback_started",
+     "run.commander_transferred", "run.taken_over"]
+      .forEach(function (name) { source.addEventListener(name, seen); });
+    // A finished run sends nothing more: stop listening.
+    ["run.finished", "run.cancelled"].forEach(function (name) {
+      source.addEventListener(name, function () { if (source) { source.close(); source = null; } });
+    });
   }
 
   function schedule() {
@@ -73,5 +119,143 @@
   document.addEventListener("DOMContentLoaded", function () {
     watch();
     watchWork();
+    runPage();
+    setInterval(tick, 1000);
+    setInterval(keepAlive, KEEP_ALIVE);
+    document.addEventListener("visibilitychange", visibility);
   });
+
+  // ------------------------------------------------------------------------------- run page
+
+  // How often an open, visible run page tells the server someone is still watching: well
+  // inside the session's idle limit. The session's absolute lifetime still ends it.
+  var KEEP_ALIVE = 4 * 60 * 1000;
+  var CONNECTION = {
+    live: "● live: updates as the run moves",
+    paused: "‖ paused while this tab is in the background",
+    disconnected: "⚠ disconnected: trying again…",
+    ended: "ended: this is the final state"
+  };
+
+  // Says in the header whether the page follows the run.
+  function connection(state) {
+    var label = document.querySelector("[data-conn]");
+    if (!label || !document.querySelector("[data-run]")) { return; }
+    if (state === "live" || state === "paused" || state === "disconnected") {
+      if (!document.querySelector("[data-live-run]")) { state = "ended"; }
+    }
+    label.textContent = CONNECTION[state];
+    label.setAttribute("data-conn", state);
+  }
+
+  // A page fetched without a session comes back as the login page (or a 401).
+  function signedOutBy(response) {
+    if (response.status === 401) { return true; }
+    return response.redirected && new URL(response.url).pathname === "/login";
+  }
+
+  // Shows "signed out — sign in to continue" in place, and stops following the run.
+  function signedOut() {
+    if (source) { source.close(); source = null; }
+    var banner = document.querySelector("[data-signed-out]");
+    if (banner) { banner.hidden = false; }
+    var label = document.querySelector("[data-conn]");
+    if (label) { label.textContent = "signed out: not updating"; label.setAttribute("data-conn", "signed-out"); }
+    signedOutNow = true;
+  }
+  var signedOutNow = false;
+
+  // Asks the server who we are: a cheap authenticated call that also counts as activity.
+  function ping() {
+    if (!document.querySelector("[data-run]")) { return; }
+    fetch("/api/v1/session", { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) { if (signedOutBy(response)) { signedOut(); } })
+      .catch(function () { connection("disconnected"); });
+  }
+
+  function keepAlive() {
+    if (document.visibilityState === "visible" && !signedOutNow) { ping(); }
+  }
+
+  // A hidden tab stops following the run; coming back catches up at once.
+  function visibility() {
+    if (!document.querySelector("[data-run]") || signedOutNow) { return; }
+    if (document.visibilityState === "hidden") {
+      if (source) { source.close(); source = null; }
+      connection("paused");
+    } else {
+      ping();
+      refresh();
+    }
+  }
+
+  // Keeps the elapsed time and the gate's countdown moving between updates.
+  function tick() {
+    var now = Date.now();
+    var since = document.querySelector("[data-since]");
+    if (since) { since.textContent = span((now - Date.parse(since.getAttribute("data-since"))) / 1000); }
+    var deadline = document.querySelector("[data-deadline]");
+    if (deadline) {
+      var left = (Date.parse(deadline.getAttribute("data-deadline")) - now) / 1000;
+      deadline.textContent = left > 0 ? "times out in " + span(left) : "timed out";
+    }
+  }
+
+  // "2 h 05 min", "3 min 12 s", "12 s", as the server writes them.
+  function span(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+    var two = function (n) { return n < 10 ? "0" + n : "" + n; };
+    if (h > 0) { return h + " h " + two(m) + " min"; }
+    if (m > 0) { return m + " min " + two(s) + " s"; }
+    return s + " s";
+  }
+
+  function dialogOpen() {
+    var dialog = document.getElementById("reason-dialog");
+    return !!(dialog && dialog.open);
+  }
+
+  // Forms that end or reverse work ask for a reason in a dialog, then post it with
+  // `confirm=yes`; without JavaScript the server asks on a confirmation page instead.
+  function runPage() {
+    var dialog = document.getElementById("reason-dialog");
+    if (!dialog || !dialog.showModal) { return; }
+    var forms = document.querySelectorAll("form[data-confirm-reason]");
+    for (var i = 0; i < forms.length; i++) {
+      // A form carried over from before a refresh already asks.
+      if (forms[i].hasAttribute("data-asks")) { continue; }
+      forms[i].setAttribute("data-asks", "");
+      forms[i].addEventListener("submit", askReason);
+    }
+    connection(document.querySelector("[data-live-run]") ? (source ? "live" : "disconnected") : "ended");
+    tick();
+  }
+
+  function askReason(event) {
+    var form = event.currentTarget;
+    if (form.querySelector("input[name=confirm]")) { return; }
+    event.preventDefault();
+    var dialog = document.getElementById("reason-dialog");
+    var text = dialog.querySelector("textarea[name=reason]");
+    var missing = dialog.querySelector("[data-reason-missing]");
+    dialog.querySelector("[data-reason-does]").textContent = form.getAttribute("data-confirm-reason");
+    text.value = "";
+    missing.hidden = true;
+    dialog.onclose = function () {
+      // Left empty, so that the refresh does not wait for a reason nobody is typing.
+      if (dialog.returnValue !== "confirm") { text.value = ""; return; }
+      if (!text.value.trim()) { missing.hidden = false; dialog.showModal(); return; }
+      [["reason", text.value], ["confirm", "yes"]].forEach(function (pair) {
+        var field = document.createElement("input");
+        field.type = "hidden";
+        field.name = pair[0];
+        field.value = pair[1];
+        form.appendChild(field);
+      });
+      form.submit();
+    };
+    dialog.showModal();
+    text.focus();
+  }
 })();

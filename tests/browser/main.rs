@@ -6,7 +6,8 @@
 //! - the approver, in a second browser, sees it appear in *my work* without reloading and
 //!   approves with a comment, while the commander's page follows the run without reloading;
 //! - the commander sees why they may not approve their own run;
-//! - the auditor reads the history, filters the audit log, exports CSV and sees the chain intact.
+//! - the auditor reads the history, filters the audit log, exports CSV and sees the chain intact;
+//! - `cockpit`: the commander runs an incident from the run page (header, decision, abort).
 //!
 //! Screenshots of the main pages land in `target/screenshots/`.
 //!
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 mod authoring;
+mod cockpit;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steady-browser-{name}-{}", std::process::id()));

@@ -155,7 +155,13 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         AuditData::RunStarted(started) if started.mode == RunMode::Live => {
             format!("Live run started: run {run_id} of {runbook} by {by}.{params}")
         }
-        AuditData::RunCancelled => format!("Cancelled: run {run_id} of {runbook} by {by}."),
+        AuditData::RunCancelled(reason) => {
+            let why = match reason {
+                Some(reason) => quoted(Some(reason.reason.as_str())),
+                None => String::new(),
+            };
+            format!("Cancelled: run {run_id} of {runbook} by {by}.{why}")
+        }
         AuditData::RoleAssigned(holder) => format!(
             "Role assigned: {} now holds `{}` in run {run_id} of {runbook} (given by {by}).",
             slack_text(&holder.person.to_string()),

@@ -52,7 +52,7 @@ fn back_to(run: Uuid, anchor: &str) -> Response {
 }
 
 /// The first 13 characters of a run id (two groups), enough to tell runs apart on a page.
-fn short_id(id: Uuid) -> String {
+pub(crate) fn short_id(id: Uuid) -> String {
     id.to_string()[..13].to_owned()
 }
 

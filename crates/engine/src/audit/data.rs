@@ -101,8 +101,8 @@ audit_data! {
     RunNeedsAttention,
     /// `run.finished`
     RunFinished(RunFinished),
-    /// `run.cancelled`
-    RunCancelled,
+    /// `run.cancelled`: `null`, or `{"reason"}` when the commander gave one.
+    RunCancelled(Option<CancelReason>),
     /// `run.taken_over`
     RunTakenOver(RunTakenOver),
     /// `run.rollback_started`
@@ -433,11 +433,24 @@ pub struct ManualAnswer {
     pub note: Option<String>,
 }
 
-/// `{"decision"}`: the commander's answer to a run that needs attention.
+/// `{"decision"}`, or `{"decision", "reason"}` when the commander said why: the commander's
+/// answer to a run that needs attention.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionTaken {
     pub decision: Decision,
+    /// Why, in the commander's words, secrets masked. Absent from events written before
+    /// Steady asked (and from decisions given without one), so those keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `{"reason"}`: why the commander cancelled a run, secrets masked. A cancel without a reason
+/// writes `null`, as every cancel did before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelReason {
+    pub reason: String,
 }
 
 /// `{"text"}`: a participant's note, secrets masked.

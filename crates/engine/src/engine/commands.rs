@@ -5,8 +5,8 @@
 use uuid::Uuid;
 
 use crate::audit::{
-    ApprovalAnswer, AuditData, CommanderTransferred, DecisionTaken, ManualAnswer, NewEvent,
-    NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, new_id,
+    ApprovalAnswer, AuditData, CancelReason, CommanderTransferred, DecisionTaken, ManualAnswer,
+    NewEvent, NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, new_id,
 };
 use crate::machine::attention_step;
 use crate::params;
@@ -278,7 +278,9 @@ impl Engine {
 
     /// What a person wrote (a comment, a note), with the run's secrets masked: someone who
     /// pastes a credential into a note must not write it into the append-only audit log.
-    fn people_text(&self, runbook: &Runbook, text: &str) -> String {
+    /// Pages also show a run's parameters through it, so a credential typed into one is not
+    /// shown back.
+    pub fn people_text(&self, runbook: &Runbook, text: &str) -> String {
         Secrets::available_for(runbook, &self.config.secrets).mask(text)
     }
 
@@ -340,7 +342,20 @@ impl Engine {
         actor: &Actor,
         decision: Decision,
     ) -> Result<RunStatus, EngineError> {
+        self.decide_because(run_id, actor, decision, None).await
+    }
+
+    /// [`Engine::decide`] with the commander's reason, recorded (secrets masked) in the
+    /// `decision.taken` event on the step: the run page shows it in the step's history.
+    pub async fn decide_because(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        decision: Decision,
+        reason: Option<&str>,
+    ) -> Result<RunStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
+            let reason = reason.map(|reason| self.people_text(runbook, reason));
             let run = &snapshot.run;
             if let Err(refusal) = policy::may_command(run, actor) {
                 return (None, Err(refusal.into()));
@@ -388,7 +403,7 @@ impl Engine {
                 NewEvent::typed(
                     actor,
                     Some(run.id),
-                    AuditData::DecisionTaken(DecisionTaken { decision }),
+                    AuditData::DecisionTaken(DecisionTaken { decision, reason: reason.clone() }),
                 )
                 .step(&step.id),
             );
@@ -544,7 +559,20 @@ impl Engine {
     /// Cancels an active run. A step that is running is stopped by its driver, which notices
     /// within a second.
     pub async fn cancel(&self, run_id: Uuid, actor: &Actor) -> Result<(), EngineError> {
-        self.act(run_id, |_, snapshot, now| {
+        self.cancel_because(run_id, actor, None).await
+    }
+
+    /// [`Engine::cancel`] with the commander's reason, recorded (secrets masked) in the
+    /// `run.cancelled` event.
+    pub async fn cancel_because(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        reason: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.act(run_id, |runbook, snapshot, now| {
+            let reason =
+                reason.map(|reason| CancelReason { reason: self.people_text(runbook, reason) });
             let run = &snapshot.run;
             if let Err(refusal) = policy::may_command(run, actor) {
                 return (None, Err(refusal.into()));
@@ -566,7 +594,11 @@ impl Engine {
                     transition.steps.push(cancelled);
                 }
             }
-            transition.events.push(NewEvent::typed(actor, Some(run.id), AuditData::RunCancelled));
+            transition.events.push(NewEvent::typed(
+                actor,
+                Some(run.id),
+                AuditData::RunCancelled(reason),
+            ));
             (Some(transition), Ok(()))
         })
         .await

@@ -1,6 +1,9 @@
 //! Commanding a run: cancelling it, deciding after a failure, giving and taking run roles,
 //! handing over or taking command, and notes. Each as a JSON route and as a form on the run's
 //! page; the engine checks that the caller commands the run (or takes part, for notes).
+//! Cancelling, rolling back and aborting ask for a reason first (`confirm`).
+
+mod confirm;
 
 use axum::Json;
 use axum::extract::State;
@@ -40,13 +43,35 @@ pub(crate) async fn cancel_run(
     Ok(Json(RunStatusAnswer { status: RunStatus::Cancelled.as_str() }))
 }
 
+/// The fields of the forms that end or reverse work: a first POST without `confirm=yes` (or
+/// without a reason) is answered with the confirmation page instead of acting.
+#[derive(Deserialize)]
+pub(crate) struct ReasonForm {
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+impl ReasonForm {
+    /// The reason, when the person confirmed and gave one.
+    fn confirmed(&self) -> Option<&str> {
+        Some(self.reason.trim()).filter(|r| self.confirm == "yes" && !r.is_empty())
+    }
+}
+
 pub(crate) async fn cancel_form(
     State(state): State<AppState>,
     PageRunId(id): PageRunId,
-    CsrfForm { me, .. }: CsrfForm<serde::de::IgnoredAny>,
+    CsrfForm { me, form }: CsrfForm<ReasonForm>,
 ) -> PageResult {
     me.caller.require_responder()?;
-    state.engine.cancel(id, &me.actor).await?;
+    let Some(reason) = form.confirmed() else {
+        return confirm::page(&state, id, me, &form, confirm::Asked::Cancel).await;
+    };
+    state.engine.cancel_because(id, &me.actor, Some(reason)).await?;
     Ok(back_to(id, ""))
 }
 
@@ -61,6 +86,8 @@ fn parse_decision(text: &str) -> Result<Decision, AppError> {
 pub(crate) struct DecisionBody {
     #[schema(schema_with = dto::decision_schema)]
     decision: String,
+    /// Why: recorded in the `decision.taken` event and shown in the step's history.
+    reason: Option<String>,
 }
 
 #[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/decisions", request_body = DecisionBody, params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run's status after the decision", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "Nothing to decide"), (status = 422, description = "Invalid input")))]
@@ -71,24 +98,35 @@ pub(crate) async fn decide(
     body: ApiJson<DecisionBody>,
 ) -> Result<Json<RunStatusAnswer>, AppError> {
     caller.require_responder()?;
-    let decision = parse_decision(&body.read()?.decision)?;
-    let status = state.engine.decide(id, &caller.user.actor(), decision).await?;
+    let DecisionBody { decision, reason } = body.read()?;
+    let decision = parse_decision(&decision)?;
+    let reason = reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let status = state.engine.decide_because(id, &caller.user.actor(), decision, reason).await?;
     Ok(Json(RunStatusAnswer { status: status.as_str() }))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct DecideForm {
-    decision: String,
-}
-
+/// The decision panel's forms. Retry and skip act at once; rollback and abort first ask for a
+/// reason on the confirmation page (with JavaScript, in a dialog that posts `confirm=yes`).
 pub(crate) async fn decide_form(
     State(state): State<AppState>,
     PageRunId(id): PageRunId,
-    CsrfForm { me, form }: CsrfForm<DecideForm>,
+    CsrfForm { me, form }: CsrfForm<ReasonForm>,
 ) -> PageResult {
     me.caller.require_responder()?;
     let decision = parse_decision(&form.decision)?;
-    state.engine.decide(id, &me.actor, decision).await?;
+    let reason = match decision {
+        Decision::Retry | Decision::Skip => {
+            Some(form.reason.trim()).filter(|reason| !reason.is_empty())
+        }
+        Decision::Rollback | Decision::Abort => match form.confirmed() {
+            Some(reason) => Some(reason),
+            None => {
+                let asked = confirm::Asked::Decide(decision);
+                return confirm::page(&state, id, me, &form, asked).await;
+            }
+        },
+    };
+    state.engine.decide_because(id, &me.actor, decision, reason).await?;
     Ok(back_to(id, ""))
 }
 

@@ -1,25 +1,34 @@
-//! Showing one run: `GET /api/v1/runs/{id}` (the whole snapshot) and the run's page, which
-//! says for each gate what it guards, who may answer and why not, and offers the commander's
-//! decisions and actions.
+//! Showing one run: `GET /api/v1/runs/{id}` (the whole snapshot) and the run's page, the
+//! incident commander's cockpit: the situation header (`situation`), the decision panel that
+//! explains each choice (`decision`), and the steps with their gates, answers and attempts
+//! (`steps`).
+
+mod decision;
+mod situation;
+mod steps;
+
+pub(crate) use decision::{DecisionView, decision};
 
 use askama::Template;
 use axum::Json;
 use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
-use steady_engine::engine::{now, waiting_for};
-use steady_engine::machine::{attention_step, guarded_steps};
-use steady_engine::policy::{self, Refusal};
-use steady_engine::run::{Actor, Decision, RunRecord, RunSnapshot, RunStatus, StepStatus};
-use steady_engine::runbook::{Runbook, StepKind};
+use steady_engine::engine::now;
+use steady_engine::policy;
+use steady_engine::run::{Actor, RunRecord, RunSnapshot};
+use steady_engine::runbook::Runbook;
+use steady_engine::store::AuditFilter;
 use uuid::Uuid;
 
-use super::{run_badge, short_id, status_class, step_badge};
+use super::{run_badge, short_id, status_class};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::dto::{self, RunDetail};
+use crate::dto::RunDetail;
 use crate::error::AppError;
 use crate::extract::{PageRunId, RunId};
 use crate::page::{Me, PageResult, render};
+use situation::{History, Situation};
+use steps::{StepView, Viewer};
 
 #[utoipa::path(get, tag = "runs", path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run with its steps, attempts, votes, role holders and notes", body = RunDetail), (status = 401, description = "Not signed in"), (status = 404, description = "No such run")))]
 pub(crate) async fn get_run(
@@ -31,7 +40,7 @@ pub(crate) async fn get_run(
 }
 
 /// The run's snapshot, or 404 `no run <id>`.
-async fn snapshot(state: &AppState, id: Uuid) -> Result<RunSnapshot, AppError> {
+pub(crate) async fn snapshot(state: &AppState, id: Uuid) -> Result<RunSnapshot, AppError> {
     state.store.run(id).await?.ok_or_else(|| AppError::not_found(format!("no run {id}")))
 }
 
@@ -43,8 +52,9 @@ struct RunSummary {
     title: String,
     runbook: String,
     version: u32,
-    mode: String,
     status: String,
+    /// The status alone, for the tab's title.
+    status_word: String,
     status_class: &'static str,
     started: String,
     commander: String,
@@ -56,57 +66,15 @@ struct RoleView {
     name: String,
     description: Option<String>,
     holders: String,
+    /// A role nobody holds: its gates and manual steps would wait for nobody.
+    unassigned: bool,
 }
 
-struct GateView {
-    role: String,
-    quorum: u32,
-    holders: String,
-    deadline: Option<String>,
-    guarded: Vec<(String, String)>,
-    votes: Vec<String>,
-    /// What the engine would accept from the signed-in person now (see `policy`).
+/// The phone's bottom bar: the gate that waits for the viewer, and what they may answer.
+struct GateBar {
+    step: String,
     can_approve: bool,
     can_reject: bool,
-    why_not: Option<String>,
-}
-
-struct ManualView {
-    role: String,
-    can_answer: bool,
-}
-
-struct AttemptView {
-    number: u32,
-    status: String,
-    duration: String,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    stdout: String,
-    stderr: String,
-    truncated: bool,
-    open: bool,
-}
-
-struct StepView {
-    id: String,
-    title: String,
-    kind: &'static str,
-    rollback: bool,
-    status: String,
-    status_class: &'static str,
-    does: String,
-    note: Option<String>,
-    completed_by: Option<String>,
-    gate: Option<GateView>,
-    manual: Option<ManualView>,
-    attempts: Vec<AttemptView>,
-}
-
-struct DecisionView {
-    step: String,
-    why: String,
-    options: Vec<&'static str>,
 }
 
 #[derive(Template)]
@@ -115,12 +83,13 @@ struct RunPage {
     me: Option<Me>,
     csrf: String,
     run: RunSummary,
+    situation: Situation,
     roles: Vec<RoleView>,
     contacts: Vec<(String, String)>,
     steps: Vec<StepView>,
     notes: Vec<(String, String, String)>,
-    attention: Option<String>,
     decision: Option<DecisionView>,
+    gate_bar: Option<GateBar>,
     can_command: bool,
     /// An admin may take command of any active run they do not command.
     can_take_command: bool,
@@ -132,11 +101,6 @@ struct RunPage {
     people: Vec<String>,
 }
 
-fn holders(snapshot: &RunSnapshot, role: &str) -> String {
-    let names: Vec<String> = snapshot.holders(role).into_iter().map(Actor::to_string).collect();
-    if names.is_empty() { "nobody holds it".to_owned() } else { names.join(", ") }
-}
-
 fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
     RunSummary {
         id: record.id,
@@ -144,8 +108,8 @@ fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
         title: runbook.title.clone().unwrap_or_else(|| record.runbook.clone()),
         runbook: record.runbook.clone(),
         version: record.version,
-        mode: record.mode.to_string(),
         status: run_badge(record.status),
+        status_word: record.status.as_str().replace('_', " "),
         status_class: status_class(record.status.as_str()),
         started: record.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         commander: record.commander.to_string(),
@@ -154,187 +118,77 @@ fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
     }
 }
 
+/// What people decided in run `id`: its `decision.taken` and `run.cancelled` events.
+async fn history(state: &AppState, id: Uuid) -> Result<History, AppError> {
+    let mut events = Vec::new();
+    for action in ["decision.taken", "run.cancelled"] {
+        let filter = AuditFilter {
+            run_id: Some(id),
+            action: Some(action.to_owned()),
+            limit: Some(500),
+            ..AuditFilter::default()
+        };
+        events.extend(state.store.audit_events(&filter).await?);
+    }
+    events.sort_by_key(|event| event.seq);
+    Ok(History::from_events(&events))
+}
+
 pub(crate) async fn run_page(
     State(state): State<AppState>,
     me: Me,
     PageRunId(id): PageRunId,
 ) -> PageResult {
+    // Read before the run: the live refresh follows events after this seq, so an event
+    // committed between the two reads is seen twice rather than missed.
+    let last_seq = state.store.latest_seq().await.unwrap_or(0);
     let snapshot = snapshot(&state, id).await?;
     let runbook = state.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
+    let history = history(&state, id).await?;
     let record = &snapshot.run;
+    let now = now();
     let responder = me.caller.user.has(GlobalRole::Responder);
-    let can_command = responder && me.actor == record.commander && record.status.is_active();
-    let can_take_command = me.admin && me.actor != record.commander && record.status.is_active();
-    let can_hand_over =
-        (responder || me.admin) && me.actor == record.commander && record.status.is_active();
+    let commands = policy::may_command(record, &me.actor).is_ok() && record.status.is_active();
+    let can_command = responder && commands;
+    let can_take_command = me.admin && !commands && record.status.is_active();
+    let can_hand_over = (responder || me.admin) && commands;
     let participant = policy::is_participant(&snapshot, &me.actor);
     let binding = state.engine.approval_preview(&runbook, &snapshot);
-
-    let mut steps = Vec::new();
-    for (phase_rollback, list) in [(false, &runbook.steps), (true, &runbook.rollback)] {
-        for step in list.iter() {
-            let Some(state_of) = snapshot.step(&step.id) else { continue };
-            let mut gate = None;
-            let mut manual = None;
-            match &step.kind {
-                StepKind::Approval(approval) => {
-                    let role =
-                        state_of.escalated_to.clone().unwrap_or_else(|| approval.role.name.clone());
-                    let open = state_of.status == StepStatus::Waiting
-                        && state_of.deadline.is_none_or(|d| d > now());
-                    // The engine's own rules decide which buttons are shown, so that the page
-                    // never offers an answer the engine refuses.
-                    let approve = policy::may_approve(&snapshot, step, &me.actor);
-                    let reject = policy::may_answer(&snapshot, step, &me.actor);
-                    let why_not = match (&approve, responder) {
-                        _ if !open => None,
-                        (Ok(()), true) => None,
-                        (Err(Refusal::SelfApproval { .. }), true) => Some(
-                            "You started this run, so you may not approve its gates. You may reject them."
-                                .to_owned(),
-                        ),
-                        (Err(Refusal::AlreadyAnswered { .. }), true) => {
-                            Some("You have answered; waiting for the others.".to_owned())
-                        }
-                        _ => Some(format!("Only people holding `{role}` in this run may answer.")),
-                    };
-                    let can_approve = open && responder && approve.is_ok();
-                    let can_reject = open && responder && reject.is_ok();
-                    let votes = snapshot
-                        .votes
-                        .iter()
-                        .filter(|v| v.step_id == step.id)
-                        .map(|v| {
-                            let verdict = if v.approve { "✓ approved" } else { "✗ rejected" };
-                            let comment = v
-                                .comment
-                                .as_deref()
-                                .map(|c| format!(": “{c}”"))
-                                .unwrap_or_default();
-                            let void =
-                                if v.void { " (void: the guarded step changed)" } else { "" };
-                            format!(
-                                "{verdict} by {} at {}{comment}{void}",
-                                v.actor,
-                                v.at.format("%H:%M:%S")
-                            )
-                        })
-                        .collect();
-                    let guarded = guarded_steps(&runbook, state_of.phase, &step.id)
-                        .iter()
-                        .map(|guarded| {
-                            let text = binding
-                                .get(&step.id)
-                                .and_then(|map| map.get(&guarded.id))
-                                .map(dto::describe_action)
-                                .unwrap_or_else(|| "(rendered when it runs)".to_owned());
-                            (guarded.id.clone(), text)
-                        })
-                        .collect();
-                    gate = Some(GateView {
-                        holders: holders(&snapshot, &role),
-                        role,
-                        quorum: approval.approvals,
-                        deadline: state_of.deadline.map(|d| d.format("%H:%M:%S UTC").to_string()),
-                        guarded,
-                        votes,
-                        can_approve,
-                        can_reject,
-                        why_not,
-                    });
-                }
-                StepKind::Manual(manual_step) => {
-                    let open = state_of.status == StepStatus::Waiting;
-                    manual = open.then(|| ManualView {
-                        role: manual_step.role.name.clone(),
-                        can_answer: responder
-                            && policy::may_answer(&snapshot, step, &me.actor).is_ok(),
-                    });
-                }
-                _ => {}
-            }
-            let attempts: Vec<AttemptView> = snapshot
-                .attempts
-                .iter()
-                .filter(|a| a.step_id == step.id)
-                .map(|a| AttemptView {
-                    number: a.number,
-                    status: a.status.map(|s| s.as_str().replace('_', " ")).unwrap_or_default(),
-                    duration: match (a.started_at, a.finished_at) {
-                        (Some(start), Some(end)) => {
-                            format!("{:.2} s", (end - start).num_milliseconds() as f64 / 1000.0)
-                        }
-                        _ => "running".to_owned(),
-                    },
-                    exit_code: a.exit_code,
-                    error: a.error.clone(),
-                    stdout: a.stdout.clone(),
-                    stderr: a.stderr.clone(),
-                    truncated: a.stdout_truncated || a.stderr_truncated,
-                    open: a.status.is_some_and(|s| s.is_failure()),
-                })
-                .collect();
-            steps.push(StepView {
-                id: step.id.clone(),
-                title: step.title().to_owned(),
-                kind: step.kind.name(),
-                rollback: phase_rollback,
-                status: step_badge(state_of.status),
-                status_class: status_class(state_of.status.as_str()),
-                does: state_of.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default(),
-                note: state_of.note.clone(),
-                completed_by: state_of.completed_by.as_ref().map(ToString::to_string),
-                gate,
-                manual,
-                attempts,
-            });
-        }
-    }
-
-    let (attention, decision) = match (record.status, attention_step(&runbook, &snapshot)) {
-        (RunStatus::NeedsAttention, Some(step)) => {
-            let gate = step.is_gate();
-            let options: Vec<&'static str> = Decision::ALL
-                .iter()
-                .filter(|d| !(gate && **d == Decision::Skip))
-                .filter(|d| !(record.phase.as_str() == "rollback" && **d == Decision::Rollback))
-                .map(|d| d.as_str())
-                .collect();
-            let why = snapshot
-                .step(&step.id)
-                .and_then(|s| s.note.clone())
-                .unwrap_or_else(|| "the step failed".to_owned());
-            (
-                Some(format!("Step `{}` needs the commander's decision.", step.id)),
-                Some(DecisionView { step: step.id.clone(), why, options }),
-            )
-        }
-        (RunStatus::Waiting, _) => {
-            let waiting =
-                snapshot.steps.iter().find(|s| s.status == StepStatus::Waiting).and_then(|s| {
-                    runbook.steps.iter().chain(&runbook.rollback).find(|r| r.id == s.step_id)
-                });
-            (
-                waiting.map(|step| {
-                    format!("Waiting at `{}` for {}.", step.id, waiting_for(&snapshot, step))
-                }),
-                None,
-            )
-        }
-        _ => (None, None),
-    };
+    let viewer = Viewer { actor: &me.actor, responder };
+    let steps = steps::steps(&runbook, &snapshot, &history, &binding, &viewer, now);
+    let gate_bar = steps.iter().find_map(|step| {
+        let gate = step.gate.as_ref()?;
+        (gate.can_approve || gate.can_reject).then(|| GateBar {
+            step: step.id.clone(),
+            can_approve: gate.can_approve,
+            can_reject: gate.can_reject,
+        })
+    });
+    let params = record
+        .params
+        .iter()
+        .map(|(name, value)| {
+            let value = serde_json::to_value(value).unwrap_or_default();
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name.clone(), state.engine.people_text(&runbook, &text))
+        })
+        .collect();
+    let situation = situation::situation(&runbook, &snapshot, &history, params, now);
     let roles = runbook
         .roles
         .iter()
-        .map(|role| RoleView {
-            name: role.name.clone(),
-            description: role.description.clone(),
-            holders: snapshot
-                .holders(&role.name)
-                .into_iter()
-                .map(Actor::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+        .map(|role| {
+            let holders: Vec<String> =
+                snapshot.holders(&role.name).into_iter().map(Actor::to_string).collect();
+            RoleView {
+                name: role.name.clone(),
+                description: role.description.clone(),
+                unassigned: holders.is_empty(),
+                holders: holders.join(", "),
+            }
         })
         .collect();
     let notes = snapshot
@@ -344,16 +198,16 @@ pub(crate) async fn run_page(
             (n.author.to_string(), n.at.format("%Y-%m-%d %H:%M:%S").to_string(), n.text.clone())
         })
         .collect();
-    let last_seq = state.store.latest_seq().await.unwrap_or(0);
     let page = RunPage {
         csrf: me.csrf.clone(),
         run: summary(&runbook, record),
+        situation,
         roles,
         contacts: runbook.contacts.iter().map(|c| (c.name.clone(), c.how.clone())).collect(),
         steps,
         notes,
-        attention,
-        decision,
+        decision: decision(&runbook, &snapshot),
+        gate_bar,
         can_command,
         can_take_command,
         can_hand_over,

@@ -69,7 +69,11 @@ pub(crate) async fn timeline(
                     None => status.to_string(),
                 }
             }
-            Some(AuditData::DecisionTaken(taken)) => taken.decision.to_string(),
+            Some(AuditData::DecisionTaken(taken)) => match taken.reason {
+                Some(reason) => format!("{}: “{reason}”", taken.decision),
+                None => taken.decision.to_string(),
+            },
+            Some(AuditData::RunCancelled(Some(cancelled))) => format!("“{}”", cancelled.reason),
             Some(AuditData::NoteAdded(note)) => note.text,
             Some(AuditData::RoleAssigned(holder) | AuditData::RoleUnassigned(holder)) => {
                 format!("{} → {}", holder.role, holder.person)

@@ -1,0 +1,292 @@
+//! The run page's situation header, what an incident commander looks at first: live or
+//! rehearsal, the parameters, how far the run is, how long it has taken, whom it waits for and
+//! until when; once it has ended, its outcome in words that tell the endings apart. A dry run
+//! adds its report's summary.
+
+use chrono::{DateTime, Utc};
+use steady_engine::audit::AuditData;
+use steady_engine::machine::sequence;
+use steady_engine::policy::waiting_for;
+use steady_engine::run::{Decision, Phase, RunMode, RunSnapshot, RunStatus, StepStatus};
+use steady_engine::runbook::{Runbook, StepKind};
+
+/// One decision of the commander's, on one step.
+pub(crate) struct Decided {
+    pub(crate) step: String,
+    pub(crate) decision: Decision,
+    pub(crate) who: String,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) reason: Option<String>,
+}
+
+/// What people decided in this run, read from its audit events: the run page shows each
+/// decision in its step's history and the reason in the outcome.
+#[derive(Default)]
+pub(crate) struct History {
+    /// Oldest first.
+    pub(crate) decisions: Vec<Decided>,
+    /// Who cancelled the run and why.
+    pub(crate) cancelled: Option<(String, Option<String>)>,
+}
+
+impl History {
+    /// Reads the decisions and the cancel out of the run's audit events.
+    pub(crate) fn from_events(events: &[steady_engine::audit::AuditEvent]) -> History {
+        let mut history = History::default();
+        for event in events {
+            match AuditData::from_stored(&event.action, &event.data) {
+                Ok(AuditData::DecisionTaken(taken)) => history.decisions.push(Decided {
+                    step: event.step_id.clone().unwrap_or_default(),
+                    decision: taken.decision,
+                    who: event.actor.to_string(),
+                    at: event.at,
+                    reason: taken.reason,
+                }),
+                Ok(AuditData::RunCancelled(reason)) => {
+                    history.cancelled =
+                        Some((event.actor.to_string(), reason.map(|reason| reason.reason)));
+                }
+                _ => {}
+            }
+        }
+        history
+    }
+}
+
+/// The header's view model.
+pub(crate) struct Situation {
+    /// `● LIVE`, `drill` or `dry run`, and its class.
+    pub(crate) mode: (&'static str, &'static str),
+    pub(crate) params: Vec<(String, String)>,
+    /// "step 6 of 8", or "rollback step 1 of 2", or "8 of 8 steps done" once ended.
+    pub(crate) progress: String,
+    pub(crate) done: usize,
+    pub(crate) total: usize,
+    pub(crate) elapsed: String,
+    /// When the run started, for the script to keep the elapsed time ticking.
+    pub(crate) since: String,
+    /// Whom the run waits for, and for how long.
+    pub(crate) waiting: Option<Waiting>,
+    /// The outcome of a run that has ended: words and class.
+    pub(crate) outcome: Option<(String, &'static str)>,
+    /// When the page was rendered, for "the state when it was loaded".
+    pub(crate) loaded: String,
+    /// A dry run's summary: "3 checks passed, 4 steps would run, …".
+    pub(crate) report: Option<String>,
+}
+
+/// Whom the run waits for.
+pub(crate) struct Waiting {
+    pub(crate) who: String,
+    pub(crate) for_how_long: String,
+    /// When the gate times out: the words, and the instant for the script's countdown.
+    pub(crate) deadline: Option<(String, String)>,
+}
+
+/// "2 h 05 min", "3 min 12 s", "12 s".
+pub(crate) fn span(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s:02} s"),
+        (h, m, _) => format!("{h} h {m:02} min"),
+    }
+}
+
+fn instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The situation of `snapshot` at `now`; `params` are shown as given, secrets masked by the
+/// caller.
+pub(crate) fn situation(
+    runbook: &Runbook,
+    snapshot: &RunSnapshot,
+    history: &History,
+    params: Vec<(String, String)>,
+    now: DateTime<Utc>,
+) -> Situation {
+    let run = &snapshot.run;
+    let mode = match run.mode {
+        RunMode::Live => ("● LIVE", "live"),
+        RunMode::Drill => ("drill", "drill"),
+        RunMode::DryRun => ("dry run", "dry"),
+    };
+    let phase_steps: Vec<_> = snapshot.steps.iter().filter(|s| s.phase == run.phase).collect();
+    let total = sequence(runbook, run.phase).len();
+    let done = phase_steps.iter().filter(|s| s.status.is_passed() || s.status.is_failure()).count();
+    let current = phase_steps
+        .iter()
+        .filter(|s| !matches!(s.status, StepStatus::Pending) && !s.status.is_passed())
+        .map(|s| s.position)
+        .min()
+        .or_else(|| {
+            phase_steps.iter().filter(|s| s.status == StepStatus::Pending).map(|s| s.position).min()
+        });
+    let rollback = if run.phase == Phase::Rollback { "rollback " } else { "" };
+    let progress = match current {
+        Some(position) if run.status.is_active() => {
+            format!("{rollback}step {} of {total}", position + 1)
+        }
+        _ => format!("{done} of {total} {rollback}steps done"),
+    };
+    let end = run.finished_at.unwrap_or(now);
+    let waiting = waiting(runbook, snapshot, now);
+    Situation {
+        mode,
+        params,
+        progress,
+        done,
+        total,
+        elapsed: span((end - run.created_at).num_seconds()),
+        since: instant(run.created_at),
+        waiting,
+        outcome: outcome(runbook, snapshot, history),
+        loaded: now.format("%H:%M:%S UTC").to_string(),
+        report: (run.mode == RunMode::DryRun).then(|| report(runbook, snapshot)),
+    }
+}
+
+fn waiting(runbook: &Runbook, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Option<Waiting> {
+    let run = &snapshot.run;
+    match run.status {
+        RunStatus::Waiting => {
+            let state = snapshot.steps.iter().find(|s| s.status == StepStatus::Waiting)?;
+            let step =
+                runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state.step_id)?;
+            let since = state.started_at.unwrap_or(run.updated_at);
+            Some(Waiting {
+                who: format!("`{}` waits for {}", step.id, waiting_for(snapshot, step)),
+                for_how_long: span((now - since).num_seconds()),
+                deadline: state.deadline.map(|deadline| {
+                    let left = (deadline - now).num_seconds();
+                    let words = if left > 0 {
+                        format!(
+                            "times out in {} (at {})",
+                            span(left),
+                            deadline.format("%H:%M:%S UTC")
+                        )
+                    } else {
+                        format!("timed out at {}", deadline.format("%H:%M:%S UTC"))
+                    };
+                    (words, instant(deadline))
+                }),
+            })
+        }
+        RunStatus::NeedsAttention => Some(Waiting {
+            who: format!("waits for the commander, {}, to decide", run.commander),
+            for_how_long: span((now - run.updated_at).num_seconds()),
+            deadline: None,
+        }),
+        _ => None,
+    }
+}
+
+/// The ending in words that tell apart what a glance at a colour cannot.
+fn outcome(
+    runbook: &Runbook,
+    snapshot: &RunSnapshot,
+    history: &History,
+) -> Option<(String, &'static str)> {
+    let run = &snapshot.run;
+    let main = |status: StepStatus| {
+        snapshot.steps.iter().filter(|s| s.phase == Phase::Main && s.status == status).count()
+    };
+    let because = |reason: &Option<String>| {
+        reason.as_ref().map(|reason| format!(": “{reason}”")).unwrap_or_default()
+    };
+    Some(match run.status {
+        RunStatus::Succeeded if run.mode == RunMode::DryRun => (
+            format!("○ dry run complete — nothing was changed; {}", report(runbook, snapshot)),
+            "ok",
+        ),
+        RunStatus::Succeeded => match main(StepStatus::Skipped) {
+            0 => ("✓ succeeded: every step done".to_owned(), "ok"),
+            1 => ("✓ succeeded with 1 skipped step".to_owned(), "partial"),
+            n => (format!("✓ succeeded with {n} skipped steps"), "partial"),
+        },
+        RunStatus::RolledBack => ("↺ rolled back: the rollback steps ran".to_owned(), "rolledback"),
+        RunStatus::Failed => {
+            let abort = history.decisions.iter().rev().find(|d| d.decision == Decision::Abort);
+            match abort {
+                Some(Decided { step, who, reason, .. }) => {
+                    (format!("■ aborted at `{step}` by {who}{}", because(reason)), "bad")
+                }
+                None => ("✗ failed".to_owned(), "bad"),
+            }
+        }
+        RunStatus::Cancelled => match &history.cancelled {
+            Some((who, reason)) => {
+                (format!("■ cancelled by {who}{}", because(reason)), "cancelled")
+            }
+            None => ("■ cancelled".to_owned(), "cancelled"),
+        },
+        _ => return None,
+    })
+}
+
+/// A dry run's summary: "3 checks passed, 4 steps would run, 1 gate would wait for approver".
+fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
+    let mut checks = (0, 0);
+    let mut ran = 0;
+    let mut would_run = 0;
+    let mut gates = Vec::new();
+    let mut manual = Vec::new();
+    for step in &runbook.steps {
+        let Some(state) = snapshot.step(&step.id) else { continue };
+        match (&step.kind, state.status) {
+            (StepKind::Check(_), StepStatus::Succeeded) => checks.0 += 1,
+            (StepKind::Check(_), status) if status.is_failure() => checks.1 += 1,
+            (StepKind::Approval(gate), StepStatus::WouldRun) => gates.push(gate.role.name.clone()),
+            (StepKind::Manual(waiting), StepStatus::WouldRun) => {
+                manual.push(waiting.role.name.clone())
+            }
+            (_, StepStatus::WouldRun) => would_run += 1,
+            (_, StepStatus::Succeeded) => ran += 1,
+            _ => {}
+        }
+    }
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut parts = vec![plural(checks.0, "check passed", "checks passed")];
+    if checks.1 > 0 {
+        parts.push(plural(checks.1, "check failed", "checks failed"));
+    }
+    if ran > 0 {
+        parts.push(plural(ran, "read-only step ran", "read-only steps ran"));
+    }
+    parts.push(plural(would_run, "step would run", "steps would run"));
+    let roles = |roles: &[String]| {
+        let mut roles = roles.to_vec();
+        roles.dedup();
+        roles.join(", ")
+    };
+    if !gates.is_empty() {
+        parts.push(format!(
+            "{} would wait for {}",
+            plural(gates.len(), "gate", "gates"),
+            roles(&gates)
+        ));
+    }
+    if !manual.is_empty() {
+        parts.push(format!(
+            "{} would wait for {}",
+            plural(manual.len(), "manual step", "manual steps"),
+            roles(&manual)
+        ));
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+
+    #[test]
+    fn spans_read_like_a_clock_people_glance_at() {
+        assert_eq!(span(12), "12 s");
+        assert_eq!(span(192), "3 min 12 s");
+        assert_eq!(span(7500), "2 h 05 min");
+        assert_eq!(span(-3), "0 s");
+    }
+}

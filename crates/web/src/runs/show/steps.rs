@@ -1,0 +1,275 @@
+//! The run page's steps: each with its status in words that hold once the run has ended
+//! ("not run", not "pending"), what it does, its gate or manual answer, the commander's
+//! decisions on it, and its attempts — the latest open, earlier failures folded away.
+
+use std::collections::BTreeMap;
+
+use steady_engine::machine::guarded_steps;
+use steady_engine::plan::Action;
+use steady_engine::policy::{self, Refusal};
+use steady_engine::run::{Actor, Attempt, RunSnapshot, StepStatus};
+use steady_engine::runbook::{Runbook, StepKind};
+
+use super::situation::History;
+use crate::dto;
+use crate::runs::{status_class, step_badge};
+
+pub(crate) struct GateView {
+    pub(crate) role: String,
+    pub(crate) quorum: u32,
+    pub(crate) holders: String,
+    pub(crate) deadline: Option<String>,
+    pub(crate) guarded: Vec<(String, String)>,
+    pub(crate) votes: Vec<String>,
+    /// What the engine would accept from the signed-in person now (see `policy`).
+    pub(crate) can_approve: bool,
+    pub(crate) can_reject: bool,
+    pub(crate) why_not: Option<String>,
+}
+
+pub(crate) struct ManualView {
+    pub(crate) role: String,
+    pub(crate) can_answer: bool,
+}
+
+pub(crate) struct AttemptView {
+    pub(crate) number: u32,
+    pub(crate) status: String,
+    pub(crate) failed: bool,
+    pub(crate) duration: String,
+    pub(crate) exit_code: Option<i32>,
+    /// An `http` step's answer: its status code and, when redirected, where it came from.
+    pub(crate) http_status: Option<u16>,
+    pub(crate) final_url: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) truncated: bool,
+}
+
+pub(crate) struct StepView {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) kind: &'static str,
+    pub(crate) rollback: bool,
+    pub(crate) status: String,
+    pub(crate) status_class: &'static str,
+    pub(crate) does: String,
+    /// For a check: the values of the steps it reads, as they were when it ran.
+    pub(crate) compared: Vec<(String, String)>,
+    pub(crate) note: Option<String>,
+    pub(crate) completed_by: Option<String>,
+    pub(crate) gate: Option<GateView>,
+    pub(crate) manual: Option<ManualView>,
+    /// The commander's decisions on this step: who, what, when and why.
+    pub(crate) decisions: Vec<String>,
+    pub(crate) latest: Option<AttemptView>,
+    pub(crate) earlier: Vec<AttemptView>,
+}
+
+/// What the page may offer `me`, decided by the caller from the global roles.
+pub(crate) struct Viewer<'a> {
+    pub(crate) actor: &'a Actor,
+    pub(crate) responder: bool,
+}
+
+fn holders(snapshot: &RunSnapshot, role: &str) -> String {
+    let names: Vec<String> = snapshot.holders(role).into_iter().map(Actor::to_string).collect();
+    if names.is_empty() { "nobody holds it".to_owned() } else { names.join(", ") }
+}
+
+fn attempt_view(attempt: &Attempt) -> AttemptView {
+    AttemptView {
+        number: attempt.number,
+        status: attempt.status.map(|s| s.as_str().replace('_', " ")).unwrap_or_default(),
+        failed: attempt.status.is_some_and(|s| s.is_failure()),
+        duration: match (attempt.started_at, attempt.finished_at) {
+            (Some(start), Some(end)) => {
+                format!("{:.2} s", (end - start).num_milliseconds() as f64 / 1000.0)
+            }
+            _ => "running".to_owned(),
+        },
+        exit_code: attempt.exit_code,
+        http_status: attempt.http_status,
+        final_url: attempt.final_url.clone(),
+        error: attempt.error.clone(),
+        stdout: attempt.stdout.clone(),
+        stderr: attempt.stderr.clone(),
+        truncated: attempt.stdout_truncated || attempt.stderr_truncated,
+    }
+}
+
+/// `steps.<id>.<field>` read by a check's expression, with the value the run holds: what the
+/// check compared, shown beside it.
+fn values_compared(snapshot: &RunSnapshot, expression: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    for (at, _) in expression.match_indices("steps.") {
+        let reference: String = expression[at..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .collect();
+        let mut parts = reference.split('.').skip(1);
+        let (Some(step), Some(field)) = (parts.next(), parts.next()) else { continue };
+        let Some(attempt) =
+            snapshot.attempts.iter().filter(|a| a.step_id == step).max_by_key(|a| a.number)
+        else {
+            continue;
+        };
+        let value = match field {
+            "stdout" => attempt.stdout.trim_end().to_owned(),
+            "stderr" => attempt.stderr.trim_end().to_owned(),
+            "exit_code" => attempt.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            "status" => attempt.status.map(|s| s.to_string()).unwrap_or_default(),
+            "http_status" => attempt.http_status.map(|c| c.to_string()).unwrap_or_default(),
+            _ => continue,
+        };
+        let name = format!("steps.{step}.{field}");
+        if !seen.iter().any(|(n, _)| *n == name) {
+            seen.push((name, value));
+        }
+    }
+    seen
+}
+
+/// The step views of a run, main sequence then rollback, as `viewer` sees them.
+pub(crate) fn steps(
+    runbook: &Runbook,
+    snapshot: &RunSnapshot,
+    history: &History,
+    binding: &BTreeMap<String, BTreeMap<String, Action>>,
+    viewer: &Viewer<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<StepView> {
+    let ended = !snapshot.run.status.is_active();
+    let mut views = Vec::new();
+    for (rollback, list) in [(false, &runbook.steps), (true, &runbook.rollback)] {
+        for step in list.iter() {
+            let Some(state) = snapshot.step(&step.id) else { continue };
+            let mut gate = None;
+            let mut manual = None;
+            match &step.kind {
+                StepKind::Approval(approval) => {
+                    let role =
+                        state.escalated_to.clone().unwrap_or_else(|| approval.role.name.clone());
+                    let open = state.status == StepStatus::Waiting
+                        && state.deadline.is_none_or(|d| d > now);
+                    // The engine's own rules decide which buttons are shown, so that the page
+                    // never offers an answer the engine refuses.
+                    let approve = policy::may_approve(snapshot, step, viewer.actor);
+                    let reject = policy::may_answer(snapshot, step, viewer.actor);
+                    let why_not = match (&approve, viewer.responder) {
+                        _ if !open => None,
+                        (Ok(()), true) => None,
+                        (Err(Refusal::SelfApproval { .. }), true) => Some(
+                            "You started this run, so you may not approve its gates. You may reject them."
+                                .to_owned(),
+                        ),
+                        (Err(Refusal::AlreadyAnswered { .. }), true) => {
+                            Some("You have answered; waiting for the others.".to_owned())
+                        }
+                        _ => Some(format!("Only people holding `{role}` in this run may answer.")),
+                    };
+                    let votes = snapshot
+                        .votes
+                        .iter()
+                        .filter(|v| v.step_id == step.id)
+                        .map(|v| {
+                            let verdict = if v.approve { "✓ approved" } else { "✗ rejected" };
+                            let comment = v
+                                .comment
+                                .as_deref()
+                                .map(|c| format!(": “{c}”"))
+                                .unwrap_or_default();
+                            let void =
+                                if v.void { " (void: the guarded step changed)" } else { "" };
+                            format!(
+                                "{verdict} by {} at {}{comment}{void}",
+                                v.actor,
+                                v.at.format("%H:%M:%S")
+                            )
+                        })
+                        .collect();
+                    let guarded = guarded_steps(runbook, state.phase, &step.id)
+                        .iter()
+                        .map(|guarded| {
+                            let text = binding
+                                .get(&step.id)
+                                .and_then(|map| map.get(&guarded.id))
+                                .map(dto::describe_action)
+                                .unwrap_or_else(|| "(rendered when it runs)".to_owned());
+                            (guarded.id.clone(), text)
+                        })
+                        .collect();
+                    gate = Some(GateView {
+                        holders: holders(snapshot, &role),
+                        role,
+                        quorum: approval.approvals,
+                        deadline: state.deadline.map(|d| d.format("%H:%M:%S UTC").to_string()),
+                        guarded,
+                        votes,
+                        can_approve: open && viewer.responder && approve.is_ok(),
+                        can_reject: open && viewer.responder && reject.is_ok(),
+                        why_not,
+                    });
+                }
+                StepKind::Manual(manual_step) => {
+                    manual = (state.status == StepStatus::Waiting).then(|| ManualView {
+                        role: manual_step.role.name.clone(),
+                        can_answer: viewer.responder
+                            && policy::may_answer(snapshot, step, viewer.actor).is_ok(),
+                    });
+                }
+                _ => {}
+            }
+            let mut attempts: Vec<AttemptView> = snapshot
+                .attempts
+                .iter()
+                .filter(|a| a.step_id == step.id)
+                .map(attempt_view)
+                .collect();
+            attempts.sort_by_key(|a| a.number);
+            let latest = attempts.pop();
+            let (status, class) = if ended && state.status == StepStatus::Pending {
+                ("· not run".to_owned(), "notrun")
+            } else {
+                (step_badge(state.status), status_class(state.status.as_str()))
+            };
+            let decisions = history
+                .decisions
+                .iter()
+                .filter(|decided| decided.step == step.id)
+                .map(|decided| {
+                    let reason =
+                        decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
+                    let at = decided.at.format("%H:%M:%S UTC");
+                    format!("{} decided by {} at {at}{reason}", decided.decision, decided.who)
+                })
+                .collect();
+            let does = state.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default();
+            let compared = match &step.kind {
+                StepKind::Check(_) if state.status != StepStatus::Pending => {
+                    values_compared(snapshot, &does)
+                }
+                _ => Vec::new(),
+            };
+            views.push(StepView {
+                id: step.id.clone(),
+                title: step.title().to_owned(),
+                kind: step.kind.name(),
+                rollback,
+                status,
+                status_class: class,
+                does,
+                compared,
+                note: state.note.clone(),
+                completed_by: state.completed_by.as_ref().map(ToString::to_string),
+                gate,
+                manual,
+                decisions,
+                latest,
+                earlier: attempts,
+            });
+        }
+    }
+    views
+}

@@ -1,0 +1,311 @@
+//! The run page as the incident commander's cockpit, seen by a browser without JavaScript:
+//! the situation header, the decision panel that explains each choice, abort, rollback and
+//! cancel asking for a reason on a confirmation page, the outcome in words, and a dry run's
+//! report.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use steady_engine::accounts::GlobalRole::Responder;
+use steady_engine::audit::AuditData;
+use steady_engine::store::AuditFilter;
+
+use crate::pages::{Browser, csrf};
+use crate::*;
+
+on_every_backend!(
+    a_failed_step_shows_its_output_and_the_commander_aborts_with_a_reason,
+    skipping_reads_as_succeeded_with_a_skipped_step_and_rollback_needs_rollback_steps,
+    cancelling_asks_why_and_the_page_says_who_cancelled_and_why,
+    the_header_says_whom_a_gate_waits_for_and_until_when,
+    a_dry_run_reads_as_a_report,
+);
+
+const PROMOTE: &str = r#"
+name: promote
+title: Promote the standby
+params:
+  cluster: { type: string, default: main }
+steps:
+  - id: lag
+    run: ["echo", "0"]
+    read_only: true
+    timeout: 5s
+  - id: promote
+    run: ["sh", "-c", "echo 'promoting {{ params.cluster }}'; echo 'fatal: standby not ready' >&2; exit 3"]
+    timeout: 5s
+  - id: announce
+    run: ["echo", "announced"]
+    timeout: 5s
+rollback:
+  - id: restore
+    run: ["echo", "restored"]
+    timeout: 5s
+  - id: page_dba
+    run: ["echo", "paged"]
+    timeout: 5s
+"#;
+
+/// `promote` without rollback steps.
+const NO_ROLLBACK: &str = r#"
+name: flaky
+steps:
+  - id: try
+    run: ["sh", "-c", "echo 'boom' >&2; exit 1"]
+    timeout: 5s
+  - id: after
+    run: ["echo", "after"]
+    timeout: 5s
+"#;
+
+/// Carol, a responder, signed in; her token, to start runs and watch them.
+async fn commander(server: &Server) -> (Browser, String) {
+    let token = server.person("carol", &[Responder]).await;
+    (Browser::sign_in(server, "carol").await, token)
+}
+
+async fn start(server: &Server, token: &str, body: serde_json::Value) -> String {
+    let started = server.post(token, "/api/v1/runs", body).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    started.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn decisions(server: &Server, run: &str) -> Vec<(String, Option<String>)> {
+    let filter = AuditFilter {
+        run_id: Some(run.parse().unwrap()),
+        action: Some("decision.taken".into()),
+        ..AuditFilter::default()
+    };
+    let events = server.state.store.audit_events(&filter).await.unwrap();
+    events
+        .iter()
+        .map(|event| match AuditData::from_stored(&event.action, &event.data).unwrap() {
+            AuditData::DecisionTaken(taken) => (taken.decision.to_string(), taken.reason),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+async fn a_failed_step_shows_its_output_and_the_commander_aborts_with_a_reason(backend: Backend) {
+    let server = Server::start("cockpit-abort", backend).await;
+    let published = publish(&server, PROMOTE).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    let run = start(&server, &token, json!({ "runbook": "promote" })).await;
+    server.wait_for(&token, &run, "needs_attention").await;
+    let path = format!("/runs/{run}");
+
+    // The header: a live run, where it is, whom it waits for; the tab says it too.
+    let (_, page) = carol.get(&path).await;
+    assert!(page.contains("<title>needs attention · promote"), "{page}");
+    assert!(page.contains("● LIVE"), "{page}");
+    assert!(page.contains("step 2 of 3"), "{page}");
+    assert!(page.contains("waits for the commander, user:carol, to decide"), "{page}");
+    assert!(page.contains("<dt>cluster</dt><dd>main</dd>"), "{page}");
+    assert!(page.contains("showing the state at"), "without JavaScript the page says when: {page}");
+
+    // The decision panel shows what failed, and what each choice would do.
+    let panel = &page[page.find(r#"id="decide""#).unwrap()..page.find(r#"class="people"#).unwrap()];
+    assert!(panel.contains("fatal: standby not ready") && panel.contains("exit 3"), "{panel}");
+    assert!(panel.contains("Retry runs `promote` again."), "{panel}");
+    assert!(panel.contains("Skip marks `promote` skipped and continues at `announce`."), "{panel}");
+    assert!(panel.contains("Roll back runs `restore`, `page_dba`"), "{panel}");
+    assert!(panel.contains("Abort ends the run as failed"), "{panel}");
+    assert!(panel.contains(r#"class="primary">↻ Retry"#), "retry is the primary choice: {panel}");
+    assert!(panel.contains(r#"class="danger">■ Abort"#), "{panel}");
+
+    // A forged form is refused before anything is asked.
+    let (status, _, _) = carol.post(&format!("{path}/decide"), &[("decision", "abort")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Abort first asks why, on a page of its own; nothing has happened yet.
+    let token_field = csrf(&page);
+    let abort = [("csrf", token_field.as_str()), ("decision", "abort")];
+    let (status, confirm, _) = carol.post(&format!("{path}/decide"), &abort).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Abort ends the run as failed"), "{confirm}");
+    assert!(confirm.contains(r#"<textarea name="reason" required"#), "{confirm}");
+    assert!(confirm.contains(r#"name="confirm" value="yes""#), "{confirm}");
+    server.wait_for(&token, &run, "needs_attention").await;
+
+    // Confirming without a reason is sent back with what is missing.
+    let empty = [("csrf", token_field.as_str()), ("decision", "abort"), ("confirm", "yes")];
+    let (status, again, _) = carol.post(&format!("{path}/decide"), &empty).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(again.contains("Say why"), "{again}");
+
+    let reason = "standby is <b>corrupt</b>";
+    let confirmed = [
+        ("csrf", token_field.as_str()),
+        ("decision", "abort"),
+        ("confirm", "yes"),
+        ("reason", reason),
+    ];
+    let (status, _, location) = carol.post(&format!("{path}/decide"), &confirmed).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some(path.as_str())));
+    server.wait_for(&token, &run, "failed").await;
+    assert_eq!(decisions(&server, &run).await, [("abort".to_owned(), Some(reason.to_owned()))]);
+
+    // The page tells an abort from a failure, keeps the reason on the step, and says which
+    // steps never ran.
+    let (_, done) = carol.get(&path).await;
+    let reason_shown = "“standby is &#60;b&#62;corrupt&#60;/b&#62;”";
+    assert!(
+        done.contains(&format!("■ aborted at `promote` by user:carol: {reason_shown}")),
+        "{done}"
+    );
+    let step = &done
+        [done.find(r#"id="step-promote""#).unwrap()..done.find(r#"id="step-announce""#).unwrap()];
+    assert!(
+        step.contains("abort decided by user:carol at") && step.contains(reason_shown),
+        "{step}"
+    );
+    let announce = &done[done.find(r#"id="step-announce""#).unwrap()..];
+    assert!(announce.contains("· not run") && !done.contains("· pending"), "{announce}");
+    assert!(done.contains("<title>failed · promote"), "{done}");
+}
+
+async fn skipping_reads_as_succeeded_with_a_skipped_step_and_rollback_needs_rollback_steps(
+    backend: Backend,
+) {
+    let server = Server::start("cockpit-skip", backend).await;
+    let published = publish(&server, NO_ROLLBACK).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    let run = start(&server, &token, json!({ "runbook": "flaky" })).await;
+    server.wait_for(&token, &run, "needs_attention").await;
+    let path = format!("/runs/{run}");
+
+    let (_, page) = carol.get(&path).await;
+    assert!(page.contains("■ Abort") && page.contains("↷ Skip"), "{page}");
+    assert!(!page.contains("Roll back"), "nothing to roll back, so it is not offered: {page}");
+    let token_field = csrf(&page);
+    let rollback = [("csrf", token_field.as_str()), ("decision", "rollback")];
+    let (status, refused, _) = carol.post(&format!("{path}/decide"), &rollback).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused.contains("rollback is not one of this run&#39;s choices now"), "{refused}");
+
+    // Skip needs no confirmation: it acts at once.
+    let skip = [("csrf", token_field.as_str()), ("decision", "skip")];
+    let (status, _, _) = carol.post(&format!("{path}/decide"), &skip).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    server.wait_for(&token, &run, "succeeded").await;
+    let (_, done) = carol.get(&path).await;
+    assert!(done.contains("✓ succeeded with 1 skipped step"), "{done}");
+    assert!(done.contains("skip decided by user:carol at"), "{done}");
+    assert!(done.contains("2 of 2 steps done"), "{done}");
+    assert_eq!(decisions(&server, &run).await, [("skip".to_owned(), None)]);
+}
+
+async fn cancelling_asks_why_and_the_page_says_who_cancelled_and_why(backend: Backend) {
+    let server = Server::start("cockpit-cancel", backend).await;
+    let published = publish(&server, NO_ROLLBACK).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    let run = start(&server, &token, json!({ "runbook": "flaky", "mode": "drill" })).await;
+    server.wait_for(&token, &run, "needs_attention").await;
+    let path = format!("/runs/{run}");
+    let (_, page) = carol.get(&path).await;
+    assert!(
+        !page.contains("● LIVE") && page.contains(r#"class="badge mode-drill">drill"#),
+        "{page}"
+    );
+
+    let (status, _, _) = carol.post(&format!("{path}/cancel"), &[("reason", "x")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token, no cancel");
+    let token_field = csrf(&page);
+    let (status, confirm, _) =
+        carol.post(&format!("{path}/cancel"), &[("csrf", token_field.as_str())]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Cancel stops the run now") && confirm.contains("Cancel the run"));
+    server.wait_for(&token, &run, "needs_attention").await;
+
+    let cancel = [("csrf", token_field.as_str()), ("confirm", "yes"), ("reason", "wrong cluster")];
+    let (status, _, _) = carol.post(&format!("{path}/cancel"), &cancel).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    server.wait_for(&token, &run, "cancelled").await;
+    let (_, done) = carol.get(&path).await;
+    assert!(done.contains("■ cancelled by user:carol: “wrong cluster”"), "{done}");
+    let filter = AuditFilter {
+        run_id: Some(run.parse().unwrap()),
+        action: Some("run.cancelled".into()),
+        ..AuditFilter::default()
+    };
+    let events = server.state.store.audit_events(&filter).await.unwrap();
+    assert_eq!(events[0].data, json!({ "reason": "wrong cluster" }));
+}
+
+const GATED: &str = r#"
+name: gated
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: check_lag
+    check: "1 < 2"
+  - id: go
+    approval: { role: approver, timeout: 30m, prompt: "Go?" }
+  - id: act
+    run: ["echo", "acted"]
+    timeout: 5s
+"#;
+
+async fn the_header_says_whom_a_gate_waits_for_and_until_when(backend: Backend) {
+    let server = Server::start("cockpit-gate", backend).await;
+    let published = publish(&server, GATED).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    server.person("alice", &[Responder]).await;
+    let body =
+        json!({ "runbook": "gated", "assignments": [{ "role": "approver", "person": "alice" }] });
+    let run = start(&server, &token, body).await;
+    server.wait_for(&token, &run, "waiting").await;
+    let (_, page) = carol.get(&format!("/runs/{run}")).await;
+    assert!(page.contains("<title>waiting · gated"), "{page}");
+    assert!(page.contains("step 2 of 3"), "{page}");
+    assert!(
+        page.contains("`go` waits for 0 of 1 approvals from people holding `approver`"),
+        "{page}"
+    );
+    assert!(page.contains("times out in 29 min") || page.contains("times out in 30 min"), "{page}");
+    assert!(page.contains("data-deadline="), "the countdown has its instant: {page}");
+    assert!(!page.contains(r#"class="gate-bar""#), "the commander may not answer: {page}");
+
+    // Alice, who may answer, gets the phone's bottom bar.
+    let alice = Browser::sign_in(&server, "alice").await;
+    let (_, hers) = alice.get(&format!("/runs/{run}")).await;
+    assert!(hers.contains(r#"class="gate-bar""#) && hers.contains("waits for you"), "{hers}");
+}
+
+const REHEARSED: &str = r#"
+name: rehearsed
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: lag
+    run: ["echo", "0"]
+    read_only: true
+    timeout: 5s
+  - id: lag_is_zero
+    check: "steps.lag.stdout | trim == '0'"
+  - id: go
+    approval: { role: approver }
+  - id: promote
+    run: ["echo", "promoted"]
+    timeout: 5s
+"#;
+
+async fn a_dry_run_reads_as_a_report(backend: Backend) {
+    let server = Server::start("cockpit-dry", backend).await;
+    let published = publish(&server, REHEARSED).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    let run = start(&server, &token, json!({ "runbook": "rehearsed", "mode": "dry-run" })).await;
+    server.wait_for(&token, &run, "succeeded").await;
+    let (_, page) = carol.get(&format!("/runs/{run}")).await;
+    let summary =
+        "1 check passed, 1 read-only step ran, 1 step would run, 1 gate would wait for approver";
+    assert!(page.contains(summary), "{page}");
+    assert!(page.contains("○ dry run complete — nothing was changed"), "{page}");
+    assert!(page.contains("Nobody holds <code>approver</code>"), "{page}");
+    assert!(page.contains("compared <code>steps.lag.stdout</code> = <code>0</code>"), "{page}");
+    assert!(page.contains(r#"class="badge mode-dry">dry run"#), "{page}");
+}

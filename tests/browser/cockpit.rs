@@ -1,0 +1,149 @@
+//! The incident commander's cockpit, in real Chromium: the live run's header, the gate's
+//! bottom bar on a phone, a half-typed note that survives a live update, a failing step whose
+//! decision panel shows its output, and an abort with a reason given in the dialog. Screenshots
+//! at desktop and phone widths land in `target/screenshots/cockpit-*.png`.
+
+use fantoccini::{Client, Locator};
+
+use super::{browser, chromedriver, click, fill, scratch, screenshot, serve, sign_in, stand_ins};
+use super::{steady, wait_for_text};
+
+/// A runbook whose promotion fails after a manual step, a self-approvable gate and a pause.
+const COCKPIT: &str = r#"
+name: cockpit
+title: Promote the standby (cockpit story)
+params:
+  cluster: { type: string, default: main, description: Which cluster }
+roles:
+  dba: { description: Fences the primary }
+  approver: { description: Signs off }
+steps:
+  - id: lag
+    run: ["echo", "replication lag 0 bytes"]
+    read_only: true
+    timeout: 5s
+  - id: fence
+    manual:
+      role: dba
+      instructions: Power off {{ params.cluster }}-primary.
+  - id: go
+    approval: { role: approver, timeout: 30m, allow_self_approval: true, prompt: "Promote?" }
+  - id: settle
+    sleep: 4s
+  - id: promote
+    run: ["sh", "-c", "echo 'promoting {{ params.cluster }}'; echo 'pg_ctl: standby not ready (timeline 7)' >&2; exit 3"]
+    timeout: 5s
+  - id: announce
+    run: ["echo", "announced"]
+    timeout: 5s
+rollback:
+  - id: unfence
+    run: ["echo", "unfenced"]
+    timeout: 5s
+"#;
+
+async fn both_widths(browser: &Client, name: &str) {
+    browser.execute("window.scrollTo(0, 0)", vec![]).await.expect("scroll to the top");
+    screenshot(browser, &format!("cockpit-{name}")).await;
+    browser.set_window_size(390, 844).await.expect("phone width");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    screenshot(browser, &format!("cockpit-{name}-phone")).await;
+    browser.set_window_size(1280, 1000).await.expect("desktop width");
+}
+
+/// Types into a field of a page that refreshes itself: once focused, the field is kept across
+/// refreshes, but one may land between finding it and focusing it.
+async fn type_live(browser: &Client, selector: &str, text: &str) {
+    for _ in 0..20 {
+        let Ok(field) = browser.find(Locator::Css(selector)).await else { continue };
+        if field.click().await.is_ok() && field.send_keys(text).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("could not type into {selector}");
+}
+
+async fn field_value(browser: &Client, selector: &str) -> String {
+    let field = browser.find(Locator::Css(selector)).await.expect(selector);
+    field.prop("value").await.expect("value").unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_commander_runs_an_incident_from_the_cockpit() {
+    let dir = scratch("cockpit");
+    let path = stand_ins(&dir);
+    std::fs::write(dir.join("cockpit.yaml"), COCKPIT).expect("runbook");
+    steady(&dir, &["publish", "cockpit.yaml"], "");
+    let (_server, base) = serve(&dir, &path);
+    let (_driver, driver) = chromedriver();
+    let carol = browser(&driver, &dir.join("cockpit-carol")).await;
+    sign_in(&carol, &base, "carol").await;
+
+    carol.goto(&format!("{base}/runbooks/cockpit")).await.expect("runbook page");
+    fill(&carol, "role.dba", "carol").await;
+    fill(&carol, "role.approver", "carol").await;
+    click(&carol, "input[name=mode][value='live']").await;
+    click(&carol, "form[action$='/start'] button.primary").await;
+    wait_for_text(&carol, "This is exactly what will run").await;
+    click(&carol, "form[action$='/start'] button[type=submit]").await;
+
+    // The header: live, where the run is, whom it waits for, and that the page follows it.
+    wait_for_text(&carol, "● live: updates as the run moves").await;
+    let header = wait_for_text(&carol, "step 2 of 6").await;
+    assert!(header.contains("● LIVE"), "{header}");
+    assert!(header.contains("a person holding `dba`"), "{header}");
+    assert!(carol.title().await.expect("title").starts_with("waiting · cockpit"));
+    both_widths(&carol, "live-header").await;
+    type_live(&carol, "#answer-fence input[name=comment]", "primary powered off").await;
+    click(&carol, "button[value=complete]").await;
+
+    // At the gate, on a phone, the answer is one thumb away at the bottom of the screen.
+    let gate = wait_for_text(&carol, "times out in").await;
+    assert!(gate.contains("step 3 of 6"), "{gate}");
+    carol.set_window_size(390, 844).await.expect("phone width");
+    wait_for_text(&carol, "waits for you").await;
+    screenshot(&carol, "cockpit-gate-bar-phone").await;
+    click(&carol, "#gate-bar button[value=approve]").await;
+    carol.set_window_size(1280, 1000).await.expect("desktop width");
+
+    // While the run pauses, the commander starts a note; the failure arrives as she types,
+    // the page updates around her note, and the note is still there, still hers.
+    wait_for_text(&carol, "step 4 of 6").await;
+    type_live(&carol, "#note-form textarea", "standby looked healthy before promot").await;
+    let failed = wait_for_text(&carol, "Decision needed at").await;
+    assert_eq!(
+        field_value(&carol, "#note-form textarea").await,
+        "standby looked healthy before promot"
+    );
+    assert!(
+        failed.contains("pg_ctl: standby not ready (timeline 7)"),
+        "the output is in the panel"
+    );
+    assert!(failed.contains("Roll back runs `unfence`"), "{failed}");
+    assert!(carol.title().await.expect("title").starts_with("needs attention · cockpit"));
+    both_widths(&carol, "decision").await;
+    let note = carol.find(Locator::Css("#note-form textarea")).await.expect("note");
+    note.clear().await.expect("clear");
+
+    // Abort asks for a reason in a dialog, and the reason stays with the run.
+    click(&carol, "#decide-abort button").await;
+    wait_for_text(&carol, "Reason, recorded in the audit log").await;
+    let dialog = carol.find(Locator::Css("#reason-dialog")).await.expect("dialog");
+    assert!(dialog.is_displayed().await.expect("shown"), "the dialog opens");
+    carol
+        .find(Locator::Css("#reason-dialog textarea[name=reason]"))
+        .await
+        .expect("reason")
+        .send_keys("standby on the wrong timeline; failing back by hand")
+        .await
+        .expect("type");
+    screenshot(&carol, "cockpit-abort-dialog").await;
+    click(&carol, "#reason-dialog button[value=confirm]").await;
+    let done = wait_for_text(&carol, "■ aborted at `promote` by user:carol").await;
+    assert!(done.contains("standby on the wrong timeline; failing back by hand"), "{done}");
+    assert!(done.contains("· not run"), "announce never ran: {done}");
+    assert!(done.contains("ended: this is the final state"), "{done}");
+    both_widths(&carol, "aborted").await;
+    let _ = carol.close().await;
+}
