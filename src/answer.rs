@@ -65,6 +65,9 @@ pub struct CommanderArgs {
 pub struct CancelArgs {
     /// The run's id, or a unique prefix of it.
     run: String,
+    /// Why the run is cancelled: recorded in the audit log and shown on the run page.
+    #[arg(long = "reason", short = 'm')]
+    reason: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -143,7 +146,8 @@ pub async fn hand_over(args: CommanderArgs) -> anyhow::Result<ExitCode> {
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
     let run_id = app.resolve_run(&args.run).await?;
-    match app.engine.cancel(run_id, &app.actor).await {
+    let reason = args.reason.as_deref().map(str::trim).filter(|reason| !reason.is_empty());
+    match app.engine.cancel_because(run_id, &app.actor, reason).await {
         Ok(()) => {
             println!("run {run_id}: cancelled");
             Ok(ExitCode::SUCCESS)

@@ -231,7 +231,7 @@ fn an_operator_cancels_a_waiting_run_from_the_terminal_and_it_frees_its_lock() {
     assert_eq!(first.code, 0, "{}", first.stderr);
     let id = run_id(&first);
 
-    let cancelled = cli(&dir, &["cancel", &id[..8]]);
+    let cancelled = cli(&dir, &["cancel", &id[..8], "-m", "maintenance moved to Friday"]);
     assert_eq!(
         (cancelled.code, cancelled.stdout.as_str()),
         (0, format!("run {id}: cancelled\n").as_str()),
@@ -247,6 +247,7 @@ fn an_operator_cancels_a_waiting_run_from_the_terminal_and_it_frees_its_lock() {
     let audit = cli(&dir, &["audit", "export", "--run", &id]);
     let line = audit.stdout.lines().find(|l| l.contains("run.cancelled")).expect("audited");
     assert!(line.contains("local:"), "the local operator cancelled it: {line}");
+    assert!(line.contains("maintenance moved to Friday"), "with the reason given: {line}");
 
     let again = cli(&dir, &["cancel", &id]);
     assert_eq!(again.code, 2);

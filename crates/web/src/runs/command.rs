@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::AppError;
-use crate::extract::{ApiJson, CsrfForm, PageRunId, RunId};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, CsrfForm, PageRunId, RunId};
 use crate::page::PageResult;
 
 /// A run's status after an answer.
@@ -32,15 +32,27 @@ pub(crate) struct RunStatusAnswer {
 
 // ---------------------------------------------------------------------------------- cancel
 
-#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished")))]
+#[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/cancel", request_body(content = Option<CancelBody>, description = "An optional reason; the body may be left out"), params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Invalid input")))]
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
     RunId(id): RunId,
+    body: ApiJsonOrEmpty<Option<CancelBody>>,
 ) -> Result<Json<RunStatusAnswer>, AppError> {
     caller.require_responder()?;
-    state.engine.cancel(id, &caller.user.actor()).await?;
+    let body = body.read()?.unwrap_or_default();
+    let reason = body.reason.as_deref().map(str::trim).filter(|reason| !reason.is_empty());
+    state.engine.cancel_because(id, &caller.user.actor(), reason).await?;
     Ok(Json(RunStatusAnswer { status: RunStatus::Cancelled.as_str() }))
+}
+
+/// `POST /api/v1/runs/{id}/cancel`'s body, which may be left out or `null`.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CancelBody {
+    /// Why the run is cancelled: recorded in the audit log (secrets masked) and shown on the
+    /// run page and in the notification.
+    reason: Option<String>,
 }
 
 /// The fields of the forms that end or reverse work: a first POST without `confirm=yes` (or

@@ -16,6 +16,7 @@ on_every_backend!(
     a_failed_step_shows_its_output_and_the_commander_aborts_with_a_reason,
     skipping_reads_as_succeeded_with_a_skipped_step_and_rollback_needs_rollback_steps,
     cancelling_asks_why_and_the_page_says_who_cancelled_and_why,
+    cancelling_through_the_api_records_the_reason_given,
     the_header_says_whom_a_gate_waits_for_and_until_when,
     a_dry_run_reads_as_a_report,
 );
@@ -232,6 +233,29 @@ async fn cancelling_asks_why_and_the_page_says_who_cancelled_and_why(backend: Ba
     };
     let events = server.state.store.audit_events(&filter).await.unwrap();
     assert_eq!(events[0].data, json!({ "reason": "wrong cluster" }));
+}
+
+/// The API says why too: a reason in the body is recorded; a body that is not one is refused.
+async fn cancelling_through_the_api_records_the_reason_given(backend: Backend) {
+    let server = Server::start("cockpit-cancel-api", backend).await;
+    let published = publish(&server, NO_ROLLBACK).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (_, token) = commander(&server).await;
+    let run = start(&server, &token, json!({ "runbook": "flaky", "mode": "drill" })).await;
+    server.wait_for(&token, &run, "needs_attention").await;
+    let cancel = format!("/api/v1/runs/{run}/cancel");
+    let refused = server.post(&token, &cancel, json!({ "why": "typo" })).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    let cancelled =
+        server.post(&token, &cancel, json!({ "reason": "paged for the wrong cluster" })).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let filter = AuditFilter {
+        run_id: Some(run.parse().unwrap()),
+        action: Some("run.cancelled".into()),
+        ..AuditFilter::default()
+    };
+    let events = server.state.store.audit_events(&filter).await.unwrap();
+    assert_eq!(events[0].data, json!({ "reason": "paged for the wrong cluster" }));
 }
 
 const GATED: &str = r#"
