@@ -69,8 +69,31 @@
       .forEach(function (name) { all.addEventListener(name, schedule); });
   }
 
+  // Relative times ("4 min ago") next to absolute ones, as the server renders them in
+  // page.rs (`relative`, `coarse`): the same rules, so a refresh changes only the number.
+  function relative(seconds) {
+    if (Math.abs(seconds) < 5) { return "just now"; }
+    var s = Math.floor(Math.abs(seconds));
+    var words = s < 60 ? s + " s"
+      : s < 3600 ? Math.floor(s / 60) + " min"
+      : s < 86400 ? Math.floor(s / 3600) + " h"
+      : s < 172800 ? "1 day"
+      : Math.floor(s / 86400) + " days";
+    return seconds < 0 ? words + " ago" : "in " + words;
+  }
+
+  function refreshTimes() {
+    var times = document.querySelectorAll("time[data-relative]");
+    for (var i = 0; i < times.length; i++) {
+      var at = Date.parse(times[i].getAttribute("datetime"));
+      var ago = times[i].querySelector(".ago");
+      if (!isNaN(at) && ago) { ago.textContent = "(" + relative((at - Date.now()) / 1000) + ")"; }
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     watch();
     watchWork();
+    setInterval(refreshTimes, 15000);
   });
 })();

@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::dto::global_roles_schema;
 use crate::error::AppError;
 use crate::extract::{ApiJson, CsrfForm};
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, render};
 
 #[utoipa::path(get, tag = "accounts", path = "/api/v1/users", responses((status = 200, description = "Every account", body = Vec<UserView>), (status = 401, description = "Not signed in"), (status = 403, description = "For admins")))]
 pub(crate) async fn list_users(
@@ -98,7 +98,7 @@ struct UsersPage {
     me: Option<Me>,
     csrf: String,
     users: Vec<(String, String, bool)>,
-    tokens: Vec<(Uuid, String, String, String, bool)>,
+    tokens: Vec<(Uuid, String, String, Moment, bool)>,
     all_roles: Vec<&'static str>,
     new_secret: Option<String>,
 }
@@ -129,7 +129,7 @@ pub(super) async fn users_page(state: &AppState, me: Me, new_secret: Option<Stri
                 t.id,
                 t.label.clone(),
                 t.user.clone(),
-                t.created_at.format("%Y-%m-%d").to_string(),
+                Moment::new(t.created_at),
                 t.revoked_at.is_some(),
             )
         })

@@ -9,11 +9,11 @@ use steady_engine::run::Actor;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::page::{Me, PageResult, day, link, render};
+use crate::page::{Me, Moment, PageResult, day, link, render};
 
 struct AuditRow {
     seq: i64,
-    at: String,
+    at: Moment,
     actor: String,
     action: String,
     run: Option<Uuid>,
@@ -103,7 +103,7 @@ pub(crate) async fn audit(
         .iter()
         .map(|e| AuditRow {
             seq: e.seq,
-            at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            at: Moment::new(e.at),
             actor: e.actor.to_string(),
             action: e.action.clone(),
             run: e.run_id,

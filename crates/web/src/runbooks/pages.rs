@@ -16,7 +16,7 @@ use steady_engine::runbook::{ParamValue, Runbook};
 use crate::AppState;
 use crate::dto;
 use crate::error::AppError;
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, absolute, render};
 
 struct RunbookRow {
     /// Set when the server's runbooks folder holds an older version than the latest.
@@ -27,9 +27,9 @@ struct RunbookRow {
     title: Option<String>,
     version: u32,
     owner: Option<String>,
-    last_live: Option<String>,
-    last_drill: Option<String>,
-    last_dry_run: Option<String>,
+    last_live: Option<Moment>,
+    last_drill: Option<Moment>,
+    last_dry_run: Option<Moment>,
     rehearsal_badge: Option<String>,
     rehearsal_class: &'static str,
 }
@@ -79,9 +79,7 @@ pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResul
             }
             (Some(_), _) => (Some("✓ rehearsed".to_owned()), "ok"),
         };
-        let date = |at: Option<chrono::DateTime<chrono::Utc>>| {
-            at.map(|at| at.format("%Y-%m-%d").to_string())
-        };
+        let date = |at: Option<chrono::DateTime<chrono::Utc>>| at.map(Moment::new);
         let warnings = steady_engine::parse(&latest.source)
             .diagnostics
             .iter()
@@ -143,7 +141,7 @@ struct RunbookPage {
     steps: Vec<ProcedureStep>,
     params: Vec<ParamField>,
     roles: Vec<(String, String)>,
-    versions: Vec<(u32, String, String)>,
+    versions: Vec<(u32, Moment, String)>,
     can_start: bool,
 }
 
@@ -205,13 +203,7 @@ pub(crate) async fn runbook_page(
         .await?
         .iter()
         .rev()
-        .map(|v| {
-            (
-                v.version,
-                v.published_at.format("%Y-%m-%d %H:%M").to_string(),
-                v.published_by.to_string(),
-            )
-        })
+        .map(|v| (v.version, Moment::new(v.published_at), v.published_by.to_string()))
         .collect();
     let params = runbook
         .params
@@ -320,6 +312,6 @@ pub(crate) async fn print(
 ) -> PageResult {
     let (latest, runbook) = super::latest(&state, &name).await?;
     let plan = Plan::new(&runbook, &placeholder_params(&runbook)).to_string();
-    let printed = now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let printed = absolute(now());
     Ok(render(&PrintPage { name, version: latest.version, printed, plan }))
 }

@@ -4,6 +4,7 @@ use askama::Template;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
+use steady_engine::engine::now;
 use steady_engine::run::{RunFilter, RunMode, RunRecord, RunStatus};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -14,7 +15,7 @@ use crate::auth::Caller;
 use crate::dto::{self, RunView};
 use crate::error::AppError;
 use crate::extract::{ApiQuery, page_limit};
-use crate::page::{Me, PageResult, day, link, render};
+use crate::page::{Me, Moment, PageResult, day, duration, link, render};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -77,7 +78,9 @@ struct RunRow {
     runbook: String,
     version: u32,
     mode: String,
-    started: String,
+    started: Moment,
+    /// How long it took, or has taken so far.
+    took: String,
     commander: String,
 }
 
@@ -90,7 +93,8 @@ fn row(run: &RunRecord) -> RunRow {
         runbook: run.runbook.clone(),
         version: run.version,
         mode: run.mode.to_string(),
-        started: run.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        started: Moment::new(run.created_at),
+        took: duration(run.finished_at.unwrap_or_else(now) - run.created_at),
         commander: run.commander.to_string(),
     }
 }

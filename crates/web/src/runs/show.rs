@@ -19,7 +19,7 @@ use crate::auth::Caller;
 use crate::dto::{self, RunDetail};
 use crate::error::AppError;
 use crate::extract::{PageRunId, RunId};
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, duration, render};
 
 #[utoipa::path(get, tag = "runs", path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "The run with its steps, attempts, votes, role holders and notes", body = RunDetail), (status = 401, description = "Not signed in"), (status = 404, description = "No such run")))]
 pub(crate) async fn get_run(
@@ -46,7 +46,9 @@ struct RunSummary {
     mode: String,
     status: String,
     status_class: &'static str,
-    started: String,
+    started: Moment,
+    /// How long the run took, or has taken so far.
+    took: String,
     commander: String,
     started_by: String,
     active: bool,
@@ -62,13 +64,20 @@ struct GateView {
     role: String,
     quorum: u32,
     holders: String,
-    deadline: Option<String>,
+    deadline: Option<Moment>,
     guarded: Vec<(String, String)>,
-    votes: Vec<String>,
+    votes: Vec<VoteView>,
     /// What the engine would accept from the signed-in person now (see `policy`).
     can_approve: bool,
     can_reject: bool,
     why_not: Option<String>,
+}
+
+/// One answer at a gate: the verdict and who gave it, when, and what they said.
+struct VoteView {
+    by: String,
+    at: Moment,
+    rest: String,
 }
 
 struct ManualView {
@@ -98,6 +107,8 @@ struct StepView {
     does: String,
     note: Option<String>,
     completed_by: Option<String>,
+    /// How long the step took (every attempt and any wait), once it started.
+    took: Option<String>,
     gate: Option<GateView>,
     manual: Option<ManualView>,
     attempts: Vec<AttemptView>,
@@ -118,7 +129,7 @@ struct RunPage {
     roles: Vec<RoleView>,
     contacts: Vec<(String, String)>,
     steps: Vec<StepView>,
-    notes: Vec<(String, String, String)>,
+    notes: Vec<(String, Moment, String)>,
     attention: Option<String>,
     decision: Option<DecisionView>,
     can_command: bool,
@@ -145,7 +156,8 @@ fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
         mode: record.mode.to_string(),
         status: run_badge(record.status),
         status_class: status_class(record.status.as_str()),
-        started: record.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        started: Moment::new(record.created_at),
+        took: duration(record.finished_at.unwrap_or_else(now) - record.created_at),
         commander: record.commander.to_string(),
         started_by: record.started_by.to_string(),
         active: record.status.is_active(),
@@ -211,11 +223,11 @@ pub(crate) async fn run_page(
                                 .unwrap_or_default();
                             let void =
                                 if v.void { " (void: the guarded step changed)" } else { "" };
-                            format!(
-                                "{verdict} by {} at {}{comment}{void}",
-                                v.actor,
-                                v.at.format("%H:%M:%S")
-                            )
+                            VoteView {
+                                by: format!("{verdict} by {}", v.actor),
+                                at: Moment::new(v.at),
+                                rest: format!("{comment}{void}"),
+                            }
                         })
                         .collect();
                     let guarded = guarded_steps(&runbook, state_of.phase, &step.id)
@@ -233,7 +245,7 @@ pub(crate) async fn run_page(
                         holders: holders(&snapshot, &role),
                         role,
                         quorum: approval.approvals,
-                        deadline: state_of.deadline.map(|d| d.format("%H:%M:%S UTC").to_string()),
+                        deadline: state_of.deadline.map(Moment::new),
                         guarded,
                         votes,
                         can_approve,
@@ -259,9 +271,7 @@ pub(crate) async fn run_page(
                     number: a.number,
                     status: a.status.map(|s| s.as_str().replace('_', " ")).unwrap_or_default(),
                     duration: match (a.started_at, a.finished_at) {
-                        (Some(start), Some(end)) => {
-                            format!("{:.2} s", (end - start).num_milliseconds() as f64 / 1000.0)
-                        }
+                        (Some(start), Some(end)) => duration(end - start),
                         _ => "running".to_owned(),
                     },
                     exit_code: a.exit_code,
@@ -282,6 +292,9 @@ pub(crate) async fn run_page(
                 does: state_of.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default(),
                 note: state_of.note.clone(),
                 completed_by: state_of.completed_by.as_ref().map(ToString::to_string),
+                took: state_of
+                    .started_at
+                    .map(|start| duration(state_of.finished_at.unwrap_or_else(now) - start)),
                 gate,
                 manual,
                 attempts,
@@ -338,9 +351,7 @@ pub(crate) async fn run_page(
     let notes = snapshot
         .notes
         .iter()
-        .map(|n| {
-            (n.author.to_string(), n.at.format("%Y-%m-%d %H:%M:%S").to_string(), n.text.clone())
-        })
+        .map(|n| (n.author.to_string(), Moment::new(n.at), n.text.clone()))
         .collect();
     let last_seq = state.store.latest_seq().await.unwrap_or(0);
     let page = RunPage {

@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
-use steady_engine::engine::now;
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy::{self, Work};
 use steady_engine::run::{RunFilter, RunStatus};
@@ -13,7 +12,7 @@ use steady_engine::runbook::StepKind;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, render};
 
 struct WorkItem {
     run_id: Uuid,
@@ -23,8 +22,9 @@ struct WorkItem {
     step_title: String,
     kind: &'static str,
     role: String,
-    waited: String,
-    deadline: Option<String>,
+    /// Since when it has waited.
+    waited: Moment,
+    deadline: Option<Moment>,
     prompt: Option<String>,
     since: chrono::DateTime<chrono::Utc>,
 }
@@ -37,15 +37,6 @@ struct WorkPage {
     /// The newest audit event when the page was rendered: the live script follows from here,
     /// so that nothing happening between rendering and listening is missed.
     last_seq: i64,
-}
-
-fn waited(since: chrono::DateTime<chrono::Utc>) -> String {
-    let minutes = (now() - since).num_minutes();
-    match minutes {
-        0 => "under a minute".to_owned(),
-        1..=59 => format!("{minutes} min"),
-        _ => format!("{} h {} min", minutes / 60, minutes % 60),
-    }
 }
 
 pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
@@ -89,8 +80,8 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
             step_title: step.title().to_owned(),
             kind,
             role: role.to_owned(),
-            waited: waited(since),
-            deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
+            waited: Moment::new(since),
+            deadline: state_of.deadline.map(Moment::new),
             prompt: match state_of.rendered.as_ref().and_then(Rendered::action) {
                 Some(Action::Approval { prompt, .. }) => prompt.clone(),
                 Some(Action::Manual { instructions, .. }) => Some(instructions.clone()),
