@@ -25,6 +25,9 @@ macro_rules! actions {
         pub enum AuditAction { $($variant,)* }
 
         impl AuditAction {
+            /// Every action, in the order they are declared.
+            pub const ALL: &[AuditAction] = &[$(AuditAction::$variant,)*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $(AuditAction::$variant => $text,)* }
             }

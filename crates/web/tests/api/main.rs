@@ -4,6 +4,7 @@
 //!
 //! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
 //! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
+//! - `admin`: the audit and users pages without JavaScript: filters, roles, passwords, tokens.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
@@ -32,6 +33,7 @@ macro_rules! on_every_backend {
 }
 
 mod access;
+mod admin;
 mod contract;
 mod matrix;
 mod pages;

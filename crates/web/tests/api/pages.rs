@@ -39,14 +39,14 @@ steps:
 "#;
 
 /// A browser: remembers its session cookie, follows no redirects by itself.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookie: String,
+pub(crate) struct Browser {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) cookie: String,
 }
 
 impl Browser {
-    async fn sign_in(server: &Server, name: &str) -> Browser {
+    pub(crate) async fn sign_in(server: &Server, name: &str) -> Browser {
         let client =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let response = client
@@ -66,7 +66,7 @@ impl Browser {
         Browser { client, base: server.url.clone(), cookie }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -77,7 +77,7 @@ impl Browser {
         (response.status(), response.text().await.unwrap())
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         form: &[(&str, &str)],
@@ -96,7 +96,7 @@ impl Browser {
     }
 }
 
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let start = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
     html[start..start + 64].to_owned()
 }
