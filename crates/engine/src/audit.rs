@@ -76,6 +76,8 @@ actions! {
     NoteAdded => "note.added",
     UserCreated => "user.created",
     UserChanged => "user.changed",
+    UserRolesChanged => "user.roles_changed",
+    PasswordReset => "user.password_reset",
     TokenCreated => "token.created",
     TokenRevoked => "token.revoked",
     LoginFailed => "login.failed",

@@ -2,13 +2,17 @@
 //! newest first with its count and filters that never ignore a value, and the users page's
 //! forms (roles, passwords, tokens), each refused without the session's CSRF token.
 
-use reqwest::StatusCode;
-use steady_engine::accounts::GlobalRole::{Auditor, Responder};
+use reqwest::{StatusCode, header};
+use steady_engine::accounts::GlobalRole::{Admin, Auditor, Responder};
 
-use crate::pages::Browser;
+use crate::pages::{Browser, csrf};
 use crate::*;
 
-on_every_backend!(an_auditor_reads_the_log_newest_first_and_a_bad_filter_says_what_is_wrong,);
+on_every_backend!(
+    an_auditor_reads_the_log_newest_first_and_a_bad_filter_says_what_is_wrong,
+    an_admin_edits_roles_and_resets_a_password_with_plain_forms,
+    a_new_token_is_shown_once_after_a_redirect_and_never_cached,
+);
 
 const CHECK: &str = r#"
 name: check
@@ -91,4 +95,135 @@ async fn an_auditor_reads_the_log_newest_first_and_a_bad_filter_says_what_is_wro
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("not-a-run"));
     let known = server.get(&api_auditor, "/api/v1/audit?action=run.started").await;
     assert_eq!(known.body.as_array().unwrap().len(), 2);
+}
+
+async fn an_admin_edits_roles_and_resets_a_password_with_plain_forms(backend: Backend) {
+    let server = Server::start("admin-users", backend).await;
+    let admin_token = server.person("ada", &[Admin]).await;
+    server.person("carol", &[Responder]).await;
+    let ada = Browser::sign_in(&server, "ada").await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let (_, users) = ada.get("/users").await;
+    let token = csrf(&users);
+    // The name's pattern is valid under the `v` flag browsers use for `pattern`.
+    assert!(users.contains(r#"pattern="[a-z][a-z0-9._\-]*""#), "{users}");
+    let roles_of = |name: &'static str| {
+        let (server, admin_token) = (&server, &admin_token);
+        async move {
+            let users = server.get(admin_token, "/api/v1/users").await.body;
+            let user = users.as_array().unwrap().iter().find(|u| u["name"] == name).unwrap();
+            user["roles"].clone()
+        }
+    };
+
+    // Ticking roles and saving gives carol exactly those, and says so after the redirect.
+    let form = [("csrf", token.as_str()), ("role", "responder"), ("role", "auditor")];
+    let (status, _, location) = ada.post("/users/carol/roles", &form).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/users?done=roles")));
+    assert_eq!(roles_of("carol").await, serde_json::json!(["responder", "auditor"]));
+    assert!(ada.get("/users?done=roles").await.1.contains("✓ Roles saved."));
+    let audit = server.get(&admin_token, "/api/v1/audit?action=user.roles_changed").await.body;
+    assert_eq!(audit[0]["actor"], "user:ada");
+    assert_eq!(
+        audit[0]["data"],
+        serde_json::json!({ "user": "carol", "roles": ["responder", "auditor"] })
+    );
+
+    // A forged form (no CSRF token) changes nothing; nor does an unknown role.
+    let (status, _, _) = ada.post("/users/carol/roles", &[("role", "admin")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, page, _) =
+        ada.post("/users/carol/roles", &[("csrf", token.as_str()), ("role", "boss")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("unknown role `boss`"), "{page}");
+    assert_eq!(roles_of("carol").await, serde_json::json!(["responder", "auditor"]));
+    // The last admin keeps the admin role.
+    let (status, page, _) =
+        ada.post("/users/ada/roles", &[("csrf", token.as_str()), ("role", "auditor")]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("cannot take away your own admin role"), "{page}");
+    // Only admins.
+    let carol_token = csrf(&carol.get("/work").await.1);
+    let (status, _, _) = carol
+        .post("/users/carol/roles", &[("csrf", carol_token.as_str()), ("role", "admin")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A new password: the policy applies, CSRF is checked, carol's sessions end.
+    let (status, page, _) =
+        ada.post("/users/carol/password", &[("csrf", token.as_str()), ("password", "short")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("✗ "), "{page}");
+    let (status, _, _) =
+        ada.post("/users/carol/password", &[("password", "carol-new-password-long")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(carol.get("/work").await.0, StatusCode::OK, "nothing changed yet");
+    let form = [("csrf", token.as_str()), ("password", "carol-new-password-long")];
+    let (status, _, location) = ada.post("/users/carol/password", &form).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/users?done=password"))
+    );
+    assert_ne!(carol.get("/work").await.0, StatusCode::OK, "carol's session ended");
+    let signed_in = server
+        .client
+        .post(format!("{}/api/v1/session", server.url))
+        .json(&serde_json::json!({ "name": "carol", "password": "carol-new-password-long" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let audit = server.get(&admin_token, "/api/v1/audit?action=user.password_reset").await.body;
+    assert_eq!(audit[0]["data"], serde_json::json!({ "user": "carol", "sessions_ended": 1 }));
+    assert!(!audit.to_string().contains("carol-new-password-long"));
+}
+
+async fn a_new_token_is_shown_once_after_a_redirect_and_never_cached(backend: Backend) {
+    let server = Server::start("admin-tokens", backend).await;
+    let admin_token = server.person("ada", &[Admin]).await;
+    server.person("newbie", &[Responder]).await;
+    let ada = Browser::sign_in(&server, "ada").await;
+    let token = csrf(&ada.get("/users").await.1);
+
+    // A forged form issues nothing.
+    let (status, _, _) = ada.post("/tokens", &[("user", "newbie"), ("label", "ci")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let tokens = server.get(&admin_token, "/api/v1/tokens").await.body;
+    assert!(!tokens.to_string().contains("\"ci\""), "{tokens}");
+
+    // POST, redirect, GET: the secret is in neither the redirect's address nor its body.
+    let response = ada
+        .client
+        .post(format!("{}/tokens", ada.base))
+        .header(header::COOKIE, &ada.cookie)
+        .form(&[("csrf", token.as_str()), ("user", "newbie"), ("label", "ci")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/users");
+    let carried = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(carried.contains("HttpOnly") && carried.contains("Path=/users"), "{carried}");
+    let carried = carried.split(';').next().unwrap().to_owned();
+    assert!(response.text().await.unwrap().is_empty());
+
+    let shown = ada
+        .client
+        .get(format!("{}/users", ada.base))
+        .header(header::COOKIE, format!("{}; {carried}", ada.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.headers()[header::CACHE_CONTROL], "no-store");
+    let forget = shown.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(forget.contains("Max-Age=0"), "{forget}");
+    let page = shown.text().await.unwrap();
+    let secret = carried.split_once('=').unwrap().1;
+    assert!(page.contains(&format!("New token, shown once: <code>{secret}</code>")), "{page}");
+    let works = server.get(secret, "/api/v1/runs").await;
+    assert_eq!(works.status, StatusCode::OK, "the shown secret is the token's");
+
+    // Shown once: the page without the cookie has no secret.
+    let (_, again) = ada.get("/users").await;
+    assert!(!again.contains(secret) && !again.contains("shown once"), "{again}");
 }
