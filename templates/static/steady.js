@@ -91,9 +91,23 @@
     }
   }
 
+  // The runs list follows every run's events: runs start, move from step to step and end.
+  var watchingRuns = false;
+  function watchRuns() {
+    var runs = document.querySelector("[data-live=runs]");
+    if (!runs || !window.EventSource || watchingRuns) { return; }
+    watchingRuns = true;
+    var all = new EventSource("/api/v1/events?after=" + (runs.getAttribute("data-last-seq") || "0"));
+    ["run.started", "step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run",
+     "step.interrupted", "approval.granted", "approval.rejected", "manual.completed", "manual.failed",
+     "run.finished", "run.cancelled", "run.needs_attention", "decision.taken", "run.commander_transferred"]
+      .forEach(function (name) { all.addEventListener(name, schedule); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     watch();
     watchWork();
+    watchRuns();
     setInterval(refreshTimes, 15000);
   });
 })();

@@ -8,7 +8,11 @@
 //! - the commander sees why they may not approve their own run;
 //! - the auditor reads the history, filters the audit log, exports CSV and sees the chain intact.
 //!
+//! - `accessibility`: every page passes axe-core in the light and the dark theme.
+//!
 //! Screenshots of the main pages land in `target/screenshots/`.
+
+mod accessibility;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

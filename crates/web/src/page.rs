@@ -29,6 +29,14 @@ pub(crate) fn routes() -> Router<AppState> {
             }),
         )
         .route(
+            "/static/favicon.svg",
+            get(|| async {
+                asset("image/svg+xml", include_str!("../../../templates/static/favicon.svg"))
+            }),
+        )
+        // Browsers ask for this one without reading the page's link.
+        .route("/favicon.ico", get(|| async { Redirect::permanent("/static/favicon.svg") }))
+        .route(
             "/static/steady.js",
             get(|| async {
                 asset("text/javascript", include_str!("../../../templates/static/steady.js"))
@@ -53,10 +61,12 @@ pub(crate) struct Me {
     pub admin: bool,
     pub actor: Actor,
     pub caller: Caller,
+    /// The path of the page asked for, for marking where one is in the navigation.
+    pub path: String,
 }
 
 impl Me {
-    fn new(caller: Caller) -> Me {
+    fn new(caller: Caller, path: &str) -> Me {
         let roles = caller.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
         let csrf = caller.csrf_token.clone().unwrap_or_default();
         Me {
@@ -67,13 +77,21 @@ impl Me {
             admin: caller.user.has(GlobalRole::Admin),
             actor: caller.user.actor(),
             caller,
+            path: path.to_owned(),
         }
+    }
+
+    /// Whether the page is `section` or within it (`/runs/…` is within Runs), so that the
+    /// navigation marks it `aria-current`.
+    pub(crate) fn on(&self, section: &str) -> bool {
+        self.path == section
+            || self.path.strip_prefix(section).is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// Finds who is calling like the API does, but without asking for the CSRF header: a
     /// page's form carries the token in a field, which only `CsrfForm` reads and checks.
     pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Me, PageError> {
-        Ok(Me::new(auth::authenticate(parts, state, false).await?))
+        Ok(Me::new(auth::authenticate(parts, state, false).await?, parts.uri.path()))
     }
 
     /// Whether a CSRF token sent with a form is this session's.
