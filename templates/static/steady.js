@@ -23,8 +23,11 @@
   // Whether someone is in the middle of filling a form on the page.
   function busy(main) {
     if (main.contains(document.activeElement) && document.activeElement.form) { return true; }
+    // A field counts once changed: a filter the page came with (the runs list's) is no typing.
     var fields = main.querySelectorAll("input[type=text], input:not([type]), textarea");
-    for (var i = 0; i < fields.length; i++) { if (fields[i].value) { return true; } }
+    for (var i = 0; i < fields.length; i++) {
+      if (fields[i].value !== fields[i].defaultValue) { return true; }
+    }
     return false;
   }
 

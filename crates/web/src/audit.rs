@@ -78,9 +78,10 @@ impl RunFilter {
     }
 }
 
-/// A time to filter on: RFC 3339, as the API's other times. Empty means none.
+/// A time to filter on over the API: RFC 3339, as the API's other times. Absent means none;
+/// present but empty is refused like any other text that is not a time.
 pub(crate) fn time_filter(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, AppError> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
+    match text.map(str::trim) {
         None => Ok(None),
         Some(text) => {
             chrono::DateTime::parse_from_rfc3339(text).map(|t| Some(t.to_utc())).map_err(|_| {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use steady_engine::audit::AuditAction;
 use steady_engine::run::Actor;
 use steady_engine::store::AuditFilter;
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +29,7 @@ pub(crate) struct AuditQuery {
     /// Only events by this person (a user name) or `steady`.
     actor: Option<String>,
     /// Only events of this action, such as `run.started`; an unknown action is a 400.
+    #[param(schema_with = action_schema, required = false)]
     action: Option<String>,
     /// Only events at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
@@ -53,7 +55,7 @@ pub(crate) async fn audit(
     let filter = AuditFilter {
         run_id: run_id(query.run.as_deref())?,
         actor: query.actor.as_deref().map(Actor::person),
-        action: action_filter(query.action.as_deref().unwrap_or(""))?,
+        action: api_action(query.action.as_deref())?,
         since: time_filter("since", query.since.as_deref())?,
         until: time_filter("until", query.until.as_deref())?,
         after_seq: query.after,
@@ -100,10 +102,16 @@ pub(crate) struct ExportQuery {
     /// Only events by this person (a user name).
     actor: Option<String>,
     /// Only events of this action; an unknown action is a 400.
+    #[param(schema_with = action_schema, required = false)]
     action: Option<String>,
     /// Only events at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+}
+
+/// The audit actions, from the typed list: the document names every one.
+fn action_schema() -> utoipa::openapi::schema::Object {
+    dto::names_schema(AuditAction::ALL.iter().map(|a| a.as_str()), false)
 }
 
 fn export_format_schema() -> utoipa::openapi::schema::Object {
@@ -126,7 +134,7 @@ pub(crate) async fn export_audit(
     };
     let actor = query.actor.as_deref().map(Actor::person);
     let run = run_id(query.run.as_deref())?;
-    let action = action_filter(query.action.as_deref().unwrap_or(""))?;
+    let action = api_action(query.action.as_deref())?;
     let since = time_filter("since", query.since.as_deref())?;
     let head = if csv { dto::audit_csv_header() } else { String::new() };
     // Pages of events, streamed as they are read, so that a large log never sits in memory.
@@ -160,10 +168,27 @@ pub(crate) async fn export_audit(
         .into_response())
 }
 
-/// The API's run filter: a whole run id (the page also takes the start of one).
+/// The API's action filter: absent means any; present, it must name an action (a page's empty
+/// field means any, but a client that sends `action=` meant something and is told so).
+fn api_action(text: Option<&str>) -> Result<Option<String>, AppError> {
+    match text {
+        None => Ok(None),
+        Some(text) => action_filter(text)?.map(Some).ok_or_else(|| {
+            AppError::bad_request(
+                "action is empty: name an action such as run.started, or leave it out",
+            )
+        }),
+    }
+}
+
+/// The API's run filter: a whole run id (the page also takes the start of one); present but
+/// empty is refused rather than read as "any".
 fn run_id(text: Option<&str>) -> Result<Option<Uuid>, AppError> {
-    match RunFilter::parse(text.unwrap_or(""))? {
-        RunFilter::Any => Ok(None),
+    let Some(text) = text else { return Ok(None) };
+    match RunFilter::parse(text)? {
+        RunFilter::Any => {
+            Err(AppError::bad_request("run is empty: give a whole run id, or leave it out"))
+        }
         RunFilter::Id(id) => Ok(Some(id)),
         RunFilter::Prefix(prefix) => Err(AppError::bad_request(format!(
             "run `{prefix}` is not a whole run id: the API takes the full UUID"

@@ -55,6 +55,13 @@ async fn an_auditor_reads_the_log_newest_first_and_a_bad_filter_says_what_is_wro
     let newest = table.find("login.succeeded").unwrap();
     let oldest = table.find("runbook.published").unwrap();
     assert!(newest < oldest, "the newest event comes first: {page}");
+    // The navigation says where one is; every page links the app's own icon.
+    assert!(page.contains(r#"<a href="/audit" aria-current="page">Audit</a>"#), "{page}");
+    assert!(page.contains(r#"<link rel="icon" href="/static/favicon.svg""#), "{page}");
+    let icon =
+        server.client.get(format!("{}/static/favicon.svg", server.url)).send().await.unwrap();
+    assert_eq!(icon.headers()[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(icon.text().await.unwrap().starts_with("<svg"));
 
     // The start of a run's id, as pages show it, finds that run's events only.
     let prefix = &runs[1][..13];
