@@ -58,7 +58,8 @@
     if (form.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName) &&
         active.type !== "hidden" && active.type !== "submit") { return true; }
     var fields = form.querySelectorAll("input[type=text], input:not([type]), textarea");
-    for (var i = 0; i < fields.length; i++) { if (fields[i].value) { return true; } }
+    // A field counts once changed: a filter the page came with (the runs list's) is no typing.
+    for (var i = 0; i < fields.length; i++) { if (fields[i].value !== fields[i].defaultValue) { return true; } }
     return false;
   }
 
@@ -116,6 +117,41 @@
       .forEach(function (name) { all.addEventListener(name, schedule); });
   }
 
+  // Relative times ("4 min ago") next to absolute ones, as the server renders them in
+  // page.rs (`relative`, `coarse`): the same rules, so a refresh changes only the number.
+  function relative(seconds) {
+    if (Math.abs(seconds) < 5) { return "just now"; }
+    var s = Math.floor(Math.abs(seconds));
+    var words = s < 60 ? s + " s"
+      : s < 3600 ? Math.floor(s / 60) + " min"
+      : s < 86400 ? Math.floor(s / 3600) + " h"
+      : s < 172800 ? "1 day"
+      : Math.floor(s / 86400) + " days";
+    return seconds < 0 ? words + " ago" : "in " + words;
+  }
+
+  function refreshTimes() {
+    var times = document.querySelectorAll("time[data-relative]");
+    for (var i = 0; i < times.length; i++) {
+      var at = Date.parse(times[i].getAttribute("datetime"));
+      var ago = times[i].querySelector(".ago");
+      if (!isNaN(at) && ago) { ago.textContent = "(" + relative((at - Date.now()) / 1000) + ")"; }
+    }
+  }
+
+  // The runs list follows every run's events: runs start, move from step to step and end.
+  var watchingRuns = false;
+  function watchRuns() {
+    var runs = document.querySelector("[data-live=runs]");
+    if (!runs || !window.EventSource || watchingRuns) { return; }
+    watchingRuns = true;
+    var all = new EventSource("/api/v1/events?after=" + (runs.getAttribute("data-last-seq") || "0"));
+    ["run.started", "step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run",
+     "step.interrupted", "approval.granted", "approval.rejected", "manual.completed", "manual.failed",
+     "run.finished", "run.cancelled", "run.needs_attention", "decision.taken", "run.commander_transferred"]
+      .forEach(function (name) { all.addEventListener(name, schedule); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     watch();
     watchWork();
@@ -123,6 +159,8 @@
     setInterval(tick, 1000);
     setInterval(keepAlive, KEEP_ALIVE);
     document.addEventListener("visibilitychange", visibility);
+    watchRuns();
+    setInterval(refreshTimes, 15000);
   });
 
   // ------------------------------------------------------------------------------- run page

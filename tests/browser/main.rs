@@ -9,9 +9,13 @@
 //! - the auditor reads the history, filters the audit log, exports CSV and sees the chain intact;
 //! - `cockpit`: the commander runs an incident from the run page (header, decision, abort).
 //!
+//! - `accessibility`: every page passes axe-core in the light and the dark theme.
+//!
 //! Screenshots of the main pages land in `target/screenshots/`.
 //!
 //! - `authoring`: an author publishes a fixed version; the commander's *my work*.
+
+mod accessibility;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -45,6 +45,28 @@ pub fn disabling_locks_out(name: &str, by: &Actor, enabled: &[User]) -> Option<S
     None
 }
 
+/// Why giving `name` these roles would lock people out, if it would: nobody takes away their
+/// own admin role, and the last enabled admin stays an admin. `enabled` holds every enabled
+/// user. Asked inside the transaction that changes the roles, like [`disabling_locks_out`].
+pub fn role_change_locks_out(
+    name: &str,
+    roles: &[GlobalRole],
+    by: &Actor,
+    enabled: &[User],
+) -> Option<String> {
+    if roles.contains(&GlobalRole::Admin) {
+        return None;
+    }
+    if *by == Actor::user(name) {
+        return Some("you cannot take away your own admin role: ask another admin".to_owned());
+    }
+    let admins: Vec<&User> = enabled.iter().filter(|user| user.has(GlobalRole::Admin)).collect();
+    if admins.len() == 1 && admins[0].name == name {
+        return Some(format!("`{name}` is the last enabled admin: make another admin first"));
+    }
+    None
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// `[a-z][a-z0-9._-]*`: the account, `user:<name>` as an actor.
@@ -106,6 +128,22 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
         by: &Actor,
     ) -> Result<bool, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
+    /// Gives a user exactly these global roles, with its audit event; false when there is no
+    /// such user. `LockOut` when [`role_change_locks_out`].
+    async fn set_roles(
+        &self,
+        name: &str,
+        roles: &[GlobalRole],
+        by: &Actor,
+    ) -> Result<bool, StoreError>;
+    /// Replaces a user's password hash and ends their sessions, with its audit event; false
+    /// when there is no such user. Their tokens stay: they were not made with the password.
+    async fn set_password_hash(
+        &self,
+        name: &str,
+        hash: &str,
+        by: &Actor,
+    ) -> Result<bool, StoreError>;
 
     /// Opens a session at sign-in, with its audit event (`login.succeeded`, naming the address
     /// the person signed in from).

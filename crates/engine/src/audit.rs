@@ -25,6 +25,9 @@ macro_rules! actions {
         pub enum AuditAction { $($variant,)* }
 
         impl AuditAction {
+            /// Every action, in the order they are declared.
+            pub const ALL: &[AuditAction] = &[$(AuditAction::$variant,)*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $(AuditAction::$variant => $text,)* }
             }
@@ -73,6 +76,8 @@ actions! {
     NoteAdded => "note.added",
     UserCreated => "user.created",
     UserChanged => "user.changed",
+    UserRolesChanged => "user.roles_changed",
+    PasswordReset => "user.password_reset",
     TokenCreated => "token.created",
     TokenRevoked => "token.revoked",
     LoginFailed => "login.failed",

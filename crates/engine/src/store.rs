@@ -45,16 +45,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Which audit events to read, in `seq` order.
+/// Which audit events to read, in `seq` order (or newest first).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub run_id: Option<Uuid>,
+    /// Only events of runs whose id starts with this: lowercase hex digits and dashes only
+    /// (what a page shows of an id), so that it never holds a `LIKE` wildcard.
+    pub run_prefix: Option<String>,
     pub actor: Option<Actor>,
     pub action: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
     /// Only events after this `seq`, for paging.
     pub after_seq: Option<i64>,
+    /// Only events before this `seq`, for paging newest first.
+    pub before_seq: Option<i64>,
+    /// The newest event first instead of chain order, as people read a log.
+    pub newest_first: bool,
     pub limit: Option<u32>,
 }
 
@@ -250,8 +257,12 @@ pub trait Audit: Send + Sync {
     /// Appends events that belong to no run's transition (users, tokens, logins).
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError>;
 
-    /// The events a filter selects, in `seq` order.
+    /// The events a filter selects, in `seq` order (or newest first if it says so).
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// How many events a filter selects, ignoring its paging (`after_seq`, `before_seq`,
+    /// `limit`).
+    async fn count_audit_events(&self, filter: &AuditFilter) -> Result<u64, StoreError>;
 
     /// The `seq` of the newest audit event, 0 when there is none.
     async fn latest_seq(&self) -> Result<i64, StoreError>;

@@ -27,6 +27,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/logout", post(session::logout_form))
         .route("/users", get(users::users).post(users::add_user))
         .route("/users/{name}/disabled", post(users::set_disabled))
+        .route("/users/{name}/roles", post(users::set_roles))
+        .route("/users/{name}/password", post(users::reset_password))
         .route("/tokens", post(tokens::add_token))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
 }

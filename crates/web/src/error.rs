@@ -42,6 +42,12 @@ impl AppError {
         AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
 
+    /// A request whose values cannot mean anything (a filter naming an unknown action, a
+    /// malformed date): 400, saying what is wrong, rather than a value quietly ignored.
+    pub fn bad_request(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+
     pub fn conflict(message: impl Into<String>) -> AppError {
         AppError::new(StatusCode::CONFLICT, "conflict", message)
     }

@@ -11,7 +11,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use steady_engine::accounts::GlobalRole;
-use steady_engine::run::Actor;
+use steady_engine::engine::now;
+use steady_engine::run::{Actor, Timestamp};
 
 use crate::AppState;
 use crate::auth::{self, Caller};
@@ -27,6 +28,14 @@ pub(crate) fn routes() -> Router<AppState> {
                 asset("text/css", include_str!("../../../templates/static/steady.css"))
             }),
         )
+        .route(
+            "/static/favicon.svg",
+            get(|| async {
+                asset("image/svg+xml", include_str!("../../../templates/static/favicon.svg"))
+            }),
+        )
+        // Browsers ask for this one without reading the page's link.
+        .route("/favicon.ico", get(|| async { Redirect::permanent("/static/favicon.svg") }))
         .route(
             "/static/steady.js",
             get(|| async {
@@ -52,10 +61,12 @@ pub(crate) struct Me {
     pub admin: bool,
     pub actor: Actor,
     pub caller: Caller,
+    /// The path of the page asked for, for marking where one is in the navigation.
+    pub path: String,
 }
 
 impl Me {
-    fn new(caller: Caller) -> Me {
+    fn new(caller: Caller, path: &str) -> Me {
         let roles = caller.user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
         let csrf = caller.csrf_token.clone().unwrap_or_default();
         Me {
@@ -66,13 +77,21 @@ impl Me {
             admin: caller.user.has(GlobalRole::Admin),
             actor: caller.user.actor(),
             caller,
+            path: path.to_owned(),
         }
+    }
+
+    /// Whether the page is `section` or within it (`/runs/…` is within Runs), so that the
+    /// navigation marks it `aria-current`.
+    pub(crate) fn on(&self, section: &str) -> bool {
+        self.path == section
+            || self.path.strip_prefix(section).is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// Finds who is calling like the API does, but without asking for the CSRF header: a
     /// page's form carries the token in a field, which only `CsrfForm` reads and checks.
     pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Me, PageError> {
-        Ok(Me::new(auth::authenticate(parts, state, false).await?))
+        Ok(Me::new(auth::authenticate(parts, state, false).await?, parts.uri.path()))
     }
 
     /// Whether a CSRF token sent with a form is this session's.
@@ -214,4 +233,122 @@ pub(crate) fn day(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
+}
+
+/// A moment as every page shows it: one `<time>` element with the absolute time in UTC, zone
+/// written out (`2026-11-30 14:02:07 UTC`), and how long ago (or how soon) it is, both rendered
+/// on the server so that a page without JavaScript says both; `steady.js` refreshes the
+/// relative part as the page stays open. View models hold a `Moment` rather than a string so
+/// that no template can show a time any other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Moment {
+    at: Timestamp,
+    /// When the page was rendered, which the relative part counts from.
+    now: Timestamp,
+}
+
+impl Moment {
+    /// The moment `at`, as seen from now.
+    pub(crate) fn new(at: Timestamp) -> Moment {
+        Moment { at, now: now() }
+    }
+}
+
+/// The one absolute format: `2026-11-30 14:02:07 UTC`.
+pub(crate) fn absolute(at: Timestamp) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The HTML of a moment. Built only from numbers and fixed words, so it needs no escaping;
+/// this is why `Moment` may be marked [`HtmlSafe`](askama::filters::HtmlSafe).
+impl std::fmt::Display for Moment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "<time datetime=\"{}\" data-relative>{} <span class=\"ago\">({})</span></time>",
+            self.at.format("%Y-%m-%dT%H:%M:%SZ"),
+            absolute(self.at),
+            relative(self.at - self.now),
+        )
+    }
+}
+
+impl askama::filters::HtmlSafe for Moment {}
+
+/// How far a moment is from now, in words: `4 min ago`, `in 12 min`, `just now`. `steady.js`
+/// has the same rules (`relative`), to refresh it.
+pub(crate) fn relative(offset: chrono::Duration) -> String {
+    let seconds = offset.num_seconds();
+    if seconds.abs() < 5 {
+        return "just now".to_owned();
+    }
+    let words = coarse(seconds.unsigned_abs());
+    if seconds < 0 { format!("{words} ago") } else { format!("in {words}") }
+}
+
+/// A span rounded down to its largest unit, for reading at a glance.
+fn coarse(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds / 60),
+        3600..86400 => format!("{} h", seconds / 3600),
+        86400..172800 => "1 day".to_owned(),
+        _ => format!("{} days", seconds / 86400),
+    }
+}
+
+/// How long something took (or has taken so far), precise for short steps and in two units
+/// for long ones: `850 ms`, `4.2 s`, `3 min 7 s`, `2 h 5 min`, `1 d 3 h`.
+pub(crate) fn duration(span: chrono::Duration) -> String {
+    let millis = span.num_milliseconds().max(0);
+    let seconds = millis / 1000;
+    match seconds {
+        _ if millis < 1000 => format!("{millis} ms"),
+        0..60 => format!("{:.1} s", millis as f64 / 1000.0),
+        60..3600 => format!("{} min {} s", seconds / 60, seconds % 60),
+        3600..86400 => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{} d {} h", seconds / 86400, seconds % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_moment_says_when_in_utc_and_how_long_ago() {
+        let moment = Moment { at: at("2026-11-30T14:02:07.5Z"), now: at("2026-11-30T14:06:30Z") };
+        assert_eq!(
+            moment.to_string(),
+            "<time datetime=\"2026-11-30T14:02:07Z\" data-relative>2026-11-30 14:02:07 UTC \
+             <span class=\"ago\">(4 min ago)</span></time>"
+        );
+        assert_eq!(absolute(moment.at), "2026-11-30 14:02:07 UTC");
+    }
+
+    #[test]
+    fn relative_times_read_at_a_glance() {
+        let s = chrono::Duration::seconds;
+        assert_eq!(relative(s(-2)), "just now");
+        assert_eq!(relative(s(-42)), "42 s ago");
+        assert_eq!(relative(s(720)), "in 12 min");
+        assert_eq!(relative(s(-3 * 3600 - 5)), "3 h ago");
+        assert_eq!(relative(s(-90_000)), "1 day ago");
+        assert_eq!(relative(s(-9 * 86400)), "9 days ago");
+    }
+
+    #[test]
+    fn durations_are_precise_when_short() {
+        let ms = chrono::Duration::milliseconds;
+        assert_eq!(duration(ms(850)), "850 ms");
+        assert_eq!(duration(ms(4_240)), "4.2 s");
+        assert_eq!(duration(ms(187_000)), "3 min 7 s");
+        assert_eq!(duration(ms(7_500_000)), "2 h 5 min");
+        assert_eq!(duration(ms(97_200_000)), "1 d 3 h");
+        assert_eq!(duration(ms(-5)), "0 ms");
+    }
 }

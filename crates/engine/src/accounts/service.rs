@@ -148,12 +148,7 @@ impl AccountService {
         if !credentials::valid_user_name(name) {
             return Err(AccountError::InvalidName);
         }
-        let roles = roles
-            .iter()
-            .map(|role| {
-                role.parse::<GlobalRole>().map_err(|_| AccountError::UnknownRole(role.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let roles = parse_roles(roles)?;
         let password_hash = match password {
             Some(password) => match credentials::password_problem(password) {
                 Some(problem) => return Err(AccountError::WeakPassword(problem)),
@@ -203,6 +198,53 @@ impl AccountService {
         }
     }
 
+    /// Gives an account exactly these global roles (by name), audited as done `by`; returns
+    /// the account as it is now.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::UnknownRole`], [`AccountError::NoSuchUser`], or `Store(LockOut)` when
+    /// it would leave no admin or take away the caller's own admin role.
+    pub async fn set_roles(
+        &self,
+        by: &Actor,
+        name: &str,
+        roles: &[String],
+    ) -> Result<User, AccountError> {
+        let roles = parse_roles(roles)?;
+        let missing = || AccountError::NoSuchUser(name.to_owned());
+        if !self.accounts.set_roles(name, &roles, by).await? {
+            return Err(missing());
+        }
+        self.accounts.user(name).await?.ok_or_else(missing)
+    }
+
+    /// Sets a new password for an account (an admin's reset), under the password policy,
+    /// hashed on the blocking pool, audited as done `by`; the account's sessions end.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::WeakPassword`], [`AccountError::NoSuchUser`], [`AccountError::Hashing`]
+    /// or [`AccountError::Store`].
+    pub async fn reset_password(
+        &self,
+        by: &Actor,
+        name: &str,
+        password: &str,
+    ) -> Result<(), AccountError> {
+        if let Some(problem) = credentials::password_problem(password) {
+            return Err(AccountError::WeakPassword(problem));
+        }
+        if self.accounts.user(name).await?.is_none() {
+            return Err(AccountError::NoSuchUser(name.to_owned()));
+        }
+        let hash = hash(password).await?;
+        if !self.accounts.set_password_hash(name, &hash, by).await? {
+            return Err(AccountError::NoSuchUser(name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Issues an API token for `user`, audited as done `by`; returns it with its secret
     /// (`stdy_` and 64 hex digits), which is shown once and never stored.
     ///
@@ -230,6 +272,14 @@ impl AccountService {
         self.accounts.create_token(&token, by).await?;
         Ok((token, secret))
     }
+}
+
+/// Global roles by name; the first unknown one is the error.
+fn parse_roles(roles: &[String]) -> Result<Vec<GlobalRole>, AccountError> {
+    roles
+        .iter()
+        .map(|role| role.parse::<GlobalRole>().map_err(|_| AccountError::UnknownRole(role.clone())))
+        .collect()
 }
 
 /// Hashes a password on the blocking pool: argon2 takes long enough to stall other requests

@@ -149,6 +149,10 @@ audit_data! {
     UserCreated(UserCreated),
     /// `user.changed`
     UserChanged(UserChanged),
+    /// `user.roles_changed`
+    UserRolesChanged(UserRolesChanged),
+    /// `user.password_reset`
+    PasswordReset(PasswordReset),
     /// `token.created`
     TokenCreated(TokenCreated),
     /// `token.revoked`
@@ -467,6 +471,23 @@ pub struct UserCreated {
     /// The account name (without `user:`).
     pub user: String,
     pub roles: Vec<GlobalRole>,
+}
+
+/// `{"user", "roles"}`: an admin gave an account these global roles (all of them, not the
+/// difference).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRolesChanged {
+    pub user: String,
+    pub roles: Vec<GlobalRole>,
+}
+
+/// `{"user", "sessions_ended"}`: an admin set a new password; the account's sessions ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    pub user: String,
+    pub sessions_ended: u64,
 }
 
 /// `user.changed`: `{"user", "disabled": false}` when enabled,

@@ -1,10 +1,12 @@
 //! Accounts on either database: users, sessions, tokens and the sign-in throttle.
 
 use async_trait::async_trait;
-use steady_engine::accounts::{Accounts, ApiToken, Session, User, disabling_locks_out};
+use steady_engine::accounts::{
+    Accounts, ApiToken, GlobalRole, Session, User, disabling_locks_out, role_change_locks_out,
+};
 use steady_engine::audit::{
-    AuditData, Login, NewEvent, TokenCreated, TokenRevoked, UserChanged, UserCreated,
-    format_timestamp,
+    AuditData, Login, NewEvent, PasswordReset, TokenCreated, TokenRevoked, UserChanged,
+    UserCreated, UserRolesChanged, format_timestamp,
 };
 use steady_engine::run::{Actor, Timestamp};
 use steady_engine::store::StoreError;
@@ -105,6 +107,67 @@ impl<B: Backend> Accounts for SqlStore<B> {
             UserChanged::Enabled { user }
         };
         let event = NewEvent::typed(by, None, AuditData::UserChanged(change));
+        append_events::<B>(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)?;
+        Ok(true)
+    }
+
+    async fn set_roles(
+        &self,
+        name: &str,
+        roles: &[GlobalRole],
+        by: &Actor,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.backend.begin().await?;
+        // As when disabling: the target and every enabled user, locked until commit.
+        let users: Vec<User> =
+            sql(format!("SELECT * FROM users WHERE name = $1 OR NOT disabled{}", B::FOR_UPDATE))
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(user)
+                .collect::<Result<_, _>>()?;
+        if !users.iter().any(|user| user.name == name) {
+            return Ok(false);
+        }
+        let enabled: Vec<User> = users.into_iter().filter(|user| !user.disabled).collect();
+        if let Some(reason) = role_change_locks_out(name, roles, by, &enabled) {
+            return Err(StoreError::LockOut(reason));
+        }
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        sql("UPDATE users SET roles = $1 WHERE name = $2")
+            .bind(names.join(","))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let change = UserRolesChanged { user: name.to_owned(), roles: roles.to_vec() };
+        let event = NewEvent::typed(by, None, AuditData::UserRolesChanged(change));
+        append_events::<B>(&mut tx, &[event]).await?;
+        tx.commit().await.map_err(database)?;
+        Ok(true)
+    }
+
+    async fn set_password_hash(
+        &self,
+        name: &str,
+        hash: &str,
+        by: &Actor,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.backend.begin().await?;
+        let changed = sql("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(hash)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        // Whoever held the old password may be signed in with it: those sessions end.
+        let sessions_ended =
+            sql("DELETE FROM sessions WHERE user_name = $1").bind(name).execute(&mut *tx).await?;
+        let reset = PasswordReset { user: name.to_owned(), sessions_ended };
+        let event = NewEvent::typed(by, None, AuditData::PasswordReset(reset));
         append_events::<B>(&mut tx, &[event]).await?;
         tx.commit().await.map_err(database)?;
         Ok(true)

@@ -84,23 +84,28 @@ impl<B: Backend> Audit for SqlStore<B> {
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        sql("SELECT seq, body, prev_hash, hash FROM audit_events
-             WHERE (CAST($1 AS TEXT) IS NULL OR run_id = $1) AND (CAST($2 AS TEXT) IS NULL OR actor = $2)
-               AND (CAST($3 AS TEXT) IS NULL OR action = $3) AND (CAST($4 AS TEXT) IS NULL OR at >= $4)
-               AND (CAST($5 AS TEXT) IS NULL OR at < $5) AND seq > $6
-             ORDER BY seq LIMIT $7")
-        .bind(filter.run_id.map(|id| id.to_string()))
-        .bind(filter.actor.as_ref().map(Actor::to_string))
-        .bind(&filter.action)
-        .bind(filter.since.map(format_timestamp))
-        .bind(filter.until.map(format_timestamp))
-        .bind(filter.after_seq.unwrap_or(0))
-        .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
-        .fetch_all(&mut *self.backend.conn().await?)
-        .await?
-        .iter()
-        .map(audit_event)
-        .collect()
+        // Only the fixed word DESC varies in the text; everything the caller gives is bound.
+        let order = if filter.newest_first { "DESC" } else { "" };
+        let statement = format!(
+            "SELECT seq, body, prev_hash, hash FROM audit_events WHERE {SELECTED}
+               AND seq > $7 AND seq < $8 ORDER BY seq {order} LIMIT $9"
+        );
+        bind_filter(sql(statement), filter)
+            .bind(filter.after_seq.unwrap_or(0))
+            .bind(filter.before_seq.unwrap_or(i64::MAX))
+            .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+            .fetch_all(&mut *self.backend.conn().await?)
+            .await?
+            .iter()
+            .map(audit_event)
+            .collect()
+    }
+
+    async fn count_audit_events(&self, filter: &AuditFilter) -> Result<u64, StoreError> {
+        let statement = format!("SELECT count(*) AS n FROM audit_events WHERE {SELECTED}");
+        let row =
+            bind_filter(sql(statement), filter).fetch_one(&mut *self.backend.conn().await?).await?;
+        Ok(u64::try_from(row.integer("n")?).unwrap_or(0))
     }
 
     async fn latest_seq(&self) -> Result<i64, StoreError> {
@@ -113,4 +118,22 @@ impl<B: Backend> Audit for SqlStore<B> {
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
         self.backend.verify_audit().await
     }
+}
+
+/// What selects events, bound by [`bind_filter`] as `$1` to `$6`.
+const SELECTED: &str =
+    "(CAST($1 AS TEXT) IS NULL OR run_id = $1) AND (CAST($2 AS TEXT) IS NULL OR actor = $2)
+    AND (CAST($3 AS TEXT) IS NULL OR action = $3) AND (CAST($4 AS TEXT) IS NULL OR at >= $4)
+    AND (CAST($5 AS TEXT) IS NULL OR at < $5) AND (CAST($6 AS TEXT) IS NULL OR run_id LIKE $6)";
+
+/// Binds what selects events (`$1` to `$6`), shared by reading and counting them. The prefix
+/// is bound with its `%` here; `AuditFilter` promises it holds no wildcard itself.
+fn bind_filter<'a>(statement: Statement<'a>, filter: &'a AuditFilter) -> Statement<'a> {
+    statement
+        .bind(filter.run_id.map(|id| id.to_string()))
+        .bind(filter.actor.as_ref().map(Actor::to_string))
+        .bind(&filter.action)
+        .bind(filter.since.map(format_timestamp))
+        .bind(filter.until.map(format_timestamp))
+        .bind(filter.run_prefix.as_ref().map(|prefix| format!("{prefix}%")))
 }

@@ -387,6 +387,16 @@ async fn the_audit_chain_is_appended_filtered_and_verified(store: Arc<dyn Store>
         .await
         .unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+    // People read the log newest first, paging back, and find a run by the start of its id.
+    let newest = AuditFilter { newest_first: true, before_seq: Some(4), ..Default::default() };
+    let two = AuditFilter { limit: Some(2), ..newest.clone() };
+    assert_eq!(
+        store.audit_events(&two).await.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [3, 2]
+    );
+    assert_eq!(store.count_audit_events(&newest).await.unwrap(), 4, "paging is not counted");
+    let prefix = AuditFilter { run_prefix: Some(run.to_string()[..8].to_owned()), ..newest };
+    assert_eq!(store.count_audit_events(&prefix).await.unwrap(), 2);
     let verification = store.verify_audit().await.unwrap();
     assert_eq!((verification.events, verification.first_broken), (4, None));
 }

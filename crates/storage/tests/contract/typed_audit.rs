@@ -10,7 +10,8 @@ use std::path::Path;
 use steady_engine::audit::{AuditData, AuditEvent, NewEvent, Rendered, chain_hash};
 use steady_engine::store::AuditFilter;
 
-/// Every audit action; `run.waiting` is the one no path writes today, so the fixture lacks it.
+/// Every audit action the fixture's binary knew; `run.waiting` is the one no path writes, so
+/// the fixture lacks it (the roles and password actions came later).
 const ACTIONS: &[&str] = &[
     "runbook.published",
     "run.started",

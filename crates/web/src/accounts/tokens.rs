@@ -1,9 +1,9 @@
 //! API tokens: listing, issuing (through `AccountService::issue_token`) and revoking, through
-//! `/api/v1/tokens` and the users page.
+//! `/api/v1/tokens` and the users page, which shows a new token's secret once.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use steady_engine::accounts::{ApiToken, GlobalRole};
@@ -11,7 +11,6 @@ use steady_engine::audit::format_timestamp;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::users::users_page;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::AppError;
@@ -120,7 +119,13 @@ pub(crate) struct TokenForm {
     label: String,
 }
 
-/// An admin issues a token for anyone; the users page shows its secret once.
+/// The cookie that carries a new token's secret across the redirect to the users page.
+const NEW_SECRET_COOKIE: &str = "steady_new_token";
+
+/// An admin issues a token for anyone, then is redirected to the users page, which shows its
+/// secret once (POST, redirect, GET: reloading the page issues no second token). The secret
+/// crosses the redirect in a short-lived cookie only this site's users page receives, never
+/// in the URL, where history and logs would keep it; any node can show it.
 pub(crate) async fn add_token(
     State(state): State<AppState>,
     CsrfForm { me, form }: CsrfForm<TokenForm>,
@@ -128,7 +133,41 @@ pub(crate) async fn add_token(
     me.caller.require(GlobalRole::Admin)?;
     let (_, secret) =
         state.account_service.issue_token(&me.actor, form.user.trim(), &form.label).await?;
-    users_page(&state, me, Some(secret)).await
+    let mut cookie = cookie::Cookie::new(NEW_SECRET_COOKIE, secret);
+    cookie.set_http_only(true);
+    cookie.set_same_site(cookie::SameSite::Strict);
+    cookie.set_path("/users");
+    cookie.set_max_age(cookie::time::Duration::minutes(2));
+    cookie.set_secure(state.config.secure_cookies);
+    Ok((
+        [(header::SET_COOKIE, cookie.to_string()), (header::CACHE_CONTROL, "no-store".to_owned())],
+        Redirect::to("/users"),
+    )
+        .into_response())
+}
+
+/// The secret of a token just issued in this browser, if the cookie still carries one.
+pub(super) fn shown_once(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == NEW_SECRET_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .filter(|secret| secret.starts_with("stdy_"))
+}
+
+/// The `Set-Cookie` value that removes the secret once it was shown.
+pub(super) fn forget_secret(state: &AppState) -> String {
+    let mut cookie = cookie::Cookie::new(NEW_SECRET_COOKIE, "");
+    cookie.set_http_only(true);
+    cookie.set_same_site(cookie::SameSite::Strict);
+    cookie.set_path("/users");
+    cookie.set_max_age(cookie::time::Duration::ZERO);
+    cookie.set_secure(state.config.secure_cookies);
+    cookie.to_string()
 }
 
 /// An admin revokes a token; one already revoked stays so, without complaint.

@@ -1,10 +1,11 @@
 //! Users: listing, creating and disabling accounts, through `/api/v1/users` and the users
-//! page (which also lists tokens: see `tokens`). For admins only.
+//! page (which also lists tokens: see `tokens`), where an admin also edits an account's roles
+//! and sets a new password. For admins only.
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use steady_engine::accounts::GlobalRole;
@@ -18,7 +19,7 @@ use crate::auth::Caller;
 use crate::dto::global_roles_schema;
 use crate::error::AppError;
 use crate::extract::{ApiJson, CsrfForm};
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, render};
 
 #[utoipa::path(get, tag = "accounts", path = "/api/v1/users", responses((status = 200, description = "Every account", body = Vec<UserView>), (status = 401, description = "Not signed in"), (status = 403, description = "For admins")))]
 pub(crate) async fn list_users(
@@ -92,31 +93,47 @@ async fn set_disabled_as(
     state.accounts.user(name).await?.ok_or_else(missing)
 }
 
+/// An account as the users page shows it, with what its roles form starts from.
+struct UserRow {
+    name: String,
+    roles: String,
+    disabled: bool,
+    /// Every global role, and whether the account holds it.
+    holds: Vec<(&'static str, bool)>,
+}
+
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
     me: Option<Me>,
     csrf: String,
-    users: Vec<(String, String, bool)>,
-    tokens: Vec<(Uuid, String, String, String, bool)>,
+    users: Vec<UserRow>,
+    tokens: Vec<(Uuid, String, String, Moment, bool)>,
     all_roles: Vec<&'static str>,
     new_secret: Option<String>,
+    /// What the last form did, from the redirect's `done`.
+    done: Option<&'static str>,
 }
 
-/// The users page, showing a token's secret once right after it was issued.
-pub(super) async fn users_page(state: &AppState, me: Me, new_secret: Option<String>) -> PageResult {
+/// The users page, showing a token's secret once right after it was issued. Never cached:
+/// the secret must not stay in a cache or come back with the browser's back button.
+async fn users_page(
+    state: &AppState,
+    me: Me,
+    new_secret: Option<String>,
+    done: Option<&'static str>,
+) -> PageResult {
     me.caller.require(GlobalRole::Admin)?;
     let users = state
         .accounts
         .users()
         .await?
         .iter()
-        .map(|u| {
-            (
-                u.name.clone(),
-                u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
-                u.disabled,
-            )
+        .map(|u| UserRow {
+            name: u.name.clone(),
+            roles: u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+            disabled: u.disabled,
+            holds: GlobalRole::ALL.iter().map(|r| (r.as_str(), u.has(*r))).collect(),
         })
         .collect();
     let tokens = state
@@ -129,7 +146,7 @@ pub(super) async fn users_page(state: &AppState, me: Me, new_secret: Option<Stri
                 t.id,
                 t.label.clone(),
                 t.user.clone(),
-                t.created_at.format("%Y-%m-%d").to_string(),
+                Moment::new(t.created_at),
                 t.revoked_at.is_some(),
             )
         })
@@ -141,12 +158,44 @@ pub(super) async fn users_page(state: &AppState, me: Me, new_secret: Option<Stri
         tokens,
         all_roles: GlobalRole::ALL.iter().map(|r| r.as_str()).collect(),
         new_secret,
+        done,
     };
-    Ok(render(&page))
+    Ok(([(header::CACHE_CONTROL, "no-store")], render(&page)).into_response())
 }
 
-pub(crate) async fn users(State(state): State<AppState>, me: Me) -> PageResult {
-    users_page(&state, me, None).await
+#[derive(Deserialize, Default)]
+pub(crate) struct UsersQuery {
+    /// What the form that redirected here did: `roles` or `password`.
+    #[serde(default)]
+    done: String,
+}
+
+/// The users page; right after a token was issued, its secret, once (see `tokens`).
+pub(crate) async fn users(
+    State(state): State<AppState>,
+    Query(query): Query<UsersQuery>,
+    headers: HeaderMap,
+    me: Me,
+) -> PageResult {
+    let done = match query.done.as_str() {
+        "roles" => Some("✓ Roles saved."),
+        "password" => Some("✓ Password set; their sessions have ended."),
+        _ => None,
+    };
+    let secret = super::tokens::shown_once(&headers);
+    let mut response = users_page(&state, me, secret.clone(), done).await?;
+    if secret.is_some() {
+        let forget = super::tokens::forget_secret(&state);
+        if let Ok(value) = forget.parse() {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Fields of a form by name: every value of a repeated one (`role`), or the first.
+fn fields_named<'a>(fields: &'a [(String, String)], key: &'a str) -> impl Iterator<Item = &'a str> {
+    fields.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// The new-user form: a name, a password and any number of `role` fields.
@@ -155,11 +204,8 @@ pub(crate) async fn add_user(
     CsrfForm { me, form: fields }: CsrfForm<Vec<(String, String)>>,
 ) -> PageResult {
     me.caller.require(GlobalRole::Admin)?;
-    let field = |key: &str| {
-        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
-    };
-    let roles: Vec<String> =
-        fields.iter().filter(|(k, _)| k == "role").map(|(_, v)| v.clone()).collect();
+    let field = |key: &str| fields_named(&fields, key).next().unwrap_or_default().to_owned();
+    let roles: Vec<String> = fields_named(&fields, "role").map(str::to_owned).collect();
     // The page always sets a password: an account for tokens only is made through the API.
     let password = field("password");
     state
@@ -169,6 +215,33 @@ pub(crate) async fn add_user(
     Ok(Redirect::to("/users").into_response())
 }
 
+/// An admin gives an account exactly the roles ticked (none ticked: no roles).
+pub(crate) async fn set_roles(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    CsrfForm { me, form: fields }: CsrfForm<Vec<(String, String)>>,
+) -> PageResult {
+    me.caller.require(GlobalRole::Admin)?;
+    let roles: Vec<String> = fields_named(&fields, "role").map(str::to_owned).collect();
+    state.account_service.set_roles(&me.actor, &name, &roles).await?;
+    Ok(Redirect::to("/users?done=roles").into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    password: String,
+}
+
+/// An admin sets a new password for an account, under the password policy.
+pub(crate) async fn reset_password(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    CsrfForm { me, form }: CsrfForm<PasswordForm>,
+) -> PageResult {
+    me.caller.require(GlobalRole::Admin)?;
+    state.account_service.reset_password(&me.actor, &name, &form.password).await?;
+    Ok(Redirect::to("/users?done=password").into_response())
+}
 #[derive(Deserialize)]
 pub(crate) struct DisableForm {
     /// `yes` to disable, anything else to enable.

@@ -6,11 +6,13 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use steady_engine::audit::AuditAction;
 use steady_engine::run::Actor;
 use steady_engine::store::AuditFilter;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::{RunFilter, action_filter, time_filter};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::{self, AuditEventView};
@@ -20,19 +22,21 @@ use crate::extract::{ApiQuery, page_limit};
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
-    /// Only events of this run.
+    /// Only events of this run. Read here rather than by serde, so that a malformed one is
+    /// a 400 saying so, like every other filter.
     #[param(value_type = Option<String>, format = "uuid")]
-    run: Option<Uuid>,
+    run: Option<String>,
     /// Only events by this person (a user name) or `steady`.
     actor: Option<String>,
-    /// Only events of this action, such as `run.started`.
+    /// Only events of this action, such as `run.started`; an unknown action is a 400.
+    #[param(schema_with = action_schema, required = false)]
     action: Option<String>,
     /// Only events at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
-    since: Option<chrono::DateTime<chrono::Utc>>,
+    since: Option<String>,
     /// Only events before this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
-    until: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<String>,
     /// Only events after this seq.
     after: Option<i64>,
     /// How many events at most; 500 when absent. More than 10000 is refused rather than cut
@@ -41,7 +45,7 @@ pub(crate) struct AuditQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, tag = "audit", path = "/api/v1/audit", params(AuditQuery), responses((status = 200, description = "Events in chain order", body = Vec<AuditEventView>), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "audit", path = "/api/v1/audit", params(AuditQuery), responses((status = 200, description = "Events in chain order", body = Vec<AuditEventView>), (status = 400, description = "A filter that cannot mean anything: a malformed run id or time, an unknown action"), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
@@ -49,13 +53,14 @@ pub(crate) async fn audit(
 ) -> Result<Json<Vec<AuditEventView>>, AppError> {
     caller.require_audit_reader()?;
     let filter = AuditFilter {
-        run_id: query.run,
+        run_id: run_id(query.run.as_deref())?,
         actor: query.actor.as_deref().map(Actor::person),
-        action: query.action,
-        since: query.since,
-        until: query.until,
+        action: api_action(query.action.as_deref())?,
+        since: time_filter("since", query.since.as_deref())?,
+        until: time_filter("until", query.until.as_deref())?,
         after_seq: query.after,
         limit: Some(page_limit(query.limit, 500, 10_000)?),
+        ..AuditFilter::default()
     };
     let events = state.store.audit_events(&filter).await?;
     Ok(Json(events.iter().map(AuditEventView::new).collect()))
@@ -93,21 +98,27 @@ pub(crate) struct ExportQuery {
     format: Option<String>,
     /// Only events of this run.
     #[param(value_type = Option<String>, format = "uuid")]
-    run: Option<Uuid>,
+    run: Option<String>,
     /// Only events by this person (a user name).
     actor: Option<String>,
-    /// Only events of this action.
+    /// Only events of this action; an unknown action is a 400.
+    #[param(schema_with = action_schema, required = false)]
     action: Option<String>,
     /// Only events at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
-    since: Option<chrono::DateTime<chrono::Utc>>,
+    since: Option<String>,
+}
+
+/// The audit actions, from the typed list: the document names every one.
+fn action_schema() -> utoipa::openapi::schema::Object {
+    dto::names_schema(AuditAction::ALL.iter().map(|a| a.as_str()), false)
 }
 
 fn export_format_schema() -> utoipa::openapi::schema::Object {
     dto::names_schema(["jsonl", "csv"], false)
 }
 
-#[utoipa::path(get, tag = "audit", path = "/api/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON Lines or CSV, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
+#[utoipa::path(get, tag = "audit", path = "/api/v1/audit/export", params(ExportQuery), responses((status = 200, description = "JSON Lines or CSV, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 400, description = "A filter that cannot mean anything: a malformed run id or time, an unknown action"), (status = 401, description = "Not signed in"), (status = 403, description = "For auditors and admins"), (status = 422, description = "Invalid query")))]
 pub(crate) async fn export_audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ExportQuery>,
@@ -122,17 +133,20 @@ pub(crate) async fn export_audit(
         }
     };
     let actor = query.actor.as_deref().map(Actor::person);
+    let run = run_id(query.run.as_deref())?;
+    let action = api_action(query.action.as_deref())?;
+    let since = time_filter("since", query.since.as_deref())?;
     let head = if csv { dto::audit_csv_header() } else { String::new() };
     // Pages of events, streamed as they are read, so that a large log never sits in memory.
     let pages = futures_util::stream::unfold(Some(0i64), move |after| {
-        let (state, actor, action) = (state.clone(), actor.clone(), query.action.clone());
+        let (state, actor, action) = (state.clone(), actor.clone(), action.clone());
         async move {
             let after = after?;
             let filter = AuditFilter {
-                run_id: query.run,
+                run_id: run,
                 actor,
                 action,
-                since: query.since,
+                since,
                 after_seq: Some(after),
                 limit: Some(5_000),
                 ..AuditFilter::default()
@@ -152,4 +166,32 @@ pub(crate) async fn export_audit(
     let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
     Ok(([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(body))
         .into_response())
+}
+
+/// The API's action filter: absent means any; present, it must name an action (a page's empty
+/// field means any, but a client that sends `action=` meant something and is told so).
+fn api_action(text: Option<&str>) -> Result<Option<String>, AppError> {
+    match text {
+        None => Ok(None),
+        Some(text) => action_filter(text)?.map(Some).ok_or_else(|| {
+            AppError::bad_request(
+                "action is empty: name an action such as run.started, or leave it out",
+            )
+        }),
+    }
+}
+
+/// The API's run filter: a whole run id (the page also takes the start of one); present but
+/// empty is refused rather than read as "any".
+fn run_id(text: Option<&str>) -> Result<Option<Uuid>, AppError> {
+    let Some(text) = text else { return Ok(None) };
+    match RunFilter::parse(text)? {
+        RunFilter::Any => {
+            Err(AppError::bad_request("run is empty: give a whole run id, or leave it out"))
+        }
+        RunFilter::Id(id) => Ok(Some(id)),
+        RunFilter::Prefix(prefix) => Err(AppError::bad_request(format!(
+            "run `{prefix}` is not a whole run id: the API takes the full UUID"
+        ))),
+    }
 }

@@ -10,7 +10,7 @@ use steady_engine::store::NodeRecord;
 use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, render};
 use crate::{AppState, auth::Caller, node_is_up};
 
 /// A server node on this database: `up` when it said it was alive recently, `this` for the
@@ -65,9 +65,9 @@ struct NodeRow {
     address: String,
     up: bool,
     this: bool,
-    /// How long since it last said it was alive, rounded for reading.
-    silent: String,
-    started: String,
+    /// When it last said it was alive.
+    last_seen: Moment,
+    started: Moment,
 }
 
 #[derive(Template)]
@@ -89,8 +89,8 @@ pub(crate) async fn nodes(State(state): State<AppState>, me: Me) -> PageResult {
         .map(|node| NodeRow {
             up: node_is_up(&node, now),
             this: node.id == *this,
-            silent: format!("{} s", (now - node.last_seen).num_seconds().max(0)),
-            started: node.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            last_seen: Moment::new(node.last_seen),
+            started: Moment::new(node.started_at),
             id: node.id,
             address: node.address,
         })

@@ -16,7 +16,7 @@ use steady_engine::runbook::{ParamValue, Runbook};
 use crate::AppState;
 use crate::dto;
 use crate::error::AppError;
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, absolute, render};
 
 struct RunbookRow {
     /// Set when the server's runbooks folder holds an older version than the latest.
@@ -27,9 +27,9 @@ struct RunbookRow {
     title: Option<String>,
     version: u32,
     owner: Option<String>,
-    last_live: Option<String>,
-    last_drill: Option<String>,
-    last_dry_run: Option<String>,
+    last_live: Option<Moment>,
+    last_drill: Option<Moment>,
+    last_dry_run: Option<Moment>,
     rehearsal_badge: Option<String>,
     rehearsal_class: &'static str,
 }
@@ -79,9 +79,7 @@ pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResul
             }
             (Some(_), _) => (Some("✓ rehearsed".to_owned()), "ok"),
         };
-        let date = |at: Option<chrono::DateTime<chrono::Utc>>| {
-            at.map(|at| at.format("%Y-%m-%d").to_string())
-        };
+        let date = |at: Option<chrono::DateTime<chrono::Utc>>| at.map(Moment::new);
         let warnings = steady_engine::parse(&latest.source)
             .diagnostics
             .iter()
@@ -135,7 +133,7 @@ struct ParamField {
 /// lint warnings it earned.
 struct VersionRow {
     version: u32,
-    published_at: String,
+    published_at: Moment,
     published_by: String,
     message: Option<String>,
     source: String,
@@ -223,7 +221,7 @@ pub(crate) async fn runbook_page(
         .rev()
         .map(|v| VersionRow {
             version: v.version,
-            published_at: v.published_at.format("%Y-%m-%d %H:%M").to_string(),
+            published_at: Moment::new(v.published_at),
             published_by: v.published_by.to_string(),
             message: v.message.clone(),
             warnings: lint_warnings(&v.source),
@@ -374,6 +372,6 @@ pub(crate) async fn print(
 ) -> PageResult {
     let (latest, runbook) = super::latest(&state, &name).await?;
     let plan = Plan::new(&runbook, &placeholder_params(&runbook)).to_string();
-    let printed = now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let printed = absolute(now());
     Ok(render(&PrintPage { name, version: latest.version, printed, plan }))
 }

@@ -4,17 +4,18 @@ use askama::Template;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
-use steady_engine::run::{RunFilter, RunMode, RunRecord, RunStatus};
+use steady_engine::engine::now;
+use steady_engine::run::{RunFilter, RunMode, RunRecord, RunStatus, StepStatus};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{run_badge, short_id, status_class};
+use super::{run_badge, short_id, status_class, step_badge};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::{self, RunView};
 use crate::error::AppError;
 use crate::extract::{ApiQuery, page_limit};
-use crate::page::{Me, PageResult, day, link, render};
+use crate::page::{Me, Moment, PageResult, day, duration, link, render};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -77,8 +78,12 @@ struct RunRow {
     runbook: String,
     version: u32,
     mode: String,
-    started: String,
+    started: Moment,
+    /// How long it took, or has taken so far.
+    took: String,
     commander: String,
+    /// What an active run is at: its running or waiting step, else the next one.
+    now: Option<(String, String, &'static str)>,
 }
 
 fn row(run: &RunRecord) -> RunRow {
@@ -90,15 +95,32 @@ fn row(run: &RunRecord) -> RunRow {
         runbook: run.runbook.clone(),
         version: run.version,
         mode: run.mode.to_string(),
-        started: run.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        started: Moment::new(run.created_at),
+        took: duration(run.finished_at.unwrap_or_else(now) - run.created_at),
         commander: run.commander.to_string(),
+        now: None,
     }
+}
+
+/// The step an active run is at, with its badge: the first running, waiting or interrupted
+/// one, else the next pending one. Read only for active runs, which are few.
+async fn current_step(state: &AppState, run: &RunRecord) -> Option<(String, String, &'static str)> {
+    if !run.status.is_active() {
+        return None;
+    }
+    let snapshot = state.store.run(run.id).await.ok().flatten()?;
+    let at = |wanted: &[StepStatus]| snapshot.steps.iter().find(|s| wanted.contains(&s.status));
+    let step = at(&[StepStatus::Running, StepStatus::Waiting, StepStatus::Interrupted])
+        .or_else(|| at(&[StepStatus::Pending]))?;
+    Some((step.step_id.clone(), step_badge(step.status), status_class(step.status.as_str())))
 }
 
 #[derive(Template)]
 #[template(path = "runs.html")]
 struct RunsPage {
     me: Option<Me>,
+    /// The newest audit event when the page was rendered: the live script follows from here.
+    last_seq: i64,
     runs: Vec<RunRow>,
     statuses: Vec<String>,
     modes: Vec<String>,
@@ -151,9 +173,14 @@ pub(crate) async fn runs(
             ],
         )
     });
+    let mut runs = Vec::with_capacity(records.len());
+    for record in &records {
+        runs.push(RunRow { now: current_step(&state, record).await, ..row(record) });
+    }
     let page = RunsPage {
         me: Some(me),
-        runs: records.iter().map(row).collect(),
+        last_seq: state.store.latest_seq().await.unwrap_or(0),
+        runs,
         statuses: RunStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
         modes: RunMode::ALL.iter().map(|m| m.as_str().to_owned()).collect(),
         filter_status: form.status,

@@ -26,7 +26,7 @@ use crate::auth::Caller;
 use crate::dto::RunDetail;
 use crate::error::AppError;
 use crate::extract::{PageRunId, RunId};
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, render};
 use situation::{History, Situation};
 use steps::{StepView, Viewer};
 
@@ -56,7 +56,7 @@ struct RunSummary {
     /// The status alone, for the tab's title.
     status_word: String,
     status_class: &'static str,
-    started: String,
+    started: Moment,
     commander: String,
     started_by: String,
     active: bool,
@@ -87,7 +87,7 @@ struct RunPage {
     roles: Vec<RoleView>,
     contacts: Vec<(String, String)>,
     steps: Vec<StepView>,
-    notes: Vec<(String, String, String)>,
+    notes: Vec<(String, Moment, String)>,
     decision: Option<DecisionView>,
     gate_bar: Option<GateBar>,
     can_command: bool,
@@ -111,7 +111,7 @@ fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
         status: run_badge(record.status),
         status_word: record.status.as_str().replace('_', " "),
         status_class: status_class(record.status.as_str()),
-        started: record.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        started: Moment::new(record.created_at),
         commander: record.commander.to_string(),
         started_by: record.started_by.to_string(),
         active: record.status.is_active(),
@@ -194,9 +194,7 @@ pub(crate) async fn run_page(
     let notes = snapshot
         .notes
         .iter()
-        .map(|n| {
-            (n.author.to_string(), n.at.format("%Y-%m-%d %H:%M:%S").to_string(), n.text.clone())
-        })
+        .map(|n| (n.author.to_string(), Moment::new(n.at), n.text.clone()))
         .collect();
     let page = RunPage {
         csrf: me.csrf.clone(),

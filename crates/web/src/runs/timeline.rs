@@ -42,7 +42,7 @@ pub(crate) async fn timeline(
         text.push_str(&format!("- Finished: {}\n", format_timestamp(finished)));
     }
     text.push_str(
-        "\n## Timeline\n\n| When (UTC) | Who | What | Step | Details |\n|---|---|---|---|---|\n",
+        "\n## Timeline\n\n| When | Who | What | Step | Details |\n|---|---|---|---|---|\n",
     );
     let cell = |text: &str| html(text).replace('|', "\\|").replace('\n', " ");
     for event in &events {
@@ -83,7 +83,7 @@ pub(crate) async fn timeline(
         };
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
-            event.at.format("%Y-%m-%d %H:%M:%S"),
+            crate::page::absolute(event.at),
             cell(&event.actor.to_string()),
             event.action,
             event.step_id.as_deref().unwrap_or(""),

@@ -7,7 +7,6 @@
 use askama::Template;
 use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
-use steady_engine::engine::now;
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy::{self, Work};
 use steady_engine::run::{RunFilter, RunSnapshot, RunStatus, StepStatus};
@@ -16,7 +15,7 @@ use uuid::Uuid;
 
 use super::{run_badge, short_id, status_class};
 use crate::AppState;
-use crate::page::{Me, PageResult, render};
+use crate::page::{Me, Moment, PageResult, render};
 
 /// A gate or manual step the person may answer now.
 struct WorkItem {
@@ -27,8 +26,9 @@ struct WorkItem {
     step_title: String,
     kind: &'static str,
     role: String,
-    waited: String,
-    deadline: Option<String>,
+    /// Since when it has waited.
+    waited: Moment,
+    deadline: Option<Moment>,
     prompt: Option<String>,
     since: chrono::DateTime<chrono::Utc>,
 }
@@ -84,15 +84,6 @@ struct WorkPage {
     last_seq: i64,
 }
 
-fn waited(since: chrono::DateTime<chrono::Utc>) -> String {
-    let minutes = (now() - since).num_minutes();
-    match minutes {
-        0 => "under a minute".to_owned(),
-        1..=59 => format!("{minutes} min"),
-        _ => format!("{} h {} min", minutes / 60, minutes % 60),
-    }
-}
-
 /// Every active run with the runbook version it follows: waiting, needing attention or
 /// running (a run being driven is still commanded).
 async fn active_runs(
@@ -146,8 +137,8 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                         "manual step"
                     },
                     role: role.to_owned(),
-                    waited: waited(since),
-                    deadline: state_of.deadline.map(|d| d.format("%H:%M UTC").to_string()),
+                    waited: Moment::new(since),
+                    deadline: state_of.deadline.map(Moment::new),
                     prompt: match state_of.rendered.as_ref().and_then(Rendered::action) {
                         Some(Action::Approval { prompt, .. }) => prompt.clone(),
                         Some(Action::Manual { instructions, .. }) => Some(instructions.clone()),

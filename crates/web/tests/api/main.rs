@@ -7,6 +7,7 @@
 //! - `cockpit_work`: *my work* as the commander's cockpit, signing in back to a link, role
 //!   picks and the nobody-can-approve warning, publishing from the browser, notifications.
 //! - `cockpit`: the run page as the commander's cockpit: header, decisions, reasons, outcomes.
+//! - `admin`: the audit and users pages without JavaScript: filters, roles, passwords, tokens.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
@@ -35,6 +36,7 @@ macro_rules! on_every_backend {
 }
 
 mod access;
+mod admin;
 mod cockpit;
 mod cockpit_work;
 mod contract;

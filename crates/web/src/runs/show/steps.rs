@@ -12,19 +12,27 @@ use steady_engine::runbook::{Runbook, StepKind};
 
 use super::situation::History;
 use crate::dto;
+use crate::page::{Moment, absolute, duration};
 use crate::runs::{status_class, step_badge};
 
 pub(crate) struct GateView {
     pub(crate) role: String,
     pub(crate) quorum: u32,
     pub(crate) holders: String,
-    pub(crate) deadline: Option<String>,
+    pub(crate) deadline: Option<Moment>,
     pub(crate) guarded: Vec<(String, String)>,
-    pub(crate) votes: Vec<String>,
+    pub(crate) votes: Vec<VoteView>,
     /// What the engine would accept from the signed-in person now (see `policy`).
     pub(crate) can_approve: bool,
     pub(crate) can_reject: bool,
     pub(crate) why_not: Option<String>,
+}
+
+/// One answer at a gate: the verdict and who gave it, when, and what they said.
+pub(crate) struct VoteView {
+    pub(crate) by: String,
+    pub(crate) at: Moment,
+    pub(crate) rest: String,
 }
 
 pub(crate) struct ManualView {
@@ -59,6 +67,8 @@ pub(crate) struct StepView {
     pub(crate) compared: Vec<(String, String)>,
     pub(crate) note: Option<String>,
     pub(crate) completed_by: Option<String>,
+    /// How long the step took (every attempt and any wait), once it started.
+    pub(crate) took: Option<String>,
     pub(crate) gate: Option<GateView>,
     pub(crate) manual: Option<ManualView>,
     /// The commander's decisions on this step: who, what, when and why.
@@ -84,9 +94,7 @@ fn attempt_view(attempt: &Attempt) -> AttemptView {
         status: attempt.status.map(|s| s.as_str().replace('_', " ")).unwrap_or_default(),
         failed: attempt.status.is_some_and(|s| s.is_failure()),
         duration: match (attempt.started_at, attempt.finished_at) {
-            (Some(start), Some(end)) => {
-                format!("{:.2} s", (end - start).num_milliseconds() as f64 / 1000.0)
-            }
+            (Some(start), Some(end)) => duration(end - start),
             _ => "running".to_owned(),
         },
         exit_code: attempt.exit_code,
@@ -182,11 +190,11 @@ pub(crate) fn steps(
                                 .unwrap_or_default();
                             let void =
                                 if v.void { " (void: the guarded step changed)" } else { "" };
-                            format!(
-                                "{verdict} by {} at {}{comment}{void}",
-                                v.actor,
-                                v.at.format("%H:%M:%S")
-                            )
+                            VoteView {
+                                by: format!("{verdict} by {}", v.actor),
+                                at: Moment::new(v.at),
+                                rest: format!("{comment}{void}"),
+                            }
                         })
                         .collect();
                     let guarded = guarded_steps(runbook, state.phase, &step.id)
@@ -204,7 +212,7 @@ pub(crate) fn steps(
                         holders: holders(snapshot, &role),
                         role,
                         quorum: approval.approvals,
-                        deadline: state.deadline.map(|d| d.format("%H:%M:%S UTC").to_string()),
+                        deadline: state.deadline.map(Moment::new),
                         guarded,
                         votes,
                         can_approve: open && viewer.responder && approve.is_ok(),
@@ -241,7 +249,7 @@ pub(crate) fn steps(
                 .map(|decided| {
                     let reason =
                         decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
-                    let at = decided.at.format("%H:%M:%S UTC");
+                    let at = absolute(decided.at);
                     format!("{} decided by {} at {at}{reason}", decided.decision, decided.who)
                 })
                 .collect();
@@ -263,6 +271,9 @@ pub(crate) fn steps(
                 compared,
                 note: state.note.clone(),
                 completed_by: state.completed_by.as_ref().map(ToString::to_string),
+                took: state
+                    .started_at
+                    .map(|start| duration(state.finished_at.unwrap_or(now) - start)),
                 gate,
                 manual,
                 decisions,
