@@ -16,6 +16,9 @@ pub struct DecideArgs {
     /// What to do with the failed or interrupted step.
     #[arg(value_parser = parse_decision)]
     decision: Decision,
+    /// Why: recorded with the decision in the audit log and shown in the step's history.
+    #[arg(long = "reason", short = 'm')]
+    reason: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -84,7 +87,8 @@ pub enum Answer {
 pub async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
     let run_id = app.resolve_run(&args.run).await?;
-    let status = app.engine.decide(run_id, &app.actor, args.decision).await?;
+    let reason = args.reason.as_deref().map(str::trim).filter(|reason| !reason.is_empty());
+    let status = app.engine.decide_because(run_id, &app.actor, args.decision, reason).await?;
     println!("run {run_id}: {} taken; the run is {status}", args.decision);
     if status == RunStatus::Running {
         println!("drive it here with `steady resume {run_id}`");

@@ -8,7 +8,8 @@
 
 use crate::machine;
 use crate::run::{
-    Actor, Assignment, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus,
+    Actor, Assignment, Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepState,
+    StepStatus,
 };
 use crate::runbook::{Approval, Runbook, Step, StepKind};
 
@@ -294,6 +295,22 @@ pub fn gates_out_of_reach<'r>(
         .filter_map(|step| {
             let missing = approvals_out_of_reach(&snapshot, step);
             (missing > 0).then_some((step, missing))
+        })
+        .collect()
+}
+
+/// The decisions worth offering the commander at `step`, which failed in `phase`, in the order
+/// shown: retry always; skip unless it is a gate (the engine refuses: skipping would run what
+/// it guards unapproved); rollback only in the main phase of a runbook that has rollback
+/// steps (otherwise there is nothing to roll back); abort always.
+pub fn decisions_offered(runbook: &Runbook, step: &Step, phase: Phase) -> Vec<Decision> {
+    Decision::ALL
+        .iter()
+        .copied()
+        .filter(|decision| match decision {
+            Decision::Skip => !step.is_gate(),
+            Decision::Rollback => phase == Phase::Main && !runbook.rollback.is_empty(),
+            Decision::Retry | Decision::Abort => true,
         })
         .collect()
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use steady_engine::audit::{AuditData, AuditEvent};
 use steady_engine::engine::now;
 use steady_engine::plan::Action;
-use steady_engine::run::{Actor, Lease, RunMode};
+use steady_engine::run::{Actor, Decision, Lease, RunMode};
 use steady_engine::store::AuditFilter;
 use tokio::sync::watch;
 
@@ -86,7 +86,7 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
 
 /// The notification an event calls for, if any.
 async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
-    const NOTIFIED: [&str; 7] = [
+    const NOTIFIED: [&str; 8] = [
         "step.waiting",
         "gate.escalated",
         "run.needs_attention",
@@ -94,6 +94,7 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         "run.started",
         "run.cancelled",
         "role.assigned",
+        "decision.taken",
     ];
     if !NOTIFIED.contains(&event.action.as_str()) {
         return None;
@@ -154,6 +155,19 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         }
         AuditData::RunStarted(started) if started.mode == RunMode::Live => {
             format!("Live run started: run {run_id} of {runbook} by {by}.{params}")
+        }
+        // Aborting and rolling back end or reverse work people are watching: say who and why.
+        AuditData::DecisionTaken(taken)
+            if matches!(taken.decision, Decision::Abort | Decision::Rollback) =>
+        {
+            let what = match taken.decision {
+                Decision::Abort => "Aborted",
+                _ => "Rolling back",
+            };
+            format!(
+                "{what}: run {run_id} of {runbook} at `{step}`, decided by {by}.{}",
+                quoted(taken.reason.as_deref())
+            )
         }
         AuditData::RunCancelled(reason) => {
             let why = match reason {

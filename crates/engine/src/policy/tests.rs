@@ -318,3 +318,25 @@ fn before_a_run_starts_the_gates_nobody_could_open_are_named() {
         assert_eq!(short(starter, &assignments), expected, "{starter} {assignments:?}");
     }
 }
+
+#[test]
+fn the_commander_is_offered_only_decisions_that_do_something() {
+    let plain = runbook();
+    let with_rollback =
+        crate::parse(&format!("{RUNBOOK}rollback:\n  - id: unfence\n    run: [\"true\"]\n"))
+            .runbook
+            .expect("valid with a rollback step");
+    let names = |runbook: &Runbook, id: &str, phase: Phase| -> Vec<&'static str> {
+        decisions_offered(runbook, step(runbook, id), phase).iter().map(|d| d.as_str()).collect()
+    };
+    // A failed command: skip goes on; rollback only where there is something to roll back.
+    assert_eq!(names(&plain, "promote", Phase::Main), ["retry", "skip", "abort"]);
+    assert_eq!(
+        names(&with_rollback, "promote", Phase::Main),
+        ["retry", "skip", "rollback", "abort"]
+    );
+    // A gate is never skipped: that would run what it guards unapproved.
+    assert_eq!(names(&with_rollback, "go", Phase::Main), ["retry", "rollback", "abort"]);
+    // A failing rollback is not rolled back again.
+    assert_eq!(names(&with_rollback, "promote", Phase::Rollback), ["retry", "skip", "abort"]);
+}

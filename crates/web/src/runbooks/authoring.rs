@@ -101,8 +101,14 @@ pub(crate) async fn new_version_form(
     let (latest, _) = super::latest(&state, &name).await?;
     // Browsers send a textarea's line ends as CRLF: the stored source keeps the author's LF.
     let source = form.source.replace("\r\n", "\n");
-    let parsed = steady_engine::parse(&source);
-    let problems = problems(&source, &parsed.diagnostics);
+    // An author's source may be large: parse it on the blocking pool, not the async threads.
+    let (source, parsed, problems) = tokio::task::spawn_blocking(move || {
+        let parsed = steady_engine::parse(&source);
+        let problems = problems(&source, &parsed.diagnostics);
+        (source, parsed, problems)
+    })
+    .await
+    .map_err(AppError::internal)?;
     let mut refusal =
         parsed.runbook.as_ref().filter(|runbook| runbook.name != name).map(|runbook| {
             format!(
@@ -129,7 +135,8 @@ pub(crate) async fn new_version_form(
         "validate" => {}
         "preview" => {
             let old = format!("v{}", latest.version);
-            page.diff = Some(diff_lines(&latest.source, &page.source, &old, "new version"));
+            let new = page.source.clone();
+            page.diff = Some(diff_lines(latest.source, new, old, "new version".to_owned()).await);
         }
         "publish" if valid => {
             let message = change_message(Some(&page.message))?;

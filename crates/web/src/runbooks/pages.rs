@@ -317,11 +317,12 @@ pub(crate) async fn diff(
         None => return Err(missing().into()),
     };
     let lines = diff_lines(
-        &previous.source,
-        &current.source,
-        &format!("v{}", previous.version),
-        &format!("v{}", current.version),
-    );
+        previous.source.clone(),
+        current.source.clone(),
+        format!("v{}", previous.version),
+        format!("v{}", current.version),
+    )
+    .await;
     Ok(render(&DiffPage {
         me: Some(me),
         name,
@@ -332,18 +333,39 @@ pub(crate) async fn diff(
     }))
 }
 
+/// The most lines a diff page shows; the rest is summed up in one line.
+const DIFF_LINES_SHOWN: usize = 5_000;
+
+/// How long computing a diff may take before it settles for a correct but longer one:
+/// sources are an author's input, and the best diff of two large, unrelated texts can take
+/// minutes.
+const DIFF_TIME: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// A unified diff of two sources as lines with their CSS class (`add`, `del`, `hunk`,
-/// `same`); none when they are equal.
-pub(crate) fn diff_lines(
+/// `same`); none when they are equal. Computed on the blocking pool, within [`DIFF_TIME`],
+/// at most [`DIFF_LINES_SHOWN`] lines.
+pub(crate) async fn diff_lines(
+    old: String,
+    new: String,
+    old_name: String,
+    new_name: String,
+) -> Vec<(&'static str, String)> {
+    tokio::task::spawn_blocking(move || diff_lines_now(&old, &new, &old_name, &new_name))
+        .await
+        .unwrap_or_default()
+}
+
+fn diff_lines_now(
     old: &str,
     new: &str,
     old_name: &str,
     new_name: &str,
 ) -> Vec<(&'static str, String)> {
-    let text = similar::TextDiff::from_lines(old, new);
+    let text = similar::TextDiff::configure().timeout(DIFF_TIME).diff_lines(old, new);
     let unified = text.unified_diff().context_radius(3).header(old_name, new_name).to_string();
-    unified
+    let mut lines: Vec<(&'static str, String)> = unified
         .lines()
+        .take(DIFF_LINES_SHOWN)
         .map(|line| {
             let class = match line.chars().next() {
                 Some('+') => "add",
@@ -353,7 +375,26 @@ pub(crate) fn diff_lines(
             };
             (class, line.to_owned())
         })
-        .collect()
+        .collect();
+    let total = unified.lines().count();
+    if total > DIFF_LINES_SHOWN {
+        lines.push(("hunk", format!("… {} more lines not shown", total - DIFF_LINES_SHOWN)));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_unrelated_source_diffs_quickly_and_shows_a_bounded_page() {
+        let old: String = (0..100_000).map(|i| format!("a{i}: {i}\n")).collect();
+        let new: String = (0..100_000).map(|i| format!("k{i}: {i}\n")).collect();
+        let lines = diff_lines_now(&old, &new, "v1", "new version");
+        assert_eq!(lines.len(), DIFF_LINES_SHOWN + 1);
+        assert!(lines.last().unwrap().1.ends_with("more lines not shown"));
+    }
 }
 
 #[derive(Template)]

@@ -9,7 +9,7 @@ use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy::{self, Work};
-use steady_engine::run::{RunFilter, RunSnapshot, RunStatus, StepStatus};
+use steady_engine::run::{self, Phase, RunFilter, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runbook::{Runbook, StepKind};
 use uuid::Uuid;
 
@@ -148,7 +148,27 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                 });
             }
             Work::Decide { snapshot, step } => {
-                let status = snapshot.step(&step.id).map_or("stopped", |s| s.status.as_str());
+                let state_of = snapshot.step(&step.id);
+                let status = state_of.map_or("stopped", |s| s.status.as_str());
+                let phase = state_of.map_or(Phase::Main, |s| s.phase);
+                let runbook = pairs().find(|(_, s)| s.run.id == snapshot.run.id).map(|(r, _)| r);
+                let offered = runbook.map_or_else(Vec::new, |runbook| {
+                    policy::decisions_offered(runbook, step, phase)
+                });
+                let words: Vec<&str> = offered
+                    .into_iter()
+                    .map(|decision| match decision {
+                        run::Decision::Retry => "retry it",
+                        run::Decision::Skip => "skip it",
+                        run::Decision::Rollback => "roll back",
+                        run::Decision::Abort => "abort",
+                    })
+                    .collect();
+                let choices = match words.split_last() {
+                    Some((last, [])) => (*last).to_owned(),
+                    Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                    None => String::new(),
+                };
                 page.decisions.push(Decision {
                     run_id: snapshot.run.id,
                     runbook: snapshot.run.runbook.clone(),
@@ -156,8 +176,7 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                     step_id: step.id.clone(),
                     step_title: step.title().to_owned(),
                     what: format!(
-                        "The step {} and the run waits for your decision: retry it, skip it, \
-                         roll back or abort.",
+                        "The step {} and the run waits for your decision: {choices}.",
                         status.replace('_', " ")
                     ),
                     act: "Decide",

@@ -356,7 +356,8 @@ async fn notifications_link_to_the_gate_carry_its_prompt_and_escape_slack_markup
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (status, _, _) = browser.post(&format!("/runs/{run}/assign"), &form[1..]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token, no change");
-    server.post(&carol, &format!("/api/v1/runs/{run}/cancel"), json!({})).await;
+    let reason = json!({ "reason": "wrong <!channel> cluster" });
+    server.post(&carol, &format!("/api/v1/runs/{run}/cancel"), reason).await;
 
     let texts = || -> Vec<String> {
         received
@@ -391,7 +392,12 @@ async fn notifications_link_to_the_gate_carry_its_prompt_and_escape_slack_markup
             && assigned.contains("given by user:carol"),
         "{assigned}"
     );
-    assert!(find("Cancelled").is_some_and(|text| text.contains("by user:carol")), "{:?}", texts());
+    let cancelled = find("Cancelled").unwrap_or_else(|| panic!("{:?}", texts()));
+    assert!(
+        cancelled.contains("by user:carol")
+            && cancelled.contains("> wrong &lt;!channel&gt; cluster"),
+        "{cancelled}"
+    );
     // Only Steady's own links are markup: nothing from the runbook or the parameters is.
     for text in texts() {
         let markup: Vec<&str> = text.match_indices('<').map(|(at, _)| &text[at..]).collect();

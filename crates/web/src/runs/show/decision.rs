@@ -3,7 +3,8 @@
 //! scroll to the step or guess what "rollback" means in this runbook at 3 a.m.
 
 use steady_engine::machine::{attention_step, sequence};
-use steady_engine::run::{Decision, Phase, RunSnapshot, RunStatus};
+use steady_engine::policy;
+use steady_engine::run::{Decision, RunSnapshot, RunStatus};
 use steady_engine::runbook::Runbook;
 
 /// How many lines of a failing attempt's output the panel shows.
@@ -77,8 +78,8 @@ pub(crate) fn decision(runbook: &Runbook, snapshot: &RunSnapshot) -> Option<Deci
         class: "primary",
         needs_reason: false,
     }];
-    // The engine refuses to skip a gate: skipping would run what it guards unapproved.
-    if !step.is_gate() {
+    let offered = policy::decisions_offered(runbook, step, phase);
+    if offered.contains(&Decision::Skip) {
         let does = match next {
             Some(next) => {
                 format!("Skip marks `{}` skipped and continues at `{}`.", step.id, next.id)
@@ -95,8 +96,7 @@ pub(crate) fn decision(runbook: &Runbook, snapshot: &RunSnapshot) -> Option<Deci
             needs_reason: false,
         });
     }
-    // Nothing to roll back: no rollback steps, or the rollback itself is what failed.
-    if phase == Phase::Main && !rollback.is_empty() {
+    if offered.contains(&Decision::Rollback) {
         choices.push(Choice {
             value: Decision::Rollback.as_str(),
             label: "↺ Roll back",
