@@ -292,6 +292,13 @@ async fn the_header_says_whom_a_gate_waits_for_and_until_when(backend: Backend) 
     assert!(page.contains("times out in 29 min") || page.contains("times out in 30 min"), "{page}");
     assert!(page.contains("data-deadline="), "the countdown has its instant: {page}");
     assert!(!page.contains(r#"class="gate-bar""#), "the commander may not answer: {page}");
+    // The notice a lost session shows sits at the top of the sticky header, so it is in sight
+    // however far the page is scrolled.
+    let header = &page[page.find(r#"id="situation""#).expect("header")..];
+    let header = &header[..header.find("</section>").expect("end of the header")];
+    let notice = header.find("data-signed-out hidden").unwrap_or_else(|| panic!("{header}"));
+    assert!(notice < header.find("situation-top").expect("top line"), "{header}");
+    assert!(header.contains(&format!(r#"<a href="/login?next=/runs/{run}">sign in"#)), "{header}");
 
     // Alice, who may answer, gets the phone's bottom bar.
     let alice = Browser::sign_in(&server, "alice").await;
