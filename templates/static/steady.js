@@ -65,7 +65,7 @@
 
   var source = null;
   var lastSeq = null;
-  var watchingWork = false;
+  var workSource = null;
   var pending = null;
 
   function watch() {
@@ -105,11 +105,16 @@
   }
 
   // "My work" follows every run's events: a gate or manual step may start waiting anywhere.
+  // Like the run page, it says so when the session ended instead of going stale.
   function watchWork() {
     var work = document.querySelector("[data-live=work]");
-    if (!work || !window.EventSource || watchingWork) { return; }
-    watchingWork = true;
+    if (!work || !window.EventSource || workSource || signedOutNow) { return; }
     var all = new EventSource("/api/v1/events?after=" + (work.getAttribute("data-last-seq") || "0"));
+    workSource = all;
+    all.addEventListener("error", function () {
+      // EventSource reconnects by itself unless the server refused it (a lost session).
+      if (all.readyState === EventSource.CLOSED) { workSource = null; ping(); }
+    });
     ["step.waiting", "approval.granted", "approval.rejected", "approval.voided", "manual.completed",
      "manual.failed", "gate.timed_out", "gate.escalated", "run.finished", "run.cancelled",
      "role.assigned", "role.unassigned", "run.started", "run.needs_attention", "decision.taken",
@@ -163,10 +168,16 @@
     setInterval(refreshTimes, 15000);
   });
 
-  // ------------------------------------------------------------------------------- run page
+  // ------------------------------------------------------------------ run page and my work
 
-  // How often an open, visible run page tells the server someone is still watching: well
-  // inside the session's idle limit. The session's absolute lifetime still ends it.
+  // The pages that follow live and say when they are signed out: a run page and my work.
+  function followsSession() {
+    return !!document.querySelector("[data-signed-out]");
+  }
+
+  // How often an open, visible run page or my work tells the server someone is still
+  // watching: well inside the session's idle limit. The session's absolute lifetime still
+  // ends it.
   var KEEP_ALIVE = 4 * 60 * 1000;
   var CONNECTION = {
     live: "● live: updates as the run moves",
@@ -192,9 +203,11 @@
     return response.redirected && new URL(response.url).pathname === "/login";
   }
 
-  // Shows "signed out — sign in to continue" in place, and stops following the run.
+  // Shows "signed out — sign in to continue" in place, and stops following the run or the
+  // work.
   function signedOut() {
     if (source) { source.close(); source = null; }
+    if (workSource) { workSource.close(); workSource = null; }
     var banner = document.querySelector("[data-signed-out]");
     if (banner) { banner.hidden = false; }
     var label = document.querySelector("[data-conn]");
@@ -205,7 +218,7 @@
 
   // Asks the server who we are: a cheap authenticated call that also counts as activity.
   function ping() {
-    if (!document.querySelector("[data-run]")) { return; }
+    if (!followsSession()) { return; }
     fetch("/api/v1/session", { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) { if (signedOutBy(response)) { signedOut(); } })
       .catch(function () { connection("disconnected"); });
@@ -215,9 +228,10 @@
     if (document.visibilityState === "visible" && !signedOutNow) { ping(); }
   }
 
-  // A hidden tab stops following the run; coming back catches up at once.
+  // A hidden tab stops following the run; coming back catches up at once (my work keeps
+  // following, and catches up too).
   function visibility() {
-    if (!document.querySelector("[data-run]") || signedOutNow) { return; }
+    if (!followsSession() || signedOutNow) { return; }
     if (document.visibilityState === "hidden") {
       if (source) { source.close(); source = null; }
       connection("paused");

@@ -87,6 +87,11 @@ async fn my_work_shows_decisions_owed_runs_commanded_and_what_waits_on_others(ba
         others.contains("user:carol started this run and may not approve its gates"),
         "{others}"
     );
+    // A lost session is said on the page, with the way back here.
+    assert!(
+        work.contains(r#"data-signed-out hidden>Signed out — <a href="/login?next=/work">"#),
+        "{work}"
+    );
 
     // Alice takes no part in either run: nothing is hers.
     let (_, hers) = alice.get("/work").await;
