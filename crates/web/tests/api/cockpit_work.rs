@@ -55,7 +55,15 @@ async fn my_work_shows_decisions_owed_runs_commanded_and_what_waits_on_others(ba
         start_confirmed(&carol, "restart", &[("param.service", "api"), ("role.approver", "carol")])
             .await;
     let stopped = start_confirmed(&carol, "flaky", &[]).await;
+    // And a restart the watcher may approve: she waits on him.
+    let shared = start_confirmed(
+        &carol,
+        "restart",
+        &[("param.service", "db"), ("role.approver", "carol, watcher")],
+    )
+    .await;
     server.wait_for(&watcher, &lonely, "waiting").await;
+    server.wait_for(&watcher, &shared, "waiting").await;
     server.wait_for(&watcher, &stopped, "needs_attention").await;
 
     let (status, work) = carol.get("/work").await;
@@ -92,6 +100,20 @@ async fn my_work_shows_decisions_owed_runs_commanded_and_what_waits_on_others(ba
         work.contains(r#"data-signed-out hidden>Signed out — <a href="/login?next=/work">"#),
         "{work}"
     );
+
+    // On a phone, her bottom bar says what she may do at a gate of her own run: reject only.
+    let (_, page) = carol.get(&format!("/runs/{shared}")).await;
+    let bar = &page[page.find(r#"id="gate-bar""#).expect("gate bar")..];
+    let bar = &bar[..bar.find("</form>").unwrap()];
+    assert!(
+        bar.contains("You started this run: you may reject <code>go</code>, not approve it"),
+        "{bar}"
+    );
+    assert!(bar.contains(r#"value="reject""#) && !bar.contains(r#"value="approve""#), "{bar}");
+    // The watcher may do both, and is told it waits for him.
+    let watcher_browser = Browser::sign_in(&server, "watcher").await;
+    let (_, his) = watcher_browser.get(&format!("/runs/{shared}")).await;
+    assert!(his.contains("<code>go</code> waits for you"), "{his}");
 
     // Alice takes no part in either run: nothing is hers.
     let (_, hers) = alice.get("/work").await;
