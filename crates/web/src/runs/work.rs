@@ -207,6 +207,12 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
             }),
         }
     }
+    // A gate nobody may open is already the commander's decision: listing it as waiting on
+    // others as well would only say the same thing twice.
+    let decisions = &page.decisions;
+    page.others.retain(|other| {
+        !decisions.iter().any(|d| d.run_id == other.run_id && d.step_id == other.step_id)
+    });
     page.items.sort_by_key(|item| item.since);
     page.me = Some(me);
     Ok(render(&page))

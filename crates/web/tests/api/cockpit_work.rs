@@ -90,11 +90,13 @@ async fn my_work_shows_decisions_owed_runs_commanded_and_what_waits_on_others(ba
     // Nothing she cannot answer is offered to her.
     assert!(waiting.contains("Nothing waits for you"), "{waiting}");
     assert!(commanded.contains(&lonely[..13]) && commanded.contains(&stopped[..13]), "{commanded}");
-    assert!(others.contains("… waiting on others"), "{others}");
+    assert!(others.contains(&format!("/runs/{shared}#step-go")), "{others}");
     assert!(
         others.contains("user:carol started this run and may not approve its gates"),
         "{others}"
     );
+    // The gate nobody may open is her decision, said once: not also waiting on others.
+    assert!(!others.contains(&lonely), "{others}");
     // A lost session is said on the page, with the way back here.
     assert!(
         work.contains(r#"data-signed-out hidden>Signed out — <a href="/login?next=/work">"#),
