@@ -1,6 +1,7 @@
-//! The incident commander's cockpit, in real Chromium: the live run's header, the gate's
-//! bottom bar on a phone, a half-typed note that survives a live update, a failing step whose
-//! decision panel shows its output, and an abort with a reason given in the dialog. Screenshots
+//! The incident commander's cockpit, in real Chromium: the live run's header, a lost session
+//! said in sight on the run page and on *my work* with the way back, the gate's bottom bar on
+//! a phone, a half-typed note that survives a live update, a failing step whose decision panel
+//! shows its output, and an abort with a reason given in the dialog. Screenshots
 //! at desktop and phone widths land in `target/screenshots/cockpit-*.png`.
 
 use fantoccini::{Client, Locator};
@@ -64,6 +65,57 @@ async fn type_live(browser: &Client, selector: &str, text: &str) {
     panic!("could not type into {selector}");
 }
 
+/// Whether the signed-out notice shows its link in the viewport, where a click reaches it (not
+/// under the sticky header, not scrolled away).
+const LINK_IN_SIGHT: &str = r#"
+    var link = document.querySelector("[data-signed-out] a");
+    if (!link || link.closest("[hidden]")) { return "hidden"; }
+    var box = link.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) { return "out of the viewport"; }
+    var hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+    return hit === link || link.contains(hit) ? "in sight" : "covered by " + (hit && hit.outerHTML);
+"#;
+
+/// Ends the session under an open page scrolled to its bottom (the cookie goes, as when the
+/// session expires), brings the tab back to the front, and checks that the page says so in
+/// sight; then follows the notice's link and signs in again, back to `path`.
+async fn signed_out_and_back(browser: &Client, path: &str, name: &str, shot: &str) {
+    browser.delete_all_cookies().await.expect("the session cookie goes");
+    browser
+        .execute("window.scrollTo(0, document.body.scrollHeight)", vec![])
+        .await
+        .expect("scroll");
+    // Coming back to a tab asks the server at once, as a keep-alive would after 4 minutes.
+    browser
+        .execute("document.dispatchEvent(new Event('visibilitychange'))", vec![])
+        .await
+        .expect("back to the tab");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let seen = browser.execute(LINK_IN_SIGHT, vec![]).await.expect("notice");
+        if seen == "in sight" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "signed-out link on {path}: {seen}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    screenshot(browser, &format!("cockpit-signed-out-{shot}")).await;
+    click(browser, "[data-signed-out] a").await;
+    wait_for_text(browser, "name=\"password\"").await;
+    let next = browser.current_url().await.expect("url");
+    assert_eq!(next.query(), Some(format!("next={path}").as_str()), "{next}");
+    fill(browser, "name", name).await;
+    fill(browser, "password", &format!("{name}-password-long")).await;
+    click(browser, "button[type=submit].primary").await;
+    for _ in 0..200 {
+        if browser.current_url().await.expect("url").path() == path {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("signing in again did not lead back to {path}");
+}
+
 async fn field_value(browser: &Client, selector: &str) -> String {
     let field = browser.find(Locator::Css(selector)).await.expect(selector);
     field.prop("value").await.expect("value").unwrap_or_default()
@@ -95,6 +147,14 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     assert!(header.contains("a person holding `dba`"), "{header}");
     assert!(carol.title().await.expect("title").starts_with("waiting · cockpit"));
     both_widths(&carol, "live-header").await;
+    let run = carol.current_url().await.expect("url").path().to_owned();
+    signed_out_and_back(&carol, &run, "carol", "run").await;
+    wait_for_text(&carol, "● live: updates as the run moves").await;
+    carol.goto(&format!("{base}/work")).await.expect("my work");
+    wait_for_text(&carol, "Runs I command").await;
+    signed_out_and_back(&carol, "/work", "carol", "work").await;
+    carol.goto(&format!("{base}{run}")).await.expect("back to the run");
+    wait_for_text(&carol, "● live: updates as the run moves").await;
     type_live(&carol, "#answer-fence input[name=comment]", "primary powered off").await;
     click(&carol, "button[value=complete]").await;
 
