@@ -144,7 +144,7 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     wait_for_text(&carol, "● live: updates as the run moves").await;
     let header = wait_for_text(&carol, "step 2 of 6").await;
     assert!(header.contains("● LIVE"), "{header}");
-    assert!(header.contains("a person holding `dba`"), "{header}");
+    assert!(header.contains("a person holding <code>dba</code>"), "{header}");
     assert!(carol.title().await.expect("title").starts_with("waiting · cockpit"));
     both_widths(&carol, "live-header").await;
     let run = carol.current_url().await.expect("url").path().to_owned();
@@ -180,7 +180,7 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
         failed.contains("pg_ctl: standby not ready (timeline 7)"),
         "the output is in the panel"
     );
-    assert!(failed.contains("Roll back runs `unfence`"), "{failed}");
+    assert!(failed.contains("Roll back runs <code>unfence</code>"), "{failed}");
     assert!(carol.title().await.expect("title").starts_with("needs attention · cockpit"));
     both_widths(&carol, "decision").await;
     let note = carol.find(Locator::Css("#note-form textarea")).await.expect("note");

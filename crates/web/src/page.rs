@@ -275,6 +275,35 @@ impl std::fmt::Display for Moment {
 
 impl askama::filters::HtmlSafe for Moment {}
 
+/// Text in which Steady's own messages quote names between backticks (`` `promote` waits for
+/// … `approver` ``), shown with those names as `<code>` and everything else escaped. The
+/// terminal shows the same messages with their backticks; a page shows them as code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CodeSpans(pub(crate) String);
+
+impl std::fmt::Display for CodeSpans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<&str> = self.0.split('`').collect();
+        // An odd number of backticks leaves the last one unmatched: it stays a backtick.
+        let paired = if parts.len() % 2 == 1 { parts.len() } else { parts.len() - 1 };
+        for (index, part) in parts.iter().enumerate() {
+            let escaped = askama::filters::escape(part, askama::filters::Html)
+                .map_err(|_| std::fmt::Error)?;
+            if index % 2 == 1 && index < paired {
+                write!(f, "<code>{escaped}</code>")?;
+            } else if index % 2 == 1 {
+                write!(f, "`{escaped}")?;
+            } else {
+                write!(f, "{escaped}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every part of a [`CodeSpans`] is escaped as it is written, so it may be marked safe.
+impl askama::filters::HtmlSafe for CodeSpans {}
+
 /// How far a moment is from now, in words: `4 min ago`, `in 12 min`, `just now`. `steady.js`
 /// has the same rules (`relative`), to refresh it.
 pub(crate) fn relative(offset: chrono::Duration) -> String {
@@ -314,6 +343,15 @@ pub(crate) fn duration(span: chrono::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_names_read_as_code_and_nothing_else_is_markup() {
+        let text = CodeSpans("`go` waits for <b>`approver`</b> & a stray ` tick".into());
+        assert_eq!(
+            text.to_string(),
+            "<code>go</code> waits for &#60;b&#62;<code>approver</code>&#60;/b&#62; &#38; a stray ` tick"
+        );
+    }
 
     fn at(text: &str) -> Timestamp {
         chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()

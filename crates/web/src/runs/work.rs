@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{run_badge, short_id, status_class};
 use crate::AppState;
-use crate::page::{Me, Moment, PageResult, render};
+use crate::page::{CodeSpans, Me, Moment, PageResult, render};
 
 /// A gate or manual step the person may answer now.
 struct WorkItem {
@@ -41,7 +41,7 @@ struct Decision {
     step_id: String,
     step_title: String,
     /// What is wrong and what the commander can do about it.
-    what: String,
+    what: CodeSpans,
     /// The label of the link to the place on the run page where it is settled.
     act: &'static str,
 }
@@ -55,7 +55,7 @@ struct Commanded {
     badge: String,
     status_class: &'static str,
     /// Where the run is: what its waiting steps wait for, or its status in words.
-    at: Vec<String>,
+    at: Vec<CodeSpans>,
 }
 
 /// A gate in the person's role that someone else must answer.
@@ -65,8 +65,8 @@ struct Others {
     step_id: String,
     step_title: String,
     /// Why it is not theirs, as the policy says.
-    why: String,
-    waiting_for: String,
+    why: CodeSpans,
+    waiting_for: CodeSpans,
 }
 
 #[derive(Template)]
@@ -175,10 +175,10 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                     mode: snapshot.run.mode.to_string(),
                     step_id: step.id.clone(),
                     step_title: step.title().to_owned(),
-                    what: format!(
+                    what: CodeSpans(format!(
                         "The step {} and the run waits for your decision: {choices}.",
                         status.replace('_', " ")
-                    ),
+                    )),
                     act: "Decide",
                 });
             }
@@ -189,11 +189,11 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                     mode: snapshot.run.mode.to_string(),
                     step_id: step.id.clone(),
                     step_title: step.title().to_owned(),
-                    what: format!(
+                    what: CodeSpans(format!(
                         "Nobody in the run may give {missing} of the approvals this gate needs: \
                          give its role to someone who may approve. It waits for {}.",
                         policy::waiting_for(snapshot, step)
-                    ),
+                    )),
                     act: "Assign someone",
                 });
             }
@@ -202,8 +202,8 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                 runbook: snapshot.run.runbook.clone(),
                 step_id: step.id.clone(),
                 step_title: step.title().to_owned(),
-                why: refusal.to_string(),
-                waiting_for: policy::waiting_for(snapshot, step),
+                why: CodeSpans(refusal.to_string()),
+                waiting_for: CodeSpans(policy::waiting_for(snapshot, step)),
             }),
         }
     }
@@ -228,7 +228,11 @@ fn commanded(runbook: &Runbook, snapshot: &RunSnapshot) -> Commanded {
         .filter_map(|state| {
             let sequence = steady_engine::machine::sequence(runbook, state.phase);
             let step = sequence.iter().find(|s| s.id == state.step_id)?;
-            Some(format!("{} waits for {}", step.title(), policy::waiting_for(snapshot, step)))
+            Some(CodeSpans(format!(
+                "{} waits for {}",
+                step.title(),
+                policy::waiting_for(snapshot, step)
+            )))
         })
         .collect();
     Commanded {

@@ -107,9 +107,17 @@ async fn a_failed_step_shows_its_output_and_the_commander_aborts_with_a_reason(b
     // The decision panel shows what failed, and what each choice would do.
     let panel = &page[page.find(r#"id="decide""#).unwrap()..page.find(r#"class="people"#).unwrap()];
     assert!(panel.contains("fatal: standby not ready") && panel.contains("exit 3"), "{panel}");
-    assert!(panel.contains("Retry runs `promote` again."), "{panel}");
-    assert!(panel.contains("Skip marks `promote` skipped and continues at `announce`."), "{panel}");
-    assert!(panel.contains("Roll back runs `restore`, `page_dba`"), "{panel}");
+    assert!(panel.contains("Retry runs <code>promote</code> again."), "{panel}");
+    assert!(
+        panel.contains(
+            "Skip marks <code>promote</code> skipped and continues at <code>announce</code>."
+        ),
+        "{panel}"
+    );
+    assert!(
+        panel.contains("Roll back runs <code>restore</code>, <code>page_dba</code>"),
+        "{panel}"
+    );
     assert!(panel.contains("Abort ends the run as failed"), "{panel}");
     assert!(panel.contains(r#"class="primary">↻ Retry"#), "retry is the primary choice: {panel}");
     assert!(panel.contains(r#"class="danger">■ Abort"#), "{panel}");
@@ -286,7 +294,9 @@ async fn the_header_says_whom_a_gate_waits_for_and_until_when(backend: Backend) 
     assert!(page.contains("<title>waiting · gated"), "{page}");
     assert!(page.contains("step 2 of 3"), "{page}");
     assert!(
-        page.contains("`go` waits for 0 of 1 approvals from people holding `approver`"),
+        page.contains(
+            "<code>go</code> waits for 0 of 1 approvals from people holding <code>approver</code>"
+        ),
         "{page}"
     );
     assert!(page.contains("times out in 29 min") || page.contains("times out in 30 min"), "{page}");
@@ -332,9 +342,10 @@ async fn a_dry_run_reads_as_a_report(backend: Backend) {
     let run = start(&server, &token, json!({ "runbook": "rehearsed", "mode": "dry-run" })).await;
     server.wait_for(&token, &run, "succeeded").await;
     let (_, page) = carol.get(&format!("/runs/{run}")).await;
-    let summary =
-        "1 check passed, 1 read-only step ran, 1 step would run, 1 gate would wait for approver";
+    let summary = "1 check passed, 1 read-only step ran, 1 step would run, 1 gate would wait for \
+                   approver, nobody in the run could approve gate go: assign its role";
     assert!(page.contains(summary), "{page}");
+    assert!(page.contains("4 steps planned, nothing changed"), "{page}");
     assert!(page.contains("○ dry run complete — nothing was changed"), "{page}");
     assert!(page.contains("Nobody holds <code>approver</code>"), "{page}");
     assert!(page.contains("compared <code>steps.lag.stdout</code> = <code>0</code>"), "{page}");

@@ -24,6 +24,18 @@ pub(crate) struct Choice {
     pub(crate) needs_reason: bool,
 }
 
+impl Choice {
+    /// [`Choice::does`] for the page, the step ids it names shown as code.
+    pub(crate) fn does_shown(&self) -> crate::page::CodeSpans {
+        crate::page::CodeSpans(self.does.clone())
+    }
+
+    /// [`Choice::does`] for the confirmation dialog, which shows plain text.
+    pub(crate) fn does_plain(&self) -> String {
+        self.does.replace('`', "")
+    }
+}
+
 /// The last lines of the attempt that failed.
 pub(crate) struct FailedAttempt {
     pub(crate) number: u32,

@@ -6,9 +6,11 @@
 use chrono::{DateTime, Utc};
 use steady_engine::audit::AuditData;
 use steady_engine::machine::sequence;
-use steady_engine::policy::waiting_for;
+use steady_engine::policy::{self, waiting_for};
 use steady_engine::run::{Decision, Phase, RunMode, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runbook::{Runbook, StepKind};
+
+use crate::page::CodeSpans;
 
 /// One decision of the commander's, on one step.
 pub(crate) struct Decided {
@@ -77,7 +79,7 @@ pub(crate) struct Situation {
 
 /// Whom the run waits for.
 pub(crate) struct Waiting {
-    pub(crate) who: String,
+    pub(crate) who: CodeSpans,
     pub(crate) for_how_long: String,
     /// When the gate times out: the words, and the instant for the script's countdown.
     pub(crate) deadline: Option<(String, String)>,
@@ -114,7 +116,8 @@ pub(crate) fn situation(
     };
     let phase_steps: Vec<_> = snapshot.steps.iter().filter(|s| s.phase == run.phase).collect();
     let total = sequence(runbook, run.phase).len();
-    let done = phase_steps.iter().filter(|s| s.status.is_passed() || s.status.is_failure()).count();
+    // Done means done: a failed step of an aborted run is not counted as work completed.
+    let done = phase_steps.iter().filter(|s| s.status.is_passed()).count();
     let current = phase_steps
         .iter()
         .filter(|s| !matches!(s.status, StepStatus::Pending) && !s.status.is_passed())
@@ -128,6 +131,8 @@ pub(crate) fn situation(
         Some(position) if run.status.is_active() => {
             format!("{rollback}step {} of {total}", position + 1)
         }
+        // A dry run changes nothing: its steps were read or planned, not done.
+        _ if run.mode == RunMode::DryRun => format!("{total} steps planned, nothing changed"),
         _ => format!("{done} of {total} {rollback}steps done"),
     };
     let end = run.finished_at.unwrap_or(now);
@@ -156,16 +161,13 @@ fn waiting(runbook: &Runbook, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Opt
                 runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state.step_id)?;
             let since = state.started_at.unwrap_or(run.updated_at);
             Some(Waiting {
-                who: format!("`{}` waits for {}", step.id, waiting_for(snapshot, step)),
+                who: CodeSpans(format!("`{}` waits for {}", step.id, waiting_for(snapshot, step))),
                 for_how_long: span((now - since).num_seconds()),
                 deadline: state.deadline.map(|deadline| {
                     let left = (deadline - now).num_seconds();
+                    // The instant itself is already in `who` (`waiting_for` says it).
                     let words = if left > 0 {
-                        format!(
-                            "times out in {} (at {})",
-                            span(left),
-                            deadline.format("%H:%M:%S UTC")
-                        )
+                        format!("times out in {}", span(left))
                     } else {
                         format!("timed out at {}", deadline.format("%H:%M:%S UTC"))
                     };
@@ -174,7 +176,7 @@ fn waiting(runbook: &Runbook, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Opt
             })
         }
         RunStatus::NeedsAttention => Some(Waiting {
-            who: format!("waits for the commander, {}, to decide", run.commander),
+            who: CodeSpans(format!("waits for the commander, {}, to decide", run.commander)),
             for_how_long: span((now - run.updated_at).num_seconds()),
             deadline: None,
         }),
@@ -232,12 +234,18 @@ fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
     let mut would_run = 0;
     let mut gates = Vec::new();
     let mut manual = Vec::new();
+    let mut unreachable = Vec::new();
     for step in &runbook.steps {
         let Some(state) = snapshot.step(&step.id) else { continue };
         match (&step.kind, state.status) {
             (StepKind::Check(_), StepStatus::Succeeded) => checks.0 += 1,
             (StepKind::Check(_), status) if status.is_failure() => checks.1 += 1,
-            (StepKind::Approval(gate), StepStatus::WouldRun) => gates.push(gate.role.name.clone()),
+            (StepKind::Approval(gate), StepStatus::WouldRun) => {
+                gates.push(gate.role.name.clone());
+                if policy::approvals_out_of_reach(snapshot, step) > 0 {
+                    unreachable.push(step.id.clone());
+                }
+            }
             (StepKind::Manual(waiting), StepStatus::WouldRun) => {
                 manual.push(waiting.role.name.clone())
             }
@@ -274,6 +282,9 @@ fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
             plural(manual.len(), "manual step", "manual steps"),
             roles(&manual)
         ));
+    }
+    for gate in unreachable {
+        parts.push(format!("nobody in the run could approve gate {gate}: assign its role"));
     }
     parts.join(", ")
 }
