@@ -248,6 +248,11 @@ impl Engine {
         self.clock.now()
     }
 
+    /// This engine's clock, for what must keep the same time (the web crate's sessions).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// `duration` from now by this engine's clock; the end of time when that overflows.
     pub(crate) fn later(&self, duration: StdDuration) -> Timestamp {
         self.clock.later(duration)

@@ -8,7 +8,6 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use steady_engine::accounts::{GlobalRole, Session, User};
-use steady_engine::engine::now;
 
 /// How credentials are hashed and made, re-exported for tools and tests that set up accounts
 /// directly in a store.
@@ -198,7 +197,8 @@ async fn by_token(state: &AppState, hash: &str) -> Result<Caller, AppError> {
 
 async fn by_session(state: &AppState, id_hash: &str, touch: bool) -> Result<Caller, AppError> {
     let session = state.accounts.session(id_hash).await?.ok_or_else(AppError::unauthenticated)?;
-    let now = now();
+    // The engine's clock, which also started the session: tests move it instead of waiting.
+    let now = state.engine.now();
     let idle =
         chrono::Duration::from_std(state.config.session_idle).unwrap_or(chrono::Duration::MAX);
     let lifetime =

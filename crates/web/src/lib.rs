@@ -123,9 +123,9 @@ impl AppState {
     pub fn new(engine: Arc<Engine>, accounts: Arc<dyn Accounts>, config: ServerConfig) -> AppState {
         let store = engine.store().clone();
         AppState {
+            account_service: AccountService::with_clock(accounts.clone(), engine.clock()),
             engine,
             store,
-            account_service: AccountService::new(accounts.clone()),
             accounts,
             config: Arc::new(config),
             metrics: Arc::default(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::credentials::{self, LoginTurns};
 use super::{Accounts, ApiToken, GlobalRole, Session, User};
-use crate::engine::now;
+use crate::clock::{Clock, SystemClock};
 use crate::run::Actor;
 use crate::store::StoreError;
 
@@ -67,12 +67,20 @@ pub struct AccountService {
     accounts: Arc<dyn Accounts>,
     /// Serialises sign-in attempts per name, so the throttle counts every failure.
     turns: Arc<LoginTurns>,
+    /// When sessions begin and failures count from: the server's engine's clock.
+    clock: Arc<dyn Clock>,
 }
 
 impl AccountService {
     /// The service over a store's accounts. Sign-in turns are per service: a server keeps one.
     pub fn new(accounts: Arc<dyn Accounts>) -> AccountService {
-        AccountService { accounts, turns: Arc::default() }
+        AccountService::with_clock(accounts, Arc::new(SystemClock))
+    }
+
+    /// The service reading the time from `clock` (the engine's, so that sessions and runs
+    /// keep one time).
+    pub fn with_clock(accounts: Arc<dyn Accounts>, clock: Arc<dyn Clock>) -> AccountService {
+        AccountService { accounts, turns: Arc::default(), clock }
     }
 
     /// Checks a name and password under the throttle and opens a new session for the account,
@@ -95,7 +103,7 @@ impl AccountService {
             return Err(AccountError::WrongPassword);
         }
         let _turn = self.turns.turn(name).await;
-        let since = now() - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
+        let since = self.clock.now() - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
         let (by_account_here, by_address) =
             self.accounts.login_failures(name, address, since).await?;
         if by_account_here >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
@@ -113,7 +121,7 @@ impl AccountService {
         .await
         .unwrap_or(false);
         let Some(user) = user.filter(|user| exists && verified && !user.disabled) else {
-            self.accounts.record_login_failure(name, address, now()).await?;
+            self.accounts.record_login_failure(name, address, self.clock.now()).await?;
             return Err(AccountError::WrongPassword);
         };
         // Always a new session id at sign-in, so that no id planted before it is worth anything.
@@ -123,8 +131,8 @@ impl AccountService {
             id_hash: credentials::secret_hash(&session_id),
             user: user.name.clone(),
             csrf_hash: credentials::secret_hash(&csrf_token),
-            created_at: now(),
-            last_seen: now(),
+            created_at: self.clock.now(),
+            last_seen: self.clock.now(),
         };
         self.accounts.create_session(&session, address).await?;
         Ok(SignedIn { user, session_id, csrf_token })
@@ -161,7 +169,7 @@ impl AccountService {
             roles,
             password_hash,
             disabled: false,
-            created_at: now(),
+            created_at: self.clock.now(),
         };
         self.accounts.create_user(&user, by).await?;
         Ok(user)
@@ -189,7 +197,7 @@ impl AccountService {
             roles: vec![GlobalRole::Admin],
             password_hash: Some(hash(password).await?),
             disabled: false,
-            created_at: now(),
+            created_at: self.clock.now(),
         };
         match self.accounts.create_user(&user, by).await {
             Ok(()) => Ok(true),
@@ -266,7 +274,7 @@ impl AccountService {
             label: label.to_owned(),
             user: user.to_owned(),
             hash: credentials::secret_hash(&secret),
-            created_at: now(),
+            created_at: self.clock.now(),
             revoked_at: None,
         };
         self.accounts.create_token(&token, by).await?;

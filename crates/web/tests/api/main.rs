@@ -51,6 +51,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use steady_engine::accounts::{ApiToken, GlobalRole, User};
+use steady_engine::clock::TestClock;
 use steady_engine::engine::{Engine, EngineConfig, now};
 use steady_engine::run::Actor;
 use steady_web::{AppState, ServerConfig, auth};
@@ -60,6 +61,8 @@ use steady_web::{AppState, ServerConfig, auth};
 pub struct Server {
     pub url: String,
     pub state: AppState,
+    /// The server's clock: real time, moved forward when a story says time passes.
+    pub clock: Arc<TestClock>,
     pub client: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -103,9 +106,11 @@ impl Server {
             Backend::Postgres => steady_testkit::postgres_database(),
         };
         let database = steady_storage::open_database(&url).await.expect("database");
-        let engine = Engine::new(
+        let clock = Arc::new(TestClock::default());
+        let engine = Engine::with_clock(
             database.store.clone(),
             EngineConfig { node: format!("test-{name}"), lease: Duration::from_secs(2), secrets },
+            clock.clone(),
         );
         let state = AppState::new(Arc::new(engine), database.accounts, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -115,7 +120,7 @@ impl Server {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();
-        Server { url, state, client, _shutdown: shutdown }
+        Server { url, state, clock, client, _shutdown: shutdown }
     }
 
     /// Creates a user with these roles and a password, and returns a bearer token for them.
