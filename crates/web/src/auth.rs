@@ -89,7 +89,11 @@ pub fn client_address(parts_extensions: &axum::http::Extensions) -> String {
 
 /// The value of the session cookie, if the request has one.
 pub fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
-    let name = session_cookie_name(secure);
+    cookie_value(headers, session_cookie_name(secure))
+}
+
+/// The value of the request's cookie `name`, if it has one.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -13,7 +13,7 @@ use steady_engine::store::StoreError;
 use uuid::Uuid;
 
 use super::audit::append_events;
-use super::{Backend, SqlStore};
+use super::{Backend, Conn, SqlStore};
 use crate::codec::{Columns, now};
 use crate::rows::{session, token, user};
 use crate::sql::{database, sql};
@@ -66,18 +66,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
         by: &Actor,
     ) -> Result<bool, StoreError> {
         let mut tx = self.backend.begin().await?;
-        // The target and every enabled user, locked until commit where the database can.
-        let users: Vec<User> =
-            sql(format!("SELECT * FROM users WHERE name = $1 OR NOT disabled{}", B::FOR_UPDATE))
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(user)
-                .collect::<Result<_, _>>()?;
-        if !users.iter().any(|user| user.name == name) {
-            return Ok(false);
-        }
+        let Some(users) = target_and_enabled::<B>(&mut tx, name).await? else { return Ok(false) };
         if disabled {
             let enabled: Vec<User> = users.into_iter().filter(|user| !user.disabled).collect();
             if let Some(reason) = disabling_locks_out(name, by, &enabled) {
@@ -119,18 +108,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
         by: &Actor,
     ) -> Result<bool, StoreError> {
         let mut tx = self.backend.begin().await?;
-        // As when disabling: the target and every enabled user, locked until commit.
-        let users: Vec<User> =
-            sql(format!("SELECT * FROM users WHERE name = $1 OR NOT disabled{}", B::FOR_UPDATE))
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(user)
-                .collect::<Result<_, _>>()?;
-        if !users.iter().any(|user| user.name == name) {
-            return Ok(false);
-        }
+        let Some(users) = target_and_enabled::<B>(&mut tx, name).await? else { return Ok(false) };
         let enabled: Vec<User> = users.into_iter().filter(|user| !user.disabled).collect();
         if let Some(reason) = role_change_locks_out(name, roles, by, &enabled) {
             return Err(StoreError::LockOut(reason));
@@ -332,4 +310,22 @@ impl<B: Backend> Accounts for SqlStore<B> {
             |column: &str| row.integer(column).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         Ok((count("by_user")?, count("by_address")?))
     }
+}
+
+/// The user `name` and every enabled user, locked until commit where the database can: what
+/// a change that could lock everyone out (disabling, taking roles away) decides on. `None`
+/// when there is no user `name`.
+async fn target_and_enabled<B: Backend>(
+    conn: &mut Conn<B>,
+    name: &str,
+) -> Result<Option<Vec<User>>, StoreError> {
+    let users: Vec<User> =
+        sql(format!("SELECT * FROM users WHERE name = $1 OR NOT disabled{}", B::FOR_UPDATE))
+            .bind(name)
+            .fetch_all(conn)
+            .await?
+            .iter()
+            .map(user)
+            .collect::<Result<_, _>>()?;
+    Ok(users.iter().any(|user| user.name == name).then_some(users))
 }

@@ -148,14 +148,7 @@ pub(crate) async fn add_token(
 
 /// The secret of a token just issued in this browser, if the cookie still carries one.
 pub(super) fn shown_once(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == NEW_SECRET_COOKIE)
-        .map(|cookie| cookie.value().to_owned())
+    crate::auth::cookie_value(headers, NEW_SECRET_COOKIE)
         .filter(|secret| secret.starts_with("stdy_"))
 }
 
