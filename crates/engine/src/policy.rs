@@ -172,8 +172,9 @@ pub enum Work<'a> {
     /// A waiting gate they may approve, or a waiting manual step they may complete; `role` is
     /// the role they answer it under (a gate's escalation role once it escalated).
     Answer { snapshot: &'a RunSnapshot, step: &'a Step, state: &'a StepState, role: &'a str },
-    /// A run they command that needs their decision about `step`.
-    Decide { snapshot: &'a RunSnapshot, step: &'a Step },
+    /// A run they command that needs their decision about `step`, with the decisions worth
+    /// offering ([`decisions_offered`]).
+    Decide { snapshot: &'a RunSnapshot, step: &'a Step, offered: Vec<Decision> },
     /// A waiting gate of a run they command that nobody in the run may approve enough to
     /// open: `missing` approvals are out of reach ([`approvals_out_of_reach`]) until the
     /// commander gives the role to someone who may.
@@ -229,7 +230,9 @@ pub fn work_for<'a>(
             }
             RunStatus::NeedsAttention if may_command(&snapshot.run, person).is_ok() => {
                 if let Some(step) = machine::attention_step(runbook, snapshot) {
-                    work.push(Work::Decide { snapshot, step });
+                    let phase = snapshot.step(&step.id).map_or(Phase::Main, |state| state.phase);
+                    let offered = decisions_offered(runbook, step, phase);
+                    work.push(Work::Decide { snapshot, step, offered });
                 }
             }
             _ => {}

@@ -9,8 +9,8 @@ use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy::{self, Work};
-use steady_engine::run::{self, Phase, RunFilter, RunSnapshot, RunStatus, StepStatus};
-use steady_engine::runbook::{Runbook, StepKind};
+use steady_engine::run::{self, RunFilter, RunSnapshot, RunStatus, StepStatus};
+use steady_engine::runbook::{Runbook, Step, StepKind};
 use uuid::Uuid;
 
 use super::{run_badge, short_id, status_class};
@@ -44,6 +44,20 @@ struct Decision {
     what: CodeSpans,
     /// The label of the link to the place on the run page where it is settled.
     act: &'static str,
+}
+
+impl Decision {
+    fn new(snapshot: &RunSnapshot, step: &Step, what: String, act: &'static str) -> Decision {
+        Decision {
+            run_id: snapshot.run.id,
+            runbook: snapshot.run.runbook.clone(),
+            mode: snapshot.run.mode.to_string(),
+            step_id: step.id.clone(),
+            step_title: step.title().to_owned(),
+            what: CodeSpans(what),
+            act,
+        }
+    }
 }
 
 /// A run the person commands.
@@ -147,14 +161,8 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                     since,
                 });
             }
-            Work::Decide { snapshot, step } => {
-                let state_of = snapshot.step(&step.id);
-                let status = state_of.map_or("stopped", |s| s.status.as_str());
-                let phase = state_of.map_or(Phase::Main, |s| s.phase);
-                let runbook = pairs().find(|(_, s)| s.run.id == snapshot.run.id).map(|(r, _)| r);
-                let offered = runbook.map_or_else(Vec::new, |runbook| {
-                    policy::decisions_offered(runbook, step, phase)
-                });
+            Work::Decide { snapshot, step, offered } => {
+                let status = snapshot.step(&step.id).map_or("stopped", |s| s.status.as_str());
                 let words: Vec<&str> = offered
                     .into_iter()
                     .map(|decision| match decision {
@@ -169,33 +177,19 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                     Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
                     None => String::new(),
                 };
-                page.decisions.push(Decision {
-                    run_id: snapshot.run.id,
-                    runbook: snapshot.run.runbook.clone(),
-                    mode: snapshot.run.mode.to_string(),
-                    step_id: step.id.clone(),
-                    step_title: step.title().to_owned(),
-                    what: CodeSpans(format!(
-                        "The step {} and the run waits for your decision: {choices}.",
-                        status.replace('_', " ")
-                    )),
-                    act: "Decide",
-                });
+                let what = format!(
+                    "The step {} and the run waits for your decision: {choices}.",
+                    status.replace('_', " ")
+                );
+                page.decisions.push(Decision::new(snapshot, step, what, "Decide"));
             }
             Work::Unreachable { snapshot, step, missing } => {
-                page.decisions.push(Decision {
-                    run_id: snapshot.run.id,
-                    runbook: snapshot.run.runbook.clone(),
-                    mode: snapshot.run.mode.to_string(),
-                    step_id: step.id.clone(),
-                    step_title: step.title().to_owned(),
-                    what: CodeSpans(format!(
-                        "Nobody in the run may give {missing} of the approvals this gate needs: \
-                         give its role to someone who may approve. It waits for {}.",
-                        policy::waiting_for(snapshot, step)
-                    )),
-                    act: "Assign someone",
-                });
+                let what = format!(
+                    "Nobody in the run may give {missing} of the approvals this gate needs: \
+                     give its role to someone who may approve. It waits for {}.",
+                    policy::waiting_for(snapshot, step)
+                );
+                page.decisions.push(Decision::new(snapshot, step, what, "Assign someone"));
             }
             Work::WaitingOnOthers { snapshot, step, refusal } => page.others.push(Others {
                 run_id: snapshot.run.id,
