@@ -1,7 +1,7 @@
 //! The run state machine's decisions: given a runbook and what is stored about a run, what
 //! must happen next. Pure: the executor carries the decisions out.
 
-use crate::run::{Phase, RunSnapshot, RunStatus, StepStatus, Timestamp};
+use crate::run::{Phase, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp};
 use crate::runbook::{OnFailure, Runbook, Step, StepKind};
 
 /// What a run needs next.
@@ -19,6 +19,8 @@ pub enum Next<'r> {
     Wait(&'r Step),
     /// A failed or interrupted step needs the commander's decision.
     Attention(&'r Step),
+    /// A group or fan-out step is under way: its children need driving (see [`group_next`]).
+    Group(&'r Step),
     /// A step whose `on_failure` is `rollback` failed: start the rollback sequence.
     EnterRollback,
     Finish(RunStatus),
@@ -32,7 +34,8 @@ pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) ->
     }
     // States are kept in sequence order, so the n-th state of the phase is the n-th step's;
     // the lookup by id is the fallback that keeps this correct if they ever are not.
-    let mut states = snapshot.steps.iter().filter(|state| state.phase == run.phase);
+    let mut states =
+        snapshot.steps.iter().filter(|state| state.phase == run.phase && state.parent.is_none());
     for step in sequence(runbook, run.phase) {
         let state = match states.next() {
             Some(state) if state.step_id == step.id => Some(state),
@@ -50,6 +53,8 @@ pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) ->
             },
             StepStatus::Interrupted => return Next::Attention(step),
             StepStatus::Cancelled => return Next::Finish(RunStatus::Cancelled),
+            // A group is `running` while its children are; each child has its own crash rule.
+            StepStatus::Running if step.has_children() => return Next::Group(step),
             StepStatus::Running => return Next::Recover(step),
             StepStatus::Waiting if state.deadline.is_some_and(|deadline| deadline <= now) => {
                 return Next::Expire(step);
@@ -62,6 +67,93 @@ pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) ->
         Phase::Main => RunStatus::Succeeded,
         Phase::Rollback => RunStatus::RolledBack,
     })
+}
+
+/// What a group or fan-out step needs next, from its children's states.
+#[derive(Debug, Default)]
+pub struct GroupNext<'s> {
+    /// Pending children to start now, in order, within `concurrency` and `max_failures`.
+    pub start: Vec<&'s StepState>,
+    /// Children found `running` that this driver does not run: their driver died.
+    pub recover: Vec<&'s StepState>,
+    /// Waiting children past their deadline.
+    pub expire: Vec<&'s StepState>,
+    /// A child waiting for people, if any.
+    pub waiting: Option<&'s StepState>,
+    /// Set when the group has ended: nothing runs, nothing may start, nothing waits.
+    pub outcome: Option<StepStatus>,
+}
+
+/// Decides what a group or fan-out `step` needs next. `in_flight` says whether this driver
+/// runs a child now. A group fails when more of its children failed than it allows (none for
+/// a `parallel` group, whose branches may say `on_failure: continue`; `max_failures` for a
+/// fan-out): then no new child starts, and the group ends once the running ones have. It
+/// is `interrupted` when a child is and none failed beyond the limit.
+pub fn group_next<'s>(
+    runbook: &Runbook,
+    step: &'s Step,
+    snapshot: &'s RunSnapshot,
+    in_flight: impl Fn(&str) -> bool,
+    now: Timestamp,
+) -> GroupNext<'s> {
+    let children: Vec<&StepState> = snapshot.children(&step.id).collect();
+    let (limit, allowed) = match &step.fan_out {
+        Some(fan_out) => {
+            (fan_out.concurrency as usize, fan_out.max_failures.allowed(children.len()))
+        }
+        None => (usize::MAX, 0),
+    };
+    let counts_as_failure = |state: &StepState| {
+        state.status.is_failure()
+            && runbook
+                .find_step(&state.step_id)
+                .is_none_or(|branch| branch.on_failure != OnFailure::Continue)
+    };
+    let failed = children.iter().filter(|state| counts_as_failure(state)).count();
+    let mut next = GroupNext::default();
+    let mut running = 0;
+    for state in &children {
+        match state.status {
+            StepStatus::Running if in_flight(&state.step_id) => running += 1,
+            StepStatus::Running => next.recover.push(state),
+            StepStatus::Waiting if state.deadline.is_some_and(|deadline| deadline <= now) => {
+                next.expire.push(state)
+            }
+            StepStatus::Waiting => {
+                next.waiting.get_or_insert(state);
+            }
+            _ => {}
+        }
+    }
+    if failed <= allowed && next.recover.is_empty() {
+        next.start = children
+            .iter()
+            .copied()
+            .filter(|state| state.status == StepStatus::Pending)
+            .take(limit.saturating_sub(running))
+            .collect();
+    }
+    let busy = running > 0 || !next.start.is_empty() || !next.recover.is_empty();
+    if busy || !next.expire.is_empty() {
+        return next;
+    }
+    if failed > allowed {
+        next.outcome = Some(StepStatus::Failed);
+    } else if next.waiting.is_some() {
+        return next;
+    } else if children.iter().any(|state| state.status == StepStatus::Interrupted) {
+        next.outcome = Some(StepStatus::Interrupted);
+    } else if children.iter().any(|state| state.status == StepStatus::Cancelled) {
+        next.outcome = Some(StepStatus::Cancelled);
+    } else {
+        let dry = children.iter().all(|state| state.status == StepStatus::WouldRun);
+        next.outcome = Some(if dry && !children.is_empty() {
+            StepStatus::WouldRun
+        } else {
+            StepStatus::Succeeded
+        });
+    }
+    next
 }
 
 /// The step a run that needs attention is stuck on: the one the commander's decision answers.
@@ -83,6 +175,7 @@ pub fn sequence(runbook: &Runbook, phase: Phase) -> &[Step] {
 }
 
 /// The approval gate a step runs behind, if any: the nearest gate before it in its sequence.
+/// A branch or item runs behind the gate of its group (`step_id` is then the group's).
 pub fn governing_gate<'r>(runbook: &'r Runbook, phase: Phase, step_id: &str) -> Option<&'r Step> {
     let steps = sequence(runbook, phase);
     let position = steps.iter().position(|step| step.id == step_id)?;

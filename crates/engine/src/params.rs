@@ -34,6 +34,7 @@ fn article(kind: ParamType) -> &'static str {
         ParamType::Integer => "a whole number",
         ParamType::Number => "a number",
         ParamType::Boolean => "true or false",
+        ParamType::List => "a list of strings (`a,b` or a JSON array of strings)",
     }
 }
 
@@ -96,6 +97,7 @@ fn empty_value(kind: ParamType) -> ParamValue {
         ParamType::Integer => ParamValue::Integer(0),
         ParamType::Number => ParamValue::Number(0.0),
         ParamType::Boolean => ParamValue::Boolean(false),
+        ParamType::List => ParamValue::List(Vec::new()),
     }
 }
 
@@ -120,8 +122,33 @@ fn parse_value(param: &Param, text: &str) -> Result<ParamValue, ParamError> {
             "false" => false,
             _ => return Err(wrong_type()),
         }),
+        ParamType::List => {
+            let items = list_items(text).ok_or_else(wrong_type)?;
+            for item in &items {
+                check_allowed(param, &ParamValue::String(item.clone()), item)?;
+            }
+            return Ok(ParamValue::List(items));
+        }
     };
-    if !param.choices.is_empty() && !param.choices.contains(&value) {
+    check_allowed(param, &value, text)?;
+    Ok(value)
+}
+
+/// A list parameter's items from text: a JSON array of strings (what the API sends, and how
+/// an item with a comma is written), or comma-separated items, each trimmed; empty items
+/// are dropped, so `""` is the empty list.
+fn list_items(text: &str) -> Option<Vec<String>> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).ok();
+    }
+    Some(
+        text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect(),
+    )
+}
+
+/// Checks a value (or one item of a list) against the parameter's `enum` and `pattern`.
+fn check_allowed(param: &Param, value: &ParamValue, text: &str) -> Result<(), ParamError> {
+    if !param.choices.is_empty() && !param.choices.contains(value) {
         let allowed = param.choices.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         return Err(ParamError::NotAllowed {
             name: param.name.clone(),
@@ -138,5 +165,5 @@ fn parse_value(param: &Param, text: &str) -> Result<ParamValue, ParamError> {
             value: text.clone(),
         });
     }
-    Ok(value)
+    Ok(())
 }

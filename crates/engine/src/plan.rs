@@ -56,6 +56,28 @@ pub struct PlannedStep {
     pub retries: Option<String>,
     pub expect: Vec<String>,
     pub on_failure: OnFailure,
+    /// How a fan-out runs its items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<PlannedFanOut>,
+    /// The branches of a group, or the items of a fan-out, each rendered (`3.1`, `3.2`, …).
+    /// A fan-out whose items only the run will know shows one item, rendered with the item
+    /// as a placeholder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFanOut {
+    /// `for_each` as written.
+    pub for_each: String,
+    /// The item's name in templates.
+    #[serde(rename = "as")]
+    pub name: String,
+    pub concurrency: u32,
+    /// A count or a percentage (`10%`).
+    pub max_failures: String,
+    /// The items, when they are known before the run.
+    pub items: Option<Vec<serde_json::Value>>,
 }
 
 /// What a step does, rendered: as an offline plan shows it, as an approval binds it, and as
@@ -106,6 +128,17 @@ pub enum Action {
     Sleep {
         duration: String,
     },
+    /// A group: the ids of its branches, each rendered on its own.
+    Parallel {
+        branches: Vec<String>,
+    },
+    /// A fan-out as it started: its items, each run as a step of its own.
+    ForEach {
+        items: Vec<serde_json::Value>,
+        concurrency: u32,
+        /// A count, or a percentage of the items (`10%`).
+        max_failures: String,
+    },
 }
 
 impl Action {
@@ -151,6 +184,10 @@ impl Action {
                 [timeout, prompt, escalate_to].into_iter().flatten().for_each(text);
             }
             Action::Sleep { duration } => text(duration),
+            Action::Parallel { branches: _ } => {}
+            Action::ForEach { items, concurrency: _, max_failures: _ } => {
+                items.iter_mut().for_each(json)
+            }
         }
     }
 
@@ -343,11 +380,59 @@ fn action(
             },
         },
         StepKind::Sleep(duration) => Action::Sleep { duration: duration.to_string() },
+        StepKind::Parallel(branches) => {
+            Action::Parallel { branches: branches.iter().map(|branch| branch.id.clone()).collect() }
+        }
     })
+}
+
+/// The children of a group or fan-out step with the context each renders in: the branches,
+/// or one step per item (see [`Step::for_item`]) with the item beside the run's values. A
+/// fan-out whose items are not known yet (`None` from [`template::evaluate_items`]) has one
+/// child, the step itself, its item a placeholder.
+pub fn children(
+    step: &Step,
+    context: &Context,
+) -> Result<Vec<(Step, Context)>, template::RenderError> {
+    if let Some(fan_out) = &step.fan_out {
+        return Ok(match template::evaluate_items(&fan_out.items, context)? {
+            Some(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    (step.for_item(index, item), context.with_item(&fan_out.name, item))
+                })
+                .collect(),
+            None => {
+                let placeholder = serde_json::Value::String(format!("⟨{}⟩", fan_out.name));
+                vec![(step.clone(), context.with_item(&fan_out.name, &placeholder))]
+            }
+        });
+    }
+    Ok(step.branches().iter().map(|branch| (branch.clone(), context.clone())).collect())
 }
 
 fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
     let action = plan_action(step, context);
+    let fan_out = step.fan_out.as_ref().map(|fan_out| PlannedFanOut {
+        for_each: fan_out.items.source.clone(),
+        name: fan_out.name.clone(),
+        concurrency: fan_out.concurrency,
+        max_failures: fan_out.max_failures.to_string(),
+        items: template::evaluate_items(&fan_out.items, context).ok().flatten(),
+    });
+    let children = children(step, context)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(index, (child, context))| {
+            let mut planned = planned_step(child, format!("{number}.{}", index + 1), context);
+            // A fan-out's child is the fan-out's kind; its own fan-out is the item.
+            planned.fan_out = None;
+            planned.children = Vec::new();
+            planned
+        })
+        .collect();
     let mut expect = Vec::new();
     if !step.expect.exit_code.is_empty() {
         expect.push(format!("exit code {}", join(&step.expect.exit_code, " or ")));
@@ -375,6 +460,8 @@ fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
             .map(|retries| format!("{} more times, {} apart", retries.count, retries.delay)),
         expect,
         on_failure: step.on_failure,
+        fan_out,
+        children,
     }
 }
 
@@ -529,6 +616,27 @@ impl fmt::Display for PlannedStep {
                 lines.push(("needs", rule));
             }
             Action::Sleep { duration } => lines.push(("wait", duration.clone())),
+            Action::Parallel { branches } => {
+                lines.push(("parallel", format!("{} branches at once", branches.len())))
+            }
+            // An offline plan shows a fan-out by its items (below); a run records this.
+            Action::ForEach { items, .. } => lines.push((
+                "items",
+                items.iter().map(crate::runbook::item_text).collect::<Vec<_>>().join(", "),
+            )),
+        }
+        if let Some(fan_out) = &self.fan_out {
+            let count = match &fan_out.items {
+                Some(items) => format!("{} items", items.len()),
+                None => format!("the items of {}", fan_out.for_each),
+            };
+            lines.push((
+                "for each",
+                format!(
+                    "{} as {}: at most {} at once, stop after {} failed",
+                    count, fan_out.name, fan_out.concurrency, fan_out.max_failures
+                ),
+            ));
         }
         if let Some(description) = &self.description {
             lines.push(("note", description.trim_end().to_owned()));
@@ -554,6 +662,9 @@ impl fmt::Display for PlannedStep {
                 let label = if index == 0 { label } else { "" };
                 writeln!(f, "{:7}{label:<9}{line}", "")?;
             }
+        }
+        for child in &self.children {
+            write!(f, "{child}")?;
         }
         Ok(())
     }

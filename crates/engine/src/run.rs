@@ -244,12 +244,25 @@ pub struct StepState {
     /// The note of whoever completed or failed a manual step, or why Steady ended the step.
     pub note: Option<String>,
     pub completed_by: Option<Actor>,
+    /// For a branch of a group or an item of a fan-out: the id of the step it belongs to.
+    /// A child's `position` is its place among its siblings, from 0.
+    pub parent: Option<String>,
+    /// For an item of a fan-out: the item, as the `for_each` expression yielded it.
+    pub item: Option<serde_json::Value>,
+}
+
+/// The id of the `index`-th item (from 0) of the fan-out step `step_id`: `restart[3]`. Step
+/// ids are `[a-z][a-z0-9_]*`, so an item's id never names a step.
+pub fn item_id(step_id: &str, index: usize) -> String {
+    format!("{step_id}[{index}]")
 }
 
 impl StepState {
     /// A step of a run that has just started: pending, never attempted.
     pub fn pending(step_id: &str, phase: Phase, position: u32) -> StepState {
         StepState {
+            parent: None,
+            item: None,
             step_id: step_id.to_owned(),
             phase,
             position,
@@ -397,6 +410,11 @@ pub struct RunSnapshot {
 impl RunSnapshot {
     pub fn step(&self, id: &str) -> Option<&StepState> {
         self.steps.iter().find(|step| step.step_id == id)
+    }
+
+    /// The branches or items of a group or fan-out step, in their order.
+    pub fn children<'s>(&'s self, parent: &'s str) -> impl Iterator<Item = &'s StepState> + 's {
+        self.steps.iter().filter(move |state| state.parent.as_deref() == Some(parent))
     }
 
     pub fn attempt(&self, id: &str, number: u32) -> Option<&Attempt> {

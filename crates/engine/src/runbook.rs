@@ -90,6 +90,20 @@ impl Runbook {
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.iter().find(|role| role.name == name)
     }
+
+    /// Every step of the runbook with its id: the steps, the rollback steps and the branches
+    /// of their `parallel` groups, in the order written.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps
+            .iter()
+            .chain(&self.rollback)
+            .flat_map(|step| std::iter::once(step).chain(step.branches()))
+    }
+
+    /// The step with this id, wherever it is written (a branch of a group included).
+    pub fn find_step(&self, id: &str) -> Option<&Step> {
+        self.all_steps().find(|step| step.id == id)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,11 +141,19 @@ pub enum ParamType {
     Integer,
     Number,
     Boolean,
+    /// A list of strings (`-p hosts=a,b` on a command line, a JSON array over the API);
+    /// `enum` and `pattern` apply to each element.
+    List,
 }
 
 impl ParamType {
-    pub const ALL: [ParamType; 4] =
-        [ParamType::String, ParamType::Integer, ParamType::Number, ParamType::Boolean];
+    pub const ALL: [ParamType; 5] = [
+        ParamType::String,
+        ParamType::Integer,
+        ParamType::Number,
+        ParamType::Boolean,
+        ParamType::List,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -139,6 +161,15 @@ impl ParamType {
             ParamType::Integer => "integer",
             ParamType::Number => "number",
             ParamType::Boolean => "boolean",
+            ParamType::List => "list",
+        }
+    }
+
+    /// The type of one value of `enum`: a list's items are strings.
+    pub fn element(self) -> ParamType {
+        match self {
+            ParamType::List => ParamType::String,
+            other => other,
         }
     }
 }
@@ -151,6 +182,7 @@ pub enum ParamValue {
     Integer(i64),
     Number(f64),
     Boolean(bool),
+    List(Vec<String>),
 }
 
 impl std::fmt::Display for ParamValue {
@@ -160,6 +192,7 @@ impl std::fmt::Display for ParamValue {
             ParamValue::Integer(value) => write!(f, "{value}"),
             ParamValue::Number(value) => write!(f, "{value}"),
             ParamValue::Boolean(value) => write!(f, "{value}"),
+            ParamValue::List(values) => f.write_str(&values.join(",")),
         }
     }
 }
@@ -215,6 +248,8 @@ pub struct Step {
     pub env: Vec<(String, Template)>,
     pub expect: Expect,
     pub on_failure: OnFailure,
+    /// `for_each`: the step runs once per item of a list, each item durable on its own.
+    pub fan_out: Option<FanOut>,
     pub at: Position,
 }
 
@@ -235,6 +270,82 @@ impl Step {
     pub fn title(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
+
+    /// The branches of a `parallel` group; empty for any other step.
+    pub fn branches(&self) -> &[Step] {
+        match &self.kind {
+            StepKind::Parallel(branches) => branches,
+            _ => &[],
+        }
+    }
+
+    /// A group or a fan-out: the step's work is done by children, each durable on its own.
+    pub fn has_children(&self) -> bool {
+        self.fan_out.is_some() || matches!(self.kind, StepKind::Parallel(_))
+    }
+
+    /// The step an item of this fan-out runs as: this step's kind and settings, with the
+    /// item's id (`restart[3]`, see [`crate::run::item_id`]) and the item in its title. Its
+    /// `when` was decided for the whole fan-out, and its failure counts against
+    /// `max_failures`, so it has neither of its own.
+    pub fn for_item(&self, index: usize, item: &serde_json::Value) -> Step {
+        Step {
+            id: crate::run::item_id(&self.id, index),
+            name: Some(format!("{} ({})", self.title(), item_text(item))),
+            when: None,
+            on_failure: OnFailure::Pause,
+            fan_out: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// A fan-out item as people read it: a string as it is, anything else as JSON.
+pub fn item_text(item: &serde_json::Value) -> String {
+    match item {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// How a fan-out step (`for_each`) runs over its items.
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    /// `for_each`: an expression that yields the list of items, evaluated when the step starts.
+    pub items: Expression,
+    /// `as`: the item's name in the step's templates (`item` unless given).
+    pub name: String,
+    /// At most this many items run at once, at least 1.
+    pub concurrency: u32,
+    /// How many items may fail before no new item starts.
+    pub max_failures: FailureLimit,
+}
+
+/// `max_failures`: a count of items, or a percentage of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureLimit {
+    Count(u32),
+    /// Of the number of items, rounded down; at most 100.
+    Percent(u32),
+}
+
+impl FailureLimit {
+    /// How many of `items` may fail while the fan-out goes on.
+    pub fn allowed(self, items: usize) -> usize {
+        match self {
+            FailureLimit::Count(count) => count as usize,
+            FailureLimit::Percent(percent) => items * percent as usize / 100,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureLimit::Count(count) => write!(f, "{count}"),
+            FailureLimit::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -245,10 +356,13 @@ pub enum StepKind {
     Manual(Manual),
     Approval(Approval),
     Sleep(Duration),
+    /// A group whose branches run at once; it ends when every branch has ended.
+    Parallel(Vec<Step>),
 }
 
 impl StepKind {
-    pub const NAMES: [&'static str; 6] = ["run", "http", "check", "manual", "approval", "sleep"];
+    pub const NAMES: [&'static str; 7] =
+        ["run", "http", "check", "manual", "approval", "sleep", "parallel"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -258,6 +372,7 @@ impl StepKind {
             StepKind::Manual(_) => "manual",
             StepKind::Approval(_) => "approval",
             StepKind::Sleep(_) => "sleep",
+            StepKind::Parallel(_) => "parallel",
         }
     }
 }

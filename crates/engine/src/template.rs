@@ -169,6 +169,36 @@ fn typed_json(
     })
 }
 
+/// Evaluates a fan-out's `for_each` to its list of items; `None` when only a run will know
+/// them (an offline plan, or an approver's preview of steps that have not run). Errors when
+/// the value is not a list.
+pub fn evaluate_items(
+    expression: &Expression,
+    context: &Context,
+) -> Result<Option<Vec<serde_json::Value>>, RenderError> {
+    refuse_template_markers(&expression.source)
+        .map_err(|error| RenderError { message: error.message })?;
+    let compiled = environment(Target::Text).compile_expression_owned(expression.source.clone())?;
+    let value = compiled.eval(&context.root)?;
+    if value.downcast_object_ref::<Placeholder>().is_some() {
+        return Ok(None);
+    }
+    match serde_json::to_value(&value) {
+        Ok(serde_json::Value::Array(items)) => Ok(Some(items)),
+        Ok(other) => Err(RenderError {
+            message: format!(
+                "`for_each: {}` must yield a list, and yielded {}",
+                expression.source,
+                match other {
+                    serde_json::Value::Null => "nothing".to_owned(),
+                    other => format!("`{other}`"),
+                }
+            ),
+        }),
+        Err(error) => Err(RenderError { message: format!("cannot read the items: {error}") }),
+    }
+}
+
 /// Evaluates a `check` or `when` expression to true or false, by Jinja's truthiness.
 pub fn evaluate(expression: &Expression, context: &Context) -> Result<bool, RenderError> {
     // Validation refuses these; this keeps a runbook stored before that rule from panicking.
@@ -178,6 +208,9 @@ pub fn evaluate(expression: &Expression, context: &Context) -> Result<bool, Rend
     Ok(compiled.eval(&context.root)?.is_true())
 }
 
+/// The names of the run's values in templates, which a fan-out's `as` may not hide.
+pub const CONTEXT_NAMES: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
+
 /// The values templates see: `params`, `secrets`, `steps`, `run` and `roles`.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -185,6 +218,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// This context, with one item of a fan-out named `name` (its `as`) beside the run's
+    /// values: what an item's templates and expressions render with.
+    pub fn with_item(&self, name: &str, item: &serde_json::Value) -> Context {
+        let item = Value::from_iter([(name.to_owned(), Value::from_serialize(item))]);
+        Context { root: minijinja::value::merge_maps([item, self.root.clone()]) }
+    }
+
     /// The context of a plan made before any run: parameters are known, secrets are masked,
     /// and everything a run would know (step outputs, run id, role holders) shows as a
     /// placeholder such as `⟨steps.lag.stdout⟩`.

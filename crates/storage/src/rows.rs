@@ -62,6 +62,8 @@ pub(crate) fn step_state(row: &impl Columns) -> Result<StepState, StoreError> {
         rendered: row.optional_text("rendered")?.as_deref().map(json_from).transpose()?,
         note: row.optional_text("note")?,
         completed_by: row.optional_text("completed_by")?.as_deref().map(actor).transpose()?,
+        parent: row.optional_text("parent")?,
+        item: row.optional_text("item")?.as_deref().map(json_from).transpose()?,
     })
 }
 

@@ -437,5 +437,10 @@ pub fn describe_action(action: &Action) -> String {
             prompt.as_ref().map(|p| format!(": {p}")).unwrap_or_default()
         ),
         Action::Sleep { duration } => format!("sleep {duration}"),
+        Action::Parallel { branches } => format!("at once: {}", branches.join(", ")),
+        Action::ForEach { items, concurrency, max_failures } => format!(
+            "for each of {} items, at most {concurrency} at once, stop after {max_failures} failed",
+            items.len()
+        ),
     }
 }

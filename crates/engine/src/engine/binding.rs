@@ -9,7 +9,7 @@ use crate::machine::{self, governing_gate, guarded_steps};
 use crate::plan::{self, Action};
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
-use crate::template::{self, SecretValues};
+use crate::template::{self, Context, SecretValues};
 
 use super::context::{NotYetRun, run_context};
 use super::driver::Driver;
@@ -30,15 +30,15 @@ impl Engine {
             SecretValues::Masked,
             NotYetRun::Placeholders,
         );
-        let rendered: Vec<(&str, Option<Action>)> =
+        let rendered: Vec<(String, Option<Action>)> =
             guarded_steps(runbook, snapshot.run.phase, &gate.id)
                 .iter()
-                .map(|step| (step.id.as_str(), plan::render_action(step, &context).ok()))
+                .flat_map(|step| guarded_renderings(step, &context))
                 .collect();
         Binding::new(
             &gate.id,
             &snapshot.run.params,
-            rendered.iter().map(|(id, action)| (*id, action.as_ref())),
+            rendered.iter().map(|(id, action)| (id.as_str(), action.as_ref())),
         )
     }
 
@@ -60,15 +60,29 @@ impl Engine {
             for gate in machine::sequence(runbook, phase).iter().filter(|step| step.is_gate()) {
                 let steps = guarded_steps(runbook, phase, &gate.id)
                     .iter()
-                    .filter_map(|step| {
-                        let action = plan::render_action(step, &context).ok()?;
-                        Some((step.id.clone(), action))
-                    })
+                    .flat_map(|step| guarded_renderings(step, &context))
+                    .filter_map(|(id, action)| Some((id, action?)))
                     .collect();
                 preview.insert(gate.id.clone(), steps);
             }
         }
         preview
+    }
+}
+
+/// What a gate binds of one guarded step: its rendering, or, for a group or fan-out, each
+/// branch's and each item's, by their own ids. A fan-out whose items are not known yet binds
+/// one rendering under its own id, its item a placeholder.
+fn guarded_renderings(step: &Step, context: &Context) -> Vec<(String, Option<Action>)> {
+    if !step.has_children() {
+        return vec![(step.id.clone(), plan::render_action(step, context).ok())];
+    }
+    match plan::children(step, context) {
+        Ok(children) => children
+            .iter()
+            .map(|(child, context)| (child.id.clone(), plan::render_action(child, context).ok()))
+            .collect(),
+        Err(_) => vec![(step.id.clone(), None)],
     }
 }
 
@@ -83,7 +97,11 @@ impl Driver<'_> {
         rendered: &Action,
     ) -> Result<bool, EngineError> {
         let phase = self.run_record().phase;
-        let Some(gate) = governing_gate(runbook, phase, &step.id) else { return Ok(false) };
+        // A branch or an item runs behind the gate of its group, which bound it by its own id
+        // (or, for items not known at the time, under the group's).
+        let group = self.snapshot.step(&step.id).and_then(|state| state.parent.clone());
+        let in_sequence = group.as_deref().unwrap_or(&step.id);
+        let Some(gate) = governing_gate(runbook, phase, in_sequence) else { return Ok(false) };
         let StepKind::Approval(approval) = &gate.kind else { return Ok(false) };
         let Some(gate_state) = self.snapshot.step(&gate.id) else { return Ok(false) };
         match gate_state.status {
@@ -99,9 +117,11 @@ impl Driver<'_> {
             .snapshot
             .live_votes(&gate.id)
             .filter(|vote| vote.approve)
-            .filter(|vote| match vote.bound.step(&step.id) {
-                Some(approved) => !template::matches_with_placeholders(approved, &actual),
-                None => false,
+            .filter(|vote| {
+                match vote.bound.step(&step.id).or_else(|| vote.bound.step(in_sequence)) {
+                    Some(approved) => !template::matches_with_placeholders(approved, &actual),
+                    None => false,
+                }
             })
             .collect();
         if stale.is_empty() {
@@ -131,10 +151,14 @@ impl Driver<'_> {
             let mut reopened = gate_state.clone();
             reopened.reopen(approval.timeout.map(|timeout| self.engine.later(timeout.as_std())));
             transition.steps.push(reopened);
-            let mut change = RunChange::from(self.run_record());
-            change.status = RunStatus::Waiting;
-            change.release_lease = true;
-            transition.run = Some(change);
+            // A group's siblings may still run: the machine makes the run wait once they
+            // have ended, seeing the gate waiting again.
+            if group.is_none() {
+                let mut change = RunChange::from(self.run_record());
+                change.status = RunStatus::Waiting;
+                change.release_lease = true;
+                transition.run = Some(change);
+            }
         }
         if !self.commit(transition).await? {
             return Ok(true);

@@ -382,6 +382,21 @@ impl Engine {
                         transition.voided_votes =
                             snapshot.live_votes(&step.id).map(|vote| vote.id).collect();
                     }
+                    // A group runs again only its children that failed or were interrupted:
+                    // what succeeded never runs again.
+                    for child in snapshot.children(&step.id) {
+                        if child.status.is_failure() || child.status == StepStatus::Interrupted {
+                            let mut again = child.clone();
+                            again.retry();
+                            if runbook.find_step(&child.step_id).is_some_and(Step::is_gate) {
+                                again.forget_answers();
+                                transition
+                                    .voided_votes
+                                    .extend(snapshot.live_votes(&child.step_id).map(|v| v.id));
+                            }
+                            transition.steps.push(again);
+                        }
+                    }
                 }
                 Decision::Skip if step.is_gate() => {
                     return (None, Err(EngineError::GateCannotBeSkipped { step: step.id.clone() }));
@@ -534,7 +549,7 @@ impl Engine {
                 return (None, Err(refusal.into()));
             }
             if let Some(step_id) = step_id
-                && find_step(runbook, step_id).is_none()
+                && runbook.find_step(step_id).is_none()
             {
                 return (None, Err(EngineError::NoSuchStep(step_id.to_owned())));
             }
@@ -605,11 +620,6 @@ impl Engine {
     }
 }
 
-/// A step of either sequence, by id.
-fn find_step<'r>(runbook: &'r Runbook, step_id: &str) -> Option<&'r Step> {
-    runbook.steps.iter().chain(&runbook.rollback).find(|step| step.id == step_id)
-}
-
 /// By what right someone changes a run's commander.
 #[derive(Debug, Clone, Copy)]
 enum Authority {
@@ -626,7 +636,7 @@ fn waiting_step<'r, 's>(
     step_id: &str,
 ) -> Result<(&'r Step, &'s StepState), EngineError> {
     let step =
-        find_step(runbook, step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
+        runbook.find_step(step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
     let state =
         snapshot.step(step_id).ok_or_else(|| EngineError::NoSuchStep(step_id.to_owned()))?;
     if !snapshot.run.status.is_active() {

@@ -78,7 +78,7 @@ impl template::StepResults for SnapshotResults {
             }
             (None, None) => (String::new(), String::new(), None),
         };
-        Some(json!({
+        let mut result = json!({
             "status": state.status.as_str(),
             "stdout": stdout,
             "stderr": stderr,
@@ -86,7 +86,24 @@ impl template::StepResults for SnapshotResults {
             "json": json,
             "approved_by": approved_by,
             "note": state.note,
-        }))
+        });
+        // `steps.<fan-out>.items`: each item's result, in input order.
+        let items: Vec<Value> = snapshot
+            .children(id)
+            .filter(|child| child.item.is_some())
+            .map(|child| {
+                let mut item = self.result(&child.step_id).unwrap_or_else(|| {
+                    json!({ "status": child.status.as_str(), "stdout": "", "stderr": "",
+                            "exit_code": null, "json": null, "approved_by": [], "note": child.note })
+                });
+                item["item"] = child.item.clone().unwrap_or_default();
+                item
+            })
+            .collect();
+        if !items.is_empty() {
+            result["items"] = Value::Array(items);
+        }
+        Some(result)
     }
 }
 

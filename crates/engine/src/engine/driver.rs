@@ -1,6 +1,7 @@
 //! The driver: one drive of one run under a lease. It takes the machine's decisions one by one,
 //! commits each transition before the effect it announces, starts effects and records results.
 
+mod group;
 mod recover;
 mod start;
 
@@ -153,15 +154,35 @@ impl Driver<'_> {
                 Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
                 Next::Start(step) => {
                     async {
-                        match self.start(&runbook, step).await {
+                        let started = match self.start(&runbook, step, None).await {
+                            Ok(started) => started,
                             Err(error @ EngineError::Store(_)) => {
-                                self.fail_unrecorded(step, &error).await
+                                return self.fail_unrecorded(step, &error).await;
                             }
-                            other => other,
+                            Err(error) => return Err(error),
+                        };
+                        match started {
+                            start::Started::Launch(launch) => match self.execute(launch).await {
+                                Err(error @ EngineError::Store(_)) => {
+                                    self.fail_unrecorded(step, &error).await
+                                }
+                                other => other,
+                            },
+                            start::Started::RetryIn(delay) => {
+                                self.pause_before_retry(delay).await;
+                                Ok(())
+                            }
+                            start::Started::Done => Ok(()),
                         }
                     }
                     .instrument(step_span(step, None))
                     .await?
+                }
+                Next::Group(step) => {
+                    let drive = self.drive_group(&runbook, step).instrument(step_span(step, None));
+                    if let Some(end) = drive.await? {
+                        return Ok(end);
+                    }
                 }
                 Next::Recover(step) => {
                     let attempt = self.snapshot.step(&step.id).map(|state| state.attempt);
@@ -285,20 +306,33 @@ impl Driver<'_> {
     }
 
     /// Runs one attempt of a `run`, `http` or `sleep` step: `running` is committed before the
-    /// effect starts, the result after it ends.
-    pub(super) async fn execute(
-        &mut self,
-        step: &Step,
-        rendered: Action,
-        effect: Effect,
-        env: Vec<(String, String)>,
-    ) -> Result<(), EngineError> {
-        let Some(state) = self.snapshot.step(&step.id) else { return Ok(()) };
+    /// effect starts, the result after it ends; a retry waits for its delay.
+    pub(super) async fn execute(&mut self, launch: Launch) -> Result<(), EngineError> {
+        let Some(flight) = self.take_off(launch).await? else { return Ok(()) };
+        let mut stop = self.stop.clone();
+        let output = flight.fly(&self.engine.http, self.capture(), &mut stop).await;
+        if let Some(delay) = self.land(flight, output).await? {
+            self.pause_before_retry(delay).await;
+        }
+        Ok(())
+    }
+
+    /// How much output an attempt captures: a little more than is stored, so that a secret
+    /// straddling the limit is masked whole before the output is cut.
+    pub(super) fn capture(&self) -> usize {
+        MAX_OUTPUT + self.secrets.capture_margin()
+    }
+
+    /// Commits the attempt `running`, before its effect starts. `None` when the run changed
+    /// meanwhile: nothing may start on stale state, and the driver decides again.
+    pub(super) async fn take_off(&mut self, launch: Launch) -> Result<Option<Flight>, EngineError> {
+        let step = &launch.step;
+        let Some(state) = self.snapshot.step(&step.id) else { return Ok(None) };
         let number = state.attempt + 1;
         let started_at = self.engine.now();
         let mut transition = self.transition();
         let mut running = state.clone();
-        running.start(number, rendered.clone(), started_at);
+        running.start(number, launch.rendered.clone(), started_at);
         transition.steps.push(running);
         transition.attempts.push(Attempt {
             step_id: step.id.clone(),
@@ -313,48 +347,66 @@ impl Driver<'_> {
                 Some(self.run_id),
                 AuditData::StepStarted(StepStarted {
                     attempt: number,
-                    rendered: rendered.clone().into(),
+                    rendered: launch.rendered.clone().into(),
                 }),
             )
             .step(&step.id),
         );
-        // If the run changed meanwhile, nothing may start on stale state: decide again.
         if !self.commit(transition).await? {
-            return Ok(());
+            return Ok(None);
         }
         tracing::Span::current().record("attempt", number);
         self.observer.progress(
             self.run_record(),
-            Progress::StepStarted { step, attempt: number, rendered: &rendered },
+            Progress::StepStarted { step, attempt: number, rendered: &launch.rendered },
         );
-
-        let timeout = match (&effect, step.timeout) {
+        let timeout = match (&launch.effect, step.timeout) {
             (Effect::Sleep(duration), _) => duration.saturating_add(StdDuration::from_secs(60)),
             (_, Some(timeout)) => timeout.as_std(),
             (_, None) => Step::DEFAULT_TIMEOUT,
         };
-        // A little more than is stored, so that a secret straddling the limit is masked whole
-        // before the output is cut.
-        let capture = MAX_OUTPUT + self.secrets.capture_margin();
-        let output =
-            runner::execute(&effect, &env, timeout, &self.engine.http, capture, &mut self.stop)
-                .await;
-        let (attempt, revealed) =
-            judge(&self.secrets, step, number, (started_at, self.engine.now()), output, timeout);
-        if let Some(revealed) = revealed {
-            Arc::make_mut(&mut self.revealed).insert(step.id.clone(), Arc::new(revealed));
-        }
-        self.finish_attempt(step, rendered, attempt).await
+        Ok(Some(Flight { launch, number, started_at, timeout }))
     }
 
-    /// Records an attempt's result and the step's status after it; schedules a retry when
-    /// the step has retries left.
+    /// Judges an attempt's output and records it; returns the delay before the step's next
+    /// try when it is retried.
+    pub(super) async fn land(
+        &mut self,
+        flight: Flight,
+        output: runner::Output,
+    ) -> Result<Option<StdDuration>, EngineError> {
+        let Flight { launch, number, started_at, timeout } = flight;
+        let (attempt, revealed) = judge(
+            &self.secrets,
+            &launch.step,
+            number,
+            (started_at, self.engine.now()),
+            output,
+            timeout,
+        );
+        if let Some(revealed) = revealed {
+            Arc::make_mut(&mut self.revealed).insert(launch.step.id.clone(), Arc::new(revealed));
+        }
+        self.finish_attempt(&launch.step, launch.rendered, attempt).await
+    }
+
+    /// Waits out a retry's delay, or until the driver is asked to stop.
+    pub(super) async fn pause_before_retry(&self, delay: StdDuration) {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|stop| *stop != Stop::No) => {}
+        }
+    }
+
+    /// Records an attempt's result and the step's status after it; returns the delay before
+    /// the next try when the step has retries left.
     pub(super) async fn finish_attempt(
         &mut self,
         step: &Step,
         rendered: Action,
         mut attempt: Attempt,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<StdDuration>, EngineError> {
         // Before the output is hashed for the audit log: what is stored is what is hashed.
         attempt.make_storable();
         let before = self.snapshot.step(&step.id).map_or(0, |s| s.attempts_before_round);
@@ -372,7 +424,12 @@ impl Driver<'_> {
             if ours {
                 transition.steps.push(new_state);
             }
-            if ours && status == StepStatus::Interrupted && fresh.run.status.is_active() {
+            // A child's interruption is its group's to weigh, once its siblings have ended.
+            if ours
+                && status == StepStatus::Interrupted
+                && state.parent.is_none()
+                && fresh.run.status.is_active()
+            {
                 let mut change = RunChange::from(&fresh.run);
                 change.status = RunStatus::NeedsAttention;
                 change.release_lease = true;
@@ -433,16 +490,43 @@ impl Driver<'_> {
             self.run_record(),
             Progress::StepEnded { step, status, attempt: attempt.number, detail, duration },
         );
-        if let Some(retries) = retry {
+        Ok(retry.map(|retries| {
             let delay = retries.delay.as_std();
             self.observer.progress(self.run_record(), Progress::RetryIn { step, delay });
-            let mut stop = self.stop.clone();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = stop.wait_for(|stop| *stop != Stop::No) => {}
-            }
-        }
-        Ok(())
+            delay
+        }))
+    }
+}
+
+/// An effect about to run for one attempt of a step, as [`Driver::start`] prepared it.
+pub(super) struct Launch {
+    /// The step, owned: an item of a fan-out runs as a step made for it.
+    pub(super) step: Step,
+    /// What it does, secrets masked: what is stored and shown.
+    pub(super) rendered: Action,
+    /// What it does, secrets revealed: what is executed.
+    pub(super) effect: Effect,
+    pub(super) env: Vec<(String, String)>,
+}
+
+/// An attempt committed `running`, whose effect is to run now.
+pub(super) struct Flight {
+    pub(super) launch: Launch,
+    pub(super) number: u32,
+    pub(super) started_at: Timestamp,
+    pub(super) timeout: StdDuration,
+}
+
+impl Flight {
+    /// Runs the effect. Owns nothing of the driver, so that a group's children run at once.
+    pub(super) async fn fly(
+        &self,
+        http: &runner::HttpClients,
+        capture: usize,
+        stop: &mut watch::Receiver<Stop>,
+    ) -> runner::Output {
+        runner::execute(&self.launch.effect, &self.launch.env, self.timeout, http, capture, stop)
+            .await
     }
 }
 

@@ -43,6 +43,11 @@ const STEP_FIELDS: &[&str] = &[
     "env",
     "expect",
     "on_failure",
+    "parallel",
+    "for_each",
+    "as",
+    "concurrency",
+    "max_failures",
 ];
 
 /// Builds the runbook from its source, or `None` when any error was reported.
@@ -287,11 +292,11 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
         let required = optional_bool(fields, "required", out);
         let description = optional_string(fields, "description", out);
         let pattern = fields.get("pattern").and_then(|node| {
-            if kind != ParamType::String {
+            if !matches!(kind, ParamType::String | ParamType::List) {
                 out.push(Diagnostic::error(
                     at(node),
                     format!(
-                        "`pattern` applies to string parameters, and `{name}` is {}",
+                        "`pattern` applies to string and list parameters, and `{name}` is {}",
                         kind.as_str()
                     ),
                 ));
@@ -303,7 +308,10 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
             .get("enum")
             .and_then(|node| yaml::sequence(node, "enum", out))
             .map(|items| {
-                items.iter().filter_map(|item| param_value(item, kind, "enum", out)).collect()
+                items
+                    .iter()
+                    .filter_map(|item| param_value(item, kind.element(), "enum", out))
+                    .collect()
             })
             .unwrap_or_default();
         if fields
@@ -323,22 +331,31 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
                     format!("parameter `{name}` has a default, so it cannot also be required"),
                 ));
             }
-            if !choices.is_empty() && !choices.contains(&value) {
-                out.push(Diagnostic::error(
-                    at(node),
-                    format!(
-                        "default `{value}` is not one of the allowed values: {}",
-                        list(&choices)
-                    ),
-                ));
-            }
-            if let (Some(pattern), ParamValue::String(text)) = (&pattern, &value)
-                && !pattern.is_match(text)
-            {
-                out.push(Diagnostic::error(
-                    at(node),
-                    format!("default `{text}` does not match the pattern `{}`", pattern.as_str()),
-                ));
+            let elements = match &value {
+                ParamValue::List(items) => items.iter().cloned().map(ParamValue::String).collect(),
+                other => vec![other.clone()],
+            };
+            for element in &elements {
+                if !choices.is_empty() && !choices.contains(element) {
+                    out.push(Diagnostic::error(
+                        at(node),
+                        format!(
+                            "default `{element}` is not one of the allowed values: {}",
+                            list(&choices)
+                        ),
+                    ));
+                }
+                if let (Some(pattern), ParamValue::String(text)) = (&pattern, element)
+                    && !pattern.is_match(text)
+                {
+                    out.push(Diagnostic::error(
+                        at(node),
+                        format!(
+                            "default `{text}` does not match the pattern `{}`",
+                            pattern.as_str()
+                        ),
+                    ));
+                }
             }
             Some(value)
         });
@@ -366,8 +383,9 @@ fn param_type(node: &Node, out: &mut Vec<Diagnostic>) -> Option<ParamType> {
     let text = yaml::string(node, "type", out)?;
     let kind = ParamType::ALL.into_iter().find(|kind| kind.as_str() == text);
     if kind.is_none() {
-        let message =
-            format!("unknown parameter type `{text}`: use string, integer, number or boolean");
+        let message = format!(
+            "unknown parameter type `{text}`: use string, integer, number, boolean or list"
+        );
         out.push(Diagnostic::error(
             at(node),
             with_suggestion(message, &text, ParamType::ALL.map(ParamType::as_str)),
@@ -387,5 +405,11 @@ fn param_value(
         ParamType::Integer => yaml::integer(node, field, out).map(ParamValue::Integer),
         ParamType::Number => yaml::number(node, field, out).map(ParamValue::Number),
         ParamType::Boolean => yaml::boolean(node, field, out).map(ParamValue::Boolean),
+        ParamType::List => {
+            let items = yaml::sequence(node, field, out)?;
+            let strings: Vec<String> =
+                items.iter().filter_map(|item| yaml::string(item, field, out)).collect();
+            (strings.len() == items.len()).then_some(ParamValue::List(strings))
+        }
     }
 }

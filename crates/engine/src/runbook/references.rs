@@ -37,13 +37,15 @@ struct Scope<'a> {
     earlier: Vec<&'a str>,
     /// Whether step results and run facts exist yet: not when the lock key is rendered.
     in_run: bool,
+    /// The name of a fan-out's item (its `as`), in the templates that render each item.
+    item: Option<&'a str>,
 }
 
 impl<'a> Checker<'a> {
     fn run(mut self) {
         let runbook = self.runbook;
         if let Some(lock) = &runbook.lock {
-            let scope = Scope { step: None, earlier: Vec::new(), in_run: false };
+            let scope = Scope { step: None, earlier: Vec::new(), in_run: false, item: None };
             self.template(lock, Target::Text, &scope);
         }
         self.sequence(&runbook.steps, &[]);
@@ -53,17 +55,36 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks a sequence of steps, each of which may read `preceding` and the steps before it.
+    /// A group's branches run at the same time, so a branch reads only the steps before its
+    /// group; later steps read every branch.
     fn sequence(&mut self, steps: &'a [Step], preceding: &'a [Step]) {
         for (index, step) in steps.iter().enumerate() {
-            let earlier =
-                preceding.iter().chain(&steps[..index]).map(|step| step.id.as_str()).collect();
-            self.step(step, Scope { step: Some(step), earlier, in_run: true });
+            let earlier: Vec<&'a str> = preceding
+                .iter()
+                .chain(&steps[..index])
+                .flat_map(|step| std::iter::once(step).chain(step.branches()))
+                .map(|step| step.id.as_str())
+                .collect();
+            for branch in step.branches() {
+                let scope = Scope {
+                    step: Some(branch),
+                    earlier: earlier.clone(),
+                    in_run: true,
+                    item: None,
+                };
+                self.step(branch, scope);
+            }
+            self.step(step, Scope { step: Some(step), earlier, in_run: true, item: None });
         }
     }
 
-    fn step(&mut self, step: &'a Step, scope: Scope<'a>) {
+    fn step(&mut self, step: &'a Step, mut scope: Scope<'a>) {
         if let Some(when) = &step.when {
             self.expression(when, &scope);
+        }
+        if let Some(fan_out) = &step.fan_out {
+            self.expression(&fan_out.items, &scope);
+            scope.item = Some(&fan_out.name);
         }
         match &step.kind {
             StepKind::Run(Command::Argv(argv)) => {
@@ -97,7 +118,8 @@ impl<'a> Checker<'a> {
                     self.template(prompt, Target::Text, &scope);
                 }
             }
-            StepKind::Sleep(_) => {}
+            // Each branch is checked on its own, as a step.
+            StepKind::Sleep(_) | StepKind::Parallel(_) => {}
         }
         for (_, value) in &step.env {
             self.template(value, Target::Text, &scope);
@@ -239,11 +261,13 @@ impl<'a> Checker<'a> {
                 _ => Ok(()),
             },
             _ if GLOBAL_FUNCTIONS.contains(&root) => Ok(()),
+            _ if scope.item == Some(root) => Ok(()),
             _ => {
-                let message = format!(
-                    "unknown variable `{root}`: templates can use params, secrets, steps, run and roles"
-                );
-                Err(with_suggestion(message, root, ROOTS))
+                let mut message = "unknown variable `{root}`: templates can use params, secrets, steps, run and roles".replace("{root}", root);
+                if let Some(item) = scope.item {
+                    message.push_str(&format!(", and `{item}` for the fan-out's item"));
+                }
+                Err(with_suggestion(message, root, ROOTS.into_iter().chain(scope.item)))
             }
         }
     }
@@ -254,7 +278,7 @@ impl<'a> Checker<'a> {
         field: Option<&str>,
         scope: &Scope<'a>,
     ) -> Result<(), String> {
-        let all_steps = || self.runbook.steps.iter().chain(&self.runbook.rollback);
+        let all_steps = || self.runbook.all_steps();
         if scope.step.is_some_and(|step| step.id == id) {
             return Err(format!(
                 "step `{id}` cannot use its own result: `steps.{id}` is only known after it ran"
@@ -272,7 +296,12 @@ impl<'a> Checker<'a> {
                 }
             });
         }
+        let fans_out = all_steps().find(|step| step.id == id).is_some_and(|s| s.fan_out.is_some());
         match field {
+            Some("items") if fans_out => Ok(()),
+            Some("items") => Err(format!(
+                "`steps.{id}.items` is the list of a fan-out's items, and step `{id}` has no `for_each`"
+            )),
             Some(field) if !STEP_FIELDS.contains(&field) => {
                 let message = format!(
                     "a step result has no field `{field}`: use status, stdout, stderr, exit_code, json, approved_by or note"

@@ -24,14 +24,14 @@ pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     // reading an earlier step's output reuses that step's verdict.
     let mut tainted: HashSet<&str> = HashSet::new();
     if has_secrets {
-        for step in runbook.steps.iter().chain(&runbook.rollback) {
+        for step in runbook.all_steps() {
             let mut visited = HashSet::new();
             if step_templates(step).into_iter().any(|t| checker.carries_secret(t, &mut visited)) {
                 tainted.insert(step.id.as_str());
             }
         }
     }
-    for step in runbook.steps.iter().chain(&runbook.rollback) {
+    for step in runbook.all_steps() {
         if has_secrets {
             checker.secrets_only_written(step, &tainted, out);
         }
@@ -425,7 +425,7 @@ fn step_template_sites(step: &Step) -> Vec<(&str, Position)> {
                 push(prompt, &mut sites);
             }
         }
-        StepKind::Check(_) | StepKind::Sleep(_) => {}
+        StepKind::Check(_) | StepKind::Sleep(_) | StepKind::Parallel(_) => {}
     }
     step.env.iter().for_each(|(_, t)| push(t, &mut sites));
     sites

@@ -134,7 +134,8 @@ pub(crate) fn row_statements<'a>(
 }
 
 const STEPS_HEAD: &str = "INSERT INTO run_steps (run_id, step_id, phase, position, status, attempt, attempts_before_round,
-                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by)";
+                                started_at, finished_at, deadline, escalated_to, rendered, note, completed_by,
+                                parent, item)";
 const STEPS_TAIL: &str = "ON CONFLICT (run_id, step_id) DO UPDATE SET
              status = excluded.status, attempt = excluded.attempt,
              attempts_before_round = excluded.attempts_before_round,
@@ -166,6 +167,8 @@ fn step_values<'a>(run_id: &'a str, step: &'a StepState) -> Vec<Value<'a>> {
         Value::from(step.rendered.as_ref().map(ToString::to_string)),
         Value::from(&step.note),
         Value::from(step.completed_by.as_ref().map(Actor::to_string)),
+        Value::from(&step.parent),
+        Value::from(step.item.as_ref().map(ToString::to_string)),
     ]
 }
 
@@ -359,7 +362,7 @@ impl<B: Backend> Runs for SqlStore<B> {
         let run = run_record(&row)?;
         let of_run = |text: &'static str| sql(text).bind(key.as_str());
         let steps = of_run(
-            "SELECT * FROM run_steps WHERE run_id = $1 ORDER BY phase = 'rollback', position",
+            "SELECT * FROM run_steps WHERE run_id = $1 ORDER BY phase = 'rollback', parent IS NOT NULL, position",
         )
         .fetch_all(&mut *tx)
         .await?

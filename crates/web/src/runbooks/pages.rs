@@ -188,6 +188,9 @@ fn procedure(runbook: &Runbook) -> Vec<ProcedureStep> {
             if step.number.starts_with('R') {
                 tags.push("rollback".to_owned());
             }
+            if let Some(fan_out) = &step.fan_out {
+                tags.push(format!("for each {}, {} at once", fan_out.name, fan_out.concurrency));
+            }
             ProcedureStep {
                 id: step.id.clone(),
                 title: step.name.clone().unwrap_or_else(|| step.id.clone()),
@@ -199,6 +202,8 @@ fn procedure(runbook: &Runbook) -> Vec<ProcedureStep> {
                     steady_engine::plan::Action::Manual { .. } => "manual",
                     steady_engine::plan::Action::Approval { .. } => "gate",
                     steady_engine::plan::Action::Sleep { .. } => "sleep",
+                    steady_engine::plan::Action::Parallel { .. } => "parallel",
+                    steady_engine::plan::Action::ForEach { .. } => "for each",
                 },
                 tags,
                 does: dto::describe_action(&step.action),

@@ -10,39 +10,73 @@ use crate::runbook::{Runbook, Step, StepKind};
 use crate::runner::{Effect, HttpBody};
 use crate::template::{self, Context, Target};
 
-use super::Driver;
+use super::{Driver, Launch};
+
+/// `context` with a fan-out's item beside the run's values, when there is one.
+fn with_item(context: Context, item: Option<ItemBinding<'_>>) -> Context {
+    match item {
+        Some((name, value)) => context.with_item(name, value),
+        None => context,
+    }
+}
+
+/// What starting a step came to.
+pub(super) enum Started {
+    /// It was dealt with: settled, recorded, waiting for people, or left for the next decision.
+    Done,
+    /// Its effect is ready to run (see [`Driver::take_off`]).
+    Launch(Launch),
+    /// A `check` failed and is tried again after this delay.
+    RetryIn(std::time::Duration),
+}
+
+/// A fan-out's item, as its step's templates name it.
+pub(super) type ItemBinding<'i> = (&'i str, &'i serde_json::Value);
 
 impl Driver<'_> {
+    /// Starts a pending step (a branch or an item included): its `when`, its rendering, and
+    /// what its kind does; an effect is only prepared, for the caller to run.
     pub(super) async fn start(
         &mut self,
         runbook: &Runbook,
         step: &Step,
-    ) -> Result<(), EngineError> {
+        item: Option<ItemBinding<'_>>,
+    ) -> Result<Started, EngineError> {
         let dry_run = self.run_record().mode == RunMode::DryRun;
+        let revealed = with_item(self.revealed_context(), item);
+        let masked = with_item(self.masked_context(), item);
 
         if let Some(when) = &step.when {
             if dry_run && depends_on_dry_steps(&self.snapshot, &when.source) {
                 let note = "depends on a step that did not run in this dry run";
                 let condition = PendingCondition { when: when.source.clone() };
-                return self.would_run(step, Rendered::Condition(condition), Some(note)).await;
+                self.would_run(step, Rendered::Condition(condition), Some(note)).await?;
+                return Ok(Started::Done);
             }
-            match template::evaluate(when, &self.revealed_context()) {
+            match template::evaluate(when, &revealed) {
                 Ok(true) => {}
                 Ok(false) => {
                     let note = format!("`when` was false: {}", when.source);
-                    return self.settle(step, StepStatus::Skipped, Some(note)).await;
+                    self.settle(step, StepStatus::Skipped, Some(note)).await?;
+                    return Ok(Started::Done);
                 }
                 Err(error) => {
                     let note = format!(
                         "`when` could not be evaluated: {}",
                         self.unusable(&error.to_string())
                     );
-                    return self.settle(step, StepStatus::Failed, Some(note)).await;
+                    self.settle(step, StepStatus::Failed, Some(note)).await?;
+                    return Ok(Started::Done);
                 }
             }
         }
 
-        let rendered = match plan::render_action(step, &self.masked_context()) {
+        if step.has_children() {
+            self.start_group(step, &masked).await?;
+            return Ok(Started::Done);
+        }
+
+        let rendered = match plan::render_action(step, &masked) {
             Ok(mut action) => {
                 // Rendered with `***` for secrets; masked again for what earlier outputs or
                 // parameters could still carry in another form.
@@ -52,24 +86,25 @@ impl Driver<'_> {
             Err(error) => {
                 let note =
                     format!("could not render the step: {}", self.unusable(&error.to_string()));
-                return self.settle(step, StepStatus::Failed, Some(note)).await;
+                self.settle(step, StepStatus::Failed, Some(note)).await?;
+                return Ok(Started::Done);
             }
         };
 
         match &step.kind {
             StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
-                self.would_run(step, rendered.into(), None).await
+                self.would_run(step, rendered.into(), None).await?;
             }
             StepKind::Manual(_) | StepKind::Approval(_) => {
-                self.wait_for_people(step, rendered).await
+                self.wait_for_people(step, rendered).await?;
             }
             StepKind::Check(expression) => {
                 if dry_run && depends_on_dry_steps(&self.snapshot, &expression.source) {
                     let note = "depends on a step that did not run in this dry run";
-                    return self.would_run(step, rendered.into(), Some(note)).await;
+                    self.would_run(step, rendered.into(), Some(note)).await?;
+                    return Ok(Started::Done);
                 }
-                let (status, error) = match template::evaluate(expression, &self.revealed_context())
-                {
+                let (status, error) = match template::evaluate(expression, &revealed) {
                     Ok(true) => (StepStatus::Succeeded, None),
                     Ok(false) => (
                         StepStatus::Failed,
@@ -88,41 +123,45 @@ impl Driver<'_> {
                     error,
                     ..Attempt::default()
                 };
-                self.finish_attempt(step, rendered, attempt).await
+                if let Some(delay) = self.finish_attempt(step, rendered, attempt).await? {
+                    return Ok(Started::RetryIn(delay));
+                }
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_)
                 if dry_run && !step.read_only =>
             {
-                self.would_run(step, rendered.into(), None).await
+                self.would_run(step, rendered.into(), None).await?;
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
                 if self.approval_void(runbook, step, &rendered).await? {
-                    return Ok(());
+                    return Ok(Started::Done);
                 }
-                let (effect, env) = {
-                    let revealed = self.revealed_context();
-                    let effect = plan::render_action(step, &revealed).map(effect_of);
-                    let env = self.step_env(step, &revealed);
-                    (effect, env)
-                };
+                let effect = plan::render_action(step, &revealed).map(effect_of);
+                let env = self.step_env(step, &revealed);
                 let effect = match effect {
                     Ok(Some(effect)) => effect,
-                    Ok(None) => return Ok(()),
+                    Ok(None) => return Ok(Started::Done),
                     Err(error) => {
                         let note = format!(
                             "could not render the step: {}",
                             self.unusable(&error.to_string())
                         );
-                        return self.settle(step, StepStatus::Failed, Some(note)).await;
+                        self.settle(step, StepStatus::Failed, Some(note)).await?;
+                        return Ok(Started::Done);
                     }
                 };
                 let env = match env {
                     Ok(env) => env,
-                    Err(note) => return self.settle(step, StepStatus::Failed, Some(note)).await,
+                    Err(note) => {
+                        self.settle(step, StepStatus::Failed, Some(note)).await?;
+                        return Ok(Started::Done);
+                    }
                 };
-                self.execute(step, rendered, effect, env).await
+                return Ok(Started::Launch(Launch { step: step.clone(), rendered, effect, env }));
             }
+            StepKind::Parallel(_) => unreachable!("a group starts its children above"),
         }
+        Ok(Started::Done)
     }
 
     /// Why a template or expression could not be used, masked, and naming the declared
@@ -242,11 +281,14 @@ impl Driver<'_> {
             _ => None,
         };
         new_state.wait_for_people(rendered.clone(), deadline, self.engine.now());
+        // A branch waits while its siblings run: its group decides when the run waits.
+        if new_state.parent.is_none() {
+            let mut change = RunChange::from(self.run_record());
+            change.status = RunStatus::Waiting;
+            change.release_lease = true;
+            transition.run = Some(change);
+        }
         transition.steps.push(new_state);
-        let mut change = RunChange::from(self.run_record());
-        change.status = RunStatus::Waiting;
-        change.release_lease = true;
-        transition.run = Some(change);
         let role = match &step.kind {
             StepKind::Approval(gate) => gate.role.name.clone(),
             StepKind::Manual(manual) => manual.role.name.clone(),
@@ -281,7 +323,11 @@ pub(super) fn effect_of(action: Action) -> Option<Effect> {
         Action::Sleep { duration } => {
             Effect::Sleep(duration.parse::<crate::Duration>().ok()?.as_std())
         }
-        Action::Check { .. } | Action::Manual { .. } | Action::Approval { .. } => return None,
+        Action::Check { .. }
+        | Action::Manual { .. }
+        | Action::Approval { .. }
+        | Action::Parallel { .. }
+        | Action::ForEach { .. } => return None,
     })
 }
 

@@ -15,11 +15,20 @@ pub(super) fn steps(
     let Some(items) = yaml::sequence(node, field, out) else {
         return Vec::new();
     };
-    items.iter().filter_map(|item| step(item, known_ids, out)).collect()
+    items.iter().filter_map(|item| step(item, Nesting::Sequence, known_ids, out)).collect()
+}
+
+/// Where a step is written: in a sequence, or as a branch of a `parallel` group (which holds
+/// no group or fan-out of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nesting {
+    Sequence,
+    Branch,
 }
 
 fn step(
     node: &Node,
+    nesting: Nesting,
     known_ids: &mut Vec<(String, Position)>,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Step> {
@@ -54,11 +63,19 @@ fn step(
             out.push(Diagnostic::error(
                 fields.at(),
                 format!(
-                    "{what} has no kind: give it one of run, http, check, manual, approval or sleep"
+                    "{what} has no kind: give it one of run, http, check, manual, approval, sleep or parallel"
                 ),
             ));
             None
         }
+        ["parallel"] if nesting == Nesting::Branch => {
+            out.push(Diagnostic::error(
+                fields.key_at("parallel"),
+                format!("{what} is a branch of a group, and a branch cannot hold another `parallel` group"),
+            ));
+            None
+        }
+        ["parallel"] => branches(fields, &what, known_ids, out).map(StepKind::Parallel),
         [kind] => step_kind(fields, kind, &what, out),
         [first, second, ..] => {
             out.push(Diagnostic::error(
@@ -106,6 +123,13 @@ fn step(
         fields.get("expect").and_then(|node| expect(node, kind_name, out)).unwrap_or_default();
     let on_failure =
         fields.get("on_failure").and_then(|node| on_failure(node, out)).unwrap_or_default();
+    if nesting == Nesting::Branch && !matches!(on_failure, OnFailure::Pause | OnFailure::Continue) {
+        out.push(Diagnostic::error(
+            fields.key_at("on_failure"),
+            "a failed branch fails its group, whose own `on_failure` applies: a branch may only say `on_failure: continue`",
+        ));
+    }
+    let fan_out = fan_out(fields, kind.as_ref(), nesting, &what, out);
     if on_failure == OnFailure::Continue && kind_name == "approval" {
         out.push(Diagnostic::error(
             fields.key_at("on_failure"),
@@ -126,9 +150,139 @@ fn step(
         env,
         expect,
         on_failure,
+        fan_out,
         at: fields.at(),
     };
     (out.len() == errors_before).then_some(step)
+}
+
+/// The branches of a `parallel` group: at least two steps, ids unique across the runbook.
+fn branches(
+    fields: Fields<'_>,
+    what: &str,
+    known_ids: &mut Vec<(String, Position)>,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Vec<Step>> {
+    let node = fields.get("parallel")?;
+    let items = yaml::sequence(node, "parallel", out)?;
+    if items.len() < 2 {
+        out.push(Diagnostic::error(
+            at(node),
+            format!("`parallel` of {what} must list at least two branches"),
+        ));
+        return None;
+    }
+    let branches: Vec<Step> =
+        items.iter().filter_map(|item| step(item, Nesting::Branch, known_ids, out)).collect();
+    (branches.len() == items.len()).then_some(branches)
+}
+
+/// `for_each` with its `as`, `concurrency` and `max_failures`.
+fn fan_out(
+    fields: Fields<'_>,
+    kind: Option<&StepKind>,
+    nesting: Nesting,
+    what: &str,
+    out: &mut Vec<Diagnostic>,
+) -> Option<FanOut> {
+    let Some(node) = fields.get("for_each") else {
+        for key in ["as", "concurrency", "max_failures"] {
+            if fields.has(key) {
+                out.push(Diagnostic::error(
+                    fields.key_at(key),
+                    format!("`{key}` applies to a fan-out: give {what} a `for_each` too"),
+                ));
+            }
+        }
+        return None;
+    };
+    if nesting == Nesting::Branch {
+        out.push(Diagnostic::error(
+            fields.key_at("for_each"),
+            format!("{what} is a branch of a group, and a branch cannot fan out"),
+        ));
+        return None;
+    }
+    if let Some(kind) = kind
+        && !matches!(
+            kind,
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Check(_) | StepKind::Sleep(_)
+        )
+    {
+        out.push(Diagnostic::error(
+            fields.key_at("for_each"),
+            format!(
+                "`for_each` applies to run, http, check and sleep steps, not to a {} step",
+                kind.name()
+            ),
+        ));
+        return None;
+    }
+    let items = expression(node, "for_each", out)?;
+    let name = match fields.get("as") {
+        None => "item".to_owned(),
+        Some(node) => {
+            let name = yaml::string(node, "as", out)?;
+            if !is_identifier(&name) {
+                out.push(Diagnostic::error(
+                    at(node),
+                    format!("`as: {name}` must start with a-z and use only a-z, 0-9 and _"),
+                ));
+                return None;
+            }
+            if crate::template::CONTEXT_NAMES.contains(&name.as_str()) {
+                out.push(Diagnostic::error(
+                    at(node),
+                    format!(
+                        "`as: {name}` would hide the run's `{name}` in templates: choose another name"
+                    ),
+                ));
+                return None;
+            }
+            name
+        }
+    };
+    let concurrency = match fields.get("concurrency") {
+        None => 1,
+        Some(node) => {
+            let value = yaml::integer(node, "concurrency", out)?;
+            match u32::try_from(value) {
+                Ok(value) if value >= 1 => value,
+                _ => {
+                    out.push(Diagnostic::error(
+                        at(node),
+                        format!("`concurrency` must be at least 1, got {value}"),
+                    ));
+                    return None;
+                }
+            }
+        }
+    };
+    let max_failures = match fields.get("max_failures") {
+        None => FailureLimit::Count(0),
+        Some(node) => failure_limit(node, out)?,
+    };
+    Some(FanOut { items, name, concurrency, max_failures })
+}
+
+/// `max_failures`: a count (`2`) or a percentage of the items (`"10%"`).
+fn failure_limit(node: &Node, out: &mut Vec<Diagnostic>) -> Option<FailureLimit> {
+    let text = yaml::string(node, "max_failures", out)?;
+    let limit = match text.trim().strip_suffix('%') {
+        Some(percent) => {
+            percent.trim().parse::<u32>().ok().filter(|p| *p <= 100).map(FailureLimit::Percent)
+        }
+        None => text.trim().parse::<u32>().ok().map(FailureLimit::Count),
+    };
+    if limit.is_none() {
+        out.push(Diagnostic::error(
+            at(node),
+            format!(
+                "`max_failures` must be a count of items (`2`) or a percentage from 0% to 100% (`\"10%\"`), got `{text}`"
+            ),
+        ));
+    }
+    limit
 }
 
 fn step_kind(
