@@ -9,6 +9,8 @@
 //! - `recovery`: a driver that dies mid-step; leases; cancellation; decisions.
 //! - `secrets`: what a step sees, masking in every form, redirects, signals.
 //! - `audit`: the chain verifies, and a tampered row is found.
+//! - `fan_out`: parallel branches and fan-out: overlap, concurrency, failures, retries,
+//!   gates, crashes, dry runs and cancellation, item by item.
 //! - `integrity`: what real use did to runs (issue 12), and what Steady now does instead.
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
@@ -37,6 +39,7 @@ macro_rules! stories {
 }
 
 mod audit;
+mod fan_out;
 mod gates;
 mod integrity;
 mod modes;
