@@ -16,6 +16,10 @@ pub struct DecideArgs {
     /// What to do with the failed or interrupted step.
     #[arg(value_parser = parse_decision)]
     decision: Decision,
+    /// Retry or skip only this failed or interrupted branch or item of the group that awaits
+    /// the decision (`restart[3]`); the group goes on with its other children.
+    #[arg(long = "step")]
+    step: Option<String>,
     /// Why: recorded with the decision in the audit log and shown in the step's history.
     #[arg(long = "reason", short = 'm')]
     reason: Option<String>,
@@ -88,8 +92,16 @@ pub async fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
     let run_id = app.resolve_run(&args.run).await?;
     let reason = args.reason.as_deref().map(str::trim).filter(|reason| !reason.is_empty());
-    let status = app.engine.decide_because(run_id, &app.actor, args.decision, reason).await?;
-    println!("run {run_id}: {} taken; the run is {status}", args.decision);
+    let status = app
+        .engine
+        .decide_because(run_id, &app.actor, args.decision, args.step.as_deref(), reason)
+        .await?;
+    match &args.step {
+        Some(step) => {
+            println!("run {run_id}: {} of {step} taken; the run is {status}", args.decision)
+        }
+        None => println!("run {run_id}: {} taken; the run is {status}", args.decision),
+    }
     if status == RunStatus::Running {
         println!("drive it here with `steady resume {run_id}`");
     }

@@ -211,8 +211,7 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
     let Some(state) = snapshot.steps.iter().find(|s| s.status == StepStatus::Waiting) else {
         return Ok(false);
     };
-    let Some(step) = runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state.step_id)
-    else {
+    let Some(step) = runbook.find_step(&state.step_id) else {
         return Ok(false);
     };
     let text = state.rendered.as_ref().map(|r| r.to_string()).unwrap_or_default();

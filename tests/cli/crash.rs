@@ -15,8 +15,9 @@ use steady_testkit::campaign::{self, Seeded, setting};
 use crate::{scratch, steady, write};
 
 /// Twenty steps: side effects that must never repeat, idempotent ones that may, read-only
-/// ones, a manual step and gates. Each effect is written first thing, then the step lingers
-/// so that kills land inside it.
+/// ones, a manual step and gates; then a fan-out of six items with side effects, three at a
+/// time. Each effect is written first thing, then the step lingers so that kills land inside
+/// it.
 fn runbook() -> String {
     let ledger = "{{ params.ledger }}";
     let mut steps = String::new();
@@ -39,11 +40,17 @@ fn runbook() -> String {
         };
         steps.push_str(&format!("  - id: {id}\n{body}"));
     }
+    steps.push_str(&format!(
+        "  - id: fleet\n    for_each: '{ITEMS:?}'\n    concurrency: 3\n    run: echo {{{{ item }}}} >> {ledger}; sleep 0.1\n    timeout: 10s\n"
+    ));
     let params = "params:\n  ledger: { type: string, required: true }\n";
     format!("name: crashy\nroles:\n  operator: {{ description: Answers }}\n{params}steps:\n{steps}")
 }
 
 const STEPS: usize = 20;
+
+/// The fan-out's items, each a side effect that must happen exactly once.
+const ITEMS: [&str; 6] = ["f0", "f1", "f2", "f3", "f4", "f5"];
 
 /// Steps whose side effect must happen exactly once (`run` strings and argv without
 /// `idempotent`).
@@ -166,15 +173,29 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
                     assert_eq!(answered.code, 0, "{verb} {step}: {}", answered.stderr);
                 }
                 "needs_attention" => {
-                    // The person at the console checks whether the interrupted step did its work.
-                    let stuck = steps
+                    // The person at the console checks whether the interrupted step did its
+                    // work; for the fan-out, item by item.
+                    let interrupted: Vec<&str> = steps
                         .iter()
-                        .find(|s| s["status"] == "interrupted")
-                        .expect("an interrupted step");
-                    let step = stuck["id"].as_str().expect("id");
-                    let done = campaign::ledger(&ledger).contains_key(step);
+                        .filter(|s| s["status"] == "interrupted")
+                        .filter_map(|s| s["id"].as_str())
+                        .collect();
+                    let item = interrupted.iter().find_map(|id| {
+                        let index: usize =
+                            id.strip_prefix("fleet[")?.strip_suffix(']')?.parse().ok()?;
+                        Some((*id, ITEMS[index]))
+                    });
+                    let (step, effect) = match item {
+                        Some((id, effect)) => (Some(id), effect),
+                        None => (None, *interrupted.first().expect("an interrupted step")),
+                    };
+                    let done = campaign::ledger(&ledger).contains_key(effect);
                     decisions += 1;
-                    let decided = cli(&["decide", &run_id, if done { "skip" } else { "retry" }]);
+                    let mut args = vec!["decide", &run_id, if done { "skip" } else { "retry" }];
+                    if let Some(step) = step {
+                        args.extend(["--step", step]);
+                    }
+                    let decided = cli(&args);
                     assert_eq!(decided.code, 0, "decide: {}", decided.stderr);
                 }
                 "running" => {}
@@ -189,6 +210,13 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
                 counts.get(&id),
                 Some(&1),
                 "non-idempotent {id} ran exactly once (seed {seed_value}): {counts:?}"
+            );
+        }
+        for item in ITEMS {
+            assert_eq!(
+                counts.get(item),
+                Some(&1),
+                "fan-out item {item} ran exactly once (seed {seed_value}): {counts:?}"
             );
         }
         for index in (0..STEPS).filter(|index| idempotent(*index)) {
@@ -207,7 +235,8 @@ fn killed_at_any_moment_steady_never_repeats_a_side_effect_nor_loses_a_record() 
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
     }
     println!(
-        "crash campaign (seed {seed_value}): {kills} kills over {rounds} runs of {STEPS} steps, {decisions} interrupted steps decided, {events_seen} audit events, chain verified after every kill"
+        "crash campaign (seed {seed_value}): {kills} kills over {rounds} runs of {STEPS} steps and a fan-out of {} items, {decisions} interrupted steps decided, {events_seen} audit events, chain verified after every kill",
+        ITEMS.len()
     );
     assert!(decisions > 0, "some kills landed inside steps with side effects");
 }

@@ -17,6 +17,7 @@ stories!(
     items_within_max_failures_let_the_fan_out_succeed,
     a_gate_before_a_fan_out_binds_every_item,
     a_manual_branch_waits_while_the_other_branch_runs,
+    a_gate_branch_that_times_out_fails_its_group,
     after_a_crash_interrupted_items_wait_for_a_person_and_their_siblings_go_on,
     a_dry_run_renders_every_item_and_runs_none,
     cancelling_a_run_stops_every_running_item,
@@ -163,14 +164,17 @@ async fn a_failed_item_stops_new_items_and_a_retry_runs_only_what_did_not_succee
     assert_eq!(status("restart[0]"), StepStatus::Succeeded);
     let not_run = snapshot.children("restart").filter(|i| i.status == StepStatus::Pending).count();
     assert!(not_run >= 3, "no new host started after the failure ({not_run} not run)");
-    assert!(snapshot.step("restart").unwrap().note.as_deref().unwrap().contains("1 of 6 items failed"));
+    assert!(
+        snapshot.step("restart").unwrap().note.as_deref().unwrap().contains("1 of 6 items failed")
+    );
 
     // The commander fixes host b and retries: what succeeded does not run again.
     std::fs::remove_file(h.path("fail-b")).unwrap();
     h.engine.decide(run, &commander(), Decision::Retry).await.unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
     let ledger = std::fs::read_to_string(h.path("ledger")).unwrap();
-    let starts = |host: &str| ledger.lines().filter(|l| l.starts_with(&format!("start {host} "))).count();
+    let starts =
+        |host: &str| ledger.lines().filter(|l| l.starts_with(&format!("start {host} "))).count();
     assert_eq!(starts("a"), 1, "a succeeded the first time and never ran again");
     assert_eq!(starts("b"), 2, "b ran again, as the commander decided");
     for host in ["c", "d", "e", "f"] {
@@ -263,6 +267,41 @@ async fn a_manual_branch_waits_while_the_other_branch_runs(h: Harness) {
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
     assert_eq!(h.step_status(run, "after").await, StepStatus::Succeeded);
     h.verify_chain().await;
+}
+
+async fn a_gate_branch_that_times_out_fails_its_group(h: Harness) {
+    h.publish(
+        r#"
+name: two-teams
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: both
+    parallel:
+      - id: sign_off
+        approval: { role: approver, timeout: 30m }
+      - id: check
+        run: ["true"]
+        read_only: true
+        timeout: 5s
+"#,
+    )
+    .await;
+    let run = h.start("two-teams", &[], &[("approver", &alice())]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    assert_eq!(h.step_status(run, "check").await, StepStatus::Succeeded);
+    h.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(h.step_status(run, "sign_off").await, StepStatus::TimedOut);
+    assert_eq!(h.step_status(run, "both").await, StepStatus::Failed);
+    // Retrying asks the gate again; the branch that succeeded does not run again.
+    h.engine.decide(run, &commander(), Decision::Retry).await.unwrap();
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    h.engine.approve(run, "sign_off", &alice(), None).await.unwrap();
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    let check_attempts =
+        h.snapshot(run).await.attempts.iter().filter(|a| a.step_id == "check").count();
+    assert_eq!(check_attempts, 1);
 }
 
 const RISKY_FLEET: &str = r#"

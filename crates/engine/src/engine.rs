@@ -106,6 +106,12 @@ pub enum EngineError {
     GateCannotBeSkipped { step: String },
     #[error("the run is {status}: there is no decision to take")]
     NothingToDecide { status: RunStatus },
+    #[error(
+        "`{step}` is not a failed or interrupted branch or item of `{group}`, the step that awaits a decision"
+    )]
+    NotDecidable { step: String, group: String },
+    #[error("`{decision}` decides the whole run: leave out the branch or item")]
+    WholeRunDecision { decision: Decision },
     #[error("the run is {status}")]
     RunNotActive { status: RunStatus },
     #[error("the run is driven by {owner} until {until}")]

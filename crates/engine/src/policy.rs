@@ -292,9 +292,7 @@ pub fn gates_out_of_reach<'r>(
         notes: vec![],
     };
     runbook
-        .steps
-        .iter()
-        .chain(&runbook.rollback)
+        .all_steps()
         .filter_map(|step| {
             let missing = approvals_out_of_reach(&snapshot, step);
             (missing > 0).then_some((step, missing))

@@ -127,6 +127,7 @@ impl From<EngineError> for AppError {
             | E::NoSuchRole(_)
             | E::NoSuchPerson(_)
             | E::WrongKind { .. }
+            | E::WholeRunDecision { .. }
             | E::LockKey(_) => AppError::invalid(message),
             E::LockHeld { key, run_id } => lock_held(&key, run_id),
             E::InvalidRunbook(diagnostics) => {
@@ -139,6 +140,7 @@ impl From<EngineError> for AppError {
             | E::GateTimedOut { .. }
             | E::GateCannotBeSkipped { .. }
             | E::NothingToDecide { .. }
+            | E::NotDecidable { .. }
             | E::RunNotActive { .. }
             | E::LeaseHeld { .. } => AppError::conflict(message),
             E::Busy => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),

@@ -342,16 +342,21 @@ impl Engine {
         actor: &Actor,
         decision: Decision,
     ) -> Result<RunStatus, EngineError> {
-        self.decide_because(run_id, actor, decision, None).await
+        self.decide_because(run_id, actor, decision, None, None).await
     }
 
     /// [`Engine::decide`] with the commander's reason, recorded (secrets masked) in the
     /// `decision.taken` event on the step: the run page shows it in the step's history.
+    ///
+    /// With `child`, a retry or skip answers one failed or interrupted branch or item of the
+    /// group that awaits the decision (`restart[3]`): the group then goes on with its other
+    /// children and asks again about any still failed or interrupted.
     pub async fn decide_because(
         &self,
         run_id: Uuid,
         actor: &Actor,
         decision: Decision,
+        child: Option<&str>,
         reason: Option<&str>,
     ) -> Result<RunStatus, EngineError> {
         self.act(run_id, |runbook, snapshot, now| {
@@ -373,6 +378,28 @@ impl Engine {
             let mut change = RunChange::from(run);
             change.status = RunStatus::Running;
             let mut new_state = state.clone();
+            if let Some(child) = child {
+                let decided = decide_child(runbook, snapshot, step, child, decision, actor);
+                let (again, voided) = match decided {
+                    Ok(decided) => decided,
+                    Err(error) => return (None, Err(error)),
+                };
+                transition.voided_votes = voided;
+                transition.steps.push(again);
+                // The group resumes with the children it has.
+                new_state.retry();
+                transition.steps.push(new_state);
+                transition.events.push(
+                    NewEvent::typed(
+                        actor,
+                        Some(run.id),
+                        AuditData::DecisionTaken(DecisionTaken { decision, reason }),
+                    )
+                    .step(child),
+                );
+                transition.run = Some(change);
+                return (Some(transition), Ok(RunStatus::Running));
+            }
             match decision {
                 Decision::Retry => {
                     new_state.retry();
@@ -618,6 +645,45 @@ impl Engine {
         })
         .await
     }
+}
+
+/// A retry or skip of one child of `group`: the child's new state, and the votes a gate
+/// asked again no longer counts.
+fn decide_child(
+    runbook: &Runbook,
+    snapshot: &RunSnapshot,
+    group: &Step,
+    child: &str,
+    decision: Decision,
+    actor: &Actor,
+) -> Result<(StepState, Vec<Uuid>), EngineError> {
+    if matches!(decision, Decision::Rollback | Decision::Abort) {
+        return Err(EngineError::WholeRunDecision { decision });
+    }
+    let Some(state) = snapshot
+        .children(&group.id)
+        .find(|state| state.step_id == child)
+        .filter(|state| state.status.is_failure() || state.status == StepStatus::Interrupted)
+    else {
+        return Err(EngineError::NotDecidable { step: child.to_owned(), group: group.id.clone() });
+    };
+    let is_gate = runbook.find_step(child).is_some_and(Step::is_gate);
+    let mut again = state.clone();
+    let mut voided = Vec::new();
+    match decision {
+        Decision::Skip if is_gate => {
+            return Err(EngineError::GateCannotBeSkipped { step: child.to_owned() });
+        }
+        Decision::Skip => again.skip_by(actor),
+        _ => {
+            again.retry();
+            if is_gate {
+                again.forget_answers();
+                voided = snapshot.live_votes(child).map(|vote| vote.id).collect();
+            }
+        }
+    }
+    Ok((again, voided))
 }
 
 /// By what right someone changes a run's commander.

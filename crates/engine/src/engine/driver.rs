@@ -162,7 +162,7 @@ impl Driver<'_> {
                             Err(error) => return Err(error),
                         };
                         match started {
-                            start::Started::Launch(launch) => match self.execute(launch).await {
+                            start::Started::Launch(launch) => match self.execute(*launch).await {
                                 Err(error @ EngineError::Store(_)) => {
                                     self.fail_unrecorded(step, &error).await
                                 }

@@ -61,6 +61,9 @@ pub(crate) struct CancelBody {
 pub(crate) struct ReasonForm {
     #[serde(default)]
     decision: String,
+    /// A branch or item of the group that awaits the decision, when the decision is about it.
+    #[serde(default)]
+    step: String,
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -98,6 +101,9 @@ fn parse_decision(text: &str) -> Result<Decision, AppError> {
 pub(crate) struct DecisionBody {
     #[schema(schema_with = dto::decision_schema)]
     decision: String,
+    /// Retry or skip only this failed or interrupted branch or item (`restart[3]`) of the
+    /// group that awaits the decision; the group goes on with its other children.
+    step: Option<String>,
     /// Why: recorded in the `decision.taken` event and shown in the step's history.
     reason: Option<String>,
 }
@@ -110,10 +116,13 @@ pub(crate) async fn decide(
     body: ApiJson<DecisionBody>,
 ) -> Result<Json<RunStatusAnswer>, AppError> {
     caller.require_responder()?;
-    let DecisionBody { decision, reason } = body.read()?;
+    let DecisionBody { decision, step, reason } = body.read()?;
     let decision = parse_decision(&decision)?;
     let reason = reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    let status = state.engine.decide_because(id, &caller.user.actor(), decision, reason).await?;
+    let status = state
+        .engine
+        .decide_because(id, &caller.user.actor(), decision, step.as_deref(), reason)
+        .await?;
     Ok(Json(RunStatusAnswer { status: status.as_str() }))
 }
 
@@ -138,7 +147,8 @@ pub(crate) async fn decide_form(
             }
         },
     };
-    state.engine.decide_because(id, &me.actor, decision, reason).await?;
+    let step = Some(form.step.trim()).filter(|step| !step.is_empty());
+    state.engine.decide_because(id, &me.actor, decision, step, reason).await?;
     Ok(back_to(id, ""))
 }
 

@@ -178,7 +178,7 @@ impl Driver<'_> {
                 acted = true;
                 match self.start(runbook, &child, item).await {
                     Ok(Started::Launch(launch)) => {
-                        if let Some(flight) = self.take_off(launch).await? {
+                        if let Some(flight) = self.take_off(*launch).await? {
                             flying.insert(id);
                             let http = self.engine.http.clone();
                             let capture = self.capture();

@@ -25,7 +25,7 @@ pub(super) enum Started {
     /// It was dealt with: settled, recorded, waiting for people, or left for the next decision.
     Done,
     /// Its effect is ready to run (see [`Driver::take_off`]).
-    Launch(Launch),
+    Launch(Box<Launch>),
     /// A `check` failed and is tried again after this delay.
     RetryIn(std::time::Duration),
 }
@@ -157,7 +157,8 @@ impl Driver<'_> {
                         return Ok(Started::Done);
                     }
                 };
-                return Ok(Started::Launch(Launch { step: step.clone(), rendered, effect, env }));
+                let launch = Launch { step: step.clone(), rendered, effect, env };
+                return Ok(Started::Launch(Box::new(launch)));
             }
             StepKind::Parallel(_) => unreachable!("a group starts its children above"),
         }
