@@ -14,22 +14,21 @@ use crate::plan::Action;
 use crate::run::*;
 use crate::runbook::{Runbook, Step};
 use crate::runner::{self, Stop};
-use crate::template::{self, Context};
 
 use super::start::Started;
 use super::{Driver, Flight};
 
 /// The most items one fan-out may have: each is a row, created when the fan-out starts.
-pub const MAX_ITEMS: usize = 10_000;
+pub(super) const MAX_ITEMS: usize = 10_000;
 
 impl Driver<'_> {
     /// Starts a group or fan-out: it becomes `running`, and its children are created
-    /// `pending` (a fan-out's items from its `for_each`, rendered with secrets masked, since
-    /// they are stored). A group started again after the commander's retry keeps its children.
+    /// `pending` (a fan-out's `items`, listed by [`Driver::prepare`]). A group started again
+    /// after the commander's retry keeps its children.
     pub(super) async fn start_group(
         &mut self,
         step: &Step,
-        masked: &Context,
+        items: Result<Vec<serde_json::Value>, String>,
     ) -> Result<(), EngineError> {
         let Some(state) = self.snapshot.step(&step.id).cloned() else { return Ok(()) };
         let resumed = self.snapshot.children(&step.id).next().is_some();
@@ -39,21 +38,9 @@ impl Driver<'_> {
                 let items = if resumed {
                     self.snapshot.children(&step.id).filter_map(|c| c.item.clone()).collect()
                 } else {
-                    match template::evaluate_items(&fan_out.items, masked) {
-                        Ok(Some(items)) if items.len() <= MAX_ITEMS => items,
-                        Ok(Some(items)) => {
-                            let note = format!(
-                                "`for_each` yielded {} items; a fan-out runs at most {MAX_ITEMS}",
-                                items.len()
-                            );
-                            return self.settle(step, StepStatus::Failed, Some(note)).await;
-                        }
-                        Ok(None) => Vec::new(),
-                        Err(error) => {
-                            let note = format!(
-                                "could not list the items: {}",
-                                self.unusable(&error.to_string())
-                            );
+                    match items {
+                        Ok(items) => items,
+                        Err(note) => {
                             return self.settle(step, StepStatus::Failed, Some(note)).await;
                         }
                     }

@@ -33,6 +33,24 @@ pub(super) enum Started {
 /// A fan-out's item, as its step's templates name it.
 pub(super) type ItemBinding<'i> = (&'i str, &'i serde_json::Value);
 
+/// What a step's `when`, templates and kind say must happen, worked out before anything is
+/// committed: the contexts share the run's snapshot, and a commit while one lives would copy
+/// the whole snapshot (a fan-out of many items would copy it once per item).
+enum Prepared {
+    /// A dry run records what the step would have done.
+    WouldRun(Rendered, Option<&'static str>),
+    /// The step ends without running: skipped, or failed with why.
+    Settle(StepStatus, String),
+    /// A group or fan-out starts, with a fan-out's items (or why they could not be listed).
+    Group(Result<Vec<serde_json::Value>, String>),
+    /// A gate or manual step waits for people, showing them this.
+    Wait(Action),
+    /// A `check` was evaluated: its one attempt.
+    Check(Action, Attempt),
+    /// An effect is ready to run, once its gate's approvals are checked.
+    Launch(Box<Launch>),
+}
+
 impl Driver<'_> {
     /// Starts a pending step (a branch or an item included): its `when`, its rendering, and
     /// what its kind does; an effect is only prepared, for the caller to run.
@@ -42,38 +60,72 @@ impl Driver<'_> {
         step: &Step,
         item: Option<ItemBinding<'_>>,
     ) -> Result<Started, EngineError> {
+        match self.prepare(step, item) {
+            Prepared::WouldRun(rendered, note) => self.would_run(step, rendered, note).await?,
+            Prepared::Settle(status, note) => self.settle(step, status, Some(note)).await?,
+            Prepared::Group(items) => self.start_group(step, items).await?,
+            Prepared::Wait(action) => self.wait_for_people(step, action).await?,
+            Prepared::Check(rendered, attempt) => {
+                tracing::Span::current().record("attempt", attempt.number);
+                if let Some(delay) = self.finish_attempt(step, rendered, attempt).await? {
+                    return Ok(Started::RetryIn(delay));
+                }
+            }
+            Prepared::Launch(launch) => {
+                if !self.approval_void(runbook, step, &launch.rendered).await? {
+                    return Ok(Started::Launch(launch));
+                }
+            }
+        }
+        Ok(Started::Done)
+    }
+
+    /// Works out what starting `step` means, committing nothing.
+    fn prepare(&self, step: &Step, item: Option<ItemBinding<'_>>) -> Prepared {
         let dry_run = self.run_record().mode == RunMode::DryRun;
         let revealed = with_item(self.revealed_context(), item);
         let masked = with_item(self.masked_context(), item);
+        let dry_note = "depends on a step that did not run in this dry run";
 
         if let Some(when) = &step.when {
             if dry_run && depends_on_dry_steps(&self.snapshot, &when.source) {
-                let note = "depends on a step that did not run in this dry run";
                 let condition = PendingCondition { when: when.source.clone() };
-                self.would_run(step, Rendered::Condition(condition), Some(note)).await?;
-                return Ok(Started::Done);
+                return Prepared::WouldRun(Rendered::Condition(condition), Some(dry_note));
             }
             match template::evaluate(when, &revealed) {
                 Ok(true) => {}
                 Ok(false) => {
                     let note = format!("`when` was false: {}", when.source);
-                    self.settle(step, StepStatus::Skipped, Some(note)).await?;
-                    return Ok(Started::Done);
+                    return Prepared::Settle(StepStatus::Skipped, note);
                 }
                 Err(error) => {
                     let note = format!(
                         "`when` could not be evaluated: {}",
                         self.unusable(&error.to_string())
                     );
-                    self.settle(step, StepStatus::Failed, Some(note)).await?;
-                    return Ok(Started::Done);
+                    return Prepared::Settle(StepStatus::Failed, note);
                 }
             }
         }
 
-        if step.has_children() {
-            self.start_group(step, &masked).await?;
-            return Ok(Started::Done);
+        if let Some(fan_out) = &step.fan_out {
+            // Items are stored, so they are listed with secrets masked.
+            let items = match template::evaluate_items(&fan_out.items, &masked) {
+                Ok(Some(items)) if items.len() <= super::group::MAX_ITEMS => Ok(items),
+                Ok(Some(items)) => Err(format!(
+                    "`for_each` yielded {} items; a fan-out runs at most {}",
+                    items.len(),
+                    super::group::MAX_ITEMS
+                )),
+                Ok(None) => Ok(Vec::new()),
+                Err(error) => {
+                    Err(format!("could not list the items: {}", self.unusable(&error.to_string())))
+                }
+            };
+            return Prepared::Group(items);
+        }
+        if let StepKind::Parallel(_) = step.kind {
+            return Prepared::Group(Ok(Vec::new()));
         }
 
         let rendered = match plan::render_action(step, &masked) {
@@ -86,23 +138,18 @@ impl Driver<'_> {
             Err(error) => {
                 let note =
                     format!("could not render the step: {}", self.unusable(&error.to_string()));
-                self.settle(step, StepStatus::Failed, Some(note)).await?;
-                return Ok(Started::Done);
+                return Prepared::Settle(StepStatus::Failed, note);
             }
         };
 
         match &step.kind {
             StepKind::Manual(_) | StepKind::Approval(_) if dry_run => {
-                self.would_run(step, rendered.into(), None).await?;
+                Prepared::WouldRun(rendered.into(), None)
             }
-            StepKind::Manual(_) | StepKind::Approval(_) => {
-                self.wait_for_people(step, rendered).await?;
-            }
+            StepKind::Manual(_) | StepKind::Approval(_) => Prepared::Wait(rendered),
             StepKind::Check(expression) => {
                 if dry_run && depends_on_dry_steps(&self.snapshot, &expression.source) {
-                    let note = "depends on a step that did not run in this dry run";
-                    self.would_run(step, rendered.into(), Some(note)).await?;
-                    return Ok(Started::Done);
+                    return Prepared::WouldRun(rendered.into(), Some(dry_note));
                 }
                 let (status, error) = match template::evaluate(expression, &revealed) {
                     Ok(true) => (StepStatus::Succeeded, None),
@@ -113,7 +160,6 @@ impl Driver<'_> {
                     Err(error) => (StepStatus::Failed, Some(self.unusable(&error.to_string()))),
                 };
                 let number = self.snapshot.step(&step.id).map_or(0, |s| s.attempt) + 1;
-                tracing::Span::current().record("attempt", number);
                 let attempt = Attempt {
                     step_id: step.id.clone(),
                     number,
@@ -123,46 +169,40 @@ impl Driver<'_> {
                     error,
                     ..Attempt::default()
                 };
-                if let Some(delay) = self.finish_attempt(step, rendered, attempt).await? {
-                    return Ok(Started::RetryIn(delay));
-                }
+                Prepared::Check(rendered, attempt)
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_)
                 if dry_run && !step.read_only =>
             {
-                self.would_run(step, rendered.into(), None).await?;
+                Prepared::WouldRun(rendered.into(), None)
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
-                if self.approval_void(runbook, step, &rendered).await? {
-                    return Ok(Started::Done);
-                }
-                let effect = plan::render_action(step, &revealed).map(effect_of);
-                let env = self.step_env(step, &revealed);
-                let effect = match effect {
+                let effect = match plan::render_action(step, &revealed).map(effect_of) {
                     Ok(Some(effect)) => effect,
-                    Ok(None) => return Ok(Started::Done),
+                    Ok(None) => {
+                        let note = "the step has no effect to run".to_owned();
+                        return Prepared::Settle(StepStatus::Failed, note);
+                    }
                     Err(error) => {
                         let note = format!(
                             "could not render the step: {}",
                             self.unusable(&error.to_string())
                         );
-                        self.settle(step, StepStatus::Failed, Some(note)).await?;
-                        return Ok(Started::Done);
+                        return Prepared::Settle(StepStatus::Failed, note);
                     }
                 };
-                let env = match env {
-                    Ok(env) => env,
-                    Err(note) => {
-                        self.settle(step, StepStatus::Failed, Some(note)).await?;
-                        return Ok(Started::Done);
-                    }
-                };
-                let launch = Launch { step: step.clone(), rendered, effect, env };
-                return Ok(Started::Launch(Box::new(launch)));
+                match self.step_env(step, &revealed) {
+                    Ok(env) => Prepared::Launch(Box::new(Launch {
+                        step: step.clone(),
+                        rendered,
+                        effect,
+                        env,
+                    })),
+                    Err(note) => Prepared::Settle(StepStatus::Failed, note),
+                }
             }
-            StepKind::Parallel(_) => unreachable!("a group starts its children above"),
+            StepKind::Parallel(_) => unreachable!("a group is prepared above"),
         }
-        Ok(Started::Done)
     }
 
     /// Why a template or expression could not be used, masked, and naming the declared
