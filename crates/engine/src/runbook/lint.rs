@@ -26,31 +26,54 @@ fn rollback_is_gated(steps: &[Step]) -> bool {
 fn sequence(steps: &[Step], mut gated: bool, out: &mut Vec<Diagnostic>) {
     for step in steps {
         gated |= step.is_gate();
-        let id = &step.id;
-        if step.has_side_effects() && !gated {
+        self::step(step, gated, out);
+        // A gate before a group guards each of its branches. A gate that is itself a branch
+        // guards nothing: its siblings run while it waits, and the engine binds no step to it.
+        for branch in step.branches() {
+            self::step(branch, gated, out);
+        }
+    }
+}
+
+/// Lints one step, or one branch of a group; `gated` says whether an approval comes before it.
+fn step(step: &Step, gated: bool, out: &mut Vec<Diagnostic>) {
+    let id = &step.id;
+    let repeatable = step.read_only || step.idempotent;
+    let crowded_fan_out = step.fan_out.as_ref().filter(|fan_out| fan_out.concurrency > 1);
+    match crowded_fan_out {
+        // The sharper warning of the two: several items at once with nobody's sign-off.
+        Some(fan_out) if step.has_side_effects() && !repeatable && !gated => {
+            let at_once = fan_out.concurrency;
+            out.push(Diagnostic::warning(
+                step.at,
+                format!("step `{id}` is a fan-out of non-idempotent steps that runs {at_once} at once with no approval gate before it: a mistake repeats on {at_once} items before anyone can stop it; put an approval step before it, lower `concurrency` to 1, or mark it idempotent if running it twice is harmless"),
+            ));
+        }
+        _ if step.has_side_effects() && !gated => {
             out.push(Diagnostic::warning(
                 step.at,
                 format!("step `{id}` changes things but is neither `read_only` nor behind an approval gate: mark it read_only if it only looks, or put an approval step before it"),
             ));
         }
-        if step.retries.is_some() && step.has_side_effects() && !step.idempotent {
-            out.push(Diagnostic::warning(
-                step.at,
-                format!("step `{id}` has `retries` but is not `idempotent`: a retry could repeat its side effect; mark it idempotent if running it twice is harmless"),
-            ));
-        }
-        if matches!(step.kind, StepKind::Run(_)) && step.timeout.is_none() {
-            out.push(Diagnostic::warning(
-                step.at,
-                format!("step `{id}` has no `timeout`, so the default of 5m applies: say how long it may take"),
-            ));
-        }
+        _ => {}
+    }
+    if step.retries.is_some() && step.has_side_effects() && !step.idempotent {
+        out.push(Diagnostic::warning(
+            step.at,
+            format!("step `{id}` has `retries` but is not `idempotent`: a retry could repeat its side effect; mark it idempotent if running it twice is harmless"),
+        ));
+    }
+    if matches!(step.kind, StepKind::Run(_)) && step.timeout.is_none() {
+        out.push(Diagnostic::warning(
+            step.at,
+            format!("step `{id}` has no `timeout`, so the default of 5m applies: say how long it may take"),
+        ));
     }
 }
 
 fn unused_roles(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     let mut used = Vec::new();
-    for step in runbook.steps.iter().chain(&runbook.rollback) {
+    for step in runbook.all_steps() {
         match &step.kind {
             StepKind::Manual(manual) => used.push(manual.role.name.as_str()),
             StepKind::Approval(approval) => {

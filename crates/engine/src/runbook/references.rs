@@ -39,13 +39,16 @@ struct Scope<'a> {
     in_run: bool,
     /// The name of a fan-out's item (its `as`), in the templates that render each item.
     item: Option<&'a str>,
+    /// The `parallel` group a branch belongs to, whose other branches run at the same time.
+    group: Option<&'a Step>,
 }
 
 impl<'a> Checker<'a> {
     fn run(mut self) {
         let runbook = self.runbook;
         if let Some(lock) = &runbook.lock {
-            let scope = Scope { step: None, earlier: Vec::new(), in_run: false, item: None };
+            let scope =
+                Scope { step: None, earlier: Vec::new(), in_run: false, item: None, group: None };
             self.template(lock, Target::Text, &scope);
         }
         self.sequence(&runbook.steps, &[]);
@@ -71,10 +74,12 @@ impl<'a> Checker<'a> {
                     earlier: earlier.clone(),
                     in_run: true,
                     item: None,
+                    group: Some(step),
                 };
                 self.step(branch, scope);
             }
-            self.step(step, Scope { step: Some(step), earlier, in_run: true, item: None });
+            let scope = Scope { step: Some(step), earlier, in_run: true, item: None, group: None };
+            self.step(step, scope);
         }
     }
 
@@ -283,6 +288,19 @@ impl<'a> Checker<'a> {
             return Err(format!(
                 "step `{id}` cannot use its own result: `steps.{id}` is only known after it ran"
             ));
+        }
+        if let Some(group) = scope.group {
+            if group.id == id {
+                return Err(format!(
+                    "`steps.{id}` refers to the group this branch belongs to, which ends only after its branches: a branch can only use the results of steps before its group"
+                ));
+            }
+            if group.branches().iter().any(|branch| branch.id == id) {
+                return Err(format!(
+                    "`steps.{id}` refers to branch `{id}` of the same group `{}`, which runs at the same time: a branch can only use the results of steps before its group",
+                    group.id
+                ));
+            }
         }
         if !scope.earlier.contains(&id) {
             return Err(match all_steps().find(|step| step.id == id) {

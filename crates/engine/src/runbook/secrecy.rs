@@ -5,7 +5,7 @@
 //! starting a run could point at their own listener (a parameter without `enum` or an anchored
 //! `pattern`). And a secret used other than written out as `{{ secrets.NAME }}`: approvers, plans
 //! and dry runs see `***` in its place, so a template that tests, filters or slices a secret (or a
-//! `when` that reads one) would run differently from what people saw and approved.
+//! `when` or `for_each` that reads one) would run differently from what people saw and approved.
 //! Two lints: a secret on a command line, where every user of the
 //! machine reads it in `ps`; and a free-form string parameter that forms a whole argument or
 //! begins a shell word, where a value like `-oProxyCommand=…` becomes an option.
@@ -112,7 +112,7 @@ impl<'a> Checker<'a> {
     }
 
     fn step(&self, id: &str) -> Option<&'a Step> {
-        self.runbook.steps.iter().chain(&self.runbook.rollback).find(|step| step.id == id)
+        self.runbook.find_step(id)
     }
 
     /// The parameters a piece of template text reads.
@@ -150,11 +150,18 @@ impl<'a> Checker<'a> {
         }
         // Each `{{ … }}` before the path, read on its own; a block (`{% … %}`) around the origin
         // cannot be read apart from the rest, so then the whole URL counts.
-        let reads: HashSet<String> = if tags.iter().all(|tag| tag.starts_with("{{")) {
+        let mut reads: HashSet<String> = if tags.iter().all(|tag| tag.starts_with("{{")) {
             tags.iter().flat_map(|tag| self.reads(tag)).collect()
         } else {
             self.reads(&request.url.source)
         };
+        // A fan-out's item is whatever its `for_each` yields: an origin that names the item is
+        // steered by what `for_each` reads.
+        if let Some(fan_out) = &step.fan_out
+            && tags.iter().any(|tag| names_word(tag, &fan_out.name))
+        {
+            reads.extend(named(&fan_out.items.source));
+        }
         // A note is whatever the person who completes a manual step types.
         for path in &reads {
             let mut parts = path.split('.');
@@ -210,13 +217,7 @@ impl<'a> Checker<'a> {
                     found.extend(self.runbook.params.iter().map(|p| (p, None)));
                 }
                 (Some("steps"), Some(id)) => {
-                    let Some(step) = self
-                        .runbook
-                        .steps
-                        .iter()
-                        .chain(&self.runbook.rollback)
-                        .find(|s| s.id == id)
-                    else {
+                    let Some(step) = self.step(id) else {
                         continue;
                     };
                     if !visited.insert(step.id.as_str()) {
@@ -236,7 +237,8 @@ impl<'a> Checker<'a> {
         found
     }
 
-    /// A secret may only be written out whole, as `{{ secrets.NAME }}`, and never read by `when`.
+    /// A secret may only be written out whole, as `{{ secrets.NAME }}`, and never read by `when`
+    /// or `for_each`.
     fn secrets_only_written(
         &self,
         step: &'a Step,
@@ -260,11 +262,16 @@ impl<'a> Checker<'a> {
                 ),
             ));
         };
-        if let Some(when) = &step.when {
-            let reads = named(&when.source);
-            if reads.iter().any(|path| path == "secrets" || path.starts_with("secrets.")) {
-                refuse(when.at, "reads a secret in `when`", out);
-            }
+        let reads_secret = |expression: &Expression| {
+            named(&expression.source)
+                .iter()
+                .any(|path| path == "secrets" || path.starts_with("secrets."))
+        };
+        if let Some(when) = step.when.as_ref().filter(|when| reads_secret(when)) {
+            refuse(when.at, "reads a secret in `when`", out);
+        }
+        if let Some(fan_out) = step.fan_out.as_ref().filter(|f| reads_secret(&f.items)) {
+            refuse(fan_out.items.at, "reads a secret in `for_each`", out);
         }
         for (source, at) in step_template_sites(step) {
             let pieces = pieces(source);
@@ -364,6 +371,17 @@ fn named(source: &str) -> HashSet<String> {
             format!("{}{rest}", &found[1])
         })
         .collect()
+}
+
+/// Whether a piece of template text names `name` as a whole word (a fan-out's item).
+fn names_word(text: &str, name: &str) -> bool {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(start, _)| {
+        let before = text[..start].chars().next_back();
+        let after = text[start + name.len()..].chars().next();
+        // `x.host` is a field of something else, not the item.
+        !before.is_some_and(|c| is_word(c) || c == '.') && !after.is_some_and(is_word)
+    })
 }
 
 /// Whether a tag names `secrets` at all.

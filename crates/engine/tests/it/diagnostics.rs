@@ -59,6 +59,21 @@ fn the_shipped_runbooks_are_valid_and_lint_clean() {
 }
 
 #[test]
+fn a_runbook_with_groups_fan_outs_and_lists_is_valid_and_lint_clean() {
+    let path = Path::new(FIXTURES).join("valid/parallel-and-fan-out.yaml");
+    let source = std::fs::read_to_string(&path).expect("fixture is readable");
+    let parsed = parse(&source);
+    let rendered = render_diagnostics(&file_name(&path), &source, &parsed.diagnostics);
+    assert_eq!(rendered, "");
+    let runbook = parsed.runbook.expect("valid");
+    assert_eq!(runbook.find_step("drain").expect("the group").branches().len(), 2);
+    let restart = runbook.find_step("restart").expect("the fan-out");
+    let fan_out = restart.fan_out.as_ref().expect("restart fans out");
+    assert_eq!((fan_out.name.as_str(), fan_out.concurrency), ("host", 2));
+    assert_eq!(fan_out.max_failures, steady_engine::runbook::FailureLimit::Percent(25));
+}
+
+#[test]
 fn all_errors_are_reported_at_once() {
     let source = "\
 name: Bad Name

@@ -1,10 +1,35 @@
 //! Whatever an author or an attacker feeds the parser, it answers with diagnostics, never a
-//! panic: arbitrary text, and the shipped runbooks mangled at random.
+//! panic: arbitrary text, steps assembled from the language's own keys with values of every
+//! shape, and the shipped runbooks (and one with groups and fan-outs) mangled at random.
 
 use proptest::prelude::*;
 use steady_engine::parse;
 
 const SHIPPED: &str = include_str!("../../../../runbooks/traffic-shift.yaml");
+const GROUPS: &str = include_str!("../fixtures/valid/parallel-and-fan-out.yaml");
+
+/// A step's keys, the new ones of groups and fan-outs among them, so that generated steps
+/// actually reach the code that reads them.
+const KEYS: &str = "(id|run|check|manual|approval|sleep|parallel|for_each|as|concurrency|max_failures|on_failure|when|retries|timeout|idempotent|read_only)";
+/// Values of every shape a key could be given: nested branches, lists, mappings, numbers out
+/// of range, percentages, templates where expressions go, and references to items.
+const VALUES: &str = r#"(\[\]|\{\}|-?[0-9]{1,3}%?|"[0-9]{1,3}%"|abc|params|item|params\.hosts|steps\.[a-z]{1,2}(\.items)?|"\{\{ ?item ?\}\}"|\[a, ?b\]|\{ ?role: ?[a-z]{1,2} ?\}|\n {6,10}- id: [a-z]{1,2}\n {8,12}(run|parallel|for_each|as): ?[a-z\[\]]{0,4})"#;
+
+fn mangled(original: &str, cuts: Vec<(usize, usize, String)>) -> String {
+    let mut source = original.to_owned();
+    for (at, length, insert) in cuts {
+        let mut start = at.min(source.len());
+        while !source.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (start + length).min(source.len());
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        source.replace_range(start..end, &insert);
+    }
+    source
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -20,17 +45,28 @@ proptest! {
     }
 
     #[test]
-    fn a_mangled_runbook_never_panics(cuts in prop::collection::vec((0..SHIPPED.len(), 0usize..40, "\\PC{0,6}"), 1..6)) {
-        let mut source = SHIPPED.to_owned();
-        for (at, length, insert) in cuts {
-            let mut start = at.min(source.len());
-            while !source.is_char_boundary(start) { start -= 1; }
-            let mut end = (start + length).min(source.len());
-            while !source.is_char_boundary(end) { end -= 1; }
-            source.replace_range(start..end, &insert);
+    fn steps_of_every_shape_never_panic(steps in prop::collection::vec(prop::collection::vec((KEYS, VALUES), 1..6), 1..5)) {
+        let mut source = "name: fuzz\nroles: { a: {} }\nparams:\n  hosts: { type: list, default: [a, b] }\nsteps:\n".to_owned();
+        for (index, fields) in steps.iter().enumerate() {
+            source.push_str(&format!("  - id: s{index}\n"));
+            for (key, value) in fields {
+                source.push_str(&format!("    {key}: {value}\n"));
+            }
         }
         let parsed = parse(&source);
+        prop_assert_eq!(parsed.runbook.is_some(), !parsed.has_errors());
+    }
+
+    #[test]
+    fn a_mangled_runbook_never_panics(cuts in prop::collection::vec((0..SHIPPED.len(), 0usize..40, "\\PC{0,6}"), 1..6)) {
+        let parsed = parse(&mangled(SHIPPED, cuts));
         // A valid result must come with no errors, an invalid one with at least one.
+        prop_assert_eq!(parsed.runbook.is_some(), !parsed.has_errors());
+    }
+
+    #[test]
+    fn a_mangled_runbook_with_groups_and_fan_outs_never_panics(cuts in prop::collection::vec((0..GROUPS.len(), 0usize..40, "(\\PC|\n){0,6}"), 1..6)) {
+        let parsed = parse(&mangled(GROUPS, cuts));
         prop_assert_eq!(parsed.runbook.is_some(), !parsed.has_errors());
     }
 }

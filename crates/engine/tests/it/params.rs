@@ -88,3 +88,67 @@ fn errors_are_typed_for_callers_that_branch_on_them() {
         resolve(&runbook(), &given(&[("cluster", "main"), ("wibble", "1")])).expect_err("unknown");
     assert_eq!(errors, [ParamError::Unknown { name: "wibble".into(), suggestion: None }]);
 }
+
+/// A runbook with list parameters: one free, one whose items are checked.
+fn fleet() -> Runbook {
+    let source = r#"
+name: fleet
+params:
+  hosts: { type: list, default: [web1, web2] }
+  regions: { type: list, enum: [eu, us, ap] }
+  nodes: { type: list, pattern: "^node[0-9]+$" }
+steps:
+  - id: wait
+    sleep: 1s
+"#;
+    parse(source).runbook.expect("valid runbook")
+}
+
+fn list(items: &[&str]) -> ParamValue {
+    ParamValue::List(items.iter().map(|item| item.to_string()).collect())
+}
+
+#[test]
+fn a_list_is_comma_separated_trimmed_and_without_empty_items() {
+    let values = resolve(
+        &fleet(),
+        &given(&[("hosts", " web1 , web2,,web3, "), ("regions", "eu,us"), ("nodes", "")]),
+    )
+    .expect("valid params");
+    assert_eq!(values["hosts"], list(&["web1", "web2", "web3"]));
+    assert_eq!(values["regions"], list(&["eu", "us"]));
+    assert_eq!(values["nodes"], list(&[]));
+}
+
+#[test]
+fn a_list_written_as_a_json_array_keeps_commas_inside_items() {
+    let values = resolve(&fleet(), &given(&[("hosts", r#"["a,1", "b"]"#)])).expect("valid params");
+    assert_eq!(values["hosts"], list(&["a,1", "b"]));
+}
+
+#[test]
+fn a_list_not_given_takes_its_default_or_is_empty() {
+    let values = resolve(&fleet(), &[]).expect("valid params");
+    assert_eq!(values["hosts"], list(&["web1", "web2"]));
+    assert_eq!(values["regions"], list(&[]));
+}
+
+#[test]
+fn enum_and_pattern_apply_to_each_item_and_name_the_one_that_fails() {
+    let errors: Vec<String> = resolve(
+        &fleet(),
+        &given(&[("regions", "eu,mars"), ("nodes", "node1,db1"), ("hosts", r#"["web1", 2]"#)]),
+    )
+    .expect_err("invalid params")
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        errors,
+        [
+            "parameter `regions` must be one of eu, us, ap, got `mars`",
+            "parameter `nodes` must match `^node[0-9]+$`, got `db1`",
+            r#"parameter `hosts` must be a list of strings (`a,b` or a JSON array of strings), got `["web1", 2]`"#,
+        ]
+    );
+}

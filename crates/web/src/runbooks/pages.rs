@@ -11,7 +11,7 @@ use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
 use steady_engine::plan::Plan;
 use steady_engine::run::{RunFilter, RunMode, RunStatus};
-use steady_engine::runbook::{ParamValue, Runbook};
+use steady_engine::runbook::{ParamType, ParamValue, Runbook};
 
 use crate::AppState;
 use crate::dto;
@@ -124,8 +124,12 @@ struct ParamField {
     name: String,
     kind: &'static str,
     required: bool,
+    /// The default as the field shows it: a list's items joined by commas.
     default: String,
     choices: Vec<String>,
+    /// A list is typed as comma-separated items, even with an `enum`: a single choice would
+    /// allow only one item.
+    list: bool,
     description: Option<String>,
 }
 
@@ -240,8 +244,13 @@ pub(crate) async fn runbook_page(
             name: p.name.clone(),
             kind: p.kind.as_str(),
             required: p.required,
-            default: p.default.as_ref().map(ToString::to_string).unwrap_or_default(),
+            default: match &p.default {
+                Some(ParamValue::List(items)) => items.join(", "),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            },
             choices: p.choices.iter().map(ToString::to_string).collect(),
+            list: p.kind == ParamType::List,
             description: p.description.clone(),
         })
         .collect();

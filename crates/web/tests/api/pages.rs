@@ -16,6 +16,7 @@ on_every_backend!(
     what_was_confirmed_is_what_runs_and_links_keep_their_filters,
     a_held_lock_is_a_conflict_page_linking_to_the_run_that_holds_it,
     an_admin_takes_command_with_a_button_and_typos_get_nothing,
+    a_list_parameter_is_typed_comma_separated_in_the_start_form,
 );
 
 pub(crate) const RESTART: &str = r#"
@@ -506,6 +507,33 @@ async fn an_admin_takes_command_with_a_button_and_typos_get_nothing(backend: Bac
 }
 
 /// Posts the start form of `restart`, confirmed, with `approver` as the gate's role holder.
+async fn a_list_parameter_is_typed_comma_separated_in_the_start_form(backend: Backend) {
+    let server = Server::start("pages-list", backend).await;
+    let fleet = "name: fleet\nparams:\n  hosts: { type: list, enum: [web1, web2, web3], default: [web1, web2] }\nsteps:\n  - id: uptime\n    for_each: params.hosts\n    run: [\"echo\", \"{{ item }}\"]\n    read_only: true\n    timeout: 5s\n";
+    publish(&server, fleet).await;
+    server.person("carol", &[Responder]).await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let (status, page) = carol.get("/runbooks/fleet").await;
+    assert_eq!(status, StatusCode::OK);
+    // A text field, not a single choice, with the default as the author wrote it.
+    assert!(
+        page.contains(
+            r#"<input name="param.hosts" value="web1, web2" placeholder="comma-separated">"#
+        ),
+        "{page}"
+    );
+    assert!(!page.contains(r#"<select name="param.hosts""#), "{page}");
+    let token = csrf(&page);
+    let start = [("csrf", token.as_str()), ("param.hosts", "web1, web3"), ("mode", "dry-run")];
+    let (status, confirm, _) = carol.post("/runbooks/fleet/start", &start).await;
+    assert_eq!(status, StatusCode::OK, "{confirm}");
+    assert!(confirm.contains("echo web3") && !confirm.contains("echo web2"), "{confirm}");
+    let start = [("csrf", token.as_str()), ("param.hosts", "web1, db1"), ("mode", "dry-run")];
+    let (status, refused, _) = carol.post("/runbooks/fleet/start", &start).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.contains("got `db1`"), "{refused}");
+}
+
 async fn confirmed_start(
     browser: &Browser,
     token: &str,

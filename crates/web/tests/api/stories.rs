@@ -13,6 +13,7 @@ on_every_backend!(
     a_quorum_of_two_and_a_rejection_that_rolls_back,
     a_held_lock_is_a_conflict_naming_the_run,
     bad_input_is_a_4xx_that_says_where,
+    a_list_parameter_is_a_json_array_checked_item_by_item,
     a_gate_past_its_timeout_refuses_a_late_approval,
     a_run_streams_its_events_and_a_reconnect_resumes_where_it_left,
     notifications_arrive_and_keep_arriving_after_the_receiver_was_down,
@@ -207,6 +208,26 @@ async fn bad_input_is_a_4xx_that_says_where(backend: Backend) {
     assert_eq!(no_runbook.status, StatusCode::NOT_FOUND);
     let no_run = server.get(&carol, "/api/v1/runs/not-a-uuid").await;
     assert_eq!(no_run.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_list_parameter_is_a_json_array_checked_item_by_item(backend: Backend) {
+    let server = Server::start("list-param", backend).await;
+    let fleet = "name: fleet\nparams:\n  regions: { type: list, enum: [eu, us, \"eu,west\"] }\nsteps:\n  - id: each\n    for_each: params.regions\n    sleep: 1ms\n";
+    let published = publish(&server, fleet).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let carol = server.person("carol", &[Responder]).await;
+    let start = json!({ "runbook": "fleet", "params": { "regions": ["eu,west", "us"] } });
+    let started = server.post(&carol, "/api/v1/runs", start).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(started.body["params"]["regions"], json!(["eu,west", "us"]));
+    let start = json!({ "runbook": "fleet", "params": { "regions": ["eu", "mars"] } });
+    let refused = server.post(&carol, "/api/v1/runs", start).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body["error"]["message"].as_str().unwrap().contains("got `mars`"),
+        "{}",
+        refused.body
+    );
 }
 
 async fn a_gate_past_its_timeout_refuses_a_late_approval(backend: Backend) {

@@ -94,7 +94,7 @@ fn step(
             let kinds = allowed.join(" and ");
             out.push(Diagnostic::error(
                 fields.key_at(key),
-                format!("`{key}` applies to {kinds} steps, not to a {kind_name} step"),
+                format!("`{key}` applies to {kinds} steps, not to {}", a_step_of(kind_name)),
             ));
         }
     };
@@ -167,8 +167,10 @@ fn branches(
     let items = yaml::sequence(node, "parallel", out)?;
     if items.len() < 2 {
         out.push(Diagnostic::error(
-            at(node),
-            format!("`parallel` of {what} must list at least two branches"),
+            fields.key_at("parallel"),
+            format!(
+                "`parallel` of {what} must list at least two branches: a single step needs no group"
+            ),
         ));
         return None;
     }
@@ -188,10 +190,15 @@ fn fan_out(
     let Some(node) = fields.get("for_each") else {
         for key in ["as", "concurrency", "max_failures"] {
             if fields.has(key) {
-                out.push(Diagnostic::error(
-                    fields.key_at(key),
-                    format!("`{key}` applies to a fan-out: give {what} a `for_each` too"),
-                ));
+                let message = match nesting {
+                    Nesting::Sequence => {
+                        format!("`{key}` applies to a fan-out: give {what} a `for_each` too")
+                    }
+                    Nesting::Branch => format!(
+                        "`{key}` applies to a fan-out, and {what} is a branch of a group, which cannot fan out"
+                    ),
+                };
+                out.push(Diagnostic::error(fields.key_at(key), message));
             }
         }
         return None;
@@ -212,9 +219,18 @@ fn fan_out(
         out.push(Diagnostic::error(
             fields.key_at("for_each"),
             format!(
-                "`for_each` applies to run, http, check and sleep steps, not to a {} step",
-                kind.name()
+                "`for_each` applies to run, http, check and sleep steps, not to {}",
+                a_step_of(kind.name())
             ),
+        ));
+        return None;
+    }
+    // A YAML list here is a natural first guess; the items are an expression, so that they
+    // can come from parameters and earlier results.
+    if !matches!(node, Node::Scalar(_)) {
+        out.push(Diagnostic::error(
+            at(node),
+            "`for_each` must be an expression that yields a list, such as `params.hosts` or `\"['web1', 'web2']\"`",
         ));
         return None;
     }
@@ -283,6 +299,12 @@ fn failure_limit(node: &Node, out: &mut Vec<Diagnostic>) -> Option<FailureLimit>
         ));
     }
     limit
+}
+
+/// "a run step", "an approval step": a kind of step named in a message.
+fn a_step_of(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind} step")
 }
 
 fn step_kind(
@@ -505,7 +527,7 @@ fn expect(node: &Node, kind: &str, out: &mut Vec<Diagnostic>) -> Option<Expect> 
         if fields.has(key) && !kind.is_empty() && kind != allowed {
             out.push(Diagnostic::error(
                 fields.key_at(key),
-                format!("`expect.{key}` applies to {allowed} steps, not to a {kind} step"),
+                format!("`expect.{key}` applies to {allowed} steps, not to {}", a_step_of(kind)),
             ));
         }
     };
