@@ -1,10 +1,12 @@
 //! `steady runs` and `steady show`: what happened, for people and (with `--json`) for tools.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use steady_engine::audit::format_timestamp;
-use steady_engine::run::{RunFilter, RunSnapshot, RunStatus};
+use steady_engine::run::{RunFilter, RunSnapshot, RunStatus, StepState, StepStatus};
+use steady_engine::runbook::{Runbook, item_text};
 use steady_web::dto;
 
 use crate::app::{App, DbArgs};
@@ -85,12 +87,79 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&dto::snapshot(&snapshot))?);
     } else {
-        print_snapshot(&snapshot);
+        // The runbook only words a group's progress: a run whose version cannot be read is
+        // still shown.
+        let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await.ok();
+        print_snapshot(&snapshot, runbook);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_snapshot(snapshot: &RunSnapshot) {
+/// "1.25s": how long an attempt or an item took.
+fn seconds(took: chrono::TimeDelta) -> String {
+    format!("{:.2}s", took.num_milliseconds() as f64 / 1000.0)
+}
+
+/// One step (or a branch, `indent`ed under its group): its status and id, then its details.
+fn print_step(snapshot: &RunSnapshot, step: &StepState, indent: &str) {
+    let phase = if step.phase.as_str() == "rollback" { "rollback " } else { "" };
+    say!("{indent}{phase}{:<16} {}", badge(step.status), step.step_id);
+    print_details(snapshot, step, indent);
+}
+
+/// What a step did: its rendered action, note, votes and attempts with their output.
+fn print_details(snapshot: &RunSnapshot, step: &StepState, indent: &str) {
+    if let Some(rendered) = &step.rendered {
+        say!("{indent}      does  {}", dto::describe_rendered(rendered));
+    }
+    if let Some(note) = &step.note {
+        say!("{indent}      note  {note}");
+    }
+    if let Some(by) = &step.completed_by {
+        say!("{indent}      by    {by}");
+    }
+    for vote in snapshot.votes.iter().filter(|v| v.step_id == step.step_id) {
+        let verdict = if vote.approve { "approved" } else { "rejected" };
+        let void = if vote.void { " (void: the guarded step changed)" } else { "" };
+        let comment = vote.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+        say!("{indent}      {verdict} by {}{comment}{void}", vote.actor);
+    }
+    for attempt in snapshot.attempts.iter().filter(|a| a.step_id == step.step_id) {
+        let duration = match (attempt.started_at, attempt.finished_at) {
+            (Some(start), Some(end)) => seconds(end - start),
+            _ => "-".to_owned(),
+        };
+        let status = attempt.status.map(|s| s.as_str()).unwrap_or("?");
+        let code = attempt.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
+        let http = attempt.http_status.map(|c| format!(", HTTP {c}")).unwrap_or_default();
+        say!("{indent}      attempt {} {status} in {duration}{code}{http}", attempt.number);
+        if let Some(error) = &attempt.error {
+            say!("{indent}        error   {error}");
+        }
+        for (name, text, truncated) in [
+            ("stdout", &attempt.stdout, attempt.stdout_truncated),
+            ("stderr", &attempt.stderr, attempt.stderr_truncated),
+        ] {
+            if text.is_empty() {
+                continue;
+            }
+            let lines: Vec<&str> = text.lines().collect();
+            let shown = lines.len().min(20);
+            for (index, line) in lines[..shown].iter().enumerate() {
+                say!("{indent}        {:<7} {line}", if index == 0 { name } else { "" });
+            }
+            if lines.len() > shown || truncated {
+                say!(
+                    "{indent}                (more in `steady show --json`{})",
+                    if truncated { "; truncated at 1 MiB" } else { "" }
+                );
+            }
+        }
+    }
+}
+
+/// The run as people read it; `runbook`, when it could be read, words each group's progress.
+fn print_snapshot(snapshot: &RunSnapshot, runbook: Option<Arc<Runbook>>) {
     let run = &snapshot.run;
     say!("run {}  {}", run.id, run_badge(run.status));
     say!(
@@ -119,56 +188,29 @@ fn print_snapshot(snapshot: &RunSnapshot) {
         say!("finished   {}", format_timestamp(finished));
     }
     say!();
-    for step in &snapshot.steps {
-        let phase = if step.phase.as_str() == "rollback" { "rollback " } else { "" };
-        say!("{phase}{:<16} {}", badge(step.status), step.step_id);
-        if let Some(rendered) = &step.rendered {
-            say!("      does  {}", dto::describe_rendered(rendered));
+    // Each group's branches and items are printed under it, indented, never on their own.
+    for step in snapshot.steps.iter().filter(|step| step.parent.is_none()) {
+        print_step(snapshot, step, "");
+        let children: Vec<&StepState> = snapshot.children(&step.step_id).collect();
+        let written = runbook.as_deref().and_then(|runbook| runbook.find_step(&step.step_id));
+        if let Some(written) = written.filter(|written| written.has_children()) {
+            say!("      progress {}", dto::group_progress(written, step, &children));
         }
-        if let Some(note) = &step.note {
-            say!("      note  {note}");
-        }
-        if let Some(by) = &step.completed_by {
-            say!("      by    {by}");
-        }
-        for vote in snapshot.votes.iter().filter(|v| v.step_id == step.step_id) {
-            let verdict = if vote.approve { "approved" } else { "rejected" };
-            let void = if vote.void { " (void: the guarded step changed)" } else { "" };
-            let comment = vote.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
-            say!("      {verdict} by {}{comment}{void}", vote.actor);
-        }
-        for attempt in snapshot.attempts.iter().filter(|a| a.step_id == step.step_id) {
-            let duration = match (attempt.started_at, attempt.finished_at) {
-                (Some(start), Some(end)) => {
-                    format!("{:.2}s", (end - start).num_milliseconds() as f64 / 1000.0)
+        for child in children {
+            match &child.item {
+                // A fan-out may have hundreds of items: one line each, and the output only
+                // of those that need someone's attention.
+                Some(item) => {
+                    let took = match (child.started_at, child.finished_at) {
+                        (Some(start), Some(end)) => seconds(end - start),
+                        _ => String::new(),
+                    };
+                    say!("    {:<16} {:<24} {took}", badge(child.status), item_text(item));
+                    if child.status.is_failure() || child.status == StepStatus::Interrupted {
+                        print_details(snapshot, child, "    ");
+                    }
                 }
-                _ => "-".to_owned(),
-            };
-            let status = attempt.status.map(|s| s.as_str()).unwrap_or("?");
-            let code = attempt.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-            let http = attempt.http_status.map(|c| format!(", HTTP {c}")).unwrap_or_default();
-            say!("      attempt {} {status} in {duration}{code}{http}", attempt.number);
-            if let Some(error) = &attempt.error {
-                say!("        error   {error}");
-            }
-            for (name, text, truncated) in [
-                ("stdout", &attempt.stdout, attempt.stdout_truncated),
-                ("stderr", &attempt.stderr, attempt.stderr_truncated),
-            ] {
-                if text.is_empty() {
-                    continue;
-                }
-                let lines: Vec<&str> = text.lines().collect();
-                let shown = lines.len().min(20);
-                for (index, line) in lines[..shown].iter().enumerate() {
-                    say!("        {:<7} {line}", if index == 0 { name } else { "" });
-                }
-                if lines.len() > shown || truncated {
-                    say!(
-                        "                (more in `steady show --json`{})",
-                        if truncated { "; truncated at 1 MiB" } else { "" }
-                    );
-                }
+                None => print_step(snapshot, child, "    "),
             }
         }
     }

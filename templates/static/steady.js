@@ -22,9 +22,16 @@
         // Never throw away what someone is typing: a form without an id cannot be carried
         // over, so try again once they are done.
         if (kept === null) { setTimeout(refresh, 2000); return; }
+        // A fan-out's item someone opened stays open when the page updates.
+        var opened = [];
+        main.querySelectorAll("details[id]").forEach(function (details) { if (details.open) { opened.push(details.id); } });
         var active = document.activeElement;
         var selection = active && "selectionStart" in active ? [active.selectionStart, active.selectionEnd] : null;
         main.replaceWith(fresh);
+        opened.forEach(function (id) {
+          var details = document.getElementById(id);
+          if (details) { details.open = true; }
+        });
         kept.forEach(function (form) {
           var replaced = document.getElementById(form.id);
           if (replaced) { replaced.replaceWith(form); }

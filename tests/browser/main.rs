@@ -14,6 +14,7 @@
 //! Screenshots of the main pages land in `target/screenshots/`.
 //!
 //! - `authoring`: an author publishes a fixed version; the commander's *my work*.
+//! - `lanes`: a `parallel` group's lanes and a fan-out's grid of items on the run page.
 
 mod accessibility;
 
@@ -26,6 +27,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 mod authoring;
 mod cockpit;
+mod lanes;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steady-browser-{name}-{}", std::process::id()));

@@ -48,6 +48,19 @@ fn shed_load() {
 }
 
 #[test]
+fn rolling_restart() {
+    insta::assert_snapshot!(plan(&[
+        "rolling-restart",
+        "-p",
+        "service=shop",
+        "-p",
+        "hosts=web1,web2,web3",
+        "-p",
+        "backend=shop"
+    ]));
+}
+
+#[test]
 fn restore_verify() {
     insta::assert_snapshot!(plan(&[
         "restore-verify",
@@ -132,7 +145,7 @@ fn runbooks_are_found_by_name_in_the_runbooks_folder() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("no runbook named `no-such-runbook`"), "{}", run.stderr);
     assert!(run.stderr.contains(
-        "(found: postgres-failover, redis-failover, restore-verify, shed-load, traffic-shift)"
+        "(found: postgres-failover, redis-failover, restore-verify, rolling-restart, shed-load, traffic-shift)"
     ));
 }
 

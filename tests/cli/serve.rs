@@ -29,7 +29,7 @@ fn serve_bootstraps_publishes_answers_and_stops_cleanly() {
         seen.push(line);
     };
     assert_eq!(seen[0], "created user `admin` with the password in STEADY_ADMIN_PASSWORD");
-    assert_eq!(seen.iter().filter(|line| line.starts_with("published ")).count(), 5, "{seen:?}");
+    assert_eq!(seen.iter().filter(|line| line.starts_with("published ")).count(), 6, "{seen:?}");
 
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -60,7 +60,7 @@ fn serve_bootstraps_publishes_answers_and_stops_cleanly() {
             .json()
             .await
             .expect("json");
-        assert_eq!(runbooks.as_array().map(Vec::len), Some(5));
+        assert_eq!(runbooks.as_array().map(Vec::len), Some(6));
     });
 
     nix::sys::signal::kill(

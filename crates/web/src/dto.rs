@@ -9,7 +9,10 @@ use steady_engine::Diagnostic;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::{AuditEvent, format_timestamp};
 use steady_engine::plan::{Action, Rendered};
-use steady_engine::run::{Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepStatus};
+use steady_engine::run::{
+    Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus,
+};
+use steady_engine::runbook::Step;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use uuid::Uuid;
@@ -160,6 +163,13 @@ pub struct StepView {
     pub rendered: Option<Value>,
     pub note: Option<String>,
     pub completed_by: Option<String>,
+    /// For a branch of a `parallel` group or an item of a fan-out: the id of its group step,
+    /// by which a client groups them (children are listed after the top-level steps).
+    pub parent: Option<String>,
+    /// For an item of a fan-out: the item, as the `for_each` expression yielded it (any JSON
+    /// value, most often a string).
+    #[schema(value_type = Option<Value>)]
+    pub item: Option<Value>,
     pub attempts: Vec<AttemptView>,
     pub votes: Vec<VoteView>,
 }
@@ -229,6 +239,8 @@ impl RunDetail {
                 rendered: step.rendered.as_ref().map(Rendered::to_value),
                 note: step.note.clone(),
                 completed_by: step.completed_by.as_ref().map(|a| a.to_string()),
+                parent: step.parent.clone(),
+                item: step.item.clone(),
                 attempts: snapshot
                     .attempts
                     .iter()
@@ -443,4 +455,38 @@ pub fn describe_action(action: &Action) -> String {
             items.len()
         ),
     }
+}
+
+/// A group step's progress in words, as the run page and `steady show` say it: "17 of 40
+/// hosts, 2 running, 1 failed, limit 2" for a fan-out (its `as` name made plural, naively),
+/// "1 of 2 branches done" for a `parallel` group. `children` are the group's step states.
+pub fn group_progress(step: &Step, group: &StepState, children: &[&StepState]) -> String {
+    // An interrupted child counts as failed: it awaits the same decision a failed one does.
+    let failed = |s: StepStatus| s.is_failure() || s == StepStatus::Interrupted;
+    let over = |s: StepStatus| s.is_passed() || failed(s) || s == StepStatus::Cancelled;
+    let count = |test: &dyn Fn(StepStatus) -> bool| {
+        children.iter().filter(|child| test(child.status)).count()
+    };
+    let done = count(&|s| s.is_passed());
+    let failed = count(&failed);
+    let Some(fan_out) = &step.fan_out else {
+        let total = step.branches().len();
+        let ended = count(&over);
+        let noun = if total == 1 { "branch" } else { "branches" };
+        let failures = if failed > 0 { format!(", {failed} failed") } else { String::new() };
+        return format!("{ended} of {total} {noun} done{failures}");
+    };
+    let noun =
+        if fan_out.name == "item" { "items".to_owned() } else { format!("{}s", fan_out.name) };
+    let total = match &group.rendered {
+        Some(Rendered::Action(Action::ForEach { items, .. })) => items.len(),
+        _ => children.len(),
+    };
+    if group.rendered.is_none() && children.is_empty() {
+        return format!("{noun} known when it starts, limit {}", fan_out.max_failures);
+    }
+    let running = count(&|s| !over(s) && s != StepStatus::Pending);
+    let running = if running > 0 { format!(", {running} running") } else { String::new() };
+    let limit = fan_out.max_failures.allowed(total);
+    format!("{done} of {total} {noun}{running}, {failed} failed, limit {limit}")
 }

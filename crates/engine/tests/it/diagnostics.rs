@@ -54,7 +54,14 @@ fn the_shipped_runbooks_are_valid_and_lint_clean() {
     names.sort();
     assert_eq!(
         names,
-        ["postgres-failover", "redis-failover", "restore-verify", "shed-load", "traffic-shift"]
+        [
+            "postgres-failover",
+            "redis-failover",
+            "restore-verify",
+            "rolling-restart",
+            "shed-load",
+            "traffic-shift"
+        ]
     );
 }
 

@@ -156,7 +156,9 @@ pub(crate) async fn run_page(
     let binding = state.engine.approval_preview(&runbook, &snapshot);
     let viewer = Viewer { actor: &me.actor, responder };
     let steps = steps::steps(&runbook, &snapshot, &history, &binding, &viewer, now);
-    let gate_bar = steps.iter().find_map(|step| {
+    // A gate may be a branch of a group: look among the children too.
+    let children = steps.iter().flat_map(|step| step.group.iter().flat_map(|g| &g.children));
+    let gate_bar = steps.iter().chain(children).find_map(|step| {
         let gate = step.gate.as_ref()?;
         (gate.can_approve || gate.can_reject).then(|| GateBar {
             step: step.id.clone(),

@@ -114,7 +114,9 @@ pub(crate) fn situation(
         RunMode::Drill => ("drill", "drill"),
         RunMode::DryRun => ("dry run", "dry"),
     };
-    let phase_steps: Vec<_> = snapshot.steps.iter().filter(|s| s.phase == run.phase).collect();
+    // Branches and items are counted by their group: "step 2 of 3" names top-level steps.
+    let phase_steps: Vec<_> =
+        snapshot.steps.iter().filter(|s| s.phase == run.phase && s.parent.is_none()).collect();
     let total = sequence(runbook, run.phase).len();
     // Done means done: a failed step of an aborted run is not counted as work completed.
     let done = phase_steps.iter().filter(|s| s.status.is_passed()).count();
@@ -155,10 +157,17 @@ pub(crate) fn situation(
 fn waiting(runbook: &Runbook, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Option<Waiting> {
     let run = &snapshot.run;
     match run.status {
-        RunStatus::Waiting => {
-            let state = snapshot.steps.iter().find(|s| s.status == StepStatus::Waiting)?;
-            let step =
-                runbook.steps.iter().chain(&runbook.rollback).find(|s| s.id == state.step_id)?;
+        // A running run may also wait for people: a manual branch waits while its sibling runs.
+        RunStatus::Waiting | RunStatus::Running => {
+            // A group waits while one of its branches or items waits for people: name the
+            // child that waits, whose role can answer it, not the group.
+            let (state, step) = snapshot
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Waiting)
+                .filter_map(|s| Some((s, super::steps::step_of(runbook, s)?)))
+                .min_by_key(|(_, step)| step.has_children())?;
+            let step = step.as_ref();
             let since = state.started_at.unwrap_or(run.updated_at);
             Some(Waiting {
                 who: CodeSpans(format!("`{}` waits for {}", step.id, waiting_for(snapshot, step))),
@@ -192,7 +201,11 @@ fn outcome(
 ) -> Option<(String, &'static str)> {
     let run = &snapshot.run;
     let main = |status: StepStatus| {
-        snapshot.steps.iter().filter(|s| s.phase == Phase::Main && s.status == status).count()
+        snapshot
+            .steps
+            .iter()
+            .filter(|s| s.phase == Phase::Main && s.parent.is_none() && s.status == status)
+            .count()
     };
     let because = |reason: &Option<String>| {
         reason.as_ref().map(|reason| format!(": “{reason}”")).unwrap_or_default()

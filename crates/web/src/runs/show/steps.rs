@@ -1,14 +1,16 @@
 //! The run page's steps: each with its status in words that hold once the run has ended
 //! ("not run", not "pending"), what it does, its gate or manual answer, the commander's
-//! decisions on it, and its attempts — the latest open, earlier failures folded away.
+//! decisions on it, and its attempts — the latest open, earlier failures folded away. A
+//! `parallel` group holds its branches as lanes, a fan-out its items as a grid.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use steady_engine::machine::guarded_steps;
 use steady_engine::plan::Action;
 use steady_engine::policy::{self, Refusal};
-use steady_engine::run::{Actor, Attempt, RunSnapshot, StepStatus};
-use steady_engine::runbook::{Runbook, StepKind};
+use steady_engine::run::{Actor, Attempt, RunSnapshot, StepState, StepStatus};
+use steady_engine::runbook::{Runbook, Step, StepKind, item_text};
 
 use super::situation::History;
 use crate::dto;
@@ -75,6 +77,19 @@ pub(crate) struct StepView {
     pub(crate) decisions: Vec<String>,
     pub(crate) latest: Option<AttemptView>,
     pub(crate) earlier: Vec<AttemptView>,
+    /// A fan-out item: the item as people read it.
+    pub(crate) item: Option<String>,
+    /// A group's branches or a fan-out's items, shown inside it.
+    pub(crate) group: Option<GroupView>,
+}
+
+/// The children of a `parallel` group (lanes side by side) or of a fan-out (a grid of items).
+pub(crate) struct GroupView {
+    /// Branches are lanes, each a full step; items are a compact grid.
+    pub(crate) lanes: bool,
+    /// "17 of 40 hosts, 1 failed, limit 2" or "1 of 2 branches done".
+    pub(crate) progress: String,
+    pub(crate) children: Vec<StepView>,
 }
 
 /// What the page may offer `me`, decided by the caller from the global roles.
@@ -139,7 +154,23 @@ fn values_compared(snapshot: &RunSnapshot, expression: &str) -> Vec<(String, Str
     seen
 }
 
-/// The step views of a run, main sequence then rollback, as `viewer` sees them.
+/// What every step view of one page is built from: the run, the decisions taken in it, what
+/// gates bind, who is looking, and the attempts grouped by step once, so that a fan-out of a
+/// thousand items does not scan every attempt a thousand times.
+struct Page<'a> {
+    runbook: &'a Runbook,
+    snapshot: &'a RunSnapshot,
+    history: &'a History,
+    binding: &'a BTreeMap<String, BTreeMap<String, Action>>,
+    viewer: &'a Viewer<'a>,
+    now: chrono::DateTime<chrono::Utc>,
+    ended: bool,
+    attempts: HashMap<&'a str, Vec<&'a Attempt>>,
+}
+
+/// The step views of a run, main sequence then rollback, as `viewer` sees them. A group's
+/// branches and a fan-out's items are shown inside their step ([`StepView::group`]), never
+/// as steps of their own.
 pub(crate) fn steps(
     runbook: &Runbook,
     snapshot: &RunSnapshot,
@@ -148,139 +179,185 @@ pub(crate) fn steps(
     viewer: &Viewer<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<StepView> {
-    let ended = !snapshot.run.status.is_active();
+    let mut attempts: HashMap<&str, Vec<&Attempt>> = HashMap::new();
+    for attempt in &snapshot.attempts {
+        attempts.entry(attempt.step_id.as_str()).or_default().push(attempt);
+    }
+    let page = Page {
+        runbook,
+        snapshot,
+        history,
+        binding,
+        viewer,
+        now,
+        ended: !snapshot.run.status.is_active(),
+        attempts,
+    };
     let mut views = Vec::new();
     for (rollback, list) in [(false, &runbook.steps), (true, &runbook.rollback)] {
         for step in list.iter() {
             let Some(state) = snapshot.step(&step.id) else { continue };
-            let mut gate = None;
-            let mut manual = None;
-            match &step.kind {
-                StepKind::Approval(approval) => {
-                    let role =
-                        state.escalated_to.clone().unwrap_or_else(|| approval.role.name.clone());
-                    let open = state.status == StepStatus::Waiting
-                        && state.deadline.is_none_or(|d| d > now);
-                    // The engine's own rules decide which buttons are shown, so that the page
-                    // never offers an answer the engine refuses.
-                    let approve = policy::may_approve(snapshot, step, viewer.actor);
-                    let reject = policy::may_answer(snapshot, step, viewer.actor);
-                    let why_not = match (&approve, viewer.responder) {
-                        _ if !open => None,
-                        (Ok(()), true) => None,
-                        (Err(Refusal::SelfApproval { .. }), true) => Some(
-                            "You started this run, so you may not approve its gates. You may reject them."
-                                .to_owned(),
-                        ),
-                        (Err(Refusal::AlreadyAnswered { .. }), true) => {
-                            Some("You have answered; waiting for the others.".to_owned())
-                        }
-                        _ => Some(format!("Only people holding `{role}` in this run may answer.")),
-                    };
-                    let votes = snapshot
-                        .votes
-                        .iter()
-                        .filter(|v| v.step_id == step.id)
-                        .map(|v| {
-                            let verdict = if v.approve { "✓ approved" } else { "✗ rejected" };
-                            let comment = v
-                                .comment
-                                .as_deref()
-                                .map(|c| format!(": “{c}”"))
-                                .unwrap_or_default();
-                            let void =
-                                if v.void { " (void: the guarded step changed)" } else { "" };
-                            VoteView {
-                                by: format!("{verdict} by {}", v.actor),
-                                at: Moment::new(v.at),
-                                rest: format!("{comment}{void}"),
-                            }
-                        })
-                        .collect();
-                    let guarded = guarded_steps(runbook, state.phase, &step.id)
-                        .iter()
-                        .map(|guarded| {
-                            let text = binding
-                                .get(&step.id)
-                                .and_then(|map| map.get(&guarded.id))
-                                .map(dto::describe_action)
-                                .unwrap_or_else(|| "(rendered when it runs)".to_owned());
-                            (guarded.id.clone(), text)
-                        })
-                        .collect();
-                    gate = Some(GateView {
-                        holders: holders(snapshot, &role),
-                        role,
-                        quorum: approval.approvals,
-                        deadline: state.deadline.map(Moment::new),
-                        guarded,
-                        votes,
-                        can_approve: open && viewer.responder && approve.is_ok(),
-                        can_reject: open && viewer.responder && reject.is_ok(),
-                        why_not,
-                    });
-                }
-                StepKind::Manual(manual_step) => {
-                    manual = (state.status == StepStatus::Waiting).then(|| ManualView {
-                        role: manual_step.role.name.clone(),
-                        can_answer: viewer.responder
-                            && policy::may_answer(snapshot, step, viewer.actor).is_ok(),
-                    });
-                }
-                _ => {}
+            let mut view = step_view(&page, step, state, rollback);
+            if step.has_children() {
+                view.group = Some(group_view(&page, step, state, rollback));
             }
-            let mut attempts: Vec<AttemptView> = snapshot
-                .attempts
-                .iter()
-                .filter(|a| a.step_id == step.id)
-                .map(attempt_view)
-                .collect();
-            attempts.sort_by_key(|a| a.number);
-            let latest = attempts.pop();
-            let (status, class) = if ended && state.status == StepStatus::Pending {
-                ("· not run".to_owned(), "notrun")
-            } else {
-                (step_badge(state.status), status_class(state.status.as_str()))
-            };
-            let decisions = history
-                .decisions
-                .iter()
-                .filter(|decided| decided.step == step.id)
-                .map(|decided| {
-                    let reason =
-                        decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
-                    let at = absolute(decided.at);
-                    format!("{} decided by {} at {at}{reason}", decided.decision, decided.who)
-                })
-                .collect();
-            let does = state.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default();
-            let compared = match &step.kind {
-                StepKind::Check(_) if state.status != StepStatus::Pending => {
-                    values_compared(snapshot, &does)
-                }
-                _ => Vec::new(),
-            };
-            views.push(StepView {
-                id: step.id.clone(),
-                title: step.title().to_owned(),
-                kind: step.kind.name(),
-                rollback,
-                status,
-                status_class: class,
-                does,
-                compared,
-                note: state.note.clone(),
-                completed_by: state.completed_by.as_ref().map(ToString::to_string),
-                took: state
-                    .started_at
-                    .map(|start| duration(state.finished_at.unwrap_or(now) - start)),
-                gate,
-                manual,
-                decisions,
-                latest,
-                earlier: attempts,
-            });
+            views.push(view);
         }
     }
     views
+}
+
+/// The branches or items of a group step, and its progress in words.
+fn group_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) -> GroupView {
+    let mut children = Vec::new();
+    for child in page.snapshot.children(&step.id) {
+        let Some(child_step) = step_of(page.runbook, child) else { continue };
+        let mut view = step_view(page, &child_step, child, rollback);
+        if let Some(item) = &child.item {
+            // An item's title is the fan-out's; the grid names it by its item.
+            view.item = Some(item_text(item));
+            view.title = item_text(item);
+        }
+        children.push(view);
+    }
+    let siblings: Vec<&StepState> = page.snapshot.children(&step.id).collect();
+    let progress = dto::group_progress(step, state, &siblings);
+    GroupView { lanes: step.fan_out.is_none(), progress, children }
+}
+
+/// The step a step state runs as: a step or branch as written, or an item's step
+/// ([`Step::for_item`]) made from its fan-out.
+pub(crate) fn step_of<'r>(runbook: &'r Runbook, state: &StepState) -> Option<Cow<'r, Step>> {
+    match (&state.parent, &state.item) {
+        (Some(parent), Some(item)) => {
+            let fan_out = runbook.find_step(parent)?;
+            Some(Cow::Owned(fan_out.for_item(state.position as usize, item)))
+        }
+        _ => runbook.find_step(&state.step_id).map(Cow::Borrowed),
+    }
+}
+
+/// One step's view, without its children.
+fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) -> StepView {
+    let Page { runbook, snapshot, history, binding, viewer, now, ended, .. } = *page;
+    let mut gate = None;
+    let mut manual = None;
+    match &step.kind {
+        StepKind::Approval(approval) => {
+            let role = state.escalated_to.clone().unwrap_or_else(|| approval.role.name.clone());
+            let open =
+                state.status == StepStatus::Waiting && state.deadline.is_none_or(|d| d > now);
+            // The engine's own rules decide which buttons are shown, so that the page
+            // never offers an answer the engine refuses.
+            let approve = policy::may_approve(snapshot, step, viewer.actor);
+            let reject = policy::may_answer(snapshot, step, viewer.actor);
+            let why_not = match (&approve, viewer.responder) {
+                _ if !open => None,
+                (Ok(()), true) => None,
+                (Err(Refusal::SelfApproval { .. }), true) => Some(
+                    "You started this run, so you may not approve its gates. You may reject them."
+                        .to_owned(),
+                ),
+                (Err(Refusal::AlreadyAnswered { .. }), true) => {
+                    Some("You have answered; waiting for the others.".to_owned())
+                }
+                _ => Some(format!("Only people holding `{role}` in this run may answer.")),
+            };
+            let votes = snapshot
+                .votes
+                .iter()
+                .filter(|v| v.step_id == step.id)
+                .map(|v| {
+                    let verdict = if v.approve { "✓ approved" } else { "✗ rejected" };
+                    let comment =
+                        v.comment.as_deref().map(|c| format!(": “{c}”")).unwrap_or_default();
+                    let void = if v.void { " (void: the guarded step changed)" } else { "" };
+                    VoteView {
+                        by: format!("{verdict} by {}", v.actor),
+                        at: Moment::new(v.at),
+                        rest: format!("{comment}{void}"),
+                    }
+                })
+                .collect();
+            let guarded = guarded_steps(runbook, state.phase, &step.id)
+                .iter()
+                .map(|guarded| {
+                    let text = binding
+                        .get(&step.id)
+                        .and_then(|map| map.get(&guarded.id))
+                        .map(dto::describe_action)
+                        .unwrap_or_else(|| "(rendered when it runs)".to_owned());
+                    (guarded.id.clone(), text)
+                })
+                .collect();
+            gate = Some(GateView {
+                holders: holders(snapshot, &role),
+                role,
+                quorum: approval.approvals,
+                deadline: state.deadline.map(Moment::new),
+                guarded,
+                votes,
+                can_approve: open && viewer.responder && approve.is_ok(),
+                can_reject: open && viewer.responder && reject.is_ok(),
+                why_not,
+            });
+        }
+        StepKind::Manual(manual_step) => {
+            manual = (state.status == StepStatus::Waiting).then(|| ManualView {
+                role: manual_step.role.name.clone(),
+                can_answer: viewer.responder
+                    && policy::may_answer(snapshot, step, viewer.actor).is_ok(),
+            });
+        }
+        _ => {}
+    }
+    let mut attempts: Vec<AttemptView> = page
+        .attempts
+        .get(step.id.as_str())
+        .map(|attempts| attempts.iter().map(|attempt| attempt_view(attempt)).collect())
+        .unwrap_or_default();
+    attempts.sort_by_key(|a| a.number);
+    let latest = attempts.pop();
+    let (status, class) = if ended && state.status == StepStatus::Pending {
+        ("· not run".to_owned(), "notrun")
+    } else {
+        (step_badge(state.status), status_class(state.status.as_str()))
+    };
+    let decisions = history
+        .decisions
+        .iter()
+        .filter(|decided| decided.step == step.id)
+        .map(|decided| {
+            let reason = decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
+            let at = absolute(decided.at);
+            format!("{} decided by {} at {at}{reason}", decided.decision, decided.who)
+        })
+        .collect();
+    let does = state.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default();
+    let compared = match &step.kind {
+        StepKind::Check(_) if state.status != StepStatus::Pending => {
+            values_compared(snapshot, &does)
+        }
+        _ => Vec::new(),
+    };
+    StepView {
+        id: step.id.clone(),
+        title: step.title().to_owned(),
+        kind: if step.fan_out.is_some() { "for each" } else { step.kind.name() },
+        rollback,
+        status,
+        status_class: class,
+        does,
+        compared,
+        note: state.note.clone(),
+        completed_by: state.completed_by.as_ref().map(ToString::to_string),
+        took: state.started_at.map(|start| duration(state.finished_at.unwrap_or(now) - start)),
+        gate,
+        manual,
+        decisions,
+        latest,
+        earlier: attempts,
+        item: None,
+        group: None,
+    }
 }
