@@ -413,7 +413,14 @@ pub fn children(
 }
 
 fn planned_step(step: &Step, number: String, context: &Context) -> PlannedStep {
-    let action = plan_action(step, context);
+    // A fan-out's own line shows what each item does, the item a placeholder.
+    let action = match &step.fan_out {
+        Some(fan_out) => {
+            let placeholder = serde_json::Value::String(format!("⟨{}⟩", fan_out.name));
+            plan_action(step, &context.with_item(&fan_out.name, &placeholder))
+        }
+        None => plan_action(step, context),
+    };
     let fan_out = step.fan_out.as_ref().map(|fan_out| PlannedFanOut {
         for_each: fan_out.items.source.clone(),
         name: fan_out.name.clone(),

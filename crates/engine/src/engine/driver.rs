@@ -532,7 +532,7 @@ impl Flight {
 
 /// The span a step is dealt with in: its id, and the attempt once one starts (or the attempt
 /// found running, when recovering).
-fn step_span(step: &Step, attempt: Option<u32>) -> tracing::Span {
+pub(super) fn step_span(step: &Step, attempt: Option<u32>) -> tracing::Span {
     let span = tracing::info_span!("step", step = %step.id, attempt = tracing::field::Empty);
     if let Some(attempt) = attempt {
         span.record("attempt", attempt);

@@ -15,8 +15,10 @@ use crate::run::*;
 use crate::runbook::{Runbook, Step};
 use crate::runner::{self, Stop};
 
+use tracing::Instrument as _;
+
 use super::start::Started;
-use super::{Driver, Flight};
+use super::{Driver, Flight, step_span};
 
 /// The most items one fan-out may have: each is a row, created when the fan-out starts.
 pub(super) const MAX_ITEMS: usize = 10_000;
@@ -131,7 +133,8 @@ impl Driver<'_> {
                 };
                 let (flight, output) = joined(landed);
                 flying.remove(&flight.launch.step.id);
-                self.land(flight, output).await?;
+                let span = step_span(&flight.launch.step, Some(flight.number));
+                self.land(flight, output).instrument(span).await?;
                 continue;
             }
             let plan =
@@ -163,17 +166,21 @@ impl Driver<'_> {
                 let (child, item) = self.child(runbook, step, &id);
                 let item = item.as_ref().map(|(name, value)| (name.as_str(), value));
                 acted = true;
-                match self.start(runbook, &child, item).await {
+                // Each child logs in a span of its own, beside its siblings.
+                let span = step_span(&child, None);
+                match self.start(runbook, &child, item).instrument(span.clone()).await {
                     Ok(Started::Launch(launch)) => {
-                        if let Some(flight) = self.take_off(*launch).await? {
+                        let flight = self.take_off(*launch).instrument(span.clone()).await?;
+                        if let Some(flight) = flight {
                             flying.insert(id);
                             let http = self.engine.http.clone();
                             let capture = self.capture();
                             let mut stop = self.stop.clone();
-                            flights.spawn(async move {
+                            let fly = async move {
                                 let output = flight.fly(&http, capture, &mut stop).await;
                                 (flight, output)
-                            });
+                            };
+                            flights.spawn(fly.instrument(span));
                         }
                     }
                     Ok(Started::RetryIn(delay)) => {
@@ -200,7 +207,8 @@ impl Driver<'_> {
                         let (flight, output) = joined(landed);
                         let id = flight.launch.step.id.clone();
                         flying.remove(&id);
-                        if let Some(delay) = self.land(flight, output).await? {
+                        let span = step_span(&flight.launch.step, Some(flight.number));
+                        if let Some(delay) = self.land(flight, output).instrument(span).await? {
                             retry_at.insert(id, Instant::now() + delay);
                         }
                     }
