@@ -96,23 +96,20 @@ pub fn group_next<'s>(
     in_flight: impl Fn(&str) -> bool,
     now: Timestamp,
 ) -> GroupNext<'s> {
-    let children: Vec<&StepState> = snapshot.children(&step.id).collect();
-    let (limit, allowed) = match &step.fan_out {
-        Some(fan_out) => {
-            (fan_out.concurrency as usize, fan_out.max_failures.allowed(children.len()))
-        }
-        None => (usize::MAX, 0),
-    };
+    let limit = step.fan_out.as_ref().map_or(usize::MAX, |f| f.concurrency as usize);
     let counts_as_failure = |state: &StepState| {
-        state.status.is_failure()
-            && runbook
-                .find_step(&state.step_id)
-                .is_none_or(|branch| branch.on_failure != OnFailure::Continue)
+        runbook
+            .find_step(&state.step_id)
+            .is_none_or(|branch| branch.on_failure != OnFailure::Continue)
     };
-    let failed = children.iter().filter(|state| counts_as_failure(state)).count();
+    // One pass over the children, keeping only the first pending ones that could start: a
+    // fan-out of thousands of items is looked at after every item's start and end.
     let mut next = GroupNext::default();
-    let mut running = 0;
-    for state in &children {
+    let mut pending = Vec::new();
+    let (mut total, mut running, mut failed, mut interrupted, mut cancelled, mut would_run) =
+        (0, 0, 0, 0, 0, 0);
+    for state in snapshot.children(&step.id) {
+        total += 1;
         match state.status {
             StepStatus::Running if in_flight(&state.step_id) => running += 1,
             StepStatus::Running => next.recover.push(state),
@@ -122,37 +119,36 @@ pub fn group_next<'s>(
             StepStatus::Waiting => {
                 next.waiting.get_or_insert(state);
             }
+            StepStatus::Pending if pending.len() < limit => pending.push(state),
+            StepStatus::Interrupted => interrupted += 1,
+            StepStatus::Cancelled => cancelled += 1,
+            StepStatus::WouldRun => would_run += 1,
+            status if status.is_failure() && counts_as_failure(state) => failed += 1,
             _ => {}
         }
     }
+    let allowed = step.fan_out.as_ref().map_or(0, |f| f.max_failures.allowed(total));
     if failed <= allowed && next.recover.is_empty() {
-        next.start = children
-            .iter()
-            .copied()
-            .filter(|state| state.status == StepStatus::Pending)
-            .take(limit.saturating_sub(running))
-            .collect();
+        pending.truncate(limit.saturating_sub(running));
+        next.start = pending;
     }
     let busy = running > 0 || !next.start.is_empty() || !next.recover.is_empty();
     if busy || !next.expire.is_empty() {
         return next;
     }
-    if failed > allowed {
-        next.outcome = Some(StepStatus::Failed);
+    next.outcome = if failed > allowed {
+        Some(StepStatus::Failed)
     } else if next.waiting.is_some() {
-        return next;
-    } else if children.iter().any(|state| state.status == StepStatus::Interrupted) {
-        next.outcome = Some(StepStatus::Interrupted);
-    } else if children.iter().any(|state| state.status == StepStatus::Cancelled) {
-        next.outcome = Some(StepStatus::Cancelled);
+        None
+    } else if interrupted > 0 {
+        Some(StepStatus::Interrupted)
+    } else if cancelled > 0 {
+        Some(StepStatus::Cancelled)
+    } else if total > 0 && would_run == total {
+        Some(StepStatus::WouldRun)
     } else {
-        let dry = children.iter().all(|state| state.status == StepStatus::WouldRun);
-        next.outcome = Some(if dry && !children.is_empty() {
-            StepStatus::WouldRun
-        } else {
-            StepStatus::Succeeded
-        });
-    }
+        Some(StepStatus::Succeeded)
+    };
     next
 }
 

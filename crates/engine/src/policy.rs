@@ -290,6 +290,7 @@ pub fn gates_out_of_reach<'r>(
         votes: vec![],
         assignments: assignments.to_vec(),
         notes: vec![],
+        index: Default::default(),
     };
     runbook
         .all_steps()

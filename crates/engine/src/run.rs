@@ -405,16 +405,75 @@ pub struct RunSnapshot {
     pub votes: Vec<Vote>,
     pub assignments: Vec<Assignment>,
     pub notes: Vec<Note>,
+    /// Where each state sits in `steps`: built on first use, kept by [`RunSnapshot::apply`].
+    pub index: StepIndex,
+}
+
+/// Where each step's state sits in a snapshot's `steps`, by id, and each group's children:
+/// what keeps a fan-out of thousands of items from searching every state at each commit.
+/// Built from `steps` on first use and kept by [`RunSnapshot::apply`], the only way states
+/// are added: states may be edited in place, never added or moved by hand once the index is
+/// built. A step found elsewhere than indexed is searched for. Never part of a snapshot's
+/// equality.
+#[derive(Debug, Clone, Default)]
+pub struct StepIndex(std::sync::OnceLock<IndexMaps>);
+
+#[derive(Debug, Clone, Default)]
+struct IndexMaps {
+    by_id: std::collections::HashMap<String, usize>,
+    children: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl IndexMaps {
+    fn add(&mut self, index: usize, state: &StepState) {
+        self.by_id.insert(state.step_id.clone(), index);
+        if let Some(parent) = &state.parent {
+            self.children.entry(parent.clone()).or_default().push(index);
+        }
+    }
+}
+
+impl PartialEq for StepIndex {
+    fn eq(&self, _: &StepIndex) -> bool {
+        true
+    }
 }
 
 impl RunSnapshot {
+    fn maps(&self) -> &IndexMaps {
+        self.index.0.get_or_init(|| {
+            let mut maps = IndexMaps::default();
+            for (index, state) in self.steps.iter().enumerate() {
+                maps.add(index, state);
+            }
+            maps
+        })
+    }
+
+    /// Where the state of step `id` sits in `steps`.
+    fn index_of(&self, id: &str) -> Option<usize> {
+        match self.maps().by_id.get(id) {
+            Some(&index) if self.steps.get(index).is_some_and(|state| state.step_id == id) => {
+                Some(index)
+            }
+            _ => self.steps.iter().position(|state| state.step_id == id),
+        }
+    }
+
     pub fn step(&self, id: &str) -> Option<&StepState> {
-        self.steps.iter().find(|step| step.step_id == id)
+        self.index_of(id).map(|index| &self.steps[index])
     }
 
     /// The branches or items of a group or fan-out step, in their order.
     pub fn children<'s>(&'s self, parent: &'s str) -> impl Iterator<Item = &'s StepState> + 's {
-        self.steps.iter().filter(move |state| state.parent.as_deref() == Some(parent))
+        let indexes = self.maps().children.get(parent).map(Vec::as_slice).unwrap_or_default();
+        // Children are added only by `apply` (or read whole from the store), which keeps the
+        // index; comparing every child's parent again would cost a fan-out dearly.
+        indexes.iter().filter_map(move |&index| {
+            let state = self.steps.get(index)?;
+            debug_assert_eq!(state.parent.as_deref(), Some(parent), "the step index is stale");
+            Some(state)
+        })
     }
 
     pub fn attempt(&self, id: &str, number: u32) -> Option<&Attempt> {
@@ -442,14 +501,6 @@ impl RunSnapshot {
 impl RunSnapshot {
     /// The snapshot after `transition` was committed: what a driver keeps in memory instead
     /// of reading the whole run back after every step.
-    /// Where a step's state is in `steps`: at `position` when given and it is there (a
-    /// main-phase step's usually is), else found by search.
-    fn step_index(&self, id: &str, position: Option<u32>) -> Option<usize> {
-        position
-            .and_then(|position| usize::try_from(position).ok())
-            .filter(|&index| self.steps.get(index).is_some_and(|state| state.step_id == id))
-            .or_else(|| self.steps.iter().position(|state| state.step_id == id))
-    }
 
     pub fn apply(&mut self, transition: &Transition, at: Timestamp) {
         self.run.revision += 1;
@@ -463,28 +514,31 @@ impl RunSnapshot {
                 self.run.lease = None;
             }
         }
-        // Looked up where they usually are, so that a long run's driver does not search
-        // every state at each commit: a main-phase step's state sits at its position, and the
-        // attempt being changed is among the newest. An attempt numbered past the count its
+        // Looked up by the index, so that a long run's driver does not search every state at
+        // each commit; the attempt being changed is among the newest. An attempt numbered past the count its
         // step's state held before this transition is new (a state's count is always the
         // number of its latest attempt), so it is appended without a search.
         let new_attempts: Vec<bool> = transition
             .attempts
             .iter()
             .map(|attempt| {
-                let hint = transition
-                    .steps
-                    .iter()
-                    .find(|step| step.step_id == attempt.step_id)
-                    .map(|step| step.position);
-                self.step_index(&attempt.step_id, hint)
+                self.index_of(&attempt.step_id)
                     .is_some_and(|index| attempt.number > self.steps[index].attempt)
             })
             .collect();
+        // A fan-out's start adds thousands of states at once: room for exactly those.
+        let added = transition.steps.iter().filter(|s| self.index_of(&s.step_id).is_none()).count();
+        self.steps.reserve_exact(added);
         for step in &transition.steps {
-            match self.step_index(&step.step_id, Some(step.position)) {
+            match self.index_of(&step.step_id) {
                 Some(index) => self.steps[index] = step.clone(),
-                None => self.steps.push(step.clone()),
+                None => {
+                    self.steps.push(step.clone());
+                    let index = self.steps.len() - 1;
+                    if let Some(maps) = self.index.0.get_mut() {
+                        maps.add(index, step);
+                    }
+                }
             }
         }
         for (attempt, new) in transition.attempts.iter().zip(new_attempts) {

@@ -246,6 +246,11 @@ impl Context {
     }
 }
 
+/// A run's parameters as templates see them (`params`).
+pub fn params_value(params: &BTreeMap<String, ParamValue>) -> Value {
+    Value::from_serialize(params)
+}
+
 /// How secrets appear in a rendering.
 #[derive(Debug, Clone, Copy)]
 pub enum SecretValues<'a> {
@@ -258,7 +263,9 @@ pub enum SecretValues<'a> {
 /// What templates can know of a run, gathered by the executor.
 #[derive(Debug, Clone)]
 pub struct RunFacts<'a> {
-    pub params: &'a BTreeMap<String, ParamValue>,
+    /// `params`, as [`params_value`] makes it: once per drive, since a run's parameters never
+    /// change and a list parameter may hold thousands of items.
+    pub params: Value,
     pub secrets: SecretValues<'a>,
     /// `steps.<id>`: the results of steps that ran, looked up as templates read them.
     pub steps: Arc<dyn StepResults>,
@@ -298,7 +305,7 @@ impl Context {
             })
             .collect();
         let root = minijinja::context! {
-            params => Value::from_serialize(facts.params),
+            params => facts.params,
             secrets => secrets,
             steps => Value::from_object(steps),
             run => minijinja::context! { id => facts.run_id, mode => facts.mode, commander => facts.commander },

@@ -106,6 +106,18 @@ pub(crate) fn sql<'a>(text: impl Into<Cow<'a, str>>) -> Statement<'a> {
 }
 
 impl<'a> Statement<'a> {
+    /// Whether the connection keeps this statement prepared for next time: not a batch of
+    /// many rows (a fan-out's thousands of items), whose shape is seldom seen twice and whose
+    /// prepared copy would hold megabytes for nothing.
+    pub(crate) fn is_cached(&self) -> bool {
+        self.values.len() <= MAX_CACHED_BINDS
+    }
+
+    /// How many values the statement binds.
+    pub(crate) fn value_count(&self) -> usize {
+        self.values.len()
+    }
+
     /// Binds the next placeholder.
     pub(crate) fn bind(mut self, value: impl Into<Value<'a>>) -> Self {
         self.values.push(value.into());
@@ -253,15 +265,19 @@ pub(crate) trait Connection: Send {
     ) -> BoxFuture<'c, sqlx::Result<Option<Self::Row>>>;
 }
 
+/// Statements binding more values than this are prepared for one use, not kept.
+const MAX_CACHED_BINDS: usize = 256;
+
 /// The sqlx query for a statement, its values bound.
 fn query<'q, DB>(statement: &'q Statement<'_>) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
 where
-    DB: Database,
+    DB: Database + sqlx::database::HasStatementCache,
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB> + Type<DB>,
     bool: Encode<'q, DB> + Type<DB>,
 {
-    let mut query = sqlx::query(&statement.text);
+    let persistent = statement.is_cached();
+    let mut query = sqlx::query(&statement.text).persistent(persistent);
     for value in &statement.values {
         query = match value {
             Value::Text(text) => query.bind(text.as_deref()),
@@ -275,7 +291,9 @@ where
 impl<C, DB> Connection for C
 where
     C: sqlx::Connection<Database = DB>,
-    DB: Database<Connection = C, Row: Columns, QueryResult: RowsAffected> + BindLimit,
+    DB: Database<Connection = C, Row: Columns, QueryResult: RowsAffected>
+        + BindLimit
+        + sqlx::database::HasStatementCache,
     for<'c> &'c mut C: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,

@@ -133,6 +133,9 @@ impl Backend for SqliteBackend {
     /// of one per statement: a driver commits twice per step, and each call is a wake-up of
     /// that thread and of this one.
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
+        /// The most values the writes of one commit are joined with (a step's start or end
+        /// binds a few dozen).
+        const MAX_JOINED_VALUES: usize = 2_000;
         let mut tx = self.begin().await?;
         let id = run_id.to_string();
         // The guard and the chain's head in one call; SQLite's `changes()` is the number of
@@ -158,8 +161,16 @@ impl Backend for SqliteBackend {
         let mut writes = runs::row_statements(&transitions, &ids, sqlx::Sqlite::MAX_BINDS);
         let (chain, _) = chain_statements(head, &transition.events, sqlx::Sqlite::MAX_BINDS);
         writes.extend(chain);
-        if !writes.is_empty() {
+        // Joined, the writes are one call to the writer's thread. SQLite sizes a statement's
+        // bound values by its highest placeholder number, which joining raises: a fan-out's
+        // start, thousands of rows, is written statement by statement instead.
+        let values: usize = writes.iter().map(Statement::value_count).sum();
+        if values <= MAX_JOINED_VALUES {
             Statement::join(writes).execute(&mut *tx).await?;
+        } else {
+            for write in writes {
+                write.execute(&mut *tx).await?;
+            }
         }
         runs::insert_votes(&mut *tx, &id, &transition).await?;
         tx.commit().await.map_err(database)?;

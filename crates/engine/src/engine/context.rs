@@ -24,7 +24,15 @@ pub(super) struct Revealed {
 impl Driver<'_> {
     /// The context for what is stored and shown: secrets as `***`, outputs as stored.
     pub(super) fn masked_context(&self) -> Context {
-        run_context(&self.runbook, &self.snapshot, SecretValues::Masked, NotYetRun::Absent)
+        let results = SnapshotResults { snapshot: self.snapshot.clone(), revealed: None };
+        run_context_with(
+            &self.runbook,
+            &self.snapshot,
+            self.params.clone(),
+            SecretValues::Masked,
+            Arc::new(results),
+            NotYetRun::Absent,
+        )
     }
 
     /// The context for what is executed and judged: real secrets and real outputs.
@@ -36,6 +44,7 @@ impl Driver<'_> {
         run_context_with(
             &self.runbook,
             &self.snapshot,
+            self.params.clone(),
             SecretValues::Revealed(self.secrets.values()),
             Arc::new(results),
             NotYetRun::Absent,
@@ -124,12 +133,14 @@ pub(super) fn run_context(
     not_yet_run: NotYetRun,
 ) -> Context {
     let results = SnapshotResults { snapshot: snapshot.clone(), revealed: None };
-    run_context_with(runbook, snapshot, secrets, Arc::new(results), not_yet_run)
+    let params = template::params_value(&snapshot.run.params);
+    run_context_with(runbook, snapshot, params, secrets, Arc::new(results), not_yet_run)
 }
 
 fn run_context_with(
     runbook: &Runbook,
     snapshot: &RunSnapshot,
+    params: minijinja::Value,
     secrets: SecretValues<'_>,
     steps: Arc<SnapshotResults>,
     not_yet_run: NotYetRun,
@@ -148,7 +159,7 @@ fn run_context_with(
     Context::for_run(
         runbook,
         RunFacts {
-            params: &run.params,
+            params,
             secrets,
             steps,
             placeholders_for_unknown_steps: not_yet_run == NotYetRun::Placeholders,

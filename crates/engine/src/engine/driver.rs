@@ -81,6 +81,7 @@ impl Engine {
             Ok((snapshot, runbook)) => {
                 tracing::Span::current().record("runbook", snapshot.run.runbook.as_str());
                 tracing::info!(status = %snapshot.run.status, "driving the run");
+                let params = crate::template::params_value(&snapshot.run.params);
                 let snapshot = Arc::new(snapshot);
                 let secrets = Secrets::available_for(&runbook, &self.config.secrets);
                 let mut driver = Driver {
@@ -92,6 +93,7 @@ impl Engine {
                     runbook,
                     secrets,
                     revealed: Arc::new(HashMap::new()),
+                    params,
                 };
                 driver.run().await
             }
@@ -126,6 +128,8 @@ pub(super) struct Driver<'e> {
     /// Step id → the real output of its last attempt in this drive, where masking changed it:
     /// what `expect`, `check`, `when` and later templates read, never stored.
     pub(super) revealed: Arc<HashMap<String, Arc<Revealed>>>,
+    /// The run's parameters as templates see them, made once: they never change.
+    pub(super) params: minijinja::Value,
 }
 
 impl Driver<'_> {

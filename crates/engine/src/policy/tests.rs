@@ -67,7 +67,15 @@ fn snapshot(runbook: &Runbook) -> RunSnapshot {
             .into_iter()
             .map(|(role, name)| Assignment { role: role.to_owned(), person: person(name) })
             .collect();
-    RunSnapshot { run, steps, attempts: vec![], votes: vec![], assignments, notes: vec![] }
+    RunSnapshot {
+        run,
+        steps,
+        attempts: vec![],
+        votes: vec![],
+        assignments,
+        notes: vec![],
+        index: Default::default(),
+    }
 }
 
 fn vote(step: &str, name: &str) -> Vote {

@@ -396,7 +396,15 @@ impl<B: Backend> Runs for SqlStore<B> {
             .map(note)
             .collect::<Result<_, _>>()?;
         tx.commit().await.map_err(database)?;
-        Ok(Some(RunSnapshot { run, steps, attempts, votes, assignments, notes }))
+        Ok(Some(RunSnapshot {
+            run,
+            steps,
+            attempts,
+            votes,
+            assignments,
+            notes,
+            index: Default::default(),
+        }))
     }
 
     async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError> {
