@@ -501,7 +501,6 @@ impl RunSnapshot {
 impl RunSnapshot {
     /// The snapshot after `transition` was committed: what a driver keeps in memory instead
     /// of reading the whole run back after every step.
-
     pub fn apply(&mut self, transition: &Transition, at: Timestamp) {
         self.run.revision += 1;
         self.run.updated_at = at;
