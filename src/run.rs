@@ -186,6 +186,11 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
         };
         let status = match end {
             DriveEnd::Stopped => {
+                // An interrupted step (or group) may have left the run needing a decision.
+                let now = app.store.run(run_id).await?.map(|s| s.run.status);
+                if now == Some(RunStatus::NeedsAttention) {
+                    return Ok(settled(app, run_id, RunStatus::NeedsAttention).await);
+                }
                 say!(
                     "stopped driving run {run_id}; it is still running and can be resumed: steady resume {run_id}"
                 );

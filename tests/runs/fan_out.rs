@@ -21,6 +21,9 @@ stories!(
     after_a_crash_interrupted_items_wait_for_a_person_and_their_siblings_go_on,
     a_dry_run_renders_every_item_and_runs_none,
     cancelling_a_run_stops_every_running_item,
+    interrupting_the_driver_leaves_the_fan_out_to_the_commander,
+    a_skipped_group_skips_its_branches_and_a_skipped_fan_out_has_no_items,
+    a_dry_run_cannot_list_items_that_come_from_a_step_it_did_not_run,
 );
 
 /// `(start, end)` in nanoseconds of each line pair `start <name> <ns>` / `end <name> <ns>`.
@@ -396,5 +399,101 @@ async fn cancelling_a_run_stops_every_running_item(h: Harness) {
     let snapshot = h.snapshot(run).await;
     let statuses: Vec<StepStatus> = snapshot.children("migrate").map(|i| i.status).collect();
     assert_eq!(statuses, [StepStatus::Cancelled; 6]);
+    assert_eq!(snapshot.step("migrate").unwrap().status, StepStatus::Cancelled, "the fan-out too");
     assert_eq!(count_lines(&ledger), 3, "no new item started");
+}
+
+async fn interrupting_the_driver_leaves_the_fan_out_to_the_commander(h: Harness) {
+    let ledger = h.path("ledger");
+    h.publish(&RISKY_FLEET.replace("LEDGER", &ledger).replace("RELEASE", &h.path("never"))).await;
+    let run = h.start("risky-fleet", &[], &[]).await;
+    // A second Ctrl-C: the running items are interrupted, and nothing more starts.
+    let (stop_tx, stop) = watch::channel(Stop::No);
+    let interrupt = async {
+        while count_lines(&ledger) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop_tx.send(Stop::Interrupt).unwrap();
+    };
+    let (end, ()) = tokio::join!(h.engine.drive(run, &Quiet, stop), interrupt);
+    assert!(matches!(end, Ok(steady_engine::engine::DriveEnd::Stopped)), "{end:?}");
+    let snapshot = h.snapshot(run).await;
+    assert_eq!(snapshot.run.status, RunStatus::NeedsAttention);
+    assert_eq!(snapshot.step("migrate").unwrap().status, StepStatus::Interrupted);
+    let interrupted = snapshot.children("migrate").filter(|i| i.status == StepStatus::Interrupted);
+    assert_eq!(interrupted.count(), 3);
+
+    // The commander decides item by item: the run waits for the next decision in between.
+    std::fs::write(h.path("never"), "").unwrap();
+    let carol = commander();
+    let decide = |decision, item| h.engine.decide_because(run, &carol, decision, Some(item), None);
+    assert_eq!(decide(Decision::Skip, "migrate[0]").await.unwrap(), RunStatus::NeedsAttention);
+    assert_eq!(decide(Decision::Retry, "migrate[1]").await.unwrap(), RunStatus::NeedsAttention);
+    assert_eq!(decide(Decision::Retry, "migrate[2]").await.unwrap(), RunStatus::Running);
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    let lines = std::fs::read_to_string(&ledger).unwrap();
+    for (host, times) in [("a", 1), ("b", 2), ("c", 2), ("d", 1), ("e", 1), ("f", 1)] {
+        assert_eq!(lines.lines().filter(|l| *l == host).count(), times, "{host}");
+    }
+    assert_eq!(h.step_status(run, "migrate[0]").await, StepStatus::Skipped);
+    h.verify_chain().await;
+}
+
+async fn a_skipped_group_skips_its_branches_and_a_skipped_fan_out_has_no_items(h: Harness) {
+    h.publish(
+        r#"
+name: optional
+params:
+  go: { type: boolean, default: false }
+  hosts: { type: list, default: [a, b] }
+steps:
+  - id: both
+    when: params.go
+    parallel:
+      - id: left
+        run: ["true"]
+        read_only: true
+        timeout: 5s
+      - id: right
+        run: ["true"]
+        read_only: true
+        timeout: 5s
+  - id: fleet
+    when: params.go
+    for_each: params.hosts
+    run: ["true"]
+    read_only: true
+    timeout: 5s
+  - id: report
+    check: "steps.left.status == 'skipped' and steps.fleet.items | length == 0"
+"#,
+    )
+    .await;
+    let run = h.start("optional", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    assert_eq!(h.step_status(run, "right").await, StepStatus::Skipped);
+}
+
+async fn a_dry_run_cannot_list_items_that_come_from_a_step_it_did_not_run(h: Harness) {
+    h.publish(
+        r#"
+name: listed
+steps:
+  - id: list
+    run: ["echo", "x1 x2"]
+    timeout: 5s
+  - id: fan
+    for_each: "steps.list.stdout | split"
+    run: ["echo", "{{ item }}"]
+    timeout: 5s
+"#,
+    )
+    .await;
+    let run = h.start_in(RunMode::DryRun, "listed", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    let snapshot = h.snapshot(run).await;
+    let fan = snapshot.step("fan").unwrap();
+    assert_eq!(fan.status, StepStatus::WouldRun);
+    assert!(fan.note.as_deref().unwrap().contains("did not run"), "{:?}", fan.note);
+    assert!(fan.rendered.as_ref().unwrap().to_string().contains("⟨item⟩"));
 }

@@ -22,6 +22,8 @@ pub enum ParamError {
     NotAllowed { name: String, allowed: String, value: String },
     #[error("parameter `{name}` must match `{pattern}`, got `{value}`")]
     NoMatch { name: String, pattern: String, value: String },
+    #[error("parameter `{name}` has {count} items; a list holds at most {max}", max = crate::runbook::MAX_ITEMS)]
+    TooManyItems { name: String, count: usize },
 }
 
 fn describe(description: &Option<String>) -> String {
@@ -124,6 +126,18 @@ fn parse_value(param: &Param, text: &str) -> Result<ParamValue, ParamError> {
         }),
         ParamType::List => {
             let items = list_items(text).ok_or_else(wrong_type)?;
+            if items.len() > crate::runbook::MAX_ITEMS {
+                return Err(ParamError::TooManyItems {
+                    name: param.name.clone(),
+                    count: items.len(),
+                });
+            }
+            if items.is_empty() && param.required {
+                return Err(ParamError::Missing {
+                    name: param.name.clone(),
+                    description: param.description.clone(),
+                });
+            }
             for item in &items {
                 check_allowed(param, &ParamValue::String(item.clone()), item)?;
             }

@@ -197,12 +197,10 @@ pub fn work_for<'a>(
     let mut work = Vec::new();
     for (runbook, snapshot) in runs {
         match snapshot.run.status {
-            RunStatus::Waiting => {
+            // A branch of a group waits for people while its siblings run.
+            RunStatus::Waiting | RunStatus::Running => {
                 for state in snapshot.steps.iter().filter(|s| s.status == StepStatus::Waiting) {
-                    let Some(step) = machine::sequence(runbook, state.phase)
-                        .iter()
-                        .find(|s| s.id == state.step_id)
-                    else {
+                    let Some(step) = runbook.find_step(&state.step_id) else {
                         continue;
                     };
                     let (allowed, role) = match &step.kind {

@@ -300,13 +300,36 @@ impl Step {
     }
 }
 
-/// A fan-out item as people read it: a string as it is, anything else as JSON.
+/// A fan-out item as people read it: a string as it is, anything else as JSON; control and
+/// text-direction characters escaped (an item cannot start a line of its own or turn text
+/// around), and at most 80 characters.
 pub fn item_text(item: &serde_json::Value) -> String {
-    match item {
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
+    let text = match item {
+        serde_json::Value::String(text) => std::borrow::Cow::Borrowed(text.as_str()),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    };
+    let mut shown = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == 80 {
+            shown.push('…');
+            break;
+        }
+        let turns_text = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || turns_text {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
     }
+    shown
 }
+
+/// The most items one fan-out may have (each is a step state of its own, created when the
+/// fan-out starts), and so the most items a `list` parameter may hold.
+pub const MAX_ITEMS: usize = 10_000;
+
+/// The most items a fan-out runs at once (`concurrency`): each is a process of its own.
+pub const MAX_CONCURRENCY: u32 = 100;
 
 /// How a fan-out step (`for_each`) runs over its items.
 #[derive(Debug, Clone)]

@@ -208,6 +208,10 @@ pub fn evaluate(expression: &Expression, context: &Context) -> Result<bool, Rend
     Ok(compiled.eval(&context.root)?.is_true())
 }
 
+/// minijinja's global functions, which static analysis reports like variables, and which a
+/// fan-out's `as` may not hide.
+pub const GLOBAL_FUNCTIONS: [&str; 5] = ["range", "dict", "namespace", "debug", "lipsum"];
+
 /// The names of the run's values in templates, which a fan-out's `as` may not hide.
 pub const CONTEXT_NAMES: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
 

@@ -386,9 +386,19 @@ impl Engine {
                 };
                 transition.voided_votes = voided;
                 transition.steps.push(again);
-                // The group resumes with the children it has.
-                new_state.retry();
-                transition.steps.push(new_state);
+                // While other children still await a decision, the run keeps waiting for the
+                // commander, who decides them one by one; with the last, the group resumes
+                // with the children it has.
+                let awaiting = snapshot.children(&step.id).filter(|c| {
+                    c.step_id != child
+                        && (c.status.is_failure() || c.status == StepStatus::Interrupted)
+                });
+                if awaiting.count() > 0 {
+                    change.status = RunStatus::NeedsAttention;
+                } else {
+                    new_state.retry();
+                    transition.steps.push(new_state);
+                }
                 transition.events.push(
                     NewEvent::typed(
                         actor,
@@ -397,8 +407,9 @@ impl Engine {
                     )
                     .step(child),
                 );
+                let status = change.status;
                 transition.run = Some(change);
-                return (Some(transition), Ok(RunStatus::Running));
+                return (Some(transition), Ok(status));
             }
             match decision {
                 Decision::Retry => {
@@ -628,11 +639,16 @@ impl Engine {
             change.finished_at = Some(now);
             transition.run = Some(change);
             for state in &snapshot.steps {
-                if matches!(state.status, StepStatus::Waiting | StepStatus::Pending)
+                // A running group ends with the run; its running children are stopped by their
+                // driver and recorded `cancelled` as they end.
+                let running_group = state.status == StepStatus::Running
+                    && runbook.find_step(&state.step_id).is_some_and(Step::has_children);
+                if (matches!(state.status, StepStatus::Waiting | StepStatus::Pending)
+                    || running_group)
                     && state.phase == run.phase
                 {
                     let mut cancelled = state.clone();
-                    cancelled.cancel();
+                    cancelled.cancel(now);
                     transition.steps.push(cancelled);
                 }
             }
@@ -665,7 +681,12 @@ fn decide_child(
         .find(|state| state.step_id == child)
         .filter(|state| state.status.is_failure() || state.status == StepStatus::Interrupted)
     else {
-        return Err(EngineError::NotDecidable { step: child.to_owned(), group: group.id.clone() });
+        // What someone typed is echoed back, within reason.
+        let mut shown: String = child.chars().take(100).collect();
+        if shown.len() < child.len() {
+            shown.push('…');
+        }
+        return Err(EngineError::NotDecidable { step: shown, group: group.id.clone() });
     };
     let is_gate = runbook.find_step(child).is_some_and(Step::is_gate);
     let mut again = state.clone();

@@ -96,7 +96,12 @@ impl template::StepResults for SnapshotResults {
             "approved_by": approved_by,
             "note": state.note,
         });
-        // `steps.<fan-out>.items`: each item's result, in input order.
+        // `steps.<fan-out>.items`: each item's result, in input order; none for a fan-out
+        // that was skipped.
+        let fans_out = matches!(
+            &state.rendered,
+            Some(crate::plan::Rendered::Action(crate::plan::Action::ForEach { .. }))
+        );
         let items: Vec<Value> = snapshot
             .children(id)
             .filter(|child| child.item.is_some())
@@ -109,7 +114,7 @@ impl template::StepResults for SnapshotResults {
                 item
             })
             .collect();
-        if !items.is_empty() {
+        if fans_out || !items.is_empty() {
             result["items"] = Value::Array(items);
         }
         Some(result)

@@ -129,9 +129,12 @@ impl StepState {
         self.note = Some(format!("skipped by {commander}"));
     }
 
-    /// The run was cancelled while the step was pending or waiting.
-    pub(crate) fn cancel(&mut self) {
+    /// The run was cancelled while the step was pending or waiting (or, for a group, running).
+    pub(crate) fn cancel(&mut self, at: Timestamp) {
         self.status = StepStatus::Cancelled;
         self.deadline = None;
+        if self.started_at.is_some() {
+            self.finished_at = Some(at);
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::*;
 use crate::diagnostic::with_suggestion;
-use crate::template::{Compiler, SyntaxError, Target};
+use crate::template::{self, Compiler, GLOBAL_FUNCTIONS, SyntaxError, Target};
 
 /// What templates may read of a step: `steps.<id>.<field>`.
 pub const STEP_FIELDS: [&str; 7] =
@@ -13,8 +13,6 @@ pub const STEP_FIELDS: [&str; 7] =
 /// What templates may read of the run: `run.<field>`.
 pub const RUN_FIELDS: [&str; 3] = ["id", "mode", "commander"];
 const ROOTS: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
-/// minijinja's global functions, which static analysis reports like variables.
-const GLOBAL_FUNCTIONS: [&str; 5] = ["range", "dict", "namespace", "debug", "lipsum"];
 
 pub(super) fn check(runbook: &Runbook, source: &str, out: &mut Vec<Diagnostic>) {
     let checker =
@@ -89,6 +87,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(fan_out) = &step.fan_out {
             self.expression(&fan_out.items, &scope);
+            self.items_shape(fan_out);
             scope.item = Some(&fan_out.name);
         }
         match &step.kind {
@@ -128,6 +127,42 @@ impl<'a> Checker<'a> {
         }
         for (_, value) in &step.env {
             self.template(value, Target::Text, &scope);
+        }
+    }
+
+    /// What can be known of a fan-out's items before any run: a parameter that is not a
+    /// list, or a constant that is not a list or holds too many items.
+    fn items_shape(&mut self, fan_out: &FanOut) {
+        let source = fan_out.items.source.trim();
+        let at = fan_out.items.at;
+        if let Some(name) = source.strip_prefix("params.")
+            && let Some(param) = self.runbook.param(name)
+            && param.kind != ParamType::List
+        {
+            self.out.push(Diagnostic::error(
+                at,
+                format!(
+                    "`for_each: {source}` reads a {} parameter, which is not a list: declare `{name}` with `type: list`",
+                    param.kind.as_str()
+                ),
+            ));
+            return;
+        }
+        let constant = self.compiler.expression(source).is_ok_and(|refs| refs.is_empty());
+        if !constant {
+            return;
+        }
+        let context = template::Context::offline(self.runbook, &Default::default());
+        match template::evaluate_items(&fan_out.items, &context) {
+            Ok(Some(items)) if items.len() > MAX_ITEMS => self.out.push(Diagnostic::error(
+                at,
+                format!(
+                    "`for_each` yields {} items; a fan-out runs at most {MAX_ITEMS}",
+                    items.len()
+                ),
+            )),
+            Err(error) => self.out.push(Diagnostic::error(at, error.message)),
+            Ok(_) => {}
         }
     }
 

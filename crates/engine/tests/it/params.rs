@@ -152,3 +152,22 @@ fn enum_and_pattern_apply_to_each_item_and_name_the_one_that_fails() {
         ]
     );
 }
+
+#[test]
+fn a_list_holds_at_most_as_many_items_as_a_fan_out_runs() {
+    let hosts: Vec<String> =
+        (0..=steady_engine::runbook::MAX_ITEMS).map(|i| format!("h{i}")).collect();
+    let errors = resolve(&fleet(), &given(&[("hosts", &hosts.join(","))])).unwrap_err();
+    assert_eq!(
+        errors[0].to_string(),
+        "parameter `hosts` has 10001 items; a list holds at most 10000"
+    );
+}
+
+#[test]
+fn a_required_list_given_empty_is_missing() {
+    let source = "name: fleet\nparams:\n  hosts: { type: list, required: true }\nsteps:\n  - id: wait\n    sleep: 1s\n";
+    let runbook = parse(source).runbook.expect("valid runbook");
+    let errors = resolve(&runbook, &given(&[("hosts", " , ")])).unwrap_err();
+    assert_eq!(errors[0].to_string(), "missing required parameter `hosts`");
+}

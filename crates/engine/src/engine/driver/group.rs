@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::audit::{AuditData, NewEvent, StepStarted};
+use crate::audit::{AuditData, NewEvent, StepFinished, StepSettled, StepStarted};
 use crate::engine::{DriveEnd, EngineError, Progress, waiting_for};
 use crate::machine::{self, Next};
 use crate::plan::Action;
@@ -19,9 +19,6 @@ use tracing::Instrument as _;
 
 use super::start::Started;
 use super::{Driver, Flight, step_span};
-
-/// The most items one fan-out may have: each is a row, created when the fan-out starts.
-pub(super) const MAX_ITEMS: usize = 10_000;
 
 impl Driver<'_> {
     /// Starts a group or fan-out: it becomes `running`, and its children are created
@@ -129,7 +126,15 @@ impl Driver<'_> {
             );
             if stopping || !current {
                 let Some(landed) = flights.join_next().await else {
-                    return Ok(stopping.then_some(DriveEnd::Stopped));
+                    if !stopping {
+                        return Ok(None);
+                    }
+                    // Interrupted, as a step alone would be: the group's interrupted children
+                    // wait for the commander's decision, and nothing more of it starts.
+                    if *self.stop.borrow() == Stop::Interrupt && current {
+                        self.interrupt_group(step).await?;
+                    }
+                    return Ok(Some(DriveEnd::Stopped));
                 };
                 let (flight, output) = joined(landed);
                 flying.remove(&flight.launch.step.id);
@@ -248,6 +253,35 @@ impl Driver<'_> {
                 _ = stop.wait_for(|stop| *stop != Stop::No) => {}
             }
         }
+    }
+
+    /// The driver was interrupted while children ran: the group is `interrupted` and the run
+    /// needs attention, when a child was.
+    async fn interrupt_group(&mut self, step: &Step) -> Result<(), EngineError> {
+        let interrupted =
+            self.snapshot.children(&step.id).any(|c| c.status == StepStatus::Interrupted);
+        let Some(state) = self.snapshot.step(&step.id).cloned() else { return Ok(()) };
+        if !interrupted || state.status != StepStatus::Running {
+            return Ok(());
+        }
+        let note = self.group_note(step, StepStatus::Interrupted);
+        let mut transition = self.transition();
+        let mut ended = state;
+        ended.end(StepStatus::Interrupted, note.clone(), self.engine.now());
+        transition.steps.push(ended);
+        let mut change = RunChange::from(self.run_record());
+        change.status = RunStatus::NeedsAttention;
+        change.release_lease = true;
+        transition.run = Some(change);
+        let settled = StepSettled { status: StepStatus::Interrupted, note };
+        for data in
+            [AuditData::StepFinished(StepFinished::Settled(settled)), AuditData::RunNeedsAttention]
+        {
+            transition
+                .events
+                .push(NewEvent::typed(&Actor::steady(), Some(self.run_id), data).step(&step.id));
+        }
+        self.commit(transition).await.map(|_| ())
     }
 
     /// A child of `group` as the steps it runs as: a branch as written, or the fan-out's step

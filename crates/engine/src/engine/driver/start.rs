@@ -109,13 +109,30 @@ impl Driver<'_> {
         }
 
         if let Some(fan_out) = &step.fan_out {
+            if dry_run && depends_on_dry_steps(&self.snapshot, &fan_out.items.source) {
+                // Its items are not known: what each would do, the item a placeholder.
+                let placeholder = serde_json::Value::String(format!("⟨{}⟩", fan_out.name));
+                let rendered =
+                    match plan::render_action(step, &masked.with_item(&fan_out.name, &placeholder))
+                    {
+                        Ok(mut action) => {
+                            self.secrets.mask_action(&mut action);
+                            Rendered::Action(action)
+                        }
+                        Err(_) => Rendered::Condition(PendingCondition {
+                            when: fan_out.items.source.clone(),
+                        }),
+                    };
+                let note = "its items depend on a step that did not run in this dry run";
+                return Prepared::WouldRun(rendered, Some(note));
+            }
             // Items are stored, so they are listed with secrets masked.
             let items = match template::evaluate_items(&fan_out.items, &masked) {
-                Ok(Some(items)) if items.len() <= super::group::MAX_ITEMS => Ok(items),
+                Ok(Some(items)) if items.len() <= crate::runbook::MAX_ITEMS => Ok(items),
                 Ok(Some(items)) => Err(format!(
                     "`for_each` yielded {} items; a fan-out runs at most {}",
                     items.len(),
-                    super::group::MAX_ITEMS
+                    crate::runbook::MAX_ITEMS
                 )),
                 Ok(None) => Ok(Vec::new()),
                 Err(error) => {
@@ -286,6 +303,28 @@ impl Driver<'_> {
         let mut transition = self.transition();
         let mut new_state = state.clone();
         new_state.end(status, note.clone(), self.engine.now());
+        // A group skipped before it started: its branches are skipped too, and a fan-out's
+        // items are none, so that later steps read `skipped` and an empty `items`.
+        let unstarted = self.snapshot.children(&step.id).next().is_none();
+        if status == StepStatus::Skipped && unstarted {
+            for (index, branch) in step.branches().iter().enumerate() {
+                let mut child = StepState::pending(
+                    &branch.id,
+                    state.phase,
+                    u32::try_from(index).unwrap_or(u32::MAX),
+                );
+                child.parent = Some(step.id.clone());
+                child.end(StepStatus::Skipped, note.clone(), self.engine.now());
+                transition.steps.push(child);
+            }
+            if let Some(fan_out) = &step.fan_out {
+                new_state.rendered = Some(Rendered::Action(Action::ForEach {
+                    items: Vec::new(),
+                    concurrency: fan_out.concurrency,
+                    max_failures: fan_out.max_failures.to_string(),
+                }));
+            }
+        }
         transition.steps.push(new_state);
         let settled = StepSettled { status, note: note.clone() };
         let data = if status == StepStatus::Skipped {

@@ -246,6 +246,15 @@ fn fan_out(
                 ));
                 return None;
             }
+            if ["none", "true", "false"].contains(&name.to_ascii_lowercase().as_str())
+                || crate::template::GLOBAL_FUNCTIONS.contains(&name.as_str())
+            {
+                out.push(Diagnostic::error(
+                    at(node),
+                    format!("`as: {name}` is a word templates already know: choose another name"),
+                ));
+                return None;
+            }
             if crate::template::CONTEXT_NAMES.contains(&name.as_str()) {
                 out.push(Diagnostic::error(
                     at(node),
@@ -263,7 +272,16 @@ fn fan_out(
         Some(node) => {
             let value = yaml::integer(node, "concurrency", out)?;
             match u32::try_from(value) {
-                Ok(value) if value >= 1 => value,
+                Ok(value) if (1..=MAX_CONCURRENCY).contains(&value) => value,
+                Ok(value) if value > MAX_CONCURRENCY => {
+                    out.push(Diagnostic::error(
+                        at(node),
+                        format!(
+                            "`concurrency` is at most {MAX_CONCURRENCY} items at once, got {value}"
+                        ),
+                    ));
+                    return None;
+                }
                 _ => {
                     out.push(Diagnostic::error(
                         at(node),
