@@ -8,6 +8,10 @@
 //!   them all after they are approved.
 //! - `verify`: `audit verify` over 1,000,000 events.
 //! - `page`: the server-rendered page of a finished 100-step run: time to answer, over HTTP.
+//! - `fanout`: a fan-out of 1,000 items of `run: ["true"]`, eight at a time: items a second,
+//!   beside the same 1,000 as sequential steps and the bare spawn.
+//! - `pending`: a fan-out of 10,000 items started eight at a time: resident memory while its
+//!   items are pending.
 //!
 //! Run with `cargo bench --bench engine` (all), or name scenarios: `cargo bench --bench engine
 //! -- steps verify`.
@@ -28,12 +32,14 @@ fn main() {
         std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let scenarios: [(&str, fn() -> _); 5] = [
+    let scenarios: [(&str, fn() -> _); 7] = [
         ("steps", || Box::pin(steps()) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>),
         ("windmill", || Box::pin(windmill())),
         ("parked", || Box::pin(parked())),
         ("verify", || Box::pin(verify())),
         ("page", || Box::pin(page())),
+        ("fanout", || Box::pin(fanout())),
+        ("pending", || Box::pin(pending())),
     ];
     for (name, scenario) in scenarios {
         if wanted.is_empty() || wanted.iter().any(|w| w == name) {
@@ -122,6 +128,72 @@ async fn steps() {
         per_step.as_secs_f64() * 1e3,
         spawn.as_secs_f64() * 1e3,
         per_step.saturating_sub(spawn).as_secs_f64() * 1e3,
+    );
+}
+
+/// A fan-out runbook over `hosts`, `concurrency` at a time, each item running `command`.
+fn fan_out_runbook(name: &str, concurrency: u32, command: &str) -> String {
+    format!(
+        "name: {name}\nparams:\n  hosts: {{ type: list }}\nsteps:\n  - id: each\n    for_each: params.hosts\n    concurrency: {concurrency}\n    run: {command}\n    idempotent: true\n    timeout: 60s\n"
+    )
+}
+
+fn fan_out_start(runbook: &str, items: usize) -> StartRun {
+    let hosts: Vec<String> = (0..items).map(|index| format!("h{index}")).collect();
+    StartRun { params: vec![("hosts".into(), hosts.join(","))], ..start(runbook) }
+}
+
+async fn fanout() {
+    let (engine, _store) = node("fanout").await;
+    let author = Actor::user("author");
+    engine.publish(&fan_out_runbook("fan", 8, "[\"true\"]"), &author).await.expect("publish");
+    engine.publish(&steps_runbook("thousand", 1000, "[\"true\"]"), &author).await.expect("publish");
+
+    let spawn_started = Instant::now();
+    for _ in 0..200 {
+        tokio::process::Command::new("true").status().await.expect("true runs");
+    }
+    let spawn = spawn_started.elapsed() / 200;
+
+    let run = engine.start_run(start("thousand")).await.expect("start");
+    let started = Instant::now();
+    drive(&engine, run).await;
+    let sequential = started.elapsed();
+
+    let run = engine.start_run(fan_out_start("fan", 1000)).await.expect("start");
+    let started = Instant::now();
+    drive(&engine, run).await;
+    let fanned = started.elapsed();
+    println!(
+        "fanout: 1,000 items of `true`, 8 at a time, in {:.2} s: {:.0} items/s; the same 1,000 as sequential steps {:.0} steps/s; the bare spawn alone {:.0}/s",
+        fanned.as_secs_f64(),
+        1000.0 / fanned.as_secs_f64(),
+        1000.0 / sequential.as_secs_f64(),
+        1.0 / spawn.as_secs_f64(),
+    );
+}
+
+async fn pending() {
+    let (engine, _store) = node("pending").await;
+    let author = Actor::user("author");
+    engine
+        .publish(&fan_out_runbook("wide", 8, "[\"sleep\", \"30\"]"), &author)
+        .await
+        .expect("publish");
+    let before = resident_mib();
+    let run = engine.start_run(fan_out_start("wide", 10_000)).await.expect("start");
+    let (stop_tx, stop) = watch::channel(Stop::No);
+    let driving = engine.drive(run, &Quiet, stop);
+    let measuring = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let resident = resident_mib();
+        stop_tx.send(Stop::Interrupt).expect("stop");
+        resident
+    };
+    let (end, resident) = tokio::join!(driving, measuring);
+    end.expect("drive");
+    println!(
+        "pending: a fan-out of 10,000 items, 8 running and the rest pending: {resident:.1} MiB resident ({before:.1} MiB before the run)"
     );
 }
 
