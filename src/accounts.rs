@@ -94,7 +94,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
             for user in database.accounts.users().await? {
                 let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
                 let state = if user.disabled { "  (disabled)" } else { "" };
-                println!("{:<24} {}{state}", user.name, roles.join(", "));
+                crate::terminal::out(&format!("{:<24} {}{state}\n", user.name, roles.join(", ")));
             }
         }
         UserCommand::Disable { name, enable, db } => {

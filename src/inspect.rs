@@ -10,7 +10,7 @@ use steady_engine::runbook::{Runbook, item_text};
 use steady_web::dto;
 
 use crate::app::{App, DbArgs};
-use crate::terminal::{badge, run_badge, say};
+use crate::terminal::{badge, out, run_badge, say};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -56,10 +56,8 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     };
     let runs = app.store.runs(&filter).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&runs.iter().map(dto::run).collect::<Vec<_>>())?
-        );
+        let runs: Vec<_> = runs.iter().map(dto::run).collect();
+        out(&format!("{}\n", serde_json::to_string_pretty(&runs)?));
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
@@ -85,7 +83,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let run_id = app.resolve_run(&args.run).await?;
     let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&dto::snapshot(&snapshot))?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&dto::snapshot(&snapshot))?));
     } else {
         // The runbook only words a group's progress: a run whose version cannot be read is
         // still shown.

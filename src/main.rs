@@ -105,6 +105,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `steady audit export | head`: the reader has what it wanted.
+        Err(error) if terminal::broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             report::error(&format!("{error:#}"));
             ExitCode::from(2)

@@ -49,12 +49,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let plan = Plan::new(runbook, &params);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).context("cannot write the plan as JSON")?
-        );
+        let json = serde_json::to_string_pretty(&plan).context("cannot write the plan as JSON")?;
+        crate::terminal::out(&format!("{json}\n"));
     } else {
-        print!("{}", crate::terminal::printable(&plan.to_string()));
+        crate::terminal::out(&crate::terminal::printable(&plan.to_string()));
     }
     Ok(ExitCode::SUCCESS)
 }

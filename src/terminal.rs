@@ -35,12 +35,42 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `println!` for text that holds anything from a run: see [`printable`].
+/// `println!` for text that holds anything from a run: see [`printable`]. Written by [`out`],
+/// so that a reader who stopped reading ends the command quietly.
 macro_rules! say {
-    () => { println!() };
-    ($($arg:tt)*) => { println!("{}", $crate::terminal::printable(&format!($($arg)*))) };
+    () => { $crate::terminal::out("\n") };
+    ($($arg:tt)*) => {
+        $crate::terminal::out(&format!("{}\n", $crate::terminal::printable(&format!($($arg)*))))
+    };
 }
 pub(crate) use say;
+
+/// Writes `text` to stdout, as `print!` does, except when the reader has gone away
+/// (`steady show RUN | head -3`): `print!` panics with "failed printing to stdout: Broken
+/// pipe", while this ends the process quietly and successfully, as `cat` ends — nobody reads
+/// what would follow. What may run long (`steady show`, `runs`, `plan`, `user list`, and all
+/// that [`say!`] prints) goes through here; a command that writes through a `Write` of its own
+/// (`audit export`) returns the error instead, and `main` ends it just as quietly
+/// ([`broken_pipe`]).
+pub fn out(text: &str) {
+    let written = std::io::stdout().lock().write_all(text.as_bytes());
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        // As `print!` does: output that cannot be written is not silently lost.
+        Err(error) => panic!("failed printing to stdout: {error}"),
+    }
+}
+
+/// Whether a command failed only because whoever read its output stopped reading: not a
+/// problem worth a word (see [`out`]).
+pub fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// The symbol and word for a status: never colour alone.
 pub fn badge(status: StepStatus) -> &'static str {

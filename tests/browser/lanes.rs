@@ -1,8 +1,9 @@
 //! Groups and fan-outs on the run page, in real Chromium: a `parallel` group shows its
 //! branches as lanes side by side, and the header names the manual branch the run waits for;
 //! once it is done the page follows the fan-out live, shows its items as a grid with their
-//! progress in words, and opens a failed item to its output. Screenshots land in
-//! `target/screenshots/lanes-*.png`.
+//! progress in words, and opens a failed item to its output. When a fan-out fails, the
+//! commander skips one failed item from the decision panel and retries another from the grid,
+//! and the run goes on. Screenshots land in `target/screenshots/lanes-*.png`.
 
 use fantoccini::{Client, Locator};
 
@@ -96,5 +97,71 @@ async fn the_commander_sees_lanes_and_a_grid_of_items() {
         .await
         .expect("scroll to the item");
     screenshot(&carol, "lanes-grid").await;
+    let _ = carol.close().await;
+}
+
+/// Four hosts at once: `web2` always fails, `web3` only the first time (it leaves `MARK`), so
+/// the fan-out fails beyond its limit and awaits its commander.
+const FLEET: &str = r#"
+name: fleet
+title: Restart the fleet (decisions story)
+params:
+  hosts: { type: list, default: [web1, web2, web3, web4] }
+steps:
+  - id: restart
+    name: Restart each host
+    for_each: "params.hosts"
+    as: host
+    concurrency: 4
+    run: ["sh", "-c", "echo restarting {{ host }}; case {{ host }} in web2) echo 'web2: disk full' >&2; exit 1;; web3) if [ ! -e 'MARK' ]; then touch 'MARK'; echo 'web3: unit failed' >&2; exit 1; fi;; esac"]
+    idempotent: true
+    timeout: 10s
+  - id: after
+    name: Tell the team
+    run: ["echo", "fleet restarted"]
+    read_only: true
+"#;
+
+#[tokio::test]
+async fn the_commander_skips_one_failed_item_and_retries_another() {
+    let dir = scratch("fleet-decide");
+    let path = stand_ins(&dir);
+    let mark = dir.join("web3-failed-once");
+    let fleet = FLEET.replace("MARK", &mark.display().to_string());
+    std::fs::write(dir.join("fleet.yaml"), fleet).expect("runbook");
+    steady(&dir, &["publish", "fleet.yaml"], "");
+    let (_server, base) = serve(&dir, &path);
+    let (_driver, driver) = chromedriver();
+    let carol = browser(&driver, &dir.join("fleet-carol")).await;
+    sign_in(&carol, &base, "carol").await;
+
+    carol.goto(&format!("{base}/runbooks/fleet")).await.expect("runbook page");
+    click(&carol, "input[name=mode][value='live']").await;
+    click(&carol, "form[action$='/start'] button.primary").await;
+    wait_for_text(&carol, "This is exactly what will run").await;
+    click(&carol, "form[action$='/start'] button[type=submit]").await;
+
+    // The panel lists both failed items with what they printed and buttons of their own.
+    let panel = wait_for_text(&carol, "2 items failed or were interrupted").await;
+    assert!(panel.contains("web2: disk full") && panel.contains("web3: unit failed"), "{panel}");
+    assert!(panel.contains("Retry runs only the failed and interrupted items"), "{panel}");
+    screenshot(&carol, "lanes-decide-items").await;
+
+    // Skip `web2` from the panel.
+    click(&carol, r#"#decide form.decide-one[data-step="restart[1]"] button[value=skip]"#).await;
+    wait_for_text(&carol, "1 item failed or was interrupted").await;
+
+    // Retry `web3` from its cell in the grid.
+    let cell = r"#open-restart\[2\]";
+    click(&carol, &format!("{cell} > summary")).await;
+    click(&carol, &format!("{cell} form.decide-one button[value=retry]")).await;
+
+    // The run goes on to its end: `web3` restarted, `after` ran, both decisions on record.
+    let done = wait_for_text(&carol, "ended: this is the final state").await;
+    assert!(done.contains(r#"data-title="succeeded · fleet"#), "{done}");
+    assert!(done.contains("skip decided by user:carol"), "{done}");
+    assert!(done.contains("retry decided by user:carol"), "{done}");
+    assert!(done.contains("fleet restarted"), "{done}");
+    assert!(!done.contains("decide-one"), "no decision is left to take: {done}");
     let _ = carol.close().await;
 }

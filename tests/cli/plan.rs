@@ -161,3 +161,34 @@ fn an_invalid_runbook_fails_with_its_errors() {
         run.stderr
     );
 }
+
+/// `steady plan … | head -3`, `steady runs | head` and `steady audit export | head`: a reader
+/// that stops reading ends the command quietly, not with a panic about a broken pipe.
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    use std::process::{Command, Stdio};
+    let dir = scratch("closed-pipe");
+    let commands: [&[&str]; 5] = [
+        &["plan", "postgres-failover", "-p", "cluster=main", "-p", "standby_host=db2"],
+        &["plan", "postgres-failover", "--json", "-p", "cluster=main", "-p", "standby_host=db2"],
+        &["runs"],
+        &["runs", "--json"],
+        &["audit", "export"],
+    ];
+    for args in commands {
+        let folder = if args[0] == "plan" { repo() } else { dir.as_path() };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_steady"))
+            .args(args)
+            .current_dir(folder)
+            .env("STEADY_DB", format!("sqlite://{}", dir.join("steady.db").display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("steady starts");
+        // The reader goes away before the first line: every write meets a closed pipe.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("steady ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!((output.status.code(), stderr.as_ref()), (Some(0), ""), "steady {args:?}");
+    }
+}

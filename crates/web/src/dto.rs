@@ -457,9 +457,21 @@ pub fn describe_action(action: &Action) -> String {
     }
 }
 
+/// A fan-out's `as` name made plural for "5 of 12 hosts": only a name of three letters or more
+/// that does not already end in "s" gets an "s" ("host" → "hosts"); any other ("i", "ip",
+/// "address", "hosts") would read wrong, so the items are "items".
+fn plural_of(name: &str) -> String {
+    if name.chars().count() >= 3 && !name.ends_with(['s', 'S']) {
+        format!("{name}s")
+    } else {
+        "items".to_owned()
+    }
+}
+
 /// A group step's progress in words, as the run page and `steady show` say it: "17 of 40
-/// hosts, 2 running, 1 failed, limit 2" for a fan-out (its `as` name made plural, naively),
-/// "1 of 2 branches done" for a `parallel` group. `children` are the group's step states.
+/// hosts, 2 running, 1 failed, limit 2" for a fan-out (its `as` name made plural when that is
+/// safe, see [`plural_of`]), "1 of 2 branches done" for a `parallel` group. `children` are
+/// the group's step states.
 pub fn group_progress(step: &Step, group: &StepState, children: &[&StepState]) -> String {
     // An interrupted child counts as failed: it awaits the same decision a failed one does.
     let failed = |s: StepStatus| s.is_failure() || s == StepStatus::Interrupted;
@@ -476,8 +488,7 @@ pub fn group_progress(step: &Step, group: &StepState, children: &[&StepState]) -
         let failures = if failed > 0 { format!(", {failed} failed") } else { String::new() };
         return format!("{ended} of {total} {noun} done{failures}");
     };
-    let noun =
-        if fan_out.name == "item" { "items".to_owned() } else { format!("{}s", fan_out.name) };
+    let noun = plural_of(&fan_out.name);
     let total = match &group.rendered {
         Some(Rendered::Action(Action::ForEach { items, .. })) => items.len(),
         _ => children.len(),
@@ -489,4 +500,19 @@ pub fn group_progress(step: &Step, group: &StepState, children: &[&StepState]) -
     let running = if running > 0 { format!(", {running} running") } else { String::new() };
     let limit = fan_out.max_failures.allowed(total);
     format!("{done} of {total} {noun}{running}, {failed} failed, limit {limit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plural_of;
+
+    #[test]
+    fn a_fan_out_name_is_made_plural_only_when_that_reads_right() {
+        assert_eq!(plural_of("host"), "hosts");
+        assert_eq!(plural_of("item"), "items");
+        assert_eq!(plural_of("pod"), "pods");
+        for odd in ["i", "ip", "is", "address", "hosts", "DNS"] {
+            assert_eq!(plural_of(odd), "items", "{odd}");
+        }
+    }
 }

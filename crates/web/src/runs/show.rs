@@ -154,7 +154,9 @@ pub(crate) async fn run_page(
     let can_hand_over = (responder || me.admin) && commands;
     let participant = policy::is_participant(&snapshot, &me.actor);
     let binding = state.engine.approval_preview(&runbook, &snapshot);
-    let viewer = Viewer { actor: &me.actor, responder };
+    let decision = decision(&runbook, &snapshot);
+    let deciding = decision.as_ref().filter(|_| can_command).map(|d| d.step.as_str());
+    let viewer = Viewer { actor: &me.actor, responder, deciding };
     let steps = steps::steps(&runbook, &snapshot, &history, &binding, &viewer, now);
     // A gate may be a branch of a group: look among the children too.
     let children = steps.iter().flat_map(|step| step.group.iter().flat_map(|g| &g.children));
@@ -206,7 +208,7 @@ pub(crate) async fn run_page(
         contacts: runbook.contacts.iter().map(|c| (c.name.clone(), c.how.clone())).collect(),
         steps,
         notes,
-        decision: decision(&runbook, &snapshot),
+        decision,
         gate_bar,
         can_command,
         can_take_command,

@@ -19,6 +19,9 @@ on_every_backend!(
     cancelling_through_the_api_records_the_reason_given,
     the_header_says_whom_a_gate_waits_for_and_until_when,
     a_dry_run_reads_as_a_report,
+    the_commander_skips_one_failed_item_and_retries_another_from_the_page,
+    a_decision_about_one_child_must_name_a_failed_child_of_the_group,
+    a_huge_step_in_a_decision_is_refused_without_being_echoed,
 );
 
 const PROMOTE: &str = r#"
@@ -350,4 +353,152 @@ async fn a_dry_run_reads_as_a_report(backend: Backend) {
     assert!(page.contains("Nobody holds <code>approver</code>"), "{page}");
     assert!(page.contains("compared <code>steps.lag.stdout</code> = <code>0</code>"), "{page}");
     assert!(page.contains(r#"class="badge mode-dry">dry run"#), "{page}");
+}
+
+/// Four hosts restarted at once: `web2` always fails, `web3` fails the first time only (it
+/// leaves a mark), so a retry of `web3` succeeds.
+const FLEET: &str = r#"
+name: fleet
+title: Restart the fleet
+params:
+  hosts: { type: list, default: [web1, web2, web3, web4] }
+  mark: { type: string }
+steps:
+  - id: restart
+    name: Restart each host
+    for_each: params.hosts
+    as: host
+    concurrency: 4
+    run: ["sh", "-c", "echo restarting {{ host }}; case {{ host }} in web2) echo 'web2: disk full' >&2; exit 1;; web3) if [ ! -e '{{ params.mark }}' ]; then touch '{{ params.mark }}'; echo 'web3: unit failed' >&2; exit 1; fi;; esac"]
+    idempotent: true
+    timeout: 5s
+  - id: after
+    run: ["echo", "after"]
+    timeout: 5s
+"#;
+
+/// Starts the fleet's restart and waits until it needs its commander at `restart`, with
+/// `web2` (`restart[1]`) and `web3` (`restart[2]`) failed.
+async fn fleet_needing_attention(server: &Server, token: &str, name: &str) -> String {
+    let published = publish(server, FLEET).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let mark = std::env::temp_dir().join(format!("steady-{name}-{}", uuid::Uuid::new_v4()));
+    let params = json!({ "mark": mark.display().to_string() });
+    let run = start(server, token, json!({ "runbook": "fleet", "params": params })).await;
+    server.wait_for(token, &run, "needs_attention").await;
+    run
+}
+
+/// The part of the run page between `from` and `to`.
+fn between<'p>(page: &'p str, from: &str, to: &str) -> &'p str {
+    let start = page.find(from).unwrap_or_else(|| panic!("{from} in {page}"));
+    let end = start + page[start..].find(to).unwrap_or_else(|| panic!("{to} in {page}"));
+    &page[start..end]
+}
+
+async fn the_commander_skips_one_failed_item_and_retries_another_from_the_page(backend: Backend) {
+    let server = Server::start("cockpit-items", backend).await;
+    let (carol, token) = commander(&server).await;
+    let run = fleet_needing_attention(&server, &token, "items").await;
+    let path = format!("/runs/{run}");
+
+    // The panel lists the two failed items, each with its last lines and buttons of its own,
+    // and says what retrying the whole group does.
+    let (_, page) = carol.get(&path).await;
+    let panel = between(&page, r#"id="decide""#, r#"class="people"#);
+    assert!(panel.contains("2 items failed or were interrupted"), "{panel}");
+    assert!(panel.contains("web2: disk full") && panel.contains("web3: unit failed"), "{panel}");
+    for item in ["restart[1]", "restart[2]"] {
+        assert!(panel.contains(&format!(r#"data-step="{item}""#)), "{item}: {panel}");
+        assert!(panel.contains(&format!(r#"name="step" value="{item}""#)), "{item}: {panel}");
+    }
+    assert!(!panel.contains(r#"data-step="restart[0]""#), "a succeeded item: {panel}");
+    assert!(panel.contains("↻ Retry this one") && panel.contains("↷ Skip this one"), "{panel}");
+    assert!(
+        panel.contains(
+            "Retry runs only the failed and interrupted items of <code>restart</code> again \
+             (2 items); those that succeeded do not run again."
+        ),
+        "{panel}"
+    );
+    // The grid offers the same in a failed item, and nothing in one that succeeded.
+    let grid = between(&page, r#"<ul class="items">"#, "</ul>\n");
+    let failed = between(grid, r#"id="step-restart[1]""#, "</li>");
+    assert!(failed.contains(r#"data-step="restart[1]""#), "{failed}");
+    let succeeded = between(grid, r#"id="step-restart[0]""#, "</li>");
+    assert!(!succeeded.contains("decide-one"), "{succeeded}");
+    assert!(page.contains("2 of 4 hosts, 2 failed, limit 0"), "{page}");
+
+    // Someone who does not command the run sees no buttons.
+    server.person("alice", &[Responder]).await;
+    let alice = Browser::sign_in(&server, "alice").await;
+    let (_, seen) = alice.get(&path).await;
+    assert!(seen.contains("web2: disk full") && !seen.contains("decide-one"), "{seen}");
+
+    // Skip `web2` from the panel, without JavaScript: the form posts its button's value.
+    let field = csrf(&page);
+    let skip = [("csrf", field.as_str()), ("step", "restart[1]"), ("decision", "skip")];
+    let (status, body, location) = carol.post(&format!("{path}/decide"), &skip).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some(path.as_str())),
+        "{body}"
+    );
+
+    // `web3` still awaits a decision: the panel lists it alone.
+    server.wait_for(&token, &run, "needs_attention").await;
+    let (_, page) = carol.get(&path).await;
+    let panel = between(&page, r#"id="decide""#, r#"class="people"#);
+    assert!(panel.contains("1 item failed or was interrupted"), "{panel}");
+    assert!(!panel.contains(r#"data-step="restart[1]""#), "{panel}");
+    let retry = [("csrf", field.as_str()), ("step", "restart[2]"), ("decision", "retry")];
+    let (status, body, _) = carol.post(&format!("{path}/decide"), &retry).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+
+    // The run goes on: `web3` restarts, `after` runs, and the run ends well.
+    let done = server.wait_for(&token, &run, "succeeded").await;
+    let status_of = |id: &str| {
+        done["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["status"].clone()
+    };
+    assert_eq!(status_of("restart[1]"), "skipped", "{done}");
+    assert_eq!(status_of("restart[2]"), "succeeded", "{done}");
+    assert_eq!(status_of("after"), "succeeded", "{done}");
+    assert_eq!(
+        decisions(&server, &run).await,
+        [("skip".to_owned(), None), ("retry".to_owned(), None)]
+    );
+}
+
+async fn a_decision_about_one_child_must_name_a_failed_child_of_the_group(backend: Backend) {
+    let server = Server::start("cockpit-one-child", backend).await;
+    let (_carol, token) = commander(&server).await;
+    let run = fleet_needing_attention(&server, &token, "one-child").await;
+    // A succeeded item, an item that does not exist, a step that is no child of the group.
+    refused_without_echo(&server, &token, &run, &["restart[0]", "restart[9]", "nope"]).await;
+}
+
+async fn a_huge_step_in_a_decision_is_refused_without_being_echoed(backend: Backend) {
+    let server = Server::start("cockpit-huge-step", backend).await;
+    let (_carol, token) = commander(&server).await;
+    let run = fleet_needing_attention(&server, &token, "huge-step").await;
+    refused_without_echo(&server, &token, &run, &["x".repeat(1_000_000).as_str()]).await;
+}
+
+/// Retrying and skipping each of `steps` is refused with a 4xx of less than 10 KB, and the run
+/// still awaits its commander, nothing decided.
+async fn refused_without_echo(server: &Server, token: &str, run: &str, steps: &[&str]) {
+    let path = format!("/api/v1/runs/{run}/decisions");
+    for step in steps {
+        for decision in ["retry", "skip"] {
+            let body = json!({ "decision": decision, "step": step });
+            let answer = server.post(token, &path, body).await;
+            let shown = &step[..step.len().min(20)];
+            assert!(answer.status.is_client_error(), "{decision} {shown}: {}", answer.status);
+            let size = answer.body.to_string().len();
+            assert!(size < 10_000, "{decision} {shown}: an answer of {size} bytes");
+        }
+    }
+    let still = server.wait_for(token, run, "needs_attention").await;
+    assert_eq!(still["status"], "needs_attention");
+    assert!(decisions(server, run).await.is_empty());
 }

@@ -81,6 +81,15 @@ pub(crate) struct StepView {
     pub(crate) item: Option<String>,
     /// A group's branches or a fan-out's items, shown inside it.
     pub(crate) group: Option<GroupView>,
+    /// A failed or interrupted branch or item of the group the run needs its commander at,
+    /// seen by the commander: retried or skipped on its own from where it is shown.
+    pub(crate) decide: Option<DecideOne>,
+}
+
+/// The buttons a failed or interrupted child offers its commander.
+pub(crate) struct DecideOne {
+    /// A gate is never skipped: skipping would run what it guards unapproved.
+    pub(crate) can_skip: bool,
 }
 
 /// The children of a `parallel` group (lanes side by side) or of a fan-out (a grid of items).
@@ -96,6 +105,9 @@ pub(crate) struct GroupView {
 pub(crate) struct Viewer<'a> {
     pub(crate) actor: &'a Actor,
     pub(crate) responder: bool,
+    /// The group step the run needs its commander at, when `me` may command the run
+    /// (`policy::may_command`, as the decision panel): its failed children offer decisions.
+    pub(crate) deciding: Option<&'a str>,
 }
 
 fn holders(snapshot: &RunSnapshot, role: &str) -> String {
@@ -213,6 +225,10 @@ fn group_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) -
     for child in page.snapshot.children(&step.id) {
         let Some(child_step) = step_of(page.runbook, child) else { continue };
         let mut view = step_view(page, &child_step, child, rollback);
+        let undecided = child.status.is_failure() || child.status == StepStatus::Interrupted;
+        if undecided && page.viewer.deciding == Some(step.id.as_str()) {
+            view.decide = Some(DecideOne { can_skip: !child_step.is_gate() });
+        }
         if let Some(item) = &child.item {
             // An item's title is the fan-out's; the grid names it by its item.
             view.item = Some(item_text(item));
@@ -359,5 +375,6 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
         earlier: attempts,
         item: None,
         group: None,
+        decide: None,
     }
 }
