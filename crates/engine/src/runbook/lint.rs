@@ -57,6 +57,15 @@ fn step(step: &Step, gated: bool, out: &mut Vec<Diagnostic>) {
         }
         _ => {}
     }
+    if let Some(fan_out) = &step.fan_out
+        && fan_out.max_failures == FailureLimit::Percent(100)
+        && step.has_side_effects()
+    {
+        out.push(Diagnostic::warning(
+            step.at,
+            format!("step `{id}` allows every item to fail (`max_failures: \"100%\"`): it succeeds even when no item did; allow fewer failures so that a bad change stops before it reaches the whole fleet"),
+        ));
+    }
     if step.retries.is_some() && step.has_side_effects() && !step.idempotent {
         out.push(Diagnostic::warning(
             step.at,
