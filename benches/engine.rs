@@ -103,6 +103,15 @@ fn steps_runbook(name: &str, count: usize, command: &str) -> String {
     source
 }
 
+/// The time to spawn and reap one `true`, without Steady: the floor of a step's cost.
+async fn spawn_floor() -> Duration {
+    let started = Instant::now();
+    for _ in 0..200 {
+        tokio::process::Command::new("true").status().await.expect("true runs");
+    }
+    started.elapsed() / 200
+}
+
 async fn steps() {
     let (engine, _store) = node("steps").await;
     engine
@@ -110,11 +119,7 @@ async fn steps() {
         .await
         .expect("publish");
 
-    let spawn_started = Instant::now();
-    for _ in 0..200 {
-        tokio::process::Command::new("true").status().await.expect("true runs");
-    }
-    let spawn = spawn_started.elapsed() / 200;
+    let spawn = spawn_floor().await;
 
     let run = engine.start_run(start("thousand")).await.expect("start");
     let started = Instant::now();
@@ -149,11 +154,7 @@ async fn fanout() {
     engine.publish(&fan_out_runbook("fan", 8, "[\"true\"]"), &author).await.expect("publish");
     engine.publish(&steps_runbook("thousand", 1000, "[\"true\"]"), &author).await.expect("publish");
 
-    let spawn_started = Instant::now();
-    for _ in 0..200 {
-        tokio::process::Command::new("true").status().await.expect("true runs");
-    }
-    let spawn = spawn_started.elapsed() / 200;
+    let spawn = spawn_floor().await;
 
     let run = engine.start_run(start("thousand")).await.expect("start");
     let started = Instant::now();

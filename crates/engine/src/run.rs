@@ -258,6 +258,14 @@ pub fn item_id(step_id: &str, index: usize) -> String {
 }
 
 impl StepState {
+    /// A branch or item of group `parent`, pending: the `index`-th of its siblings.
+    pub fn child(step_id: &str, parent: &str, phase: Phase, index: usize) -> StepState {
+        let mut child =
+            StepState::pending(step_id, phase, u32::try_from(index).unwrap_or(u32::MAX));
+        child.parent = Some(parent.to_owned());
+        child
+    }
+
     /// A step of a run that has just started: pending, never attempted.
     pub fn pending(step_id: &str, phase: Phase, position: u32) -> StepState {
         StepState {

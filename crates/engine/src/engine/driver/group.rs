@@ -46,12 +46,8 @@ impl Driver<'_> {
                 };
                 if !resumed {
                     for (index, item) in items.iter().enumerate() {
-                        let mut child = StepState::pending(
-                            &item_id(&step.id, index),
-                            state.phase,
-                            u32::try_from(index).unwrap_or(u32::MAX),
-                        );
-                        child.parent = Some(step.id.clone());
+                        let id = item_id(&step.id, index);
+                        let mut child = StepState::child(&id, &step.id, state.phase, index);
                         child.item = Some(item.clone());
                         children.push(child);
                     }
@@ -65,13 +61,7 @@ impl Driver<'_> {
             None => {
                 if !resumed {
                     for (index, branch) in step.branches().iter().enumerate() {
-                        let mut child = StepState::pending(
-                            &branch.id,
-                            state.phase,
-                            u32::try_from(index).unwrap_or(u32::MAX),
-                        );
-                        child.parent = Some(step.id.clone());
-                        children.push(child);
+                        children.push(StepState::child(&branch.id, &step.id, state.phase, index));
                     }
                 }
                 Action::Parallel {

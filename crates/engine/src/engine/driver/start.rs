@@ -308,12 +308,7 @@ impl Driver<'_> {
         let unstarted = self.snapshot.children(&step.id).next().is_none();
         if status == StepStatus::Skipped && unstarted {
             for (index, branch) in step.branches().iter().enumerate() {
-                let mut child = StepState::pending(
-                    &branch.id,
-                    state.phase,
-                    u32::try_from(index).unwrap_or(u32::MAX),
-                );
-                child.parent = Some(step.id.clone());
+                let mut child = StepState::child(&branch.id, &step.id, state.phase, index);
                 child.end(StepStatus::Skipped, note.clone(), self.engine.now());
                 transition.steps.push(child);
             }
