@@ -17,6 +17,7 @@ on_every_backend!(
     a_held_lock_is_a_conflict_page_linking_to_the_run_that_holds_it,
     an_admin_takes_command_with_a_button_and_typos_get_nothing,
     a_list_parameter_is_typed_comma_separated_in_the_start_form,
+    a_gate_before_a_fan_out_shows_every_item_it_lets_run,
 );
 
 pub(crate) const RESTART: &str = r#"
@@ -576,4 +577,36 @@ async fn html_written_in_a_run_stays_text_in_the_timeline_export(backend: Backen
         "{markdown}"
     );
     assert!(!markdown.contains("<img") && !markdown.contains("<b>"), "{markdown}");
+}
+
+/// An approver signs off a rolling restart once: the gate shows each node's own command.
+async fn a_gate_before_a_fan_out_shows_every_item_it_lets_run(backend: Backend) {
+    let server = Server::start("pages-gate-fan-out", backend).await;
+    let fleet = "name: fleet\nroles:\n  approver: { description: Signs off }\nparams:\n  hosts: { type: list, default: [web1, web2, web3] }\nsteps:\n  - id: go\n    approval: { role: approver }\n  - id: restart\n    for_each: params.hosts\n    as: host\n    concurrency: 2\n    run: [\"echo\", \"restart\", \"{{ host }}\"]\n    idempotent: true\n    timeout: 5s\n";
+    publish(&server, fleet).await;
+    server.person("carol", &[Responder]).await;
+    server.person("alice", &[Responder]).await;
+    let carol = Browser::sign_in(&server, "carol").await;
+    let alice = Browser::sign_in(&server, "alice").await;
+    let (_, page) = carol.get("/runbooks/fleet").await;
+    let token = csrf(&page);
+    let form = [
+        ("csrf", token.as_str()),
+        ("param.hosts", "web1, web2, web3"),
+        ("role.approver", "alice"),
+        ("mode", "live"),
+        ("version", "1"),
+        ("confirmed", "yes"),
+    ];
+    let (status, _, location) = carol.post("/runbooks/fleet/start", &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let run_path = location.unwrap();
+    let run = run_path.trim_start_matches("/runs/").to_owned();
+    server.wait_for(&server.person("watcher", &[Responder]).await, &run, "waiting").await;
+    let (_, page) = alice.get(&run_path).await;
+    assert!(page.contains("✓ Approve"), "{page}");
+    for host in ["web1", "web2", "web3"] {
+        assert!(page.contains(&format!("echo restart {host}")), "the gate shows {host}: {page}");
+    }
+    assert!(!page.contains("(rendered when it runs)"), "{page}");
 }

@@ -295,15 +295,30 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
                     }
                 })
                 .collect();
+            // What the gate lets run, as approvers see it: a group's branches and a fan-out's
+            // items each rendered on their own (bound by their own ids), or one line for a step.
+            let rendered = binding.get(&step.id);
             let guarded = guarded_steps(runbook, state.phase, &step.id)
                 .iter()
-                .map(|guarded| {
-                    let text = binding
-                        .get(&step.id)
-                        .and_then(|map| map.get(&guarded.id))
+                .flat_map(|guarded| {
+                    let mut ids: Vec<String> = match &guarded.fan_out {
+                        Some(_) => (0..)
+                            .map(|index| steady_engine::run::item_id(&guarded.id, index))
+                            .take_while(|id| rendered.is_some_and(|map| map.contains_key(id)))
+                            .collect(),
+                        None => guarded.branches().iter().map(|b| b.id.clone()).collect(),
+                    };
+                    if ids.is_empty() {
+                        ids.push(guarded.id.clone());
+                    }
+                    ids
+                })
+                .map(|id| {
+                    let text = rendered
+                        .and_then(|map| map.get(&id))
                         .map(dto::describe_action)
                         .unwrap_or_else(|| "(rendered when it runs)".to_owned());
-                    (guarded.id.clone(), text)
+                    (id, text)
                 })
                 .collect();
             gate = Some(GateView {
