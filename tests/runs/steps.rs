@@ -17,6 +17,7 @@ stories!(
     a_failed_step_with_on_failure_rollback_runs_the_rollback_sequence,
     http_steps_send_rendered_requests_and_read_json_answers,
     templates_write_booleans_and_json_bodies_as_shells_and_servers_read_them,
+    a_template_that_cannot_be_rendered_is_named_in_the_failure,
 );
 
 async fn commands_checks_and_sleeps_run_in_order_and_record_their_output(h: Harness) {
@@ -491,4 +492,26 @@ steps:
         "{}",
         requests[0]
     );
+}
+
+async fn a_template_that_cannot_be_rendered_is_named_in_the_failure(h: Harness) {
+    h.publish(
+        r#"
+name: broken
+params:
+  hosts: { type: list, default: [a] }
+steps:
+  - id: greet
+    run: ["echo", "ok", "{{ params.hosts[3] | upper }}"]
+    read_only: true
+    timeout: 5s
+"#,
+    )
+    .await;
+    let run = h.start("broken", &[], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    let state = h.snapshot(run).await.step("greet").unwrap().clone();
+    assert_eq!(state.status, StepStatus::Failed);
+    let note = state.note.unwrap();
+    assert!(note.contains("in `{{ params.hosts[3] | upper }}`"), "{note}");
 }

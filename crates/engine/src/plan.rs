@@ -308,7 +308,16 @@ fn render(template: &Template, target: Target, context: &Context) -> String {
 pub fn render_action(step: &Step, context: &Context) -> Result<Action, template::RenderError> {
     action(
         step,
-        |template, target| template::render(template, target, context),
+        |template, target| {
+            // Say which template, since a step has several (each argument, the URL, …).
+            template::render(template, target, context).map_err(|error| {
+                let mut source: String = template.source.chars().take(80).collect();
+                if source.len() < template.source.len() {
+                    source.push('…');
+                }
+                template::RenderError { message: format!("{} in `{source}`", error.message) }
+            })
+        },
         |json| template::render_json(json, context),
     )
 }
