@@ -24,6 +24,8 @@ pub enum ParamError {
     NoMatch { name: String, pattern: String, value: String },
     #[error("parameter `{name}` has {count} items; a list holds at most {max}", max = crate::runbook::MAX_ITEMS)]
     TooManyItems { name: String, count: usize },
+    #[error("parameter `{name}` lists `{item}` more than once")]
+    RepeatedItem { name: String, item: String },
 }
 
 fn describe(description: &Option<String>) -> String {
@@ -130,6 +132,14 @@ fn parse_value(param: &Param, text: &str) -> Result<ParamValue, ParamError> {
                 return Err(ParamError::TooManyItems {
                     name: param.name.clone(),
                     count: items.len(),
+                });
+            }
+            // A fan-out over a list with a repeated item would act on it twice, maybe at once.
+            let mut seen = std::collections::HashSet::new();
+            if let Some(repeated) = items.iter().find(|item| !seen.insert(item.as_str())) {
+                return Err(ParamError::RepeatedItem {
+                    name: param.name.clone(),
+                    item: repeated.clone(),
                 });
             }
             if items.is_empty() && param.required {

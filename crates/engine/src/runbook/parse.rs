@@ -335,6 +335,15 @@ fn params(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Param> {
                 ParamValue::List(items) => items.iter().cloned().map(ParamValue::String).collect(),
                 other => vec![other.clone()],
             };
+            if let ParamValue::List(items) = &value {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(repeated) = items.iter().find(|item| !seen.insert(item.as_str())) {
+                    out.push(Diagnostic::error(
+                        at(node),
+                        format!("default lists `{repeated}` more than once"),
+                    ));
+                }
+            }
             for element in &elements {
                 if !choices.is_empty() && !choices.contains(element) {
                     out.push(Diagnostic::error(

@@ -171,3 +171,9 @@ fn a_required_list_given_empty_is_missing() {
     let errors = resolve(&runbook, &given(&[("hosts", " , ")])).unwrap_err();
     assert_eq!(errors[0].to_string(), "missing required parameter `hosts`");
 }
+
+#[test]
+fn a_list_names_each_item_once() {
+    let errors = resolve(&fleet(), &given(&[("hosts", "web1, web2, web1")])).unwrap_err();
+    assert_eq!(errors[0].to_string(), "parameter `hosts` lists `web1` more than once");
+}
