@@ -15,6 +15,7 @@ stories!(
     a_fan_out_never_runs_more_items_at_once_than_its_concurrency,
     a_failed_item_stops_new_items_and_a_retry_runs_only_what_did_not_succeed,
     items_within_max_failures_let_the_fan_out_succeed,
+    skipping_a_failed_item_resumes_the_fan_out_once_its_failures_are_within_the_limit,
     a_gate_before_a_fan_out_binds_every_item,
     a_manual_branch_waits_while_the_other_branch_runs,
     a_gate_branch_that_times_out_fails_its_group,
@@ -196,6 +197,27 @@ async fn items_within_max_failures_let_the_fan_out_succeed(h: Harness) {
     let snapshot = h.snapshot(run).await;
     assert_eq!(snapshot.step("restart[2]").unwrap().status, StepStatus::Failed);
     assert_eq!(snapshot.last_attempt("report").unwrap().stdout, "a,b,d\n");
+}
+
+async fn skipping_a_failed_item_resumes_the_fan_out_once_its_failures_are_within_the_limit(
+    h: Harness,
+) {
+    h.publish(&fleet(&h, 2, "1")).await;
+    for host in ["a", "b"] {
+        std::fs::write(h.path(&format!("fail-{host}")), "").unwrap();
+    }
+    // a and b run side by side and both fail: one more than the one failure allowed.
+    let run = h.start("fleet", &[("hosts", "a,b,c,d")], &[]).await;
+    assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
+    assert_eq!(h.step_status(run, "restart").await, StepStatus::Failed);
+
+    // Skipping a leaves one failure, within the limit: the fan-out goes on with c and d.
+    let carol = commander();
+    let skipped = h.engine.decide_because(run, &carol, Decision::Skip, Some("restart[0]"), None);
+    assert_eq!(skipped.await.unwrap(), RunStatus::Running);
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+    assert_eq!(h.step_status(run, "restart[1]").await, StepStatus::Failed);
+    assert_eq!(h.snapshot(run).await.last_attempt("report").unwrap().stdout, "c,d\n");
 }
 
 const GATED: &str = r#"

@@ -97,11 +97,7 @@ pub fn group_next<'s>(
     now: Timestamp,
 ) -> GroupNext<'s> {
     let limit = step.fan_out.as_ref().map_or(usize::MAX, |f| f.concurrency as usize);
-    let counts_as_failure = |state: &StepState| {
-        runbook
-            .find_step(&state.step_id)
-            .is_none_or(|branch| branch.on_failure != OnFailure::Continue)
-    };
+    let counts_as_failure = |state: &StepState| fails_its_group(runbook, state);
     // One pass over the children, keeping only the first pending ones that could start: a
     // fan-out of thousands of items is looked at after every item's start and end.
     let mut next = GroupNext::default();
@@ -150,6 +146,15 @@ pub fn group_next<'s>(
         Some(StepStatus::Succeeded)
     };
     next
+}
+
+/// Whether a failed child counts against its group: every item does, and every branch but
+/// one that says `on_failure: continue`.
+pub fn fails_its_group(runbook: &Runbook, child: &StepState) -> bool {
+    child.status.is_failure()
+        && runbook
+            .find_step(&child.step_id)
+            .is_none_or(|branch| branch.on_failure != OnFailure::Continue)
 }
 
 /// The step a run that needs attention is stuck on: the one the commander's decision answers.

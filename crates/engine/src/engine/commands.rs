@@ -8,7 +8,7 @@ use crate::audit::{
     ApprovalAnswer, AuditData, CancelReason, CommanderTransferred, DecisionTaken, ManualAnswer,
     NewEvent, NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, new_id,
 };
-use crate::machine::attention_step;
+use crate::machine::{attention_step, fails_its_group};
 use crate::params;
 use crate::policy;
 use crate::run::*;
@@ -389,11 +389,14 @@ impl Engine {
                 // While other children still await a decision, the run keeps waiting for the
                 // commander, who decides them one by one; with the last, the group resumes
                 // with the children it has.
-                let awaiting = snapshot.children(&step.id).filter(|c| {
-                    c.step_id != child
-                        && (c.status.is_failure() || c.status == StepStatus::Interrupted)
-                });
-                if awaiting.count() > 0 {
+                // A child awaits one while it is interrupted, or failed beyond what the group
+                // allows (machine::group_next's rule).
+                let others = || snapshot.children(&step.id).filter(|c| c.step_id != child);
+                let interrupted = others().any(|c| c.status == StepStatus::Interrupted);
+                let failed = others().filter(|c| fails_its_group(runbook, c)).count();
+                let total = snapshot.children(&step.id).count();
+                let allowed = step.fan_out.as_ref().map_or(0, |f| f.max_failures.allowed(total));
+                if interrupted || failed > allowed {
                     change.status = RunStatus::NeedsAttention;
                 } else {
                     new_state.retry();
