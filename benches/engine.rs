@@ -63,11 +63,7 @@ async fn node(name: &str) -> (Engine, Arc<dyn Store>) {
         created_at: steady_engine::engine::now(),
     };
     database.accounts.create_user(&approver, &Actor::local("bench")).await.expect("user");
-    let config = EngineConfig {
-        node: "bench".into(),
-        lease: Duration::from_secs(10),
-        secrets: BTreeMap::new(),
-    };
+    let config = EngineConfig::new("bench", Duration::from_secs(10), BTreeMap::new());
     let store = database.store;
     (Engine::new(store.clone(), config), store)
 }
@@ -304,11 +300,7 @@ async fn page() {
         steady_storage::open_database(&format!("sqlite://{}", dir.join("steady.db").display()))
             .await
             .expect("open");
-    let config = EngineConfig {
-        node: "bench".into(),
-        lease: Duration::from_secs(10),
-        secrets: BTreeMap::new(),
-    };
+    let config = EngineConfig::new("bench", Duration::from_secs(10), BTreeMap::new());
     let engine = Arc::new(Engine::new(database.store.clone(), config));
     let mut source = String::from("name: hundred\nsteps:\n");
     for index in 0..100 {

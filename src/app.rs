@@ -40,11 +40,7 @@ impl App {
         let store = steady_storage::open(&args.db)
             .await
             .with_context(|| format!("cannot open {}", args.db))?;
-        let config = EngineConfig {
-            node: node_name(),
-            lease: args.lease.as_std(),
-            secrets: secrets_from_env(),
-        };
+        let config = EngineConfig::new(node_name(), args.lease.as_std(), secrets_from_env());
         let engine = Engine::new(store.clone(), config);
         Ok(App { store, engine, actor: Actor::local(&os_user()), db: args.db.clone() })
     }

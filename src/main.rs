@@ -14,6 +14,7 @@ mod plan;
 mod publish;
 mod report;
 mod run;
+mod runbook_tests;
 mod runbooks;
 mod serve;
 mod terminal;
@@ -40,6 +41,8 @@ enum Command {
     Validate(validate::Args),
     /// Render a runbook with its parameters as the procedure it would run. Touches nothing.
     Plan(plan::Args),
+    /// Run runbook tests offline: every case through the engine, effects stubbed.
+    Test(runbook_tests::Args),
     /// Store runbooks as new versions when their content changed.
     Publish(publish::Args),
     /// Run a runbook in this terminal, recorded in the database.
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Test(args) => runbook_tests::run(args),
         command => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => {
                 // Steady adopts what its steps leave behind (daemons that left the step's
@@ -117,7 +121,7 @@ fn main() -> ExitCode {
 async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
     use answer::Answer;
     match command {
-        Command::Validate(_) | Command::Plan(_) => {
+        Command::Validate(_) | Command::Plan(_) | Command::Test(_) => {
             unreachable!("offline commands run without a runtime")
         }
         Command::Serve(args) => serve::run(args).await,

@@ -1,5 +1,6 @@
 //! `steady publish PATH...`: stores each runbook as a new immutable version when its content
-//! changed since the latest version.
+//! (or the test file beside it) changed since the latest version. The test file's cases must
+//! all pass first: a runbook whose tests fail is not published.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +9,8 @@ use steady_engine::engine::EngineError;
 use steady_engine::store::Published;
 
 use crate::app::{App, DbArgs};
-use crate::report;
 use crate::runbooks::{self, RunbookFile};
+use crate::{report, runbook_tests};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,14 +22,17 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(files) = runbooks::named_by(&args.paths)? else {
+    let Some(named) = runbooks::named_by(&args.paths)? else {
         return Ok(ExitCode::from(2));
     };
+    let files = named.runbooks;
     let app = App::open(&args.db).await?;
     let mut failed = false;
     for path in &files {
         let file = RunbookFile::read(path)?;
-        match app.engine.publish(&file.source, &app.actor).await {
+        let tests = runbook_tests::read_beside(path)?;
+        let test_source = tests.as_ref().map(|(_, source)| source.as_str());
+        match app.engine.publish_with_tests(&file.source, test_source, &app.actor, None).await {
             Ok(Published::New(version)) => {
                 println!(
                     "{}: published {} version {}",
@@ -50,6 +54,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
                     report::diagnostic(&file.display_path(), &file.source, diagnostic);
                 }
+            }
+            Err(error @ (EngineError::InvalidTests(_) | EngineError::TestsFailed(_))) => {
+                failed = true;
+                if let Some((path, source)) = &tests {
+                    runbook_tests::report_refusal(path, source, &error);
+                }
+                report::file_error(&file.display_path(), "not published: its tests do not pass");
             }
             Err(error) => return Err(error.into()),
         }

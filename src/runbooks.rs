@@ -1,5 +1,6 @@
 //! Finding runbook files on disk: folders are searched for `.yaml` and `.yml` files, and a
-//! runbook can be named instead of given as a path.
+//! runbook can be named instead of given as a path. A file named `NAME.test.yaml` is not a
+//! runbook but the tests of one (`steady test`).
 
 use std::path::{Path, PathBuf};
 
@@ -27,25 +28,63 @@ impl RunbookFile {
     }
 }
 
-/// The runbook files that command-line paths name: files as given, folders searched. A path
-/// that does not exist is bad usage: it is reported, and `None` returned.
-pub fn named_by(paths: &[PathBuf]) -> anyhow::Result<Option<Vec<PathBuf>>> {
-    let mut files = Vec::new();
+/// The files that command-line paths name: files as given, folders searched.
+#[derive(Debug, Default)]
+pub struct Named {
+    pub runbooks: Vec<PathBuf>,
+    /// Test files (`NAME.test.yaml`), given or found.
+    pub tests: Vec<PathBuf>,
+}
+
+/// The runbook and test files that command-line paths name. A path that does not exist is
+/// bad usage: it is reported, and `None` returned.
+pub fn named_by(paths: &[PathBuf]) -> anyhow::Result<Option<Named>> {
+    let mut named = Named::default();
     for path in paths {
         if path.is_dir() {
-            files.extend(files_in(path)?);
+            named.runbooks.extend(files_in(path)?);
+            named.tests.extend(test_files_in(path)?);
         } else if path.exists() {
-            files.push(path.clone());
+            if is_test_file(path) {
+                named.tests.push(path.clone());
+            } else {
+                named.runbooks.push(path.clone());
+            }
         } else {
             crate::report::file_error(&path.display().to_string(), "no such file or folder");
             return Ok(None);
         }
     }
-    Ok(Some(files))
+    Ok(Some(named))
+}
+
+fn is_test_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(steady_engine::testing::is_test_file)
 }
 
 /// The runbook files under `folder`, in a stable order, searched recursively.
 pub fn files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(yaml_files_in(folder)?.into_iter().filter(|path| !is_test_file(path)).collect())
+}
+
+/// The test files under `folder`, in a stable order, searched recursively.
+pub fn test_files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(yaml_files_in(folder)?.into_iter().filter(|path| is_test_file(path)).collect())
+}
+
+/// The test file beside a runbook file: `NAME.test.yaml` (or `.yml`) for `NAME.yaml`.
+pub fn test_file_beside(runbook: &Path) -> Option<PathBuf> {
+    let stem = runbook.file_stem()?.to_str()?;
+    let folder = runbook.parent().unwrap_or(Path::new("."));
+    steady_engine::testing::SUFFIXES
+        .iter()
+        .map(|suffix| folder.join(format!("{stem}{suffix}")))
+        .find(|path| path.is_file())
+}
+
+fn yaml_files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut folders = vec![folder.to_owned()];
     while let Some(folder) = folders.pop() {

@@ -48,11 +48,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open {}", args.db.db))?;
     let host =
         nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let config = EngineConfig {
-        node: format!("serve:{host}:{}", std::process::id()),
-        lease: args.db.lease.as_std(),
-        secrets: secrets_from_env(),
-    };
+    let node = format!("serve:{host}:{}", std::process::id());
+    let config = EngineConfig::new(node, args.db.lease.as_std(), secrets_from_env());
     let engine = Arc::new(Engine::new(database.store.clone(), config));
     let local = steady_engine::run::Actor::local(&os_user());
 
@@ -105,7 +102,9 @@ async fn publish_folder(
     }
     for path in runbooks::files_in(folder)? {
         let file = RunbookFile::read(&path)?;
-        match engine.publish_from_folder(&file.source, actor).await {
+        let tests = crate::runbook_tests::read_beside(&path)?;
+        let test_source = tests.as_ref().map(|(_, source)| source.as_str());
+        match engine.publish_from_folder(&file.source, test_source, actor).await {
             Ok(FolderFile::Published(version)) => {
                 println!("published {} version {}", version.name, version.version)
             }
@@ -123,6 +122,18 @@ async fn publish_folder(
                 for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
                     report::diagnostic(&file.display_path(), &file.source, diagnostic);
                 }
+            }
+            Err(
+                error @ (steady_engine::engine::EngineError::InvalidTests(_)
+                | steady_engine::engine::EngineError::TestsFailed(_)),
+            ) => {
+                if let Some((path, source)) = &tests {
+                    crate::runbook_tests::report_refusal(path, source, &error);
+                }
+                report::file_warning(
+                    &file.display_path(),
+                    "not published: its tests do not pass; the stored version stays the latest",
+                );
             }
             Err(error) => return Err(error.into()),
         }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use steady_engine::Diagnostic;
 
-use crate::report;
 use crate::runbooks::{self, RunbookFile};
+use crate::{report, runbook_tests};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,9 +20,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(files) = runbooks::named_by(&args.paths)? else {
+    let Some(named) = runbooks::named_by(&args.paths)? else {
         return Ok(ExitCode::from(2));
     };
+    let files = named.runbooks;
 
     let (mut errors, mut warnings) = (0, 0);
     let mut names: HashMap<String, String> = HashMap::new();
@@ -48,9 +49,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // Test files are checked as `steady test` reads them: parsed, and held against the
+    // runbook they name, without running a case.
+    let folder = runbook_tests::default_folder();
+    for path in &named.tests {
+        errors += runbook_tests::load(path, &folder)?.err().unwrap_or(0);
+    }
+
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let tests = if named.tests.is_empty() {
+        String::new()
+    } else {
+        format!(" and {}", count(named.tests.len(), "test file"))
+    };
     println!(
-        "checked {}: {}, {}",
+        "checked {}{tests}: {}, {}",
         count(files.len(), "runbook"),
         count(errors, "error"),
         count(warnings, "warning")

@@ -24,21 +24,21 @@ const V3: &str = "name: restart\ntitle: Newer in the folder\nsteps:\n  - id: nap
 async fn a_restart_never_turns_an_older_file_back_into_the_latest_version(h: Harness) {
     let folder = Actor::local("serve");
     assert!(matches!(
-        h.engine.publish_from_folder(V1, &folder).await.unwrap(),
+        h.engine.publish_from_folder(V1, None, &folder).await.unwrap(),
         FolderFile::Published(version) if version.version == 1
     ));
     h.publish(V2).await;
     // The server restarts with the old file in its folder.
-    let restarted = h.engine.publish_from_folder(V1, &folder).await.unwrap();
+    let restarted = h.engine.publish_from_folder(V1, None, &folder).await.unwrap();
     assert_eq!(restarted, FolderFile::Behind { name: "restart".into(), file: 1, latest: 2 });
     let latest = h.store.runbook_version("restart", None).await.unwrap().unwrap();
     assert_eq!(latest.version, 2, "the author's version stays the latest");
     assert!(matches!(
-        h.engine.publish_from_folder(V2, &folder).await.unwrap(),
+        h.engine.publish_from_folder(V2, None, &folder).await.unwrap(),
         FolderFile::Latest(version) if version.version == 2
     ));
     assert!(matches!(
-        h.engine.publish_from_folder(V3, &folder).await.unwrap(),
+        h.engine.publish_from_folder(V3, None, &folder).await.unwrap(),
         FolderFile::Published(version) if version.version == 3
     ));
     assert_eq!(h.store.runbook_versions("restart").await.unwrap().len(), 3);

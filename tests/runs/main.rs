@@ -179,11 +179,8 @@ impl Harness {
             let postgres = PostgresStore::open(&url).await.expect("open database");
             (Raw::Postgres(postgres.clone()), Arc::new(postgres))
         };
-        let config = EngineConfig {
-            node: node.to_owned(),
-            lease: Duration::from_secs(1),
-            secrets: BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())]),
-        };
+        let secrets = BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())]);
+        let config = EngineConfig::new(node, Duration::from_secs(1), secrets);
         let engine = Engine::with_clock(store.clone(), config, clock.clone());
         Harness { dir, url, raw, store, engine, clock }
     }

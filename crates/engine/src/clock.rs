@@ -57,3 +57,27 @@ impl Clock for TestClock {
         now.checked_add_signed(ahead).unwrap_or(now)
     }
 }
+
+/// Time that passes only when the tokio runtime's clock says so: on a runtime started paused
+/// (`start_paused`), which jumps ahead whenever every task waits on a timer, a retry's hour of
+/// delay or a gate's half-hour timeout costs nothing. What `steady test` runs cases on.
+#[derive(Debug)]
+pub struct VirtualClock {
+    base: Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl VirtualClock {
+    /// A clock that reads `base` now, and moves with the runtime's clock from here. Must be
+    /// made inside a tokio runtime.
+    pub fn starting_at(base: Timestamp) -> VirtualClock {
+        VirtualClock { base, start: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default();
+        self.base.checked_add_signed(elapsed).unwrap_or(self.base).trunc_subsecs(6)
+    }
+}

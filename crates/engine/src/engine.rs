@@ -36,13 +36,13 @@ use crate::plan::Action;
 use crate::policy::Refusal;
 use crate::run::*;
 use crate::runbook::{self, Runbook, Step};
-use crate::runner::HttpClients;
+use crate::runner::{Effects, World};
 use crate::secrets::SecretsError;
 use crate::store::{Store, StoreError};
 
 pub use crate::policy::waiting_for;
 pub use commands::StartRun;
-pub use publish::FolderFile;
+pub use publish::{FolderFile, run_tests};
 
 /// How a process identifies itself and drives runs.
 #[derive(Debug, Clone)]
@@ -55,6 +55,21 @@ pub struct EngineConfig {
     /// Every secret value this process has, by name, read by the binary from
     /// `STEADY_SECRET_<NAME>`. A run sees (and masks) only those its runbook declares.
     pub secrets: BTreeMap<String, String>,
+    /// How often a driver renews its lease and looks for a cancellation of its run: a third
+    /// of the lease, at most a second, so that a cancelled step stops within a second.
+    pub renew_every: StdDuration,
+}
+
+impl EngineConfig {
+    /// A process named `node` holding leases of `lease`, with these secret values.
+    pub fn new(
+        node: impl Into<String>,
+        lease: StdDuration,
+        secrets: BTreeMap<String, String>,
+    ) -> Self {
+        let renew_every = (lease / 3).min(StdDuration::from_secs(1));
+        EngineConfig { node: node.into(), lease, secrets, renew_every }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +80,12 @@ pub enum EngineError {
     InvalidStoredRunbook { name: String, version: u32, message: String },
     #[error("the runbook is invalid")]
     InvalidRunbook(Vec<crate::Diagnostic>),
+    /// The test file published with a runbook does not parse or does not fit the runbook.
+    #[error("the runbook's tests are invalid")]
+    InvalidTests(Vec<crate::Diagnostic>),
+    /// A case of the test file published with a runbook failed: the version is not stored.
+    #[error("{}", .0.iter().map(|case| format!("test `{}` failed: {}", case.name, case.failure.as_deref().unwrap_or_default())).collect::<Vec<_>>().join("; "))]
+    TestsFailed(Vec<crate::testing::CaseReport>),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Params(Vec<ParamError>),
     /// The runbook's declared secrets are not all usable: the run does not start.
@@ -221,7 +242,8 @@ pub enum DriveEnd {
 pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
-    http: HttpClients,
+    /// Where steps' effects happen: the [`World`], or a runbook test's stubs.
+    effects: Arc<dyn Effects>,
     runbooks: Mutex<cache::RunbookCache>,
     /// Where "now" comes from for deadlines, leases and timestamps: the system's clock, or a
     /// test's [`TestClock`](crate::clock::TestClock).
@@ -246,7 +268,18 @@ impl Engine {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> Engine {
-        Engine { store, config, http: HttpClients::new(), runbooks: Mutex::default(), clock }
+        Engine::with_effects(store, config, clock, Arc::new(World::default()))
+    }
+
+    /// An engine whose steps' effects happen through `effects` instead of the world: what
+    /// `steady test` runs a runbook's cases with.
+    pub fn with_effects(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        effects: Arc<dyn Effects>,
+    ) -> Engine {
+        Engine { store, config, effects, runbooks: Mutex::default(), clock }
     }
 
     /// The current time by this engine's clock.
@@ -294,6 +327,13 @@ impl Engine {
         let runbook = Arc::new(runbook);
         self.runbooks.lock().unwrap_or_else(|e| e.into_inner()).insert(key, runbook.clone());
         Ok(runbook)
+    }
+
+    /// Keeps `runbook`, already parsed, as version `version` of its name: what a runbook test
+    /// does so that its cases do not each parse the runbook again.
+    pub(crate) fn remember(&self, version: u32, runbook: Arc<Runbook>) {
+        let key = (runbook.name.clone(), version);
+        self.runbooks.lock().unwrap_or_else(|e| e.into_inner()).insert(key, runbook);
     }
 
     async fn snapshot(&self, run_id: Uuid) -> Result<(RunSnapshot, Arc<Runbook>), EngineError> {

@@ -15,6 +15,8 @@
 //! - [`engine`]: starting, driving and answering runs; leases and crash recovery.
 //! - [`runner`]: the effects: processes, HTTP requests, sleeps.
 //! - [`audit`]: audit events and the hash chain.
+//! - [`testing`]: runbook tests (`steady test`): test files, and cases run through the engine
+//!   on a memory store with stubbed effects and a virtual clock.
 //! - [`accounts`]: users with global roles, sessions and API tokens, and the `Accounts` trait.
 //!
 //! Parsing, validation, rendering and the state machine's decisions do no I/O. Effects live
@@ -36,6 +38,7 @@ pub mod runner;
 pub mod secrets;
 pub mod store;
 pub mod template;
+pub mod testing;
 
 pub use diagnostic::{Diagnostic, Position, Severity, source_line};
 pub use duration::Duration;

@@ -188,6 +188,9 @@ pub struct RunbookVersion {
     /// What the author said changed, when they said it (publishing from the browser or the
     /// API asks for it); versions published from files have none.
     pub message: Option<String>,
+    /// The test file published with the version (`NAME.test.yaml`), whose every case passed
+    /// against it before it was stored; `None` when it was published without tests.
+    pub tests: Option<String>,
 }
 
 /// Who drives a run, until when. Only the holder of an unexpired lease executes its steps.

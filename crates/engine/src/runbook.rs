@@ -10,7 +10,7 @@ mod lint;
 mod parse;
 mod references;
 mod secrecy;
-mod yaml;
+pub(crate) mod yaml;
 
 use serde::Serialize;
 

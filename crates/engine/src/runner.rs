@@ -89,7 +89,8 @@ pub struct Output {
 }
 
 impl Output {
-    fn ended(ending: Ending) -> Output {
+    /// An effect that ended so, with nothing captured.
+    pub fn ended(ending: Ending) -> Output {
         Output {
             ending,
             exit_code: None,
@@ -105,7 +106,8 @@ impl Output {
         }
     }
 
-    fn error(message: String) -> Output {
+    /// An effect that could not be started or made, for this reason.
+    pub fn error(message: String) -> Output {
         Output { error: Some(message), ..Output::ended(Ending::Error) }
     }
 }
@@ -142,6 +144,44 @@ impl HttpClients {
 impl Default for HttpClients {
     fn default() -> Self {
         HttpClients::new()
+    }
+}
+
+/// One attempt's effect, as a driver hands it to [`Effects`].
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The step's id: a branch's own, or an item's (`restart[3]`).
+    pub step_id: &'a str,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// What to do, with real secret values.
+    pub effect: &'a Effect,
+    /// The step's own environment, added to [`INHERITED_ENV`].
+    pub env: &'a [(String, String)],
+    /// How long the effect may take before it is stopped as timed out.
+    pub timeout: Duration,
+    /// Output beyond this many bytes per stream is dropped (and reported as truncated).
+    pub capture: usize,
+}
+
+/// Where effects happen: the [`World`] a server or a terminal run acts on, or the stubs of a
+/// runbook test (`testing`), which answer what the test file says instead.
+#[async_trait::async_trait]
+pub trait Effects: Send + Sync + std::fmt::Debug {
+    /// Carries out `call`, stopping early when `stop` says so.
+    async fn execute(&self, call: Call<'_>, stop: &mut watch::Receiver<Stop>) -> Output;
+}
+
+/// The real world: processes, HTTP requests and sleeps.
+#[derive(Debug, Default)]
+pub struct World {
+    http: HttpClients,
+}
+
+#[async_trait::async_trait]
+impl Effects for World {
+    async fn execute(&self, call: Call<'_>, stop: &mut watch::Receiver<Stop>) -> Output {
+        execute(call.effect, call.env, call.timeout, &self.http, call.capture, stop).await
     }
 }
 

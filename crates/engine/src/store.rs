@@ -3,6 +3,8 @@
 //! defines them; the `steady-storage` crate implements them for SQLite and PostgreSQL, mapping
 //! its own errors.
 
+pub mod memory;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -160,11 +162,12 @@ pub trait Runbooks: Send + Sync {
         by: &Actor,
         at: Timestamp,
     ) -> Result<Published, StoreError> {
-        self.publish_with_message(name, source, by, at, None).await
+        self.publish_with_message(name, source, by, at, None, None).await
     }
 
-    /// [`Runbooks::publish`], keeping the author's `message` about what changed with the new
-    /// version (an unchanged source keeps the latest version as it was).
+    /// [`Runbooks::publish`], keeping the author's `message` about what changed and the test
+    /// file that passed against it (`tests`) with the new version. The latest version is kept
+    /// as it was when both its source and its tests are the same.
     async fn publish_with_message(
         &self,
         name: &str,
@@ -172,6 +175,7 @@ pub trait Runbooks: Send + Sync {
         by: &Actor,
         at: Timestamp,
         message: Option<&str>,
+        tests: Option<&str>,
     ) -> Result<Published, StoreError>;
 
     /// One version of a runbook, or the latest when `version` is `None`.

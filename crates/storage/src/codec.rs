@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use steady_engine::audit::{AuditData, NewEvent, RunbookPublished};
+use steady_engine::audit::{AuditData, NewEvent, RunbookPublished, sha256_hex};
 use steady_engine::run::{Actor, RunbookVersion, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
@@ -100,6 +100,7 @@ pub(crate) fn published_event(version: &RunbookVersion) -> NewEvent {
         runbook: version.name.clone(),
         version: version.version,
         sha256: version.sha256.clone(),
+        tests_sha256: version.tests.as_deref().map(|tests| sha256_hex(tests.as_bytes())),
     };
     NewEvent::typed(&version.published_by, None, AuditData::RunbookPublished(published))
 }

@@ -17,6 +17,7 @@ pub(crate) fn runbook_version(row: &impl Columns) -> Result<RunbookVersion, Stor
         published_by: actor(&row.text("published_by")?)?,
         published_at: timestamp(&row.text("published_at")?)?,
         message: row.optional_text("message")?,
+        tests: row.optional_text("tests")?,
     })
 }
 

@@ -106,6 +106,7 @@ impl<B: Backend> Runbooks for SqlStore<B> {
         by: &Actor,
         at: Timestamp,
         message: Option<&str>,
+        tests: Option<&str>,
     ) -> Result<Published, StoreError> {
         let sha256 = sha256_hex(source.as_bytes());
         let mut tx = self.backend.begin().await?;
@@ -120,7 +121,10 @@ impl<B: Backend> Runbooks for SqlStore<B> {
                 .await?
                 .map(|row| runbook_version(&row))
                 .transpose()?;
-        if let Some(latest) = latest.as_ref().filter(|latest| latest.sha256 == sha256) {
+        if let Some(latest) = latest
+            .as_ref()
+            .filter(|latest| latest.sha256 == sha256 && latest.tests.as_deref() == tests)
+        {
             return Ok(Published::Unchanged(latest.clone()));
         }
         let version = RunbookVersion {
@@ -131,10 +135,11 @@ impl<B: Backend> Runbooks for SqlStore<B> {
             published_by: by.clone(),
             published_at: at,
             message: message.map(str::to_owned),
+            tests: tests.map(str::to_owned),
         };
         sql("INSERT INTO runbook_versions
-               (name, version, sha256, source, published_by, published_at, message)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)")
+               (name, version, sha256, source, published_by, published_at, message, tests)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&version.name)
         .bind(i64::from(version.version))
         .bind(&version.sha256)
@@ -142,6 +147,7 @@ impl<B: Backend> Runbooks for SqlStore<B> {
         .bind(version.published_by.to_string())
         .bind(format_timestamp(version.published_at))
         .bind(version.message.as_deref())
+        .bind(version.tests.as_deref())
         .execute(&mut *tx)
         .await?;
         audit::append_events::<B>(&mut tx, &[published_event(&version)]).await?;

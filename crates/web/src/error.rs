@@ -135,6 +135,22 @@ impl From<EngineError> for AppError {
                 error.details = Some(crate::dto::diagnostics(&diagnostics));
                 error
             }
+            E::InvalidTests(diagnostics) => {
+                let mut error = AppError::invalid("the runbook's tests are invalid");
+                error.details = Some(crate::dto::diagnostics(&diagnostics));
+                error
+            }
+            E::TestsFailed(cases) => {
+                let mut error = AppError::invalid(message);
+                let failed: Vec<serde_json::Value> = cases
+                    .iter()
+                    .map(
+                        |case| serde_json::json!({ "case": case.name, "difference": case.failure }),
+                    )
+                    .collect();
+                error.details = Some(serde_json::Value::Array(failed));
+                error
+            }
             E::NotWaiting { .. }
             | E::AlreadyAnswered { .. }
             | E::GateTimedOut { .. }

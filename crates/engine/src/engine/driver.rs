@@ -314,7 +314,7 @@ impl Driver<'_> {
     pub(super) async fn execute(&mut self, launch: Launch) -> Result<(), EngineError> {
         let Some(flight) = self.take_off(launch).await? else { return Ok(()) };
         let mut stop = self.stop.clone();
-        let output = flight.fly(&self.engine.http, self.capture(), &mut stop).await;
+        let output = flight.fly(self.engine.effects.as_ref(), self.capture(), &mut stop).await;
         if let Some(delay) = self.land(flight, output).await? {
             self.pause_before_retry(delay).await;
         }
@@ -525,12 +525,19 @@ impl Flight {
     /// Runs the effect. Owns nothing of the driver, so that a group's children run at once.
     pub(super) async fn fly(
         &self,
-        http: &runner::HttpClients,
+        effects: &dyn runner::Effects,
         capture: usize,
         stop: &mut watch::Receiver<Stop>,
     ) -> runner::Output {
-        runner::execute(&self.launch.effect, &self.launch.env, self.timeout, http, capture, stop)
-            .await
+        let call = runner::Call {
+            step_id: &self.launch.step.id,
+            attempt: self.number,
+            effect: &self.launch.effect,
+            env: &self.launch.env,
+            timeout: self.timeout,
+            capture,
+        };
+        effects.execute(call, stop).await
     }
 }
 

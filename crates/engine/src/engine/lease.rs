@@ -2,7 +2,6 @@
 //! or the caller's request into a stop for the running step.
 
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -34,7 +33,7 @@ pub(super) async fn keep_lease(
     mut outside: watch::Receiver<Stop>,
     steps_stop: watch::Sender<Stop>,
 ) {
-    let tick = (config.lease / 3).min(StdDuration::from_secs(1));
+    let tick = config.renew_every.min(config.lease / 3);
     let mut held_until = clock.later(config.lease);
     // Once the caller can no longer ask anything (its sender is gone), stop listening to it.
     let mut listening = true;

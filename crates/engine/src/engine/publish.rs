@@ -3,8 +3,9 @@
 
 use crate::audit::sha256_hex;
 use crate::run::*;
-use crate::runbook;
+use crate::runbook::{self, Runbook};
 use crate::store::Published;
+use crate::testing::{self, CaseReport};
 
 use super::{Engine, EngineError};
 
@@ -23,7 +24,7 @@ impl Engine {
     /// Stores a runbook's source as a new version when its content changed. The source must
     /// validate; warnings do not stop it.
     pub async fn publish(&self, source: &str, actor: &Actor) -> Result<Published, EngineError> {
-        self.publish_with_message(source, actor, None).await
+        self.publish_with_tests(source, None, actor, None).await
     }
 
     /// [`Engine::publish`], keeping the author's message about what changed with the version.
@@ -33,20 +34,43 @@ impl Engine {
         actor: &Actor,
         message: Option<&str>,
     ) -> Result<Published, EngineError> {
+        self.publish_with_tests(source, None, actor, message).await
+    }
+
+    /// [`Engine::publish_with_message`] with the runbook's test file (`NAME.test.yaml`): every
+    /// case must pass against this source before the version is stored, with the tests.
+    /// A new version is stored when the source or the tests changed.
+    ///
+    /// Errors: `InvalidRunbook`, `InvalidTests` (with their line and column), `TestsFailed`
+    /// (each failing case with its first difference).
+    pub async fn publish_with_tests(
+        &self,
+        source: &str,
+        tests: Option<&str>,
+        actor: &Actor,
+        message: Option<&str>,
+    ) -> Result<Published, EngineError> {
         let parsed = runbook::parse(source);
         let Some(runbook) = parsed.runbook else {
             return Err(EngineError::InvalidRunbook(parsed.diagnostics));
         };
+        if let Some(tests) = tests {
+            run_tests(source, &runbook, tests).await?;
+        }
         let store = &self.store;
-        Ok(store.publish_with_message(&runbook.name, source, actor, self.now(), message).await?)
+        Ok(store
+            .publish_with_message(&runbook.name, source, actor, self.now(), message, tests)
+            .await?)
     }
 
-    /// Publishes a runbook file from the server's folder unless its content is already one of
-    /// the runbook's stored versions: a restart never turns an older file back into the latest
-    /// version over an author's newer one.
+    /// Publishes a runbook file from the server's folder (with the test file beside it, which
+    /// must pass) unless its content is already one of the runbook's stored versions: a
+    /// restart never turns an older file back into the latest version over an author's newer
+    /// one.
     pub async fn publish_from_folder(
         &self,
         source: &str,
+        tests: Option<&str>,
         actor: &Actor,
     ) -> Result<FolderFile, EngineError> {
         let parsed = runbook::parse(source);
@@ -55,24 +79,70 @@ impl Engine {
         };
         let sha256 = sha256_hex(source.as_bytes());
         let versions = self.store.runbook_versions(&runbook.name).await?;
-        let (Some(stored), Some(latest)) =
-            (versions.iter().find(|version| version.sha256 == sha256), versions.last())
-        else {
-            return Ok(
-                match self.store.publish(&runbook.name, source, actor, self.now()).await? {
-                    Published::New(version) => FolderFile::Published(version),
-                    Published::Unchanged(version) => FolderFile::Latest(version),
-                },
-            );
-        };
-        if stored.version == latest.version {
-            Ok(FolderFile::Latest(latest.clone()))
-        } else {
-            Ok(FolderFile::Behind {
+        let latest = versions.last();
+        if let Some(latest) = latest.filter(|latest| latest.sha256 == sha256) {
+            if latest.tests.as_deref() == tests {
+                return Ok(FolderFile::Latest(latest.clone()));
+            }
+        } else if let (Some(stored), Some(latest)) =
+            (versions.iter().find(|version| version.sha256 == sha256), latest)
+        {
+            return Ok(FolderFile::Behind {
                 name: runbook.name,
                 file: stored.version,
                 latest: latest.version,
-            })
+            });
         }
+        if let Some(tests) = tests {
+            run_tests(source, &runbook, tests).await?;
+        }
+        let now = self.now();
+        Ok(
+            match self
+                .store
+                .publish_with_message(&runbook.name, source, actor, now, None, tests)
+                .await?
+            {
+                Published::New(version) => FolderFile::Published(version),
+                Published::Unchanged(version) => FolderFile::Latest(version),
+            },
+        )
     }
+}
+
+/// Runs every case of the test file `tests` against `runbook` (parsed from `source`): `Ok`
+/// with the reports when all passed. The cases run on a blocking thread, each file on a
+/// runtime of its own whose clock is virtual.
+///
+/// Errors: `InvalidTests` when the file does not parse or does not fit the runbook,
+/// `TestsFailed` when a case fails.
+pub async fn run_tests(
+    source: &str,
+    runbook: &Runbook,
+    tests: &str,
+) -> Result<Vec<CaseReport>, EngineError> {
+    let parsed = testing::parse(tests);
+    let Some(file) = parsed.file else {
+        return Err(EngineError::InvalidTests(parsed.diagnostics));
+    };
+    let problems = testing::check(runbook, &file);
+    if !problems.is_empty() {
+        return Err(EngineError::InvalidTests(problems));
+    }
+    let (source, runbook) = (source.to_owned(), runbook.clone());
+    let reports = tokio::task::spawn_blocking(move || testing::run(&source, &runbook, &file))
+        .await
+        .map_err(|error| {
+            EngineError::TestsFailed(vec![CaseReport {
+                name: "all cases".to_owned(),
+                failure: Some(format!("the tests stopped: {error}")),
+                took: std::time::Duration::ZERO,
+            }])
+        })?;
+    if reports.iter().any(|case| !case.passed()) {
+        return Err(EngineError::TestsFailed(
+            reports.into_iter().filter(|c| !c.passed()).collect(),
+        ));
+    }
+    Ok(reports)
 }

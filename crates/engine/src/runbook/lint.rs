@@ -72,6 +72,14 @@ fn step(step: &Step, gated: bool, out: &mut Vec<Diagnostic>) {
             format!("step `{id}` has `retries` but is not `idempotent`: a retry could repeat its side effect; mark it idempotent if running it twice is harmless"),
         ));
     }
+    // A check reads values that cannot change while it is retried: its retries are for
+    // nothing, and the measurement it reads is what should be retried.
+    if step.retries.is_some() && matches!(step.kind, StepKind::Check(_)) {
+        out.push(Diagnostic::warning(
+            step.at,
+            format!("step `{id}` is a `check` with `retries`: a retry evaluates the same values again and can never pass; retry the step that measures instead (its `expect` can fail until the value is right)"),
+        ));
+    }
     if matches!(step.kind, StepKind::Run(_)) && step.timeout.is_none() {
         out.push(Diagnostic::warning(
             step.at,

@@ -10,9 +10,21 @@ use marked_yaml::{LoadError, LoaderOptions, Node};
 use crate::diagnostic::{Diagnostic, Position, with_suggestion};
 
 /// Loads YAML text into a node tree. A runbook is always one mapping, in one document.
-pub(super) fn load(source: &str) -> Result<Node, Diagnostic> {
+pub(crate) fn load(source: &str) -> Result<Node, Diagnostic> {
+    load_mapping(source, "a runbook must be a YAML mapping with `name` and `steps`")
+}
+
+/// Loads YAML text that must be one mapping, in one document; `not_a_mapping` is the error
+/// when it is something else.
+pub(crate) fn load_mapping(source: &str, not_a_mapping: &str) -> Result<Node, Diagnostic> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
-    let root = marked_yaml::parse_yaml_with_options(0, source, options).map_err(diagnostic)?;
+    let root =
+        marked_yaml::parse_yaml_with_options(0, source, options).map_err(|error| match error {
+            LoadError::TopLevelMustBeMapping(marker) => {
+                Diagnostic::error(position(&marker), not_a_mapping)
+            }
+            other => diagnostic(other),
+        })?;
     // Only a line starting with a document marker (`---`, `...`) can begin another document;
     // without one, the second parse is not needed.
     if source.lines().any(|line| line.starts_with("---") || line.starts_with("...")) {
@@ -92,16 +104,16 @@ fn position(marker: &marked_yaml::Marker) -> Position {
     Position { line: marker.line(), column: marker.column() }
 }
 
-pub(super) fn at(node: &Node) -> Position {
+pub(crate) fn at(node: &Node) -> Position {
     node.span().start().map(position).unwrap_or_default()
 }
 
-pub(super) fn scalar_at(scalar: &MarkedScalarNode) -> Position {
+pub(crate) fn scalar_at(scalar: &MarkedScalarNode) -> Position {
     scalar.span().start().map(position).unwrap_or_default()
 }
 
 /// `null`, `~` or nothing at all after the colon.
-pub(super) fn is_null(node: &Node) -> bool {
+pub(crate) fn is_null(node: &Node) -> bool {
     matches!(node, Node::Scalar(scalar)
         if scalar.may_coerce() && matches!(scalar.as_str(), "" | "~" | "null" | "Null" | "NULL"))
 }
@@ -125,13 +137,13 @@ fn mismatch(node: &Node, field: &str, expected: &str) -> Diagnostic {
 
 /// A YAML mapping read as a set of known fields.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     map: &'n MarkedMappingNode,
 }
 
 /// Reads `node` as a mapping of the `known` fields; reports the node if it is not a mapping and
 /// every key that is not known, suggesting the closest known one.
-pub(super) fn fields<'n>(
+pub(crate) fn fields<'n>(
     node: &'n Node,
     field: &str,
     known: &[&str],
@@ -158,7 +170,7 @@ pub(super) fn fields<'n>(
 
 impl<'n> Fields<'n> {
     /// Where the mapping starts: its first key, which is where a reader's eye lands.
-    pub(super) fn at(&self) -> Position {
+    pub(crate) fn at(&self) -> Position {
         match self.map.keys().next() {
             Some(key) => scalar_at(key),
             None => self.map.span().start().map(position).unwrap_or_default(),
@@ -166,16 +178,16 @@ impl<'n> Fields<'n> {
     }
 
     /// The value of `key`, treating an explicit `null` like an absent key.
-    pub(super) fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.map.get_node(key).filter(|node| !is_null(node))
     }
 
-    pub(super) fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.map.get_node(key).is_some()
     }
 
     /// Where `key` is written, for errors about the field as a whole.
-    pub(super) fn key_at(&self, key: &str) -> Position {
+    pub(crate) fn key_at(&self, key: &str) -> Position {
         self.map
             .keys()
             .find(|candidate| candidate.as_str() == key)
@@ -184,7 +196,7 @@ impl<'n> Fields<'n> {
     }
 
     /// The value of a field that must be present.
-    pub(super) fn require(
+    pub(crate) fn require(
         &self,
         key: &str,
         what: &str,
@@ -199,7 +211,7 @@ impl<'n> Fields<'n> {
 }
 
 /// Iterates a mapping's entries without a fixed set of keys (params, roles, env, headers).
-pub(super) fn entries<'n>(
+pub(crate) fn entries<'n>(
     node: &'n Node,
     field: &str,
     out: &mut Vec<Diagnostic>,
@@ -213,7 +225,7 @@ pub(super) fn entries<'n>(
     }
 }
 
-pub(super) fn sequence<'n>(
+pub(crate) fn sequence<'n>(
     node: &'n Node,
     field: &str,
     out: &mut Vec<Diagnostic>,
@@ -228,7 +240,7 @@ pub(super) fn sequence<'n>(
 }
 
 /// Any scalar read as text: in runbooks `port: 5432` in a string field means "5432".
-pub(super) fn string(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<String> {
+pub(crate) fn string(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<String> {
     match node {
         Node::Scalar(scalar) if !is_null(node) => Some(scalar.as_str().to_owned()),
         _ => {
@@ -238,7 +250,7 @@ pub(super) fn string(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Opt
     }
 }
 
-pub(super) fn boolean(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<bool> {
+pub(crate) fn boolean(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<bool> {
     let value = node.as_scalar().and_then(MarkedScalarNode::as_bool);
     if value.is_none() {
         out.push(mismatch(node, field, "true or false"));
@@ -246,7 +258,7 @@ pub(super) fn boolean(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Op
     value
 }
 
-pub(super) fn integer(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<i64> {
+pub(crate) fn integer(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<i64> {
     let value = node
         .as_scalar()
         .filter(|scalar| scalar.may_coerce())
@@ -257,7 +269,7 @@ pub(super) fn integer(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Op
     value
 }
 
-pub(super) fn number(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<f64> {
+pub(crate) fn number(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<f64> {
     let value = node
         .as_scalar()
         .filter(|scalar| scalar.may_coerce())
@@ -270,7 +282,7 @@ pub(super) fn number(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Opt
 }
 
 /// A YAML value as JSON, for `http.json` bodies: plain scalars keep their YAML type.
-pub(super) fn to_json(node: &Node) -> serde_json::Value {
+pub(crate) fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value;
     match node {
         Node::Mapping(map) => Value::Object(

@@ -5,11 +5,13 @@
 //! - `quoting`: hostile parameter values stay one shell word, checked with a real `/bin/sh`.
 //! - `params`: parameter values given on a command line, checked against their declarations.
 //! - `never_panics`: arbitrary and mangled input never panics the parser or validator.
+//! - `runbook_tests`: `steady test`: answers, expectations, failures and broken test files.
 
 mod diagnostics;
 mod never_panics;
 mod params;
 mod quoting;
+mod runbook_tests;
 
 /// Renders diagnostics the way `steady validate` shows them: the compiler-style line, then
 /// the source line with a caret under the column.

@@ -187,7 +187,8 @@ async fn publishing_keeps_a_version_per_change(store: Arc<dyn Store>) {
     let explained = format!("{changed}# wait for lag\n");
     let why = "Wait for <lag> & then promote";
     let author = actor();
-    let third = store.publish_with_message("story", &explained, &author, now(), Some(why)).await;
+    let third =
+        store.publish_with_message("story", &explained, &author, now(), Some(why), None).await;
     assert!(matches!(third.unwrap(), Published::New(v) if v.message.as_deref() == Some(why)));
     let versions = store.runbook_versions("story").await.unwrap();
     let messages: Vec<_> = versions.iter().map(|v| v.message.as_deref()).collect();

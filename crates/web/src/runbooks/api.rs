@@ -31,6 +31,13 @@ pub struct RunbookVersionView {
     /// The YAML source: only from `GET /api/v1/runbooks/{name}/source`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// How many test cases were published with the version, every one of which passed
+    /// against it; 0 when it was published without tests.
+    pub tests: usize,
+    /// The test file published with the version: only from
+    /// `GET /api/v1/runbooks/{name}/source`, and only when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tests_source: Option<String>,
 }
 
 impl RunbookVersionView {
@@ -43,6 +50,8 @@ impl RunbookVersionView {
             published_at: format_timestamp(version.published_at),
             message: version.message.clone(),
             source: with_source.then(|| version.source.clone()),
+            tests: test_cases(version),
+            tests_source: version.tests.clone().filter(|_| with_source),
         }
     }
 }
@@ -103,19 +112,25 @@ pub(crate) struct Publish {
     /// What changed and why, kept with the new version (at most 1,000 characters).
     #[serde(default)]
     message: Option<String>,
+    /// The runbook's test file (`NAME.test.yaml`): every case runs against `source` first,
+    /// and a failing one refuses the version with 422 (each failing case and its first
+    /// difference in `error.details`). Stored with the version.
+    #[serde(default)]
+    tests: Option<String>,
 }
 
-#[utoipa::path(post, tag = "runbooks", path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON or an invalid runbook")))]
+#[utoipa::path(post, tag = "runbooks", path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON, an invalid runbook or test file, or a failing test")))]
 pub(crate) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     body: ApiJson<Publish>,
 ) -> Result<Response, AppError> {
     caller.require(GlobalRole::Author)?;
-    let Publish { source, message } = body.read()?;
+    let Publish { source, message, tests } = body.read()?;
     let message = change_message(message.as_deref())?;
     let actor = caller.user.actor();
-    Ok(match state.engine.publish_with_message(&source, &actor, message).await? {
+    let tests = tests.as_deref().filter(|tests| !tests.trim().is_empty());
+    Ok(match state.engine.publish_with_tests(&source, tests, &actor, message).await? {
         Published::New(version) => {
             (StatusCode::CREATED, Json(RunbookVersionView::new(&version, false))).into_response()
         }
@@ -123,6 +138,12 @@ pub(crate) async fn publish(
             Json(RunbookVersionView::new(&version, false)).into_response()
         }
     })
+}
+
+/// How many cases the test file published with a version holds.
+pub fn test_cases(version: &RunbookVersion) -> usize {
+    let Some(tests) = &version.tests else { return 0 };
+    steady_engine::testing::parse(tests).file.map_or(0, |file| file.cases.len())
 }
 
 /// The most a change message may hold.

@@ -2,8 +2,10 @@
 //! YAML source (the current version's to begin with) and a change message, and three buttons
 //! that each work without JavaScript: *Validate* shows every error at its line and column and
 //! the lint warnings, *Preview* the diff against the current version, *Publish* stores the
-//! version with its message. The checks are the API's own (`steady_engine::parse`,
-//! `Engine::publish_with_message`); who may publish is the API's rule too (the author role).
+//! version with its message. The form also holds the runbook's tests (the current version's
+//! to begin with): *Validate* runs them and lists each case, and *Publish* refuses a version
+//! whose tests fail. The checks are the API's own (`steady_engine::parse`,
+//! `Engine::publish_with_tests`); who may publish is the API's rule too (the author role).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::diagnostic::Diagnostic;
+use steady_engine::engine::EngineError;
 use steady_engine::store::Published;
 
 use super::api::change_message;
@@ -42,6 +45,11 @@ struct NewVersionPage {
     current: u32,
     source: String,
     message: String,
+    /// The test file, as typed.
+    tests: String,
+    /// Each case of the tests and how it went, after *Validate* or a refused *Publish*: the
+    /// name, and the first difference of a failing case.
+    test_results: Option<Vec<(String, Option<String>)>>,
     /// What the last button found: `None` before any.
     problems: Option<Vec<Problem>>,
     /// The diff against the current version, after *Preview*.
@@ -51,6 +59,25 @@ struct NewVersionPage {
 }
 
 impl NewVersionPage {
+    /// Shows why the tests refuse the version: each failing case, or the test file's errors.
+    fn refuse_tests(&mut self, error: EngineError) {
+        let results = match error {
+            EngineError::TestsFailed(cases) => {
+                cases.into_iter().map(|case| (case.name, case.failure)).collect()
+            }
+            EngineError::InvalidTests(diagnostics) => diagnostics
+                .into_iter()
+                .map(|d| {
+                    let at = format!("tests line {}, column {}", d.at.line, d.at.column);
+                    (at, Some(d.message))
+                })
+                .collect(),
+            other => vec![("tests".to_owned(), Some(other.to_string()))],
+        };
+        self.test_results = Some(results);
+        self.refusal = Some("the tests do not pass: fix the runbook or the tests".to_owned());
+    }
+
     fn errors(&self) -> usize {
         self.problems.iter().flatten().filter(|p| p.severity == "error").count()
     }
@@ -75,6 +102,8 @@ pub(crate) async fn new_version_page(
         current: latest.version,
         source: latest.source,
         message: String::new(),
+        tests: latest.tests.unwrap_or_default(),
+        test_results: None,
         problems: None,
         diff: None,
         refusal: None,
@@ -86,6 +115,9 @@ pub(crate) struct NewVersionForm {
     source: String,
     #[serde(default)]
     message: String,
+    /// The test file; blank publishes the version without tests.
+    #[serde(default)]
+    tests: String,
     /// Which button: `validate`, `preview` or `publish`.
     action: String,
 }
@@ -127,12 +159,25 @@ pub(crate) async fn new_version_form(
         current: latest.version,
         source,
         message: form.message,
+        tests: form.tests.replace("\r\n", "\n"),
+        test_results: None,
         problems: Some(problems),
         diff: None,
         refusal,
     };
+    let tests = Some(page.tests.clone()).filter(|tests| !tests.trim().is_empty());
     match form.action.as_str() {
-        "validate" => {}
+        "validate" => {
+            if let (Some(runbook), Some(tests)) = (&parsed.runbook, &tests) {
+                match steady_engine::engine::run_tests(&page.source, runbook, tests).await {
+                    Ok(reports) => {
+                        page.test_results =
+                            Some(reports.into_iter().map(|case| (case.name, None)).collect());
+                    }
+                    Err(error) => page.refuse_tests(error),
+                }
+            }
+        }
         "preview" => {
             let old = format!("v{}", latest.version);
             let new = page.source.clone();
@@ -140,14 +185,20 @@ pub(crate) async fn new_version_form(
         }
         "publish" if valid => {
             let message = change_message(Some(&page.message))?;
-            let published =
-                state.engine.publish_with_message(&page.source, &me.actor, message).await?;
+            let published = state
+                .engine
+                .publish_with_tests(&page.source, tests.as_deref(), &me.actor, message)
+                .await;
             match published {
-                Published::New(version) => {
+                Err(error @ (EngineError::InvalidTests(_) | EngineError::TestsFailed(_))) => {
+                    page.refuse_tests(error);
+                }
+                Err(error) => return Err(error.into()),
+                Ok(Published::New(version)) => {
                     let to = format!("/runbooks/{}#v{}", page.name, version.version);
                     return Ok(Redirect::to(&to).into_response());
                 }
-                Published::Unchanged(version) => {
+                Ok(Published::Unchanged(version)) => {
                     page.refusal = Some(format!(
                         "nothing changed: this is v{} already, so nothing was published",
                         version.version

@@ -142,6 +142,10 @@ struct VersionRow {
     message: Option<String>,
     source: String,
     warnings: Vec<String>,
+    /// How many test cases passed against the version when it was published.
+    tests: usize,
+    /// The test file published with it.
+    tests_source: Option<String>,
 }
 
 #[derive(Template)]
@@ -235,6 +239,8 @@ pub(crate) async fn runbook_page(
             message: v.message.clone(),
             warnings: lint_warnings(&v.source),
             source: v.source.clone(),
+            tests: super::api::test_cases(v),
+            tests_source: v.tests.clone(),
         })
         .collect();
     let params = runbook

@@ -109,7 +109,7 @@ impl Server {
         let clock = Arc::new(TestClock::default());
         let engine = Engine::with_clock(
             database.store.clone(),
-            EngineConfig { node: format!("test-{name}"), lease: Duration::from_secs(2), secrets },
+            EngineConfig::new(format!("test-{name}"), Duration::from_secs(2), secrets),
             clock.clone(),
         );
         let state = AppState::new(Arc::new(engine), database.accounts, config);

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// `{"runbook", "version", "sha256"}`: a new version of a runbook was stored.
+/// `{"runbook", "version", "sha256", "tests_sha256"?}`: a new version of a runbook was stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunbookPublished {
@@ -11,6 +11,10 @@ pub struct RunbookPublished {
     pub version: u32,
     /// SHA-256 of the source, in hex.
     pub sha256: String,
+    /// SHA-256 of the test file published with it, in hex; absent without tests (and in
+    /// every event written before tests were published, whose hashes stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests_sha256: Option<String>,
 }
 
 /// `{"runbook", "version", "sha256", "mode", "params", "lock", "assignments"}`.

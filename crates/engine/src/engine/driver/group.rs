@@ -168,11 +168,11 @@ impl Driver<'_> {
                         let flight = self.take_off(*launch).instrument(span.clone()).await?;
                         if let Some(flight) = flight {
                             flying.insert(id);
-                            let http = self.engine.http.clone();
+                            let effects = self.engine.effects.clone();
                             let capture = self.capture();
                             let mut stop = self.stop.clone();
                             let fly = async move {
-                                let output = flight.fly(&http, capture, &mut stop).await;
+                                let output = flight.fly(effects.as_ref(), capture, &mut stop).await;
                                 (flight, output)
                             };
                             flights.spawn(fly.instrument(span));
