@@ -20,6 +20,7 @@ on_every_backend!(
     the_server_takes_over_a_run_nobody_drives,
     people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
     a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account,
+    a_version_is_published_only_when_its_tests_pass,
 );
 
 const FAILOVER: &str = r#"
@@ -598,4 +599,72 @@ async fn a_node_gone_for_a_day_leaves_the_metrics(backend: Backend) {
     let text = metrics.text().await.unwrap();
     assert!(text.contains("steady_node_up{node=\"serve:stopped\""), "{text}");
     assert!(!text.contains("serve:retired"), "{text}");
+}
+
+const PROBED: &str = r#"
+name: probed
+steps:
+  - id: standby
+    run: ["pg_isready", "-h", "db2"]
+    read_only: true
+    timeout: 5s
+    expect: { stdout: "accepting" }
+"#;
+
+const PROBED_TESTS: &str = r#"
+runbook: probed
+cases:
+  - name: a standby that accepts connections passes
+    given: { standby: { stdout: "db2:5432 - accepting connections" } }
+    expect: { status: succeeded, rendered: { standby: "^pg_isready -h db2$" } }
+"#;
+
+async fn a_version_is_published_only_when_its_tests_pass(backend: Backend) {
+    let server = Server::start("tested", backend).await;
+    let author = server.person("tess", &[GlobalRole::Author]).await;
+    let published = server
+        .post(&author, "/api/v1/runbooks", json!({ "source": PROBED, "tests": PROBED_TESTS }))
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    assert_eq!(published.body["tests"], 1, "{}", published.body);
+    let source = server.get(&author, "/api/v1/runbooks/probed/source").await;
+    assert_eq!(source.body["tests_source"], PROBED_TESTS, "the tests are kept with the version");
+
+    // The author points the probe at the wrong host: the test that pins the command fails,
+    // and the version is refused with the case and its difference.
+    let broken = PROBED.replace("db2", "db3");
+    let refused = server
+        .post(&author, "/api/v1/runbooks", json!({ "source": broken, "tests": PROBED_TESTS }))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    let details = &refused.body["error"]["details"][0];
+    assert_eq!(details["case"], "a standby that accepts connections passes");
+    let difference = details["difference"].as_str().unwrap();
+    assert!(difference.contains("pg_isready -h db3"), "{difference}");
+    let latest = server.get(&author, "/api/v1/runbooks/probed/source").await;
+    assert_eq!(latest.body["version"], 1, "nothing was stored");
+
+    // A broken test file is refused with where it is broken.
+    let typo = PROBED_TESTS.replace("given:", "givne:");
+    let invalid =
+        server.post(&author, "/api/v1/runbooks", json!({ "source": PROBED, "tests": typo })).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", invalid.body);
+    let problem = &invalid.body["error"]["details"][0];
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(5), Some(5)));
+    assert!(problem["message"].as_str().unwrap().contains("did you mean `given`"));
+
+    // New tests for the same source are a new version: the tests travel with it.
+    let more = format!(
+        "{PROBED_TESTS}  - name: a standby that refuses connections needs a decision\n    given: {{ standby: {{ stdout: \"no response\" }} }}\n    expect: {{ status: needs_attention }}\n"
+    );
+    let second =
+        server.post(&author, "/api/v1/runbooks", json!({ "source": PROBED, "tests": more })).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    assert_eq!(
+        (second.body["version"].as_u64(), second.body["tests"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let auditor = server.person("audrey", &[Auditor]).await;
+    let audit = server.get(&auditor, "/api/v1/audit?action=runbook.published").await;
+    assert!(audit.body.to_string().contains("tests_sha256"), "{}", audit.body);
 }
