@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
-use steady_engine::rehearsal::{Figures, RehearsalQuery, Spread};
+use steady_engine::rehearsal::{Figures, REHEARSALS_KEPT, RehearsalQuery, Spread};
 use steady_engine::runbook::Runbook;
 use utoipa::ToSchema;
 
@@ -174,7 +174,7 @@ pub(crate) struct FigureRow {
 /// The runbook page's rehearsal figures.
 pub(crate) struct FiguresSection {
     pub(crate) rehearsals: usize,
-    /// "3 drills and 2 live runs".
+    /// "5 succeeded runs of any version (3 drills, 2 live runs)".
     pub(crate) from: String,
     /// The whole procedure: "median 11m, p90 13m, longest 14m 02s".
     pub(crate) whole: Option<String>,
@@ -212,11 +212,23 @@ impl FiguresSection {
             .collect();
         FiguresSection {
             rehearsals: figures.rehearsals,
-            from: format!(
-                "{} and {}",
-                plural(figures.drills, "drill", "drills"),
-                plural(live, "live run", "live runs")
-            ),
+            from: {
+                let kinds: Vec<String> = [
+                    (figures.drills, plural(figures.drills, "drill", "drills")),
+                    (live, plural(live, "live run", "live runs")),
+                ]
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(_, words)| words)
+                .collect();
+                let latest =
+                    if figures.rehearsals == REHEARSALS_KEPT as usize { "the latest " } else { "" };
+                format!(
+                    "{latest}{} of any version ({})",
+                    plural(figures.rehearsals, "succeeded run", "succeeded runs"),
+                    kinds.join(", ")
+                )
+            },
             whole: figures.whole.as_ref().map(|whole| {
                 format!(
                     "median {}, p90 {}, longest {}",

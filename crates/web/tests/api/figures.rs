@@ -96,7 +96,7 @@ async fn drills_and_live_runs_that_succeeded_are_the_figures_shown_against_rto(b
     let (_, page) = carol.get("/runbooks/failover").await;
     assert!(page.contains("<h2>Rehearsal figures</h2>"), "{page}");
     assert!(
-        page.contains("From the latest 3 succeeded runs of any version (2 drills and 1 live run)"),
+        page.contains("From 3 succeeded runs of any version (2 drills, 1 live run)."),
         "{page}"
     );
     assert!(page.contains(r#"<strong class="within-rto">rehearsed p90 "#), "{page}");
