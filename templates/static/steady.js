@@ -289,6 +289,20 @@
     }
     connection(document.querySelector("[data-live-run]") ? (source ? "live" : "disconnected") : "ended");
     tick();
+    lookAgain();
+  }
+
+  // A step that outlasts its longest rehearsal writes nothing to the log: the page says when
+  // that moment comes (`data-look-again`), and refreshes itself then to mark it.
+  var lookAgainTimer = null;
+  function lookAgain() {
+    if (lookAgainTimer) { clearTimeout(lookAgainTimer); lookAgainTimer = null; }
+    var banner = document.querySelector("[data-live-run][data-look-again]");
+    if (!banner) { return; }
+    var at = Date.parse(banner.getAttribute("data-look-again"));
+    if (isNaN(at)) { return; }
+    // At least a second apart, whatever this computer's clock says.
+    lookAgainTimer = setTimeout(function () { lookAgainTimer = null; refresh(); }, Math.max(1000, at - Date.now() + 250));
   }
 
   function askReason(event) {

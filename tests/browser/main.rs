@@ -15,6 +15,8 @@
 //!
 //! - `authoring`: an author publishes a fixed version; the commander's *my work*.
 //! - `lanes`: a `parallel` group's lanes and a fan-out's grid of items on the run page.
+//! - `figures`: rehearsal figures against `rto`; a step marked slower than any rehearsal
+//!   the moment it outlasts the drill, with no event to announce it.
 
 mod accessibility;
 
@@ -27,6 +29,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 mod authoring;
 mod cockpit;
+mod figures;
 mod lanes;
 
 fn scratch(name: &str) -> PathBuf {

@@ -12,6 +12,8 @@
 //! - [`store`]: the `Store` trait the engine needs; `steady-storage` implements it.
 //! - [`machine`]: the pure decision of what a run needs next.
 //! - [`policy`]: who may act on a run: commanding, answering gates and manual steps, notes.
+//! - [`rehearsal`]: what succeeded drills and live runs measured — each step's and the whole
+//!   procedure's median, p90 and longest — and a run's expected finish against them.
 //! - [`engine`]: starting, driving and answering runs; leases and crash recovery.
 //! - [`runner`]: the effects: processes, HTTP requests, sleeps.
 //! - [`audit`]: audit events and the hash chain.
@@ -32,6 +34,7 @@ pub mod machine;
 pub mod params;
 pub mod plan;
 pub mod policy;
+pub mod rehearsal;
 pub mod run;
 pub mod runbook;
 pub mod runner;

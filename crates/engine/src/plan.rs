@@ -18,6 +18,9 @@ pub struct Plan {
     pub description: Option<String>,
     pub owner: Option<String>,
     pub review_every: Option<String>,
+    /// The recovery time objective, when the runbook declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto: Option<String>,
     /// The rendered lock key: no other active run may hold it.
     pub lock: Option<String>,
     pub contacts: Vec<Contact>,
@@ -272,6 +275,7 @@ impl Plan {
             description: runbook.description.clone(),
             owner: runbook.owner.clone(),
             review_every: runbook.review_every.map(|duration| duration.to_string()),
+            rto: runbook.rto.map(|duration| duration.to_string()),
             lock: runbook.lock.as_ref().map(|lock| render(lock, Target::Text, &context)),
             contacts: runbook.contacts.clone(),
             roles: runbook
@@ -501,6 +505,9 @@ impl fmt::Display for Plan {
         }
         if let Some(review_every) = &self.review_every {
             facts.push(("Review", vec![format!("every {review_every}")]));
+        }
+        if let Some(rto) = &self.rto {
+            facts.push(("RTO", vec![format!("recover within {rto}")]));
         }
         if let Some(lock) = &self.lock {
             facts.push(("Lock", vec![lock.clone()]));

@@ -69,6 +69,9 @@ pub struct Runbook {
     /// How long the procedure may go without a successful drill or live run before it is
     /// flagged as overdue for review.
     pub review_every: Option<Duration>,
+    /// The recovery time objective: how long the whole procedure may take. Rehearsal figures
+    /// are shown against it (see [`crate::rehearsal`]).
+    pub rto: Option<Duration>,
     /// Rendered with the run's parameters; at most one active run may hold a rendered key.
     pub lock: Option<Template>,
     pub contacts: Vec<Contact>,

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::audit::{AuditEvent, NewEvent, Verification};
+use crate::rehearsal::{Rehearsal, RehearsalQuery};
 use crate::run::{
     Actor, Lease, NewRun, RunFilter, RunRecord, RunSnapshot, RunStatus, RunbookVersion, Timestamp,
     Transition,
@@ -224,6 +225,12 @@ pub trait Runs: Send + Sync {
 
     /// Finds a run by a prefix of its id, as people type them: at most 10, newest first.
     async fn find_run(&self, id_prefix: &str) -> Result<Vec<Uuid>, StoreError>;
+
+    /// What the rehearsals of a runbook measured ([`RehearsalQuery`]): its succeeded live runs
+    /// and drills of every version, newest first, each with how long its main steps and
+    /// branches took when the query asks for steps. What counts, and how a step is measured,
+    /// is said in [`crate::rehearsal`].
+    async fn rehearsals(&self, query: &RehearsalQuery) -> Result<Vec<Rehearsal>, StoreError>;
 
     /// Applies a transition atomically; `Conflict` when the run's revision moved on, `LeaseLost`
     /// when the transition requires a lease its owner no longer holds.

@@ -6,6 +6,7 @@
 //! - [`runs`]: runs and their transitions, including the guard and row writes group commit
 //!   reuses.
 //! - [`audit`]: appending to the hash chain and reading it back.
+//! - [`rehearsals`]: what a runbook's succeeded live runs and drills measured.
 //! - [`accounts`]: users, sessions, tokens and the sign-in throttle.
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::sql::{Connection, database, sql};
 
 mod accounts;
 pub(crate) mod audit;
+mod rehearsals;
 pub(crate) mod runs;
 
 /// A Steady database: the engine's store traits (and `Accounts`) on one of the backends,

@@ -12,6 +12,7 @@ use crate::auth::SESSION_COOKIE;
 use crate::error::ErrorBody;
 use crate::ops::{health, metrics, nodes};
 use crate::runbooks::api as runbooks;
+use crate::runbooks::figures;
 use crate::runs::{answer, command, events, list, show, start};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
     paths(
         health::healthz, metrics::metrics, session::login, session::logout, session::whoami,
         runbooks::list_runbooks, runbooks::runbook_versions, runbooks::runbook_source, runbooks::publish,
+        figures::runbook_figures,
         list::list_runs, start::start_run, show::get_run, command::cancel_run, command::decide,
         command::assign, command::transfer_command, command::add_note, answer::answer_step,
         events::run_events, events::all_events, audit::audit, audit::verify_audit, audit::export_audit,

@@ -1,9 +1,10 @@
-//! Runbooks: the JSON API (list, versions, source, publish) and the pages (catalogue,
-//! procedure, diff, print, and publishing a new version from the browser). Starting a run from a runbook's page is a run's use case: see
-//! `runs::start`.
+//! Runbooks: the JSON API (list, versions, source, publish, rehearsal figures) and the pages
+//! (catalogue, procedure, diff, print, and publishing a new version from the browser).
+//! Starting a run from a runbook's page is a run's use case: see `runs::start`.
 
 pub(crate) mod api;
 mod authoring;
+pub(crate) mod figures;
 pub(crate) mod pages;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/runbooks", get(api::list_runbooks).post(api::publish))
         .route("/api/v1/runbooks/{name}", get(api::runbook_versions))
         .route("/api/v1/runbooks/{name}/source", get(api::runbook_source))
+        .route("/api/v1/runbooks/{name}/figures", get(figures::runbook_figures))
         .route("/runbooks", get(pages::runbooks))
         .route("/runbooks/{name}", get(pages::runbook_page))
         .route("/runbooks/{name}/diff", get(pages::diff))

@@ -16,6 +16,7 @@ const RUNBOOK_FIELDS: &[&str] = &[
     "description",
     "owner",
     "review_every",
+    "rto",
     "lock",
     "contacts",
     "roles",
@@ -85,6 +86,14 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
     let owner = optional_string(fields, "owner", out);
     let review_every =
         fields.get("review_every").and_then(|node| duration(node, "review_every", out));
+    let rto = fields.get("rto").and_then(|node| {
+        let rto = duration(node, "rto", out)?;
+        if rto.is_zero() {
+            out.push(Diagnostic::error(at(node), "`rto` must be longer than 0s"));
+            return None;
+        }
+        Some(rto)
+    });
     let lock = fields.get("lock").and_then(|node| template(node, "lock", out));
     let contacts = fields.get("contacts").map(|node| contacts(node, out)).unwrap_or_default();
     let roles = fields.get("roles").map(|node| roles(node, out)).unwrap_or_default();
@@ -115,6 +124,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         description,
         owner,
         review_every,
+        rto,
         lock,
         contacts,
         roles,

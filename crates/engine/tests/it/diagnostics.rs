@@ -122,3 +122,15 @@ fn a_runbook_saved_with_a_byte_order_mark_reads_as_written() {
     assert_eq!(rendered, "");
     assert_eq!(parsed.runbook.expect("valid").name, "shed-load");
 }
+
+#[test]
+fn a_recovery_time_objective_is_kept_and_planned() {
+    let source =
+        "name: quick\nrto: 15m\nsteps:\n  - id: look\n    run: [\"true\"]\n    read_only: true\n";
+    let parsed = parse(source);
+    let runbook = parsed.runbook.expect("valid");
+    assert_eq!(runbook.rto.map(|rto| rto.as_std()), Some(std::time::Duration::from_secs(900)));
+    let plan = steady_engine::plan::Plan::new(&runbook, &Default::default());
+    assert!(plan.to_string().contains("RTO         recover within 15m\n"), "{plan}");
+    assert_eq!(serde_json::to_value(&plan).expect("JSON")["rto"], "15m");
+}

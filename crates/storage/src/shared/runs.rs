@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use steady_engine::audit::format_timestamp;
+use steady_engine::rehearsal::{Rehearsal, RehearsalQuery};
 use steady_engine::run::*;
 use steady_engine::store::{ChangeSignals, Leases, Runs, StoreError};
 use uuid::Uuid;
@@ -457,6 +458,10 @@ impl<B: Backend> Runs for SqlStore<B> {
             .iter()
             .map(|row| uuid(&row.text("id")?))
             .collect()
+    }
+
+    async fn rehearsals(&self, query: &RehearsalQuery) -> Result<Vec<Rehearsal>, StoreError> {
+        super::rehearsals::rehearsals(&self.backend, query).await
     }
 
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 //!
 //! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
 //! - `accounts`: users, sessions, tokens and the sign-in throttle;
+//! - `rehearsals`: what a runbook's succeeded live runs and drills measured;
 //! - `typed_audit`: audit data read as types hashes as a database written before the types,
 //!   and its runs read back as types and write the same text.
 
@@ -11,6 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod rehearsals;
 mod typed_audit;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 use accounts::*;
 use chrono::Duration;
+use rehearsals::*;
 use steady_engine::audit::{AuditData, Binding, Login, NewEvent, NoteAdded, RunStarted};
 use steady_engine::engine::now;
 use steady_engine::run::*;
@@ -98,6 +101,7 @@ contract!(
     tokens_are_stored_found_and_revoked,
     failed_sign_ins_are_counted_and_audited,
     a_run_of_thousands_of_steps_is_stored_whole,
+    rehearsals_are_the_succeeded_live_runs_and_drills_of_a_runbook,
 );
 
 const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";

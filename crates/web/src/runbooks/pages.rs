@@ -10,9 +10,11 @@ use serde::Deserialize;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
 use steady_engine::plan::Plan;
+use steady_engine::rehearsal::RehearsalQuery;
 use steady_engine::run::{RunFilter, RunMode, RunStatus};
 use steady_engine::runbook::{ParamType, ParamValue, Runbook};
 
+use super::figures;
 use crate::AppState;
 use crate::dto;
 use crate::error::AppError;
@@ -32,6 +34,8 @@ struct RunbookRow {
     last_dry_run: Option<Moment>,
     rehearsal_badge: Option<String>,
     rehearsal_class: &'static str,
+    /// The rehearsed p90 of the whole procedure against `rto`, and whether it is over.
+    against_rto: Option<(String, bool)>,
 }
 
 #[derive(Template)]
@@ -95,7 +99,11 @@ pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResul
                     )
                 },
             );
+        let whole_runs = RehearsalQuery { steps: false, ..RehearsalQuery::of(&name) };
+        let against_rto =
+            figures::against_rto(&figures::figures(&state, &whole_runs).await?, &runbook);
         rows.push(RunbookRow {
+            against_rto,
             behind,
             warnings,
             name,
@@ -161,6 +169,8 @@ struct RunbookPage {
     params: Vec<ParamField>,
     roles: Vec<(String, String)>,
     versions: Vec<VersionRow>,
+    /// What the succeeded drills and live runs measured.
+    figures: figures::FiguresSection,
     can_start: bool,
     /// Whether the signed-in person may publish (the author role, as the API asks).
     can_publish: bool,
@@ -260,7 +270,9 @@ pub(crate) async fn runbook_page(
             description: p.description.clone(),
         })
         .collect();
+    let figures = figures::figures(&state, &RehearsalQuery::of(&name)).await?;
     let page = RunbookPage {
+        figures: figures::FiguresSection::new(&figures, &runbook),
         csrf: me.csrf.clone(),
         can_start: me.caller.user.has(GlobalRole::Responder),
         can_publish: me.caller.user.has(GlobalRole::Author),

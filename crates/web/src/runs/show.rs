@@ -1,9 +1,10 @@
 //! Showing one run: `GET /api/v1/runs/{id}` (the whole snapshot) and the run's page, the
 //! incident commander's cockpit: the situation header (`situation`), the decision panel that
-//! explains each choice (`decision`), and the steps with their gates, answers and attempts
-//! (`steps`).
+//! explains each choice (`decision`), what rehearsals say about the rest of a live run or
+//! drill (`outlook`), and the steps with their gates, answers and attempts (`steps`).
 
 mod decision;
+mod outlook;
 mod situation;
 mod steps;
 
@@ -15,7 +16,8 @@ use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
 use steady_engine::policy;
-use steady_engine::run::{Actor, RunRecord, RunSnapshot};
+use steady_engine::rehearsal::RehearsalQuery;
+use steady_engine::run::{Actor, RunMode, RunRecord, RunSnapshot};
 use steady_engine::runbook::Runbook;
 use steady_engine::store::AuditFilter;
 use uuid::Uuid;
@@ -27,6 +29,8 @@ use crate::dto::RunDetail;
 use crate::error::AppError;
 use crate::extract::{PageRunId, RunId};
 use crate::page::{Me, Moment, PageResult, render};
+use crate::runbooks::figures::figures;
+use outlook::OutlookView;
 use situation::{History, Situation};
 use steps::{StepView, Viewer};
 
@@ -84,6 +88,8 @@ struct RunPage {
     csrf: String,
     run: RunSummary,
     situation: Situation,
+    /// What rehearsals say about a live run or drill under way.
+    outlook: Option<OutlookView>,
     roles: Vec<RoleView>,
     contacts: Vec<(String, String)>,
     steps: Vec<StepView>,
@@ -157,7 +163,17 @@ pub(crate) async fn run_page(
     let decision = decision(&runbook, &snapshot);
     let deciding = decision.as_ref().filter(|_| can_command).map(|d| d.step.as_str());
     let viewer = Viewer { actor: &me.actor, responder, deciding };
-    let steps = steps::steps(&runbook, &snapshot, &history, &binding, &viewer, now);
+    let mut steps = steps::steps(&runbook, &snapshot, &history, &binding, &viewer, now);
+    let outlook = if record.status.is_active() && record.mode != RunMode::DryRun {
+        let figures = figures(&state, &RehearsalQuery::of(&record.runbook)).await?;
+        // Steps are timed by the engine's clock, which a story may have moved on.
+        figures.outlook(&runbook, &snapshot, state.engine.now())
+    } else {
+        None
+    };
+    if let Some(outlook) = &outlook {
+        outlook::mark_slower(&mut steps, outlook);
+    }
     // A gate may be a branch of a group: look among the children too.
     let children = steps.iter().flat_map(|step| step.group.iter().flat_map(|g| &g.children));
     let gate_bar = steps.iter().chain(children).find_map(|step| {
@@ -204,6 +220,7 @@ pub(crate) async fn run_page(
         csrf: me.csrf.clone(),
         run: summary(&runbook, record),
         situation,
+        outlook: outlook.as_ref().map(OutlookView::new),
         roles,
         contacts: runbook.contacts.iter().map(|c| (c.name.clone(), c.how.clone())).collect(),
         steps,

@@ -304,6 +304,7 @@ async fn the_openapi_document_describes_every_route(backend: Backend) {
         "POST /api/v1/runbooks",
         "GET /api/v1/runbooks/{name}",
         "GET /api/v1/runbooks/{name}/source",
+        "GET /api/v1/runbooks/{name}/figures",
         "GET /api/v1/runs",
         "POST /api/v1/runs",
         "GET /api/v1/runs/{id}",

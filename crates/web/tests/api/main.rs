@@ -8,6 +8,8 @@
 //!   picks and the nobody-can-approve warning, publishing from the browser, notifications.
 //! - `cockpit`: the run page as the commander's cockpit: header, decisions, reasons, outcomes.
 //! - `admin`: the audit and users pages without JavaScript: filters, roles, passwords, tokens.
+//! - `figures`: rehearsal figures against `rto`, a run's expected finish, a step slower than
+//!   any rehearsal, the postmortem's time to recover.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
@@ -40,6 +42,7 @@ mod admin;
 mod cockpit;
 mod cockpit_work;
 mod contract;
+mod figures;
 mod matrix;
 mod pages;
 mod stories;

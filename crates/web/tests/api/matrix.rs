@@ -88,6 +88,7 @@ async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
         ("GET runbooks", readers),
         ("GET runbook versions", readers),
         ("GET runbook source", readers),
+        ("GET runbook figures", readers),
         ("POST runbooks", [who, no, created, no, no, no]),
         ("GET runs", readers),
         ("GET run", readers),
@@ -125,6 +126,9 @@ async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
                 "GET runbooks" => (Method::GET, "/api/v1/runbooks".into(), None),
                 "GET runbook versions" => (Method::GET, "/api/v1/runbooks/gated".into(), None),
                 "GET runbook source" => (Method::GET, "/api/v1/runbooks/gated/source".into(), None),
+                "GET runbook figures" => {
+                    (Method::GET, "/api/v1/runbooks/gated/figures".into(), None)
+                }
                 "POST runbooks" => {
                     let source =
                         format!("name: fresh-{counter}\nsteps:\n  - id: nap\n    sleep: 1ms\n");

@@ -71,6 +71,8 @@ pub(crate) struct StepView {
     pub(crate) completed_by: Option<String>,
     /// How long the step took (every attempt and any wait), once it started.
     pub(crate) took: Option<String>,
+    /// "slower than any rehearsal (longest 2m 10s)", while it runs or waits past that.
+    pub(crate) slower: Option<String>,
     pub(crate) gate: Option<GateView>,
     pub(crate) manual: Option<ManualView>,
     /// The commander's decisions on this step: who, what, when and why.
@@ -383,6 +385,7 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
         note: state.note.clone(),
         completed_by: state.completed_by.as_ref().map(ToString::to_string),
         took: state.started_at.map(|start| duration(state.finished_at.unwrap_or(now) - start)),
+        slower: None,
         gate,
         manual,
         decisions,
