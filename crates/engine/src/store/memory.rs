@@ -16,9 +16,10 @@ use crate::audit::{
     sha256_hex,
 };
 use crate::clock::Clock;
+use crate::rehearsal::{Rehearsal, RehearsalQuery, RehearsedStep};
 use crate::run::{
-    Actor, Lease, NewRun, RunFilter, RunRecord, RunSnapshot, RunStatus, RunbookVersion, StepStatus,
-    Timestamp, Transition,
+    Actor, Lease, NewRun, Phase, RunFilter, RunMode, RunRecord, RunSnapshot, RunStatus,
+    RunbookVersion, StepStatus, Timestamp, Transition,
 };
 
 use super::{
@@ -233,6 +234,35 @@ impl Runs for MemoryStore {
             .collect())
     }
 
+    async fn rehearsals(&self, query: &RehearsalQuery) -> Result<Vec<Rehearsal>, StoreError> {
+        let contents = self.contents();
+        let mut runs: Vec<&RunSnapshot> = contents
+            .runs
+            .iter()
+            .filter(|run| {
+                let run = &run.run;
+                run.runbook == query.runbook
+                    && run.status == RunStatus::Succeeded
+                    && matches!(run.mode, RunMode::Live | RunMode::Drill)
+                    && run.finished_at.is_some()
+                    && query.before.is_none_or(|before| run.created_at < before)
+            })
+            .collect();
+        runs.sort_by_key(|run| std::cmp::Reverse((run.run.created_at, run.run.id)));
+        runs.truncate(query.limit as usize);
+        Ok(runs
+            .into_iter()
+            .map(|run| Rehearsal {
+                run_id: run.run.id,
+                mode: run.run.mode,
+                version: run.run.version,
+                started_at: run.run.created_at,
+                finished_at: run.run.finished_at.unwrap_or(run.run.created_at),
+                steps: if query.steps { rehearsed_steps(run) } else { Vec::new() },
+            })
+            .collect())
+    }
+
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
         let at = self.clock.now();
         let mut contents = self.contents();
@@ -277,6 +307,36 @@ impl Runs for MemoryStore {
         }
         Ok(())
     }
+}
+
+/// How long each main step and branch of a run that passed took, measured as the database
+/// stores measure it (see [`crate::rehearsal`]): from its first attempt, or from when it began,
+/// to its end; a skipped step took no time.
+fn rehearsed_steps(run: &RunSnapshot) -> Vec<RehearsedStep> {
+    run.steps
+        .iter()
+        .filter(|state| state.phase == Phase::Main && state.item.is_none())
+        .filter(|state| {
+            matches!(
+                state.status,
+                StepStatus::Succeeded | StepStatus::Approved | StepStatus::Skipped
+            )
+        })
+        .filter_map(|state| {
+            if state.status == StepStatus::Skipped {
+                return Some(RehearsedStep { step_id: state.step_id.clone(), took: None });
+            }
+            let first_attempt = run
+                .attempts
+                .iter()
+                .filter(|attempt| attempt.step_id == state.step_id)
+                .filter_map(|attempt| attempt.started_at)
+                .min();
+            let began = [first_attempt, state.started_at].into_iter().flatten().min()?;
+            let took = (state.finished_at? - began).to_std().unwrap_or_default();
+            Some(RehearsedStep { step_id: state.step_id.clone(), took: Some(took) })
+        })
+        .collect()
 }
 
 #[async_trait]
