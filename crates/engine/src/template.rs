@@ -353,16 +353,32 @@ pub fn matches_with_placeholders(approved: &str, actual: &str) -> bool {
     let placeholder = PLACEHOLDER.get_or_init(|| {
         regex::Regex::new(r#"(\\?['"])?⟨[^⟩]*⟩(\\?['"])?"#).expect("a valid regex")
     });
-    let mut pattern = String::from("^");
+    // The literal parts between placeholders, matched like a glob whose `*`s are the
+    // placeholders: no regular expression is compiled for each check of each step.
+    let mut literals = Vec::new();
     let mut last = 0;
     for found in placeholder.find_iter(approved) {
-        pattern.push_str(&regex::escape(&approved[last..found.start()]));
-        pattern.push_str("(?s:.*)");
+        literals.push(&approved[last..found.start()]);
         last = found.end();
     }
-    pattern.push_str(&regex::escape(&approved[last..]));
-    pattern.push('$');
-    regex::Regex::new(&pattern).is_ok_and(|pattern| pattern.is_match(actual))
+    literals.push(&approved[last..]);
+    let [first, middle @ .., end] = literals.as_slice() else {
+        return approved == actual;
+    };
+    if actual.len() < first.len() + end.len() || !actual.starts_with(first) || !actual.ends_with(end)
+    {
+        return false;
+    }
+    // Each middle part at its first place after the one before: the leftmost choice leaves
+    // the most room for the parts that follow, so it finds a match whenever there is one.
+    let mut rest = &actual[first.len()..actual.len() - end.len()];
+    for literal in middle {
+        match rest.find(literal) {
+            Some(at) => rest = &rest[at + literal.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A value only a run will know, shown by its path.
@@ -464,5 +480,27 @@ fn describe(error: &Error) -> String {
     match error.detail() {
         Some(detail) => format!("{}: {detail}", error.kind()),
         None => error.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_with_placeholders as matches;
+
+    #[test]
+    fn an_approved_rendering_with_placeholders_matches_what_runs() {
+        assert!(matches("ssh -- db2 pg_ctl promote", "ssh -- db2 pg_ctl promote"));
+        assert!(!matches("ssh -- db2 pg_ctl promote", "ssh -- db3 pg_ctl promote"));
+        // A placeholder, with the quotes a shell rendering put around it, stands for anything.
+        assert!(matches("echo '⟨steps.lag.stdout⟩' bytes", "echo 5000 bytes"));
+        assert!(matches("echo \"⟨steps.lag.stdout⟩\"", "echo 'it''s'"));
+        assert!(matches("⟨a⟩ and ⟨b⟩", "x and y and z"));
+        assert!(matches("⟨a⟩", ""));
+        assert!(matches("rm ⟨a⟩/data/⟨b⟩", "rm /srv/data/x/data/y"));
+        // Every literal part must be there, in order, with nothing outside the placeholders.
+        assert!(!matches("rm ⟨a⟩/data", "rm /srv/data --force"));
+        assert!(!matches("pre ⟨a⟩ mid ⟨b⟩ end", "pre x end mid y"));
+        assert!(!matches("abc⟨a⟩bcd", "abcd"), "the prefix and suffix may not overlap");
+        assert!(matches("line one\n⟨a⟩\nline three", "line one\nanything\nat all\nline three"));
     }
 }
