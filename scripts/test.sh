@@ -38,3 +38,5 @@ fi
 # Snapshots are compared, never written, when tests run for real.
 export INSTA_UPDATE=no
 cargo test --workspace --locked
+# The shipped runbooks' own tests, as an author runs them (`steady test`, section "Runbook tests").
+cargo run --quiet --locked -- test runbooks/

@@ -14,6 +14,7 @@ mod leaks;
 mod plan;
 mod run;
 mod serve;
+mod test;
 mod validate;
 
 use std::path::{Path, PathBuf};

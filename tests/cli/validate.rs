@@ -6,7 +6,7 @@ use crate::{repo, scratch, steady, write};
 fn the_shipped_runbooks_are_valid() {
     let run = steady(repo(), &["validate", "runbooks"]);
     assert_eq!((run.code, run.stderr.as_str()), (0, ""));
-    assert_eq!(run.stdout, "checked 6 runbooks: 0 errors, 0 warnings\n");
+    assert_eq!(run.stdout, "checked 6 runbooks and 6 test files: 0 errors, 0 warnings\n");
 }
 
 #[test]

@@ -365,7 +365,9 @@ pub fn matches_with_placeholders(approved: &str, actual: &str) -> bool {
     let [first, middle @ .., end] = literals.as_slice() else {
         return approved == actual;
     };
-    if actual.len() < first.len() + end.len() || !actual.starts_with(first) || !actual.ends_with(end)
+    if actual.len() < first.len() + end.len()
+        || !actual.starts_with(first)
+        || !actual.ends_with(end)
     {
         return false;
     }
