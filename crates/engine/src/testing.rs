@@ -40,7 +40,7 @@ use regex::Regex;
 use crate::diagnostic::{Diagnostic, Position};
 use crate::run::{Completion, Decision, RunMode, RunStatus, StepStatus};
 
-pub use case::{CaseReport, run};
+pub use case::{CaseReport, run, run_within};
 pub use check::check;
 pub use parse::parse;
 

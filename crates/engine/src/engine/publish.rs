@@ -110,6 +110,10 @@ impl Engine {
     }
 }
 
+/// How long publishing lets a version's tests run in all: far more than a real test file
+/// needs (a thousand cases of twenty steps take under two seconds).
+pub const TEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs every case of the test file `tests` against `runbook` (parsed from `source`): `Ok`
 /// with the reports when all passed. The cases run on a blocking thread, each file on a
 /// runtime of its own whose clock is virtual.
@@ -130,15 +134,17 @@ pub async fn run_tests(
         return Err(EngineError::InvalidTests(problems));
     }
     let (source, runbook) = (source.to_owned(), runbook.clone());
-    let reports = tokio::task::spawn_blocking(move || testing::run(&source, &runbook, &file))
-        .await
-        .map_err(|error| {
-            EngineError::TestsFailed(vec![CaseReport {
-                name: "all cases".to_owned(),
-                failure: Some(format!("the tests stopped: {error}")),
-                took: std::time::Duration::ZERO,
-            }])
-        })?;
+    let reports = tokio::task::spawn_blocking(move || {
+        testing::run_within(&source, &runbook, &file, Some(TEST_BUDGET))
+    })
+    .await
+    .map_err(|error| {
+        EngineError::TestsFailed(vec![CaseReport {
+            name: "all cases".to_owned(),
+            failure: Some(format!("the tests stopped: {error}")),
+            took: std::time::Duration::ZERO,
+        }])
+    })?;
     if reports.iter().any(|case| !case.passed()) {
         return Err(EngineError::TestsFailed(
             reports.into_iter().filter(|c| !c.passed()).collect(),
