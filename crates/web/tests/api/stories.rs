@@ -664,6 +664,27 @@ async fn a_version_is_published_only_when_its_tests_pass(backend: Backend) {
         (second.body["version"].as_u64(), second.body["tests"].as_u64()),
         (Some(2), Some(2))
     );
+    // In the browser: the runbook page says how many tests passed, and the new version page
+    // carries the tests, runs them, and refuses a version that breaks one.
+    let browser = crate::pages::Browser::sign_in(&server, "tess").await;
+    let (status, page) = browser.get("/runbooks/probed").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("✓ 2 tests passing") && page.contains("Tests of v2"), "{page}");
+    let (_, form) = browser.get("/runbooks/probed/new-version").await;
+    assert!(form.contains("a standby that refuses connections needs a decision"), "{form}");
+    let csrf = crate::pages::csrf(&form);
+    let broken = PROBED.replace("db2", "db3");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("source", broken.as_str()),
+        ("tests", more.as_str()),
+        ("message", "probe the other host"),
+        ("action", "publish"),
+    ];
+    let (status, page, _) = browser.post("/runbooks/probed/new-version", &form).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("the tests do not pass") && page.contains("pg_isready -h db3"), "{page}");
+
     let auditor = server.person("audrey", &[Auditor]).await;
     let audit = server.get(&auditor, "/api/v1/audit?action=runbook.published").await;
     assert!(audit.body.to_string().contains("tests_sha256"), "{}", audit.body);
