@@ -444,6 +444,15 @@ impl Engine {
                 }
                 Decision::Skip => {
                     new_state.skip_by(actor);
+                    // A skipped group's children that never started will never start: they
+                    // read skipped, not pending, in a run that went on without them.
+                    for child in snapshot.children(&step.id) {
+                        if child.status == StepStatus::Pending {
+                            let mut skipped = child.clone();
+                            skipped.skip_by(actor);
+                            transition.steps.push(skipped);
+                        }
+                    }
                 }
                 Decision::Rollback if run.phase == Phase::Main => change.phase = Phase::Rollback,
                 Decision::Rollback => {

@@ -37,7 +37,7 @@ fn tests(name: &str) -> TestFile {
 fn every_kind_of_answer_and_expectation_holds_in_a_passing_case() {
     let (source, runbook) = runbook();
     let reports = testing::run(&source, &runbook, &tests("passing.test.yaml"));
-    assert_eq!(reports.len(), 11);
+    assert_eq!(reports.len(), 12);
     let failures: Vec<String> = reports
         .iter()
         .filter_map(|case| case.failure.as_ref().map(|why| format!("{}: {why}", case.name)))
