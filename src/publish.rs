@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use steady_engine::engine::EngineError;
+use steady_engine::engine::{EngineError, VersionTests};
 use steady_engine::store::Published;
 
 use crate::app::{App, DbArgs};
@@ -28,10 +28,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let files = named.runbooks;
     let app = App::open(&args.db).await?;
     let mut failed = false;
+    let mut invalid = false;
     for path in &files {
         let file = RunbookFile::read(path)?;
         let tests = runbook_tests::read_beside(path)?;
-        let test_source = tests.as_ref().map(|(_, source)| source.as_str());
+        // Without a test file beside it, the latest version's tests are kept and run.
+        let test_source = match &tests {
+            Some((_, source)) => VersionTests::With(source),
+            None => VersionTests::Kept,
+        };
         match app.engine.publish_with_tests(&file.source, test_source, &app.actor, None).await {
             Ok(Published::New(version)) => {
                 println!(
@@ -56,6 +61,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(error @ (EngineError::InvalidTests(_) | EngineError::TestsFailed(_))) => {
+                // An invalid test file is bad input, like an invalid runbook given to `test`.
+                if matches!(error, EngineError::InvalidTests(_)) {
+                    invalid = true;
+                }
                 failed = true;
                 if let Some((path, source)) = &tests {
                     runbook_tests::report_refusal(path, source, &error);
@@ -65,5 +74,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(error) => return Err(error.into()),
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if invalid {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

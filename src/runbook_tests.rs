@@ -137,11 +137,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut suites = Vec::new();
-    let mut invalid = false;
+    let mut invalid: Vec<(&Path, usize)> = Vec::new();
     for path in &paths {
         match load(path, &args.runbooks.path)? {
             Ok(suite) => suites.push(suite),
-            Err(_) => invalid = true,
+            Err(errors) => invalid.push((path, errors)),
         }
     }
 
@@ -162,9 +162,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", summary(cases.len(), failed, took));
     }
     if let Some(junit) = &args.junit {
-        write_junit(junit, &results)?;
+        write_junit(junit, &results, &invalid)?;
     }
-    Ok(if invalid {
+    Ok(if !invalid.is_empty() {
         ExitCode::from(2)
     } else if failed > 0 {
         ExitCode::from(1)
@@ -202,8 +202,27 @@ fn summary(cases: usize, failed: usize, took: Duration) -> String {
     )
 }
 
-fn write_junit(path: &Path, results: &[(&Suite, Vec<CaseReport>)]) -> anyhow::Result<()> {
+/// The JUnit report: a suite per runbook, and for each invalid test file a suite whose one
+/// case errs, so that a CI page never shows green for a file that did not run.
+fn write_junit(
+    path: &Path,
+    results: &[(&Suite, Vec<CaseReport>)],
+    invalid: &[(&Path, usize)],
+) -> anyhow::Result<()> {
     let mut report = quick_junit::Report::new("steady test");
+    for (file, errors) in invalid {
+        let name = file.display().to_string();
+        let mut junit = quick_junit::TestSuite::new(name.as_str());
+        let mut status =
+            quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Error);
+        status.set_message(format!(
+            "the test file is invalid: {errors} error(s), shown by `steady validate`"
+        ));
+        let mut test = quick_junit::TestCase::new("the test file is valid", status);
+        test.set_classname(name.as_str());
+        junit.add_test_case(test);
+        report.add_test_suite(junit);
+    }
     for (suite, cases) in results {
         let mut junit = quick_junit::TestSuite::new(suite.runbook.name.as_str());
         for case in cases {

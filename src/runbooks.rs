@@ -91,11 +91,19 @@ fn yaml_files_in(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let entries = std::fs::read_dir(&folder)
             .with_context(|| format!("{}: cannot read folder", folder.display()))?;
         for entry in entries {
-            let path =
-                entry.with_context(|| format!("{}: cannot read folder", folder.display()))?.path();
-            if path.is_dir() {
+            let entry =
+                entry.with_context(|| format!("{}: cannot read folder", folder.display()))?;
+            let path = entry.path();
+            // A symbolic link to a folder is not followed (`ln -s . loop` would be read for
+            // ever); one to a file is. Nothing but regular files is read (a FIFO would block).
+            let Ok(kind) = entry.file_type() else { continue };
+            let is_file = kind.is_file()
+                || (kind.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()));
+            if kind.is_dir() {
                 folders.push(path);
-            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            } else if is_file
+                && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            {
                 files.push(path);
             }
         }

@@ -130,10 +130,7 @@ async fn publish_folder(
                 if let Some((path, source)) = &tests {
                     crate::runbook_tests::report_refusal(path, source, &error);
                 }
-                report::file_warning(
-                    &file.display_path(),
-                    "not published: its tests do not pass; the stored version stays the latest",
-                );
+                report::file_warning(&file.display_path(), "not published: its tests do not pass");
             }
             Err(error) => return Err(error.into()),
         }

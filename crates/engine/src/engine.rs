@@ -42,7 +42,7 @@ use crate::store::{Store, StoreError};
 
 pub use crate::policy::waiting_for;
 pub use commands::StartRun;
-pub use publish::{FolderFile, run_tests};
+pub use publish::{FolderFile, VersionTests, run_tests};
 
 /// How a process identifies itself and drives runs.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! runbook that is valid.
 
 mod lint;
-mod parse;
+pub(crate) mod parse;
 mod references;
 mod secrecy;
 pub(crate) mod yaml;

@@ -20,11 +20,24 @@ pub enum FolderFile {
     Behind { name: String, file: u32, latest: u32 },
 }
 
+/// The tests a new version is published with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionTests<'a> {
+    /// This test file: every case must pass.
+    With(&'a str),
+    /// The latest version's tests, run against the new source: what publishing without naming
+    /// tests does, so that leaving a test file out never drops a runbook's tests unnoticed.
+    Kept,
+    /// None: the version is published without tests, dropping the latest version's on
+    /// purpose.
+    Without,
+}
+
 impl Engine {
-    /// Stores a runbook's source as a new version when its content changed. The source must
-    /// validate; warnings do not stop it.
+    /// Stores a runbook's source as a new version when its content changed, with the latest
+    /// version's tests, which must pass. The source must validate; warnings do not stop it.
     pub async fn publish(&self, source: &str, actor: &Actor) -> Result<Published, EngineError> {
-        self.publish_with_tests(source, None, actor, None).await
+        self.publish_with_tests(source, VersionTests::Kept, actor, None).await
     }
 
     /// [`Engine::publish`], keeping the author's message about what changed with the version.
@@ -34,7 +47,7 @@ impl Engine {
         actor: &Actor,
         message: Option<&str>,
     ) -> Result<Published, EngineError> {
-        self.publish_with_tests(source, None, actor, message).await
+        self.publish_with_tests(source, VersionTests::Kept, actor, message).await
     }
 
     /// [`Engine::publish_with_message`] with the runbook's test file (`NAME.test.yaml`): every
@@ -46,7 +59,7 @@ impl Engine {
     pub async fn publish_with_tests(
         &self,
         source: &str,
-        tests: Option<&str>,
+        tests: VersionTests<'_>,
         actor: &Actor,
         message: Option<&str>,
     ) -> Result<Published, EngineError> {
@@ -54,13 +67,60 @@ impl Engine {
         let Some(runbook) = parsed.runbook else {
             return Err(EngineError::InvalidRunbook(parsed.diagnostics));
         };
-        if let Some(tests) = tests {
+        let tests = self.tests_to_publish(&runbook.name, tests).await?;
+        if let Some(tests) = &tests {
+            self.refuse_real_secrets(tests)?;
             run_tests(source, &runbook, tests).await?;
         }
         let store = &self.store;
         Ok(store
-            .publish_with_message(&runbook.name, source, actor, self.now(), message, tests)
+            .publish_with_message(
+                &runbook.name,
+                source,
+                actor,
+                self.now(),
+                message,
+                tests.as_deref(),
+            )
             .await?)
+    }
+
+    /// The text of the tests to publish `name` with: the latest version's when they are kept.
+    async fn tests_to_publish(
+        &self,
+        name: &str,
+        tests: VersionTests<'_>,
+    ) -> Result<Option<String>, EngineError> {
+        Ok(match tests {
+            VersionTests::With(tests) => Some(tests.to_owned()),
+            VersionTests::Without => None,
+            VersionTests::Kept => {
+                self.store.runbook_version(name, None).await?.and_then(|latest| latest.tests)
+            }
+        })
+    }
+
+    /// A test file is stored and shown with its version: one that holds the real value of a
+    /// secret this process has (pasted in by mistake) is refused, naming the secret, never
+    /// showing the value.
+    fn refuse_real_secrets(&self, tests: &str) -> Result<(), EngineError> {
+        for (name, value) in &self.config.secrets {
+            if value.len() < 4 {
+                continue;
+            }
+            if let Some(at) = tests.find(value.as_str()) {
+                let line = tests[..at].matches('\n').count() + 1;
+                let column = at - tests[..at].rfind('\n').map_or(0, |newline| newline + 1) + 1;
+                return Err(EngineError::InvalidTests(vec![crate::Diagnostic::error(
+                    crate::Position { line, column },
+                    format!(
+                        "this is the real value of secret `{name}`: a test file is stored and \
+                         shown with its version, so give a stand-in value instead"
+                    ),
+                )]));
+            }
+        }
+        Ok(())
     }
 
     /// Publishes a runbook file from the server's folder (with the test file beside it, which
@@ -81,7 +141,8 @@ impl Engine {
         let versions = self.store.runbook_versions(&runbook.name).await?;
         let latest = versions.last();
         if let Some(latest) = latest.filter(|latest| latest.sha256 == sha256) {
-            if latest.tests.as_deref() == tests {
+            // Without a test file beside it, the stored tests are kept: nothing changed.
+            if tests.is_none() || latest.tests.as_deref() == tests {
                 return Ok(FolderFile::Latest(latest.clone()));
             }
         } else if let (Some(stored), Some(latest)) =
@@ -93,9 +154,15 @@ impl Engine {
                 latest: latest.version,
             });
         }
-        if let Some(tests) = tests {
+        let tests = match tests {
+            Some(tests) => Some(tests.to_owned()),
+            None => self.tests_to_publish(&runbook.name, VersionTests::Kept).await?,
+        };
+        if let Some(tests) = &tests {
+            self.refuse_real_secrets(tests)?;
             run_tests(source, &runbook, tests).await?;
         }
+        let tests = tests.as_deref();
         let now = self.now();
         Ok(
             match self

@@ -140,7 +140,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
 /// nobody can read back is no name.
 pub(crate) const MAX_RUNBOOK_NAME: usize = 64;
 
-fn is_runbook_name(name: &str) -> bool {
+pub(crate) fn is_runbook_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }

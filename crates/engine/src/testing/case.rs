@@ -65,6 +65,9 @@ pub fn run_within(
     budget: Option<Duration>,
 ) -> Vec<CaseReport> {
     let began = Instant::now();
+    // Cases run real engines whose spans and events would read, in a server's log, like
+    // real runs failing and rolling back: nothing of them is logged.
+    let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -101,7 +104,8 @@ pub fn run_within(
                 });
                 continue;
             }
-            let failure = run_case(source, &runbook, case).await.err();
+            let deadline = budget.map(|budget| began + budget);
+            let failure = run_case(source, &runbook, case, deadline).await.err();
             reports.push(CaseReport { name: case.name.clone(), failure, took: started.elapsed() });
         }
         reports
@@ -109,7 +113,12 @@ pub fn run_within(
 }
 
 /// One case, to the end: `Err` holds the first difference.
-async fn run_case(source: &str, runbook: &Arc<Runbook>, case: &Case) -> Result<(), String> {
+async fn run_case(
+    source: &str,
+    runbook: &Arc<Runbook>,
+    case: &Case,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
     let clock = Arc::new(VirtualClock::starting_at(epoch()));
     let store = Arc::new(MemoryStore::new(clock.clone()));
     let stubs = Arc::new(Stubs::new(case));
@@ -125,9 +134,12 @@ async fn run_case(source: &str, runbook: &Arc<Runbook>, case: &Case) -> Result<(
         .collect();
     // Nothing outside a case cancels its run, and no other driver takes it over: the lease
     // is renewed rarely, so that hours of virtual waiting are not thousands of renewals.
+    // Each renewal costs a wake-up of the runtime, so years of virtual delays would be
+    // thousands of them: the lease outlasts any case.
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
     let config = EngineConfig {
-        renew_every: Duration::from_secs(3600),
-        ..EngineConfig::new("steady-test", Duration::from_secs(4 * 3600), secrets)
+        renew_every: century,
+        ..EngineConfig::new("steady-test", century * 3, secrets)
     };
     let engine = Engine::with_effects(store.clone(), config, clock.clone(), stubs.clone());
     let commander = Actor::person(&case.commander);
@@ -172,6 +184,9 @@ async fn run_case(source: &str, runbook: &Arc<Runbook>, case: &Case) -> Result<(
     let (_stop, stop) = watch::channel(Stop::No);
     let mut stopped_at = None;
     for _ in 0..MAX_ROUNDS {
+        if deadline.is_some_and(|deadline| Instant::now() > deadline) {
+            return Err("stopped: the tests ran out of time before this case ended".to_owned());
+        }
         engine
             .drive(run_id, &Quiet, stop.clone())
             .await
@@ -463,8 +478,8 @@ impl Effects for Stubs {
         };
         let Some((key, given)) = key.and_then(|key| Some((key, self.given.get(key)?))) else {
             return self.miss(format!(
-                "`{id}` ran, and the case does not say what it returns: give it an answer \
-                 (a test never runs a real command or request)"
+                "`{id}` was about to run, and the case does not say what it returns: give it \
+                 an answer (a test never runs a real command or request)"
             ));
         };
         {
@@ -615,6 +630,10 @@ fn situation(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
         }
         RunStatus::NeedsAttention => {
             let step = machine::attention_step(runbook, snapshot);
+            let note = step
+                .and_then(|step| snapshot.step(&step.id))
+                .filter(|state| state.attempt == 0)
+                .and_then(|state| state.note.clone());
             let error = step
                 .and_then(|step| {
                     snapshot.attempts.iter().rev().find(|a| {
@@ -622,6 +641,7 @@ fn situation(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
                     })
                 })
                 .and_then(|attempt| attempt.error.clone())
+                .or(note)
                 .map(|error| format!(": {error}"))
                 .unwrap_or_default();
             let children: Vec<String> = step

@@ -79,12 +79,19 @@ fn check_case(runbook: &Runbook, case: &Case, out: &mut Vec<Diagnostic>) {
         step_named(runbook, &step.value.0, step.at, out);
     }
     for rendered in &expect.rendered {
-        if let Some(step) = step_named(runbook, &rendered.value.0, rendered.at, out)
-            && !matches!(
-                step.kind,
-                StepKind::Run(_) | StepKind::Http(_) | StepKind::Approval(_) | StepKind::Manual(_)
-            )
-        {
+        let id = &rendered.value.0;
+        let Some(step) = step_named(runbook, id, rendered.at, out) else { continue };
+        if step.fan_out.is_some() && !id.contains('[') {
+            // The fan-out's own rendering is its list of items: a pattern would match a host
+            // name there whatever each item's command is.
+            out.push(Diagnostic::error(
+                rendered.at,
+                format!("`{id}` fans out: name the item whose command to match (`{id}[0]`)"),
+            ));
+        } else if !matches!(
+            step.kind,
+            StepKind::Run(_) | StepKind::Http(_) | StepKind::Approval(_) | StepKind::Manual(_)
+        ) {
             out.push(Diagnostic::error(
                 rendered.at,
                 format!(

@@ -49,9 +49,20 @@ fn read_file(source: &str, out: &mut Vec<Diagnostic>) -> Option<TestFile> {
         }
     };
     let fields = yaml::fields(&root, "a test file", FILE_FIELDS, out)?;
-    let runbook = fields
-        .require("runbook", "a test file", out)
-        .and_then(|node| yaml::string(node, "runbook", out));
+    let runbook = fields.require("runbook", "a test file", out).and_then(|node| {
+        let name = yaml::string(node, "runbook", out)?;
+        // A name, never a path: a test file must not make `steady test` read (and show the
+        // lines of) a file that is no runbook.
+        if !crate::runbook::parse::is_runbook_name(&name) {
+            out.push(Diagnostic::error(
+                yaml::at(node),
+                "`runbook` is the name of the runbook tested (lowercase letters, digits and \
+                 `-`), never a path",
+            ));
+            return None;
+        }
+        Some(name)
+    });
     let runbook_at = fields.key_at("runbook");
     let mut cases = Vec::new();
     if let Some(node) = fields.require("cases", "a test file", out)
@@ -81,7 +92,19 @@ fn read_file(source: &str, out: &mut Vec<Diagnostic>) -> Option<TestFile> {
 fn read_case(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Case> {
     let fields = yaml::fields(node, "a case", CASE_FIELDS, out)?;
     let at = fields.at();
-    let name = fields.require("name", "a case", out).and_then(|n| yaml::string(n, "name", out));
+    let name = fields.require("name", "a case", out).and_then(|node| {
+        let name = yaml::string(node, "name", out)?;
+        // A case's name is printed on a line of its own and in a JUnit report: a blank one
+        // says nothing, and a control character could forge another line.
+        if name.trim().is_empty() || name.chars().any(|c| c.is_control() || is_noncharacter(c)) {
+            out.push(Diagnostic::error(
+                yaml::at(node),
+                "a case's name is a line of words: not blank, and without control characters",
+            ));
+            return None;
+        }
+        Some(name)
+    });
     let mode = match fields.get("mode") {
         None => Some(RunMode::Live),
         Some(node) => word(node, "mode", out),
@@ -383,6 +406,12 @@ macro_rules! named {
     )*};
 }
 named!(RunMode, RunStatus, StepStatus, Decision);
+
+/// A Unicode noncharacter (U+FFFE, U+FFFF, U+FDD0…): not allowed in XML.
+fn is_noncharacter(c: char) -> bool {
+    let code = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE
+}
 
 /// One string, or a list of strings, each with its place.
 fn strings(node: &Node, what: &str, out: &mut Vec<Diagnostic>) -> Vec<Placed<String>> {

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::format_timestamp;
+use steady_engine::engine::VersionTests;
 use steady_engine::run::RunbookVersion;
 use steady_engine::store::Published;
 use utoipa::{IntoParams, ToSchema};
@@ -114,9 +115,18 @@ pub(crate) struct Publish {
     message: Option<String>,
     /// The runbook's test file (`NAME.test.yaml`): every case runs against `source` first,
     /// and a failing one refuses the version with 422 (each failing case and its first
-    /// difference in `error.details`). Stored with the version.
-    #[serde(default)]
-    tests: Option<String>,
+    /// difference in `error.details`). Stored with the version. Left out, the latest
+    /// version's tests are kept and run; `null` (or `""`) publishes without tests on purpose.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>)]
+    tests: Option<Option<String>>,
+}
+
+/// A field that may be left out (`None`) or given, `null` included (`Some(None)`).
+fn given<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 #[utoipa::path(post, tag = "runbooks", path = "/api/v1/runbooks", request_body = Publish, responses((status = 200, description = "The same source is already the latest version", body = RunbookVersionView), (status = 201, description = "A new version", body = RunbookVersionView), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the author role"), (status = 422, description = "Invalid JSON, an invalid runbook or test file, or a failing test")))]
@@ -129,7 +139,11 @@ pub(crate) async fn publish(
     let Publish { source, message, tests } = body.read()?;
     let message = change_message(message.as_deref())?;
     let actor = caller.user.actor();
-    let tests = tests.as_deref().filter(|tests| !tests.trim().is_empty());
+    let tests = match &tests {
+        None => VersionTests::Kept,
+        Some(Some(tests)) if !tests.trim().is_empty() => VersionTests::With(tests),
+        Some(_) => VersionTests::Without,
+    };
     Ok(match state.engine.publish_with_tests(&source, tests, &actor, message).await? {
         Published::New(version) => {
             (StatusCode::CREATED, Json(RunbookVersionView::new(&version, false))).into_response()

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::diagnostic::Diagnostic;
-use steady_engine::engine::EngineError;
+use steady_engine::engine::{EngineError, VersionTests};
 use steady_engine::store::Published;
 
 use super::api::change_message;
@@ -166,6 +166,11 @@ pub(crate) async fn new_version_form(
         refusal,
     };
     let tests = Some(page.tests.clone()).filter(|tests| !tests.trim().is_empty());
+    // The form always carries the tests: a blank field drops them, as its label says.
+    let version_tests = match &tests {
+        Some(tests) => VersionTests::With(tests),
+        None => VersionTests::Without,
+    };
     match form.action.as_str() {
         "validate" => {
             if let (Some(runbook), Some(tests)) = (&parsed.runbook, &tests) {
@@ -187,7 +192,7 @@ pub(crate) async fn new_version_form(
             let message = change_message(Some(&page.message))?;
             let published = state
                 .engine
-                .publish_with_tests(&page.source, tests.as_deref(), &me.actor, message)
+                .publish_with_tests(&page.source, version_tests, &me.actor, message)
                 .await;
             match published {
                 Err(error @ (EngineError::InvalidTests(_) | EngineError::TestsFailed(_))) => {

@@ -21,6 +21,7 @@ on_every_backend!(
     people_who_do_not_exist_are_refused_and_an_admin_takes_an_orphaned_run,
     a_disabled_users_tokens_stay_revoked_and_an_admin_keeps_their_own_account,
     a_version_is_published_only_when_its_tests_pass,
+    a_test_file_holding_a_real_secret_is_refused_without_showing_it,
 );
 
 const FAILOVER: &str = r#"
@@ -688,4 +689,39 @@ async fn a_version_is_published_only_when_its_tests_pass(backend: Backend) {
     let auditor = server.person("audrey", &[Auditor]).await;
     let audit = server.get(&auditor, "/api/v1/audit?action=runbook.published").await;
     assert!(audit.body.to_string().contains("tests_sha256"), "{}", audit.body);
+
+    // Leaving the tests out keeps them: they run against the new source, which they refuse.
+    let kept = server.post(&author, "/api/v1/runbooks", json!({ "source": broken })).await;
+    assert_eq!(kept.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", kept.body);
+    // Dropping them is said on purpose, with `null`.
+    let dropped =
+        server.post(&author, "/api/v1/runbooks", json!({ "source": broken, "tests": null })).await;
+    assert_eq!(dropped.status, StatusCode::CREATED, "{}", dropped.body);
+    assert_eq!(dropped.body["tests"], 0);
+}
+
+async fn a_test_file_holding_a_real_secret_is_refused_without_showing_it(backend: Backend) {
+    let secrets =
+        std::collections::BTreeMap::from([("HOOK".to_owned(), "hook-real-9f3a1c".to_owned())]);
+    let server = Server::start_with_secrets(
+        "secret-tests",
+        backend,
+        steady_web::ServerConfig::default(),
+        secrets,
+    )
+    .await;
+    let author = server.person("tess", &[GlobalRole::Author]).await;
+    let source = "name: hooked\nsecrets: [HOOK]\nsteps:\n  - id: wait\n    sleep: 1s\n";
+    let tests = "runbook: hooked\ncases:\n  - name: waits\n    secrets: { HOOK: hook-real-9f3a1c }\n    expect: { status: succeeded }\n";
+    let refused =
+        server.post(&author, "/api/v1/runbooks", json!({ "source": source, "tests": tests })).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    let problem = &refused.body["error"]["details"][0];
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(4), Some(22)));
+    assert!(!refused.body.to_string().contains("hook-real-9f3a1c"), "{}", refused.body);
+    let stand_in = tests.replace("hook-real-9f3a1c", "stand-in");
+    let published = server
+        .post(&author, "/api/v1/runbooks", json!({ "source": source, "tests": stand_in }))
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
 }
