@@ -19,6 +19,9 @@
 //! - [`audit`]: audit events and the hash chain.
 //! - [`testing`]: runbook tests (`steady test`): test files, and cases run through the engine
 //!   on a memory store with stubbed effects and a virtual clock.
+//! - [`trigger`]: alerts from Alertmanager, Grafana or any JSON sender, read from their
+//!   webhook payloads; a runbook's `triggers:` applied to them (`when`, parameters rendered
+//!   from the alert and checked); the key that tells the same alert again.
 //! - [`accounts`]: users with global roles, sessions and API tokens, and the `Accounts` trait.
 //!
 //! Parsing, validation, rendering and the state machine's decisions do no I/O. Effects live
@@ -42,6 +45,7 @@ pub mod secrets;
 pub mod store;
 pub mod template;
 pub mod testing;
+pub mod trigger;
 
 pub use diagnostic::{Diagnostic, Position, Severity, source_line};
 pub use duration::Duration;

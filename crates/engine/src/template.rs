@@ -208,6 +208,27 @@ pub fn evaluate(expression: &Expression, context: &Context) -> Result<bool, Rend
     Ok(compiled.eval(&context.root)?.is_true())
 }
 
+/// Evaluates a trigger's `when` on an alert. Unlike a step's `when`, a value the alert does not
+/// have (a label it lacks) is undefined without failing: it compares unequal to anything and
+/// tests false, as a matcher on a missing label does in Alertmanager, so that an alert of
+/// another kind is passed over rather than reported. Reading through one (`alert.lables.x`, a
+/// typo) still fails.
+pub fn evaluate_alert_condition(
+    expression: &Expression,
+    context: &Context,
+) -> Result<bool, RenderError> {
+    static LENIENT: OnceLock<Environment<'static>> = OnceLock::new();
+    let env = LENIENT.get_or_init(|| {
+        let mut env = environment(Target::Text).clone();
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        env
+    });
+    refuse_template_markers(&expression.source)
+        .map_err(|error| RenderError { message: error.message })?;
+    let compiled = env.compile_expression_owned(expression.source.clone())?;
+    Ok(compiled.eval(&context.root)?.is_true())
+}
+
 /// minijinja's global functions, which static analysis reports like variables, and which a
 /// fan-out's `as` may not hide.
 pub const GLOBAL_FUNCTIONS: [&str; 5] = ["range", "dict", "namespace", "debug", "lipsum"];
@@ -215,7 +236,8 @@ pub const GLOBAL_FUNCTIONS: [&str; 5] = ["range", "dict", "namespace", "debug", 
 /// The names of the run's values in templates, which a fan-out's `as` may not hide.
 pub const CONTEXT_NAMES: [&str; 5] = ["params", "secrets", "steps", "run", "roles"];
 
-/// The values templates see: `params`, `secrets`, `steps`, `run` and `roles`.
+/// The values templates see: `params`, `secrets`, `steps`, `run` and `roles`; or, in a
+/// trigger's templates, `alert`.
 #[derive(Debug, Clone)]
 pub struct Context {
     root: Value,
@@ -247,6 +269,14 @@ impl Context {
             roles => Value::from_object(Placeholder("roles".to_owned())),
         };
         Context { root }
+    }
+}
+
+impl Context {
+    /// The context of a trigger's templates: `alert`, and nothing of a run — no parameters,
+    /// secrets, steps or roles — since none exists yet.
+    pub fn for_alert(alert: &serde_json::Value) -> Self {
+        Context { root: minijinja::context! { alert => Value::from_serialize(alert) } }
     }
 }
 

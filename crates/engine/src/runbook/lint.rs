@@ -6,6 +6,7 @@ pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     sequence(&runbook.steps, false, out);
     sequence(&runbook.rollback, rollback_is_gated(&runbook.steps), out);
     unused_roles(runbook, out);
+    free_parameters_from_alerts(runbook, out);
 }
 
 /// A rollback starts by a commander's decision, which is a person deciding, or because a step
@@ -107,6 +108,27 @@ fn unused_roles(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
             out.push(Diagnostic::warning(
                 role.at,
                 format!("role `{}` is not used by any approval or manual step", role.name),
+            ));
+        }
+    }
+}
+
+/// Alert labels are outside input: whoever can raise an alert, or write a label into one
+/// (a scrape target's own labels, a Grafana query's series), chooses what a trigger puts into
+/// a string parameter. A parameter with a `pattern` or `enum` is checked when the proposal is
+/// made; one without takes whatever the alert says. Literals are the author's own, and other
+/// types are checked by their type.
+fn free_parameters_from_alerts(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
+    for mapping in runbook.triggers.iter().flat_map(|trigger| &trigger.params) {
+        let Some(param) = runbook.param(&mapping.name) else { continue };
+        let free_text = matches!(param.kind, ParamType::String | ParamType::List)
+            && param.pattern.is_none()
+            && param.choices.is_empty();
+        if free_text && mapping.value.source.contains('{') {
+            let name = &param.name;
+            out.push(Diagnostic::warning(
+                mapping.at,
+                format!("a trigger fills parameter `{name}` from the alert, and `{name}` has neither `pattern` nor `enum`: alert labels are outside input, so give it a `pattern` anchored with ^ and $, or an `enum`"),
             ));
         }
     }

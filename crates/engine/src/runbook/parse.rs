@@ -7,6 +7,7 @@ use super::*;
 use crate::diagnostic::with_suggestion;
 
 mod steps;
+mod triggers;
 
 use steps::steps;
 
@@ -24,6 +25,7 @@ const RUNBOOK_FIELDS: &[&str] = &[
     "params",
     "steps",
     "rollback",
+    "triggers",
 ];
 
 const STEP_FIELDS: &[&str] = &[
@@ -115,6 +117,10 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         .get("rollback")
         .map(|node| self::steps(node, "rollback", &mut known_ids, out))
         .unwrap_or_default();
+    let triggers = fields
+        .get("triggers")
+        .map(|node| triggers::triggers(node, &params, out))
+        .unwrap_or_default();
 
     let (name, name_at) = name?;
     let runbook = Runbook {
@@ -132,6 +138,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         params,
         steps,
         rollback,
+        triggers,
     };
     (out.len() == errors_before).then_some(runbook)
 }

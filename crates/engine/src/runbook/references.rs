@@ -39,15 +39,38 @@ struct Scope<'a> {
     item: Option<&'a str>,
     /// The `parallel` group a branch belongs to, whose other branches run at the same time.
     group: Option<&'a Step>,
+    /// A trigger's `when` or parameter: evaluated on an alert before any run exists, it reads
+    /// only `alert`.
+    trigger: bool,
 }
 
 impl<'a> Checker<'a> {
     fn run(mut self) {
         let runbook = self.runbook;
         if let Some(lock) = &runbook.lock {
-            let scope =
-                Scope { step: None, earlier: Vec::new(), in_run: false, item: None, group: None };
+            let scope = Scope {
+                step: None,
+                earlier: Vec::new(),
+                in_run: false,
+                item: None,
+                group: None,
+                trigger: false,
+            };
             self.template(lock, Target::Text, &scope);
+        }
+        for trigger in &runbook.triggers {
+            let scope = Scope {
+                step: None,
+                earlier: Vec::new(),
+                in_run: false,
+                item: None,
+                group: None,
+                trigger: true,
+            };
+            self.expression(&trigger.when, &scope);
+            for mapping in &trigger.params {
+                self.template(&mapping.value, Target::Text, &scope);
+            }
         }
         self.sequence(&runbook.steps, &[]);
         // A rollback runs after any main step may have failed; it may read every main step's
@@ -73,10 +96,18 @@ impl<'a> Checker<'a> {
                     in_run: true,
                     item: None,
                     group: Some(step),
+                    trigger: false,
                 };
                 self.step(branch, scope);
             }
-            let scope = Scope { step: Some(step), earlier, in_run: true, item: None, group: None };
+            let scope = Scope {
+                step: Some(step),
+                earlier,
+                in_run: true,
+                item: None,
+                group: None,
+                trigger: false,
+            };
             self.step(step, scope);
         }
     }
@@ -241,6 +272,9 @@ impl<'a> Checker<'a> {
         let runbook = self.runbook;
         let mut parts = path.split('.');
         let root = parts.next().unwrap_or_default();
+        if scope.trigger {
+            return trigger_reference(root);
+        }
         let name = parts.next();
         let field = parts.next();
         match root {
@@ -302,6 +336,10 @@ impl<'a> Checker<'a> {
             },
             _ if GLOBAL_FUNCTIONS.contains(&root) => Ok(()),
             _ if scope.item == Some(root) => Ok(()),
+            "alert" => Err(
+                "`alert` is only known to a trigger's `when` and `params`: a run's templates can use params, secrets, steps, run and roles"
+                    .to_owned(),
+            ),
             _ => {
                 let mut message = "unknown variable `{root}`: templates can use params, secrets, steps, run and roles".replace("{root}", root);
                 if let Some(item) = scope.item {
@@ -391,6 +429,26 @@ impl<'a> Checker<'a> {
             Position { line: at.line + line_index, column: indent + 1 + column_in_line }
         } else {
             at
+        }
+    }
+}
+
+/// What a trigger's template may read: the alert, and nothing of a run, which does not exist
+/// yet. Labels are the alert's own, so what `alert.` is followed by is not checked.
+fn trigger_reference(root: &str) -> Result<(), String> {
+    match root {
+        "alert" => Ok(()),
+        _ if GLOBAL_FUNCTIONS.contains(&root) => Ok(()),
+        "secrets" => {
+            Err("a trigger cannot read secrets: an alert must never pull a secret into a parameter"
+                .to_owned())
+        }
+        "params" | "steps" | "run" | "roles" => Err(format!(
+            "a trigger is evaluated on an alert before any run exists, so it cannot read `{root}`: it can only read `alert`"
+        )),
+        _ => {
+            let message = format!("unknown variable `{root}`: a trigger can only read `alert`");
+            Err(with_suggestion(message, root, ["alert"]))
         }
     }
 }

@@ -1,12 +1,38 @@
 //! Whatever an author or an attacker feeds the parser, it answers with diagnostics, never a
 //! panic: arbitrary text, steps assembled from the language's own keys with values of every
-//! shape, and the shipped runbooks (and one with groups and fan-outs) mangled at random.
+//! shape, and the shipped runbooks (and one with groups and fan-outs, and one with a trigger)
+//! mangled at random. Likewise alert payloads: arbitrary bytes and real payloads mangled, read
+//! by every source, then handed to the shipped trigger.
 
 use proptest::prelude::*;
 use steady_engine::parse;
+use steady_engine::runbook::AlertSource;
+use steady_engine::trigger;
 
 const SHIPPED: &str = include_str!("../../../../runbooks/traffic-shift.yaml");
 const GROUPS: &str = include_str!("../fixtures/valid/parallel-and-fan-out.yaml");
+const TRIGGERED: &str = include_str!("../../../../runbooks/postgres-failover.yaml");
+const PAYLOADS: [&str; 5] = [
+    include_str!("../fixtures/alerts/alertmanager-firing.json"),
+    include_str!("../fixtures/alerts/alertmanager-grouped.json"),
+    include_str!("../fixtures/alerts/grafana-firing.json"),
+    include_str!("../fixtures/alerts/grafana-resolved.json"),
+    include_str!("../fixtures/alerts/json-body.json"),
+];
+
+/// Reads a body as every source and applies the shipped runbook's triggers to whatever alerts
+/// come out: none of it may panic.
+fn read_and_apply(body: &[u8]) {
+    let runbook = parse(TRIGGERED).runbook.expect("the shipped runbook is valid");
+    for source in AlertSource::ALL {
+        for alert in trigger::parse_payload(source, body).unwrap_or_default() {
+            let _ = trigger::alert_key(&alert);
+            for trigger in &runbook.triggers {
+                let _ = trigger::resolve(&runbook, trigger, &alert);
+            }
+        }
+    }
+}
 
 /// A step's keys, the new ones of groups and fan-outs among them, so that generated steps
 /// actually reach the code that reads them.
@@ -68,5 +94,21 @@ proptest! {
     fn a_mangled_runbook_with_groups_and_fan_outs_never_panics(cuts in prop::collection::vec((0..GROUPS.len(), 0usize..40, "(\\PC|\n){0,6}"), 1..6)) {
         let parsed = parse(&mangled(GROUPS, cuts));
         prop_assert_eq!(parsed.runbook.is_some(), !parsed.has_errors());
+    }
+
+    #[test]
+    fn a_mangled_runbook_with_a_trigger_never_panics(cuts in prop::collection::vec((0..TRIGGERED.len(), 0usize..40, "(\\PC|\n){0,6}"), 1..6)) {
+        let parsed = parse(&mangled(TRIGGERED, cuts));
+        prop_assert_eq!(parsed.runbook.is_some(), !parsed.has_errors());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_a_hook(body in prop::collection::vec(any::<u8>(), 0..600)) {
+        read_and_apply(&body);
+    }
+
+    #[test]
+    fn a_mangled_payload_never_panics(which in 0..PAYLOADS.len(), cuts in prop::collection::vec((0..2500usize, 0usize..40, "[\\PC\"{}\\[\\],:0-9]{0,6}"), 1..6)) {
+        read_and_apply(mangled(PAYLOADS[which], cuts).as_bytes());
     }
 }
