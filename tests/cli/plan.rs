@@ -77,13 +77,13 @@ fn json_plan_lists_every_step_with_its_rendered_action() {
         plan(&["postgres-failover", "--json", "-p", "cluster=main", "-p", "standby_host=db2"]);
     let plan: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     assert_eq!(plan["lock"], "pg/main");
-    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(8));
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(7));
     assert_eq!(
-        plan["steps"][5]["action"],
+        plan["steps"][4]["action"],
         serde_json::json!({"kind": "run", "argv": ["ssh", "--", "db2", "pg_ctl", "promote", "-w", "-D", "/var/lib/postgresql/16/main"]})
     );
-    assert_eq!(plan["steps"][4]["action"]["kind"], "approval");
-    assert_eq!(plan["steps"][4]["action"]["role"], "approver");
+    assert_eq!(plan["steps"][3]["action"]["kind"], "approval");
+    assert_eq!(plan["steps"][3]["action"]["role"], "approver");
     assert_eq!(plan["rollback"][0]["number"], "R1");
 }
 
