@@ -15,6 +15,7 @@
 //! - [`engine`]: starting, driving and answering runs; leases and crash recovery.
 //! - [`runner`]: the effects: processes, HTTP requests, sleeps.
 //! - [`audit`]: audit events and the hash chain.
+//! - [`verification`]: continuous verification's periods, failure summaries and state.
 //! - [`accounts`]: users with global roles, sessions and API tokens, and the `Accounts` trait.
 //!
 //! Parsing, validation, rendering and the state machine's decisions do no I/O. Effects live
@@ -36,6 +37,7 @@ pub mod runner;
 pub mod secrets;
 pub mod store;
 pub mod template;
+pub mod verification;
 
 pub use diagnostic::{Diagnostic, Position, Severity, source_line};
 pub use duration::Duration;

@@ -7,6 +7,7 @@
 //!   reuses.
 //! - [`audit`]: appending to the hash chain and reading it back.
 //! - [`accounts`]: users, sessions, tokens and the sign-in throttle.
+//! - [`verifications`]: the periods of `verify` schedules and where each verification stands.
 
 use std::future::Future;
 
@@ -27,6 +28,7 @@ use crate::sql::{Connection, database, sql};
 mod accounts;
 pub(crate) mod audit;
 pub(crate) mod runs;
+mod verifications;
 
 /// A Steady database: the engine's store traits (and `Accounts`) on one of the backends,
 /// [`SqliteStore`](crate::SqliteStore) or [`PostgresStore`](crate::PostgresStore).

@@ -9,6 +9,8 @@
 //! - `cockpit`: the run page as the commander's cockpit: header, decisions, reasons, outcomes.
 //! - `admin`: the audit and users pages without JavaScript: filters, roles, passwords, tokens.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
+//! - `verification`: a runbook dry-run on its `verify` schedule passes, fails (announced
+//!   once) and recovers.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -43,6 +45,7 @@ mod contract;
 mod matrix;
 mod pages;
 mod stories;
+mod verification;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
