@@ -13,7 +13,10 @@ use steady_engine::store::AuditFilter;
 use crate::pages::Browser;
 use crate::{Backend, Server, publish};
 
-on_every_backend!(a_scheduled_dry_run_passes_then_fails_once_announced_and_recovers);
+on_every_backend!(
+    a_scheduled_dry_run_passes_then_fails_once_announced_and_recovers,
+    a_verification_that_cannot_start_is_a_failed_one,
+);
 
 /// `DIR` is replaced by the stand-in system's folder.
 const STANDBY: &str = r##"
@@ -192,6 +195,57 @@ async fn a_scheduled_dry_run_passes_then_fails_once_announced_and_recovers(backe
     let metrics = server.call(None, reqwest::Method::GET, "/metrics", None).await.body;
     assert!(
         metrics.as_str().unwrap().contains("steady_verification_passed{runbook=\"standby\"} 1")
+    );
+}
+
+/// Declares a secret this server has no value for.
+const NEEDS_A_TOKEN: &str = r#"
+name: needs-token
+secrets: [API_TOKEN]
+verify: { every: 1s }
+steps:
+  - id: credentials_work
+    http: { method: GET, url: "http://127.0.0.1:9/", headers: { Authorization: "{{ secrets.API_TOKEN }}" } }
+    read_only: true
+    timeout: 5s
+"#;
+
+/// A node without a declared secret's value cannot start the verification: that is a failed
+/// verification, with the reason, announced once and shown; no run is created.
+async fn a_verification_that_cannot_start_is_a_failed_one(backend: Backend) {
+    let config = steady_web::ServerConfig {
+        verification_tick: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let server = Server::start_with("verify-unstarted", backend, config).await;
+    let token = server.person("root", &[Admin, Responder]).await;
+    assert!(publish(&server, NEEDS_A_TOKEN).await.status.is_success());
+    let failing = eventually("a failed verification", async || {
+        let list = server.get(&token, "/api/v1/runbooks").await.body;
+        let runbook = list.as_array()?.iter().find(|r| r["name"] == "needs-token")?.clone();
+        (runbook["verification"]["passed"] == false).then(|| runbook["verification"].clone())
+    })
+    .await;
+    assert_eq!(
+        (&failing["run_id"], &failing["failing"]["step"], &failing["failing"]["run_id"]),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        failing["failing"]["reason"],
+        "could not start: declared secret `API_TOKEN` has no value: set STEADY_SECRET_API_TOKEN"
+    );
+    // Two more periods fail the same way; the failure was announced once, and no run exists.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let events =
+        AuditFilter { action: Some("verification.failed".into()), ..AuditFilter::default() };
+    assert_eq!(server.state.store.count_audit_events(&events).await.unwrap(), 1);
+    assert!(server.get(&token, "/api/v1/runs").await.body.as_array().unwrap().is_empty());
+    let browser = Browser::sign_in(&server, "root").await;
+    let (_, page) = browser.get("/runbooks/needs-token").await;
+    assert!(page.contains("⚠ verification failing since"), "{page}");
+    assert!(
+        page.contains("could not start: declared secret <code>API_TOKEN</code> has no value"),
+        "{page}"
     );
 }
 
