@@ -16,6 +16,7 @@ use crate::{Backend, Server, publish};
 on_every_backend!(
     a_scheduled_dry_run_passes_then_fails_once_announced_and_recovers,
     a_verification_that_cannot_start_is_a_failed_one,
+    a_new_version_is_never_rehearsed_until_it_is,
 );
 
 /// `DIR` is replaced by the stand-in system's folder.
@@ -247,6 +248,41 @@ async fn a_verification_that_cannot_start_is_a_failed_one(backend: Backend) {
         page.contains("could not start: declared secret <code>API_TOKEN</code> has no value"),
         "{page}"
     );
+}
+
+/// `review_every` counts rehearsals of the current version: a drill of v1 does not make v2
+/// rehearsed, a drill or a passing verification of v2 does.
+async fn a_new_version_is_never_rehearsed_until_it_is(backend: Backend) {
+    const PROBE: &str = "name: probe\nreview_every: 30d\nsteps:\n  - id: look\n    run: [\"true\"]\n    read_only: true\n    timeout: 5s\n";
+    let config = steady_web::ServerConfig {
+        verification_tick: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let server = Server::start_with("verify-rehearsed", backend, config).await;
+    let token = server.person("root", &[Admin, Responder]).await;
+    let browser = Browser::sign_in(&server, "root").await;
+    let badge = async || {
+        let (_, page) = browser.get("/runbooks").await;
+        ["never rehearsed", "✓ rehearsed"].into_iter().find(|badge| page.contains(badge))
+    };
+    assert!(publish(&server, PROBE).await.status.is_success());
+    assert_eq!(badge().await, Some("never rehearsed"));
+    let drill = serde_json::json!({ "runbook": "probe", "mode": "drill" });
+    let run = server.post(&token, "/api/v1/runs", drill.clone()).await.body["id"].clone();
+    server.wait_for(&token, run.as_str().unwrap(), "succeeded").await;
+    assert_eq!(badge().await, Some("✓ rehearsed"));
+
+    let v2 = PROBE.replace("timeout: 5s", "timeout: 6s");
+    assert!(publish(&server, &v2).await.status.is_success());
+    assert_eq!(badge().await, Some("never rehearsed"), "v1's drill does not rehearse v2");
+
+    // A passing verification of the current version is a rehearsal of it.
+    let v3 = format!("{v2}verify: {{ every: 1s }}\n");
+    assert!(publish(&server, &v3).await.status.is_success());
+    eventually("v3 rehearsed by its verification", async || {
+        (badge().await == Some("✓ rehearsed")).then_some(())
+    })
+    .await;
 }
 
 /// A fresh scratch folder for one test on one backend.
