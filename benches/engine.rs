@@ -70,6 +70,7 @@ async fn node(name: &str) -> (Engine, Arc<dyn Store>) {
 
 fn start(runbook: &str) -> StartRun {
     StartRun {
+        origin: steady_engine::run::RunOrigin::Person,
         runbook: runbook.into(),
         version: None,
         params: vec![],

@@ -22,7 +22,7 @@ pub struct DbArgs {
     pub lease: steady_engine::Duration,
 }
 
-fn parse_duration(text: &str) -> Result<steady_engine::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<steady_engine::Duration, String> {
     text.parse().map_err(|error: steady_engine::duration::DurationError| error.to_string())
 }
 

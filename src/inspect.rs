@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use steady_engine::audit::format_timestamp;
-use steady_engine::run::{RunFilter, RunSnapshot, RunStatus, StepState, StepStatus};
+use steady_engine::run::{RunFilter, RunOrigin, RunSnapshot, RunStatus, StepState, StepStatus};
 use steady_engine::runbook::{Runbook, item_text};
 use steady_web::dto;
 
@@ -20,6 +20,9 @@ pub struct RunsArgs {
     /// Only runs of this runbook.
     #[arg(long)]
     runbook: Option<String>,
+    /// Only runs of this origin: `person`, or `verification` (Steady's scheduled dry runs).
+    #[arg(long, value_parser = parse_origin)]
+    origin: Option<RunOrigin>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     limit: u32,
@@ -34,6 +37,10 @@ fn parse_status(text: &str) -> Result<RunStatus, String> {
         let names: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
         format!("use one of {}", names.join(", "))
     })
+}
+
+fn parse_origin(text: &str) -> Result<RunOrigin, String> {
+    text.parse().map_err(|_| "use person or verification".to_owned())
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +58,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let filter = RunFilter {
         status: args.status,
         runbook: args.runbook.clone(),
+        origin: args.origin,
         limit: Some(args.limit),
         ..RunFilter::default()
     };
@@ -70,7 +78,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             run_badge(run.status),
             run.runbook,
             run.version,
-            run.mode,
+            dto::mode_label(run),
             run.created_at.format("%Y-%m-%d %H:%M:%S"),
             run.commander
         );
@@ -168,7 +176,7 @@ fn print_snapshot(snapshot: &RunSnapshot, runbook: Option<Arc<Runbook>>) {
     );
     say!(
         "mode       {}{}",
-        run.mode,
+        dto::mode_label(run),
         if run.phase.as_str() == "rollback" { ", rolling back" } else { "" }
     );
     say!("commander  {} (started by {})", run.commander, run.started_by);

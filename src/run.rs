@@ -89,6 +89,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         RunMode::Live
     };
     let start = StartRun {
+        origin: steady_engine::run::RunOrigin::Person,
         runbook: runbook.name.clone(),
         version: None,
         params: args.params.clone(),

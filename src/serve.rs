@@ -35,6 +35,10 @@ pub struct Args {
     /// `info` by default.
     #[arg(long, env = "STEADY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// How often the verification scheduler looks for a runbook's `verify` period to start:
+    /// at most this late after its period begins, a verification starts.
+    #[arg(long, env = "STEADY_VERIFICATION_TICK", default_value = "1s", value_parser = crate::app::parse_duration)]
+    verification_tick: steady_engine::Duration,
     #[command(flatten)]
     runbooks: crate::RunbooksDir,
     #[command(flatten)]
@@ -79,6 +83,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         notify: args.notify,
         public_url: args.public_url,
         folder_versions,
+        verification_tick: args
+            .verification_tick
+            .as_std()
+            .max(std::time::Duration::from_millis(10)),
         ..ServerConfig::default()
     };
     let state = AppState::new(engine, database.accounts, server);

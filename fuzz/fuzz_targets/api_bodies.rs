@@ -69,6 +69,7 @@ fn server() -> &'static Server {
             engine.publish(RUNBOOK, &admin.actor()).await.unwrap();
             let run = engine
                 .start_run(steady_engine::engine::StartRun {
+                    origin: steady_engine::run::RunOrigin::Person,
                     runbook: "gated".into(),
                     version: None,
                     params: vec![("cluster".into(), "main".into())],

@@ -1,14 +1,15 @@
 //! Several real `steady serve` processes on one real PostgreSQL database, as a team runs Steady
 //! when one machine must not be the single point of failure: runs started on one node are
 //! answered on another, a node SIGKILLed while driving a run is replaced by another within the
-//! lease, and nothing is done twice. Side effects are counted in ledger files only the steps
-//! write.
+//! lease, and nothing is done twice; each period of a runbook's `verify` schedule is verified
+//! once, by one node. Side effects are counted in ledger files only the steps write.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 mod kills;
 mod nodes;
+mod verification;
 
 use std::path::Path;
 use std::time::Duration;

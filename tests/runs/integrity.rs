@@ -68,6 +68,7 @@ async fn a_dry_run_that_needs_attention_never_blocks_a_live_run(h: Harness) {
     let second = h
         .engine
         .start_run(StartRun {
+            origin: steady_engine::run::RunOrigin::Person,
             runbook: "failover".into(),
             version: None,
             params: vec![],
@@ -97,6 +98,7 @@ async fn only_existing_enabled_users_hold_roles_or_command_and_an_admin_takes_an
         let start = h
             .engine
             .start_run(StartRun {
+                origin: steady_engine::run::RunOrigin::Person,
                 runbook: "gated".into(),
                 version: None,
                 params: vec![],

@@ -213,6 +213,7 @@ impl Harness {
     ) -> Uuid {
         self.engine
             .start_run(StartRun {
+                origin: steady_engine::run::RunOrigin::Person,
                 runbook: runbook.to_owned(),
                 version: None,
                 params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

@@ -32,6 +32,7 @@ fn with_secrets(h: &Harness, secrets: &[(&str, &str)]) -> steady_engine::engine:
 
 fn live(runbook: &str) -> StartRun {
     StartRun {
+        origin: steady_engine::run::RunOrigin::Person,
         runbook: runbook.to_owned(),
         version: None,
         params: Vec::new(),

@@ -366,6 +366,7 @@ steps:
     let refused = h
         .engine
         .start_run(steady_engine::engine::StartRun {
+            origin: steady_engine::run::RunOrigin::Person,
             runbook: "failover-b".into(),
             version: None,
             params: vec![("cluster".into(), "main".into())],

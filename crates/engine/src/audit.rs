@@ -82,6 +82,8 @@ actions! {
     TokenRevoked => "token.revoked",
     LoginFailed => "login.failed",
     LoginSucceeded => "login.succeeded",
+    VerificationFailed => "verification.failed",
+    VerificationRecovered => "verification.recovered",
 }
 
 impl std::fmt::Display for AuditAction {

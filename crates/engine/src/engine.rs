@@ -11,7 +11,8 @@
 //! [`policy`](crate::policy)), `driver` (the drive of a run: its loop, `start`ing steps,
 //! `recover`ing them), `lease` (the lease keeper), `expiry` (gates past their deadline),
 //! `binding` (what an approval binds to), `context` (a run's template context), `verdict`
-//! (an attempt judged, and its retry), `cache` (parsed runbook versions).
+//! (an attempt judged, and its retry), `cache` (parsed runbook versions), `verify`
+//! (continuous verification: a period's dry run started, a verification's end recorded).
 
 mod binding;
 mod cache;
@@ -22,6 +23,7 @@ mod expiry;
 mod lease;
 mod publish;
 mod verdict;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,7 @@ use crate::store::{Store, StoreError};
 pub use crate::policy::waiting_for;
 pub use commands::StartRun;
 pub use publish::{FolderFile, VersionTests, run_tests};
+pub use verify::Verifying;
 
 /// How a process identifies itself and drives runs.
 #[derive(Debug, Clone)]

@@ -22,6 +22,7 @@
 //! - [`trigger`]: alerts from Alertmanager, Grafana or any JSON sender, read from their
 //!   webhook payloads; a runbook's `triggers:` applied to them (`when`, parameters rendered
 //!   from the alert and checked); the key that tells the same alert again.
+//! - [`verification`]: continuous verification's periods, failure summaries and state.
 //! - [`accounts`]: users with global roles, sessions and API tokens, and the `Accounts` trait.
 //!
 //! Parsing, validation, rendering and the state machine's decisions do no I/O. Effects live
@@ -46,6 +47,7 @@ pub mod store;
 pub mod template;
 pub mod testing;
 pub mod trigger;
+pub mod verification;
 
 pub use diagnostic::{Diagnostic, Position, Severity, source_line};
 pub use duration::Duration;

@@ -1,7 +1,7 @@
 //! The run state machine's decisions: given a runbook and what is stored about a run, what
 //! must happen next. Pure: the executor carries the decisions out.
 
-use crate::run::{Phase, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp};
+use crate::run::{Phase, RunOrigin, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp};
 use crate::runbook::{OnFailure, Runbook, Step, StepKind};
 
 /// What a run needs next.
@@ -26,8 +26,18 @@ pub enum Next<'r> {
     Finish(RunStatus),
 }
 
-/// Decides what a run needs next.
+/// Decides what a run needs next. A verification has nobody to decide for it: where another
+/// run would wait for its commander's decision, it ends `failed`.
 pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) -> Next<'r> {
+    match decide(runbook, snapshot, now) {
+        Next::Attention(_) if snapshot.run.origin == RunOrigin::Verification => {
+            Next::Finish(RunStatus::Failed)
+        }
+        next => next,
+    }
+}
+
+fn decide<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) -> Next<'r> {
     let run = &snapshot.run;
     if !run.status.is_active() || run.status == RunStatus::NeedsAttention {
         return Next::Idle;

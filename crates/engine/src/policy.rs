@@ -8,8 +8,8 @@
 
 use crate::machine;
 use crate::run::{
-    Actor, Assignment, Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepState,
-    StepStatus,
+    Actor, Assignment, Decision, Phase, RunMode, RunOrigin, RunRecord, RunSnapshot, RunStatus,
+    StepState, StepStatus,
 };
 use crate::runbook::{Approval, Runbook, Step, StepKind};
 
@@ -269,6 +269,7 @@ pub fn gates_out_of_reach<'r>(
         version: 0,
         sha256: String::new(),
         mode: RunMode::Live,
+        origin: RunOrigin::Person,
         status: RunStatus::Running,
         phase: Phase::Main,
         started_by: starter.clone(),

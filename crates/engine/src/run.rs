@@ -71,6 +71,23 @@ named_enum! {
 }
 
 named_enum! {
+    /// Why a run exists: a person started it, or Steady did on a runbook's `verify` schedule.
+    pub enum RunOrigin {
+        /// Someone started it: at a terminal, in a browser, over the API.
+        Person => "person",
+        /// Steady started it as a dry run on the runbook's `verify` schedule.
+        Verification => "verification",
+    }
+}
+
+/// A run is a person's unless it says otherwise (as every run stored before origins did).
+impl Default for RunOrigin {
+    fn default() -> Self {
+        RunOrigin::Person
+    }
+}
+
+named_enum! {
     pub enum RunStatus {
         Running => "running",
         /// At a gate or a manual step; no process drives it.
@@ -207,6 +224,8 @@ pub struct RunRecord {
     pub version: u32,
     pub sha256: String,
     pub mode: RunMode,
+    /// Who or what started it: a verification is labelled so wherever its mode is shown.
+    pub origin: RunOrigin,
     pub status: RunStatus,
     pub phase: Phase,
     /// Who started the run: never allowed to approve its gates unless a gate says so.
@@ -607,6 +626,10 @@ pub struct Transition {
     pub unassign: Vec<Assignment>,
     pub notes: Vec<Note>,
     pub events: Vec<NewEvent>,
+    /// Where the runbook's verification stands once this transition (the end of a
+    /// verification run) is committed: written with it, so that the state and the
+    /// `verification.*` event it called for are one change.
+    pub verification: Option<crate::verification::VerificationState>,
 }
 
 impl Transition {
@@ -679,6 +702,9 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub runbook: Option<String>,
     pub mode: Option<RunMode>,
+    pub origin: Option<RunOrigin>,
+    /// Only runs of this runbook version (with `runbook`).
+    pub version: Option<u32>,
     /// Only runs created at or after this time.
     pub since: Option<Timestamp>,
     /// Keyset paging: only runs older than this one (by creation time, then id).

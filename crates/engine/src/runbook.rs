@@ -40,6 +40,7 @@ pub fn parse(source: &str) -> Parsed {
     let runbook = parse::runbook(source, &mut diagnostics);
     let runbook = runbook.filter(|runbook| {
         references::check(runbook, source, &mut diagnostics);
+        parse::verify_params(runbook, &mut diagnostics);
         if !diagnostics.iter().any(Diagnostic::is_error) {
             secrecy::check(runbook, &mut diagnostics);
         }
@@ -74,6 +75,9 @@ pub struct Runbook {
     pub rto: Option<Duration>,
     /// Rendered with the run's parameters; at most one active run may hold a rendered key.
     pub lock: Option<Template>,
+    /// `verify`: the server dry-runs the runbook on this schedule, so that its read-only
+    /// steps keep proving that it still fits today's systems.
+    pub verify: Option<Verify>,
     pub contacts: Vec<Contact>,
     /// Run roles in declaration order, assigned to people when a run starts.
     pub roles: Vec<Role>,
@@ -109,6 +113,42 @@ impl Runbook {
     pub fn find_step(&self, id: &str) -> Option<&Step> {
         self.all_steps().find(|step| step.id == id)
     }
+}
+
+/// `verify: { every, params }`: a dry run the server starts on its own once per `every`,
+/// with these parameters, known at validation to start (see [`Verify::params`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verify {
+    /// How often, at least [`Verify::SHORTEST`]. Periods are counted from the Unix epoch, so
+    /// that every node of a cluster agrees which period it is.
+    pub every: Duration,
+    /// Parameter values as text, exactly as `-p KEY=VALUE` gives them (a list as a JSON
+    /// array), checked against the runbook's parameters as a run's are.
+    pub params: Vec<VerifyParam>,
+    /// Where the `verify` key is written, for errors about the block as a whole.
+    pub at: Position,
+}
+
+impl Verify {
+    /// The shortest period: one second, which only tests want.
+    pub const SHORTEST: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// The parameters as a run is started with them.
+    pub fn param_texts(&self) -> Vec<(String, String)> {
+        self.params.iter().map(|param| (param.name.clone(), param.value.clone())).collect()
+    }
+}
+
+/// One parameter value given in `verify.params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyParam {
+    pub name: String,
+    /// The value as text: a scalar as written, a list as a JSON array of strings.
+    pub value: String,
+    /// Where the name is written.
+    pub name_at: Position,
+    /// Where the value is written.
+    pub at: Position,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,5 +1,6 @@
 //! The `Store` trait: everything the engine needs kept durably, as the few traits it is made
-//! of (`Runbooks`, `People`, `Runs`, `Leases`, `Audit`, `Notifications`, `Cluster`). The engine
+//! of (`Runbooks`, `People`, `Runs`, `Leases`, `Audit`, `Notifications`, `Cluster`,
+//! `Verifications`). The engine
 //! defines them; the `steady-storage` crate implements them for SQLite and PostgreSQL, mapping
 //! its own errors.
 
@@ -14,6 +15,7 @@ use crate::run::{
     Actor, Lease, NewRun, RunFilter, RunRecord, RunSnapshot, RunStatus, RunbookVersion, Timestamp,
     Transition,
 };
+use crate::verification::{VerificationSlot, VerificationState};
 
 /// Why a store refused or failed an operation: the variants callers branch on.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +136,15 @@ pub enum Published {
 /// is its own trait so that a reader sees which methods belong together; anything that
 /// implements all of them is a `Store`.
 pub trait Store:
-    Runbooks + People + Runs + Leases + Audit + Notifications + Cluster + std::fmt::Debug
+    Runbooks
+    + People
+    + Runs
+    + Leases
+    + Audit
+    + Notifications
+    + Cluster
+    + Verifications
+    + std::fmt::Debug
 {
 }
 
@@ -146,6 +156,7 @@ impl<T> Store for T where
         + Audit
         + Notifications
         + Cluster
+        + Verifications
         + std::fmt::Debug
         + ?Sized
 {
@@ -318,4 +329,29 @@ pub trait Cluster: Send + Sync {
 
     /// Hints that the database changed; see [`Changes`].
     fn changes(&self) -> Changes;
+}
+
+/// Continuous verification: the periods of each runbook's `verify` schedule, claimed by one
+/// node each, and where each runbook's verification stands.
+#[async_trait]
+pub trait Verifications: Send + Sync {
+    /// Claims one period of a runbook's schedule for `slot.node`: true for exactly one caller
+    /// per runbook and period start, whichever node and however many ask at once. Periods
+    /// claimed over a day before this one are forgotten.
+    async fn claim_verification_slot(&self, slot: &VerificationSlot) -> Result<bool, StoreError>;
+
+    /// Where a runbook's verification stands; `None` before its first.
+    async fn verification(&self, runbook: &str) -> Result<Option<VerificationState>, StoreError>;
+
+    /// Where every runbook's verification stands, by runbook name.
+    async fn verifications(&self) -> Result<Vec<VerificationState>, StoreError>;
+
+    /// Records a verification that ended without a run (it could not start) and the events
+    /// it calls for, in one transaction. A verification run's end is recorded by the
+    /// transition that finishes it ([`Transition::verification`]).
+    async fn record_verification(
+        &self,
+        state: &VerificationState,
+        events: Vec<crate::audit::NewEvent>,
+    ) -> Result<(), StoreError>;
 }

@@ -34,6 +34,7 @@ pub(crate) fn run_record(row: &impl Columns) -> Result<RunRecord, StoreError> {
         version: unsigned(row.integer("version")?)?,
         sha256: row.text("sha256")?,
         mode: name(&row.text("mode")?)?,
+        origin: name(&row.text("origin")?)?,
         status: name(&row.text("status")?)?,
         phase: name(&row.text("phase")?)?,
         started_by: actor(&row.text("started_by")?)?,

@@ -8,6 +8,7 @@
 //! - [`audit`]: appending to the hash chain and reading it back.
 //! - [`rehearsals`]: what a runbook's succeeded live runs and drills measured.
 //! - [`accounts`]: users, sessions, tokens and the sign-in throttle.
+//! - [`verifications`]: the periods of `verify` schedules and where each verification stands.
 
 use std::future::Future;
 
@@ -29,6 +30,7 @@ mod accounts;
 pub(crate) mod audit;
 mod rehearsals;
 pub(crate) mod runs;
+mod verifications;
 
 /// A Steady database: the engine's store traits (and `Accounts`) on one of the backends,
 /// [`SqliteStore`](crate::SqliteStore) or [`PostgresStore`](crate::PostgresStore).

@@ -10,7 +10,7 @@ use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::{AuditEvent, format_timestamp};
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::run::{
-    Decision, Phase, RunMode, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus,
+    Decision, Phase, RunMode, RunOrigin, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus,
 };
 use steady_engine::runbook::Step;
 use utoipa::ToSchema;
@@ -39,6 +39,19 @@ pub(crate) fn run_status_schema() -> Object {
 
 pub(crate) fn run_mode_schema() -> Object {
     names_schema(RunMode::ALL.iter().map(|m| m.as_str()), false)
+}
+
+pub(crate) fn run_origin_schema() -> Object {
+    names_schema(RunOrigin::ALL.iter().map(|o| o.as_str()), false)
+}
+
+/// A run's mode as people read it wherever runs are listed or shown: `dry-run · verification`
+/// for a verification, the mode alone otherwise.
+pub fn mode_label(run: &RunRecord) -> String {
+    match run.origin {
+        RunOrigin::Person => run.mode.to_string(),
+        RunOrigin::Verification => format!("{} · verification", run.mode),
+    }
 }
 
 pub(crate) fn phase_schema() -> Object {
@@ -78,6 +91,10 @@ pub struct RunView {
     pub sha256: String,
     #[schema(schema_with = run_mode_schema)]
     pub mode: &'static str,
+    /// `person` when someone started it; `verification` when Steady did, as a dry run on the
+    /// runbook's `verify` schedule.
+    #[schema(schema_with = run_origin_schema)]
+    pub origin: &'static str,
     #[schema(schema_with = run_status_schema)]
     pub status: &'static str,
     /// `main` until the run rolls back.
@@ -114,6 +131,7 @@ impl RunView {
             version: run.version,
             sha256: run.sha256.clone(),
             mode: run.mode.as_str(),
+            origin: run.origin.as_str(),
             status: run.status.as_str(),
             phase: run.phase.as_str(),
             started_by: run.started_by.to_string(),

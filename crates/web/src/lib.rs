@@ -24,6 +24,8 @@
 //! - [`dto`]: JSON shapes shared by several resources and the CLI's `--json`.
 //! - [`executor`]: drives runs that need a driver, and takes over runs whose driver died.
 //! - [`notify`]: notifications to `--notify` URLs, read from the audit log as their outbox.
+//! - [`verification`]: the scheduler that starts each runbook's `verify` dry runs, once per
+//!   period across the cluster.
 //!
 //! The server takes its listener and shutdown signal from the caller, so tests bind port 0.
 
@@ -40,6 +42,7 @@ mod ops;
 mod page;
 mod runbooks;
 mod runs;
+pub mod verification;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,6 +88,9 @@ pub struct ServerConfig {
     /// latest at start-up: name → the version the file matches. The runbooks page says the
     /// folder is behind while that version is older than the latest.
     pub folder_versions: std::collections::BTreeMap<String, u32>,
+    /// How often the verification scheduler looks for a period to start: at most this late
+    /// after a period begins, a verification starts. Shorter in tests of 1 s schedules.
+    pub verification_tick: Duration,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +103,7 @@ impl Default for ServerConfig {
             public_url: None,
             notify_backoff_max: Duration::from_secs(60),
             folder_versions: std::collections::BTreeMap::new(),
+            verification_tick: Duration::from_secs(1),
         }
     }
 }
@@ -217,9 +224,9 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     response
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves, with the executor running
-/// beside it. In-flight requests finish and event streams end; runs being driven stop after
-/// their current step and stay durable for the next start.
+/// Serves `router(state)` on `listener` until `shutdown` resolves, with the executor and the
+/// verification scheduler running beside it. In-flight requests finish and event streams end;
+/// runs being driven stop after their current step and stay durable for the next start.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -230,6 +237,7 @@ pub async fn serve(
     let address = listener.local_addr()?.to_string();
     let heartbeat = tokio::spawn(heartbeat(state.clone(), address, stop_rx.clone()));
     let executor = tokio::spawn(executor::run(state.clone(), stop_rx.clone()));
+    let verifier = tokio::spawn(verification::run(state.clone(), stop_rx.clone()));
     let notifiers: Vec<_> = state
         .config
         .notify
@@ -244,6 +252,7 @@ pub async fn serve(
         })
         .await;
     let _ = executor.await;
+    let _ = verifier.await;
     let _ = heartbeat.await;
     for notifier in notifiers {
         let _ = notifier.await;

@@ -1,7 +1,9 @@
 //! Notifications: a JSON POST with a Slack-compatible `text` to each `--notify` URL when an
 //! approval is requested (with its prompt and the run's parameters), a manual step waits, a
 //! gate escalates, a run needs attention, a role is given to someone, a live run starts, a
-//! run is cancelled or finishes. With `--public-url`, each links to the run (at the step's
+//! run is cancelled or finishes, a runbook's verification begins failing or passes again
+//! (naming the runbook's owner, roles and contacts; a verification run's own start and end
+//! are not news). With `--public-url`, each links to the run (at the step's
 //! anchor), in the text and as `url`. The audit log is the outbox: each target's cursor advances only after a
 //! delivery succeeded, so a target that is down receives everything once it is back.
 //! Delivery never blocks or fails a run; failures are counted for `/metrics` and logged
@@ -13,7 +15,7 @@ use serde_json::{Value, json};
 use steady_engine::audit::{AuditData, AuditEvent};
 use steady_engine::engine::now;
 use steady_engine::plan::Action;
-use steady_engine::run::{Actor, Decision, Lease, RunMode};
+use steady_engine::run::{Actor, Decision, Lease, RunMode, RunOrigin};
 use steady_engine::store::AuditFilter;
 use tokio::sync::watch;
 
@@ -86,7 +88,7 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
 
 /// The notification an event calls for, if any.
 async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
-    const NOTIFIED: [&str; 8] = [
+    const NOTIFIED: [&str; 10] = [
         "step.waiting",
         "gate.escalated",
         "run.needs_attention",
@@ -95,14 +97,37 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         "run.cancelled",
         "role.assigned",
         "decision.taken",
+        "verification.failed",
+        "verification.recovered",
     ];
     if !NOTIFIED.contains(&event.action.as_str()) {
         return None;
     }
-    let run_id = event.run_id?;
     // Every event Steady writes reads back as its type (the storage tests prove it on a
     // database written before the types); one that does not is not notified.
     let data = AuditData::from_stored(&event.action, &event.data).ok()?;
+    match &data {
+        AuditData::VerificationFailed(failed) => {
+            let what = match &failed.step {
+                Some(step) => format!("`{}` {}", slack_text(step), slack_text(&failed.reason)),
+                None => slack_text(&failed.reason),
+            };
+            let news = ("Verification failing", format!(": {what}"));
+            return Some(
+                verification_message(state, event, &failed.runbook, failed.version, news).await,
+            );
+        }
+        AuditData::VerificationRecovered(recovered) => {
+            let since = format!(" (failing since {})", slack_text(&recovered.failing_since));
+            let news = ("Verification passing again", since);
+            return Some(
+                verification_message(state, event, &recovered.runbook, recovered.version, news)
+                    .await,
+            );
+        }
+        _ => {}
+    }
+    let run_id = event.run_id?;
     // Everything that comes from people or runbooks is escaped as it goes in; only the link
     // Steady adds itself is markup.
     let step = event.step_id.as_deref().map(slack_text).unwrap_or_default();
@@ -115,6 +140,11 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         }
     };
     let snapshot = state.store.run(run_id).await.ok().flatten();
+    // A verification runs every few minutes: only a change of its result is news, told by
+    // `verification.failed` and `verification.recovered`.
+    if snapshot.as_ref().is_some_and(|s| s.run.origin == RunOrigin::Verification) {
+        return None;
+    }
     let runbook = match &snapshot {
         Some(snapshot) => slack_text(&format!("{} ({})", snapshot.run.runbook, snapshot.run.mode)),
         None => "a runbook".to_owned(),
@@ -199,6 +229,67 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
         "seq": event.seq,
         "url": url,
     }))
+}
+
+/// A verification that began failing or passes again, for the runbook's owner and the people
+/// of its roles: every target receives every message, so the message names them (and the
+/// runbook's contacts), and carries `owner` and `roles` for a relay that routes by them.
+async fn verification_message(
+    state: &AppState,
+    event: &AuditEvent,
+    name: &str,
+    version: u32,
+    (headline, detail): (&str, String),
+) -> Value {
+    let runbook = state.engine.runbook(name, version).await.ok();
+    let owner = runbook.as_ref().and_then(|runbook| runbook.owner.clone());
+    let roles: Vec<String> = runbook
+        .as_ref()
+        .map(|runbook| runbook.roles.iter().map(|role| role.name.clone()).collect())
+        .unwrap_or_default();
+    let contacts: Vec<String> = runbook
+        .as_ref()
+        .map(|runbook| runbook.contacts.iter().map(|c| format!("{} ({})", c.name, c.how)).collect())
+        .unwrap_or_default();
+    let who = {
+        let mut who = Vec::new();
+        if let Some(owner) = &owner {
+            who.push(format!("owner {owner}"));
+        }
+        if !roles.is_empty() {
+            who.push(format!("roles {}", roles.join(", ")));
+        }
+        if !contacts.is_empty() {
+            who.push(format!("contacts {}", contacts.join(", ")));
+        }
+        if who.is_empty() {
+            String::new()
+        } else {
+            format!("\nFor {}.", slack_text(&who.join("; ")))
+        }
+    };
+    let title = slack_text(&format!("{name} v{version}"));
+    let text = format!("{headline}: {title}{detail}.{who}");
+    let url = match (state.config.public_url.as_deref(), event.run_id) {
+        (Some(base), Some(run_id)) => Some(format!("{base}/runs/{run_id}")),
+        (Some(base), None) => Some(format!("{base}/runbooks/{name}")),
+        (None, _) => None,
+    };
+    let text = match &url {
+        Some(url) => format!("{text} <{url}|Open the verification>"),
+        None => text,
+    };
+    json!({
+        "text": text,
+        "event": event.action,
+        "run_id": event.run_id,
+        "step_id": event.step_id,
+        "seq": event.seq,
+        "url": url,
+        "runbook": name,
+        "owner": owner,
+        "roles": roles,
+    })
 }
 
 /// A prompt or instructions, quoted on their own line; nothing when there are none.

@@ -13,9 +13,48 @@ use axum::Router;
 use axum::routing::get;
 use steady_engine::run::RunbookVersion;
 use steady_engine::runbook::Runbook;
+use steady_engine::verification::VerificationState;
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::page::{CodeSpans, Moment};
+
+/// Where a runbook's verification stands, as its pages show it: "⚠ verification failing
+/// since 02:10: `standby_in_recovery` exited 2", "✓ verified 3 min ago", or not run yet.
+/// Shown for runbooks whose latest version declares `verify`.
+pub(crate) struct VerificationBadge {
+    /// `verified every 6h`.
+    pub(crate) every: String,
+    /// Failing: since when, and what failed first.
+    pub(crate) failing: Option<(Moment, CodeSpans)>,
+    /// When the latest verification ended, `None` before the first.
+    pub(crate) last: Option<Moment>,
+    /// The run to open: the first failing one while failing, else the latest.
+    pub(crate) run_id: Option<Uuid>,
+}
+
+impl VerificationBadge {
+    pub(crate) fn new(runbook: &Runbook, state: Option<&VerificationState>) -> Option<Self> {
+        let verify = runbook.verify.as_ref()?;
+        let failing = state.and_then(|state| state.failing.as_ref());
+        Some(VerificationBadge {
+            every: verify.every.to_string(),
+            failing: failing.map(|failure| {
+                let what = match &failure.step {
+                    Some(step) => format!("`{step}` {}", failure.reason),
+                    None => failure.reason.clone(),
+                };
+                (Moment::new(failure.since), CodeSpans(what))
+            }),
+            last: state.map(|state| Moment::new(state.at)),
+            run_id: match failing {
+                Some(failure) => failure.run_id,
+                None => state.and_then(|state| state.run_id),
+            },
+        })
+    }
+}
 
 /// The latest version of the runbook `name`, as stored and as parsed; a 404 naming it when
 /// there is none.

@@ -17,7 +17,7 @@ use super::{AuditAction, present};
 use crate::accounts::GlobalRole;
 use crate::params::ParamValues;
 pub use crate::plan::{PendingCondition, Rendered};
-use crate::run::{Actor, Decision, RunMode, RunStatus, StepStatus, UnknownName};
+use crate::run::{Actor, Decision, RunMode, RunOrigin, RunStatus, StepStatus, UnknownName};
 
 mod payloads;
 pub use payloads::*;
@@ -164,6 +164,10 @@ audit_data! {
     LoginFailed(Login),
     /// `login.succeeded`
     LoginSucceeded(Login),
+    /// `verification.failed`
+    VerificationFailed(VerificationFailed),
+    /// `verification.recovered`
+    VerificationRecovered(VerificationRecovered),
 }
 
 impl AuditData {
@@ -337,6 +341,7 @@ mod tests {
                 params: params.clone(),
                 lock: lock.clone(),
                 assignments: vec![RoleHolder { role: "dba".to_owned(), person: person.clone() }],
+                origin: RunOrigin::Person,
             }),
             AuditAction::RunStarted,
             json!({

@@ -28,6 +28,8 @@ pub struct StartRun {
     /// Parameter values as text, as typed on a command line or in a form.
     pub params: Vec<(String, String)>,
     pub mode: RunMode,
+    /// A person's run, or a verification Steady starts on a runbook's schedule.
+    pub origin: RunOrigin,
     pub actor: Actor,
     pub assignments: Vec<Assignment>,
 }
@@ -36,6 +38,16 @@ impl Engine {
     /// Creates a run of the latest (or the given) version with its steps pending. It holds
     /// the runbook's lock key from now until it ends.
     pub async fn start_run(&self, start: StartRun) -> Result<Uuid, EngineError> {
+        self.start_run_as(start, Uuid::now_v7()).await
+    }
+
+    /// [`Engine::start_run`], with the id the run gets: a verification's id is recorded with
+    /// its period before the run exists.
+    pub(super) async fn start_run_as(
+        &self,
+        start: StartRun,
+        id: Uuid,
+    ) -> Result<Uuid, EngineError> {
         let stored = self
             .store
             .runbook_version(&start.runbook, start.version)
@@ -73,7 +85,6 @@ impl Engine {
             ),
             _ => None,
         };
-        let id = Uuid::now_v7();
         let at = self.now();
         let run = RunRecord {
             id,
@@ -81,6 +92,7 @@ impl Engine {
             version: stored.version,
             sha256: stored.sha256.clone(),
             mode: start.mode,
+            origin: start.origin,
             status: RunStatus::Running,
             phase: Phase::Main,
             started_by: start.actor.clone(),
@@ -113,6 +125,7 @@ impl Engine {
                 .iter()
                 .map(|a| RoleHolder { role: a.role.clone(), person: a.person.clone() })
                 .collect(),
+            origin: start.origin,
         };
         let event = NewEvent::typed(&start.actor, Some(id), AuditData::RunStarted(started));
         self.store.create_run(NewRun { run, steps, assignments: start.assignments, event }).await?;

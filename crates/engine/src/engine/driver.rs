@@ -242,6 +242,7 @@ impl Driver<'_> {
                     change.release_lease = true;
                     transition.run = Some(change);
                     transition.events.push(finished_event(self.run_id, status));
+                    self.engine.verification_end(&self.snapshot, status, &mut transition).await?;
                     if self.commit(transition).await? {
                         self.observer.progress(self.run_record(), Progress::Finished { status });
                         return Ok(DriveEnd::Settled(status));

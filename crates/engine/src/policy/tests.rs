@@ -2,7 +2,7 @@
 //! is what.
 
 use super::*;
-use crate::run::{Assignment, Phase, RunMode, Vote};
+use crate::run::{Assignment, Phase, RunMode, RunOrigin, Vote};
 
 /// Carol starts the run and commands it; Alice and Carol approve; Dave leads, to whom a
 /// gate escalates; Olga operates; Bob holds nothing.
@@ -40,6 +40,7 @@ fn snapshot(runbook: &Runbook) -> RunSnapshot {
         version: 1,
         sha256: String::new(),
         mode: RunMode::Live,
+        origin: RunOrigin::Person,
         status: RunStatus::Waiting,
         phase: Phase::Main,
         started_by: person("carol"),

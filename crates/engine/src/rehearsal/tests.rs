@@ -134,6 +134,7 @@ fn snapshot() -> RunSnapshot {
         version: 1,
         sha256: String::new(),
         mode: RunMode::Live,
+        origin: crate::run::RunOrigin::Person,
         status: RunStatus::Running,
         phase: Phase::Main,
         started_by: crate::run::Actor::user("carol"),

@@ -7,6 +7,20 @@ pub(super) fn check(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
     sequence(&runbook.rollback, rollback_is_gated(&runbook.steps), out);
     unused_roles(runbook, out);
     free_parameters_from_alerts(runbook, out);
+    verification_that_proves_nothing(runbook, out);
+}
+
+/// A verification executes only read-only steps and checks; without any, it passes every time
+/// and proves nothing about today's systems.
+fn verification_that_proves_nothing(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
+    let Some(verify) = &runbook.verify else { return };
+    let observes = |step: &Step| step.read_only || matches!(step.kind, StepKind::Check(_));
+    if !runbook.all_steps().any(observes) {
+        out.push(Diagnostic::warning(
+            verify.at,
+            "`verify` dry-runs the runbook, but no step is `read_only` or a `check`: the verification executes nothing and always passes; mark the steps that only look as read_only",
+        ));
+    }
 }
 
 /// A rollback starts by a commander's decision, which is a person deciding, or because a step

@@ -19,6 +19,7 @@ const RUNBOOK_FIELDS: &[&str] = &[
     "review_every",
     "rto",
     "lock",
+    "verify",
     "contacts",
     "roles",
     "secrets",
@@ -97,6 +98,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         Some(rto)
     });
     let lock = fields.get("lock").and_then(|node| template(node, "lock", out));
+    let verify = fields.get("verify").and_then(|node| verify(node, fields.key_at("verify"), out));
     let contacts = fields.get("contacts").map(|node| contacts(node, out)).unwrap_or_default();
     let roles = fields.get("roles").map(|node| roles(node, out)).unwrap_or_default();
     let secrets = fields.get("secrets").map(|node| secrets(node, out)).unwrap_or_default();
@@ -132,6 +134,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         review_every,
         rto,
         lock,
+        verify,
         contacts,
         roles,
         secrets,
@@ -222,6 +225,80 @@ fn pattern(node: &Node, field: &str, out: &mut Vec<Diagnostic>) -> Option<Patter
             ));
             None
         }
+    }
+}
+
+/// `verify: { every, params }`. Parameter values are read as text here and checked against
+/// the runbook's parameters by [`verify_params`], once those are known.
+fn verify(node: &Node, key_at: Position, out: &mut Vec<Diagnostic>) -> Option<Verify> {
+    let fields = yaml::fields(node, "`verify`", &["every", "params"], out)?;
+    let every = fields.require("every", "`verify`", out).and_then(|node| {
+        let every = duration(node, "every", out)?;
+        if every.as_std() < Verify::SHORTEST {
+            out.push(Diagnostic::error(
+                at(node),
+                format!("`every` must be at least 1s, and `{every}` is shorter"),
+            ));
+            return None;
+        }
+        Some(every)
+    });
+    let mut params = Vec::new();
+    for (key, value) in
+        fields.get("params").map(|node| yaml::entries(node, "params", out)).unwrap_or_default()
+    {
+        let name = key.as_str();
+        let text = match value {
+            Node::Sequence(items) => {
+                let strings: Vec<String> =
+                    items.iter().filter_map(|item| yaml::string(item, name, out)).collect();
+                if strings.len() != items.len() {
+                    continue;
+                }
+                serde_json::Value::from(strings).to_string()
+            }
+            _ => match yaml::string(value, name, out) {
+                Some(text) => text,
+                None => continue,
+            },
+        };
+        params.push(VerifyParam {
+            name: name.to_owned(),
+            value: text,
+            name_at: scalar_at(key),
+            at: at(value),
+        });
+    }
+    Some(Verify { every: every?, params, at: key_at })
+}
+
+/// Checks `verify.params` as a run's parameters are checked when it starts — every name
+/// declared, every required one given, each value of its type, in its `enum` and matching its
+/// `pattern` — so that a verification that could never start is an error where it is written,
+/// not a failure at its first period.
+pub(super) fn verify_params(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
+    let Some(verify) = &runbook.verify else { return };
+    let Err(errors) = crate::params::resolve(runbook, &verify.param_texts()) else { return };
+    for error in errors {
+        use crate::params::ParamError;
+        let (name, value) = match &error {
+            ParamError::Missing { .. } => (None, None),
+            ParamError::Unknown { name, .. } | ParamError::Repeated { name } => {
+                (Some(name.as_str()), None)
+            }
+            ParamError::WrongType { name, .. }
+            | ParamError::NotAllowed { name, .. }
+            | ParamError::NoMatch { name, .. }
+            | ParamError::TooManyItems { name, .. }
+            | ParamError::RepeatedItem { name, .. } => (None, Some(name.as_str())),
+        };
+        let given = |name: &str| verify.params.iter().find(|param| param.name == name);
+        let at = match (name, value) {
+            (Some(name), _) => given(name).map_or(verify.at, |param| param.name_at),
+            (_, Some(name)) => given(name).map_or(verify.at, |param| param.at),
+            _ => verify.at,
+        };
+        out.push(Diagnostic::error(at, format!("`verify`: {error}")));
     }
 }
 

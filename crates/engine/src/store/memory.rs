@@ -21,10 +21,11 @@ use crate::run::{
     Actor, Lease, NewRun, Phase, RunFilter, RunMode, RunRecord, RunSnapshot, RunStatus,
     RunbookVersion, StepStatus, Timestamp, Transition,
 };
+use crate::verification::{VerificationSlot, VerificationState};
 
 use super::{
     Audit, AuditFilter, ChangeSignals, Changes, Cluster, Leases, NodeRecord, Notifications, People,
-    Published, Runbooks, Runs, StoreError,
+    Published, Runbooks, Runs, StoreError, Verifications,
 };
 
 /// Everything a [`MemoryStore`] holds, behind one lock: every operation is one short critical
@@ -40,6 +41,10 @@ struct Contents {
     /// Run → the ids of its steps in the order they first started (a branch's or item's
     /// included): what a runbook test's `ran` compares.
     started: BTreeMap<Uuid, Vec<String>>,
+    /// Verification periods claimed, by runbook and period start.
+    slots: std::collections::BTreeSet<(String, Timestamp)>,
+    /// Where each runbook's verification stands.
+    verifications: BTreeMap<String, VerificationState>,
     cursors: BTreeMap<String, i64>,
     targets: BTreeMap<String, Lease>,
     nodes: Vec<NodeRecord>,
@@ -207,6 +212,8 @@ impl Runs for MemoryStore {
             .filter(|run| filter.status.is_none_or(|status| run.status == status))
             .filter(|run| filter.runbook.as_ref().is_none_or(|name| &run.runbook == name))
             .filter(|run| filter.mode.is_none_or(|mode| run.mode == mode))
+            .filter(|run| filter.origin.is_none_or(|origin| run.origin == origin))
+            .filter(|run| filter.version.is_none_or(|version| run.version == version))
             .filter(|run| filter.since.is_none_or(|since| run.created_at >= since))
             .filter(|run| before.is_none_or(|before| (run.created_at, run.id) < before))
             .take(filter.limit.map_or(usize::MAX, |limit| limit as usize))
@@ -292,6 +299,9 @@ impl Runs for MemoryStore {
             .map(|state| state.step_id.clone())
             .collect();
         run.apply(&transition, at);
+        if let Some(state) = &transition.verification {
+            contents.verifications.insert(state.runbook.clone(), state.clone());
+        }
         let started = contents.started.entry(run_id).or_default();
         for id in first_starts {
             if !started.contains(&id) {
@@ -454,6 +464,35 @@ fn selected_by(filter: &AuditFilter, event: &AuditEvent) -> bool {
         && filter.action.as_ref().is_none_or(|action| &event.action == action)
         && filter.since.is_none_or(|since| event.at >= since)
         && filter.until.is_none_or(|until| event.at <= until)
+}
+
+#[async_trait]
+impl Verifications for MemoryStore {
+    async fn claim_verification_slot(&self, slot: &VerificationSlot) -> Result<bool, StoreError> {
+        Ok(self.contents().slots.insert((slot.runbook.clone(), slot.start)))
+    }
+
+    async fn verification(&self, runbook: &str) -> Result<Option<VerificationState>, StoreError> {
+        Ok(self.contents().verifications.get(runbook).cloned())
+    }
+
+    async fn verifications(&self) -> Result<Vec<VerificationState>, StoreError> {
+        Ok(self.contents().verifications.values().cloned().collect())
+    }
+
+    async fn record_verification(
+        &self,
+        state: &VerificationState,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError> {
+        let at = self.clock.now();
+        let mut contents = self.contents();
+        contents.verifications.insert(state.runbook.clone(), state.clone());
+        contents.events.extend(events.into_iter().map(|event| (at, event)));
+        drop(contents);
+        self.signals.events_appended();
+        Ok(())
+    }
 }
 
 #[async_trait]

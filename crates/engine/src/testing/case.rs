@@ -158,6 +158,7 @@ async fn run_case(
         version: Some(version),
         params: case.params.clone(),
         mode: case.mode,
+        origin: crate::run::RunOrigin::Person,
         actor: commander.clone(),
         assignments: case
             .assign

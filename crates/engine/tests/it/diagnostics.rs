@@ -134,3 +134,36 @@ fn a_recovery_time_objective_is_kept_and_planned() {
     assert!(plan.to_string().contains("RTO         recover within 15m\n"), "{plan}");
     assert_eq!(serde_json::to_value(&plan).expect("JSON")["rto"], "15m");
 }
+
+#[test]
+fn a_runbook_verified_on_a_schedule_keeps_its_period_and_parameters() {
+    let source = r#"
+name: verified
+params:
+  cluster: { type: string, required: true, pattern: "^[a-z0-9-]+$" }
+  hosts: { type: list, default: [db1] }
+  max_lag_bytes: { type: integer, default: 0 }
+verify:
+  every: 6h
+  params: { cluster: main, hosts: [db1, db2], max_lag_bytes: 1024 }
+steps:
+  - id: standby_in_recovery
+    run: ["psql", "-h", "{{ params.cluster }}", "-Atc", "select pg_is_in_recovery()"]
+    read_only: true
+    timeout: 10s
+    expect: { stdout: "^t$" }
+"#;
+    let parsed = parse(source);
+    let rendered = render_diagnostics("verified.yaml", source, &parsed.diagnostics);
+    assert_eq!(rendered, "");
+    let verify = parsed.runbook.expect("valid").verify.expect("a schedule");
+    assert_eq!(verify.every.to_string(), "6h");
+    assert_eq!(
+        verify.param_texts(),
+        [
+            ("cluster".to_owned(), "main".to_owned()),
+            ("hosts".to_owned(), r#"["db1","db2"]"#.to_owned()),
+            ("max_lag_bytes".to_owned(), "1024".to_owned()),
+        ]
+    );
+}

@@ -212,6 +212,9 @@ fn other_statements<'a>(id: &'a str, transition: &'a Transition) -> Vec<Statemen
                 .bind(assignment.person.to_string()),
         );
     }
+    if let Some(state) = &transition.verification {
+        statements.push(super::verifications::upsert(state));
+    }
     for note in &transition.notes {
         statements.push(
             sql("INSERT INTO notes (id, run_id, step_id, author, text, at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -300,8 +303,9 @@ impl<B: Backend> Runs for SqlStore<B> {
         let mut tx = self.backend.begin().await?;
         let inserted = sql(
             "INSERT INTO runs (id, runbook, version, sha256, mode, status, phase, started_by, commander, params,
-                               lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, 0)",
+                               lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision,
+                               origin)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, 0, $14)",
         )
         .bind(&id)
         .bind(&run.runbook)
@@ -316,6 +320,7 @@ impl<B: Backend> Runs for SqlStore<B> {
         .bind(&run.lock_key)
         .bind(format_timestamp(run.created_at))
         .bind(format_timestamp(run.updated_at))
+        .bind(run.origin.as_str())
         .insert_unique(&mut *tx)
         .await?;
         if !inserted {
@@ -423,6 +428,7 @@ impl<B: Backend> Runs for SqlStore<B> {
                AND (CAST($3 AS TEXT) IS NULL OR mode = $3) AND (CAST($4 AS TEXT) IS NULL OR created_at >= $4)
                AND (CAST($5 AS TEXT) IS NULL
                     OR (created_at, id) < (SELECT created_at, id FROM runs WHERE id = $5))
+               AND (CAST($7 AS TEXT) IS NULL OR origin = $7) AND (CAST($8 AS BIGINT) IS NULL OR version = $8)
              ORDER BY created_at DESC, id DESC LIMIT $6")
         .bind(filter.status.map(RunStatus::as_str))
         .bind(&filter.runbook)
@@ -430,6 +436,8 @@ impl<B: Backend> Runs for SqlStore<B> {
         .bind(filter.since.map(format_timestamp))
         .bind(filter.before.map(|id| id.to_string()))
         .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+        .bind(filter.origin.map(RunOrigin::as_str))
+        .bind(filter.version.map(i64::from))
         .fetch_all(&mut *self.backend.conn().await?)
         .await?
         .iter()

@@ -102,6 +102,7 @@ contract!(
     failed_sign_ins_are_counted_and_audited,
     a_run_of_thousands_of_steps_is_stored_whole,
     rehearsals_are_the_succeeded_live_runs_and_drills_of_a_runbook,
+    a_verification_period_is_claimed_once_and_its_result_kept,
 );
 
 const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";
@@ -131,6 +132,7 @@ async fn new_run_of(
         version: version.version,
         sha256: version.sha256,
         mode: RunMode::Live,
+        origin: RunOrigin::Person,
         status: RunStatus::Running,
         phase: Phase::Main,
         started_by: actor(),
@@ -151,6 +153,7 @@ async fn new_run_of(
         params: run.params.clone(),
         lock: run.lock_key.clone(),
         assignments: vec![],
+        origin: run.origin,
     };
     let event = NewEvent::typed(&actor(), Some(id), AuditData::RunStarted(started));
     store.create_run(NewRun { run, steps, assignments: vec![], event }).await?;
@@ -465,4 +468,88 @@ async fn a_run_of_thousands_of_steps_is_stored_whole(store: Arc<dyn Store>) {
     let run = new_run_of(&store, None, steps.clone()).await.unwrap();
     let stored = store.run(run).await.unwrap().unwrap();
     assert_eq!(stored.steps, steps);
+}
+
+/// Continuous verification: each period of a runbook's schedule is claimed by exactly one of
+/// any number of nodes asking at once; where a runbook's verification stands is written with
+/// the transition that ends a verification run (or on its own, with its events, for one that
+/// could not start), and runs are listed by origin and version.
+async fn a_verification_period_is_claimed_once_and_its_result_kept(store: Arc<dyn Store>) {
+    use steady_engine::audit::VerificationFailed;
+    use steady_engine::verification::{Failure, VerificationSlot, VerificationState};
+
+    store.publish("story", SOURCE, &actor(), now()).await.unwrap();
+    let period = "2024-05-01T02:10:00Z".parse::<Timestamp>().unwrap();
+    let slot = |node: &str, start: Timestamp| VerificationSlot {
+        runbook: "story".into(),
+        start,
+        node: node.into(),
+        run_id: Uuid::now_v7(),
+        claimed_at: now(),
+    };
+    let mut claims = tokio::task::JoinSet::new();
+    for node in 0..8 {
+        let store = store.clone();
+        let slot = slot(&format!("node-{node}"), period);
+        claims.spawn(async move { store.claim_verification_slot(&slot).await.unwrap() });
+    }
+    let won: Vec<bool> = claims.join_all().await;
+    assert_eq!(won.iter().filter(|won| **won).count(), 1, "{won:?}");
+    assert!(!store.claim_verification_slot(&slot("node-0", period)).await.unwrap());
+    let next = period + Duration::minutes(1);
+    assert!(store.claim_verification_slot(&slot("node-0", next)).await.unwrap());
+    assert!(!store.claim_verification_slot(&slot("node-1", next)).await.unwrap());
+
+    // A verification run's end carries where the runbook's verification stands.
+    assert_eq!(store.verification("story").await.unwrap(), None);
+    let run = new_run(&store, None).await.unwrap();
+    let failing = VerificationState {
+        runbook: "story".into(),
+        version: 1,
+        at: period,
+        passed: false,
+        run_id: Some(run),
+        failing: Some(Failure {
+            since: period,
+            run_id: Some(run),
+            step: Some("nap".into()),
+            reason: "exited 2".into(),
+        }),
+    };
+    let ended = Transition { verification: Some(failing.clone()), ..finish(0) };
+    store.commit(run, ended).await.unwrap();
+    assert_eq!(store.verification("story").await.unwrap(), Some(failing.clone()));
+
+    // One that could not start is recorded with its event, and replaces the row.
+    let unstarted = VerificationState { run_id: None, at: next, ..failing.clone() };
+    let event = NewEvent::typed(
+        &Actor::steady(),
+        None,
+        AuditData::VerificationFailed(VerificationFailed {
+            runbook: "story".into(),
+            version: 1,
+            run_id: None,
+            step: None,
+            reason: "could not start: secret `TOKEN` has no value".into(),
+        }),
+    );
+    store.record_verification(&unstarted, vec![event]).await.unwrap();
+    assert_eq!(store.verifications().await.unwrap(), [unstarted]);
+    let filter = AuditFilter { action: Some("verification.failed".into()), ..Default::default() };
+    assert_eq!(store.count_audit_events(&filter).await.unwrap(), 1);
+
+    // Runs are told apart by origin and version.
+    let of = |origin: RunOrigin, version: Option<u32>| RunFilter {
+        runbook: Some("story".into()),
+        origin: Some(origin),
+        version,
+        ..RunFilter::default()
+    };
+    let listed = store.runs(&of(RunOrigin::Person, Some(1))).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| (r.id, r.origin)).collect::<Vec<_>>(),
+        [(run, RunOrigin::Person)]
+    );
+    assert!(store.runs(&of(RunOrigin::Verification, None)).await.unwrap().is_empty());
+    assert!(store.runs(&of(RunOrigin::Person, Some(2))).await.unwrap().is_empty());
 }

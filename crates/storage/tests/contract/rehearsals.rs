@@ -35,6 +35,7 @@ async fn run_of(
         version: version.version,
         sha256: version.sha256,
         mode,
+        origin: RunOrigin::Person,
         status: RunStatus::Running,
         phase: Phase::Main,
         started_by: actor(),
@@ -55,6 +56,7 @@ async fn run_of(
         params: run.params.clone(),
         lock: None,
         assignments: vec![],
+        origin: RunOrigin::Person,
     };
     let event = NewEvent::typed(&actor(), Some(id), AuditData::RunStarted(started));
     let pending = steps.iter().map(|s| StepState { status: StepStatus::Pending, ..s.clone() });

@@ -1,7 +1,8 @@
 //! `/metrics`: this node's metrics in the Prometheus text format, kept in one
 //! `prometheus-client` registry built with the server's state. Counters and the step-duration
 //! histogram are fed as things happen on this node; what the database knows (runs by status,
-//! the nodes' heartbeats) is read into gauges at each scrape.
+//! the nodes' heartbeats, each runbook's last verification) is read into gauges at each
+//! scrape, so that every node answers the same.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -42,6 +43,13 @@ pub struct Metrics {
     requests_denied: Family<DeniedLabel, Counter>,
     node_up: Family<NodeLabels, Gauge>,
     node_last_seen: Family<NodeLabel, Gauge<f64, AtomicU64>>,
+    verification_last: Family<RunbookLabel, Gauge<f64, AtomicU64>>,
+    verification_passed: Family<RunbookLabel, Gauge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RunbookLabel {
+    runbook: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -87,6 +95,8 @@ impl Metrics {
             requests_denied: Family::default(),
             node_up: Family::default(),
             node_last_seen: Family::default(),
+            verification_last: Family::default(),
+            verification_passed: Family::default(),
         };
         for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
             drop(metrics.requests_denied.get_or_create(&DeniedLabel { status: status.as_u16() }));
@@ -130,6 +140,16 @@ impl Metrics {
             "steady_node_last_seen_seconds",
             "Seconds since each node last said it was alive",
             metrics.node_last_seen.clone(),
+        );
+        registry.register(
+            "steady_verification_last_seconds",
+            "When each runbook's latest verification ended (or could not start), in Unix seconds",
+            metrics.verification_last.clone(),
+        );
+        registry.register(
+            "steady_verification_passed",
+            "Whether each runbook's latest verification passed: 1 passed, 0 failed",
+            metrics.verification_passed.clone(),
         );
         metrics
     }
@@ -181,6 +201,15 @@ impl Metrics {
             self.node_up.get_or_create(&labels).set(i64::from(crate::node_is_up(node, now)));
             let silent = (now - node.last_seen).num_milliseconds() as f64 / 1000.0;
             self.node_last_seen.get_or_create(&NodeLabel { node: node.id.clone() }).set(silent);
+        }
+
+        self.verification_last.clear();
+        self.verification_passed.clear();
+        for verification in store.verifications().await? {
+            let label = RunbookLabel { runbook: verification.runbook };
+            let at = verification.at.timestamp_millis() as f64 / 1000.0;
+            self.verification_last.get_or_create(&label).set(at);
+            self.verification_passed.get_or_create(&label).set(i64::from(verification.passed));
         }
 
         let mut text = String::new();

@@ -11,7 +11,9 @@ use steady_engine::audit::format_timestamp;
 use steady_engine::engine::VersionTests;
 use steady_engine::run::RunbookVersion;
 use steady_engine::store::Published;
+use steady_engine::verification::VerificationState;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -39,6 +41,57 @@ pub struct RunbookVersionView {
     /// `GET /api/v1/runbooks/{name}/source`, and only when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tests_source: Option<String>,
+    /// Where the runbook's verification stands: only in the list of runbooks, for a runbook
+    /// verified at least once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationView>,
+}
+
+/// Where a runbook's verification (its scheduled dry run) stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerificationView {
+    /// Whether the latest verification passed.
+    pub passed: bool,
+    /// When the latest verification ended, or found that it could not start.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The version it followed.
+    pub version: u32,
+    /// The latest verification's run; `null` when it could not start.
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub run_id: Option<Uuid>,
+    /// While verifications fail: the first failure since the last pass; `null` otherwise.
+    pub failing: Option<FailureView>,
+}
+
+/// The first of a spell of failed verifications.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureView {
+    #[schema(format = DateTime)]
+    pub since: String,
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub run_id: Option<Uuid>,
+    /// The first step that failed; `null` when the run could not start.
+    pub step: Option<String>,
+    /// Why: `exited 2`, `stdout does not match …`, `could not start: …`.
+    pub reason: String,
+}
+
+impl VerificationView {
+    pub fn new(state: &VerificationState) -> VerificationView {
+        VerificationView {
+            passed: state.passed,
+            at: format_timestamp(state.at),
+            version: state.version,
+            run_id: state.run_id,
+            failing: state.failing.as_ref().map(|failure| FailureView {
+                since: format_timestamp(failure.since),
+                run_id: failure.run_id,
+                step: failure.step.clone(),
+                reason: failure.reason.clone(),
+            }),
+        }
+    }
 }
 
 impl RunbookVersionView {
@@ -53,20 +106,26 @@ impl RunbookVersionView {
             source: with_source.then(|| version.source.clone()),
             tests: test_cases(version),
             tests_source: version.tests.clone().filter(|_| with_source),
+            verification: None,
         }
     }
 }
 
-#[utoipa::path(get, tag = "runbooks", path = "/api/v1/runbooks", responses((status = 200, description = "The latest version of every runbook", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in")))]
+#[utoipa::path(get, tag = "runbooks", path = "/api/v1/runbooks", responses((status = 200, description = "The latest version of every runbook, with where its verification stands", body = Vec<RunbookVersionView>), (status = 401, description = "Not signed in")))]
 pub(crate) async fn list_runbooks(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Json<Vec<RunbookVersionView>>, AppError> {
     let names = state.store.runbook_names().await?;
+    let verifications = state.store.verifications().await?;
     let mut runbooks = Vec::new();
     for name in names {
         if let Some(latest) = state.store.runbook_version(&name, None).await? {
-            runbooks.push(RunbookVersionView::new(&latest, false));
+            let verification = verifications.iter().find(|v| v.runbook == name);
+            runbooks.push(RunbookVersionView {
+                verification: verification.map(VerificationView::new),
+                ..RunbookVersionView::new(&latest, false)
+            });
         }
     }
     Ok(Json(runbooks))

@@ -11,7 +11,7 @@ use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
 use steady_engine::plan::Plan;
 use steady_engine::rehearsal::RehearsalQuery;
-use steady_engine::run::{RunFilter, RunMode, RunStatus};
+use steady_engine::run::{RunFilter, RunMode, RunOrigin, RunStatus};
 use steady_engine::runbook::{ParamType, ParamValue, Runbook};
 
 use super::figures;
@@ -36,6 +36,7 @@ struct RunbookRow {
     rehearsal_class: &'static str,
     /// The rehearsed p90 of the whole procedure against `rto`, and whether it is over.
     against_rto: Option<(String, bool)>,
+    verification: Option<super::VerificationBadge>,
 }
 
 #[derive(Template)]
@@ -47,32 +48,38 @@ struct RunbooksPage {
 
 pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResult {
     let mut rows = Vec::new();
+    let verifications = state.store.verifications().await?;
     for name in state.store.runbook_names().await? {
         let Some(latest) = state.store.runbook_version(&name, None).await? else { continue };
         let runbook = state.engine.runbook(&name, latest.version).await?;
+        // People's runs: a runbook verified every minute has far more verifications.
         let runs = state
             .store
             .runs(&RunFilter {
                 runbook: Some(name.clone()),
+                origin: Some(RunOrigin::Person),
                 limit: Some(200),
                 ..RunFilter::default()
             })
             .await?;
-        let last = |mode: RunMode, current_only: bool| {
+        // The latest succeeded run of the current version in `mode`.
+        let last = |mode: RunMode| {
             runs.iter()
                 .filter(|r| {
                     r.mode == mode
                         && r.status == RunStatus::Succeeded
-                        && (!current_only || r.version == latest.version)
+                        && r.version == latest.version
                 })
                 .map(|r| r.created_at)
                 .max()
         };
         let live = runs.iter().filter(|r| r.mode == RunMode::Live).map(|r| r.created_at).max();
-        let drill = last(RunMode::Drill, true);
-        let dry = last(RunMode::DryRun, true);
-        let rehearsed =
-            [last(RunMode::Drill, false), last(RunMode::Live, false)].into_iter().flatten().max();
+        let drill = last(RunMode::Drill);
+        let dry = last(RunMode::DryRun);
+        // Rehearsed means this version was: a new version is never rehearsed until a drill, a
+        // live run or a verification of it succeeds.
+        let verified = last_verified(&state, &name, latest.version).await?;
+        let rehearsed = [drill, last(RunMode::Live), verified].into_iter().flatten().max();
         let (rehearsal_badge, rehearsal_class) = match (rehearsed, runbook.review_every) {
             (None, _) => (Some("⚠ never rehearsed".to_owned()), "bad"),
             (Some(at), Some(every))
@@ -102,8 +109,11 @@ pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResul
         let whole_runs = RehearsalQuery { steps: false, ..RehearsalQuery::of(&name) };
         let against_rto =
             figures::against_rto(&figures::figures(&state, &whole_runs).await?, &runbook);
+        let state_of = verifications.iter().find(|verification| verification.runbook == name);
+        let verification = super::VerificationBadge::new(&runbook, state_of);
         rows.push(RunbookRow {
             against_rto,
+            verification,
             behind,
             warnings,
             name,
@@ -118,6 +128,26 @@ pub(crate) async fn runbooks(State(state): State<AppState>, me: Me) -> PageResul
         });
     }
     Ok(render(&RunbooksPage { me: Some(me), runbooks: rows }))
+}
+
+/// When a verification of this version of the runbook last passed.
+async fn last_verified(
+    state: &AppState,
+    name: &str,
+    version: u32,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, AppError> {
+    let passed = state
+        .store
+        .runs(&RunFilter {
+            runbook: Some(name.to_owned()),
+            origin: Some(RunOrigin::Verification),
+            version: Some(version),
+            status: Some(RunStatus::Succeeded),
+            limit: Some(1),
+            ..RunFilter::default()
+        })
+        .await?;
+    Ok(passed.first().map(|run| run.created_at))
 }
 
 struct ProcedureStep {
@@ -177,6 +207,8 @@ struct RunbookPage {
     /// The people a run role can go to: enabled users with the responder role, who are the
     /// ones able to answer in a run. Offered as suggestions; the engine still checks.
     people: Vec<String>,
+    /// Where the runbook's verification stands, when its latest version declares `verify`.
+    verification: Option<super::VerificationBadge>,
 }
 
 /// Parameter values for reading a procedure before any run: each default, or `⟨name⟩` where
@@ -271,8 +303,10 @@ pub(crate) async fn runbook_page(
         })
         .collect();
     let figures = figures::figures(&state, &RehearsalQuery::of(&name)).await?;
+    let verified = state.store.verification(&name).await?;
     let page = RunbookPage {
         figures: figures::FiguresSection::new(&figures, &runbook),
+        verification: super::VerificationBadge::new(&runbook, verified.as_ref()),
         csrf: me.csrf.clone(),
         can_start: me.caller.user.has(GlobalRole::Responder),
         can_publish: me.caller.user.has(GlobalRole::Author),

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 use steady_engine::engine::now;
-use steady_engine::run::{RunFilter, RunMode, RunRecord, RunStatus, StepStatus};
+use steady_engine::run::{RunFilter, RunMode, RunOrigin, RunRecord, RunStatus, StepStatus};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -28,6 +28,10 @@ pub(crate) struct RunsQuery {
     /// Only runs in this mode.
     #[param(schema_with = dto::run_mode_schema, required = false)]
     mode: Option<String>,
+    /// Only runs of this origin: `person` (someone started it) or `verification` (Steady, on
+    /// the runbook's `verify` schedule).
+    #[param(schema_with = dto::run_origin_schema, required = false)]
+    origin: Option<String>,
     /// Only runs created at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<chrono::DateTime<chrono::Utc>>,
@@ -56,10 +60,19 @@ pub(crate) async fn list_runs(
         Some(text) => Some(parse_mode(text)?),
         None => None,
     };
+    let origin = match query.origin.as_deref() {
+        Some(text) => Some(
+            text.parse::<RunOrigin>()
+                .map_err(|_| AppError::invalid("origin must be person or verification"))?,
+        ),
+        None => None,
+    };
     let filter = RunFilter {
         status,
         runbook: query.runbook,
         mode,
+        origin,
+        version: None,
         since: query.since,
         before: query.before,
         limit: Some(page_limit(query.limit, 50, 500)?),
@@ -94,7 +107,7 @@ fn row(run: &RunRecord) -> RunRow {
         status_class: status_class(run.status.as_str()),
         runbook: run.runbook.clone(),
         version: run.version,
-        mode: run.mode.to_string(),
+        mode: dto::mode_label(run),
         started: Moment::new(run.created_at),
         took: duration(run.finished_at.unwrap_or_else(now) - run.created_at),
         commander: run.commander.to_string(),
@@ -124,9 +137,11 @@ struct RunsPage {
     runs: Vec<RunRow>,
     statuses: Vec<String>,
     modes: Vec<String>,
+    origins: Vec<String>,
     filter_status: String,
     filter_runbook: String,
     filter_mode: String,
+    filter_origin: String,
     filter_since: String,
     next_page: Option<String>,
 }
@@ -139,6 +154,8 @@ pub(crate) struct RunsForm {
     runbook: String,
     #[serde(default)]
     mode: String,
+    #[serde(default)]
+    origin: String,
     #[serde(default)]
     since: String,
     #[serde(default)]
@@ -155,6 +172,8 @@ pub(crate) async fn runs(
         status: form.status.parse().ok(),
         runbook: Some(form.runbook.clone()).filter(|r| !r.is_empty()),
         mode: form.mode.parse().ok(),
+        origin: form.origin.parse().ok(),
+        version: None,
         since: day(&form.since),
         before: form.before.parse().ok(),
         limit: Some(PAGE),
@@ -168,6 +187,7 @@ pub(crate) async fn runs(
                 ("status", &form.status),
                 ("runbook", &form.runbook),
                 ("mode", &form.mode),
+                ("origin", &form.origin),
                 ("since", &form.since),
                 ("before", &last),
             ],
@@ -183,9 +203,11 @@ pub(crate) async fn runs(
         runs,
         statuses: RunStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
         modes: RunMode::ALL.iter().map(|m| m.as_str().to_owned()).collect(),
+        origins: RunOrigin::ALL.iter().map(|o| o.as_str().to_owned()).collect(),
         filter_status: form.status,
         filter_runbook: form.runbook,
         filter_mode: form.mode,
+        filter_origin: form.origin,
         filter_since: form.since,
         next_page,
     };

@@ -83,6 +83,7 @@ pub(crate) async fn start_run(
     let id = state
         .engine
         .start_run(StartRun {
+            origin: steady_engine::run::RunOrigin::Person,
             runbook: start.runbook,
             version: start.version,
             params,
@@ -195,6 +196,7 @@ pub(crate) async fn start_form(
     let id = state
         .engine
         .start_run(StartRun {
+            origin: steady_engine::run::RunOrigin::Person,
             runbook: name,
             version: Some(latest.version),
             params,

@@ -34,7 +34,7 @@ pub(crate) async fn timeline(
         "# {} — run {}\n\n- Mode: {}\n- Status: {}\n- Commander: {} (started by {})\n- Runbook version: {} ({})\n- Started: {}\n",
         run.runbook,
         run.id,
-        run.mode,
+        crate::dto::mode_label(run),
         run.status,
         html(&run.commander.to_string()),
         html(&run.started_by.to_string()),

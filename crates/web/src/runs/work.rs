@@ -51,7 +51,7 @@ impl Decision {
         Decision {
             run_id: snapshot.run.id,
             runbook: snapshot.run.runbook.clone(),
-            mode: snapshot.run.mode.to_string(),
+            mode: crate::dto::mode_label(&snapshot.run),
             step_id: step.id.clone(),
             step_title: step.title().to_owned(),
             what: CodeSpans(what),
@@ -142,7 +142,7 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
                 page.items.push(WorkItem {
                     run_id: record.id,
                     runbook: record.runbook.clone(),
-                    mode: record.mode.to_string(),
+                    mode: crate::dto::mode_label(record),
                     step_id: step.id.clone(),
                     step_title: step.title().to_owned(),
                     kind: if matches!(step.kind, StepKind::Approval(_)) {
@@ -233,7 +233,7 @@ fn commanded(runbook: &Runbook, snapshot: &RunSnapshot) -> Commanded {
         run_id: record.id,
         short: short_id(record.id),
         runbook: record.runbook.clone(),
-        mode: record.mode.to_string(),
+        mode: crate::dto::mode_label(record),
         badge: run_badge(record.status),
         status_class: status_class(record.status.as_str()),
         at,

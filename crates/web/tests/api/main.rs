@@ -11,6 +11,8 @@
 //! - `figures`: rehearsal figures against `rto`, a run's expected finish, a step slower than
 //!   any rehearsal, the postmortem's time to recover.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
+//! - `verification`: a runbook dry-run on its `verify` schedule passes, fails (announced
+//!   once) and recovers.
 
 // Helpers here are only called from tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -46,6 +48,7 @@ mod figures;
 mod matrix;
 mod pages;
 mod stories;
+mod verification;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

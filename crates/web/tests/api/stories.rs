@@ -441,6 +441,7 @@ async fn the_server_takes_over_a_run_nobody_drives(backend: Backend) {
         .state
         .engine
         .start_run(steady_engine::engine::StartRun {
+            origin: steady_engine::run::RunOrigin::Person,
             runbook: "tiny".into(),
             version: None,
             params: vec![],

@@ -33,6 +33,10 @@ pub struct RunStarted {
     pub lock: Option<String>,
     /// Run roles given at the start.
     pub assignments: Vec<RoleHolder>,
+    /// `"origin": "verification"` for a run Steady started on the runbook's `verify`
+    /// schedule; the key is absent for a person's run (as in every event written before it).
+    #[serde(default, skip_serializing_if = "is_person", deserialize_with = "not_person")]
+    pub origin: RunOrigin,
 }
 
 /// `{"role", "person"}`: who holds a run role (`role.assigned`, `role.unassigned`, and each
@@ -410,6 +414,51 @@ pub struct Login {
     pub user: String,
     /// The client's address.
     pub address: String,
+}
+
+/// `{"runbook", "version", "run_id", "step", "reason"}`: a runbook's verification failed
+/// after passing, or at its first. Written once per spell of failures: a verification that
+/// fails again says nothing new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationFailed {
+    pub runbook: String,
+    /// The version verified.
+    pub version: u32,
+    /// The verification's run, `null` when it could not start.
+    #[serde(deserialize_with = "present")]
+    pub run_id: Option<Uuid>,
+    /// The first step that failed, `null` when none did (the run could not start).
+    #[serde(deserialize_with = "present")]
+    pub step: Option<String>,
+    /// Why, in a few words: `exited 2`, `check was false: …`, the reason it could not start.
+    /// Made of stored, masked text only.
+    pub reason: String,
+}
+
+/// `{"runbook", "version", "run_id", "failing_since"}`: a runbook's verification passed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationRecovered {
+    pub runbook: String,
+    pub version: u32,
+    /// The verification's run that passed.
+    pub run_id: Uuid,
+    /// When the failures began, as the chain writes timestamps.
+    pub failing_since: String,
+}
+
+fn is_person(origin: &RunOrigin) -> bool {
+    *origin == RunOrigin::Person
+}
+
+/// Reads an origin written only when it is not a person's: `person` would write back as an
+/// absent key.
+fn not_person<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RunOrigin, D::Error> {
+    match RunOrigin::deserialize(deserializer)? {
+        RunOrigin::Person => Err(D::Error::custom("written only when not `person`")),
+        origin => Ok(origin),
+    }
 }
 
 fn is_false(value: &bool) -> bool {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use steady_engine::audit::AuditData;
 use steady_engine::machine::sequence;
 use steady_engine::policy::{self, waiting_for};
-use steady_engine::run::{Decision, Phase, RunMode, RunSnapshot, RunStatus, StepStatus};
+use steady_engine::run::{Decision, Phase, RunMode, RunOrigin, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runbook::{Runbook, StepKind};
 
 use crate::page::CodeSpans;
@@ -109,10 +109,11 @@ pub(crate) fn situation(
     now: DateTime<Utc>,
 ) -> Situation {
     let run = &snapshot.run;
-    let mode = match run.mode {
-        RunMode::Live => ("● LIVE", "live"),
-        RunMode::Drill => ("drill", "drill"),
-        RunMode::DryRun => ("dry run", "dry"),
+    let mode = match (run.mode, run.origin) {
+        (RunMode::Live, _) => ("● LIVE", "live"),
+        (RunMode::Drill, _) => ("drill", "drill"),
+        (RunMode::DryRun, RunOrigin::Verification) => ("dry run · verification", "dry"),
+        (RunMode::DryRun, RunOrigin::Person) => ("dry run", "dry"),
     };
     // Branches and items are counted by their group: "step 2 of 3" names top-level steps.
     let phase_steps: Vec<_> =
