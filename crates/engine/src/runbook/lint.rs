@@ -87,6 +87,18 @@ fn step(step: &Step, gated: bool, out: &mut Vec<Diagnostic>) {
             format!("step `{id}` has `retries` but is not `idempotent`: a retry could repeat its side effect; mark it idempotent if running it twice is harmless"),
         ));
     }
+    let expressions = match &step.kind {
+        StepKind::Check(expression) => vec![expression],
+        _ => vec![],
+    };
+    for expression in expressions.into_iter().chain(step.when.as_ref()) {
+        if let Some(output) = text_compared_by_order(&expression.source) {
+            out.push(Diagnostic::warning(
+                expression.at,
+                format!("`{output}` is text, and it is compared with `<`, `<=`, `>` or `>=`: Jinja orders any text above any number (`\"1\" >= 3` is true), so the comparison passes whatever was printed; convert it first (`{output} | int`, `| float`)"),
+            ));
+        }
+    }
     // A check reads values that cannot change while it is retried: its retries are for
     // nothing, and the measurement it reads is what should be retried.
     if step.retries.is_some() && matches!(step.kind, StepKind::Check(_)) {
@@ -146,4 +158,24 @@ fn free_parameters_from_alerts(runbook: &Runbook, out: &mut Vec<Diagnostic>) {
             ));
         }
     }
+}
+
+/// The first `steps.<id>.stdout` (or `stderr`) an expression compares by order without
+/// converting it: always text, it compares above any number in Jinja, so such a check passes
+/// whatever the step printed.
+fn text_compared_by_order(source: &str) -> Option<String> {
+    use std::sync::OnceLock;
+    static BEFORE: OnceLock<regex::Regex> = OnceLock::new();
+    static AFTER: OnceLock<regex::Regex> = OnceLock::new();
+    let before = BEFORE.get_or_init(|| {
+        regex::Regex::new(r"(steps\.[a-z][a-z0-9_]*\.std(?:out|err))\s*(?:<=|>=|<|>)")
+            .expect("a valid regex")
+    });
+    let after = AFTER.get_or_init(|| {
+        regex::Regex::new(
+            r"(?:<=|>=|<|>)\s*(steps\.[a-z][a-z0-9_]*\.std(?:out|err))\s*(?:$|\)|\band\b|\bor\b|\bif\b)",
+        )
+        .expect("a valid regex")
+    });
+    before.captures(source).or_else(|| after.captures(source)).map(|found| found[1].to_owned())
 }
