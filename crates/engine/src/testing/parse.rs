@@ -10,7 +10,8 @@ use crate::runbook::yaml;
 
 use super::{Case, EffectStub, Expect, Given, ParsedTests, Placed, Stub, TestFile};
 
-const FILE_FIELDS: &[&str] = &["runbook", "cases"];
+const FILE_FIELDS: &[&str] = &["runbook", "defaults", "cases"];
+const DEFAULT_FIELDS: &[&str] = &["mode", "commander", "params", "assign", "secrets", "given"];
 const CASE_FIELDS: &[&str] =
     &["name", "mode", "commander", "params", "assign", "secrets", "given", "decisions", "expect"];
 const EXPECT_FIELDS: &[&str] = &["status", "ran", "not_run", "steps", "rendered"];
@@ -64,6 +65,10 @@ fn read_file(source: &str, out: &mut Vec<Diagnostic>) -> Option<TestFile> {
         Some(name)
     });
     let runbook_at = fields.key_at("runbook");
+    let defaults = match fields.get("defaults") {
+        Some(node) => read_defaults(node, out),
+        None => Defaults::default(),
+    };
     let mut cases = Vec::new();
     if let Some(node) = fields.require("cases", "a test file", out)
         && let Some(items) = yaml::sequence(node, "cases", out)
@@ -72,7 +77,7 @@ fn read_file(source: &str, out: &mut Vec<Diagnostic>) -> Option<TestFile> {
             out.push(Diagnostic::error(yaml::at(node), "`cases` is empty: write at least one"));
         }
         for item in items {
-            if let Some(case) = read_case(item, out) {
+            if let Some(case) = read_case(item, &defaults, out) {
                 if let Some(first) = cases.iter().find(|c: &&Case| c.name == case.name) {
                     out.push(Diagnostic::error(
                         case.at,
@@ -89,7 +94,44 @@ fn read_file(source: &str, out: &mut Vec<Diagnostic>) -> Option<TestFile> {
     Some(TestFile { runbook: runbook?, runbook_at, cases })
 }
 
-fn read_case(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Case> {
+/// What `defaults:` gives every case: each case's own `params`, `assign` (by role), `secrets`
+/// and `given` (by step) come on top, and its own `mode` or `commander` replaces the default.
+#[derive(Debug, Default)]
+struct Defaults {
+    mode: Option<RunMode>,
+    commander: Option<String>,
+    params: Vec<(String, String)>,
+    assign: Vec<Placed<(String, String)>>,
+    secrets: Vec<(String, String)>,
+    given: Vec<Placed<(String, Given)>>,
+}
+
+fn read_defaults(node: &Node, out: &mut Vec<Diagnostic>) -> Defaults {
+    let Some(fields) = yaml::fields(node, "`defaults`", DEFAULT_FIELDS, out) else {
+        return Defaults::default();
+    };
+    Defaults {
+        mode: fields.get("mode").and_then(|node| word(node, "mode", out)),
+        commander: fields.get("commander").and_then(|node| yaml::string(node, "commander", out)),
+        params: fields.get("params").map(|node| read_params(node, out)).unwrap_or_default(),
+        assign: fields.get("assign").map(|node| read_assign(node, out)).unwrap_or_default(),
+        secrets: fields.get("secrets").map(|node| read_secrets(node, out)).unwrap_or_default(),
+        given: fields.get("given").map(|node| read_given_map(node, out)).unwrap_or_default(),
+    }
+}
+
+/// The defaults' entries whose key the case does not give itself, then the case's own.
+fn on_top<T: Clone>(defaults: &[T], own: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut merged: Vec<T> = defaults
+        .iter()
+        .filter(|default| own.iter().all(|mine| key(mine) != key(default)))
+        .cloned()
+        .collect();
+    merged.extend(own);
+    merged
+}
+
+fn read_case(node: &Node, defaults: &Defaults, out: &mut Vec<Diagnostic>) -> Option<Case> {
     let fields = yaml::fields(node, "a case", CASE_FIELDS, out)?;
     let at = fields.at();
     let name = fields.require("name", "a case", out).and_then(|node| {
@@ -106,41 +148,22 @@ fn read_case(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Case> {
         Some(name)
     });
     let mode = match fields.get("mode") {
-        None => Some(RunMode::Live),
+        None => Some(defaults.mode.unwrap_or(RunMode::Live)),
         Some(node) => word(node, "mode", out),
     };
     let commander = match fields.get("commander") {
-        None => Some("commander".to_owned()),
+        None => Some(defaults.commander.clone().unwrap_or_else(|| "commander".to_owned())),
         Some(node) => yaml::string(node, "commander", out),
     };
     let params = fields.get("params").map(|node| read_params(node, out)).unwrap_or_default();
+    let params = on_top(&defaults.params, params, |(name, _)| name);
     let params_at = fields.key_at("params");
-    let mut assign = Vec::new();
-    if let Some(node) = fields.get("assign") {
-        for (role, people) in yaml::entries(node, "assign", out) {
-            for person in strings(people, "a role's holders", out) {
-                let value = (role.as_str().to_owned(), person.value);
-                assign.push(Placed { value, at: person.at });
-            }
-        }
-    }
-    let mut secrets = Vec::new();
-    if let Some(node) = fields.get("secrets") {
-        for (name, value) in yaml::entries(node, "secrets", out) {
-            if let Some(value) = yaml::string(value, "a secret's value", out) {
-                secrets.push((name.as_str().to_owned(), value));
-            }
-        }
-    }
-    let mut given = Vec::new();
-    if let Some(node) = fields.get("given") {
-        for (step, value) in yaml::entries(node, "given", out) {
-            if let Some(stub) = read_given(value, out) {
-                let at = yaml::scalar_at(step);
-                given.push(Placed { value: (step.as_str().to_owned(), stub), at });
-            }
-        }
-    }
+    let assign = fields.get("assign").map(|node| read_assign(node, out)).unwrap_or_default();
+    let assign = on_top(&defaults.assign, assign, |placed| &placed.value.0);
+    let secrets = fields.get("secrets").map(|node| read_secrets(node, out)).unwrap_or_default();
+    let secrets = on_top(&defaults.secrets, secrets, |(name, _)| name);
+    let given = fields.get("given").map(|node| read_given_map(node, out)).unwrap_or_default();
+    let given = on_top(&defaults.given, given, |placed| &placed.value.0);
     let mut decisions = Vec::new();
     if let Some(node) = fields.get("decisions") {
         for (step, value) in yaml::entries(node, "decisions", out) {
@@ -171,6 +194,42 @@ fn read_case(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Case> {
         decisions,
         expect: expect?,
     })
+}
+
+/// `assign`: role → a person or a list of people.
+fn read_assign(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Placed<(String, String)>> {
+    let mut assign = Vec::new();
+    for (role, people) in yaml::entries(node, "assign", out) {
+        for person in strings(people, "a role's holders", out) {
+            assign.push(Placed { value: (role.as_str().to_owned(), person.value), at: person.at });
+        }
+    }
+    assign
+}
+
+/// `secrets`: name → a stand-in value.
+fn read_secrets(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<(String, String)> {
+    let mut secrets = Vec::new();
+    for (name, value) in yaml::entries(node, "secrets", out) {
+        if let Some(value) = yaml::string(value, "a secret's value", out) {
+            secrets.push((name.as_str().to_owned(), value));
+        }
+    }
+    secrets
+}
+
+/// `given`: step id → its answers.
+fn read_given_map(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<Placed<(String, Given)>> {
+    let mut given = Vec::new();
+    for (step, value) in yaml::entries(node, "given", out) {
+        if let Some(stub) = read_given(value, out) {
+            given.push(Placed {
+                value: (step.as_str().to_owned(), stub),
+                at: yaml::scalar_at(step),
+            });
+        }
+    }
+    given
 }
 
 /// Parameters as `-p` would give them: a scalar as its text, a list as a JSON array.

@@ -46,6 +46,16 @@ fn every_kind_of_answer_and_expectation_holds_in_a_passing_case() {
 }
 
 #[test]
+fn defaults_are_written_once_and_each_case_adds_its_own() {
+    let (source, runbook) = runbook();
+    let reports = testing::run(&source, &runbook, &tests("defaults.test.yaml"));
+    assert_eq!(reports.len(), 3);
+    for case in reports {
+        assert!(case.passed(), "{}: {}", case.name, case.failure.unwrap_or_default());
+    }
+}
+
+#[test]
 fn a_failing_case_says_its_first_difference() {
     let (source, runbook) = runbook();
     let reports = testing::run(&source, &runbook, &tests("failing.test.yaml"));
