@@ -85,9 +85,14 @@ pub struct Outcome {
 impl Outcome {
     /// The outcome of a verification run ending with `status` (succeeded passes; failed and
     /// rolled back fail, named by their first failing step); `None` for an end that says
-    /// nothing about the systems verified (cancelled, or not ended).
+    /// nothing about the systems verified (cancelled, or not ended). A run that succeeded past
+    /// a failed step (`on_failure: continue`) fails too: a check that failed found the
+    /// systems wrong, whatever the procedure does next.
     pub fn of_run(snapshot: &RunSnapshot, status: RunStatus, at: Timestamp) -> Option<Outcome> {
         let failure = match status {
+            RunStatus::Succeeded if snapshot.steps.iter().any(|s| s.status.is_failure()) => {
+                Some(first_failure(snapshot, status))
+            }
             RunStatus::Succeeded => None,
             RunStatus::Failed | RunStatus::RolledBack => Some(first_failure(snapshot, status)),
             _ => return None,
@@ -118,7 +123,8 @@ fn first_failure(snapshot: &RunSnapshot, status: RunStatus) -> (Option<String>, 
         .filter(|state| state.phase == Phase::Main && state.parent.is_none())
         .collect();
     top.sort_by_key(|state| state.position);
-    let Some(step) = top.into_iter().find(failed) else {
+    let Some(step) = top.into_iter().find(failed).or_else(|| snapshot.steps.iter().find(failed))
+    else {
         return (None, format!("the run {status}"));
     };
     let mut children: Vec<&StepState> = snapshot.children(&step.step_id).collect();
@@ -285,6 +291,45 @@ mod tests {
         let (state, event) =
             record(None, outcome("2024-05-01T02:10:00Z", Some(("probe", "exited 1"))));
         assert!(matches!(event, Some(AuditData::VerificationFailed(_))) && !state.passed);
+    }
+
+    #[test]
+    fn a_verification_that_went_on_past_a_failed_check_failed() {
+        use crate::run::{Phase, RunMode, RunOrigin, StepState};
+        let mut snapshot = RunSnapshot {
+            run: crate::run::RunRecord {
+                id: Uuid::nil(),
+                runbook: "continued".to_owned(),
+                version: 1,
+                sha256: String::new(),
+                mode: RunMode::DryRun,
+                origin: RunOrigin::Verification,
+                status: RunStatus::Succeeded,
+                phase: Phase::Main,
+                started_by: crate::run::Actor::steady(),
+                commander: crate::run::Actor::steady(),
+                params: Default::default(),
+                lock_key: None,
+                created_at: at("2026-11-30T02:00:00Z"),
+                updated_at: at("2026-11-30T02:00:00Z"),
+                finished_at: None,
+                lease: None,
+                revision: 0,
+            },
+            steps: vec![StepState::pending("standby", Phase::Main, 0)],
+            attempts: vec![],
+            votes: vec![],
+            assignments: vec![],
+            notes: vec![],
+            index: Default::default(),
+        };
+        snapshot.steps[0].status = StepStatus::Failed;
+        let when = at("2026-11-30T02:00:05Z");
+        let outcome = Outcome::of_run(&snapshot, RunStatus::Succeeded, when).expect("an end");
+        assert_eq!(outcome.failure.map(|(step, _)| step), Some(Some("standby".to_owned())));
+        snapshot.steps[0].status = StepStatus::Succeeded;
+        let outcome = Outcome::of_run(&snapshot, RunStatus::Succeeded, when).expect("an end");
+        assert_eq!(outcome.failure, None);
     }
 
     #[test]

@@ -71,6 +71,15 @@ pub(crate) async fn latest(
     Ok((latest, runbook))
 }
 
+/// Whether the latest version of the runbook `name` asks to be verified (`verify:`): where a
+/// runbook's verification stands is shown only while it does.
+pub(crate) async fn verified(engine: &steady_engine::engine::Engine, name: &str) -> bool {
+    let Ok(Some(latest)) = engine.store().runbook_version(name, None).await else {
+        return false;
+    };
+    engine.runbook(name, latest.version).await.is_ok_and(|runbook| runbook.verify.is_some())
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/runbooks", get(api::list_runbooks).post(api::publish))

@@ -87,8 +87,15 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
     let title = optional_string(fields, "title", out);
     let description = optional_string(fields, "description", out);
     let owner = optional_string(fields, "owner", out);
-    let review_every =
-        fields.get("review_every").and_then(|node| duration(node, "review_every", out));
+    let review_every = fields.get("review_every").and_then(|node| {
+        let every = duration(node, "review_every", out)?;
+        // Overdue from the moment it is rehearsed: a badge that can never be cleared.
+        if every.is_zero() {
+            out.push(Diagnostic::error(at(node), "`review_every` must be longer than 0s"));
+            return None;
+        }
+        Some(every)
+    });
     let rto = fields.get("rto").and_then(|node| {
         let rto = duration(node, "rto", out)?;
         if rto.is_zero() {

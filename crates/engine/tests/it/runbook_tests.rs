@@ -112,3 +112,32 @@ fn the_shipped_runbooks_tests_pass() {
     tested.sort();
     assert!(tested.contains(&"postgres-failover".to_owned()), "tested: {tested:?}");
 }
+
+#[test]
+fn a_dry_run_never_runs_a_read_only_step_with_what_a_person_would_have_typed() {
+    let source = r#"
+name: fenced
+roles:
+  dba: { description: Fences }
+steps:
+  - id: fence
+    manual: { role: dba, instructions: "Fence the primary and note its host." }
+  - id: look
+    run: ["pg_isready", "-h", "{{ steps.fence.note }}"]
+    read_only: true
+    timeout: 5s
+"#;
+    let tests = r#"
+runbook: fenced
+cases:
+  - name: the dry run records the probe it cannot render truthfully
+    mode: dry-run
+    expect: { status: succeeded, steps: { fence: would_run, look: would_run }, not_run: [look] }
+"#;
+    let runbook = parse(source).runbook.expect("valid");
+    let file = testing::parse(tests).file.expect("valid tests");
+    assert!(testing::check(&runbook, &file).is_empty());
+    for case in testing::run(source, &runbook, &file) {
+        assert!(case.passed(), "{}: {}", case.name, case.failure.unwrap_or_default());
+    }
+}

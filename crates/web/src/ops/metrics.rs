@@ -175,7 +175,9 @@ impl Metrics {
     }
 
     /// The text `/metrics` answers: the database gauges read now, everything else as fed.
-    async fn scrape(&self, store: &dyn Store, this: &str) -> Result<String, AppError> {
+    async fn scrape(&self, engine: &steady_engine::engine::Engine) -> Result<String, AppError> {
+        let store: &dyn Store = &**engine.store();
+        let this = engine.config().node.as_str();
         let _one_at_a_time = self.scrape.lock().await;
         let counts = store.count_runs_by_status().await?;
         let count_of =
@@ -206,6 +208,11 @@ impl Metrics {
         self.verification_last.clear();
         self.verification_passed.clear();
         for verification in store.verifications().await? {
+            // A runbook whose latest version dropped `verify` is verified no more: its last
+            // state would read as a failure (or a pass) for ever.
+            if !crate::runbooks::verified(engine, &verification.runbook).await {
+                continue;
+            }
             let label = RunbookLabel { runbook: verification.runbook };
             let at = verification.at.timestamp_millis() as f64 / 1000.0;
             self.verification_last.get_or_create(&label).set(at);
@@ -220,6 +227,6 @@ impl Metrics {
 
 #[utoipa::path(get, tag = "ops", path = "/metrics", security(()), responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
-    let text = state.metrics.scrape(&*state.store, &state.engine.config().node).await?;
+    let text = state.metrics.scrape(&state.engine).await?;
     Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text).into_response())
 }

@@ -122,6 +122,12 @@ pub(crate) async fn list_runbooks(
     for name in names {
         if let Some(latest) = state.store.runbook_version(&name, None).await? {
             let verification = verifications.iter().find(|v| v.runbook == name);
+            let verification = match verification {
+                Some(verification) if super::verified(&state.engine, &name).await => {
+                    Some(verification)
+                }
+                _ => None,
+            };
             runbooks.push(RunbookVersionView {
                 verification: verification.map(VerificationView::new),
                 ..RunbookVersionView::new(&latest, false)

@@ -6,7 +6,7 @@ use crate::engine::{EngineError, Progress};
 use crate::plan::{self, Action, PendingCondition, Rendered};
 use crate::policy::holders_of;
 use crate::run::*;
-use crate::runbook::{Runbook, Step, StepKind};
+use crate::runbook::{self, Command, Runbook, Step, StepKind};
 use crate::runner::{Effect, HttpBody};
 use crate::template::{self, Context, Target};
 
@@ -192,6 +192,14 @@ impl Driver<'_> {
                 if dry_run && !step.read_only =>
             {
                 Prepared::WouldRun(rendered.into(), None)
+            }
+            // A read-only step that reads what a dry run only recorded (a manual step's note,
+            // a command's output) would run with an invented value: `None` for a host.
+            StepKind::Run(_) | StepKind::Http(_)
+                if dry_run && reads_dry_steps(&self.snapshot, step) =>
+            {
+                let note = "it reads a step that did not run in this dry run";
+                Prepared::WouldRun(rendered.into(), Some(note))
             }
             StepKind::Run(_) | StepKind::Http(_) | StepKind::Sleep(_) => {
                 let effect = match plan::render_action(step, &revealed).map(effect_of) {
@@ -404,6 +412,27 @@ pub(super) fn effect_of(action: Action) -> Option<Effect> {
         | Action::Parallel { .. }
         | Action::ForEach { .. } => return None,
     })
+}
+
+/// Whether any template of a `run` or `http` step (its command, request or `env`) reads a step
+/// that a dry run did not execute.
+fn reads_dry_steps(snapshot: &RunSnapshot, step: &Step) -> bool {
+    let mut sources: Vec<String> = step.env.iter().map(|(_, t)| t.source.clone()).collect();
+    match &step.kind {
+        StepKind::Run(Command::Argv(argv)) => sources.extend(argv.iter().map(|t| t.source.clone())),
+        StepKind::Run(Command::Shell(line)) => sources.push(line.source.clone()),
+        StepKind::Http(request) => {
+            sources.push(request.url.source.clone());
+            sources.extend(request.headers.iter().map(|(_, t)| t.source.clone()));
+            match &request.body {
+                Some(runbook::HttpBody::Text(text)) => sources.push(text.source.clone()),
+                Some(runbook::HttpBody::Json(json)) => sources.push(json.to_string()),
+                None => {}
+            }
+        }
+        _ => {}
+    }
+    sources.iter().any(|source| depends_on_dry_steps(snapshot, source))
 }
 
 /// Whether an expression reads a step that a dry run did not execute.
