@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use crate::audit::NewEvent;
+use crate::audit::{AuditData, NewEvent};
 use crate::run::*;
 use crate::verification::{self, Outcome, VerificationSlot};
 
@@ -103,7 +103,15 @@ impl Engine {
         let previous = self.store.verification(&snapshot.run.runbook).await?;
         let (state, event) = verification::record(previous.as_ref(), outcome);
         if let Some(data) = event {
-            transition.events.push(NewEvent::typed(&Actor::steady(), Some(snapshot.run.id), data));
+            // The failing step is the event's step too, so that a notification names it where
+            // a relay looks for it (`step_id`), not only in its text.
+            let step = match &data {
+                AuditData::VerificationFailed(failed) => failed.step.clone(),
+                _ => None,
+            };
+            let mut event = NewEvent::typed(&Actor::steady(), Some(snapshot.run.id), data);
+            event.step_id = step;
+            transition.events.push(event);
         }
         transition.verification = Some(state);
         Ok(())

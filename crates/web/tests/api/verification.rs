@@ -156,6 +156,12 @@ async fn a_scheduled_dry_run_passes_then_fails_once_announced_and_recovers(backe
         |action: &str| AuditFilter { action: Some(action.into()), ..AuditFilter::default() };
     let store = &server.state.store;
     assert_eq!(store.count_audit_events(&events("verification.failed")).await.unwrap(), 1);
+    let failed = store.audit_events(&events("verification.failed")).await.unwrap();
+    assert_eq!(
+        failed[0].step_id.as_deref(),
+        Some("standby_in_recovery"),
+        "the event names the step"
+    );
     let (_, page) = browser.get("/runbooks").await;
     assert!(page.contains("⚠ verification failing since"), "{page}");
     assert!(
