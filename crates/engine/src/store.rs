@@ -132,6 +132,54 @@ pub enum Published {
     Unchanged(RunbookVersion),
 }
 
+/// What publishing `source` (with `tests` and the author's `message`) as runbook `name` makes
+/// after its `latest` version: that version again when neither the source nor the tests
+/// changed, else the next one. Every store decides a publication so; only storing it differs.
+pub fn next_version(
+    latest: Option<&RunbookVersion>,
+    name: &str,
+    source: &str,
+    by: &Actor,
+    at: Timestamp,
+    message: Option<&str>,
+    tests: Option<&str>,
+) -> Published {
+    let sha256 = crate::audit::sha256_hex(source.as_bytes());
+    if let Some(latest) =
+        latest.filter(|latest| latest.sha256 == sha256 && latest.tests.as_deref() == tests)
+    {
+        return Published::Unchanged(latest.clone());
+    }
+    Published::New(RunbookVersion {
+        name: name.to_owned(),
+        version: latest.map_or(1, |latest| latest.version + 1),
+        sha256,
+        source: source.to_owned(),
+        published_by: by.clone(),
+        published_at: at,
+        message: message.map(str::to_owned),
+        tests: tests.map(str::to_owned),
+    })
+}
+
+/// The audit event of a new runbook version, stored with it.
+pub fn published_event(version: &RunbookVersion) -> NewEvent {
+    let published = crate::audit::RunbookPublished {
+        runbook: version.name.clone(),
+        version: version.version,
+        sha256: version.sha256.clone(),
+        tests_sha256: version
+            .tests
+            .as_deref()
+            .map(|tests| crate::audit::sha256_hex(tests.as_bytes())),
+    };
+    NewEvent::typed(
+        &version.published_by,
+        None,
+        crate::audit::AuditData::RunbookPublished(published),
+    )
+}
+
 /// Everything the engine keeps durably, as one object: what `Arc<dyn Store>` names. Each part
 /// is its own trait so that a reader sees which methods belong together; anything that
 /// implements all of them is a `Store`.

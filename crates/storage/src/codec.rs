@@ -5,8 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use steady_engine::audit::{AuditData, NewEvent, RunbookPublished, sha256_hex};
-use steady_engine::run::{Actor, RunbookVersion, Timestamp};
+use steady_engine::run::{Actor, Timestamp};
 use steady_engine::store::StoreError;
 use uuid::Uuid;
 
@@ -93,14 +92,4 @@ pub(crate) fn json_from<T: DeserializeOwned>(text: &str) -> Result<T, StoreError
 
 pub(crate) fn json_to(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
-}
-
-pub(crate) fn published_event(version: &RunbookVersion) -> NewEvent {
-    let published = RunbookPublished {
-        runbook: version.name.clone(),
-        version: version.version,
-        sha256: version.sha256.clone(),
-        tests_sha256: version.tests.as_deref().map(|tests| sha256_hex(tests.as_bytes())),
-    };
-    NewEvent::typed(&version.published_by, None, AuditData::RunbookPublished(published))
 }

@@ -14,15 +14,15 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use steady_engine::audit::{Verification, format_timestamp, sha256_hex};
+use steady_engine::audit::{Verification, format_timestamp};
 use steady_engine::run::{Actor, Lease, RunbookVersion, Timestamp, Transition};
 use steady_engine::store::{
     ChangeSignals, Changes, Cluster, NodeRecord, Notifications, People, Published, Runbooks,
-    StoreError,
+    StoreError, next_version, published_event,
 };
 use uuid::Uuid;
 
-use crate::codec::{Columns, published_event};
+use crate::codec::Columns;
 use crate::rows::{node, runbook_version};
 use crate::sql::{Connection, database, sql};
 
@@ -112,7 +112,6 @@ impl<B: Backend> Runbooks for SqlStore<B> {
         message: Option<&str>,
         tests: Option<&str>,
     ) -> Result<Published, StoreError> {
-        let sha256 = sha256_hex(source.as_bytes());
         let mut tx = self.backend.begin().await?;
         // Nodes that start together publish the same folder: one at a time per name.
         if let Some(lock) = B::LOCK_RUNBOOK_NAME {
@@ -125,21 +124,9 @@ impl<B: Backend> Runbooks for SqlStore<B> {
                 .await?
                 .map(|row| runbook_version(&row))
                 .transpose()?;
-        if let Some(latest) = latest
-            .as_ref()
-            .filter(|latest| latest.sha256 == sha256 && latest.tests.as_deref() == tests)
-        {
-            return Ok(Published::Unchanged(latest.clone()));
-        }
-        let version = RunbookVersion {
-            name: name.to_owned(),
-            version: latest.map_or(1, |latest| latest.version + 1),
-            sha256,
-            source: source.to_owned(),
-            published_by: by.clone(),
-            published_at: at,
-            message: message.map(str::to_owned),
-            tests: tests.map(str::to_owned),
+        let version = match next_version(latest.as_ref(), name, source, by, at, message, tests) {
+            Published::New(version) => version,
+            unchanged => return Ok(unchanged),
         };
         sql("INSERT INTO runbook_versions
                (name, version, sha256, source, published_by, published_at, message, tests)

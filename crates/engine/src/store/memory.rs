@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::audit::{
-    AuditData, AuditEvent, ChainVerifier, NewEvent, RunbookPublished, Verification, new_id,
-    sha256_hex,
-};
+use crate::audit::{AuditEvent, ChainVerifier, NewEvent, Verification, new_id};
 use crate::clock::Clock;
 use crate::rehearsal::{Rehearsal, RehearsalQuery, RehearsedStep};
 use crate::run::{
@@ -25,7 +22,7 @@ use crate::verification::{VerificationSlot, VerificationState};
 
 use super::{
     Audit, AuditFilter, ChangeSignals, Changes, Cluster, Leases, NodeRecord, Notifications, People,
-    Published, Runbooks, Runs, StoreError, Verifications,
+    Published, Runbooks, Runs, StoreError, Verifications, next_version, published_event,
 };
 
 /// Everything a [`MemoryStore`] holds, behind one lock: every operation is one short critical
@@ -103,34 +100,14 @@ impl Runbooks for MemoryStore {
         message: Option<&str>,
         tests: Option<&str>,
     ) -> Result<Published, StoreError> {
-        let sha256 = sha256_hex(source.as_bytes());
         let mut contents = self.contents();
         let versions = contents.runbooks.entry(name.to_owned()).or_default();
-        if let Some(latest) = versions
-            .last()
-            .filter(|latest| latest.sha256 == sha256 && latest.tests.as_deref() == tests)
-        {
-            return Ok(Published::Unchanged(latest.clone()));
-        }
-        let version = RunbookVersion {
-            name: name.to_owned(),
-            version: versions.last().map_or(1, |latest| latest.version + 1),
-            sha256,
-            source: source.to_owned(),
-            published_by: by.clone(),
-            published_at: at,
-            message: message.map(str::to_owned),
-            tests: tests.map(str::to_owned),
+        let version = match next_version(versions.last(), name, source, by, at, message, tests) {
+            Published::New(version) => version,
+            unchanged => return Ok(unchanged),
         };
         versions.push(version.clone());
-        let published = RunbookPublished {
-            runbook: version.name.clone(),
-            version: version.version,
-            sha256: version.sha256.clone(),
-            tests_sha256: version.tests.as_deref().map(|tests| sha256_hex(tests.as_bytes())),
-        };
-        let event = NewEvent::typed(by, None, AuditData::RunbookPublished(published));
-        contents.events.push((at, event));
+        contents.events.push((at, published_event(&version)));
         Ok(Published::New(version))
     }
 
