@@ -79,6 +79,17 @@ pub struct CancelArgs {
     db: DbArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DismissArgs {
+    /// The proposal's run id, or a unique prefix of it.
+    run: String,
+    /// Why no run is needed: recorded in the audit log and shown on the run page.
+    #[arg(long = "reason", short = 'm', required = true)]
+    reason: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
 /// Which answer a `GateArgs` command gives.
 #[derive(Debug, Clone, Copy)]
 pub enum Answer {
@@ -172,6 +183,29 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
             report::error(&format!(
                 "run {run_id} is {status}: only a run that has not finished can be cancelled"
             ));
+            Ok(ExitCode::from(2))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `steady dismiss RUN -m REASON`: a proposal an alert made needs no run.
+pub async fn dismiss(args: DismissArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    match app.engine.dismiss(run_id, &app.actor, &args.reason).await {
+        Ok(()) => {
+            println!("run {run_id}: dismissed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(EngineError::NotProposed { status }) => {
+            report::error(&format!(
+                "run {run_id} is {status}: only a proposal (status proposed) can be dismissed"
+            ));
+            Ok(ExitCode::from(1))
+        }
+        Err(EngineError::ReasonRequired) => {
+            report::error("say why the proposal is dismissed: -m REASON");
             Ok(ExitCode::from(2))
         }
         Err(error) => Err(error.into()),

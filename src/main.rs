@@ -69,6 +69,10 @@ enum Command {
     Commander(answer::CommanderArgs),
     /// End a run that has not finished.
     Cancel(answer::CancelArgs),
+    /// Take command of a run an alert proposed: it starts live, driven in this terminal.
+    Take(run::TakeArgs),
+    /// Dismiss a run an alert proposed, saying why.
+    Dismiss(answer::DismissArgs),
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -132,6 +136,8 @@ async fn database_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => inspect::runs(args).await,
         Command::Show(args) => inspect::show(args).await,
         Command::Resume(args) => run::resume(args).await,
+        Command::Take(args) => run::take(args).await,
+        Command::Dismiss(args) => answer::dismiss(args).await,
         Command::Decide(args) => answer::decide(args).await,
         Command::Approve(args) => answer::answer(args, Answer::Approve).await,
         Command::Reject(args) => answer::answer(args, Answer::Reject).await,

@@ -121,6 +121,62 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     drive_here(&app, run_id).await
 }
 
+#[derive(Debug, clap::Args)]
+pub struct TakeArgs {
+    /// The proposal's run id, or a unique prefix of it.
+    run: String,
+    /// Give a run role to a person (`ROLE=NAME`); roles given to nobody go to you.
+    #[arg(long = "assign", value_name = "ROLE=PERSON", value_parser = crate::plan::parse_param)]
+    assign: Vec<(String, String)>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// `steady take RUN`: takes command of a proposal an alert made, which starts live with you as
+/// its commander, and drives it in this terminal like `steady run`.
+pub async fn take(args: TakeArgs) -> anyhow::Result<ExitCode> {
+    let app = App::open(&args.db).await?;
+    let run_id = app.resolve_run(&args.run).await?;
+    let snapshot = app.store.run(run_id).await?.context("the run vanished")?;
+    let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
+    let mut assignments: Vec<Assignment> = args
+        .assign
+        .iter()
+        .map(|(role, name)| Assignment { role: role.clone(), person: person(name) })
+        .collect();
+    for role in &runbook.roles {
+        if !assignments.iter().any(|a| a.role == role.name) {
+            assignments.push(Assignment { role: role.name.clone(), person: app.actor.clone() });
+        }
+    }
+    match app.engine.take_proposal(run_id, &app.actor, assignments).await {
+        Ok(()) => {}
+        Err(EngineError::NotProposed { status }) => {
+            report::error(&format!(
+                "run {run_id} is {status}: only a proposal (status proposed) can be taken"
+            ));
+            return Ok(ExitCode::from(1));
+        }
+        Err(EngineError::LockHeld { key, run_id: holder }) => {
+            report::error(&format!(
+                "lock `{key}` is held by active run {holder}: finish or cancel it first"
+            ));
+            return Ok(ExitCode::from(1));
+        }
+        Err(
+            error @ (EngineError::Secrets(_)
+            | EngineError::NoSuchRole(_)
+            | EngineError::NoSuchPerson(_)),
+        ) => {
+            report::error(&error.to_string());
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    say!("run {run_id}: {} (live) taken by {}; it runs now", runbook.name, app.actor);
+    drive_here(&app, run_id).await
+}
+
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let app = App::open(&args.db).await?;
     let runs = match &args.run {

@@ -39,6 +39,10 @@ pub struct Args {
     /// at most this late after its period begins, a verification starts.
     #[arg(long, env = "STEADY_VERIFICATION_TICK", default_value = "1s", value_parser = crate::app::parse_duration)]
     verification_tick: steady_engine::Duration,
+    /// A proposal an alert made ends (`run.expired`) when nobody took command of it, and no
+    /// alert came for it, for this long.
+    #[arg(long, env = "STEADY_PROPOSAL_EXPIRY", default_value = "1h", value_parser = crate::app::parse_duration)]
+    proposal_expiry: steady_engine::Duration,
     #[command(flatten)]
     runbooks: crate::RunbooksDir,
     #[command(flatten)]
@@ -87,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .verification_tick
             .as_std()
             .max(std::time::Duration::from_millis(10)),
+        proposal_expiry: args.proposal_expiry.as_std().max(std::time::Duration::from_secs(1)),
         ..ServerConfig::default()
     };
     let state = AppState::new(engine, database.accounts, server);

@@ -99,6 +99,8 @@ pub fn run_badge(status: RunStatus) -> &'static str {
         RunStatus::Failed => "✗ failed",
         RunStatus::RolledBack => "↺ rolled back",
         RunStatus::Cancelled => "■ cancelled",
+        RunStatus::Proposed => "◆ proposed",
+        RunStatus::Dismissed => "⊘ dismissed",
     }
 }
 

@@ -26,7 +26,20 @@ crate::run::named_enum! {
         Responder => "responder",
         /// Reads everything and acts on nothing.
         Auditor => "auditor",
+        /// A service account of an alerting system: delivers alerts to `/api/v1/hooks/*` and
+        /// may do nothing else. It is held alone, by an account that never signs in.
+        Trigger => "trigger",
     }
+}
+
+/// Why a set of global roles cannot be held together, if it cannot: `trigger` is held alone,
+/// so that a token an alerting system keeps can never do more than deliver alerts.
+pub fn roles_refused(roles: &[GlobalRole]) -> Option<String> {
+    (roles.contains(&GlobalRole::Trigger) && roles.len() > 1).then(|| {
+        "the `trigger` role is held alone, by an alerting system's service account: \
+         create a separate account for it"
+            .to_owned()
+    })
 }
 
 /// Why disabling `name` would lock people out, if it would: nobody disables their own account,

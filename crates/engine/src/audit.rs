@@ -84,6 +84,11 @@ actions! {
     LoginSucceeded => "login.succeeded",
     VerificationFailed => "verification.failed",
     VerificationRecovered => "verification.recovered",
+    RunProposed => "run.proposed",
+    AlertAdded => "run.alert_added",
+    RunTaken => "run.taken",
+    RunDismissed => "run.dismissed",
+    RunExpired => "run.expired",
 }
 
 impl std::fmt::Display for AuditAction {

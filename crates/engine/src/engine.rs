@@ -21,6 +21,7 @@ mod context;
 mod driver;
 mod expiry;
 mod lease;
+mod proposals;
 mod publish;
 mod verdict;
 mod verify;
@@ -44,6 +45,7 @@ use crate::store::{Store, StoreError};
 
 pub use crate::policy::waiting_for;
 pub use commands::StartRun;
+pub use proposals::{AlertOutcome, Filing};
 pub use publish::{FolderFile, VersionTests, run_tests};
 pub use verify::Verifying;
 
@@ -138,6 +140,12 @@ pub enum EngineError {
     WholeRunDecision { decision: Decision },
     #[error("the run is {status}")]
     RunNotActive { status: RunStatus },
+    /// Only a proposal is taken or dismissed.
+    #[error("the run is {status}, not a proposal: it can no longer be taken or dismissed")]
+    NotProposed { status: RunStatus },
+    /// Dismissing a proposal says why.
+    #[error("say why: a reason is required")]
+    ReasonRequired,
     #[error("the run is driven by {owner} until {until}")]
     LeaseHeld { owner: String, until: Timestamp },
     #[error("this process lost the lease on the run; another takes it over")]

@@ -281,6 +281,7 @@ pub fn gates_out_of_reach<'r>(
         finished_at: None,
         lease: None,
         revision: 0,
+        dry_run: None,
     };
     let snapshot = RunSnapshot {
         run,

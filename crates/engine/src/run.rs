@@ -77,6 +77,9 @@ named_enum! {
         Person => "person",
         /// Steady started it as a dry run on the runbook's `verify` schedule.
         Verification => "verification",
+        /// An alert proposed it through one of the runbook's `triggers` (the proposal, and
+        /// the dry run that gathered its facts).
+        Trigger => "trigger",
     }
 }
 
@@ -89,6 +92,9 @@ impl Default for RunOrigin {
 
 named_enum! {
     pub enum RunStatus {
+        /// An alert proposed it: it runs nothing and holds no lock until a person takes
+        /// command, or it is dismissed.
+        Proposed => "proposed",
         Running => "running",
         /// At a gate or a manual step; no process drives it.
         Waiting => "waiting",
@@ -98,6 +104,8 @@ named_enum! {
         Failed => "failed",
         RolledBack => "rolled_back",
         Cancelled => "cancelled",
+        /// A proposal nobody took: dismissed by a person with a reason, or expired.
+        Dismissed => "dismissed",
     }
 }
 
@@ -105,6 +113,11 @@ impl RunStatus {
     /// Active runs hold their lock key and can still change.
     pub fn is_active(self) -> bool {
         matches!(self, RunStatus::Running | RunStatus::Waiting | RunStatus::NeedsAttention)
+    }
+
+    /// The run has ended: it will never change again.
+    pub fn is_finished(self) -> bool {
+        !self.is_active() && self != RunStatus::Proposed
     }
 }
 
@@ -241,6 +254,30 @@ pub struct RunRecord {
     /// Bumped by every committed transition; a transition names the revision it was computed
     /// from, so that two writers never both act on the same state.
     pub revision: i64,
+    /// For a proposal whose trigger said `then: dry-run`: the dry run that gathered its facts.
+    pub dry_run: Option<Uuid>,
+}
+
+impl RunRecord {
+    /// What the run acts on, as alerts are matched to runs: `lock:KEY` for a run holding (or,
+    /// proposed, to hold) a lock key; without a lock, `params:RUNBOOK:HASH` of its runbook and
+    /// parameters. `None` for a dry run, which acts on nothing. A repeated or related alert is
+    /// added to the proposal or active run with the same subject instead of proposing again.
+    pub fn subject(&self) -> Option<String> {
+        if self.mode == RunMode::DryRun {
+            return None;
+        }
+        Some(match &self.lock_key {
+            Some(key) => format!("lock:{key}"),
+            None => {
+                let params = crate::audit::canonical_json(
+                    &serde_json::to_value(&self.params).unwrap_or_default(),
+                );
+                let digest = crate::audit::sha256_hex(params.as_bytes());
+                format!("params:{}:{}", self.runbook, &digest[..16])
+            }
+        })
+    }
 }
 
 /// The current state of one step of a run.
@@ -537,6 +574,7 @@ impl RunSnapshot {
         if let Some(change) = &transition.run {
             self.run.status = change.status;
             self.run.phase = change.phase;
+            self.run.started_by = change.started_by.clone();
             self.run.commander = change.commander.clone();
             self.run.finished_at = change.finished_at;
             if change.release_lease {
@@ -678,6 +716,8 @@ impl Transition {
 pub struct RunChange {
     pub status: RunStatus,
     pub phase: Phase,
+    /// Changes only when a person takes command of a proposal: they start it.
+    pub started_by: Actor,
     pub commander: Actor,
     pub finished_at: Option<Timestamp>,
     /// Gives the lease up: the run now waits for people, or is finished.
@@ -689,6 +729,7 @@ impl RunChange {
         RunChange {
             status: run.status,
             phase: run.phase,
+            started_by: run.started_by.clone(),
             commander: run.commander.clone(),
             finished_at: run.finished_at,
             release_lease: false,

@@ -292,7 +292,7 @@ pub struct ParamMapping {
 
 /// The alerting systems whose webhook payloads Steady reads: a trigger's `source`, and the
 /// last segment of the hook's path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertSource {
     /// Prometheus Alertmanager's `webhook_config`, payload version 4.

@@ -123,6 +123,17 @@ impl ChangeSignals {
     }
 }
 
+/// Where [`Runs::file_alert`] put an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    /// Added to this proposal or active run, which has the alert's subject.
+    Added(Uuid),
+    /// No run had the subject: the proposal given was created.
+    Proposed(Uuid),
+    /// No run had the subject, and there was no proposal to make (a resolved alert).
+    Unmatched,
+}
+
 /// What publishing a runbook source did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
@@ -294,6 +305,24 @@ pub trait Runs: Send + Sync {
     /// Applies a transition atomically; `Conflict` when the run's revision moved on, `LeaseLost`
     /// when the transition requires a lease its owner no longer holds.
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError>;
+
+    /// Files an alert on the run it concerns, in one transaction: `event` (its `run_id` filled
+    /// in) is added to the proposal or active run whose [`RunRecord::subject`] is `subject`,
+    /// the newest active run before a proposal; a proposal's idle time starts again. When no
+    /// run has the subject, `proposal` (a run with status `proposed` and its `run.proposed`
+    /// event) is created instead, if given. At most one proposal per subject ever exists at
+    /// once, however many deliveries race on however many nodes.
+    async fn file_alert(
+        &self,
+        subject: &str,
+        event: NewEvent,
+        proposal: Option<NewRun>,
+    ) -> Result<Filed, StoreError>;
+
+    /// Commits `transition`, which makes a proposal an active run, unless another active run
+    /// holds the proposal's lock key: `LockHeld`, and nothing changes. `Conflict` as
+    /// [`Runs::commit`].
+    async fn take_proposal(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError>;
 }
 
 /// Who drives a run: a lease on its row that one node holds at a time and renews while it

@@ -315,6 +315,7 @@ mod tests {
                 finished_at: None,
                 lease: None,
                 revision: 0,
+                dry_run: None,
             },
             steps: vec![StepState::pending("standby", Phase::Main, 0)],
             attempts: vec![],

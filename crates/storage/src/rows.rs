@@ -46,6 +46,7 @@ pub(crate) fn run_record(row: &impl Columns) -> Result<RunRecord, StoreError> {
         finished_at: optional_timestamp(row.optional_text("finished_at")?)?,
         lease,
         revision: row.integer("revision")?,
+        dry_run: row.optional_text("dry_run_id")?.as_deref().map(uuid).transpose()?,
     })
 }
 

@@ -115,6 +115,40 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// An alerting system delivering alerts: a bearer token of an account holding the global role
+/// `trigger`, the only thing such an account may do (every other route refuses it).
+#[derive(Debug, Clone)]
+pub struct TriggerCaller(pub User);
+
+impl FromRequestParts<AppState> for TriggerCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let secret = bearer(parts).ok_or_else(AppError::unauthenticated)?;
+        let caller = by_token(state, &secret_hash(secret)).await?;
+        CallerName::record(parts, &caller);
+        if !caller.user.has(GlobalRole::Trigger) {
+            return Err(AppError::forbidden(
+                "delivering alerts needs a token of an account with the `trigger` role",
+            ));
+        }
+        Ok(TriggerCaller(caller.user))
+    }
+}
+
+/// The secret of an `Authorization: Bearer` header, if the request has one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// Where the request's caller is noted once known, so that a refusal can be logged with who
 /// was refused (see `record_denials`).
 #[derive(Debug, Clone, Default)]
@@ -142,15 +176,10 @@ pub async fn authenticate(
     state: &AppState,
     csrf_header: bool,
 ) -> Result<Caller, AppError> {
-    let bearer = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if let Some(secret) = bearer {
-        let caller = by_token(state, &secret_hash(secret.trim())).await?;
+    if let Some(secret) = bearer(parts) {
+        let caller = by_token(state, &secret_hash(secret)).await?;
         CallerName::record(parts, &caller);
-        return Ok(caller);
+        return refuse_trigger(caller);
     }
     let id = session_cookie(&parts.headers, state.config.secure_cookies)
         .ok_or_else(AppError::unauthenticated)?;
@@ -168,6 +197,16 @@ pub async fn authenticate(
         if !caller.session.as_ref().is_some_and(|session| csrf_is(sent, session)) {
             return Err(AppError::forbidden("missing or wrong CSRF token"));
         }
+    }
+    refuse_trigger(caller)
+}
+
+/// An alerting system's account delivers alerts and does nothing else: not even read.
+fn refuse_trigger(caller: Caller) -> Result<Caller, AppError> {
+    if caller.user.has(GlobalRole::Trigger) {
+        return Err(AppError::forbidden(
+            "a `trigger` account only delivers alerts to /api/v1/hooks/{source}",
+        ));
     }
     Ok(caller)
 }

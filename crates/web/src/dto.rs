@@ -51,6 +51,7 @@ pub fn mode_label(run: &RunRecord) -> String {
     match run.origin {
         RunOrigin::Person => run.mode.to_string(),
         RunOrigin::Verification => format!("{} · verification", run.mode),
+        RunOrigin::Trigger => format!("{} · alert", run.mode),
     }
 }
 

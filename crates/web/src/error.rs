@@ -128,7 +128,8 @@ impl From<EngineError> for AppError {
             | E::NoSuchPerson(_)
             | E::WrongKind { .. }
             | E::WholeRunDecision { .. }
-            | E::LockKey(_) => AppError::invalid(message),
+            | E::LockKey(_)
+            | E::ReasonRequired => AppError::invalid(message),
             E::LockHeld { key, run_id } => lock_held(&key, run_id),
             E::InvalidRunbook(diagnostics) => {
                 let mut error = AppError::invalid("the runbook is invalid");
@@ -158,6 +159,7 @@ impl From<EngineError> for AppError {
             | E::NothingToDecide { .. }
             | E::NotDecidable { .. }
             | E::RunNotActive { .. }
+            | E::NotProposed { .. }
             | E::LeaseHeld { .. } => AppError::conflict(message),
             E::Busy => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
             E::Store(store) => store.into(),
@@ -171,7 +173,9 @@ impl From<AccountError> for AppError {
         use AccountError as A;
         let message = error.to_string();
         match error {
-            A::InvalidName | A::UnknownRole(_) | A::WeakPassword(_) => AppError::invalid(message),
+            A::InvalidName | A::UnknownRole(_) | A::RolesRefused(_) | A::WeakPassword(_) => {
+                AppError::invalid(message)
+            }
             A::WrongPassword => AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
             A::Throttled => AppError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", message),
             A::NoSuchUser(_) => AppError::not_found(message),

@@ -26,6 +26,9 @@
 //! - [`notify`]: notifications to `--notify` URLs, read from the audit log as their outbox.
 //! - [`verification`]: the scheduler that starts each runbook's `verify` dry runs, once per
 //!   period across the cluster.
+//! - `hooks`: `POST /api/v1/hooks/{source}`, where alerting systems deliver alerts that
+//!   propose runbooks.
+//! - `expiry`: ends proposals nobody took within `--proposal-expiry`.
 //!
 //! The server takes its listener and shutdown signal from the caller, so tests bind port 0.
 
@@ -35,7 +38,9 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod executor;
+mod expiry;
 pub mod extract;
+mod hooks;
 pub mod notify;
 pub mod openapi;
 mod ops;
@@ -91,6 +96,8 @@ pub struct ServerConfig {
     /// How often the verification scheduler looks for a period to start: at most this late
     /// after a period begins, a verification starts. Shorter in tests of 1 s schedules.
     pub verification_tick: Duration,
+    /// A proposal nobody takes, and no alert comes for, ends after this long (`run.expired`).
+    pub proposal_expiry: Duration,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +111,7 @@ impl Default for ServerConfig {
             notify_backoff_max: Duration::from_secs(60),
             folder_versions: std::collections::BTreeMap::new(),
             verification_tick: Duration::from_secs(1),
+            proposal_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -148,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::routes())
         .merge(runbooks::routes())
         .merge(runs::routes())
+        .merge(hooks::routes())
         .merge(audit::routes())
         .merge(openapi::routes())
         .merge(page::routes())
@@ -238,6 +247,7 @@ pub async fn serve(
     let heartbeat = tokio::spawn(heartbeat(state.clone(), address, stop_rx.clone()));
     let executor = tokio::spawn(executor::run(state.clone(), stop_rx.clone()));
     let verifier = tokio::spawn(verification::run(state.clone(), stop_rx.clone()));
+    let expiry = tokio::spawn(expiry::run(state.clone(), stop_rx.clone()));
     let notifiers: Vec<_> = state
         .config
         .notify
@@ -253,6 +263,7 @@ pub async fn serve(
         .await;
     let _ = executor.await;
     let _ = verifier.await;
+    let _ = expiry.await;
     let _ = heartbeat.await;
     for notifier in notifiers {
         let _ = notifier.await;

@@ -88,7 +88,11 @@ pub async fn deliver(state: AppState, target: String, mut shutdown: watch::Recei
 
 /// The notification an event calls for, if any.
 async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
-    const NOTIFIED: [&str; 10] = [
+    const NOTIFIED: [&str; 14] = [
+        "run.proposed",
+        "run.taken",
+        "run.dismissed",
+        "run.expired",
         "step.waiting",
         "gate.escalated",
         "run.needs_attention",
@@ -144,6 +148,16 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
     // `verification.failed` and `verification.recovered`.
     if snapshot.as_ref().is_some_and(|s| s.run.origin == RunOrigin::Verification) {
         return None;
+    }
+    // A proposal's dry run is told with the proposal, which links to it.
+    if snapshot
+        .as_ref()
+        .is_some_and(|s| s.run.origin == RunOrigin::Trigger && s.run.mode == RunMode::DryRun)
+    {
+        return None;
+    }
+    if let (AuditData::RunProposed(proposed), Some(snapshot)) = (&data, &snapshot) {
+        return Some(proposal_message(state, event, snapshot, proposed).await);
     }
     let runbook = match &snapshot {
         Some(snapshot) => slack_text(&format!("{} ({})", snapshot.run.runbook, snapshot.run.mode)),
@@ -206,6 +220,19 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
             };
             format!("Cancelled: run {run_id} of {runbook} by {by}.{why}")
         }
+        AuditData::RunTaken(_) => {
+            format!(
+                "Proposal taken: {by} took command of run {run_id} of {runbook}; it runs live now.{params}"
+            )
+        }
+        AuditData::RunDismissed(dismissed) => format!(
+            "Proposal dismissed: run {run_id} of {runbook} by {by}.{}",
+            quoted(Some(dismissed.reason.as_str()))
+        ),
+        AuditData::RunExpired(expired) => format!(
+            "Proposal expired: nobody took run {run_id} of {runbook} within {} s.",
+            expired.idle_seconds
+        ),
         AuditData::RoleAssigned(holder) => format!(
             "Role assigned: {} now holds `{}` in run {run_id} of {runbook} (given by {by}).",
             slack_text(&holder.person.to_string()),
@@ -287,6 +314,63 @@ async fn verification_message(
         "seq": event.seq,
         "url": url,
         "runbook": name,
+        "owner": owner,
+        "roles": roles,
+    })
+}
+
+/// A runbook an alert proposed, for the runbook's owner and the people of its roles, who are
+/// named in it (and carried as `owner` and `roles` for a relay that routes by them): what
+/// fired, the parameters read from it, and the link to take command.
+async fn proposal_message(
+    state: &AppState,
+    event: &AuditEvent,
+    snapshot: &steady_engine::run::RunSnapshot,
+    proposed: &steady_engine::audit::RunProposed,
+) -> Value {
+    let run = &snapshot.run;
+    let runbook = state.engine.runbook(&run.runbook, run.version).await.ok();
+    let owner = runbook.as_ref().and_then(|runbook| runbook.owner.clone());
+    let roles: Vec<String> = runbook
+        .as_ref()
+        .map(|runbook| runbook.roles.iter().map(|role| role.name.clone()).collect())
+        .unwrap_or_default();
+    let alert = &proposed.alert;
+    let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| alert.key.clone());
+    let mut who = Vec::new();
+    if let Some(owner) = &owner {
+        who.push(format!("owner {owner}"));
+    }
+    if !roles.is_empty() {
+        who.push(format!("roles {}", roles.join(", ")));
+    }
+    let who = if who.is_empty() {
+        String::new()
+    } else {
+        format!("\nFor {}.", slack_text(&who.join("; ")))
+    };
+    let facts = if proposed.dry_run.is_some() { " A dry run is gathering the facts." } else { "" };
+    let text = format!(
+        "Proposed: {} v{} for alert {} from {}. Nothing runs until someone takes command.{facts}{}{who}",
+        slack_text(&run.runbook),
+        run.version,
+        slack_text(&name),
+        alert.source.as_str(),
+        params_text(&run.params),
+    );
+    let url = state.config.public_url.as_deref().map(|base| format!("{base}/runs/{}", run.id));
+    let text = match &url {
+        Some(url) => format!("{text} <{url}|Take command or dismiss>"),
+        None => text,
+    };
+    json!({
+        "text": text,
+        "event": event.action,
+        "run_id": run.id,
+        "step_id": event.step_id,
+        "seq": event.seq,
+        "url": url,
+        "runbook": run.runbook,
         "owner": owner,
         "roles": roles,
     })

@@ -10,10 +10,11 @@ use crate::accounts::{session, tokens, users};
 use crate::audit::api as audit;
 use crate::auth::SESSION_COOKIE;
 use crate::error::ErrorBody;
+use crate::hooks;
 use crate::ops::{health, metrics, nodes};
 use crate::runbooks::api as runbooks;
 use crate::runbooks::figures;
-use crate::runs::{answer, command, events, list, show, start};
+use crate::runs::{answer, command, events, list, proposal, show, start};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/openapi.json", get(openapi))
@@ -28,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         runbooks::list_runbooks, runbooks::runbook_versions, runbooks::runbook_source, runbooks::publish,
         figures::runbook_figures,
         list::list_runs, start::start_run, show::get_run, command::cancel_run, command::decide,
+        proposal::take, proposal::dismiss, hooks::receive,
         command::assign, command::transfer_command, command::add_note, answer::answer_step,
         events::run_events, events::all_events, audit::audit, audit::verify_audit, audit::export_audit,
         nodes::list_nodes, users::list_users, users::create_user, users::update_user,
@@ -36,7 +38,8 @@ pub(crate) fn routes() -> Router<AppState> {
     components(schemas(
         session::Login, runbooks::Publish, start::StartBody, start::AssignmentBody, command::DecisionBody,
         command::AssignBody, command::CommanderBody, command::NoteBody, answer::AnswerBody,
-        users::NewUser, users::UserUpdate, tokens::NewToken, ErrorBody
+        users::NewUser, users::UserUpdate, tokens::NewToken, proposal::TakeBody, proposal::DismissBody,
+        hooks::Delivery, hooks::Outcome, ErrorBody
     )),
     modifiers(&BearerAuth, &ErrorAnswers)
 )]

@@ -8,6 +8,7 @@ pub(crate) mod answer;
 pub(crate) mod command;
 pub(crate) mod events;
 pub(crate) mod list;
+pub(crate) mod proposal;
 pub(crate) mod show;
 pub(crate) mod start;
 mod timeline;
@@ -26,6 +27,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/runs", get(list::list_runs).post(start::start_run))
         .route("/api/v1/runs/{id}", get(show::get_run))
         .route("/api/v1/runs/{id}/cancel", post(command::cancel_run))
+        .route("/api/v1/runs/{id}/take", post(proposal::take))
+        .route("/api/v1/runs/{id}/dismiss", post(proposal::dismiss))
         .route("/api/v1/runs/{id}/decisions", post(command::decide))
         .route("/api/v1/runs/{id}/assignments", post(command::assign))
         .route("/api/v1/runs/{id}/commander", post(command::transfer_command))
@@ -78,6 +81,8 @@ pub(crate) fn run_badge(status: RunStatus) -> String {
         RunStatus::Failed => "✗",
         RunStatus::RolledBack => "↺",
         RunStatus::Cancelled => "■",
+        RunStatus::Proposed => "◆",
+        RunStatus::Dismissed => "⊘",
     };
     format!("{symbol} {}", status.as_str().replace('_', " "))
 }

@@ -26,8 +26,11 @@ pub enum AccountError {
     #[error("a user name starts with a-z and uses a-z, 0-9, `.`, `_` and `-`")]
     InvalidName,
     /// A role that is not one of the global roles.
-    #[error("unknown role `{0}`: use admin, author, responder or auditor")]
+    #[error("unknown role `{0}`: use admin, author, responder, auditor or trigger")]
     UnknownRole(String),
+    /// Roles that cannot be held together (`trigger` with any other); the text says why.
+    #[error("{0}")]
+    RolesRefused(String),
     /// A new password the policy refuses; the text says why.
     #[error("{0}")]
     WeakPassword(String),
@@ -284,10 +287,14 @@ impl AccountService {
 
 /// Global roles by name; the first unknown one is the error.
 fn parse_roles(roles: &[String]) -> Result<Vec<GlobalRole>, AccountError> {
-    roles
+    let roles = roles
         .iter()
         .map(|role| role.parse::<GlobalRole>().map_err(|_| AccountError::UnknownRole(role.clone())))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    match crate::accounts::roles_refused(&roles) {
+        Some(why) => Err(AccountError::RolesRefused(why)),
+        None => Ok(roles),
+    }
 }
 
 /// Hashes a password on the blocking pool: argon2 takes long enough to stall other requests

@@ -168,6 +168,17 @@ audit_data! {
     VerificationFailed(VerificationFailed),
     /// `verification.recovered`
     VerificationRecovered(VerificationRecovered),
+    /// `run.proposed`
+    RunProposed(RunProposed),
+    /// `run.alert_added`: a repeated, related or resolved alert, on the proposal or active
+    /// run it concerns.
+    AlertAdded(AlertSeen),
+    /// `run.taken`
+    RunTaken(RunTaken),
+    /// `run.dismissed`
+    RunDismissed(RunDismissed),
+    /// `run.expired`
+    RunExpired(RunExpired),
 }
 
 impl AuditData {

@@ -104,15 +104,9 @@ impl Engine {
             finished_at: None,
             lease: None,
             revision: 0,
+            dry_run: None,
         };
-        let steps = [(Phase::Main, &runbook.steps), (Phase::Rollback, &runbook.rollback)]
-            .into_iter()
-            .flat_map(|(phase, steps)| {
-                steps.iter().enumerate().map(move |(position, step)| {
-                    StepState::pending(&step.id, phase, position as u32)
-                })
-            })
-            .collect();
+        let steps = super::proposals::pending_steps(&runbook);
         let started = RunStarted {
             runbook: stored.name.clone(),
             version: stored.version,
@@ -134,7 +128,11 @@ impl Engine {
 
     /// Refuses anyone but an existing, enabled user as a role holder or commander, so that a
     /// typo can never be handed a run. The local operator at a terminal may name themselves.
-    async fn check_person(&self, actor: &Actor, person: &Actor) -> Result<(), EngineError> {
+    pub(super) async fn check_person(
+        &self,
+        actor: &Actor,
+        person: &Actor,
+    ) -> Result<(), EngineError> {
         match policy::account_needed(actor, person)? {
             Some(name) if !self.store.enabled_user(name).await? => {
                 Err(EngineError::NoSuchPerson(name.to_owned()))
@@ -145,7 +143,7 @@ impl Engine {
 
     /// Applies a change people asked for, computed from a fresh snapshot each time the run
     /// moved on under it. `change` returns the transition to commit (if any) and the answer.
-    async fn act<T>(
+    pub(super) async fn act<T>(
         &self,
         run_id: Uuid,
         change: impl Fn(

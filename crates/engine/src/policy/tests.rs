@@ -52,6 +52,7 @@ fn snapshot(runbook: &Runbook) -> RunSnapshot {
         finished_at: None,
         lease: None,
         revision: 0,
+        dry_run: None,
     };
     let steps = runbook
         .steps

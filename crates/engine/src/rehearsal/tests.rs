@@ -146,6 +146,7 @@ fn snapshot() -> RunSnapshot {
         finished_at: None,
         lease: None,
         revision: 0,
+        dry_run: None,
     };
     let mut steps = Vec::new();
     for (position, step) in runbook.steps.iter().enumerate() {

@@ -21,8 +21,8 @@ use crate::run::{
 use crate::verification::{VerificationSlot, VerificationState};
 
 use super::{
-    Audit, AuditFilter, ChangeSignals, Changes, Cluster, Leases, NodeRecord, Notifications, People,
-    Published, Runbooks, Runs, StoreError, Verifications, next_version, published_event,
+    Audit, AuditFilter, ChangeSignals, Changes, Cluster, Filed, Leases, NodeRecord, Notifications,
+    People, Published, Runbooks, Runs, StoreError, Verifications, next_version, published_event,
 };
 
 /// Everything a [`MemoryStore`] holds, behind one lock: every operation is one short critical
@@ -293,6 +293,66 @@ impl Runs for MemoryStore {
             self.signals.work_available();
         }
         Ok(())
+    }
+
+    async fn file_alert(
+        &self,
+        subject: &str,
+        mut event: NewEvent,
+        proposal: Option<NewRun>,
+    ) -> Result<Filed, StoreError> {
+        let at = self.clock.now();
+        let added = {
+            let mut contents = self.contents();
+            let open = |run: &&mut RunSnapshot, proposed: bool| {
+                (run.run.status == RunStatus::Proposed) == proposed
+                    && (run.run.status.is_active() || proposed)
+                    && run.run.subject().as_deref() == Some(subject)
+            };
+            let found = match contents.runs.iter_mut().find(|run| open(run, false)) {
+                Some(run) => Some(run),
+                None => contents.runs.iter_mut().find(|run| open(run, true)),
+            };
+            let added = found.map(|run| {
+                if run.run.status == RunStatus::Proposed {
+                    run.run.updated_at = at;
+                }
+                run.run.id
+            });
+            if let Some(run_id) = added {
+                event.run_id = Some(run_id);
+                contents.events.push((at, event));
+            }
+            added
+        };
+        if let Some(run_id) = added {
+            self.signals.events_appended();
+            return Ok(Filed::Added(run_id));
+        }
+        match proposal {
+            Some(new) => {
+                let id = new.run.id;
+                self.create_run(new).await?;
+                Ok(Filed::Proposed(id))
+            }
+            None => Ok(Filed::Unmatched),
+        }
+    }
+
+    async fn take_proposal(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
+        {
+            let contents = self.contents();
+            let run = contents.runs.iter().find(|run| run.run.id == run_id);
+            let key = run.ok_or(StoreError::NoSuchRun(run_id))?.run.lock_key.clone();
+            if let Some(key) = key
+                && let Some(holder) = contents.runs.iter().find(|run| {
+                    run.run.status.is_active() && run.run.lock_key.as_ref() == Some(&key)
+                })
+            {
+                return Err(StoreError::LockHeld { key, run_id: holder.run.id });
+            }
+        }
+        self.commit(run_id, transition).await
     }
 }
 

@@ -3,10 +3,11 @@
 //! its other rows, which PostgreSQL's group commit reuses for many transitions at once.
 
 use async_trait::async_trait;
+use steady_engine::audit::NewEvent;
 use steady_engine::audit::format_timestamp;
 use steady_engine::rehearsal::{Rehearsal, RehearsalQuery};
 use steady_engine::run::*;
-use steady_engine::store::{ChangeSignals, Leases, Runs, StoreError};
+use steady_engine::store::{ChangeSignals, Filed, Leases, Runs, StoreError};
 use uuid::Uuid;
 
 use super::audit::append_events;
@@ -17,6 +18,8 @@ use crate::sql::{Connection, Statement, Value, database, sql};
 
 /// The statuses of an active run, the ones that hold its lock key.
 const ACTIVE: &str = "('running', 'waiting', 'needs_attention')";
+/// The statuses of a run an alert is added to: a proposal, or an active run.
+const OPEN: &str = "('proposed', 'running', 'waiting', 'needs_attention')";
 
 /// Checks a transition's guard and applies its change to the run's row, inside the caller's
 /// transaction. When the guard fails (`Conflict`, `LeaseLost`, `NoSuchRun`) nothing was
@@ -44,15 +47,17 @@ pub(crate) fn guard_statement<'a>(id: &'a str, transition: &'a Transition) -> St
             "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
                  revision = revision + 1,
                  lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-                 lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END
-             WHERE id = $7 AND revision = $8 AND (CAST($9 AS TEXT) IS NULL OR lease_owner = $9)",
+                 lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END,
+                 started_by = $7
+             WHERE id = $8 AND revision = $9 AND (CAST($10 AS TEXT) IS NULL OR lease_owner = $10)",
         )
         .bind(change.status.as_str())
         .bind(change.phase.as_str())
         .bind(change.commander.to_string())
         .bind(change.finished_at.map(format_timestamp))
         .bind(at)
-        .bind(change.release_lease),
+        .bind(change.release_lease)
+        .bind(change.started_by.to_string()),
         None => sql("UPDATE runs SET updated_at = $1, revision = revision + 1
              WHERE id = $2 AND revision = $3 AND (CAST($4 AS TEXT) IS NULL OR lease_owner = $4)")
         .bind(at),
@@ -295,35 +300,61 @@ pub(crate) async fn commit_alone<B: Backend>(
     Ok(())
 }
 
+/// Inserts a new run (a proposal included) with its steps, roles and event inside `tx`: false,
+/// with nothing written, when a unique index refused the run (its lock key is held, or its
+/// subject has a proposal). On PostgreSQL the transaction is then unusable.
+async fn insert_run<B: Backend>(
+    tx: &mut sqlx::Transaction<'static, B::Db>,
+    new: &NewRun,
+) -> Result<bool, StoreError> {
+    let run = &new.run;
+    let id = run.id.to_string();
+    let inserted = sql(
+        "INSERT INTO runs (id, runbook, version, sha256, mode, status, phase, started_by, commander, params,
+                           lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision,
+                           origin, subject, dry_run_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, 0, $14, $15, $16)",
+    )
+    .bind(&id)
+    .bind(&run.runbook)
+    .bind(i64::from(run.version))
+    .bind(&run.sha256)
+    .bind(run.mode.as_str())
+    .bind(run.status.as_str())
+    .bind(run.phase.as_str())
+    .bind(run.started_by.to_string())
+    .bind(run.commander.to_string())
+    .bind(json_to(&run.params))
+    .bind(&run.lock_key)
+    .bind(format_timestamp(run.created_at))
+    .bind(format_timestamp(run.updated_at))
+    .bind(run.origin.as_str())
+    .bind(run.subject())
+    .bind(run.dry_run.map(|id| id.to_string()))
+    .insert_unique(&mut **tx)
+    .await?;
+    if !inserted {
+        return Ok(false);
+    }
+    let steps = new.steps.iter().map(|step| step_values(&id, step)).collect();
+    upsert_steps(&mut **tx, steps).await?;
+    for statement in assign_statements(&id, &new.assignments) {
+        statement.execute(&mut **tx).await?;
+    }
+    if run.status.is_active() {
+        hint_work::<B>(&mut **tx, run.id).await?;
+    }
+    append_events::<B>(&mut **tx, std::slice::from_ref(&new.event)).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl<B: Backend> Runs for SqlStore<B> {
     async fn create_run(&self, new: NewRun) -> Result<(), StoreError> {
         let run = &new.run;
         let id = run.id.to_string();
         let mut tx = self.backend.begin().await?;
-        let inserted = sql(
-            "INSERT INTO runs (id, runbook, version, sha256, mode, status, phase, started_by, commander, params,
-                               lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision,
-                               origin)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, 0, $14)",
-        )
-        .bind(&id)
-        .bind(&run.runbook)
-        .bind(i64::from(run.version))
-        .bind(&run.sha256)
-        .bind(run.mode.as_str())
-        .bind(run.status.as_str())
-        .bind(run.phase.as_str())
-        .bind(run.started_by.to_string())
-        .bind(run.commander.to_string())
-        .bind(json_to(&run.params))
-        .bind(&run.lock_key)
-        .bind(format_timestamp(run.created_at))
-        .bind(format_timestamp(run.updated_at))
-        .bind(run.origin.as_str())
-        .insert_unique(&mut *tx)
-        .await?;
-        if !inserted {
+        if !insert_run::<B>(&mut tx, &new).await? {
             let Some(key) = &run.lock_key else {
                 return Err(StoreError::Database(format!("run {id} already exists")));
             };
@@ -343,17 +374,81 @@ impl<B: Backend> Runs for SqlStore<B> {
                 None => Err(StoreError::Conflict),
             };
         }
-        let steps = new.steps.iter().map(|step| step_values(&id, step)).collect();
-        upsert_steps(&mut *tx, steps).await?;
-        for statement in assign_statements(&id, &new.assignments) {
-            statement.execute(&mut *tx).await?;
-        }
-        hint_work::<B>(&mut tx, run.id).await?;
-        append_events::<B>(&mut tx, std::slice::from_ref(&new.event)).await?;
         tx.commit().await.map_err(database)?;
         self.backend.signals().events_appended();
         self.backend.signals().work_available();
         Ok(())
+    }
+
+    async fn file_alert(
+        &self,
+        subject: &str,
+        mut event: NewEvent,
+        proposal: Option<NewRun>,
+    ) -> Result<Filed, StoreError> {
+        // Twice at most: a proposal another node inserted between our look and our insert is
+        // found by the second look.
+        for _ in 0..3 {
+            let mut tx = self.backend.begin().await?;
+            let open = sql(format!(
+                "SELECT id, status FROM runs WHERE subject = $1 AND status IN {OPEN}
+                 ORDER BY status = 'proposed', created_at LIMIT 1"
+            ))
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = open {
+                let run_id = uuid(&row.text("id")?)?;
+                event.run_id = Some(run_id);
+                // An alert keeps a proposal alive: it expires counting from its latest alert.
+                sql("UPDATE runs SET updated_at = $1 WHERE id = $2 AND status = 'proposed'")
+                    .bind(format_timestamp(now()))
+                    .bind(run_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                append_events::<B>(&mut tx, std::slice::from_ref(&event)).await?;
+                tx.commit().await.map_err(database)?;
+                self.backend.signals().events_appended();
+                return Ok(Filed::Added(run_id));
+            }
+            let Some(new) = &proposal else {
+                return Ok(Filed::Unmatched);
+            };
+            if insert_run::<B>(&mut tx, new).await? {
+                tx.commit().await.map_err(database)?;
+                self.backend.signals().events_appended();
+                return Ok(Filed::Proposed(new.run.id));
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn take_proposal(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
+        let mut tx = self.backend.begin().await?;
+        let lock = sql("SELECT lock_key FROM runs WHERE id = $1")
+            .bind(run_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NoSuchRun(run_id))?
+            .optional_text("lock_key")?;
+        if let Some(key) = lock {
+            let holder =
+                sql(format!("SELECT id FROM runs WHERE lock_key = $1 AND status IN {ACTIVE}"))
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(holder) = holder {
+                return Err(StoreError::LockHeld { key, run_id: uuid(&holder.text("id")?)? });
+            }
+        }
+        // Two nodes taking proposals of one key at once on PostgreSQL: the loser's update is
+        // refused by the active-lock index, and a retry finds the holder above.
+        match commit_alone::<B>(tx, self.backend.signals(), run_id, &transition).await {
+            Err(StoreError::Database(message)) if message.contains("runs_active_lock") => {
+                Err(StoreError::Conflict)
+            }
+            other => other,
+        }
     }
 
     async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError> {

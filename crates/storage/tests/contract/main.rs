@@ -144,6 +144,7 @@ async fn new_run_of(
         finished_at: None,
         lease: None,
         revision: 0,
+        dry_run: None,
     };
     let started = RunStarted {
         runbook: run.runbook.clone(),
@@ -166,6 +167,7 @@ fn finish(revision: i64) -> Transition {
         run: Some(RunChange {
             status: RunStatus::Succeeded,
             phase: Phase::Main,
+            started_by: actor(),
             commander: actor(),
             finished_at: Some(now()),
             release_lease: true,

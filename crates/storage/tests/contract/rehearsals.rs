@@ -47,6 +47,7 @@ async fn run_of(
         finished_at: None,
         lease: None,
         revision: 0,
+        dry_run: None,
     };
     let started = RunStarted {
         runbook: run.runbook.clone(),
@@ -67,6 +68,7 @@ async fn run_of(
     let ended = RunChange {
         status,
         phase: Phase::Main,
+        started_by: actor(),
         commander: actor(),
         finished_at: (!status.is_active()).then(|| created + Duration::seconds(took)),
         release_lease: true,

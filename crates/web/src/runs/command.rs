@@ -30,6 +30,12 @@ pub(crate) struct RunStatusAnswer {
     status: &'static str,
 }
 
+impl RunStatusAnswer {
+    pub(crate) fn of(status: RunStatus) -> RunStatusAnswer {
+        RunStatusAnswer { status: status.as_str() }
+    }
+}
+
 // ---------------------------------------------------------------------------------- cancel
 
 #[utoipa::path(post, tag = "runs", path = "/api/v1/runs/{id}/cancel", request_body(content = Option<CancelBody>, description = "An optional reason; the body may be left out"), params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Cancelled", body = RunStatusAnswer), (status = 401, description = "Not signed in"), (status = 403, description = "Not the commander, or no responder role"), (status = 404, description = "No such run"), (status = 409, description = "The run has finished"), (status = 422, description = "Invalid input")))]

@@ -55,6 +55,16 @@ pub(crate) struct AssignmentBody {
     person: String,
 }
 
+impl AssignmentBody {
+    pub(crate) fn role(&self) -> &str {
+        &self.role
+    }
+
+    pub(crate) fn person(&self) -> &str {
+        &self.person
+    }
+}
+
 #[utoipa::path(post, tag = "runs", path = "/api/v1/runs", request_body = StartBody, responses((status = 201, description = "The run, started", body = RunDetail), (status = 401, description = "Not signed in"), (status = 403, description = "Needs the responder role"), (status = 404, description = "No such runbook or version"), (status = 409, description = "The lock is held by another active run"), (status = 422, description = "Invalid input: parameters, secrets, roles or people")))]
 pub(crate) async fn start_run(
     State(state): State<AppState>,

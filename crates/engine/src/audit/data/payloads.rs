@@ -448,6 +448,61 @@ pub struct VerificationRecovered {
     pub failing_since: String,
 }
 
+/// `{"source", "status", "key", "labels"}`: an alert as the audit log keeps it, the labels
+/// masked like everything people and systems send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSeen {
+    pub source: crate::runbook::AlertSource,
+    pub status: crate::trigger::AlertStatus,
+    /// What tells the same alert again ([`crate::trigger::alert_key`]).
+    pub key: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `run.proposed`: `{"runbook", "version", "sha256", "params", "lock", "alert", "dry_run"}`,
+/// by the trigger account that delivered the alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunProposed {
+    pub runbook: String,
+    pub version: u32,
+    pub sha256: String,
+    /// Every parameter's value, as the trigger rendered it from the alert, defaults included.
+    pub params: ParamValues,
+    /// The lock key the run will take when someone takes command, `null` without a lock.
+    #[serde(deserialize_with = "present")]
+    pub lock: Option<String>,
+    /// The alert that proposed it.
+    pub alert: AlertSeen,
+    /// The dry run gathering its facts (`then: dry-run`), `null` otherwise.
+    #[serde(deserialize_with = "present")]
+    pub dry_run: Option<Uuid>,
+}
+
+/// `run.taken`: `{"assignments"}`: a person took command of a proposal, which starts live now
+/// with them as its starter and commander, and these roles given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunTaken {
+    pub assignments: Vec<RoleHolder>,
+}
+
+/// `run.dismissed`: `{"reason"}`, secrets masked: a person decided a proposal needs no run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDismissed {
+    pub reason: String,
+}
+
+/// `run.expired`: `{"idle_seconds"}`: nobody took a proposal, and no alert came for it, for
+/// this long; Steady ended it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunExpired {
+    pub idle_seconds: u64,
+}
+
 fn is_person(origin: &RunOrigin) -> bool {
     *origin == RunOrigin::Person
 }

@@ -110,10 +110,12 @@ pub(crate) fn situation(
 ) -> Situation {
     let run = &snapshot.run;
     let mode = match (run.mode, run.origin) {
+        _ if run.status == RunStatus::Proposed => ("◆ PROPOSED", "dry"),
         (RunMode::Live, _) => ("● LIVE", "live"),
         (RunMode::Drill, _) => ("drill", "drill"),
         (RunMode::DryRun, RunOrigin::Verification) => ("dry run · verification", "dry"),
         (RunMode::DryRun, RunOrigin::Person) => ("dry run", "dry"),
+        (RunMode::DryRun, RunOrigin::Trigger) => ("dry run · facts for a proposal", "dry"),
     };
     // Branches and items are counted by their group: "step 2 of 3" names top-level steps.
     let phase_steps: Vec<_> =
