@@ -308,7 +308,7 @@ pub trait Runs: Send + Sync {
 
     /// Files an alert on the run it concerns, in one transaction: `event` (its `run_id` filled
     /// in) is added to the proposal or active run whose [`RunRecord::subject`] is `subject`,
-    /// the newest active run before a proposal; a proposal's idle time starts again. When no
+    /// the newest active run before a proposal; a proposal's idle time starts again `at`. When no
     /// run has the subject, `proposal` (a run with status `proposed` and its `run.proposed`
     /// event) is created instead, if given. At most one proposal per subject ever exists at
     /// once, however many deliveries race on however many nodes.
@@ -317,6 +317,7 @@ pub trait Runs: Send + Sync {
         subject: &str,
         event: NewEvent,
         proposal: Option<NewRun>,
+        at: Timestamp,
     ) -> Result<Filed, StoreError>;
 
     /// Commits `transition`, which makes a proposal an active run, unless another active run

@@ -107,8 +107,12 @@ pub struct RunView {
     /// Parameter values by name.
     #[schema(value_type = Object)]
     pub params: Value,
-    /// The rendered lock key, when the runbook declares one.
+    /// The rendered lock key, when the runbook declares one. A proposal holds it only once
+    /// someone takes command.
     pub lock: Option<String>,
+    /// For a proposal whose trigger said `then: dry-run`: the dry run that gathered its facts.
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub dry_run: Option<uuid::Uuid>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -139,6 +143,7 @@ impl RunView {
             commander: run.commander.to_string(),
             params: serde_json::to_value(&run.params).unwrap_or_default(),
             lock: run.lock_key.clone(),
+            dry_run: run.dry_run,
             created_at: format_timestamp(run.created_at),
             finished_at: run.finished_at.map(format_timestamp),
             lease: run.lease.as_ref().map(|lease| LeaseView {

@@ -9,11 +9,13 @@ use tokio::sync::watch;
 
 use crate::AppState;
 
-/// Runs until `shutdown` turns true, looking every tenth of the expiry time (between a second
-/// and a minute): a proposal ends at most that late.
+/// How often a node looks: one indexed query of the proposals, so a proposal ends at most a
+/// second late.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown` turns true, looking every [`EVERY`].
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let idle = state.config.proposal_expiry;
-    let every = (idle / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
     while !*shutdown.borrow() {
         match state.engine.expire_proposals(idle).await {
             Ok(ended) if !ended.is_empty() => {
@@ -23,7 +25,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             Err(error) => tracing::warn!(%error, "expiring proposals failed; retrying"),
         }
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => {}
         }
     }

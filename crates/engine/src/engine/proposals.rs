@@ -156,7 +156,7 @@ impl Engine {
             let event = NewEvent::typed(by, Some(run.id), AuditData::RunProposed(proposed));
             NewRun { steps: pending_steps(runbook), run, assignments: Vec::new(), event }
         });
-        match self.store.file_alert(&subject, added, proposal).await? {
+        match self.store.file_alert(&subject, added, proposal, at).await? {
             Filed::Added(run) => Ok(Filing::Added { run }),
             Filed::Unmatched => Ok(Filing::Unmatched),
             Filed::Proposed(run) => {

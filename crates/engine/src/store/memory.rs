@@ -300,8 +300,8 @@ impl Runs for MemoryStore {
         subject: &str,
         mut event: NewEvent,
         proposal: Option<NewRun>,
+        at: Timestamp,
     ) -> Result<Filed, StoreError> {
-        let at = self.clock.now();
         let added = {
             let mut contents = self.contents();
             let open = |run: &&mut RunSnapshot, proposed: bool| {

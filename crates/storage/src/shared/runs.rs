@@ -385,6 +385,7 @@ impl<B: Backend> Runs for SqlStore<B> {
         subject: &str,
         mut event: NewEvent,
         proposal: Option<NewRun>,
+        at: Timestamp,
     ) -> Result<Filed, StoreError> {
         // Twice at most: a proposal another node inserted between our look and our insert is
         // found by the second look.
@@ -402,7 +403,7 @@ impl<B: Backend> Runs for SqlStore<B> {
                 event.run_id = Some(run_id);
                 // An alert keeps a proposal alive: it expires counting from its latest alert.
                 sql("UPDATE runs SET updated_at = $1 WHERE id = $2 AND status = 'proposed'")
-                    .bind(format_timestamp(now()))
+                    .bind(format_timestamp(at))
                     .bind(run_id.to_string())
                     .execute(&mut *tx)
                     .await?;

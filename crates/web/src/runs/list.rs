@@ -28,8 +28,8 @@ pub(crate) struct RunsQuery {
     /// Only runs in this mode.
     #[param(schema_with = dto::run_mode_schema, required = false)]
     mode: Option<String>,
-    /// Only runs of this origin: `person` (someone started it) or `verification` (Steady, on
-    /// the runbook's `verify` schedule).
+    /// Only runs of this origin: `person` (someone started it), `verification` (Steady, on
+    /// the runbook's `verify` schedule) or `trigger` (an alert proposed it).
     #[param(schema_with = dto::run_origin_schema, required = false)]
     origin: Option<String>,
     /// Only runs created at or after this time (RFC 3339).

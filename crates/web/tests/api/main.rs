@@ -11,6 +11,8 @@
 //! - `figures`: rehearsal figures against `rto`, a run's expected finish, a step slower than
 //!   any rehearsal, the postmortem's time to recover.
 //! - `contract`: Schemathesis against the OpenAPI document: every answer is one it declares.
+//! - `proposals`: alerts delivered to the hooks propose a runbook once, however often and
+//!   wherever they arrive; a responder takes command or dismisses; proposals expire.
 //! - `verification`: a runbook dry-run on its `verify` schedule passes, fails (announced
 //!   once) and recovers.
 
@@ -47,6 +49,7 @@ mod contract;
 mod figures;
 mod matrix;
 mod pages;
+mod proposals;
 mod stories;
 mod verification;
 
@@ -101,17 +104,18 @@ impl Server {
         config: ServerConfig,
         secrets: BTreeMap<String, String>,
     ) -> Server {
-        let url = match backend {
-            Backend::Sqlite => {
-                let dir =
-                    std::env::temp_dir().join(format!("steady-api-{name}-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir).expect("scratch folder");
-                format!("sqlite://{}", dir.join("steady.db").display())
-            }
-            Backend::Postgres => steady_testkit::postgres_database(),
-        };
-        let database = steady_storage::open_database(&url).await.expect("database");
+        Server::start_on(&database_url(name, backend), name, config, secrets).await
+    }
+
+    /// A server on the database at `url`: a second node of a cluster when another server
+    /// already serves it.
+    pub async fn start_on(
+        url: &str,
+        name: &str,
+        config: ServerConfig,
+        secrets: BTreeMap<String, String>,
+    ) -> Server {
+        let database = steady_storage::open_database(url).await.expect("database");
         let clock = Arc::new(TestClock::default());
         let engine = Engine::with_clock(
             database.store.clone(),
@@ -194,6 +198,21 @@ impl Server {
         }
         let last = self.get(token, &format!("/api/v1/runs/{run}")).await;
         panic!("run {run} never became {status}: {}", last.body);
+    }
+}
+
+/// A new, empty database for a test named `name`: a SQLite file in a scratch folder, or a
+/// database on the test kit's PostgreSQL server.
+pub fn database_url(name: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let dir =
+                std::env::temp_dir().join(format!("steady-api-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("scratch folder");
+            format!("sqlite://{}", dir.join("steady.db").display())
+        }
+        Backend::Postgres => steady_testkit::postgres_database(),
     }
 }
 

@@ -1,10 +1,10 @@
 //! The authorization matrix: every route, tried by everyone — nobody signed in, an admin, an
 //! author, a responder who holds the run's roles (or commands it), a responder who does not,
-//! and an auditor — against the status each must get.
+//! an auditor, and an alerting system's `trigger` account — against the status each must get.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder};
+use steady_engine::accounts::GlobalRole::{Admin, Auditor, Author, Responder, Trigger};
 
 use crate::*;
 
@@ -12,10 +12,12 @@ on_every_backend!(every_route_refuses_whoever_may_not_use_it,);
 
 const GATED: &str = "name: gated\nroles:\n  approver: {}\n  operator: {}\nsteps:\n  - id: go\n    approval: { role: approver }\n  - id: act\n    run: [\"true\"]\n    timeout: 5s\n";
 const MANUAL: &str = "name: manual\nroles:\n  operator: {}\nsteps:\n  - id: watch\n    manual: { role: operator, instructions: Watch. }\n";
+const PROPOSED: &str = "name: proposed\nparams:\n  n: { type: string, pattern: '^[0-9]+$' }\ntriggers:\n  - source: json\n    when: \"alert.labels.alertname == 'Matrix'\"\n    params: { n: \"{{ alert.labels.n }}\" }\nsteps:\n  - id: nap\n    sleep: 1ms\n";
 const FAILING: &str = "name: failing\nsteps:\n  - id: broken\n    run: [\"false\"]\n    read_only: true\n    timeout: 5s\n";
 
-/// Who tries: the six columns of the matrix.
-const PEOPLE: [&str; 6] = ["anonymous", "admin", "author", "assigned", "unassigned", "auditor"];
+/// Who tries: the seven columns of the matrix.
+const PEOPLE: [&str; 7] =
+    ["anonymous", "admin", "author", "assigned", "unassigned", "auditor", "trigger"];
 
 struct Fixture {
     server: Server,
@@ -27,7 +29,7 @@ struct Fixture {
 impl Fixture {
     async fn new(backend: Backend) -> Fixture {
         let server = Server::start("matrix", backend).await;
-        for source in [GATED, MANUAL, FAILING] {
+        for source in [GATED, MANUAL, FAILING, PROPOSED] {
             assert_eq!(publish(&server, source).await.status, StatusCode::CREATED);
         }
         let tokens = vec![
@@ -37,6 +39,7 @@ impl Fixture {
             Some(server.person("rita", &[Responder]).await),
             Some(server.person("ned", &[Responder]).await),
             Some(server.person("audrey", &[Auditor]).await),
+            Some(server.person("alerts", &[Trigger]).await),
         ];
         let commander = server.person("carl", &[Responder]).await;
         Fixture { server, tokens, commander }
@@ -66,9 +69,24 @@ impl Fixture {
         id
     }
 
+    /// A proposal of `proposed`, made by an alert delivered with the trigger account's token.
+    async fn proposal(&self, n: usize) -> String {
+        let trigger = self.tokens[6].as_deref().unwrap();
+        let delivered = self.server.post(trigger, "/api/v1/hooks/json", alert(n)).await;
+        assert_eq!(delivered.status, StatusCode::OK, "{}", delivered.body);
+        let outcome = &delivered.body["outcomes"][0];
+        assert_eq!(outcome["outcome"], "proposed", "{}", delivered.body);
+        outcome["run_id"].as_str().unwrap().to_owned()
+    }
+
     fn rita(&self) -> &str {
         self.tokens[3].as_deref().unwrap()
     }
+}
+
+/// A `json` alert that proposes `proposed` with `n`: a new proposal for each `n`.
+fn alert(n: usize) -> Value {
+    json!({ "labels": { "alertname": "Matrix", "n": n.to_string() } })
 }
 
 /// What a case sets up for one person before they try: `(method, path, body)`.
@@ -79,44 +97,47 @@ async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
     use StatusCode as S;
     let (ok, created, gone, no, who) =
         (S::OK, S::CREATED, S::NO_CONTENT, S::FORBIDDEN, S::UNAUTHORIZED);
-    let readers = [who, ok, ok, ok, ok, ok];
-    let actors_only = [who, no, no, ok, no, no];
+    let readers = [who, ok, ok, ok, ok, ok, no];
+    let actors_only = [who, no, no, ok, no, no, no];
     let mut failures = Vec::new();
     let mut counter = 0;
 
-    let cases: Vec<(&str, [StatusCode; 6])> = vec![
+    let cases: Vec<(&str, [StatusCode; 7])> = vec![
         ("GET runbooks", readers),
         ("GET runbook versions", readers),
         ("GET runbook source", readers),
         ("GET runbook figures", readers),
-        ("POST runbooks", [who, no, created, no, no, no]),
+        ("POST runbooks", [who, no, created, no, no, no, no]),
         ("GET runs", readers),
         ("GET run", readers),
         ("GET run events", readers),
         ("GET all events", readers),
-        ("POST runs", [who, no, no, created, created, no]),
+        ("POST runs", [who, no, no, created, created, no, no]),
         ("POST approve", actors_only),
         ("POST reject", actors_only),
         ("POST complete", actors_only),
         ("POST fail", actors_only),
-        ("POST notes", [who, no, no, created, no, no]),
+        ("POST notes", [who, no, no, created, no, no, no]),
         ("POST cancel", actors_only),
         ("POST assignments", actors_only),
         ("POST commander", actors_only),
         ("POST decisions", actors_only),
-        ("GET audit", [who, ok, no, no, no, ok]),
-        ("GET audit verify", [who, ok, no, no, no, ok]),
-        ("GET audit export", [who, ok, no, no, no, ok]),
-        ("GET nodes", [who, ok, no, no, no, ok]),
-        ("GET users", [who, ok, no, no, no, no]),
-        ("POST users", [who, created, no, no, no, no]),
-        ("PUT user", [who, ok, no, no, no, no]),
+        ("GET audit", [who, ok, no, no, no, ok, no]),
+        ("GET audit verify", [who, ok, no, no, no, ok, no]),
+        ("GET audit export", [who, ok, no, no, no, ok, no]),
+        ("GET nodes", [who, ok, no, no, no, ok, no]),
+        ("GET users", [who, ok, no, no, no, no, no]),
+        ("POST users", [who, created, no, no, no, no, no]),
+        ("PUT user", [who, ok, no, no, no, no, no]),
         ("GET tokens", readers),
-        ("POST tokens", [who, created, created, created, created, created]),
-        ("DELETE someone else's token", [who, gone, no, no, no, no]),
+        ("POST tokens", [who, created, created, created, created, created, no]),
+        ("DELETE someone else's token", [who, gone, no, no, no, no, no]),
         ("GET session", readers),
-        ("GET healthz", [ok; 6]),
-        ("GET metrics", [ok; 6]),
+        ("POST hook", [who, no, no, no, no, no, ok]),
+        ("POST take", [who, no, no, ok, ok, no, no]),
+        ("POST dismiss", [who, no, no, ok, ok, no, no]),
+        ("GET healthz", [ok, ok, ok, ok, ok, ok, ok]),
+        ("GET metrics", [ok, ok, ok, ok, ok, ok, ok]),
     ];
 
     for (case, expected) in cases {
@@ -220,6 +241,13 @@ async fn every_route_refuses_whoever_may_not_use_it(backend: Backend) {
                     (Method::DELETE, format!("/api/v1/tokens/{id}"), None)
                 }
                 "GET session" => (Method::GET, "/api/v1/session".into(), None),
+                "POST hook" => (Method::POST, "/api/v1/hooks/json".into(), Some(alert(counter))),
+                "POST take" | "POST dismiss" => {
+                    let run = f.proposal(counter).await;
+                    let action = case.trim_start_matches("POST ");
+                    let body = (case == "POST dismiss").then(|| json!({ "reason": "a test" }));
+                    (Method::POST, format!("/api/v1/runs/{run}/{action}"), body)
+                }
                 "GET healthz" => (Method::GET, "/healthz".into(), None),
                 "GET metrics" => (Method::GET, "/metrics".into(), None),
                 other => panic!("no request for {other}"),
