@@ -288,6 +288,9 @@ async fn proposals_nobody_wants_are_dismissed_or_expire(backend: Backend) {
     assert_ne!(outcome(&anew)["run_id"], idle.as_str());
 }
 
+/// A delivery that must be refused: what it is, the token, the path, the body, the status.
+type BadDelivery<'a> = (&'a str, Option<String>, &'a str, Vec<u8>, StatusCode);
+
 async fn bad_payloads_are_refused_and_nothing_is_stored(backend: Backend) {
     let server = Server::start("proposal-bad", backend).await;
     assert_eq!(publish(&server, FAILOVER).await.status, StatusCode::CREATED);
@@ -301,7 +304,7 @@ async fn bad_payloads_are_refused_and_nothing_is_stored(backend: Backend) {
         async move { request.send().await.unwrap() }
     };
     let hook = "/api/v1/hooks/alertmanager";
-    let cases: Vec<(&str, Option<String>, &str, Vec<u8>, StatusCode)> = vec![
+    let cases: Vec<BadDelivery> = vec![
         (
             "not JSON",
             Some(trigger.clone()),
