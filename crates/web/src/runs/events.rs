@@ -38,7 +38,8 @@ pub(crate) async fn run_events(
     };
     let after = resume_after(&headers, query.after);
     // A finished run with nothing left to send: 204 tells an EventSource to stop reconnecting.
-    if !status.is_active() {
+    // A proposal has not finished: it waits for someone to take it.
+    if status.is_finished() {
         let filter = AuditFilter {
             run_id: Some(id),
             after_seq: Some(after),
@@ -131,7 +132,7 @@ fn event_stream(state: AppState, caller: Caller, run: Option<Uuid>, after: i64) 
                         // Everything of a finished run has been sent: its stream is done.
                         let finished = match run {
                             Some(id) => {
-                                matches!(state.store.run_status(id).await, Ok(Some(status)) if !status.is_active())
+                                matches!(state.store.run_status(id).await, Ok(Some(status)) if status.is_finished())
                             }
                             None => false,
                         };
