@@ -20,7 +20,8 @@ pub struct RunsArgs {
     /// Only runs of this runbook.
     #[arg(long)]
     runbook: Option<String>,
-    /// Only runs of this origin: `person`, or `verification` (Steady's scheduled dry runs).
+    /// Only runs of this origin: `person`, `verification` (Steady's scheduled dry runs) or
+    /// `trigger` (proposals alerts made, and the dry runs gathering their facts).
     #[arg(long, value_parser = parse_origin)]
     origin: Option<RunOrigin>,
     /// At most this many runs.
@@ -40,7 +41,7 @@ fn parse_status(text: &str) -> Result<RunStatus, String> {
 }
 
 fn parse_origin(text: &str) -> Result<RunOrigin, String> {
-    text.parse().map_err(|_| "use person or verification".to_owned())
+    text.parse().map_err(|_| "use person, verification or trigger".to_owned())
 }
 
 #[derive(Debug, clap::Args)]
