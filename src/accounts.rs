@@ -15,7 +15,8 @@ pub enum UserCommand {
     /// Create a user with global roles.
     Add {
         name: String,
-        /// admin, author, responder or auditor; repeat for several.
+        /// admin, author, responder or auditor (repeat for several), or trigger alone: an alerting
+        /// system's account that only delivers alerts.
         #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<GlobalRole>,
         /// Read the password from standard input instead of generating one.
@@ -59,7 +60,7 @@ pub enum TokenCommand {
 }
 
 fn parse_role(text: &str) -> Result<GlobalRole, String> {
-    text.parse().map_err(|_| "use admin, author, responder or auditor".to_owned())
+    text.parse().map_err(|_| "use admin, author, responder, auditor or trigger".to_owned())
 }
 
 fn local() -> Actor {
