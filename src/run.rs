@@ -71,16 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Published::Unchanged(_) => {}
     }
-    let mut assignments: Vec<Assignment> = args
-        .assign
-        .iter()
-        .map(|(role, name)| Assignment { role: role.clone(), person: person(name) })
-        .collect();
-    for role in &runbook.roles {
-        if !assignments.iter().any(|a| a.role == role.name) {
-            assignments.push(Assignment { role: role.name.clone(), person: app.actor.clone() });
-        }
-    }
+    let assignments = roles_given(&args.assign, runbook, &app);
     let mode = if args.dry_run {
         RunMode::DryRun
     } else if args.drill {
@@ -139,16 +130,7 @@ pub async fn take(args: TakeArgs) -> anyhow::Result<ExitCode> {
     let run_id = app.resolve_run(&args.run).await?;
     let snapshot = app.store.run(run_id).await?.context("the run vanished")?;
     let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
-    let mut assignments: Vec<Assignment> = args
-        .assign
-        .iter()
-        .map(|(role, name)| Assignment { role: role.clone(), person: person(name) })
-        .collect();
-    for role in &runbook.roles {
-        if !assignments.iter().any(|a| a.role == role.name) {
-            assignments.push(Assignment { role: role.name.clone(), person: app.actor.clone() });
-        }
-    }
+    let assignments = roles_given(&args.assign, &runbook, &app);
     match app.engine.take_proposal(run_id, &app.actor, assignments).await {
         Ok(()) => {}
         Err(EngineError::NotProposed { status }) => {
@@ -175,6 +157,25 @@ pub async fn take(args: TakeArgs) -> anyhow::Result<ExitCode> {
     }
     say!("run {run_id}: {} (live) taken by {}; it runs now", runbook.name, app.actor);
     drive_here(&app, run_id).await
+}
+
+/// The roles given with `--assign ROLE=PERSON`, and every other role of the runbook to the
+/// person at this terminal, who runs it here.
+fn roles_given(
+    given: &[(String, String)],
+    runbook: &steady_engine::runbook::Runbook,
+    app: &App,
+) -> Vec<Assignment> {
+    let mut assignments: Vec<Assignment> = given
+        .iter()
+        .map(|(role, name)| Assignment { role: role.clone(), person: person(name) })
+        .collect();
+    for role in &runbook.roles {
+        if !assignments.iter().any(|a| a.role == role.name) {
+            assignments.push(Assignment { role: role.name.clone(), person: app.actor.clone() });
+        }
+    }
+    assignments
 }
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
