@@ -2,7 +2,8 @@
 //! traits and run unchanged against each backend: SQLite files, and a real PostgreSQL server
 //! the test kit starts.
 //!
-//! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
+//! - this file: runbooks, runs, leases, proposals, the audit chain, notification targets and
+//!   nodes;
 //! - `accounts`: users, sessions, tokens and the sign-in throttle;
 //! - `rehearsals`: what a runbook's succeeded live runs and drills measured;
 //! - `typed_audit`: audit data read as types hashes as a database written before the types,
@@ -103,6 +104,7 @@ contract!(
     a_run_of_thousands_of_steps_is_stored_whole,
     rehearsals_are_the_succeeded_live_runs_and_drills_of_a_runbook,
     a_verification_period_is_claimed_once_and_its_result_kept,
+    an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken,
 );
 
 const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";
@@ -215,6 +217,114 @@ async fn a_lock_key_has_one_active_holder(store: Arc<dyn Store>) {
     new_run(&store, Some("pg/other")).await.unwrap();
     store.commit(holder, finish(0)).await.unwrap();
     new_run(&store, Some("pg/main")).await.unwrap();
+}
+
+/// A proposal of the story runbook for lock `key`, as an alert makes it.
+fn proposal(version: &RunbookVersion, key: &str) -> NewRun {
+    let id = Uuid::now_v7();
+    let at = now();
+    let run = RunRecord {
+        id,
+        runbook: version.name.clone(),
+        version: version.version,
+        sha256: version.sha256.clone(),
+        mode: RunMode::Live,
+        origin: RunOrigin::Trigger,
+        status: RunStatus::Proposed,
+        phase: Phase::Main,
+        started_by: Actor::user("alerts"),
+        commander: Actor::user("alerts"),
+        params: BTreeMap::new(),
+        lock_key: Some(key.to_owned()),
+        created_at: at,
+        updated_at: at,
+        finished_at: None,
+        lease: None,
+        revision: 0,
+        dry_run: None,
+    };
+    let note = AuditData::NoteAdded(NoteAdded { text: "proposed".into() });
+    let event = NewEvent::typed(&Actor::user("alerts"), Some(id), note);
+    NewRun {
+        run,
+        steps: vec![StepState::pending("nap", Phase::Main, 0)],
+        assignments: vec![],
+        event,
+    }
+}
+
+fn alert_event() -> NewEvent {
+    NewEvent::typed(
+        &Actor::user("alerts"),
+        None,
+        AuditData::NoteAdded(NoteAdded { text: "again".into() }),
+    )
+}
+
+async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: Arc<dyn Store>) {
+    use steady_engine::store::Filed;
+    let version = match store.publish("story", SOURCE, &actor(), now()).await.unwrap() {
+        Published::New(version) | Published::Unchanged(version) => version,
+    };
+    // Nothing is about pg/main: a resolved alert finds nothing, a firing one proposes.
+    let unmatched = store.file_alert("lock:pg/main", alert_event(), None, now()).await.unwrap();
+    assert_eq!(unmatched, Filed::Unmatched);
+    let first = proposal(&version, "pg/main");
+    let id = first.run.id;
+    assert_eq!(
+        store.file_alert("lock:pg/main", alert_event(), Some(first), now()).await.unwrap(),
+        Filed::Proposed(id)
+    );
+
+    // Ten deliveries at once, each with a proposal of its own: all go to the first.
+    let racing: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            let new = proposal(&version, "pg/main");
+            tokio::spawn(async move {
+                store.file_alert("lock:pg/main", alert_event(), Some(new), now()).await
+            })
+        })
+        .collect();
+    for filed in racing {
+        assert_eq!(filed.await.unwrap().unwrap(), Filed::Added(id));
+    }
+    let proposals = RunFilter { status: Some(RunStatus::Proposed), ..RunFilter::default() };
+    assert_eq!(store.runs(&proposals).await.unwrap().len(), 1);
+    let filter = AuditFilter { run_id: Some(id), ..AuditFilter::default() };
+    assert_eq!(store.audit_events(&filter).await.unwrap().len(), 11, "its event and ten alerts");
+
+    // A proposal holds no lock: a live run takes pg/main, and alerts now go to it.
+    let live = new_run(&store, Some("pg/main")).await.unwrap();
+    let again = proposal(&version, "pg/main");
+    assert_eq!(
+        store.file_alert("lock:pg/main", alert_event(), Some(again), now()).await.unwrap(),
+        Filed::Added(live)
+    );
+
+    // Taking the proposal is refused while the live run holds the lock, and takes it after.
+    let snapshot = store.run(id).await.unwrap().unwrap();
+    let take = |revision| {
+        let mut change = RunChange::from(&snapshot.run);
+        change.status = RunStatus::Running;
+        change.started_by = actor();
+        change.commander = actor();
+        Transition { revision, run: Some(change), ..Transition::default() }
+    };
+    match store.take_proposal(id, take(0)).await {
+        Err(StoreError::LockHeld { key, run_id }) => {
+            assert_eq!((key.as_str(), run_id), ("pg/main", live))
+        }
+        other => panic!("expected the lock to be held, got {other:?}"),
+    }
+    store.commit(live, finish(0)).await.unwrap();
+    store.take_proposal(id, take(0)).await.unwrap();
+    let taken = store.run(id).await.unwrap().unwrap().run;
+    assert_eq!((taken.status, taken.started_by), (RunStatus::Running, actor()));
+    match new_run(&store, Some("pg/main")).await {
+        Err(StoreError::LockHeld { run_id, .. }) => assert_eq!(run_id, id),
+        other => panic!("the taken proposal holds the lock: {other:?}"),
+    }
 }
 
 async fn transitions_are_refused_on_a_stale_revision_or_a_lost_lease(store: Arc<dyn Store>) {
