@@ -179,6 +179,12 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
             println!("run {run_id}: cancelled");
             Ok(ExitCode::SUCCESS)
         }
+        Err(EngineError::RunNotActive { status: RunStatus::Proposed }) => {
+            report::error(&format!(
+                "run {run_id} is a proposal, which runs nothing: dismiss it with `steady dismiss {run_id} -m REASON`"
+            ));
+            Ok(ExitCode::from(2))
+        }
         Err(EngineError::RunNotActive { status }) => {
             report::error(&format!(
                 "run {run_id} is {status}: only a run that has not finished can be cancelled"

@@ -2,10 +2,9 @@
 -- until a person takes command.
 --
 -- What a run acts on, as alerts are matched to runs (`RunRecord::subject` in the engine):
--- `lock:KEY`, or `params:RUNBOOK:HASH` for a run without a lock; NULL for a dry run. Runs
--- before this migration are matched by their lock key only.
+-- `lock:HASH` of its lock key, or `params:RUNBOOK:HASH` for a run without a lock; NULL for a
+-- dry run. Runs started before this migration have none: alerts propose beside them.
 ALTER TABLE runs ADD COLUMN subject TEXT;
-UPDATE runs SET subject = 'lock:' || lock_key WHERE lock_key IS NOT NULL AND mode <> 'dry-run';
 CREATE INDEX runs_subject ON runs (subject);
 
 -- One open proposal per subject, whichever node receives the alerts and however many

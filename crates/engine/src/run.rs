@@ -259,16 +259,16 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// What the run acts on, as alerts are matched to runs: `lock:KEY` for a run holding (or,
-    /// proposed, to hold) a lock key; without a lock, `params:RUNBOOK:HASH` of its runbook and
-    /// parameters. `None` for a dry run, which acts on nothing. A repeated or related alert is
+    /// What the run acts on, as alerts are matched to runs: `lock:HASH` of the lock key a run
+    /// holds (or, proposed, will hold); without a lock, `params:RUNBOOK:HASH` of its runbook
+    /// and parameters. Hashed, so that a subject is short whatever the key (it is indexed). `None` for a dry run, which acts on nothing. A repeated or related alert is
     /// added to the proposal or active run with the same subject instead of proposing again.
     pub fn subject(&self) -> Option<String> {
         if self.mode == RunMode::DryRun {
             return None;
         }
         Some(match &self.lock_key {
-            Some(key) => format!("lock:{key}"),
+            Some(key) => format!("lock:{}", &crate::audit::sha256_hex(key.as_bytes())[..32]),
             None => {
                 let params = crate::audit::canonical_json(
                     &serde_json::to_value(&self.params).unwrap_or_default(),

@@ -267,8 +267,9 @@ pub trait Runbooks: Send + Sync {
 /// [`Accounts`](crate::accounts::Accounts), which the engine does not need.
 #[async_trait]
 pub trait People: Send + Sync {
-    /// Whether `name` is an existing, enabled user account: only such a person may be given a
-    /// run role or the command of a run.
+    /// Whether `name` is an existing, enabled user account of a person: only such a person may
+    /// be given a run role or the command of a run. An alerting system's `trigger` account is
+    /// no person: false.
     async fn enabled_user(&self, name: &str) -> Result<bool, StoreError>;
 }
 

@@ -14,6 +14,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
+use steady_engine::accounts::GlobalRole;
 use steady_engine::audit::{Verification, format_timestamp};
 use steady_engine::run::{Actor, Lease, RunbookVersion, Timestamp, Transition};
 use steady_engine::store::{
@@ -186,11 +187,14 @@ impl<B: Backend> Runbooks for SqlStore<B> {
 #[async_trait]
 impl<B: Backend> People for SqlStore<B> {
     async fn enabled_user(&self, name: &str) -> Result<bool, StoreError> {
-        let found = sql("SELECT disabled FROM users WHERE name = $1")
+        let found = sql("SELECT disabled, roles FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *self.backend.conn().await?)
             .await?;
-        Ok(found.map(|row| row.flag("disabled")).transpose()? == Some(false))
+        let Some(row) = found else { return Ok(false) };
+        let trigger =
+            row.text("roles")?.split(',').any(|role| role == GlobalRole::Trigger.as_str());
+        Ok(!row.flag("disabled")? && !trigger)
     }
 }
 

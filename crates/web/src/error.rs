@@ -178,6 +178,7 @@ impl From<AccountError> for AppError {
             }
             A::WrongPassword => AppError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
             A::Throttled => AppError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", message),
+            A::ServiceAccount => AppError::forbidden(message),
             A::NoSuchUser(_) => AppError::not_found(message),
             A::Hashing(_) => AppError::internal(message),
             A::Store(store) => store.into(),

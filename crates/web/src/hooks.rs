@@ -6,7 +6,9 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use serde::Serialize;
 use steady_engine::engine::Filing;
@@ -17,6 +19,12 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::TriggerCaller;
 use crate::error::AppError;
+
+/// Every outcome an alert can come to for a runbook, as the answer and `/metrics` name them.
+pub(crate) const OUTCOMES: [&str; 4] = ["proposed", "added", "unmatched", "failed"];
+
+/// The most of a trigger's error an answer repeats: an alert's value can be long.
+const MAX_ERROR_CHARS: usize = 300;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -65,8 +73,19 @@ pub(crate) async fn receive(
     State(state): State<AppState>,
     TriggerCaller(user): TriggerCaller,
     Path(source): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Delivery>, AppError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the payload is over {MAX_PAYLOAD_BYTES} bytes (1 MiB): send fewer alerts at once"
+            )
+        } else {
+            rejection.body_text()
+        };
+        AppError::new(status, "payload", message)
+    })?;
     let source =
         AlertSource::ALL.into_iter().find(|known| known.as_str() == source).ok_or_else(|| {
             AppError::not_found("no such alert source: use alertmanager, grafana or json")
@@ -81,8 +100,12 @@ pub(crate) async fn receive(
                 Ok(Filing::Proposed { run, dry_run }) => ("proposed", Some(run), dry_run, None),
                 Ok(Filing::Added { run }) => ("added", Some(run), None, None),
                 Ok(Filing::Unmatched) => ("unmatched", None, None, None),
-                Err(error) => ("failed", None, None, Some(error)),
+                Err(error) => {
+                    tracing::warn!(runbook = %outcome.runbook, alert = %outcome.alert, %error, "a trigger could not be applied to an alert");
+                    ("failed", None, None, Some(shortened(&error)))
+                }
             };
+            state.metrics.alert_filed(name);
             Outcome {
                 alert: outcome.alert,
                 status: outcome.status.as_str(),
@@ -95,4 +118,12 @@ pub(crate) async fn receive(
         })
         .collect();
     Ok(Json(Delivery { alerts: alerts.len(), outcomes }))
+}
+
+/// `error` cut to [`MAX_ERROR_CHARS`] characters, marked when cut.
+fn shortened(error: &str) -> String {
+    match error.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((end, _)) => format!("{}…", &error[..end]),
+        None => error.to_owned(),
+    }
 }

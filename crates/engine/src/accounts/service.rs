@@ -38,6 +38,10 @@ pub enum AccountError {
     /// them is deliberately not said.
     #[error("wrong name or password")]
     WrongPassword,
+    /// An alerting system's `trigger` account: it delivers alerts with its token and never
+    /// signs in.
+    #[error("a `trigger` account only delivers alerts with its token: it cannot sign in")]
+    ServiceAccount,
     /// Too many failed sign-ins for this account from this address, or from this address.
     #[error("too many failed sign-ins: wait a few minutes")]
     Throttled,
@@ -127,6 +131,9 @@ impl AccountService {
             self.accounts.record_login_failure(name, address, self.clock.now()).await?;
             return Err(AccountError::WrongPassword);
         };
+        if user.has(GlobalRole::Trigger) {
+            return Err(AccountError::ServiceAccount);
+        }
         // Always a new session id at sign-in, so that no id planted before it is worth anything.
         let session_id = credentials::new_secret();
         let csrf_token = credentials::csrf_token(&session_id);
@@ -291,6 +298,9 @@ fn parse_roles(roles: &[String]) -> Result<Vec<GlobalRole>, AccountError> {
         .iter()
         .map(|role| role.parse::<GlobalRole>().map_err(|_| AccountError::UnknownRole(role.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut roles = roles;
+    roles.sort_by_key(|role| role.as_str());
+    roles.dedup();
     match crate::accounts::roles_refused(&roles) {
         Some(why) => Err(AccountError::RolesRefused(why)),
         None => Ok(roles),

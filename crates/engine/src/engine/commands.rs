@@ -9,7 +9,7 @@ use crate::audit::{
     NewEvent, NoteAdded, RoleHolder, RunStarted, StepAnswered, StepFinished, new_id,
 };
 use crate::machine::{attention_step, fails_its_group};
-use crate::params;
+use crate::params::{self, ParamValues};
 use crate::policy;
 use crate::run::*;
 use crate::runbook::{Runbook, Step, StepKind};
@@ -78,12 +78,9 @@ impl Engine {
             self.check_person(&start.actor, &assignment.person).await?;
         }
         // A dry run never takes the lock, so it never blocks a live run.
-        let lock_key = match &runbook.lock {
-            Some(lock) if start.mode != RunMode::DryRun => Some(
-                template::render(lock, Target::Text, &Context::offline(&runbook, &params))
-                    .map_err(|error| EngineError::LockKey(error.to_string()))?,
-            ),
-            _ => None,
+        let lock_key = match start.mode {
+            RunMode::DryRun => None,
+            _ => lock_key(&runbook, &params)?,
         };
         let at = self.now();
         let run = RunRecord {
@@ -564,6 +561,9 @@ impl Engine {
         authority: Authority,
     ) -> Result<(), EngineError> {
         self.act(run_id, |_, snapshot, _| {
+            if snapshot.run.status == RunStatus::Proposed {
+                return (None, Err(EngineError::RunNotActive { status: snapshot.run.status }));
+            }
             match authority {
                 Authority::Commander => {
                     if let Err(refusal) = policy::may_command(&snapshot.run, actor) {
@@ -684,6 +684,29 @@ impl Engine {
         })
         .await
     }
+}
+
+/// The most bytes a rendered lock key has: a key is compared and indexed, and a parameter
+/// from outside (an alert's label) must not make it unstorable.
+pub const MAX_LOCK_KEY_BYTES: usize = 512;
+
+/// The runbook's lock key rendered with `params`, or `None` when it has no `lock`.
+///
+/// Errors: `LockKey` when it cannot be rendered, or is longer than [`MAX_LOCK_KEY_BYTES`].
+pub(super) fn lock_key(
+    runbook: &Runbook,
+    params: &ParamValues,
+) -> Result<Option<String>, EngineError> {
+    let Some(lock) = &runbook.lock else { return Ok(None) };
+    let key = template::render(lock, Target::Text, &Context::offline(runbook, params))
+        .map_err(|error| EngineError::LockKey(error.to_string()))?;
+    if key.len() > MAX_LOCK_KEY_BYTES {
+        return Err(EngineError::LockKey(format!(
+            "it is {} bytes long; a lock key has at most {MAX_LOCK_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(Some(key))
 }
 
 /// A retry or skip of one child of `group`: the child's new state, and the votes a gate

@@ -15,10 +15,14 @@ use crate::run::*;
 use crate::runbook::{AlertSource, Runbook, Trigger, TriggerAction};
 use crate::secrets::Secrets;
 use crate::store::{Filed, StoreError};
-use crate::template::{self, Context, Target};
 use crate::trigger::{self, Alert, AlertStatus};
 
 use super::{Engine, EngineError, StartRun, transition_from};
+
+/// The most runs one delivery proposes: a payload of thousands of distinct alerts must not
+/// make thousands of proposals, notifications and dry runs. Alerts past it are still added to
+/// proposals and runs that exist.
+pub const MAX_PROPOSALS_PER_DELIVERY: usize = 100;
 
 /// What one alert came to for one runbook whose trigger accepted it.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,18 +69,45 @@ impl Engine {
             }
         }
         let mut outcomes = Vec::new();
+        let mut proposed = 0;
         for alert in alerts {
             for (stored, runbook) in &runbooks {
+                let mut failure = None;
                 for trigger in &runbook.triggers {
                     let given = match trigger::evaluate(runbook, trigger, alert) {
                         Ok(None) => continue,
                         Ok(Some(given)) => given,
+                        // A later trigger of the runbook may still accept the alert.
                         Err(error) => {
-                            outcomes.push(outcome(alert, runbook, Err(error.to_string())));
-                            break;
+                            failure.get_or_insert(error.to_string());
+                            continue;
                         }
                     };
-                    let result = self.file(stored, runbook, trigger, alert, &given, by).await;
+                    if proposed >= MAX_PROPOSALS_PER_DELIVERY && alert.status == AlertStatus::Firing
+                    {
+                        failure = None;
+                        let refused = format!(
+                            "this delivery already proposed {MAX_PROPOSALS_PER_DELIVERY} runs: \
+                             send fewer alerts at once (group them by fewer labels)"
+                        );
+                        // Filed on a proposal that exists, never proposing another.
+                        let result =
+                            self.file(stored, runbook, trigger, alert, &given, by, false).await;
+                        let result = match result {
+                            Err(EngineError::Store(error)) => {
+                                return Err(EngineError::Store(error));
+                            }
+                            Ok(Filing::Unmatched) => Err(refused),
+                            other => other.map_err(|error| error.to_string()),
+                        };
+                        outcomes.push(outcome(alert, runbook, result));
+                        break;
+                    }
+                    failure = None;
+                    let result = self.file(stored, runbook, trigger, alert, &given, by, true).await;
+                    if let Ok(Filing::Proposed { .. }) = result {
+                        proposed += 1;
+                    }
                     let result = match result {
                         Err(EngineError::Store(error)) => return Err(EngineError::Store(error)),
                         other => other.map_err(|error| error.to_string()),
@@ -84,12 +115,17 @@ impl Engine {
                     outcomes.push(outcome(alert, runbook, result));
                     break;
                 }
+                if let Some(error) = failure {
+                    outcomes.push(outcome(alert, runbook, Err(error)));
+                }
             }
         }
         Ok(outcomes)
     }
 
-    /// Files one accepted alert with the parameters its trigger rendered (`given`).
+    /// Files one accepted alert with the parameters its trigger rendered (`given`); a firing
+    /// alert proposes the runbook only when `may_propose`.
+    #[allow(clippy::too_many_arguments)]
     async fn file(
         &self,
         stored: &RunbookVersion,
@@ -98,6 +134,7 @@ impl Engine {
         alert: &Alert,
         given: &[(String, String)],
         by: &Actor,
+        may_propose: bool,
     ) -> Result<Filing, EngineError> {
         let given: Vec<(String, String)> = given
             .iter()
@@ -111,15 +148,11 @@ impl Engine {
         Secrets::available_for(runbook, &self.config.secrets)
             .check_params(params.iter().map(|(name, value)| (name.as_str(), value.to_string())))
             .map_err(EngineError::Secrets)?;
-        let lock_key = match &runbook.lock {
-            Some(lock) => Some(
-                template::render(lock, Target::Text, &Context::offline(runbook, &params))
-                    .map_err(|error| EngineError::LockKey(error.to_string()))?,
-            ),
-            None => None,
-        };
+        let lock_key = super::commands::lock_key(runbook, &params)?;
         let at = self.now();
-        let dry_run = (trigger.then == TriggerAction::DryRun).then(Uuid::now_v7);
+        // Facts are gathered only where the dry run can start: with every secret it declares.
+        let can_gather = Secrets::for_runbook(runbook, &self.config.secrets).is_ok();
+        let dry_run = (trigger.then == TriggerAction::DryRun && can_gather).then(Uuid::now_v7);
         let run = RunRecord {
             id: Uuid::now_v7(),
             runbook: stored.name.clone(),
@@ -143,7 +176,7 @@ impl Engine {
         let subject = run.subject().unwrap_or_default();
         let seen = self.seen(runbook, alert);
         let added = NewEvent::typed(by, None, AuditData::AlertAdded(seen.clone()));
-        let proposal = (alert.status == AlertStatus::Firing).then(|| {
+        let proposal = (alert.status == AlertStatus::Firing && may_propose).then(|| {
             let proposed = RunProposed {
                 runbook: stored.name.clone(),
                 version: stored.version,
@@ -192,16 +225,23 @@ impl Engine {
         }
     }
 
-    /// The alert as the audit log keeps it: labels masked like everything from outside.
+    /// The alert as the audit log keeps it: labels masked like everything from outside, and
+    /// storable (NUL shown as U+2400).
     fn seen(&self, runbook: &Runbook, alert: &Alert) -> AlertSeen {
+        let storable = |mut text: String| {
+            make_storable(&mut text);
+            text
+        };
         AlertSeen {
             source: alert.source,
             status: alert.status,
-            key: trigger::alert_key(alert),
+            key: storable(trigger::alert_key(alert)),
             labels: alert
                 .labels
                 .iter()
-                .map(|(name, value)| (name.clone(), self.people_text(runbook, value)))
+                .map(|(name, value)| {
+                    (storable(name.clone()), storable(self.people_text(runbook, value)))
+                })
                 .collect(),
         }
     }
@@ -292,15 +332,28 @@ impl Engine {
     /// Ends every proposal nobody took and no alert came for in the last `idle`, as Steady:
     /// `run.expired`. Returns the proposals it ended; one another node ended first is left.
     pub async fn expire_proposals(&self, idle: Duration) -> Result<Vec<Uuid>, EngineError> {
-        let filter = RunFilter {
+        let idle_for = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+        let now = self.now();
+        // Every proposal, page after page: the newest ones being kept alive must not hide
+        // older idle ones.
+        let mut proposals = Vec::new();
+        let mut filter = RunFilter {
             status: Some(RunStatus::Proposed),
             limit: Some(500),
             ..RunFilter::default()
         };
-        let idle_for = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-        let now = self.now();
+        loop {
+            let page = self.store.runs(&filter).await?;
+            let last = page.last().map(|run| run.id);
+            let full = page.len() == 500;
+            proposals.extend(page);
+            match last {
+                Some(last) if full => filter.before = Some(last),
+                _ => break,
+            }
+        }
         let mut expired = Vec::new();
-        for proposal in self.store.runs(&filter).await? {
+        for proposal in proposals {
             if now - proposal.updated_at < idle_for {
                 continue;
             }

@@ -316,6 +316,7 @@ impl Runs for MemoryStore {
             let added = found.map(|run| {
                 if run.run.status == RunStatus::Proposed {
                     run.run.updated_at = at;
+                    run.run.revision += 1;
                 }
                 run.run.id
             });

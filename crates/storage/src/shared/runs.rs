@@ -402,11 +402,13 @@ impl<B: Backend> Runs for SqlStore<B> {
                 let run_id = uuid(&row.text("id")?)?;
                 event.run_id = Some(run_id);
                 // An alert keeps a proposal alive: it expires counting from its latest alert.
-                sql("UPDATE runs SET updated_at = $1 WHERE id = $2 AND status = 'proposed'")
-                    .bind(format_timestamp(at))
-                    .bind(run_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                // A new revision, so that an expiry computed before this alert is refused.
+                sql("UPDATE runs SET updated_at = $1, revision = revision + 1
+                     WHERE id = $2 AND status = 'proposed'")
+                .bind(format_timestamp(at))
+                .bind(run_id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 append_events::<B>(&mut tx, std::slice::from_ref(&event)).await?;
                 tx.commit().await.map_err(database)?;
                 self.backend.signals().events_appended();

@@ -267,12 +267,14 @@ async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: 
         Published::New(version) | Published::Unchanged(version) => version,
     };
     // Nothing is about pg/main: a resolved alert finds nothing, a firing one proposes.
-    let unmatched = store.file_alert("lock:pg/main", alert_event(), None, now()).await.unwrap();
+    let subject = proposal(&version, "pg/main").run.subject().unwrap();
+    let subject = subject.as_str();
+    let unmatched = store.file_alert(subject, alert_event(), None, now()).await.unwrap();
     assert_eq!(unmatched, Filed::Unmatched);
     let first = proposal(&version, "pg/main");
     let id = first.run.id;
     assert_eq!(
-        store.file_alert("lock:pg/main", alert_event(), Some(first), now()).await.unwrap(),
+        store.file_alert(subject, alert_event(), Some(first), now()).await.unwrap(),
         Filed::Proposed(id)
     );
 
@@ -281,8 +283,9 @@ async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: 
         .map(|_| {
             let store = store.clone();
             let new = proposal(&version, "pg/main");
+            let subject = subject.to_owned();
             tokio::spawn(async move {
-                store.file_alert("lock:pg/main", alert_event(), Some(new), now()).await
+                store.file_alert(&subject, alert_event(), Some(new), now()).await
             })
         })
         .collect();
@@ -298,7 +301,7 @@ async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: 
     let live = new_run(&store, Some("pg/main")).await.unwrap();
     let again = proposal(&version, "pg/main");
     assert_eq!(
-        store.file_alert("lock:pg/main", alert_event(), Some(again), now()).await.unwrap(),
+        store.file_alert(subject, alert_event(), Some(again), now()).await.unwrap(),
         Filed::Added(live)
     );
 
@@ -311,14 +314,14 @@ async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: 
         change.commander = actor();
         Transition { revision, run: Some(change), ..Transition::default() }
     };
-    match store.take_proposal(id, take(0)).await {
+    match store.take_proposal(id, take(snapshot.run.revision)).await {
         Err(StoreError::LockHeld { key, run_id }) => {
             assert_eq!((key.as_str(), run_id), ("pg/main", live))
         }
         other => panic!("expected the lock to be held, got {other:?}"),
     }
     store.commit(live, finish(0)).await.unwrap();
-    store.take_proposal(id, take(0)).await.unwrap();
+    store.take_proposal(id, take(snapshot.run.revision)).await.unwrap();
     let taken = store.run(id).await.unwrap().unwrap().run;
     assert_eq!((taken.status, taken.started_by), (RunStatus::Running, actor()));
     match new_run(&store, Some("pg/main")).await {

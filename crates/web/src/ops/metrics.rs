@@ -41,6 +41,8 @@ pub struct Metrics {
     notifications_delivered: Counter,
     notification_failures: Counter,
     requests_denied: Family<DeniedLabel, Counter>,
+    /// Alerts delivered to this node's hooks, by what each came to for a runbook.
+    alerts: Family<OutcomeLabel, Counter>,
     node_up: Family<NodeLabels, Gauge>,
     node_last_seen: Family<NodeLabel, Gauge<f64, AtomicU64>>,
     verification_last: Family<RunbookLabel, Gauge<f64, AtomicU64>>,
@@ -60,6 +62,11 @@ struct StatusLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DeniedLabel {
     status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -93,6 +100,7 @@ impl Metrics {
             notifications_delivered: Counter::default(),
             notification_failures: Counter::default(),
             requests_denied: Family::default(),
+            alerts: Family::default(),
             node_up: Family::default(),
             node_last_seen: Family::default(),
             verification_last: Family::default(),
@@ -100,6 +108,9 @@ impl Metrics {
         };
         for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
             drop(metrics.requests_denied.get_or_create(&DeniedLabel { status: status.as_u16() }));
+        }
+        for outcome in crate::hooks::OUTCOMES {
+            drop(metrics.alerts.get_or_create(&OutcomeLabel { outcome }));
         }
         let registry = &mut metrics.registry;
         registry.register("steady_runs", "Runs by status", metrics.runs.clone());
@@ -127,6 +138,12 @@ impl Metrics {
             "steady_requests_denied",
             "Requests refused: not signed in (401) or not allowed (403)",
             metrics.requests_denied.clone(),
+        );
+        registry.register(
+            "steady_alerts",
+            "Alerts delivered to this node's hooks, by outcome for each runbook whose trigger \
+             accepted them: proposed, added, unmatched, or failed (the trigger could not be applied)",
+            metrics.alerts.clone(),
         );
         registry.register(
             "steady_node_up",
@@ -167,6 +184,11 @@ impl Metrics {
     /// A notification could not be delivered; it is tried again.
     pub fn notification_failed(&self) {
         self.notification_failures.inc();
+    }
+
+    /// An alert came to `outcome` for a runbook (one of `hooks::OUTCOMES`).
+    pub fn alert_filed(&self, outcome: &'static str) {
+        self.alerts.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// A request was refused with `status` (401 or 403).

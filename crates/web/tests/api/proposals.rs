@@ -20,6 +20,7 @@ on_every_backend!(
     the_lock_is_taken_when_someone_takes_command_not_before,
     proposals_nobody_wants_are_dismissed_or_expire,
     bad_payloads_are_refused_and_nothing_is_stored,
+    hostile_alerts_are_contained,
 );
 
 /// The failover as the shipped runbook shapes it, with commands that run here: a read-only
@@ -369,4 +370,77 @@ async fn bad_payloads_are_refused_and_nothing_is_stored(backend: Backend) {
         .await;
     assert_eq!(both.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", both.body);
     assert_eq!(server.get(&trigger, "/api/v1/runs").await.status, StatusCode::FORBIDDEN);
+}
+
+/// What an alerting system could be made to send by whoever controls a label: none of it is a
+/// 5xx, a half-stored delivery, a flood of proposals, or a trigger account in a run.
+async fn hostile_alerts_are_contained(backend: Backend) {
+    let server = Server::start("proposal-hostile", backend).await;
+    const LOOSE: &str = "name: loose\nlock: \"site/{{ params.site }}\"\nroles:\n  approver: {}\nparams:\n  site: { type: string, required: true }\ntriggers:\n  - source: json\n    when: \"alert.kind == 'down'\"\n    params: { site: \"{{ alert.site }}\" }\nsteps:\n  - id: go\n    approval: { role: approver }\n";
+    assert_eq!(publish(&server, LOOSE).await.status, StatusCode::CREATED);
+    let trigger = server.person("alerts", &[Trigger]).await;
+    let rita = server.person("rita", &[Responder]).await;
+    let deliver = |body: Value| server.post(&trigger, "/api/v1/hooks/json", body);
+
+    // A label too long for a lock key is that alert's failure, not the server's.
+    let long = deliver(json!({ "kind": "down", "site": "x".repeat(3000) })).await;
+    let failed = outcome(&long);
+    assert_eq!(failed["outcome"], "failed", "{}", long.body);
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("at most 512"), "{error}");
+    assert!(error.chars().count() <= 301, "the answer does not repeat the whole value: {error}");
+
+    // NUL in labels and values is stored as U+2400, like everything else from outside.
+    let nul = deliver(json!({ "kind": "down", "site": "a\0b", "labels": { "x\0": "y\0" } })).await;
+    assert_eq!(outcome(&nul)["outcome"], "proposed", "{}", nul.body);
+    let id = outcome(&nul)["run_id"].as_str().unwrap().to_owned();
+
+    // The trigger account is no person: it holds no role and commands nothing.
+    let taken = server
+        .post(
+            &rita,
+            &format!("/api/v1/runs/{id}/take"),
+            json!({ "assignments": [{ "role": "approver", "person": "alerts" }] }),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", taken.body);
+    let login = server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/session",
+            Some(json!({ "name": "alerts", "password": "alerts-password-long" })),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN, "{}", login.body);
+
+    // One delivery of 120 distinct alerts proposes at most 100 runs.
+    let (mut proposed, mut refused) = (0, 0);
+    let grouped = json!({
+        "version": "4", "status": "firing", "receiver": "steady", "groupLabels": {}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": "http://am", "groupKey": "{}", "truncatedAlerts": 0,
+        "alerts": (0..120).map(|n| json!({
+            "status": "firing", "labels": { "alertname": "SiteDown", "site": format!("s{n}") },
+            "annotations": {}, "startsAt": "2026-11-30T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prom", "fingerprint": format!("f{n}")
+        })).collect::<Vec<_>>()
+    });
+    const SITES: &str = "name: sites\nparams:\n  site: { type: string, required: true, pattern: '^s[0-9]+$' }\ntriggers:\n  - source: alertmanager\n    when: \"alert.labels.alertname == 'SiteDown'\"\n    params: { site: \"{{ alert.labels.site }}\" }\nsteps:\n  - id: nap\n    sleep: 1ms\n";
+    assert_eq!(publish(&server, SITES).await.status, StatusCode::CREATED);
+    let delivered = server.post(&trigger, "/api/v1/hooks/alertmanager", grouped).await;
+    assert_eq!(delivered.status, StatusCode::OK, "{}", delivered.body);
+    for outcome in delivered.body["outcomes"].as_array().unwrap() {
+        match outcome["outcome"].as_str().unwrap() {
+            "proposed" => proposed += 1,
+            "failed" => {
+                assert!(
+                    outcome["error"].as_str().unwrap().contains("already proposed 100"),
+                    "{outcome}"
+                );
+                refused += 1;
+            }
+            other => panic!("{other}: {outcome}"),
+        }
+    }
+    assert_eq!((proposed, refused), (100, 20));
 }
