@@ -132,7 +132,8 @@ pub(crate) async fn take_form(
     if !fields.iter().any(|(key, value)| key == "confirmed" && value == "yes") {
         return confirmation(&state, id, me, &fields).await;
     }
-    state.engine.take_proposal(id, &me.actor, form_assignments(&fields)).await?;
+    let taken = state.engine.take_proposal(id, &me.actor, form_assignments(&fields)).await;
+    taken.map_err(|error| settled(id, error))?;
     Ok(back_to(id, ""))
 }
 
@@ -147,13 +148,7 @@ async fn confirmation(
     let snapshot = snapshot(state, id).await?;
     let record = &snapshot.run;
     if record.status != RunStatus::Proposed {
-        let mut error = AppError::from(EngineError::NotProposed { status: record.status });
-        error.message = format!(
-            "this run is no longer a proposal: it is {}",
-            record.status.as_str().replace('_', " ")
-        );
-        error.run = Some(id);
-        return Err(error.into());
+        return Err(settled(id, EngineError::NotProposed { status: record.status }).into());
     }
     let runbook = state.engine.runbook(&record.runbook, record.version).await?;
     let proposed = alerts::proposed(state, record).await?;
@@ -210,6 +205,17 @@ pub(crate) async fn dismiss_form(
     let Some(reason) = form.confirmed() else {
         return confirm::page(&state, id, me, &form, Asked::Dismiss).await;
     };
-    state.engine.dismiss(id, &me.actor, reason).await?;
+    state.engine.dismiss(id, &me.actor, reason).await.map_err(|error| settled(id, error))?;
     Ok(back_to(id, ""))
+}
+
+/// An error of the engine's about proposal `id`. When someone else took or dismissed it first,
+/// the error page says what it is now and links to it.
+fn settled(id: Uuid, error: EngineError) -> AppError {
+    let EngineError::NotProposed { status } = error else { return error.into() };
+    let mut error = AppError::from(EngineError::NotProposed { status });
+    error.message =
+        format!("this run is no longer a proposal: it is {}", status.as_str().replace('_', " "));
+    error.run = Some(id);
+    error
 }

@@ -319,8 +319,11 @@ async fn a_responder_dismisses_with_a_reason_and_a_proposal_left_alone_expires(b
     assert!(!page.contains("● LIVE"), "it never ran: {page}");
     assert!(!page.contains("data-live-run"), "{page}");
     assert!(!page.contains(&format!(r#"href="/runs/{run}/take""#)), "{page}");
-    let (status, _) = post(&carol, &dismiss, &form).await;
-    assert_eq!(status, StatusCode::CONFLICT, "dismissed once");
+    // Dismissed once: a second dismissal (a colleague's, say) says so and links to it.
+    let (status, again) = post(&carol, &dismiss, &form).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(again.contains("no longer a proposal: it is dismissed"), "{again}");
+    assert!(again.contains(&format!(r#"href="/runs/{run}""#)), "{again}");
 
     // Nobody takes the next one, and no alert comes for it: it expires.
     let left = proposal(&server, &alerts, &watcher, "c2").await;

@@ -61,7 +61,9 @@ pub(crate) async fn page(
     let (action, does, post_to, decision_value) = match asked {
         Asked::Dismiss => {
             if run.status != RunStatus::Proposed {
-                return Err(EngineError::NotProposed { status: run.status }.into());
+                let mut error = AppError::from(EngineError::NotProposed { status: run.status });
+                error.run = Some(id);
+                return Err(error.into());
             }
             (
                 "Dismiss",
