@@ -72,6 +72,8 @@ pub(crate) struct ProposalView {
     pub(crate) facts_lost: bool,
     /// Who took command, and when: the run is live since.
     pub(crate) taken: Option<(String, Moment)>,
+    /// Nobody has taken or dismissed it yet.
+    pub(crate) open: bool,
     /// While nobody has taken it: when it ends by itself if no alert comes meanwhile.
     pub(crate) expires: Option<Moment>,
 }
@@ -201,6 +203,7 @@ pub(crate) async fn proposal(
         facts,
         facts_lost,
         taken,
+        open: run.status == RunStatus::Proposed,
         expires,
     }))
 }

@@ -281,13 +281,14 @@ fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
     summary(runbook, snapshot, true)
 }
 
-/// The summary of the dry run that gathered a proposal's facts. It has no run roles, so no
-/// gate warning: the roles are given by whoever takes command of the proposal.
+/// The summary of the dry run that gathered a proposal's facts: what it found first, and no
+/// gate warning, since it has no run roles (whoever takes command gives them).
 pub(crate) fn facts_summary(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
     summary(runbook, snapshot, false)
 }
 
-fn summary(runbook: &Runbook, snapshot: &RunSnapshot, warn_unreachable: bool) -> String {
+/// `report` for a dry run people started (`own`), or for a proposal's facts.
+fn summary(runbook: &Runbook, snapshot: &RunSnapshot, own: bool) -> String {
     let mut checks = (0, 0);
     let mut ran = 0;
     let mut would_run = 0;
@@ -301,7 +302,7 @@ fn summary(runbook: &Runbook, snapshot: &RunSnapshot, warn_unreachable: bool) ->
             (StepKind::Check(_), status) if status.is_failure() => checks.1 += 1,
             (StepKind::Approval(gate), StepStatus::WouldRun) => {
                 gates.push(gate.role.name.clone());
-                if warn_unreachable && policy::approvals_out_of_reach(snapshot, step) > 0 {
+                if own && policy::approvals_out_of_reach(snapshot, step) > 0 {
                     unreachable.push(step.id.clone());
                 }
             }
@@ -315,7 +316,11 @@ fn summary(runbook: &Runbook, snapshot: &RunSnapshot, warn_unreachable: bool) ->
     }
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let mut parts = vec![plural(checks.0, "check passed", "checks passed")];
+    let mut parts = Vec::new();
+    // A report says how many checks passed, even none; facts say what was found.
+    if own || checks.0 > 0 {
+        parts.push(plural(checks.0, "check passed", "checks passed"));
+    }
     if checks.1 > 0 {
         parts.push(plural(checks.1, "check failed", "checks failed"));
     }
