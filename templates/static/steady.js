@@ -72,10 +72,13 @@
 
   var source = null;
   var lastSeq = null;
+  // A proposal's page also follows the dry run gathering its facts, while it runs.
+  var factsSource = null;
   var workSource = null;
   var pending = null;
 
   function watch() {
+    watchFacts();
     var banner = document.querySelector("[data-live-run]");
     if (!banner) { if (source) { source.close(); source = null; } connection("ended"); return; }
     if (source || !window.EventSource) { return; }
@@ -98,12 +101,29 @@
      "approval.granted", "approval.rejected", "approval.voided", "manual.completed", "manual.failed",
      "run.finished", "run.needs_attention", "run.cancelled", "run.waiting", "decision.taken", "note.added",
      "role.assigned", "role.unassigned", "gate.timed_out", "gate.escalated", "run.rollback_started",
-     "run.commander_transferred", "run.taken_over"]
+     "run.commander_transferred", "run.taken_over", "run.alert_added", "run.taken", "run.dismissed",
+     "run.expired"]
       .forEach(function (name) { source.addEventListener(name, seen); });
     // A finished run sends nothing more: stop listening.
-    ["run.finished", "run.cancelled"].forEach(function (name) {
+    ["run.finished", "run.cancelled", "run.dismissed", "run.expired"].forEach(function (name) {
       source.addEventListener(name, function () { if (source) { source.close(); source = null; } });
     });
+  }
+
+  // The dry run named by `data-facts-run` (present while it gathers): each of its events
+  // refreshes the proposal's page, which drops the attribute once the facts are in. Its events
+  // leave `lastSeq` alone: that is where the proposal's own stream resumes.
+  function watchFacts() {
+    var banner = document.querySelector("[data-facts-run]");
+    var run = banner && banner.getAttribute("data-facts-run");
+    if (factsSource && factsSource.run !== run) { factsSource.close(); factsSource = null; }
+    if (!run || factsSource || !window.EventSource || document.visibilityState === "hidden") { return; }
+    var after = banner.getAttribute("data-last-seq") || "0";
+    factsSource = new EventSource("/api/v1/runs/" + run + "/events?after=" + after);
+    factsSource.run = run;
+    ["step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run", "step.interrupted",
+     "run.finished", "run.needs_attention", "run.cancelled"]
+      .forEach(function (name) { factsSource.addEventListener(name, schedule); });
   }
 
   function schedule() {
@@ -125,7 +145,8 @@
     ["step.waiting", "approval.granted", "approval.rejected", "approval.voided", "manual.completed",
      "manual.failed", "gate.timed_out", "gate.escalated", "run.finished", "run.cancelled",
      "role.assigned", "role.unassigned", "run.started", "run.needs_attention", "decision.taken",
-     "run.commander_transferred"]
+     "run.commander_transferred", "run.proposed", "run.alert_added", "run.taken", "run.dismissed",
+     "run.expired"]
       .forEach(function (name) { all.addEventListener(name, schedule); });
   }
 
@@ -160,7 +181,8 @@
     var all = new EventSource("/api/v1/events?after=" + (runs.getAttribute("data-last-seq") || "0"));
     ["run.started", "step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run",
      "step.interrupted", "approval.granted", "approval.rejected", "manual.completed", "manual.failed",
-     "run.finished", "run.cancelled", "run.needs_attention", "decision.taken", "run.commander_transferred"]
+     "run.finished", "run.cancelled", "run.needs_attention", "decision.taken", "run.commander_transferred",
+     "run.proposed", "run.taken", "run.dismissed", "run.expired"]
       .forEach(function (name) { all.addEventListener(name, schedule); });
   }
 
@@ -214,6 +236,7 @@
   // work.
   function signedOut() {
     if (source) { source.close(); source = null; }
+    if (factsSource) { factsSource.close(); factsSource = null; }
     if (workSource) { workSource.close(); workSource = null; }
     var banner = document.querySelector("[data-signed-out]");
     if (banner) { banner.hidden = false; }
@@ -241,6 +264,7 @@
     if (!followsSession() || signedOutNow) { return; }
     if (document.visibilityState === "hidden") {
       if (source) { source.close(); source = null; }
+      if (factsSource) { factsSource.close(); factsSource = null; }
       connection("paused");
     } else {
       ping();

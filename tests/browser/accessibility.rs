@@ -15,19 +15,19 @@ use super::{chromedriver, click, fill, scratch, screenshot, serve, sign_in, stan
 const AXE: &str = include_str!("vendor/axe.min.js");
 
 #[derive(Clone, Copy, PartialEq)]
-enum Theme {
+pub(super) enum Theme {
     Light,
     Dark,
 }
 
 impl Theme {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         if self == Theme::Dark { "dark" } else { "light" }
     }
 }
 
 /// A browser that prefers the given colour scheme, as a person's system setting would.
-async fn themed_browser(driver: &str, profile: &Path, theme: Theme) -> Client {
+pub(super) async fn themed_browser(driver: &str, profile: &Path, theme: Theme) -> Client {
     let mut args = vec![
         "--headless=new".to_owned(),
         "--no-sandbox".into(),
@@ -81,7 +81,7 @@ async fn violations(browser: &Client) -> Vec<String> {
 }
 
 /// Checks the page shown with axe, and takes its screenshots on a desktop and on a phone.
-async fn check(browser: &Client, theme: Theme, name: &str, failures: &mut Vec<String>) {
+pub(super) async fn check(browser: &Client, theme: Theme, name: &str, failures: &mut Vec<String>) {
     let dark = browser
         .execute("return matchMedia('(prefers-color-scheme: dark)').matches;", vec![])
         .await

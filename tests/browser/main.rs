@@ -17,6 +17,9 @@
 //! - `lanes`: a `parallel` group's lanes and a fan-out's grid of items on the run page.
 //! - `figures`: rehearsal figures against `rto`; a step marked slower than any rehearsal
 //!   the moment it outlasts the drill, with no event to announce it.
+//! - `proposals`: an alert proposes the failover; *my work* shows it without reloading; the
+//!   proposal's page with its facts; taking command through the confirmation page, and
+//!   dismissing another through the reason dialog, each page checked by axe in both themes.
 
 mod accessibility;
 
@@ -31,6 +34,7 @@ mod authoring;
 mod cockpit;
 mod figures;
 mod lanes;
+mod proposals;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steady-browser-{name}-{}", std::process::id()));

@@ -45,6 +45,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/runs/{id}/notes", post(command::note_form))
         .route("/runs/{id}/assign", post(command::assign_form))
         .route("/runs/{id}/commander", post(command::transfer_form))
+        .route("/runs/{id}/take", get(proposal::take_page).post(proposal::take_form))
+        .route("/runs/{id}/dismiss", post(proposal::dismiss_form))
         .route("/runs/{id}/timeline.md", get(timeline::timeline))
         .route("/runbooks/{name}/start", post(start::start_form))
 }
@@ -68,6 +70,9 @@ pub(crate) fn status_class(status: &str) -> &'static str {
         }
         "waiting" => "waiting",
         "running" => "running",
+        // A run an alert proposed waits for a responder; a dismissed one never ran.
+        "proposed" => "proposed",
+        "dismissed" => "dismissed",
         _ => "neutral",
     }
 }

@@ -3,7 +3,7 @@
 //! page; the engine checks that the caller commands the run (or takes part, for notes).
 //! Cancelling, rolling back and aborting ask for a reason first (`confirm`).
 
-mod confirm;
+pub(crate) mod confirm;
 
 use axum::Json;
 use axum::extract::State;
@@ -78,7 +78,7 @@ pub(crate) struct ReasonForm {
 
 impl ReasonForm {
     /// The reason, when the person confirmed and gave one.
-    fn confirmed(&self) -> Option<&str> {
+    pub(crate) fn confirmed(&self) -> Option<&str> {
         Some(self.reason.trim()).filter(|r| self.confirm == "yes" && !r.is_empty())
     }
 }

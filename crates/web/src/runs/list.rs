@@ -110,7 +110,12 @@ fn row(run: &RunRecord) -> RunRow {
         mode: dto::mode_label(run),
         started: Moment::new(run.created_at),
         took: duration(run.finished_at.unwrap_or_else(now) - run.created_at),
-        commander: run.commander.to_string(),
+        // The trigger account holds a proposal only until a person takes command.
+        commander: match run.status {
+            RunStatus::Proposed => "nobody yet".to_owned(),
+            RunStatus::Dismissed => "nobody".to_owned(),
+            _ => run.commander.to_string(),
+        },
         now: None,
     }
 }

@@ -1,8 +1,10 @@
 //! Showing one run: `GET /api/v1/runs/{id}` (the whole snapshot) and the run's page, the
 //! incident commander's cockpit: the situation header (`situation`), the decision panel that
 //! explains each choice (`decision`), what rehearsals say about the rest of a live run or
-//! drill (`outlook`), and the steps with their gates, answers and attempts (`steps`).
+//! drill (`outlook`), and the steps with their gates, answers and attempts (`steps`). A run an
+//! alert proposed adds the alerts, its lock and the facts its dry run gathered (`alerts`).
 
+pub(crate) mod alerts;
 mod decision;
 mod outlook;
 mod situation;
@@ -15,9 +17,10 @@ use axum::Json;
 use axum::extract::State;
 use steady_engine::accounts::GlobalRole;
 use steady_engine::engine::now;
+use steady_engine::plan::Plan;
 use steady_engine::policy;
 use steady_engine::rehearsal::RehearsalQuery;
-use steady_engine::run::{Actor, RunMode, RunRecord, RunSnapshot};
+use steady_engine::run::{Actor, RunMode, RunRecord, RunSnapshot, RunStatus};
 use steady_engine::runbook::Runbook;
 use steady_engine::store::AuditFilter;
 use uuid::Uuid;
@@ -30,6 +33,7 @@ use crate::error::AppError;
 use crate::extract::{PageRunId, RunId};
 use crate::page::{Me, Moment, PageResult, render};
 use crate::runbooks::figures::figures;
+use alerts::ProposalView;
 use outlook::OutlookView;
 use situation::{History, Situation};
 use steps::{StepView, Viewer};
@@ -64,6 +68,8 @@ struct RunSummary {
     commander: String,
     started_by: String,
     active: bool,
+    /// Still changing, so the page follows its events: active, or a proposal nobody took yet.
+    live: bool,
 }
 
 struct RoleView {
@@ -105,6 +111,13 @@ struct RunPage {
     last_seq: i64,
     /// For the assignment form: the people who can hold a run role (ui-work).
     people: Vec<String>,
+    /// A run an alert proposed: its alerts, lock and facts.
+    proposal: Option<ProposalView>,
+    /// A proposal nobody took: still open, or dismissed or expired. Its steps never ran and
+    /// nobody commands it.
+    never_taken: bool,
+    /// The viewer may take command of this proposal or dismiss it (a responder).
+    can_take: bool,
 }
 
 fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
@@ -121,13 +134,15 @@ fn summary(runbook: &Runbook, record: &RunRecord) -> RunSummary {
         commander: record.commander.to_string(),
         started_by: record.started_by.to_string(),
         active: record.status.is_active(),
+        live: !record.status.is_finished(),
     }
 }
 
-/// What people decided in run `id`: its `decision.taken` and `run.cancelled` events.
+/// What people decided in run `id`: its `decision.taken`, `run.cancelled`, `run.dismissed`
+/// and `run.expired` events.
 async fn history(state: &AppState, id: Uuid) -> Result<History, AppError> {
     let mut events = Vec::new();
-    for action in ["decision.taken", "run.cancelled"] {
+    for action in ["decision.taken", "run.cancelled", "run.dismissed", "run.expired"] {
         let filter = AuditFilter {
             run_id: Some(id),
             action: Some(action.to_owned()),
@@ -184,18 +199,14 @@ pub(crate) async fn run_page(
             can_reject: gate.can_reject,
         })
     });
-    let params = record
-        .params
-        .iter()
-        .map(|(name, value)| {
-            let value = serde_json::to_value(value).unwrap_or_default();
-            let text = match value {
-                serde_json::Value::String(text) => text,
-                other => other.to_string(),
-            };
-            (name.clone(), state.engine.people_text(&runbook, &text))
-        })
-        .collect();
+    let params = params_shown(&state, &runbook, record);
+    let never_taken = matches!(record.status, RunStatus::Proposed | RunStatus::Dismissed);
+    if never_taken {
+        planned(&runbook, record, &mut steps);
+    }
+    // A proposal shows its parameters as read from the alert, in its panel.
+    let proposal = alerts::proposal(&state, record, params.clone(), &me.actor).await?;
+    let params = if never_taken && proposal.is_some() { Vec::new() } else { params };
     let situation = situation::situation(&runbook, &snapshot, &history, params, now);
     let roles = runbook
         .roles
@@ -230,14 +241,49 @@ pub(crate) async fn run_page(
         can_command,
         can_take_command,
         can_hand_over,
-        can_note: responder && participant,
+        can_note: responder && participant && record.status.is_active(),
         last_seq,
         people: if can_command {
             crate::runbooks::pages::responders(&state).await?
         } else {
             Vec::new()
         },
+        proposal,
+        never_taken,
+        can_take: responder && record.status == RunStatus::Proposed,
         me: Some(me),
     };
     Ok(render(&page))
+}
+
+/// The run's parameters as pages show them: text, secrets masked.
+pub(crate) fn params_shown(
+    state: &AppState,
+    runbook: &Runbook,
+    record: &RunRecord,
+) -> Vec<(String, String)> {
+    record
+        .params
+        .iter()
+        .map(|(name, value)| {
+            let value = serde_json::to_value(value).unwrap_or_default();
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name.clone(), state.engine.people_text(runbook, &text))
+        })
+        .collect()
+}
+
+/// What each step of a proposal would do, rendered with its parameters as a plan is (secrets
+/// never rendered): its steps have not run, so nothing else says it.
+fn planned(runbook: &Runbook, record: &RunRecord, steps: &mut [StepView]) {
+    let plan = Plan::new(runbook, &record.params);
+    for step in steps.iter_mut().filter(|step| step.does.is_empty()) {
+        let found = plan.steps.iter().chain(&plan.rollback).find(|planned| planned.id == step.id);
+        if let Some(planned) = found {
+            step.does = crate::dto::describe_action(&planned.action);
+        }
+    }
 }

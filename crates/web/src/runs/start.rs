@@ -12,7 +12,7 @@ use steady_engine::engine::StartRun;
 use steady_engine::plan::Plan;
 use steady_engine::policy;
 use steady_engine::run::{Actor, Assignment, RunMode};
-use steady_engine::runbook::StepKind;
+use steady_engine::runbook::{Runbook, StepKind};
 use utoipa::ToSchema;
 
 use super::back_to;
@@ -148,36 +148,13 @@ pub(crate) async fn start_form(
                 })
         })
         .collect();
-    let mut assignments = Vec::new();
-    for (key, value) in &fields {
-        if let Some(role) = key.strip_prefix("role.") {
-            for person in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                assignments
-                    .push(Assignment { role: role.to_owned(), person: Actor::person(person) });
-            }
-        }
-    }
+    let assignments = form_assignments(&fields);
     let resolved = steady_engine::params::resolve(&runbook, &params)
         .map_err(steady_engine::engine::EngineError::Params)?;
     if field("confirmed") != "yes" {
         let plan = Plan::new(&runbook, &resolved).to_string();
-        let holders = runbook
-            .roles
-            .iter()
-            .map(|role| {
-                let names: Vec<String> = assignments
-                    .iter()
-                    .filter(|a| a.role == role.name)
-                    .map(|a| a.person.to_string())
-                    .collect();
-                let names = if names.is_empty() { "nobody".to_owned() } else { names.join(", ") };
-                (role.name.clone(), names)
-            })
-            .collect();
-        let unreachable = policy::gates_out_of_reach(&runbook, &me.actor, &assignments)
-            .into_iter()
-            .map(|(step, missing)| unreachable_gate(step, missing, &me.actor))
-            .collect();
+        let holders = holders_in_words(&runbook, &assignments);
+        let unreachable = unreachable_gates(&runbook, &me.actor, &assignments);
         let kept = fields
             .iter()
             .filter(|(k, _)| k != "csrf" && k != "confirmed" && k != "version")
@@ -216,6 +193,53 @@ pub(crate) async fn start_form(
         })
         .await?;
     Ok(back_to(id, ""))
+}
+
+/// The run roles a form gives: each `role.NAME` field holds people, comma-separated.
+pub(crate) fn form_assignments(fields: &[(String, String)]) -> Vec<Assignment> {
+    let mut assignments = Vec::new();
+    for (key, value) in fields {
+        if let Some(role) = key.strip_prefix("role.") {
+            for person in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                assignments
+                    .push(Assignment { role: role.to_owned(), person: Actor::person(person) });
+            }
+        }
+    }
+    assignments
+}
+
+/// Each run role of `runbook` with who will hold it, in words ("nobody" when nobody does).
+pub(crate) fn holders_in_words(
+    runbook: &Runbook,
+    assignments: &[Assignment],
+) -> Vec<(String, String)> {
+    runbook
+        .roles
+        .iter()
+        .map(|role| {
+            let names: Vec<String> = assignments
+                .iter()
+                .filter(|a| a.role == role.name)
+                .map(|a| a.person.to_string())
+                .collect();
+            let names = if names.is_empty() { "nobody".to_owned() } else { names.join(", ") };
+            (role.name.clone(), names)
+        })
+        .collect()
+}
+
+/// A warning for each gate nobody could approve in a run `starter` starts with these roles,
+/// as the policy says.
+pub(crate) fn unreachable_gates(
+    runbook: &Runbook,
+    starter: &Actor,
+    assignments: &[Assignment],
+) -> Vec<String> {
+    policy::gates_out_of_reach(runbook, starter, assignments)
+        .into_iter()
+        .map(|(step, missing)| unreachable_gate(step, missing, starter))
+        .collect()
 }
 
 /// The warning for a gate nobody could approve, naming its role and why the starter does not

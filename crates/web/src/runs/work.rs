@@ -1,6 +1,7 @@
-//! *My work*, the commander's cockpit: the decisions the signed-in person owes on runs they
-//! command, the runs they command, what waits for them (gates and manual steps they may
-//! answer), and the gates in their roles they may not answer, as waiting on others. What is
+//! *My work*, the commander's cockpit: the runs alerts proposed, for a responder to take
+//! command of or dismiss, the decisions the signed-in person owes on runs they command, the
+//! runs they command, what waits for them (gates and manual steps they may answer), and the
+//! gates in their roles they may not answer, as waiting on others. What is
 //! whose is the engine's `policy::work_for`, exactly as the engine would accept it; the page
 //! is kept current by its script following `/api/v1/events`.
 
@@ -13,6 +14,8 @@ use steady_engine::run::{self, RunFilter, RunSnapshot, RunStatus, StepStatus};
 use steady_engine::runbook::{Runbook, Step, StepKind};
 use uuid::Uuid;
 
+use super::show::alerts::{self, ProposalView};
+use super::show::params_shown;
 use super::{run_badge, short_id, status_class};
 use crate::AppState;
 use crate::page::{CodeSpans, Me, Moment, PageResult, render};
@@ -83,10 +86,21 @@ struct Others {
     waiting_for: CodeSpans,
 }
 
+/// A run an alert proposed that nobody has taken or dismissed yet.
+struct Proposed {
+    run_id: Uuid,
+    runbook: String,
+    title: String,
+    proposal: ProposalView,
+}
+
 #[derive(Template)]
 #[template(path = "work.html")]
 struct WorkPage {
     me: Option<Me>,
+    csrf: String,
+    /// Newest first.
+    proposals: Vec<Proposed>,
     decisions: Vec<Decision>,
     commanded: Vec<Commanded>,
     items: Vec<WorkItem>,
@@ -115,12 +129,35 @@ async fn active_runs(
     Ok(runs)
 }
 
+/// The proposals nobody has taken or dismissed, newest first, each with its alerts and facts.
+async fn proposals(state: &AppState, me: &Me) -> Result<Vec<Proposed>, crate::page::PageError> {
+    let filter =
+        RunFilter { status: Some(RunStatus::Proposed), limit: Some(100), ..RunFilter::default() };
+    let mut proposals = Vec::new();
+    for record in state.store.runs(&filter).await? {
+        let runbook = state.engine.runbook(&record.runbook, record.version).await?;
+        let params = params_shown(state, &runbook, &record);
+        let Some(proposal) = alerts::proposal(state, &record, params, &me.actor).await? else {
+            continue;
+        };
+        proposals.push(Proposed {
+            run_id: record.id,
+            runbook: record.runbook.clone(),
+            title: runbook.title.clone().unwrap_or_else(|| record.runbook.clone()),
+            proposal,
+        });
+    }
+    Ok(proposals)
+}
+
 pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
     let last_seq = state.store.latest_seq().await?;
     let responder = me.caller.user.has(GlobalRole::Responder);
     let runs = if responder { active_runs(&state).await? } else { Vec::new() };
     let pairs = || runs.iter().map(|(runbook, snapshot)| (&**runbook, snapshot));
     let mut page = WorkPage {
+        csrf: me.csrf.clone(),
+        proposals: if responder { proposals(&state, &me).await? } else { Vec::new() },
         me: None,
         decisions: Vec::new(),
         commanded: Vec::new(),

@@ -7,6 +7,9 @@
 //! - `cockpit_work`: *my work* as the commander's cockpit, signing in back to a link, role
 //!   picks and the nobody-can-approve warning, publishing from the browser, notifications.
 //! - `cockpit`: the run page as the commander's cockpit: header, decisions, reasons, outcomes.
+//! - `proposal_pages`: proposals from alerts in the browser: the proposal's page with its
+//!   alerts and facts, taking command through the confirmation page, dismissing with a reason,
+//!   expiry, who is refused, and *my work* listing proposals first.
 //! - `admin`: the audit and users pages without JavaScript: filters, roles, passwords, tokens.
 //! - `figures`: rehearsal figures against `rto`, a run's expected finish, a step slower than
 //!   any rehearsal, the postmortem's time to recover.
@@ -49,6 +52,7 @@ mod contract;
 mod figures;
 mod matrix;
 mod pages;
+mod proposal_pages;
 mod proposals;
 mod stories;
 mod verification;

@@ -1,13 +1,14 @@
-//! The confirmation page of what ends or reverses work — cancelling, rolling back, aborting —
-//! for a browser without JavaScript: it says what will happen and asks for the reason that is
-//! recorded with it. (With JavaScript the run page asks the same in a dialog.)
+//! The confirmation page of what ends or reverses work — cancelling, rolling back, aborting,
+//! dismissing a proposal — for a browser without JavaScript: it says what will happen and asks
+//! for the reason that is recorded with it. (With JavaScript the run page asks the same in a
+//! dialog.)
 
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use steady_engine::engine::EngineError;
 use steady_engine::policy;
-use steady_engine::run::{Decision, RunMode};
+use steady_engine::run::{Decision, RunMode, RunStatus};
 use uuid::Uuid;
 
 use super::ReasonForm;
@@ -17,10 +18,11 @@ use crate::page::{Me, PageResult, render};
 use crate::runs::short_id;
 use crate::runs::show::{decision, snapshot};
 
-/// What the commander asked for.
+/// What the commander asked for, or a responder, for a proposal.
 pub(crate) enum Asked {
     Cancel,
     Decide(Decision),
+    Dismiss,
 }
 
 #[derive(Template)]
@@ -52,8 +54,26 @@ pub(crate) async fn page(
 ) -> PageResult {
     let snapshot = snapshot(state, id).await?;
     let run = &snapshot.run;
-    policy::may_command(run, &me.actor).map_err(EngineError::from)?;
+    // Nobody commands a proposal yet: any responder (the caller checked) may dismiss it.
+    if !matches!(asked, Asked::Dismiss) {
+        policy::may_command(run, &me.actor).map_err(EngineError::from)?;
+    }
     let (action, does, post_to, decision_value) = match asked {
+        Asked::Dismiss => {
+            if run.status != RunStatus::Proposed {
+                let mut error = AppError::from(EngineError::NotProposed { status: run.status });
+                error.run = Some(id);
+                return Err(error.into());
+            }
+            (
+                "Dismiss",
+                "Dismissing ends this proposal: nothing runs. If the alert fires again later, it \
+                 proposes the runbook anew."
+                    .to_owned(),
+                format!("/runs/{id}/dismiss"),
+                None,
+            )
+        }
         Asked::Cancel => {
             if !run.status.is_active() {
                 return Err(EngineError::RunNotActive { status: run.status }.into());
@@ -87,7 +107,7 @@ pub(crate) async fn page(
         run_id: id,
         short_id: short_id(id),
         runbook: run.runbook.clone(),
-        live: run.mode == RunMode::Live,
+        live: run.mode == RunMode::Live && run.status != RunStatus::Proposed,
         action,
         does,
         post_to,

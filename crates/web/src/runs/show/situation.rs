@@ -1,7 +1,8 @@
 //! The run page's situation header, what an incident commander looks at first: live or
 //! rehearsal, the parameters, how far the run is, how long it has taken, whom it waits for and
 //! until when; once it has ended, its outcome in words that tell the endings apart. A dry run
-//! adds its report's summary.
+//! adds its report's summary. A proposal says that nothing runs until someone takes command,
+//! and once dismissed or expired, by whom and why.
 
 use chrono::{DateTime, Utc};
 use steady_engine::audit::AuditData;
@@ -29,10 +30,14 @@ pub(crate) struct History {
     pub(crate) decisions: Vec<Decided>,
     /// Who cancelled the run and why.
     pub(crate) cancelled: Option<(String, Option<String>)>,
+    /// Who dismissed the proposal and why.
+    pub(crate) dismissed: Option<(String, String)>,
+    /// How long the proposal was left alone before Steady ended it, in seconds.
+    pub(crate) expired: Option<u64>,
 }
 
 impl History {
-    /// Reads the decisions and the cancel out of the run's audit events.
+    /// Reads the decisions, the cancel and a proposal's end out of the run's audit events.
     pub(crate) fn from_events(events: &[steady_engine::audit::AuditEvent]) -> History {
         let mut history = History::default();
         for event in events {
@@ -48,6 +53,10 @@ impl History {
                     history.cancelled =
                         Some((event.actor.to_string(), reason.map(|reason| reason.reason)));
                 }
+                Ok(AuditData::RunDismissed(dismissed)) => {
+                    history.dismissed = Some((event.actor.to_string(), dismissed.reason));
+                }
+                Ok(AuditData::RunExpired(expired)) => history.expired = Some(expired.idle_seconds),
                 _ => {}
             }
         }
@@ -64,6 +73,8 @@ pub(crate) struct Situation {
     pub(crate) progress: String,
     pub(crate) done: usize,
     pub(crate) total: usize,
+    /// What the time counted is: "elapsed", or "waiting" for a proposal nobody took yet.
+    pub(crate) elapsed_label: &'static str,
     pub(crate) elapsed: String,
     /// When the run started, for the script to keep the elapsed time ticking.
     pub(crate) since: String,
@@ -110,7 +121,9 @@ pub(crate) fn situation(
 ) -> Situation {
     let run = &snapshot.run;
     let mode = match (run.mode, run.origin) {
-        _ if run.status == RunStatus::Proposed => ("◆ PROPOSED", "dry"),
+        _ if run.status == RunStatus::Proposed => ("◆ PROPOSED", "proposed"),
+        // Dismissed or expired: it never ran, live or otherwise.
+        _ if run.status == RunStatus::Dismissed => ("◆ proposal", "dry"),
         (RunMode::Live, _) => ("● LIVE", "live"),
         (RunMode::Drill, _) => ("drill", "drill"),
         (RunMode::DryRun, RunOrigin::Verification) => ("dry run · verification", "dry"),
@@ -133,6 +146,8 @@ pub(crate) fn situation(
         });
     let rollback = if run.phase == Phase::Rollback { "rollback " } else { "" };
     let progress = match current {
+        _ if run.status == RunStatus::Proposed => format!("{total} steps planned, none run yet"),
+        _ if run.status == RunStatus::Dismissed => format!("{total} steps planned, none run"),
         Some(position) if run.status.is_active() => {
             format!("{rollback}step {} of {total}", position + 1)
         }
@@ -148,6 +163,7 @@ pub(crate) fn situation(
         progress,
         done,
         total,
+        elapsed_label: if run.status == RunStatus::Proposed { "waiting" } else { "elapsed" },
         elapsed: span((end - run.created_at).num_seconds()),
         since: instant(run.created_at),
         waiting,
@@ -233,6 +249,13 @@ fn outcome(
                 None => ("✗ failed".to_owned(), "bad"),
             }
         }
+        RunStatus::Dismissed => match (&history.dismissed, history.expired) {
+            (Some((who, reason)), _) => (format!("⊘ dismissed by {who}: “{reason}”"), "cancelled"),
+            (None, Some(idle)) => {
+                (format!("⊘ expired: nobody took it within {}", idle_words(idle)), "cancelled")
+            }
+            (None, None) => ("⊘ dismissed".to_owned(), "cancelled"),
+        },
         RunStatus::Cancelled => match &history.cancelled {
             Some((who, reason)) => {
                 (format!("■ cancelled by {who}{}", because(reason)), "cancelled")
@@ -243,8 +266,29 @@ fn outcome(
     })
 }
 
-/// A dry run's summary: "3 checks passed, 4 steps would run, 1 gate would wait for approver".
+/// How long a proposal may wait, as its expiry was set: "90 s", "60 min", "2 h".
+fn idle_words(seconds: u64) -> String {
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        _ if seconds.is_multiple_of(3600) => format!("{} h", seconds / 3600),
+        _ => format!("{} min", seconds / 60),
+    }
+}
+
+/// A dry run's summary: "3 checks passed, 4 steps would run, 1 gate would wait for approver",
+/// with a warning for each gate nobody in the run could approve.
 fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
+    summary(runbook, snapshot, true)
+}
+
+/// The summary of the dry run that gathered a proposal's facts: what it found first, and no
+/// gate warning, since it has no run roles (whoever takes command gives them).
+pub(crate) fn facts_summary(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
+    summary(runbook, snapshot, false)
+}
+
+/// `report` for a dry run people started (`own`), or for a proposal's facts.
+fn summary(runbook: &Runbook, snapshot: &RunSnapshot, own: bool) -> String {
     let mut checks = (0, 0);
     let mut ran = 0;
     let mut would_run = 0;
@@ -258,7 +302,7 @@ fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
             (StepKind::Check(_), status) if status.is_failure() => checks.1 += 1,
             (StepKind::Approval(gate), StepStatus::WouldRun) => {
                 gates.push(gate.role.name.clone());
-                if policy::approvals_out_of_reach(snapshot, step) > 0 {
+                if own && policy::approvals_out_of_reach(snapshot, step) > 0 {
                     unreachable.push(step.id.clone());
                 }
             }
@@ -272,7 +316,11 @@ fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
     }
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let mut parts = vec![plural(checks.0, "check passed", "checks passed")];
+    let mut parts = Vec::new();
+    // A report says how many checks passed, even none; facts say what was found.
+    if own || checks.0 > 0 {
+        parts.push(plural(checks.0, "check passed", "checks passed"));
+    }
     if checks.1 > 0 {
         parts.push(plural(checks.1, "check failed", "checks failed"));
     }
@@ -307,7 +355,16 @@ fn report(runbook: &Runbook, snapshot: &RunSnapshot) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::span;
+    use super::{idle_words, span};
+
+    #[test]
+    fn an_expiry_reads_as_it_was_set() {
+        assert_eq!(idle_words(90), "90 s");
+        assert_eq!(idle_words(3600), "1 h");
+        assert_eq!(idle_words(7200), "2 h");
+        assert_eq!(idle_words(2700), "45 min");
+        assert_eq!(idle_words(5400), "90 min");
+    }
 
     #[test]
     fn spans_read_like_a_clock_people_glance_at() {
