@@ -1,7 +1,9 @@
 //! The run state machine's decisions: given a runbook and what is stored about a run, what
 //! must happen next. Pure: the executor carries the decisions out.
 
-use crate::run::{Phase, RunOrigin, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp};
+use crate::run::{
+    Phase, RunMode, RunOrigin, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp,
+};
 use crate::runbook::{OnFailure, Runbook, Step, StepKind};
 
 /// What a run needs next.
@@ -26,13 +28,15 @@ pub enum Next<'r> {
     Finish(RunStatus),
 }
 
-/// Decides what a run needs next. A verification has nobody to decide for it: where another
-/// run would wait for its commander's decision, it ends `failed`.
+/// Decides what a run needs next. A verification, and the dry run gathering a proposal's
+/// facts, have nobody to decide for them: where another run would wait for its commander's
+/// decision, they end `failed`.
 pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) -> Next<'r> {
+    let run = &snapshot.run;
+    let unattended = run.origin == RunOrigin::Verification
+        || (run.origin == RunOrigin::Trigger && run.mode == RunMode::DryRun);
     match decide(runbook, snapshot, now) {
-        Next::Attention(_) if snapshot.run.origin == RunOrigin::Verification => {
-            Next::Finish(RunStatus::Failed)
-        }
+        Next::Attention(_) if unattended => Next::Finish(RunStatus::Failed),
         next => next,
     }
 }

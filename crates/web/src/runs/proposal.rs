@@ -59,6 +59,8 @@ pub(crate) async fn take(
 #[serde(deny_unknown_fields)]
 pub(crate) struct DismissBody {
     /// Why no run is needed: recorded in the audit log (secrets masked) and shown on the page.
+    /// Something other than spaces.
+    #[schema(pattern = "\\S")]
     reason: String,
 }
 

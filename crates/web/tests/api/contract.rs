@@ -114,9 +114,16 @@ parameters = {{ "path.id" = "{run}" }}
 # A body can fit the schema and still be refused with 422, because what makes it right is
 # data rather than shape: a runbook's YAML must be a valid runbook, parameters must fit the
 # runbook's `params`, people must be existing users, roles must be the runbook's, and a gate
-# is approved but a manual step completed.
+# is approved but a manual step completed; the role `trigger` is held alone; a run is taken
+# or dismissed only while it is a proposal (the run here is not one: 409); and the hooks take
+# only a `trigger` account's token, which this person is not (403).
 [[operations]]
 include-name = [
+  "POST /api/v1/users",
+  "PUT /api/v1/users/{{name}}",
+  "POST /api/v1/runs/{{id}}/take",
+  "POST /api/v1/runs/{{id}}/dismiss",
+  "POST /api/v1/hooks/{{source}}",
   "POST /api/v1/runbooks",
   "POST /api/v1/runs",
   "POST /api/v1/runs/{{id}}/assignments",

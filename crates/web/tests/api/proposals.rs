@@ -21,6 +21,7 @@ on_every_backend!(
     proposals_nobody_wants_are_dismissed_or_expire,
     bad_payloads_are_refused_and_nothing_is_stored,
     hostile_alerts_are_contained,
+    facts_that_cannot_be_gathered_leave_the_proposal_standing,
 );
 
 /// The failover as the shipped runbook shapes it, with commands that run here: a read-only
@@ -443,4 +444,23 @@ async fn hostile_alerts_are_contained(backend: Backend) {
         }
     }
     assert_eq!((proposed, refused), (100, 20));
+}
+
+/// The standby cannot be reached: the dry run that gathers the facts fails at its read-only
+/// measurement and ends `failed` (nobody commands it to decide anything), while the proposal
+/// stays, for a person to judge.
+async fn facts_that_cannot_be_gathered_leave_the_proposal_standing(backend: Backend) {
+    let server = Server::start("proposal-no-facts", backend).await;
+    let unreachable = FAILOVER.replace(r#"run: ["echo", "0"]"#, r#"run: ["false"]"#);
+    assert_eq!(publish(&server, &unreachable).await.status, StatusCode::CREATED);
+    let alertmanager = server.person("alertmanager", &[Trigger]).await;
+    let rita = server.person("rita", &[Responder]).await;
+    let fired = server
+        .post(&alertmanager, "/api/v1/hooks/alertmanager", fixture("alertmanager-firing"))
+        .await;
+    let proposed = outcome(&fired);
+    let dry_run = proposed["dry_run_id"].as_str().unwrap();
+    server.wait_for(&rita, dry_run, "failed").await;
+    let id = proposed["run_id"].as_str().unwrap();
+    assert_eq!(server.get(&rita, &format!("/api/v1/runs/{id}")).await.body["status"], "proposed");
 }
