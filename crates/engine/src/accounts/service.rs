@@ -298,9 +298,14 @@ fn parse_roles(roles: &[String]) -> Result<Vec<GlobalRole>, AccountError> {
         .iter()
         .map(|role| role.parse::<GlobalRole>().map_err(|_| AccountError::UnknownRole(role.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut roles = roles;
-    roles.sort_by_key(|role| role.as_str());
-    roles.dedup();
+    // A role given twice counts once, in the order first given.
+    let mut unique: Vec<GlobalRole> = Vec::with_capacity(roles.len());
+    for role in roles {
+        if !unique.contains(&role) {
+            unique.push(role);
+        }
+    }
+    let roles = unique;
     match crate::accounts::roles_refused(&roles) {
         Some(why) => Err(AccountError::RolesRefused(why)),
         None => Ok(roles),

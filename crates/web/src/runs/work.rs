@@ -99,8 +99,10 @@ struct Proposed {
 struct WorkPage {
     me: Option<Me>,
     csrf: String,
-    /// Newest first.
+    /// Newest first, at most [`PROPOSALS_SHOWN`].
     proposals: Vec<Proposed>,
+    /// Whether more proposals are open than shown: an alert storm is listed on the runs page.
+    more_proposals: bool,
     decisions: Vec<Decision>,
     commanded: Vec<Commanded>,
     items: Vec<WorkItem>,
@@ -129,12 +131,26 @@ async fn active_runs(
     Ok(runs)
 }
 
-/// The proposals nobody has taken or dismissed, newest first, each with its alerts and facts.
-async fn proposals(state: &AppState, me: &Me) -> Result<Vec<Proposed>, crate::page::PageError> {
-    let filter =
-        RunFilter { status: Some(RunStatus::Proposed), limit: Some(100), ..RunFilter::default() };
+/// How many proposals *my work* shows in full: each costs a few reads (its alerts, its facts),
+/// and in an alert storm the page must stay quick; the rest are counted and linked.
+const PROPOSALS_SHOWN: u32 = 10;
+
+/// The newest proposals nobody has taken or dismissed, each with its alerts and facts, and
+/// whether there are more.
+async fn proposals(
+    state: &AppState,
+    me: &Me,
+) -> Result<(Vec<Proposed>, bool), crate::page::PageError> {
+    let filter = RunFilter {
+        status: Some(RunStatus::Proposed),
+        limit: Some(PROPOSALS_SHOWN + 1),
+        ..RunFilter::default()
+    };
+    let mut open = state.store.runs(&filter).await?;
+    let more = open.len() > PROPOSALS_SHOWN as usize;
+    open.truncate(PROPOSALS_SHOWN as usize);
     let mut proposals = Vec::new();
-    for record in state.store.runs(&filter).await? {
+    for record in open {
         let runbook = state.engine.runbook(&record.runbook, record.version).await?;
         let params = params_shown(state, &runbook, &record);
         let Some(proposal) = alerts::proposal(state, &record, params, &me.actor).await? else {
@@ -147,7 +163,7 @@ async fn proposals(state: &AppState, me: &Me) -> Result<Vec<Proposed>, crate::pa
             proposal,
         });
     }
-    Ok(proposals)
+    Ok((proposals, more))
 }
 
 pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
@@ -155,9 +171,12 @@ pub(crate) async fn work(State(state): State<AppState>, me: Me) -> PageResult {
     let responder = me.caller.user.has(GlobalRole::Responder);
     let runs = if responder { active_runs(&state).await? } else { Vec::new() };
     let pairs = || runs.iter().map(|(runbook, snapshot)| (&**runbook, snapshot));
+    let (proposals, more_proposals) =
+        if responder { proposals(&state, &me).await? } else { (Vec::new(), false) };
     let mut page = WorkPage {
         csrf: me.csrf.clone(),
-        proposals: if responder { proposals(&state, &me).await? } else { Vec::new() },
+        proposals,
+        more_proposals,
         me: None,
         decisions: Vec::new(),
         commanded: Vec::new(),

@@ -402,6 +402,34 @@ async fn my_work_lists_proposals_first_and_the_runs_list_tells_them_apart(backen
     let newest = section.find(&format!("/runs/{second}")).unwrap();
     assert!(newest < section.find(&format!("/runs/{first}")).unwrap(), "newest first");
     assert!(work.contains(r#"id="reason-dialog""#), "dismissing asks why: {work}");
+    assert!(!section.contains("Older proposals are open too"), "{section}");
+
+    // An alert storm: my work shows the ten newest and links to the rest.
+    for n in 0..10 {
+        alert(&server, &alerts, &format!("storm{n}"), "firing").await;
+    }
+    let (_, stormy) = carol.get("/work").await;
+    let section = &stormy
+        [stormy.find("Proposed by alerts").unwrap()..stormy.find("Decisions I owe").unwrap()];
+    assert_eq!(section.matches("◆ proposed</span>").count(), 10, "{section}");
+    assert!(
+        section.contains("storm9") && !section.contains("<dd>c1</dd>"),
+        "the newest: {section}"
+    );
+    assert!(
+        section.contains(r#"<a href="/runs?status=proposed">the runs page lists them all</a>"#),
+        "{section}"
+    );
+    let (_, all) = carol.get("/runs?status=proposed").await;
+    assert!(all.contains(&format!("/runs/{first}")), "{all}");
+    for n in 0..10 {
+        let (storm, _) = alert(&server, &alerts, &format!("storm{n}"), "firing").await;
+        let dismissed = server
+            .post(&watcher, &format!("/api/v1/runs/{storm}/dismiss"), json!({ "reason": "storm" }))
+            .await;
+        assert_eq!(dismissed.status, StatusCode::OK, "{}", dismissed.body);
+    }
+    let (_, work) = carol.get("/work").await;
 
     // The runs list: a badge of their own, and a status to filter by.
     let (_, runs) = carol.get("/runs?status=proposed").await;
