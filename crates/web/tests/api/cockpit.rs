@@ -196,16 +196,22 @@ async fn skipping_reads_as_succeeded_with_a_skipped_step_and_rollback_needs_roll
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(refused.contains("rollback is not one of this run&#39;s choices now"), "{refused}");
 
-    // Skip needs no confirmation: it acts at once.
-    let skip = [("csrf", token_field.as_str()), ("decision", "skip")];
+    // Skip needs no confirmation: it acts at once, with the reason given if any.
+    let skip = [("csrf", token_field.as_str()), ("decision", "skip"), ("reason", "fixed by hand")];
     let (status, _, _) = carol.post(&format!("{path}/decide"), &skip).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     server.wait_for(&token, &run, "succeeded").await;
     let (_, done) = carol.get(&path).await;
     assert!(done.contains("✓ succeeded with 1 skipped step"), "{done}");
-    assert!(done.contains("skip decided by user:carol at"), "{done}");
+    // The step says once who skipped it, when and why: no second "skip decided by" line.
+    let step = between(&done, r#"id="step-try""#, r#"id="step-after""#);
+    assert!(step.contains("skipped by user:carol at"), "{step}");
+    assert!(step.contains(": “fixed by hand”"), "{step}");
+    assert_eq!(step.matches("user:carol").count(), 1, "{step}");
+    assert!(!done.contains("skip decided by"), "{done}");
     assert!(done.contains("2 of 2 steps done"), "{done}");
-    assert_eq!(decisions(&server, &run).await, [("skip".to_owned(), None)]);
+    let reason = Some("fixed by hand".to_owned());
+    assert_eq!(decisions(&server, &run).await, [("skip".to_owned(), reason)]);
 }
 
 async fn cancelling_asks_why_and_the_page_says_who_cancelled_and_why(backend: Backend) {
@@ -463,6 +469,9 @@ async fn the_commander_skips_one_failed_item_and_retries_another_from_the_page(b
     assert_eq!(status_of("restart[1]"), "skipped", "{done}");
     assert_eq!(status_of("restart[2]"), "succeeded", "{done}");
     assert_eq!(status_of("after"), "succeeded", "{done}");
+    let (_, page) = carol.get(&path).await;
+    assert!(page.contains("skipped by user:carol at"), "{page}");
+    assert!(!page.contains("skip decided by"), "said once, in the item's note: {page}");
     assert_eq!(
         decisions(&server, &run).await,
         [("skip".to_owned(), None), ("retry".to_owned(), None)]
