@@ -22,6 +22,7 @@ on_every_backend!(
     the_commander_skips_one_failed_item_and_retries_another_from_the_page,
     a_decision_about_one_child_must_name_a_failed_child_of_the_group,
     a_huge_step_in_a_decision_is_refused_without_being_echoed,
+    the_gate_shows_the_whole_request_an_http_step_it_guards_sends,
 );
 
 const PROMOTE: &str = r#"
@@ -510,4 +511,47 @@ async fn refused_without_echo(server: &Server, token: &str, run: &str, steps: &[
     let still = server.wait_for(token, run, "needs_attention").await;
     assert_eq!(still["status"], "needs_attention");
     assert!(decisions(server, run).await.is_empty());
+}
+
+/// A gate before a webhook: approving sends this request, body and all.
+const WEBHOOK: &str = r#"
+name: webhook
+secrets: [HOOK_KEY]
+params:
+  cluster: { type: string, default: main }
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver, allow_self_approval: true }
+  - id: page
+    http:
+      method: POST
+      url: "https://pager.example.com/v1/events"
+      headers: { X-Key: "{{ secrets.HOOK_KEY }}" }
+      json: { cluster: "{{ params.cluster }}", severity: "<b>critical</b>" }
+"#;
+
+async fn the_gate_shows_the_whole_request_an_http_step_it_guards_sends(backend: Backend) {
+    let secrets = std::collections::BTreeMap::from([("HOOK_KEY".to_owned(), "k-9f3a1c".into())]);
+    let server =
+        Server::start_with_secrets("cockpit-http", backend, Default::default(), secrets).await;
+    let published = publish(&server, WEBHOOK).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    let body = json!({
+        "runbook": "webhook",
+        "params": { "cluster": "east" },
+        "assignments": [{ "role": "approver", "person": "carol" }],
+    });
+    let run = start(&server, &token, body).await;
+    server.wait_for(&token, &run, "waiting").await;
+
+    let (_, page) = carol.get(&format!("/runs/{run}")).await;
+    let gate = between(&page, r#"<ul class="guarded">"#, "</ul>");
+    // Method and URL, each header with its secret masked, then the JSON body, escaped.
+    let request = "POST https://pager.example.com/v1/events\nX-Key: ***\n\n{\n  \"cluster\": \"east\",\n  \"severity\": \"&#60;b&#62;critical&#60;/b&#62;\"\n}";
+    let shown = gate.replace("&#34;", "\"");
+    assert!(shown.contains(request), "{gate}");
+    assert!(!page.contains("k-9f3a1c"), "the secret never reaches the page");
 }

@@ -318,7 +318,7 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
                 .map(|id| {
                     let text = rendered
                         .and_then(|map| map.get(&id))
-                        .map(dto::describe_action)
+                        .map(dto::describe_guarded)
                         .unwrap_or_else(|| "(rendered when it runs)".to_owned());
                     (id, text)
                 })
