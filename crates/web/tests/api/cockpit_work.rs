@@ -408,6 +408,8 @@ async fn notifications_link_to_the_gate_carry_its_prompt_and_escape_slack_markup
     let started = find("Live run started").unwrap_or_else(|| panic!("{:?}", texts()));
     assert!(started.ends_with(&format!("<{base}|Open the run>")), "{started}");
     assert!(started.contains("target=&lt;@U1&gt; &amp; db"), "{started}");
+    // The roles given at the start are named with the run, as a role given later is.
+    assert!(started.contains("\nRoles: `approver` user:alice"), "{started}");
     let asked = find("Approval requested").unwrap_or_else(|| panic!("{:?}", texts()));
     assert!(
         asked
