@@ -201,8 +201,35 @@
     watchRuns();
     setInterval(refreshTimes, 15000);
     keepFragment();
+    document.addEventListener("focusin", suggestSeveral);
+    document.addEventListener("input", suggestSeveral);
   });
 
+  // A role field takes several names, comma-separated, but a datalist suggests whole values:
+  // the suggestions become "what is typed up to the last comma, then each name not yet in it",
+  // so the name being typed after a comma is suggested too. Without JavaScript the list
+  // suggests the first name only, as before.
+  var names = {};
+  function suggestSeveral(event) {
+    var field = event.target;
+    if (!field || !field.matches || !field.matches("input[data-several][list]")) { return; }
+    var list = document.getElementById(field.getAttribute("list"));
+    if (!list) { return; }
+    if (!names[list.id]) {
+      names[list.id] = Array.prototype.map.call(list.options, function (option) { return option.value; });
+    }
+    var comma = field.value.lastIndexOf(",");
+    var typed = comma === -1 ? "" : field.value.slice(0, comma + 1).replace(/\s*$/, " ");
+    var given = typed.split(",").map(function (name) { return name.trim(); });
+    var options = document.createDocumentFragment();
+    names[list.id].forEach(function (name) {
+      if (given.indexOf(name) !== -1) { return; }
+      var option = document.createElement("option");
+      option.value = typed + name;
+      options.appendChild(option);
+    });
+    list.replaceChildren(options);
+  }
 
   // A link to a step (`/runs/ID#step-go`, from a notification) opened signed out lands on the
   // login page with the fragment still in the address bar, but browsers never send it to the

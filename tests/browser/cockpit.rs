@@ -1,6 +1,7 @@
 //! The incident commander's cockpit, in real Chromium: the live run's header, a lost session
 //! said in sight on the run page, on *my work* and on the runs list with the way back, a
-//! link to a step that keeps its anchor through sign-in, the gate's bottom bar on
+//! link to a step that keeps its anchor through sign-in, a role field suggesting the name
+//! typed after a comma, the gate's bottom bar on
 //! a phone, a half-typed note that survives a live update, a failing step whose decision panel
 //! shows its output, and an abort with a reason given in the dialog. Screenshots
 //! at desktop and phone widths land in `target/screenshots/cockpit-*.png`.
@@ -135,6 +136,26 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     sign_in(&carol, &base, "carol").await;
 
     carol.goto(&format!("{base}/runbooks/cockpit")).await.expect("runbook page");
+    // A role field takes several names: after a comma, the list suggests the next name (the
+    // ones not given yet), not only a first one.
+    fill(&carol, "role.approver", "carol, a").await;
+    let suggested = carol
+        .execute(
+            "return Array.from(document.getElementById('people').options, o => o.value)",
+            vec![],
+        )
+        .await
+        .expect("suggestions");
+    assert_eq!(suggested, serde_json::json!(["carol, alice"]));
+    fill(&carol, "role.dba", "").await;
+    let suggested = carol
+        .execute(
+            "return Array.from(document.getElementById('people').options, o => o.value)",
+            vec![],
+        )
+        .await
+        .expect("suggestions");
+    assert_eq!(suggested, serde_json::json!(["alice", "carol"]));
     fill(&carol, "role.dba", "carol").await;
     fill(&carol, "role.approver", "carol").await;
     click(&carol, "input[name=mode][value='live']").await;
