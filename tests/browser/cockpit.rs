@@ -205,6 +205,15 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     carol.set_window_size(390, 844).await.expect("phone width");
     wait_for_text(&carol, "waits for you").await;
     screenshot(&carol, "cockpit-gate-bar-phone").await;
+    // The sticky header leaves the screen to the steps: it took about 40 % of it here once.
+    let share = carol
+        .execute(
+            "return document.getElementById('situation').getBoundingClientRect().height / window.innerHeight",
+            vec![],
+        )
+        .await
+        .expect("the header's height");
+    assert!(share.as_f64().expect("a number") < 0.3, "the header takes {share} of the screen");
     click(&carol, "#gate-bar button[value=approve]").await;
     carol.set_window_size(1280, 1000).await.expect("desktop width");
 
