@@ -173,12 +173,17 @@
   }
 
   // The runs list follows every run's events: runs start, move from step to step and end.
-  var watchingRuns = false;
+  // Like my work, it says so when the session ended instead of silently stopping.
+  var runsSource = null;
   function watchRuns() {
     var runs = document.querySelector("[data-live=runs]");
-    if (!runs || !window.EventSource || watchingRuns) { return; }
-    watchingRuns = true;
+    if (!runs || !window.EventSource || runsSource || signedOutNow) { return; }
     var all = new EventSource("/api/v1/events?after=" + (runs.getAttribute("data-last-seq") || "0"));
+    runsSource = all;
+    all.addEventListener("error", function () {
+      // EventSource reconnects by itself unless the server refused it (a lost session).
+      if (all.readyState === EventSource.CLOSED) { runsSource = null; ping(); }
+    });
     ["run.started", "step.started", "step.finished", "step.waiting", "step.skipped", "step.would_run",
      "step.interrupted", "approval.granted", "approval.rejected", "manual.completed", "manual.failed",
      "run.finished", "run.cancelled", "run.needs_attention", "decision.taken", "run.commander_transferred",
@@ -195,11 +200,52 @@
     document.addEventListener("visibilitychange", visibility);
     watchRuns();
     setInterval(refreshTimes, 15000);
+    keepFragment();
+    document.addEventListener("focusin", suggestSeveral);
+    document.addEventListener("input", suggestSeveral);
   });
+
+  // A role field takes several names, comma-separated, but a datalist suggests whole values:
+  // the suggestions become "what is typed up to the last comma, then each name not yet in it",
+  // so the name being typed after a comma is suggested too. Without JavaScript the list
+  // suggests the first name only, as before.
+  var names = {};
+  function suggestSeveral(event) {
+    var field = event.target;
+    if (!field || !field.matches || !field.matches("input[data-several][list]")) { return; }
+    var list = document.getElementById(field.getAttribute("list"));
+    if (!list) { return; }
+    if (!names[list.id]) {
+      names[list.id] = Array.prototype.map.call(list.options, function (option) { return option.value; });
+    }
+    var comma = field.value.lastIndexOf(",");
+    var typed = comma === -1 ? "" : field.value.slice(0, comma + 1).replace(/\s*$/, " ");
+    var given = typed.split(",").map(function (name) { return name.trim(); });
+    var options = document.createDocumentFragment();
+    names[list.id].forEach(function (name) {
+      if (given.indexOf(name) !== -1) { return; }
+      var option = document.createElement("option");
+      option.value = typed + name;
+      options.appendChild(option);
+    });
+    list.replaceChildren(options);
+  }
+
+  // A link to a step (`/runs/ID#step-go`, from a notification) opened signed out lands on the
+  // login page with the fragment still in the address bar, but browsers never send it to the
+  // server: carry it into `next`, which the server checks as ever, so sign-in returns to it.
+  function keepFragment() {
+    var next = document.querySelector("form[action='/login'] input[name=next]");
+    var hash = window.location.hash;
+    if (!next || !/^#[A-Za-z0-9_.:\-\[\]]{1,200}$/.test(hash)) { return; }
+    if (!/^\/(?![\/\\])/.test(next.value) || next.value.indexOf("#") !== -1) { return; }
+    next.value += hash;
+  }
 
   // ------------------------------------------------------------------ run page and my work
 
-  // The pages that follow live and say when they are signed out: a run page and my work.
+  // The pages that follow live and say when they are signed out: a run page, my work and
+  // the runs list.
   function followsSession() {
     return !!document.querySelector("[data-signed-out]");
   }
@@ -238,6 +284,7 @@
     if (source) { source.close(); source = null; }
     if (factsSource) { factsSource.close(); factsSource = null; }
     if (workSource) { workSource.close(); workSource = null; }
+    if (runsSource) { runsSource.close(); runsSource = null; }
     var banner = document.querySelector("[data-signed-out]");
     if (banner) { banner.hidden = false; }
     var label = document.querySelector("[data-conn]");

@@ -1,5 +1,7 @@
 //! The incident commander's cockpit, in real Chromium: the live run's header, a lost session
-//! said in sight on the run page and on *my work* with the way back, the gate's bottom bar on
+//! said in sight on the run page, on *my work* and on the runs list with the way back, a
+//! link to a step that keeps its anchor through sign-in, a role field suggesting the name
+//! typed after a comma, the gate's bottom bar on
 //! a phone, a half-typed note that survives a live update, a failing step whose decision panel
 //! shows its output, and an abort with a reason given in the dialog. Screenshots
 //! at desktop and phone widths land in `target/screenshots/cockpit-*.png`.
@@ -103,7 +105,8 @@ async fn signed_out_and_back(browser: &Client, path: &str, name: &str, shot: &st
     click(browser, "[data-signed-out] a").await;
     wait_for_text(browser, "name=\"password\"").await;
     let next = browser.current_url().await.expect("url");
-    assert_eq!(next.query(), Some(format!("next={path}").as_str()), "{next}");
+    let back = next.query_pairs().find(|(key, _)| key == "next").map(|(_, value)| value);
+    assert_eq!(back.as_deref(), Some(path), "{next}");
     fill(browser, "name", name).await;
     fill(browser, "password", &format!("{name}-password-long")).await;
     click(browser, "button[type=submit].primary").await;
@@ -133,6 +136,26 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     sign_in(&carol, &base, "carol").await;
 
     carol.goto(&format!("{base}/runbooks/cockpit")).await.expect("runbook page");
+    // A role field takes several names: after a comma, the list suggests the next name (the
+    // ones not given yet), not only a first one.
+    fill(&carol, "role.approver", "carol, a").await;
+    let suggested = carol
+        .execute(
+            "return Array.from(document.getElementById('people').options, o => o.value)",
+            vec![],
+        )
+        .await
+        .expect("suggestions");
+    assert_eq!(suggested, serde_json::json!(["carol, alice"]));
+    fill(&carol, "role.dba", "").await;
+    let suggested = carol
+        .execute(
+            "return Array.from(document.getElementById('people').options, o => o.value)",
+            vec![],
+        )
+        .await
+        .expect("suggestions");
+    assert_eq!(suggested, serde_json::json!(["alice", "carol"]));
     fill(&carol, "role.dba", "carol").await;
     fill(&carol, "role.approver", "carol").await;
     click(&carol, "input[name=mode][value='live']").await;
@@ -153,6 +176,24 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     carol.goto(&format!("{base}/work")).await.expect("my work");
     wait_for_text(&carol, "Runs I command").await;
     signed_out_and_back(&carol, "/work", "carol", "work").await;
+    // The runs list follows live events too, and says so when the session ends.
+    carol.goto(&format!("{base}/runs")).await.expect("the runs list");
+    wait_for_text(&carol, "<h1>Runs</h1>").await;
+    signed_out_and_back(&carol, "/runs", "carol", "runs").await;
+
+    // A notification's link to the gate, opened signed out, comes back to the gate after
+    // signing in: the login page carries the anchor, which browsers never send, into `next`.
+    carol.delete_all_cookies().await.expect("signed out");
+    carol.goto(&format!("{base}{run}#step-go")).await.expect("the link to the gate");
+    wait_for_text(&carol, "name=\"password\"").await;
+    let kept = field_value(&carol, "input[name=next]").await;
+    assert_eq!(kept, format!("{run}#step-go"));
+    fill(&carol, "name", "carol").await;
+    fill(&carol, "password", "carol-password-long").await;
+    click(&carol, "button[type=submit].primary").await;
+    wait_for_text(&carol, "● live: updates as the run moves").await;
+    let landed = carol.current_url().await.expect("url");
+    assert_eq!((landed.path(), landed.fragment()), (run.as_str(), Some("step-go")), "{landed}");
     carol.goto(&format!("{base}{run}")).await.expect("back to the run");
     wait_for_text(&carol, "● live: updates as the run moves").await;
     type_live(&carol, "#answer-fence input[name=comment]", "primary powered off").await;
@@ -164,6 +205,15 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     carol.set_window_size(390, 844).await.expect("phone width");
     wait_for_text(&carol, "waits for you").await;
     screenshot(&carol, "cockpit-gate-bar-phone").await;
+    // The sticky header leaves the screen to the steps: it took about 40 % of it here once.
+    let share = carol
+        .execute(
+            "return document.getElementById('situation').getBoundingClientRect().height / window.innerHeight",
+            vec![],
+        )
+        .await
+        .expect("the header's height");
+    assert!(share.as_f64().expect("a number") < 0.3, "the header takes {share} of the screen");
     click(&carol, "#gate-bar button[value=approve]").await;
     carol.set_window_size(1280, 1000).await.expect("desktop width");
 

@@ -159,7 +159,8 @@ async fn the_commander_skips_one_failed_item_and_retries_another() {
     // The run goes on to its end: `web3` restarted, `after` ran, both decisions on record.
     let done = wait_for_text(&carol, "ended: this is the final state").await;
     assert!(done.contains(r#"data-title="succeeded · fleet"#), "{done}");
-    assert!(done.contains("skip decided by user:carol"), "{done}");
+    assert!(done.contains("skipped by user:carol at"), "{done}");
+    assert!(!done.contains("skip decided by"), "said once, in the note: {done}");
     assert!(done.contains("retry decided by user:carol"), "{done}");
     assert!(done.contains("fleet restarted"), "{done}");
     assert!(!done.contains("decide-one"), "no decision is left to take: {done}");

@@ -481,6 +481,27 @@ pub fn describe_action(action: &Action) -> String {
     }
 }
 
+/// What a gate lets run, in full: an `http` step as the request it sends (method and URL,
+/// each header, then its body, secrets masked as the run stored them), any other action in
+/// one line as `describe_action` writes it.
+pub fn describe_guarded(action: &Action) -> String {
+    let Action::Http { method, url, headers, json, body } = action else {
+        return describe_action(action);
+    };
+    let mut request = format!("{method} {url}");
+    for (name, value) in headers {
+        request.push_str(&format!("\n{name}: {value}"));
+    }
+    let body = match json {
+        Some(json) => serde_json::to_string_pretty(json).ok(),
+        None => body.clone(),
+    };
+    if let Some(body) = body {
+        request.push_str(&format!("\n\n{body}"));
+    }
+    request
+}
+
 /// A fan-out's `as` name made plural for "5 of 12 hosts": only a name of three letters or more
 /// that does not already end in "s" gets an "s" ("host" → "hosts"); any other ("i", "ip",
 /// "address", "hosts") would read wrong, so the items are "items".

@@ -198,7 +198,8 @@ async fn message(state: &AppState, event: &AuditEvent) -> Option<Value> {
             format!("Run {run_id} of {runbook} finished: {}.", finished.status)
         }
         AuditData::RunStarted(started) if started.mode == RunMode::Live => {
-            format!("Live run started: run {run_id} of {runbook} by {by}.{params}")
+            let roles = roles_text(&started.assignments);
+            format!("Live run started: run {run_id} of {runbook} by {by}.{params}{roles}")
         }
         // Aborting and rolling back end or reverse work people are watching: say who and why.
         AuditData::DecisionTaken(taken)
@@ -391,6 +392,24 @@ fn params_text(params: &steady_engine::params::ParamValues) -> String {
     }
     let pairs: Vec<String> = params.iter().map(|(name, value)| format!("{name}={value}")).collect();
     format!("\nParameters: {}", slack_text(&pairs.join(", ")))
+}
+
+/// Who holds which role from the start, on one line, escaped: the people a role given later
+/// is told of by `role.assigned`, told at the start with the run. Nothing when nobody was
+/// given one.
+fn roles_text(assignments: &[steady_engine::audit::RoleHolder]) -> String {
+    let mut roles: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for holder in assignments {
+        roles.entry(holder.role.as_str()).or_default().push(holder.person.to_string());
+    }
+    if roles.is_empty() {
+        return String::new();
+    }
+    let held: Vec<String> = roles
+        .iter()
+        .map(|(role, people)| format!("`{}` {}", slack_text(role), slack_text(&people.join(", "))))
+        .collect();
+    format!("\nRoles: {}", held.join("; "))
 }
 
 /// Text as Slack shows it rather than reads it: `&`, `<` and `>` escaped, as Slack's message

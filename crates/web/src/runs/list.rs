@@ -139,6 +139,9 @@ struct RunsPage {
     me: Option<Me>,
     /// The newest audit event when the page was rendered: the live script follows from here.
     last_seq: i64,
+    /// The login page, coming back to this list with its filters: the notice shown when the
+    /// session ends while the list follows live events.
+    sign_in_again: String,
     runs: Vec<RunRow>,
     statuses: Vec<String>,
     modes: Vec<String>,
@@ -198,6 +201,19 @@ pub(crate) async fn runs(
             ],
         )
     });
+    // The runs list as filtered, for the "signed out" notice to come back to.
+    let here = link(
+        "/runs",
+        &[
+            ("status", &form.status),
+            ("runbook", &form.runbook),
+            ("mode", &form.mode),
+            ("origin", &form.origin),
+            ("since", &form.since),
+            ("before", &form.before),
+        ],
+    );
+    let sign_in_again = link("/login", &[("next", here.trim_end_matches('?'))]);
     let mut runs = Vec::with_capacity(records.len());
     for record in &records {
         runs.push(RunRow { now: current_step(&state, record).await, ..row(record) });
@@ -205,6 +221,7 @@ pub(crate) async fn runs(
     let page = RunsPage {
         me: Some(me),
         last_seq: state.store.latest_seq().await.unwrap_or(0),
+        sign_in_again,
         runs,
         statuses: RunStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
         modes: RunMode::ALL.iter().map(|m| m.as_str().to_owned()).collect(),

@@ -22,6 +22,7 @@ on_every_backend!(
     the_commander_skips_one_failed_item_and_retries_another_from_the_page,
     a_decision_about_one_child_must_name_a_failed_child_of_the_group,
     a_huge_step_in_a_decision_is_refused_without_being_echoed,
+    the_gate_shows_the_whole_request_an_http_step_it_guards_sends,
 );
 
 const PROMOTE: &str = r#"
@@ -196,16 +197,22 @@ async fn skipping_reads_as_succeeded_with_a_skipped_step_and_rollback_needs_roll
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(refused.contains("rollback is not one of this run&#39;s choices now"), "{refused}");
 
-    // Skip needs no confirmation: it acts at once.
-    let skip = [("csrf", token_field.as_str()), ("decision", "skip")];
+    // Skip needs no confirmation: it acts at once, with the reason given if any.
+    let skip = [("csrf", token_field.as_str()), ("decision", "skip"), ("reason", "fixed by hand")];
     let (status, _, _) = carol.post(&format!("{path}/decide"), &skip).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     server.wait_for(&token, &run, "succeeded").await;
     let (_, done) = carol.get(&path).await;
     assert!(done.contains("✓ succeeded with 1 skipped step"), "{done}");
-    assert!(done.contains("skip decided by user:carol at"), "{done}");
+    // The step says once who skipped it, when and why: no second "skip decided by" line.
+    let step = between(&done, r#"id="step-try""#, r#"id="step-after""#);
+    assert!(step.contains("skipped by user:carol at"), "{step}");
+    assert!(step.contains(": “fixed by hand”"), "{step}");
+    assert_eq!(step.matches("user:carol").count(), 1, "{step}");
+    assert!(!done.contains("skip decided by"), "{done}");
     assert!(done.contains("2 of 2 steps done"), "{done}");
-    assert_eq!(decisions(&server, &run).await, [("skip".to_owned(), None)]);
+    let reason = Some("fixed by hand".to_owned());
+    assert_eq!(decisions(&server, &run).await, [("skip".to_owned(), reason)]);
 }
 
 async fn cancelling_asks_why_and_the_page_says_who_cancelled_and_why(backend: Backend) {
@@ -463,6 +470,9 @@ async fn the_commander_skips_one_failed_item_and_retries_another_from_the_page(b
     assert_eq!(status_of("restart[1]"), "skipped", "{done}");
     assert_eq!(status_of("restart[2]"), "succeeded", "{done}");
     assert_eq!(status_of("after"), "succeeded", "{done}");
+    let (_, page) = carol.get(&path).await;
+    assert!(page.contains("skipped by user:carol at"), "{page}");
+    assert!(!page.contains("skip decided by"), "said once, in the item's note: {page}");
     assert_eq!(
         decisions(&server, &run).await,
         [("skip".to_owned(), None), ("retry".to_owned(), None)]
@@ -501,4 +511,47 @@ async fn refused_without_echo(server: &Server, token: &str, run: &str, steps: &[
     let still = server.wait_for(token, run, "needs_attention").await;
     assert_eq!(still["status"], "needs_attention");
     assert!(decisions(server, run).await.is_empty());
+}
+
+/// A gate before a webhook: approving sends this request, body and all.
+const WEBHOOK: &str = r#"
+name: webhook
+secrets: [HOOK_KEY]
+params:
+  cluster: { type: string, default: main }
+roles:
+  approver: { description: Signs off }
+steps:
+  - id: go
+    approval: { role: approver, allow_self_approval: true }
+  - id: page
+    http:
+      method: POST
+      url: "https://pager.example.com/v1/events"
+      headers: { X-Key: "{{ secrets.HOOK_KEY }}" }
+      json: { cluster: "{{ params.cluster }}", severity: "<b>critical</b>" }
+"#;
+
+async fn the_gate_shows_the_whole_request_an_http_step_it_guards_sends(backend: Backend) {
+    let secrets = std::collections::BTreeMap::from([("HOOK_KEY".to_owned(), "k-9f3a1c".into())]);
+    let server =
+        Server::start_with_secrets("cockpit-http", backend, Default::default(), secrets).await;
+    let published = publish(&server, WEBHOOK).await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let (carol, token) = commander(&server).await;
+    let body = json!({
+        "runbook": "webhook",
+        "params": { "cluster": "east" },
+        "assignments": [{ "role": "approver", "person": "carol" }],
+    });
+    let run = start(&server, &token, body).await;
+    server.wait_for(&token, &run, "waiting").await;
+
+    let (_, page) = carol.get(&format!("/runs/{run}")).await;
+    let gate = between(&page, r#"<ul class="guarded">"#, "</ul>");
+    // Method and URL, each header with its secret masked, then the JSON body, escaped.
+    let request = "POST https://pager.example.com/v1/events\nX-Key: ***\n\n{\n  \"cluster\": \"east\",\n  \"severity\": \"&#60;b&#62;critical&#60;/b&#62;\"\n}";
+    let shown = gate.replace("&#34;", "\"");
+    assert!(shown.contains(request), "{gate}");
+    assert!(!page.contains("k-9f3a1c"), "the secret never reaches the page");
 }

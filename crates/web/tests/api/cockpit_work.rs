@@ -157,6 +157,11 @@ async fn sign_in_returns_to_the_link_opened_and_never_to_another_site(backend: B
         }
     };
     assert_eq!(sign_in("carol", link).await, link);
+    // A step's anchor, which the login page's script adds to `next`, is kept: the browser
+    // scrolls to the step after signing in. Anchors do not loosen what else is refused.
+    assert_eq!(sign_in("carol", "/runs/x#step-go").await, "/runs/x#step-go");
+    assert_eq!(sign_in("carol", "//evil.com#step-go").await, "/work");
+    assert_eq!(sign_in("carol", "/runs/x#a b").await, "/work");
     // Anything that is not a path of this site lands where signing in always lands.
     for hostile in
         ["//evil.com", "/\\evil.com", "https://evil.com", "/\\/evil.com", " /x", "evil.com"]
@@ -173,6 +178,15 @@ async fn sign_in_returns_to_the_link_opened_and_never_to_another_site(backend: B
             .unwrap();
         assert!(!asked.contains(r#"name="next""#), "{hostile:?} is not kept: {asked}");
     }
+    // The runs list, which follows live events, says so when the session ends, with the way
+    // back to the list as filtered.
+    let carol = Browser::sign_in(&server, "carol").await;
+    let (_, runs) = carol.get("/runs?status=waiting&mode=live").await;
+    let notice = r#"data-signed-out hidden>Signed out — <a href="/login?next=%2Fruns%3Fstatus%3Dwaiting%26mode%3Dlive">"#;
+    assert!(runs.contains(notice), "{runs}");
+    let (_, runs) = carol.get("/runs").await;
+    assert!(runs.contains(r#"<a href="/login?next=%2Fruns">sign in"#), "{runs}");
+
     // People without runs to command do not land on an empty "my work".
     assert_eq!(sign_in("audrey", "").await, "/audit");
     assert_eq!(sign_in("ada", "").await, "/runs");
@@ -408,6 +422,8 @@ async fn notifications_link_to_the_gate_carry_its_prompt_and_escape_slack_markup
     let started = find("Live run started").unwrap_or_else(|| panic!("{:?}", texts()));
     assert!(started.ends_with(&format!("<{base}|Open the run>")), "{started}");
     assert!(started.contains("target=&lt;@U1&gt; &amp; db"), "{started}");
+    // The roles given at the start are named with the run, as a role given later is.
+    assert!(started.contains("\nRoles: `approver` user:alice"), "{started}");
     let asked = find("Approval requested").unwrap_or_else(|| panic!("{:?}", texts()));
     assert!(
         asked

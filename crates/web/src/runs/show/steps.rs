@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use steady_engine::machine::guarded_steps;
 use steady_engine::plan::Action;
 use steady_engine::policy::{self, Refusal};
-use steady_engine::run::{Actor, Attempt, RunSnapshot, StepState, StepStatus};
+use steady_engine::run::{Actor, Attempt, Decision, RunSnapshot, StepState, StepStatus};
 use steady_engine::runbook::{Runbook, Step, StepKind, item_text};
 
-use super::situation::History;
+use super::situation::{Decided, History};
 use crate::dto;
 use crate::page::{Moment, absolute, duration};
 use crate::runs::{status_class, step_badge};
@@ -318,7 +318,7 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
                 .map(|id| {
                     let text = rendered
                         .and_then(|map| map.get(&id))
-                        .map(dto::describe_action)
+                        .map(dto::describe_guarded)
                         .unwrap_or_else(|| "(rendered when it runs)".to_owned());
                     (id, text)
                 })
@@ -356,14 +356,24 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
     } else {
         (step_badge(state.status), status_class(state.status.as_str()))
     };
-    let decisions = history
-        .decisions
+    let mut note = state.note.clone();
+    let mut decided: Vec<&Decided> =
+        history.decisions.iter().filter(|decided| decided.step == step.id).collect();
+    // A skipped step's note ("skipped by carol") and the skip decision say the same thing:
+    // the note says it once, with when and why, and the decision is not listed again.
+    if state.status == StepStatus::Skipped
+        && let Some(last) = decided.last()
+        && last.decision == Decision::Skip
+        && note.as_deref() == Some(format!("skipped by {}", last.who).as_str())
+    {
+        note = Some(format!("skipped by {} at {}{}", last.who, absolute(last.at), quoted(last)));
+        decided.pop();
+    }
+    let decisions = decided
         .iter()
-        .filter(|decided| decided.step == step.id)
         .map(|decided| {
-            let reason = decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default();
             let at = absolute(decided.at);
-            format!("{} decided by {} at {at}{reason}", decided.decision, decided.who)
+            format!("{} decided by {} at {at}{}", decided.decision, decided.who, quoted(decided))
         })
         .collect();
     let does = state.rendered.as_ref().map(dto::describe_rendered).unwrap_or_default();
@@ -382,7 +392,7 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
         status_class: class,
         does,
         compared,
-        note: state.note.clone(),
+        note,
         completed_by: state.completed_by.as_ref().map(ToString::to_string),
         took: state.started_at.map(|start| duration(state.finished_at.unwrap_or(now) - start)),
         slower: None,
@@ -395,4 +405,9 @@ fn step_view(page: &Page<'_>, step: &Step, state: &StepState, rollback: bool) ->
         group: None,
         decide: None,
     }
+}
+
+/// A decision's reason as the page quotes it after the decision: `: “why”`, or nothing.
+fn quoted(decided: &Decided) -> String {
+    decided.reason.as_ref().map(|r| format!(": “{r}”")).unwrap_or_default()
 }
