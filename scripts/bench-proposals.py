@@ -12,9 +12,13 @@ Server-Sent Events stream the page follows). For each alert it measures:
   the proposal;
 - hook → facts: until the proposal's dry run has finished (its read-only step measured).
 
+By default the responder dismisses each proposal once measured, so that *my work* waits with
+the one proposal that just arrived, as on a normal night; `--storm` keeps them all open, so
+that the page fills up as in an alert storm (it shows the ten newest).
+
 Prints p50, p99 and max of each, in milliseconds. Standard library only.
 
-    cargo build --release && python3 scripts/bench-proposals.py [--alerts 100]
+    cargo build --release && python3 scripts/bench-proposals.py [--alerts 100] [--storm]
 """
 
 import argparse
@@ -92,6 +96,7 @@ def percentile(values, p):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--alerts", type=int, default=100)
+    parser.add_argument("--storm", action="store_true", help="keep every proposal open")
     args = parser.parse_args()
     if not os.path.exists(BINARY):
         sys.exit(f"{BINARY} is missing: run cargo build --release first")
@@ -171,8 +176,15 @@ def main():
             while dry_run not in finished and time.perf_counter() < deadline:
                 time.sleep(0.001)
             to_facts.append(finished.get(dry_run, deadline) - started)
+            if not args.storm:
+                status, _, answer = request(
+                    port, "POST", f"/api/v1/runs/{run}/dismiss",
+                    json.dumps({"reason": "measured"}),
+                    {"authorization": f"Bearer {rita}", "content-type": "application/json"})
+                assert status == 200, (status, answer)
 
-        print(f"{args.alerts} alerts, each proposing bench-failover with a dry run (SQLite, release build)")
+        kept = "all kept open (storm)" if args.storm else "each dismissed once measured"
+        print(f"{args.alerts} alerts, each proposing bench-failover with a dry run, {kept} (SQLite, release build)")
         for name, values in [("hook → SSE event", to_sse), ("hook → my work page", to_page),
                              ("hook → facts gathered", to_facts)]:
             ms = [v * 1000 for v in values]
