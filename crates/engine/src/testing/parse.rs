@@ -433,8 +433,8 @@ where
 {
     let text = yaml::string(node, what, out)?;
     match text.parse::<T>() {
-        Ok(value) => Some(value),
-        Err(_) => {
+        Ok(value) if T::names().iter().any(|known| known.name() == value.name()) => Some(value),
+        _ => {
             let names: Vec<&str> = T::names().iter().map(|v| v.name()).collect();
             let message = format!("unknown {what} `{text}`: one of {}", names.join(", "));
             out.push(Diagnostic::error(
@@ -464,7 +464,27 @@ macro_rules! named {
         }
     )*};
 }
-named!(RunMode, RunStatus, StepStatus, Decision);
+named!(RunMode, StepStatus, Decision);
+
+/// A case runs a run that a person started: it is never a proposal, so never `proposed` or
+/// `dismissed`.
+impl Named for RunStatus {
+    fn names() -> &'static [Self] {
+        const CASE_ENDS: [RunStatus; 7] = [
+            RunStatus::Running,
+            RunStatus::Waiting,
+            RunStatus::NeedsAttention,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::RolledBack,
+            RunStatus::Cancelled,
+        ];
+        &CASE_ENDS
+    }
+    fn name(&self) -> &'static str {
+        self.as_str()
+    }
+}
 
 /// A Unicode noncharacter (U+FFFE, U+FFFF, U+FDD0…): not allowed in XML.
 fn is_noncharacter(c: char) -> bool {
