@@ -189,6 +189,13 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut code = ExitCode::SUCCESS;
     for run_id in runs {
+        if app.store.run_status(run_id).await? == Some(RunStatus::Proposed) {
+            report::error(&format!(
+                "run {run_id} is a proposal: nothing runs until someone takes command (`steady take {run_id}`)"
+            ));
+            code = ExitCode::from(1);
+            continue;
+        }
         say!("resuming run {run_id} as {}", app.engine.config().node);
         let outcome = drive_here(&app, run_id).await?;
         if outcome != ExitCode::SUCCESS {

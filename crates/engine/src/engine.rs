@@ -143,6 +143,9 @@ pub enum EngineError {
     /// Only a proposal is taken or dismissed.
     #[error("the run is {status}, not a proposal: it can no longer be taken or dismissed")]
     NotProposed { status: RunStatus },
+    /// A trigger could not be applied to an alert: where it is written, and why.
+    #[error("{0}")]
+    Trigger(String),
     /// Dismissing a proposal says why.
     #[error("say why: a reason is required")]
     ReasonRequired,

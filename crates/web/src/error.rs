@@ -129,7 +129,8 @@ impl From<EngineError> for AppError {
             | E::WrongKind { .. }
             | E::WholeRunDecision { .. }
             | E::LockKey(_)
-            | E::ReasonRequired => AppError::invalid(message),
+            | E::ReasonRequired
+            | E::Trigger(_) => AppError::invalid(message),
             E::LockHeld { key, run_id } => lock_held(&key, run_id),
             E::InvalidRunbook(diagnostics) => {
                 let mut error = AppError::invalid("the runbook is invalid");

@@ -104,7 +104,10 @@ impl Engine {
                         break;
                     }
                     failure = None;
-                    let result = self.file(stored, runbook, trigger, alert, &given, by, true).await;
+                    let result = self
+                        .file(stored, runbook, trigger, alert, &given, by, true)
+                        .await
+                        .map_err(|error| located(runbook, trigger, error));
                     if let Ok(Filing::Proposed { .. }) = result {
                         proposed += 1;
                     }
@@ -152,6 +155,9 @@ impl Engine {
         let at = self.now();
         // Facts are gathered only where the dry run can start: with every secret it declares.
         let can_gather = Secrets::for_runbook(runbook, &self.config.secrets).is_ok();
+        if trigger.then == TriggerAction::DryRun && !can_gather {
+            tracing::warn!(runbook = %runbook.name, "a proposal's facts cannot be gathered here: the runbook's secrets are not all configured on this node");
+        }
         let dry_run = (trigger.then == TriggerAction::DryRun && can_gather).then(Uuid::now_v7);
         let run = RunRecord {
             id: Uuid::now_v7(),
@@ -408,6 +414,18 @@ pub(super) fn pending_steps(runbook: &Runbook) -> Vec<StepState> {
                 .map(move |(position, step)| StepState::pending(&step.id, phase, position as u32))
         })
         .collect()
+}
+
+/// An error filing an alert, said where its trigger is written (a store error is left as it
+/// is: it fails the whole delivery).
+fn located(runbook: &Runbook, trigger: &Trigger, error: EngineError) -> EngineError {
+    match error {
+        EngineError::Store(_) => error,
+        other => EngineError::Trigger(format!(
+            "runbook `{}`, trigger on line {}: {other}",
+            runbook.name, trigger.at.line
+        )),
+    }
 }
 
 fn outcome(alert: &Alert, runbook: &Runbook, result: Result<Filing, String>) -> AlertOutcome {

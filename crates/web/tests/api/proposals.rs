@@ -389,6 +389,7 @@ async fn hostile_alerts_are_contained(backend: Backend) {
     assert_eq!(failed["outcome"], "failed", "{}", long.body);
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("at most 512"), "{error}");
+    assert!(error.starts_with("runbook `loose`, trigger on line 8: "), "said where: {error}");
     assert!(error.chars().count() <= 301, "the answer does not repeat the whole value: {error}");
 
     // NUL in labels and values is stored as U+2400, like everything else from outside.
