@@ -139,22 +139,10 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     // A role field takes several names: after a comma, the list suggests the next name (the
     // ones not given yet), not only a first one.
     fill(&carol, "role.approver", "carol, a").await;
-    let suggested = carol
-        .execute(
-            "return Array.from(document.getElementById('people').options, o => o.value)",
-            vec![],
-        )
-        .await
-        .expect("suggestions");
+    let suggested = suggestions(&carol).await;
     assert_eq!(suggested, serde_json::json!(["carol, alice"]));
     fill(&carol, "role.dba", "").await;
-    let suggested = carol
-        .execute(
-            "return Array.from(document.getElementById('people').options, o => o.value)",
-            vec![],
-        )
-        .await
-        .expect("suggestions");
+    let suggested = suggestions(&carol).await;
     assert_eq!(suggested, serde_json::json!(["alice", "carol"]));
     fill(&carol, "role.dba", "carol").await;
     fill(&carol, "role.approver", "carol").await;
@@ -256,4 +244,14 @@ async fn the_commander_runs_an_incident_from_the_cockpit() {
     assert!(done.contains("ended: this is the final state"), "{done}");
     both_widths(&carol, "aborted").await;
     let _ = carol.close().await;
+}
+
+/// The names the role fields' list suggests now.
+async fn suggestions(page: &Client) -> serde_json::Value {
+    page.execute(
+        "return Array.from(document.getElementById('people').options, o => o.value)",
+        vec![],
+    )
+    .await
+    .expect("suggestions")
 }

@@ -176,12 +176,31 @@ struct AlertmanagerAlert {
 
 impl AlertmanagerAlert {
     fn into_alert(self, value: serde_json::Value) -> Alert {
+        let Self { status, labels, annotations, starts_at, fingerprint, .. } = self;
+        let read = Read { status, labels, annotations, starts_at, fingerprint };
+        read.into_alert(AlertSource::Alertmanager, value)
+    }
+}
+
+/// What Alertmanager's and Grafana's alerts both say, read the same way: Grafana's alert is
+/// Alertmanager's with additions.
+struct Read {
+    status: AlertStatus,
+    labels: Labels,
+    annotations: Option<Labels>,
+    starts_at: Timestamp,
+    fingerprint: Option<String>,
+}
+
+impl Read {
+    fn into_alert(self, source: AlertSource, value: serde_json::Value) -> Alert {
         Alert {
-            source: AlertSource::Alertmanager,
+            source,
             status: self.status,
             labels: self.labels,
             annotations: self.annotations.unwrap_or_default(),
             starts_at: Some(self.starts_at.0),
+            // An empty fingerprint tells nothing: the labels tell the alert instead.
             fingerprint: self.fingerprint.filter(|fingerprint| !fingerprint.is_empty()),
             value,
         }
@@ -243,15 +262,9 @@ struct GrafanaAlert {
 
 impl GrafanaAlert {
     fn into_alert(self, value: serde_json::Value) -> Alert {
-        Alert {
-            source: AlertSource::Grafana,
-            status: self.status,
-            labels: self.labels,
-            annotations: self.annotations.unwrap_or_default(),
-            starts_at: Some(self.starts_at.0),
-            fingerprint: self.fingerprint.filter(|fingerprint| !fingerprint.is_empty()),
-            value,
-        }
+        let Self { status, labels, annotations, starts_at, fingerprint, .. } = self;
+        let read = Read { status, labels, annotations, starts_at, fingerprint };
+        read.into_alert(AlertSource::Grafana, value)
     }
 }
 
