@@ -19,16 +19,27 @@ impl fmt::Display for Position {
 /// `\r\n`, a lone `\r` and `\n` each end a line (`str::lines` knows no lone `\r`, and would
 /// show the wrong line for a position in a file with old Mac line ends).
 pub fn source_line(source: &str, number: usize) -> Option<&str> {
-    let mut rest = without_bom(source);
-    for _ in 1..number {
-        let end = rest.find(['\r', '\n'])?;
-        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
-        rest = &rest[end + skip..];
-    }
-    if number == 0 {
-        return None;
-    }
-    Some(&rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())])
+    source_lines(source).nth(number.checked_sub(1)?)
+}
+
+/// Every line of a source in order, counted as [`source_line`] counts them; a final line
+/// break is followed by one empty line.
+pub fn source_lines(source: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(without_bom(source));
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            Some(end) => {
+                let skip = if text[end..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&text[end + skip..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 /// The text without a leading UTF-8 byte-order mark, which some editors write and none show.
@@ -39,16 +50,15 @@ pub(crate) fn without_bom(source: &str) -> &str {
 /// Moves a position past the end of the text to the end of its last line, where an author
 /// can see it: the YAML reader places problems found at the end of the input (a flow mapping
 /// left open, a missing field of an empty document) one line past the last one when the text
-/// has no final line break. Found by fuzzing.
-pub(crate) fn within(source: &str, at: Position) -> Position {
-    if source_line(source, at.line).is_some() {
+/// has no final line break. Found by fuzzing. `lines` are the source's, split once by
+/// [`source_lines`]: a runbook of a thousand steps has a thousand lint findings, and finding
+/// each one's line from the start of the text made reading it quadratic.
+pub(crate) fn within(lines: &[&str], at: Position) -> Position {
+    if (1..=lines.len()).contains(&at.line) {
         return at;
     }
-    let mut line = at.line.max(1);
-    while line > 1 && source_line(source, line).is_none() {
-        line -= 1;
-    }
-    let text = source_line(source, line).unwrap_or_default();
+    let line = at.line.clamp(1, lines.len().max(1));
+    let text = lines.get(line - 1).copied().unwrap_or_default();
     Position { line, column: text.chars().count() + 1 }
 }
 
@@ -137,5 +147,17 @@ mod tests {
         assert_eq!(source_line(source, 5), None);
         assert_eq!(source_line(source, 0), None);
         assert_eq!(source_line("a\n", 2), Some(""));
+        assert_eq!(source_line("a\n", 3), None);
+    }
+
+    #[test]
+    fn a_position_past_the_end_moves_to_the_end_of_the_last_line() {
+        let source = "name: x\nsteps: [";
+        let lines: Vec<&str> = super::source_lines(source).collect();
+        let at = |line, column| super::Position { line, column };
+        assert_eq!(super::within(&lines, at(2, 3)), at(2, 3));
+        assert_eq!(super::within(&lines, at(3, 1)), at(2, 9));
+        assert_eq!(super::within(&lines, at(0, 1)), at(1, 8));
+        assert_eq!(super::within(&[], at(4, 1)), at(1, 1));
     }
 }

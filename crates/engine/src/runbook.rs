@@ -49,8 +49,9 @@ pub fn parse(source: &str) -> Parsed {
     if let Some(runbook) = &runbook {
         lint::check(runbook, &mut diagnostics);
     }
+    let lines: Vec<&str> = crate::diagnostic::source_lines(source).collect();
     for diagnostic in &mut diagnostics {
-        diagnostic.at = crate::diagnostic::within(source, diagnostic.at);
+        diagnostic.at = crate::diagnostic::within(&lines, diagnostic.at);
     }
     diagnostics.sort_by_key(|diagnostic| (diagnostic.at, diagnostic.severity));
     Parsed { runbook, diagnostics }

@@ -113,9 +113,14 @@ impl<'a> Statement<'a> {
         self.values.len() <= MAX_CACHED_BINDS
     }
 
-    /// How many values the statement binds.
-    pub(crate) fn value_count(&self) -> usize {
-        self.values.len()
+    /// The SQL text, `$1`-style placeholders in it.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The value of placeholder `$number` (from 1).
+    pub(crate) fn value(&self, number: usize) -> Option<&Value<'a>> {
+        self.values.get(number.checked_sub(1)?)
     }
 
     /// Binds the next placeholder.
@@ -214,34 +219,6 @@ impl<'a> Statement<'a> {
             statements.push(Statement { text: Cow::Owned(text), values });
         }
         statements
-    }
-
-    /// Several statements as one text, each placeholder renumbered past the values of the
-    /// statements before it. SQLite runs such a text in one call to its connection's worker
-    /// thread, where each statement on its own would be a round trip (PostgreSQL cannot bind
-    /// values to more than one statement per call). The texts must hold no `$` other than
-    /// placeholders, as every statement of this crate does.
-    pub(crate) fn join(statements: Vec<Statement<'a>>) -> Statement<'a> {
-        let mut text = String::new();
-        let mut values = Vec::new();
-        for statement in statements {
-            let offset = values.len();
-            let mut rest = statement.text.as_ref();
-            while let Some(at) = rest.find('$') {
-                text.push_str(&rest[..=at]);
-                rest = &rest[at + 1..];
-                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-                match rest[..digits].parse::<usize>() {
-                    Ok(number) => text.push_str(&(number + offset).to_string()),
-                    Err(_) => text.push_str(&rest[..digits]),
-                }
-                rest = &rest[digits..];
-            }
-            text.push_str(rest);
-            text.push_str(";\n");
-            values.extend(statement.values);
-        }
-        Statement { text: Cow::Owned(text), values }
     }
 }
 
@@ -356,29 +333,5 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
 impl RowsAffected for sqlx::postgres::PgQueryResult {
     fn rows_affected(&self) -> u64 {
         self.rows_affected()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn joined_statements_keep_their_own_values() {
-        let joined = Statement::join(vec![
-            sql("UPDATE runs SET a = $1 WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR b = $3)")
-                .bind("x")
-                .bind("run")
-                .bind(None::<String>),
-            sql("SELECT changes() AS guarded"),
-            sql("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)").bind(1).bind(2).bind(3).bind(4),
-        ]);
-        assert_eq!(
-            joined.text,
-            "UPDATE runs SET a = $1 WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR b = $3);\n\
-             SELECT changes() AS guarded;\n\
-             INSERT INTO t (a, b) VALUES ($4, $5), ($6, $7);\n"
-        );
-        assert_eq!(joined.values.len(), 7);
     }
 }

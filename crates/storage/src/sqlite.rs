@@ -1,7 +1,10 @@
 //! The SQLite backend: the embedded default. WAL, `synchronous=FULL`, foreign keys on; every
 //! write that reads first is one `BEGIN IMMEDIATE` transaction on a dedicated writer
-//! connection, so writers queue instead of failing midway. Also here: `VACUUM INTO` backups
-//! and the paged chain verification.
+//! connection, so writers queue instead of failing midway, and transitions are committed by
+//! the [`committer`]'s thread. Also here: `VACUUM INTO` backups and the paged chain
+//! verification.
+
+mod committer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -9,15 +12,14 @@ use std::time::Duration;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use steady_engine::audit::{ChainVerifier, GENESIS, Verification};
+use steady_engine::audit::{ChainVerifier, Verification};
 use steady_engine::run::Transition;
 use steady_engine::store::{ChangeSignals, StoreError};
 use uuid::Uuid;
 
-use crate::codec::Columns;
-use crate::shared::audit::{CHAIN_HEAD, chain_statements};
-use crate::shared::{Backend, SqlStore, runs};
-use crate::sql::{BindLimit, Statement, database, sql};
+use crate::shared::{Backend, SqlStore};
+use crate::sql::database;
+use committer::Committer;
 
 /// A Steady database in one SQLite file.
 pub type SqliteStore = SqlStore<SqliteBackend>;
@@ -32,6 +34,8 @@ pub struct SqliteBackend {
     /// to the next, where a pool handing out its connections in turn made every commit re-read
     /// the pages another connection had written.
     writer: SqlitePool,
+    /// The thread that commits transitions, a driver's two per step among them.
+    committer: Arc<Committer>,
     /// Only this process's own changes: another process writing the same file is seen by
     /// polling.
     signals: Arc<ChangeSignals>,
@@ -61,17 +65,15 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(database)?;
-        let store = SqlStore { backend: SqliteBackend { pool, writer, signals: Arc::default() } };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        let committer = Arc::new(Committer::start(&database_file(&writer).await?)?);
+        let backend = SqliteBackend { pool, writer, committer, signals: Arc::default() };
+        Ok(SqlStore { backend })
     }
 
     /// Applies the migrations in `migrations/sqlite` that this database has not seen yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/sqlite")
-            .run(&self.backend.pool)
-            .await
-            .map_err(|error| StoreError::Database(format!("migration failed: {error}")))
+        migrate(&self.backend.pool).await
     }
 
     /// Writes a consistent copy of the whole database to a new file while it stays in use:
@@ -129,54 +131,14 @@ impl Backend for SqliteBackend {
         self.pool.begin().await.map_err(database)
     }
 
-    /// The shared [`runs::commit_alone`] in four calls to the writer's worker thread instead
-    /// of one per statement: a driver commits twice per step, and each call is a wake-up of
-    /// that thread and of this one.
+    /// On the committer's thread: the shared statements of [`crate::shared::runs::commit_alone`]
+    /// in one hand-off instead of one per statement.
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
-        /// The most values the writes of one commit are joined with (a step's start or end
-        /// binds a few dozen).
-        const MAX_JOINED_VALUES: usize = 2_000;
-        let mut tx = self.begin().await?;
-        let id = run_id.to_string();
-        // The guard and the chain's head in one call; SQLite's `changes()` is the number of
-        // rows the statement just before it, the guard, changed.
-        let checked = Statement::join(vec![
-            runs::guard_statement(&id, &transition),
-            sql(format!(
-                "SELECT changes() AS guarded, head.seq AS seq, head.hash AS hash
-                 FROM (SELECT 1) LEFT JOIN ({CHAIN_HEAD}) AS head ON TRUE"
-            )),
-        ])
-        .fetch_one(&mut *tx)
-        .await?;
-        if checked.integer("guarded")? != 1 {
-            return Err(runs::guard_failure(&mut *tx, run_id, &transition).await);
-        }
-        let head = match checked.optional_integer("seq")? {
-            Some(seq) => (seq, checked.text("hash")?),
-            None => (0, GENESIS.to_owned()),
-        };
-        let transitions = [(run_id, &transition)];
-        let ids = [id.clone()];
-        let mut writes = runs::row_statements(&transitions, &ids, sqlx::Sqlite::MAX_BINDS);
-        let (chain, _) = chain_statements(head, &transition.events, sqlx::Sqlite::MAX_BINDS);
-        writes.extend(chain);
-        // Joined, the writes are one call to the writer's thread. SQLite sizes a statement's
-        // bound values by its highest placeholder number, which joining raises: a fan-out's
-        // start, thousands of rows, is written statement by statement instead.
-        let values: usize = writes.iter().map(Statement::value_count).sum();
-        if values <= MAX_JOINED_VALUES {
-            Statement::join(writes).execute(&mut *tx).await?;
-        } else {
-            for write in writes {
-                write.execute(&mut *tx).await?;
-            }
-        }
-        runs::insert_votes(&mut *tx, &id, &transition).await?;
-        tx.commit().await.map_err(database)?;
-        self.signals.events_appended();
         // A person's change (an answer, a decision) may leave the run for a driver to take.
-        if transition.lease_owner.is_none() {
+        let for_a_driver = transition.lease_owner.is_none();
+        self.committer.commit(run_id, transition).await?;
+        self.signals.events_appended();
+        if for_a_driver {
             self.signals.work_available();
         }
         Ok(())
@@ -243,4 +205,28 @@ impl Backend for SqliteBackend {
         let _ = reader.await;
         Ok(verifier.finish())
     }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::migrate!("../../migrations/sqlite")
+        .run(pool)
+        .await
+        .map_err(|error| StoreError::Database(format!("migration failed: {error}")))
+}
+
+/// The path of the file a pool's database lives in. An in-memory database has none, and
+/// cannot be Steady's: each connection would see a database of its own.
+async fn database_file(pool: &SqlitePool) -> Result<std::path::PathBuf, StoreError> {
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(pool)
+            .await
+            .map_err(database)?;
+    if file.is_empty() {
+        return Err(StoreError::Database(
+            "an in-memory SQLite database cannot hold Steady's data: give a file, sqlite://PATH"
+                .to_owned(),
+        ));
+    }
+    Ok(file.into())
 }

@@ -72,19 +72,29 @@ pub(crate) async fn guard_failure(
     run_id: Uuid,
     transition: &Transition,
 ) -> StoreError {
-    let row = sql("SELECT lease_owner FROM runs WHERE id = $1")
-        .bind(run_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await;
-    let owner = match row {
-        Ok(Some(row)) => row.optional_text("lease_owner"),
-        Ok(None) => return StoreError::NoSuchRun(run_id),
+    let row = match lease_owner_statement(run_id).fetch_optional(&mut *conn).await {
+        Ok(row) => row,
         Err(error) => return error,
     };
-    let owner = match owner {
-        Ok(owner) => owner,
-        Err(error) => return error,
-    };
+    match row.map(|row| row.optional_text("lease_owner")).transpose() {
+        Ok(owner) => guard_error(run_id, owner, transition),
+        Err(error) => error,
+    }
+}
+
+/// Reads the lease owner of a run whose guard failed (a `lease_owner` column, one row or none).
+pub(crate) fn lease_owner_statement(run_id: Uuid) -> Statement<'static> {
+    sql("SELECT lease_owner FROM runs WHERE id = $1").bind(run_id.to_string())
+}
+
+/// The error of a failed guard, from the run's lease owner as [`lease_owner_statement`] read
+/// it (`None` when the run is gone).
+pub(crate) fn guard_error(
+    run_id: Uuid,
+    owner: Option<Option<String>>,
+    transition: &Transition,
+) -> StoreError {
+    let Some(owner) = owner else { return StoreError::NoSuchRun(run_id) };
     match &transition.lease_owner {
         Some(expected) if owner.as_deref() != Some(expected.as_str()) => StoreError::LeaseLost,
         _ => StoreError::Conflict,
@@ -242,27 +252,28 @@ pub(crate) async fn insert_votes(
     transition: &Transition,
 ) -> Result<(), StoreError> {
     for vote in &transition.votes {
-        let inserted = sql(
-            "INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(vote.id.to_string())
-        .bind(id)
-        .bind(&vote.step_id)
-        .bind(vote.actor.to_string())
-        .bind(vote.approve)
-        .bind(&vote.comment)
-        .bind(vote.bound.to_value().to_string())
-        .bind(&vote.digest)
-        .bind(format_timestamp(vote.at))
-        .bind(vote.void)
-        .insert_unique(&mut *conn)
-        .await?;
-        if !inserted {
+        if !vote_statement(id, vote).insert_unique(&mut *conn).await? {
             return Err(StoreError::Conflict);
         }
     }
     Ok(())
+}
+
+/// The insert of one vote, which the one-vote index refuses when this person already answered
+/// the gate.
+pub(crate) fn vote_statement<'a>(id: &'a str, vote: &'a Vote) -> Statement<'a> {
+    sql("INSERT INTO votes (id, run_id, step_id, actor, approve, comment, bound, digest, at, void)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+    .bind(vote.id.to_string())
+    .bind(id)
+    .bind(&vote.step_id)
+    .bind(vote.actor.to_string())
+    .bind(vote.approve)
+    .bind(&vote.comment)
+    .bind(vote.bound.to_value().to_string())
+    .bind(&vote.digest)
+    .bind(format_timestamp(vote.at))
+    .bind(vote.void)
 }
 
 fn assign_statements<'a>(id: &'a str, assignments: &'a [Assignment]) -> Vec<Statement<'a>> {

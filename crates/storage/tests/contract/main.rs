@@ -574,6 +574,58 @@ async fn on_postgres_a_change_on_one_node_wakes_the_others() {
     }
 }
 
+/// Two processes on one SQLite file, as `steady serve` and a `steady run` beside it: each
+/// commits transitions on its own committer thread while the other also writes through its
+/// sqlx connections (runs created, events appended). Every commit lands once, in order, and
+/// the audit chain both wrote into stays whole.
+#[tokio::test]
+async fn on_sqlite_two_processes_commit_to_one_file_and_the_chain_stays_whole() {
+    let url = sqlite("two_processes");
+    let first = steady_storage::open(&url).await.unwrap();
+    let second = steady_storage::open(&url).await.unwrap();
+    let note = |revision| Transition {
+        revision,
+        notes: vec![Note {
+            id: Uuid::now_v7(),
+            step_id: None,
+            author: actor(),
+            text: "hi".into(),
+            at: now(),
+        }],
+        events: vec![NewEvent::typed(&actor(), None, AuditData::RunWaiting)],
+        ..Transition::default()
+    };
+    let write = |store: Arc<dyn Store>| async move {
+        let run = new_run(&store, None).await.unwrap();
+        for revision in 0..40 {
+            store.commit(run, note(revision)).await.unwrap();
+            if revision % 10 == 0 {
+                store.append_events(vec![alert_event()]).await.unwrap();
+                new_run(&store, None).await.unwrap();
+            }
+        }
+        run
+    };
+    let (one, two) = tokio::join!(write(first.clone()), write(second.clone()));
+    for run in [one, two] {
+        let snapshot = second.run(run).await.unwrap().unwrap();
+        assert_eq!((snapshot.run.revision, snapshot.notes.len()), (40, 40));
+    }
+    let verification = first.verify_audit().await.unwrap();
+    assert_eq!(verification.first_broken, None, "{verification:?}");
+    // The runbook published once; each side: 5 runs started, 40 commits of one event, 4
+    // events appended.
+    assert_eq!(verification.events, 1 + 2 * (5 + 40 + 4));
+}
+
+/// An in-memory SQLite database would be a different, empty database on each connection:
+/// it is refused, saying what to give instead.
+#[tokio::test]
+async fn on_sqlite_an_in_memory_database_is_refused() {
+    let error = steady_storage::open("sqlite::memory:").await.err().expect("refused");
+    assert!(error.to_string().contains("sqlite://PATH"), "{error}");
+}
+
 /// Batched inserts are cut into statements each database takes (500 values on SQLite, whose
 /// placeholder parsing is quadratic; far more on PostgreSQL): none of 3,000 steps goes
 /// missing or out of order at the cuts.
