@@ -82,13 +82,14 @@ impl<'a> Checker<'a> {
     /// A group's branches run at the same time, so a branch reads only the steps before its
     /// group; later steps read every branch.
     fn sequence(&mut self, steps: &'a [Step], preceding: &'a [Step]) {
-        for (index, step) in steps.iter().enumerate() {
-            let earlier: Vec<&'a str> = preceding
-                .iter()
-                .chain(&steps[..index])
-                .flat_map(|step| std::iter::once(step).chain(step.branches()))
-                .map(|step| step.id.as_str())
-                .collect();
+        let ids =
+            |step: &'a Step| std::iter::once(step).chain(step.branches()).map(|s| s.id.as_str());
+        // Grown step by step: collected anew for each step, it made checking a runbook of
+        // thousands of steps quadratic.
+        let mut before: Vec<&'a str> = preceding.iter().flat_map(ids).collect();
+        for step in steps {
+            let earlier = before.clone();
+            before.extend(ids(step));
             for branch in step.branches() {
                 let scope = Scope {
                     step: Some(branch),
