@@ -330,9 +330,9 @@ async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: 
     }
 }
 
-async fn transitions_are_refused_on_a_stale_revision_or_a_lost_lease(store: Arc<dyn Store>) {
-    let run = new_run(&store, None).await.unwrap();
-    let note = |revision| Transition {
+/// A transition computed from `revision` that adds a note to the run.
+fn note(revision: i64) -> Transition {
+    Transition {
         revision,
         notes: vec![Note {
             id: Uuid::now_v7(),
@@ -342,7 +342,11 @@ async fn transitions_are_refused_on_a_stale_revision_or_a_lost_lease(store: Arc<
             at: now(),
         }],
         ..Transition::default()
-    };
+    }
+}
+
+async fn transitions_are_refused_on_a_stale_revision_or_a_lost_lease(store: Arc<dyn Store>) {
+    let run = new_run(&store, None).await.unwrap();
     store.commit(run, note(0)).await.unwrap();
     assert!(matches!(store.commit(run, note(0)).await, Err(StoreError::Conflict)));
     let lease = Lease { owner: "node-a".into(), expires_at: now() + Duration::seconds(10) };
@@ -584,16 +588,8 @@ async fn on_sqlite_two_processes_commit_to_one_file_and_the_chain_stays_whole() 
     let first = steady_storage::open(&url).await.unwrap();
     let second = steady_storage::open(&url).await.unwrap();
     let note = |revision| Transition {
-        revision,
-        notes: vec![Note {
-            id: Uuid::now_v7(),
-            step_id: None,
-            author: actor(),
-            text: "hi".into(),
-            at: now(),
-        }],
         events: vec![NewEvent::typed(&actor(), None, AuditData::RunWaiting)],
-        ..Transition::default()
+        ..note(revision)
     };
     let write = |store: Arc<dyn Store>| async move {
         let run = new_run(&store, None).await.unwrap();
