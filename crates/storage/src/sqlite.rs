@@ -66,7 +66,7 @@ impl SqliteStore {
             .await
             .map_err(database)?;
         migrate(&pool).await?;
-        let committer = Arc::new(Committer::start(&database_file(&writer).await?)?);
+        let committer = Arc::new(Committer::start(&database_file(&writer).await?, read_only(url))?);
         let backend = SqliteBackend { pool, writer, committer, signals: Arc::default() };
         Ok(SqlStore { backend })
     }
@@ -212,6 +212,12 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         .run(pool)
         .await
         .map_err(|error| StoreError::Database(format!("migration failed: {error}")))
+}
+
+/// Whether a `sqlite:` URL asks for its file read-only (`?mode=ro`), which the committer's
+/// own connection must honour as sqlx's do.
+fn read_only(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=ro"))
 }
 
 /// The path of the file a pool's database lives in. An in-memory database has none, and

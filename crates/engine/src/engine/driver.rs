@@ -56,14 +56,22 @@ impl Engine {
     ) -> Result<DriveEnd, EngineError> {
         let lease =
             Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
-        if !self.store.acquire_lease(run_id, &lease, self.now()).await? {
+        // Refused, then found free: its holder let go in between (a run it left waiting, say),
+        // so it is asked for once more rather than reported lost.
+        let mut tries = 0;
+        while !self.store.acquire_lease(run_id, &lease, self.now()).await? {
+            tries += 1;
             let (snapshot, _) = self.snapshot(run_id).await?;
-            return match snapshot.run.lease {
+            match snapshot.run.lease {
                 Some(held) => {
-                    Err(EngineError::LeaseHeld { owner: held.owner, until: held.expires_at })
+                    return Err(EngineError::LeaseHeld {
+                        owner: held.owner,
+                        until: held.expires_at,
+                    });
                 }
-                None => Err(EngineError::LeaseLost),
-            };
+                None if tries < 2 => continue,
+                None => return Err(EngineError::LeaseLost),
+            }
         }
         let (steps_stop, steps_stop_rx) = watch::channel(Stop::No);
         let keeper = AbortOnDrop(tokio::spawn(

@@ -40,9 +40,10 @@ struct Job {
 
 impl Committer {
     /// Opens a connection to the database file at `path` (which sqlx opened and migrated
-    /// first) with the store's settings, and starts the thread that owns it.
-    pub(crate) fn start(path: &Path) -> Result<Committer, StoreError> {
-        let mut connection = open(path).map_err(database)?;
+    /// first) with the store's settings, read-only when the store's URL said so, and starts
+    /// the thread that owns it.
+    pub(crate) fn start(path: &Path, read_only: bool) -> Result<Committer, StoreError> {
+        let mut connection = open(path, read_only).map_err(database)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("steady-committer".to_owned())
@@ -85,8 +86,13 @@ impl Committer {
 
 /// The store's connection settings (see [`super::SqliteStore::open`]): WAL is the file's own
 /// setting already; `synchronous` and foreign keys are each connection's.
-fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<rusqlite::Connection> {
+    let access = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = rusqlite::Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(Duration::from_secs(30))?;
     connection.pragma_update(None, "synchronous", "FULL")?;

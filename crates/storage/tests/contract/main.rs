@@ -614,6 +614,23 @@ async fn on_sqlite_two_processes_commit_to_one_file_and_the_chain_stays_whole() 
     assert_eq!(verification.events, 1 + 2 * (5 + 40 + 4));
 }
 
+/// A database opened read-only (`?mode=ro`), to look at a copy, say, refuses every change,
+/// the commits of runs included: nothing is written.
+#[tokio::test]
+async fn on_sqlite_a_database_opened_read_only_refuses_changes() {
+    let url = sqlite("read_only");
+    let store = steady_storage::open(&url).await.unwrap();
+    let run = new_run(&store, None).await.unwrap();
+    let looking = steady_storage::open(&format!("{url}?mode=ro")).await.unwrap();
+    let refused = looking.commit(run, note(0)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Database(error)) if error.contains("readonly")),
+        "{refused:?}"
+    );
+    let stored = store.run(run).await.unwrap().unwrap();
+    assert_eq!((stored.run.revision, stored.notes.len()), (0, 0));
+}
+
 /// An in-memory SQLite database would be a different, empty database on each connection:
 /// it is refused, saying what to give instead.
 #[tokio::test]
