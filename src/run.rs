@@ -88,7 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         actor: app.actor.clone(),
         assignments,
     };
-    let run_id = match app.engine.start_run(start).await {
+    let run_id = match app.engine.start_run_here(start).await {
         Ok(id) => id,
         Err(EngineError::Params(errors)) => {
             for error in errors {

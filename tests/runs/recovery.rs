@@ -15,6 +15,7 @@ stories!(
     cancelling_a_run_stops_its_running_step,
     a_driver_asked_to_stop_finishes_its_step_and_leaves_the_run_resumable,
     a_driver_whose_lease_is_gone_stops_and_records_nothing_more,
+    a_run_started_at_a_terminal_is_driven_there_not_by_a_server_polling_for_work,
 );
 
 /// Drives the run in a task and drops that task once `ledger` shows the step started: the
@@ -186,4 +187,32 @@ steps:
     );
     assert_eq!(h.drive(run).await, RunStatus::NeedsAttention);
     assert_eq!(h.step_status(run, "promote").await, StepStatus::Interrupted);
+}
+
+/// `steady run` beside a `steady serve` on the same database: the server polls for runs
+/// without a driver, and must not take the terminal's run in the moment between its creation
+/// and the terminal's first drive, or its steps would run with the server's environment and
+/// secrets. The run is created under the terminal's lease; once that lease has expired (the
+/// terminal died), the server may take it over like any other.
+async fn a_run_started_at_a_terminal_is_driven_there_not_by_a_server_polling_for_work(h: Harness) {
+    h.publish("name: here\nsteps:\n  - id: nap\n    sleep: 1ms\n").await;
+    let server = h.another_node("serve").await;
+    let start = StartRun {
+        origin: steady_engine::run::RunOrigin::Person,
+        runbook: "here".to_owned(),
+        version: None,
+        params: vec![],
+        mode: RunMode::Live,
+        actor: commander(),
+        assignments: vec![],
+    };
+    let run = h.engine.start_run_here(start).await.unwrap();
+    assert!(!server.store.runs_needing_a_driver(h.now()).await.unwrap().contains(&run));
+    let (_keep, stop) = watch::channel(Stop::No);
+    let taken = server.engine.drive(run, &Quiet, stop).await;
+    assert!(
+        matches!(&taken, Err(EngineError::LeaseHeld { owner, .. }) if owner == "node-a"),
+        "{taken:?}"
+    );
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
 }

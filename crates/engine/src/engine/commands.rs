@@ -38,15 +38,27 @@ impl Engine {
     /// Creates a run of the latest (or the given) version with its steps pending. It holds
     /// the runbook's lock key from now until it ends.
     pub async fn start_run(&self, start: StartRun) -> Result<Uuid, EngineError> {
-        self.start_run_as(start, Uuid::now_v7()).await
+        self.start_run_as(start, Uuid::now_v7(), None).await
     }
 
-    /// [`Engine::start_run`], with the id the run gets: a verification's id is recorded with
-    /// its period before the run exists.
+    /// [`Engine::start_run`] for a run this process drives itself (`steady run`): created
+    /// under this node's lease, so that a server polling the same database for runs without a
+    /// driver cannot take it first and run its steps with the server's environment and
+    /// secrets. Should this process die before driving it, the lease expires and the run is
+    /// taken over like any other.
+    pub async fn start_run_here(&self, start: StartRun) -> Result<Uuid, EngineError> {
+        let lease =
+            Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
+        self.start_run_as(start, Uuid::now_v7(), Some(lease)).await
+    }
+
+    /// [`Engine::start_run`], with the id the run gets (a verification's id is recorded with
+    /// its period before the run exists) and the lease it is created under, if any.
     pub(super) async fn start_run_as(
         &self,
         start: StartRun,
         id: Uuid,
+        lease: Option<Lease>,
     ) -> Result<Uuid, EngineError> {
         let stored = self
             .store
@@ -99,7 +111,7 @@ impl Engine {
             created_at: at,
             updated_at: at,
             finished_at: None,
-            lease: None,
+            lease,
             revision: 0,
             dry_run: None,
         };

@@ -226,7 +226,7 @@ impl Engine {
             actor: by.clone(),
             assignments: Vec::new(),
         };
-        if let Err(error) = self.start_run_as(start, id).await {
+        if let Err(error) = self.start_run_as(start, id, None).await {
             tracing::warn!(runbook = %stored.name, %error, "the dry run of a proposal did not start");
         }
     }

@@ -62,7 +62,7 @@ impl Engine {
             actor: Actor::steady(),
             assignments: Vec::new(),
         };
-        match self.start_run_as(start, id).await {
+        match self.start_run_as(start, id, None).await {
             Ok(id) => Ok(Verifying::Started(id)),
             Err(EngineError::Store(error)) => Err(EngineError::Store(error)),
             Err(error) => {

@@ -324,7 +324,7 @@ async fn insert_run<B: Backend>(
         "INSERT INTO runs (id, runbook, version, sha256, mode, status, phase, started_by, commander, params,
                            lock_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at, revision,
                            origin, subject, dry_run_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, 0, $14, $15, $16)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $17, $18, 0, $14, $15, $16)",
     )
     .bind(&id)
     .bind(&run.runbook)
@@ -342,6 +342,9 @@ async fn insert_run<B: Backend>(
     .bind(run.origin.as_str())
     .bind(run.subject())
     .bind(run.dry_run.map(|id| id.to_string()))
+    // A run created under a lease: one a terminal drives itself (`Engine::start_run_here`).
+    .bind(run.lease.as_ref().map(|lease| lease.owner.as_str()))
+    .bind(run.lease.as_ref().map(|lease| format_timestamp(lease.expires_at)))
     .insert_unique(&mut **tx)
     .await?;
     if !inserted {
