@@ -92,6 +92,7 @@ contract!(
     a_lock_key_has_one_active_holder,
     transitions_are_refused_on_a_stale_revision_or_a_lost_lease,
     leases_expire_and_pass_on,
+    a_run_created_under_a_lease_is_held_from_its_first_moment,
     one_node_at_a_time_delivers_to_a_notification_target,
     nodes_say_they_are_alive,
     a_person_votes_once_per_gate,
@@ -117,6 +118,31 @@ async fn new_run(store: &Arc<dyn Store>, lock: Option<&str>) -> Result<Uuid, Sto
     new_run_of(store, lock, vec![StepState::pending("nap", Phase::Main, 0)]).await
 }
 
+/// A new live run of `version`, started by the story's actor, without a lock.
+fn record(version: &RunbookVersion) -> RunRecord {
+    let at = now();
+    RunRecord {
+        id: Uuid::now_v7(),
+        runbook: version.name.clone(),
+        version: version.version,
+        sha256: version.sha256.clone(),
+        mode: RunMode::Live,
+        origin: RunOrigin::Person,
+        status: RunStatus::Running,
+        phase: Phase::Main,
+        started_by: actor(),
+        commander: actor(),
+        params: BTreeMap::new(),
+        lock_key: None,
+        created_at: at,
+        updated_at: at,
+        finished_at: None,
+        lease: None,
+        revision: 0,
+        dry_run: None,
+    }
+}
+
 /// A run of the story runbook whose states are `steps`.
 async fn new_run_of(
     store: &Arc<dyn Store>,
@@ -126,28 +152,8 @@ async fn new_run_of(
     let version = match store.publish("story", SOURCE, &actor(), now()).await? {
         Published::New(version) | Published::Unchanged(version) => version,
     };
-    let id = Uuid::now_v7();
-    let at = now();
-    let run = RunRecord {
-        id,
-        runbook: version.name,
-        version: version.version,
-        sha256: version.sha256,
-        mode: RunMode::Live,
-        origin: RunOrigin::Person,
-        status: RunStatus::Running,
-        phase: Phase::Main,
-        started_by: actor(),
-        commander: actor(),
-        params: BTreeMap::new(),
-        lock_key: lock.map(str::to_owned),
-        created_at: at,
-        updated_at: at,
-        finished_at: None,
-        lease: None,
-        revision: 0,
-        dry_run: None,
-    };
+    let run = RunRecord { lock_key: lock.map(str::to_owned), ..record(&version) };
+    let id = run.id;
     let started = RunStarted {
         runbook: run.runbook.clone(),
         version: run.version,
@@ -221,28 +227,15 @@ async fn a_lock_key_has_one_active_holder(store: Arc<dyn Store>) {
 
 /// A proposal of the story runbook for lock `key`, as an alert makes it.
 fn proposal(version: &RunbookVersion, key: &str) -> NewRun {
-    let id = Uuid::now_v7();
-    let at = now();
     let run = RunRecord {
-        id,
-        runbook: version.name.clone(),
-        version: version.version,
-        sha256: version.sha256.clone(),
-        mode: RunMode::Live,
         origin: RunOrigin::Trigger,
         status: RunStatus::Proposed,
-        phase: Phase::Main,
         started_by: Actor::user("alerts"),
         commander: Actor::user("alerts"),
-        params: BTreeMap::new(),
         lock_key: Some(key.to_owned()),
-        created_at: at,
-        updated_at: at,
-        finished_at: None,
-        lease: None,
-        revision: 0,
-        dry_run: None,
+        ..record(version)
     };
+    let id = run.id;
     let note = AuditData::NoteAdded(NoteAdded { text: "proposed".into() });
     let event = NewEvent::typed(&Actor::user("alerts"), Some(id), note);
     NewRun {
@@ -380,6 +373,32 @@ async fn leases_expire_and_pass_on(store: Arc<dyn Store>) {
     );
     store.release_lease(run, "node-b").await.unwrap();
     assert_eq!(store.run(run).await.unwrap().unwrap().run.lease, None);
+}
+
+/// A terminal's run (`steady run`) is created under the terminal's lease: no other node is
+/// offered it or may take it until that lease has expired.
+async fn a_run_created_under_a_lease_is_held_from_its_first_moment(store: Arc<dyn Store>) {
+    let version = match store.publish("story", SOURCE, &actor(), now()).await.unwrap() {
+        Published::New(version) | Published::Unchanged(version) => version,
+    };
+    let at = now();
+    let terminal = Lease { owner: "run:host:1".into(), expires_at: at + Duration::seconds(10) };
+    let run = RunRecord { lease: Some(terminal.clone()), ..record(&version) };
+    let id = run.id;
+    let event = NewEvent::typed(&actor(), Some(id), AuditData::RunWaiting);
+    let steps = vec![StepState::pending("nap", Phase::Main, 0)];
+    store.create_run(NewRun { run, steps, assignments: vec![], event }).await.unwrap();
+    assert_eq!(
+        store.run(id).await.unwrap().unwrap().run.lease.map(|l| l.owner),
+        Some(terminal.owner.clone())
+    );
+    assert!(!store.runs_needing_a_driver(at).await.unwrap().contains(&id), "offered to others");
+    let server = Lease { owner: "serve:host:2".into(), expires_at: at + Duration::seconds(20) };
+    assert!(!store.acquire_lease(id, &server, at).await.unwrap(), "taken from the terminal");
+    assert!(store.acquire_lease(id, &terminal, at).await.unwrap(), "its holder drives it");
+    let expired = terminal.expires_at + Duration::milliseconds(1);
+    assert!(store.runs_needing_a_driver(expired).await.unwrap().contains(&id), "never offered");
+    assert!(store.acquire_lease(id, &server, expired).await.unwrap(), "expired: taken over");
 }
 
 async fn one_node_at_a_time_delivers_to_a_notification_target(store: Arc<dyn Store>) {

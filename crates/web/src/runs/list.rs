@@ -187,8 +187,8 @@ pub(crate) async fn runs(
         limit: Some(PAGE),
     };
     let records = state.store.runs(&filter).await?;
-    let next_page = (records.len() == PAGE as usize).then(|| {
-        let last = records.last().map(|r| r.id.to_string()).unwrap_or_default();
+    // The runs list with these filters, from `before` on.
+    let from = |before: &str| {
         link(
             "/runs",
             &[
@@ -197,22 +197,14 @@ pub(crate) async fn runs(
                 ("mode", &form.mode),
                 ("origin", &form.origin),
                 ("since", &form.since),
-                ("before", &last),
+                ("before", before),
             ],
         )
-    });
+    };
+    let next_page = (records.len() == PAGE as usize)
+        .then(|| from(&records.last().map(|r| r.id.to_string()).unwrap_or_default()));
     // The runs list as filtered, for the "signed out" notice to come back to.
-    let here = link(
-        "/runs",
-        &[
-            ("status", &form.status),
-            ("runbook", &form.runbook),
-            ("mode", &form.mode),
-            ("origin", &form.origin),
-            ("since", &form.since),
-            ("before", &form.before),
-        ],
-    );
+    let here = from(&form.before);
     let sign_in_again = link("/login", &[("next", here.trim_end_matches('?'))]);
     let mut runs = Vec::with_capacity(records.len());
     for record in &records {
