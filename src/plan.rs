@@ -30,11 +30,8 @@ pub(crate) fn parse_param(text: &str) -> Result<(String, String), String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = runbooks::find(&args.runbook, &args.runbooks.path)?;
     let display = file.display_path();
-    for diagnostic in &file.parsed.diagnostics {
-        if diagnostic.is_error() {
-            report::diagnostic(&display, &file.source, diagnostic);
-        }
-    }
+    let errors = file.parsed.diagnostics.iter().filter(|d| d.is_error());
+    report::diagnostics(&display, &file.source, errors);
     let Some(runbook) = &file.parsed.runbook else {
         return Ok(ExitCode::from(1));
     };

@@ -56,9 +56,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Err(EngineError::InvalidRunbook(diagnostics)) => {
                 failed = true;
-                for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
-                    report::diagnostic(&file.display_path(), &file.source, diagnostic);
-                }
+                let errors = diagnostics.iter().filter(|d| d.is_error());
+                report::diagnostics(&file.display_path(), &file.source, errors);
             }
             Err(error @ (EngineError::InvalidTests(_) | EngineError::TestsFailed(_))) => {
                 // An invalid test file is bad input, like an invalid runbook given to `test`.

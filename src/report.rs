@@ -12,8 +12,22 @@ const ERROR: Style = AnsiColor::Red.on_default().bold();
 const WARNING: Style = AnsiColor::Yellow.on_default().bold();
 const GUTTER: Style = AnsiColor::Blue.on_default().bold();
 
-/// Prints `path:line:column: error: message` and the line of `source` it points at.
-pub fn diagnostic(path: &str, source: &str, diagnostic: &Diagnostic) {
+/// Prints each of `diagnostics` as `path:line:column: error: message`, followed by the line of
+/// `source` it points at. The lines are split once for all of them: a runbook of thousands of
+/// steps has thousands of findings.
+pub fn diagnostics<'d>(
+    path: &str,
+    source: &str,
+    diagnostics: impl IntoIterator<Item = &'d Diagnostic>,
+) {
+    let lines: Vec<&str> = steady_engine::source_lines(source).collect();
+    for diagnostic in diagnostics {
+        let line = diagnostic.at.line.checked_sub(1).and_then(|index| lines.get(index));
+        show(path, line.copied(), diagnostic);
+    }
+}
+
+fn show(path: &str, line: Option<&str>, diagnostic: &Diagnostic) {
     let style = match diagnostic.severity {
         Severity::Error => ERROR,
         Severity::Warning => WARNING,
@@ -24,7 +38,7 @@ pub fn diagnostic(path: &str, source: &str, diagnostic: &Diagnostic) {
         diagnostic.severity.as_str(),
         printable(&diagnostic.message)
     );
-    if let Some(line) = steady_engine::source_line(source, at.line) {
+    if let Some(line) = line {
         let number = at.line.to_string();
         let pad = " ".repeat(number.len());
         let before: String = line.chars().take(at.column.saturating_sub(1)).collect();

@@ -59,9 +59,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = runbooks::find(&args.runbook, &args.runbooks.path)?;
     let display = file.display_path();
     let Some(runbook) = &file.parsed.runbook else {
-        for diagnostic in &file.parsed.diagnostics {
-            report::diagnostic(&display, &file.source, diagnostic);
-        }
+        report::diagnostics(&display, &file.source, &file.parsed.diagnostics);
         return Ok(ExitCode::from(1));
     };
     let app = App::open(&args.db).await?;

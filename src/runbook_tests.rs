@@ -64,7 +64,7 @@ pub fn load(path: &Path, folder: &Path) -> anyhow::Result<Result<Suite, usize>> 
                     folder.display()
                 ),
             );
-            report::diagnostic(&display, &source, &diagnostic);
+            report::diagnostics(&display, &source, [&diagnostic]);
             return Ok(Err(1));
         }
     };
@@ -109,9 +109,7 @@ pub fn report_refusal(path: &Path, source: &str, error: &EngineError) {
 /// Prints the errors among `diagnostics`; returns how many.
 fn report_all(path: &str, source: &str, diagnostics: &[Diagnostic]) -> usize {
     let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
-    for diagnostic in &errors {
-        report::diagnostic(path, source, diagnostic);
-    }
+    report::diagnostics(path, source, errors.iter().copied());
     errors.len()
 }
 

@@ -132,9 +132,8 @@ async fn publish_folder(
                 behind.insert(name, matched);
             }
             Err(steady_engine::engine::EngineError::InvalidRunbook(diagnostics)) => {
-                for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
-                    report::diagnostic(&file.display_path(), &file.source, diagnostic);
-                }
+                let errors = diagnostics.iter().filter(|d| d.is_error());
+                report::diagnostics(&file.display_path(), &file.source, errors);
             }
             Err(
                 error @ (steady_engine::engine::EngineError::InvalidTests(_)

@@ -39,14 +39,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 format!("runbook name `{}` is already used by {first}", runbook.name),
             ));
         }
-        for diagnostic in &diagnostics {
-            report::diagnostic(&display, &file.source, diagnostic);
-            if diagnostic.is_error() {
-                errors += 1;
-            } else {
-                warnings += 1;
-            }
-        }
+        report::diagnostics(&display, &file.source, &diagnostics);
+        let found = diagnostics.iter().filter(|d| d.is_error()).count();
+        errors += found;
+        warnings += diagnostics.len() - found;
     }
 
     // Test files are checked as `steady test` reads them: parsed, and held against the

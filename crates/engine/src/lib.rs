@@ -49,6 +49,6 @@ pub mod testing;
 pub mod trigger;
 pub mod verification;
 
-pub use diagnostic::{Diagnostic, Position, Severity, source_line};
+pub use diagnostic::{Diagnostic, Position, Severity, source_line, source_lines};
 pub use duration::Duration;
 pub use runbook::{Parsed, Runbook, parse};

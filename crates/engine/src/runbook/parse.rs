@@ -1,5 +1,7 @@
 //! The second stage of parsing: the node tree walked into a `Runbook`, every problem reported.
 
+use std::collections::HashMap;
+
 use marked_yaml::Node;
 
 use super::yaml::{self, Fields, at, scalar_at};
@@ -111,7 +113,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
     let secrets = fields.get("secrets").map(|node| secrets(node, out)).unwrap_or_default();
     let params = fields.get("params").map(|node| params(node, out)).unwrap_or_default();
 
-    let mut known_ids = Vec::new();
+    let mut known_ids = HashMap::new();
     let steps = match fields.require("steps", "the runbook", out) {
         Some(node) => {
             let steps = steps(node, "steps", &mut known_ids, out);
@@ -132,6 +134,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         .unwrap_or_default();
 
     let (name, name_at) = name?;
+    let index = [SequenceIndex::of(&steps), SequenceIndex::of(&rollback)];
     let runbook = Runbook {
         name,
         name_at,
@@ -149,6 +152,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         steps,
         rollback,
         triggers,
+        index,
     };
     (out.len() == errors_before).then_some(runbook)
 }

@@ -28,11 +28,12 @@ struct Checker<'a> {
 }
 
 /// Where a template stands, which decides what it may refer to.
-struct Scope<'a> {
+struct Scope<'a, 's> {
     /// The step the template belongs to, if any.
     step: Option<&'a Step>,
-    /// Ids of the steps that will have run (or been skipped) before it.
-    earlier: Vec<&'a str>,
+    /// Ids of the steps that will have run (or been skipped) before it: a prefix of one list
+    /// per sequence, so that a runbook of thousands of steps is not checked in quadratic time.
+    earlier: &'s [&'a str],
     /// Whether step results and run facts exist yet: not when the lock key is rendered.
     in_run: bool,
     /// The name of a fan-out's item (its `as`), in the templates that render each item.
@@ -50,7 +51,7 @@ impl<'a> Checker<'a> {
         if let Some(lock) = &runbook.lock {
             let scope = Scope {
                 step: None,
-                earlier: Vec::new(),
+                earlier: &[],
                 in_run: false,
                 item: None,
                 group: None,
@@ -61,7 +62,7 @@ impl<'a> Checker<'a> {
         for trigger in &runbook.triggers {
             let scope = Scope {
                 step: None,
-                earlier: Vec::new(),
+                earlier: &[],
                 in_run: false,
                 item: None,
                 group: None,
@@ -84,16 +85,16 @@ impl<'a> Checker<'a> {
     fn sequence(&mut self, steps: &'a [Step], preceding: &'a [Step]) {
         let ids =
             |step: &'a Step| std::iter::once(step).chain(step.branches()).map(|s| s.id.as_str());
-        // Grown step by step: collected anew for each step, it made checking a runbook of
-        // thousands of steps quadratic.
-        let mut before: Vec<&'a str> = preceding.iter().flat_map(ids).collect();
+        // Every id in the order the steps run; a step reads the prefix before its own.
+        let order: Vec<&'a str> = preceding.iter().chain(steps).flat_map(ids).collect();
+        let mut before = preceding.iter().flat_map(ids).count();
         for step in steps {
-            let earlier = before.clone();
-            before.extend(ids(step));
+            let earlier = &order[..before];
+            before += ids(step).count();
             for branch in step.branches() {
                 let scope = Scope {
                     step: Some(branch),
-                    earlier: earlier.clone(),
+                    earlier,
                     in_run: true,
                     item: None,
                     group: Some(step),
@@ -113,7 +114,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn step(&mut self, step: &'a Step, mut scope: Scope<'a>) {
+    fn step(&mut self, step: &'a Step, mut scope: Scope<'a, '_>) {
         if let Some(when) = &step.when {
             self.expression(when, &scope);
         }
@@ -207,7 +208,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn json(&mut self, value: &'a serde_json::Value, at: Position, scope: &Scope<'a>) {
+    fn json(&mut self, value: &'a serde_json::Value, at: Position, scope: &Scope<'a, '_>) {
         match value {
             serde_json::Value::String(source) => match self.compiler.template(source, Target::Text)
             {
@@ -233,12 +234,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn template(&mut self, template: &'a Template, target: Target, scope: &Scope<'a>) {
+    fn template(&mut self, template: &'a Template, target: Target, scope: &Scope<'a, '_>) {
         let compiled = self.compiler.template(&template.source, target);
         self.compiled(&template.source, template.at, compiled, scope);
     }
 
-    fn expression(&mut self, expression: &'a Expression, scope: &Scope<'a>) {
+    fn expression(&mut self, expression: &'a Expression, scope: &Scope<'a, '_>) {
         let compiled = self.compiler.expression(&expression.source);
         self.compiled(&expression.source, expression.at, compiled, scope);
     }
@@ -248,7 +249,7 @@ impl<'a> Checker<'a> {
         text: &str,
         at: Position,
         compiled: Result<HashSet<String>, SyntaxError>,
-        scope: &Scope<'a>,
+        scope: &Scope<'a, '_>,
     ) {
         match compiled {
             Err(error) => {
@@ -269,7 +270,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks one dotted path a template reads, such as `steps.lag.stdout`.
-    fn reference(&self, path: &str, scope: &Scope<'a>) -> Result<(), String> {
+    fn reference(&self, path: &str, scope: &Scope<'a, '_>) -> Result<(), String> {
         let runbook = self.runbook;
         let mut parts = path.split('.');
         let root = parts.next().unwrap_or_default();
@@ -355,7 +356,7 @@ impl<'a> Checker<'a> {
         &self,
         id: &str,
         field: Option<&str>,
-        scope: &Scope<'a>,
+        scope: &Scope<'a, '_>,
     ) -> Result<(), String> {
         let all_steps = || self.runbook.all_steps();
         if scope.step.is_some_and(|step| step.id == id) {

@@ -9,7 +9,7 @@ use super::*;
 pub(super) fn steps(
     node: &Node,
     field: &str,
-    known_ids: &mut Vec<(String, Position)>,
+    known_ids: &mut HashMap<String, Position>,
     out: &mut Vec<Diagnostic>,
 ) -> Vec<Step> {
     let Some(items) = yaml::sequence(node, field, out) else {
@@ -29,7 +29,7 @@ enum Nesting {
 fn step(
     node: &Node,
     nesting: Nesting,
-    known_ids: &mut Vec<(String, Position)>,
+    known_ids: &mut HashMap<String, Position>,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Step> {
     let errors_before = out.len();
@@ -42,13 +42,13 @@ fn step(
                 at(node),
                 format!("step id `{id}` must start with a-z and use only a-z, 0-9 and _, so that `steps.{id}` works in expressions"),
             ));
-        } else if let Some((_, first)) = known_ids.iter().find(|(known, _)| *known == id) {
+        } else if let Some(first) = known_ids.get(&id) {
             out.push(Diagnostic::error(
                 at(node),
                 format!("duplicate step id `{id}` (first used on line {})", first.line),
             ));
         } else {
-            known_ids.push((id.clone(), at(node)));
+            known_ids.insert(id.clone(), at(node));
         }
         Some(id)
     });
@@ -160,7 +160,7 @@ fn step(
 fn branches(
     fields: Fields<'_>,
     what: &str,
-    known_ids: &mut Vec<(String, Position)>,
+    known_ids: &mut HashMap<String, Position>,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Vec<Step>> {
     let node = fields.get("parallel")?;
