@@ -2,9 +2,9 @@
 //! must happen next. Pure: the executor carries the decisions out.
 
 use crate::run::{
-    Phase, RunMode, RunOrigin, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp,
+    Phase, RunMode, RunOrigin, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp, Transition,
 };
-use crate::runbook::{OnFailure, Runbook, Step, StepKind};
+use crate::runbook::{OnFailure, Runbook, SequenceIndex, Step, StepKind};
 
 /// What a run needs next.
 #[derive(Debug, Clone, Copy)]
@@ -32,55 +32,136 @@ pub enum Next<'r> {
 /// facts, have nobody to decide for them: where another run would wait for its commander's
 /// decision, they end `failed`.
 pub fn next<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) -> Next<'r> {
+    unattended(snapshot, decide(runbook, snapshot, now, 0).0)
+}
+
+/// [`next`], for a driver that keeps its [`Cursor`] into the run: it reads the sequence from
+/// where the last decision stopped, not from the first step, and moves the cursor on.
+pub fn next_from<'r>(
+    runbook: &'r Runbook,
+    snapshot: &RunSnapshot,
+    now: Timestamp,
+    cursor: &mut Cursor,
+) -> Next<'r> {
+    let phase = snapshot.run.phase;
+    let from = if cursor.phase == phase { cursor.passed } else { 0 };
+    let (next, reached) = decide(runbook, snapshot, now, from);
+    *cursor = Cursor { phase, passed: reached };
+    debug_assert!(
+        same(&next, &decide(runbook, snapshot, now, 0).0),
+        "a cursor skipped a step that is not passed: {next:?} from step {from}"
+    );
+    unattended(snapshot, next)
+}
+
+fn unattended<'r>(snapshot: &RunSnapshot, next: Next<'r>) -> Next<'r> {
     let run = &snapshot.run;
     let unattended = run.origin == RunOrigin::Verification
         || (run.origin == RunOrigin::Trigger && run.mode == RunMode::DryRun);
-    match decide(runbook, snapshot, now) {
+    match next {
         Next::Attention(_) if unattended => Next::Finish(RunStatus::Failed),
         next => next,
     }
 }
 
-fn decide<'r>(runbook: &'r Runbook, snapshot: &RunSnapshot, now: Timestamp) -> Next<'r> {
+/// How far a driver has read its run's sequence: the first `passed` steps of `phase` were
+/// found passed over (done, skipped, or failed with `on_failure: continue`). They stay so until
+/// a transition touches one of them ([`Cursor::after`]) or the snapshot is read anew (a new
+/// cursor). Deciding at the 3,000th step then reads one step, not 3,000.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    phase: Phase,
+    passed: usize,
+}
+
+impl Default for Cursor {
+    /// Nothing known: the next decision reads the sequence from its first step.
+    fn default() -> Cursor {
+        Cursor { phase: Phase::Main, passed: 0 }
+    }
+}
+
+impl Cursor {
+    /// Forgets what `transition`, just applied to the snapshot, may have reopened: a step of the
+    /// sequence before the cursor (a gate whose approvals were voided, say), or another phase.
+    pub fn after(&mut self, runbook: &Runbook, transition: &Transition) {
+        if transition.run.as_ref().is_some_and(|change| change.phase != self.phase) {
+            *self = Cursor::default();
+            return;
+        }
+        let touched = transition.steps.iter().filter(|state| state.parent.is_none());
+        for state in touched {
+            let position = if state.phase == self.phase {
+                position(runbook, self.phase, &state.step_id).unwrap_or(0)
+            } else {
+                0
+            };
+            self.passed = self.passed.min(position);
+        }
+    }
+}
+
+/// Whether two decisions are the same: the same kind, about the same step.
+fn same(a: &Next, b: &Next) -> bool {
+    fn about<'n>(next: &Next<'n>) -> Option<&'n str> {
+        match *next {
+            Next::Start(step)
+            | Next::Recover(step)
+            | Next::Expire(step)
+            | Next::Wait(step)
+            | Next::Attention(step)
+            | Next::Group(step) => Some(step.id.as_str()),
+            Next::Finish(status) => Some(status.as_str()),
+            Next::Idle | Next::EnterRollback => None,
+        }
+    }
+    std::mem::discriminant(a) == std::mem::discriminant(b) && about(a) == about(b)
+}
+
+/// The decision, read from the sequence's step `from` on (those before it are known passed
+/// over), and the position it was reached at: the steps before that are all passed over.
+fn decide<'r>(
+    runbook: &'r Runbook,
+    snapshot: &RunSnapshot,
+    now: Timestamp,
+    from: usize,
+) -> (Next<'r>, usize) {
     let run = &snapshot.run;
     if !run.status.is_active() || run.status == RunStatus::NeedsAttention {
-        return Next::Idle;
+        return (Next::Idle, from);
     }
-    // States are kept in sequence order, so the n-th state of the phase is the n-th step's;
-    // the lookup by id is the fallback that keeps this correct if they ever are not.
-    let mut states =
-        snapshot.steps.iter().filter(|state| state.phase == run.phase && state.parent.is_none());
-    for step in sequence(runbook, run.phase) {
-        let state = match states.next() {
-            Some(state) if state.step_id == step.id => Some(state),
-            _ => snapshot.step(&step.id),
-        };
-        let Some(state) = state else { return Next::Start(step) };
+    let steps = sequence(runbook, run.phase);
+    for (position, step) in steps.iter().enumerate().skip(from) {
+        let decided = |next| (next, position);
+        let Some(state) = snapshot.step(&step.id) else { return decided(Next::Start(step)) };
         match state.status {
             status if status.is_passed() => continue,
             status if status.is_failure() => match step.on_failure {
                 OnFailure::Continue => continue,
-                OnFailure::Pause => return Next::Attention(step),
-                OnFailure::Abort => return Next::Finish(RunStatus::Failed),
-                OnFailure::Rollback if run.phase == Phase::Main => return Next::EnterRollback,
-                OnFailure::Rollback => return Next::Attention(step),
+                OnFailure::Pause => return decided(Next::Attention(step)),
+                OnFailure::Abort => return decided(Next::Finish(RunStatus::Failed)),
+                OnFailure::Rollback if run.phase == Phase::Main => {
+                    return decided(Next::EnterRollback);
+                }
+                OnFailure::Rollback => return decided(Next::Attention(step)),
             },
-            StepStatus::Interrupted => return Next::Attention(step),
-            StepStatus::Cancelled => return Next::Finish(RunStatus::Cancelled),
+            StepStatus::Interrupted => return decided(Next::Attention(step)),
+            StepStatus::Cancelled => return decided(Next::Finish(RunStatus::Cancelled)),
             // A group is `running` while its children are; each child has its own crash rule.
-            StepStatus::Running if step.has_children() => return Next::Group(step),
-            StepStatus::Running => return Next::Recover(step),
+            StepStatus::Running if step.has_children() => return decided(Next::Group(step)),
+            StepStatus::Running => return decided(Next::Recover(step)),
             StepStatus::Waiting if state.deadline.is_some_and(|deadline| deadline <= now) => {
-                return Next::Expire(step);
+                return decided(Next::Expire(step));
             }
-            StepStatus::Waiting => return Next::Wait(step),
-            _ => return Next::Start(step),
+            StepStatus::Waiting => return decided(Next::Wait(step)),
+            _ => return decided(Next::Start(step)),
         }
     }
-    Next::Finish(match run.phase {
+    let finished = match run.phase {
         Phase::Main => RunStatus::Succeeded,
         Phase::Rollback => RunStatus::RolledBack,
-    })
+    };
+    (Next::Finish(finished), steps.len())
 }
 
 /// What a group or fan-out step needs next, from its children's states.
@@ -189,18 +270,29 @@ pub fn sequence(runbook: &Runbook, phase: Phase) -> &[Step] {
     }
 }
 
+/// Where step `step_id` sits in the sequence of `phase`, through the index built at parse.
+pub fn position(runbook: &Runbook, phase: Phase, step_id: &str) -> Option<usize> {
+    index(runbook, phase).position(sequence(runbook, phase), step_id)
+}
+
+fn index(runbook: &Runbook, phase: Phase) -> &SequenceIndex {
+    match phase {
+        Phase::Main => &runbook.index[0],
+        Phase::Rollback => &runbook.index[1],
+    }
+}
+
 /// The approval gate a step runs behind, if any: the nearest gate before it in its sequence.
 /// A branch or item runs behind the gate of its group (`step_id` is then the group's).
 pub fn governing_gate<'r>(runbook: &'r Runbook, phase: Phase, step_id: &str) -> Option<&'r Step> {
-    let steps = sequence(runbook, phase);
-    let position = steps.iter().position(|step| step.id == step_id)?;
-    steps[..position].iter().rev().find(|step| step.is_gate())
+    let position = position(runbook, phase, step_id)?;
+    index(runbook, phase).gate_before(sequence(runbook, phase), position)
 }
 
 /// The steps a gate guards: those after it, up to the next gate.
 pub fn guarded_steps<'r>(runbook: &'r Runbook, phase: Phase, gate_id: &str) -> &'r [Step] {
     let steps = sequence(runbook, phase);
-    let Some(position) = steps.iter().position(|step| step.id == gate_id) else { return &[] };
+    let Some(position) = position(runbook, phase, gate_id) else { return &[] };
     let rest = &steps[position + 1..];
     let end = rest.iter().position(Step::is_gate).unwrap_or(rest.len());
     &rest[..end]
@@ -211,4 +303,117 @@ pub fn safe_to_repeat(step: &Step) -> bool {
     step.read_only
         || step.idempotent
         || matches!(step.kind, StepKind::Check(_) | StepKind::Sleep(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::{Actor, RunRecord};
+
+    const RUNBOOK: &str = r#"
+name: failover
+roles:
+  approver: { description: Senior DBA }
+steps:
+  - id: check_lag
+    run: ["true"]
+  - id: go
+    approval: { role: approver }
+  - id: fence
+    run: ["true"]
+  - id: promote
+    run: ["true"]
+"#;
+
+    /// A live run with `check_lag`, `go` and `fence` done and `promote` pending.
+    fn three_steps_done(runbook: &Runbook) -> RunSnapshot {
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let run = RunRecord {
+            id: uuid::Uuid::nil(),
+            runbook: runbook.name.clone(),
+            version: 1,
+            sha256: String::new(),
+            mode: RunMode::Live,
+            origin: RunOrigin::Person,
+            status: RunStatus::Running,
+            phase: Phase::Main,
+            started_by: Actor::user("carol"),
+            commander: Actor::user("carol"),
+            params: Default::default(),
+            lock_key: None,
+            created_at: at,
+            updated_at: at,
+            finished_at: None,
+            lease: None,
+            revision: 0,
+            dry_run: None,
+        };
+        let done = [StepStatus::Succeeded, StepStatus::Approved, StepStatus::Succeeded];
+        let steps = runbook
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(position, step)| {
+                let mut state = StepState::pending(&step.id, Phase::Main, position as u32);
+                state.status = done.get(position).copied().unwrap_or(StepStatus::Pending);
+                state
+            })
+            .collect();
+        RunSnapshot {
+            run,
+            steps,
+            attempts: vec![],
+            votes: vec![],
+            assignments: vec![],
+            notes: vec![],
+            index: Default::default(),
+        }
+    }
+
+    fn about(next: Next) -> String {
+        format!("{next:?}").split('(').next().unwrap_or_default().to_owned()
+            + match next {
+                Next::Start(step) | Next::Wait(step) => &step.id,
+                _ => "",
+            }
+    }
+
+    #[test]
+    fn a_drivers_cursor_reads_on_from_where_it_stopped_and_again_from_a_gate_reopened_behind_it() {
+        let runbook = crate::parse(RUNBOOK).runbook.expect("the test runbook is valid");
+        let mut snapshot = three_steps_done(&runbook);
+        let now = chrono::Utc::now();
+        let mut cursor = Cursor::default();
+
+        assert_eq!(about(next_from(&runbook, &snapshot, now, &mut cursor)), "Startpromote");
+        assert_eq!(cursor.passed, 3, "the three steps done are not read again");
+
+        // The command `fence` approved now renders differently: its approvals are void and
+        // the gate waits again, behind the cursor.
+        let mut reopened = snapshot.step("go").cloned().expect("the gate's state");
+        reopened.status = StepStatus::Waiting;
+        let transition = Transition { steps: vec![reopened], ..Transition::default() };
+        snapshot.apply(&transition, now);
+        cursor.after(&runbook, &transition);
+
+        assert_eq!(cursor.passed, 1);
+        assert_eq!(about(next_from(&runbook, &snapshot, now, &mut cursor)), "Waitgo");
+        assert_eq!(about(next(&runbook, &snapshot, now)), "Waitgo", "the same as reading it all");
+    }
+
+    #[test]
+    fn a_cursor_kept_into_another_phase_is_not_used() {
+        let runbook = crate::parse(RUNBOOK).runbook.expect("the test runbook is valid");
+        let mut snapshot = three_steps_done(&runbook);
+        let now = chrono::Utc::now();
+        let mut cursor = Cursor::default();
+        next_from(&runbook, &snapshot, now, &mut cursor);
+
+        snapshot.run.phase = Phase::Rollback;
+        // No rollback steps: the rollback is over at once, whatever the main cursor said.
+        assert!(matches!(
+            next_from(&runbook, &snapshot, now, &mut cursor),
+            Next::Finish(RunStatus::RolledBack)
+        ));
+    }
 }

@@ -6,6 +6,7 @@
 //! refer to, `secrecy` where secrets and parameters may go, and `lint` adds warnings to a
 //! runbook that is valid.
 
+mod index;
 mod lint;
 pub(crate) mod parse;
 mod references;
@@ -13,6 +14,8 @@ mod secrecy;
 pub(crate) mod yaml;
 
 use serde::Serialize;
+
+pub use index::SequenceIndex;
 
 use crate::diagnostic::{Diagnostic, Position};
 use crate::duration::Duration;
@@ -90,6 +93,9 @@ pub struct Runbook {
     pub rollback: Vec<Step>,
     /// The alerts that propose this runbook (`triggers:`), in the order written.
     pub triggers: Vec<Trigger>,
+    /// Where each step of `steps` and of `rollback` sits, built at parse (see
+    /// [`crate::machine::position`]).
+    pub(crate) index: [SequenceIndex; 2],
 }
 
 impl Runbook {

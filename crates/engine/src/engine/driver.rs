@@ -102,6 +102,7 @@ impl Engine {
                     secrets,
                     revealed: Arc::new(HashMap::new()),
                     params,
+                    cursor: machine::Cursor::default(),
                 };
                 driver.run().await
             }
@@ -138,6 +139,9 @@ pub(super) struct Driver<'e> {
     pub(super) revealed: Arc<HashMap<String, Arc<Revealed>>>,
     /// The run's parameters as templates see them, made once: they never change.
     pub(super) params: minijinja::Value,
+    /// How far the decisions have read the sequence in `snapshot`: kept in step with it by
+    /// [`Driver::commit`] and [`Driver::reload`], the only places that change it.
+    pub(super) cursor: machine::Cursor,
 }
 
 impl Driver<'_> {
@@ -153,6 +157,7 @@ impl Driver<'_> {
         let (snapshot, runbook) = self.engine.snapshot(self.run_id).await?;
         self.snapshot = Arc::new(snapshot);
         self.runbook = runbook;
+        self.cursor = machine::Cursor::default();
         Ok(())
     }
 
@@ -162,7 +167,8 @@ impl Driver<'_> {
                 return Ok(DriveEnd::Stopped);
             }
             let runbook = self.runbook.clone();
-            match machine::next(&runbook, &self.snapshot, self.engine.now()) {
+            match machine::next_from(&runbook, &self.snapshot, self.engine.now(), &mut self.cursor)
+            {
                 Next::Idle => return Ok(DriveEnd::Settled(self.run_record().status)),
                 Next::Start(step) => {
                     async {
@@ -291,6 +297,7 @@ impl Driver<'_> {
             Ok(()) => {
                 let at = self.engine.now();
                 Arc::make_mut(&mut self.snapshot).apply(&transition, at);
+                self.cursor.after(&self.runbook, &transition);
                 Ok(true)
             }
             Err(StoreError::Conflict) => {
