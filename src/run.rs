@@ -129,7 +129,7 @@ pub async fn take(args: TakeArgs) -> anyhow::Result<ExitCode> {
     let snapshot = app.store.run(run_id).await?.context("the run vanished")?;
     let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
     let assignments = roles_given(&args.assign, &runbook, &app);
-    match app.engine.take_proposal(run_id, &app.actor, assignments).await {
+    match app.engine.take_proposal_here(run_id, &app.actor, assignments).await {
         Ok(()) => {}
         Err(EngineError::NotProposed { status }) => {
             report::error(&format!(

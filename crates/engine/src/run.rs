@@ -577,8 +577,10 @@ impl RunSnapshot {
             self.run.started_by = change.started_by.clone();
             self.run.commander = change.commander.clone();
             self.run.finished_at = change.finished_at;
-            if change.release_lease {
-                self.run.lease = None;
+            match &change.lease {
+                LeaseChange::Keep => {}
+                LeaseChange::Release => self.run.lease = None,
+                LeaseChange::Take(lease) => self.run.lease = Some(lease.clone()),
             }
         }
         // Looked up by the index, so that a long run's driver does not search every state at
@@ -720,8 +722,20 @@ pub struct RunChange {
     pub started_by: Actor,
     pub commander: Actor,
     pub finished_at: Option<Timestamp>,
-    /// Gives the lease up: the run now waits for people, or is finished.
-    pub release_lease: bool,
+    pub lease: LeaseChange,
+}
+
+/// What a change does to its run's lease.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LeaseChange {
+    /// Left as it is.
+    #[default]
+    Keep,
+    /// Given up: the run now waits for people, or is finished.
+    Release,
+    /// Taken by this holder: a proposal taken at a terminal is driven there, and no server
+    /// polling the same database for work may drive it (with its own environment and secrets).
+    Take(Lease),
 }
 
 impl RunChange {
@@ -732,7 +746,7 @@ impl RunChange {
             started_by: run.started_by.clone(),
             commander: run.commander.clone(),
             finished_at: run.finished_at,
-            release_lease: false,
+            lease: LeaseChange::Keep,
         }
     }
 }

@@ -156,7 +156,7 @@ impl Driver<'_> {
             if group.is_none() {
                 let mut change = RunChange::from(self.run_record());
                 change.status = RunStatus::Waiting;
-                change.release_lease = true;
+                change.lease = LeaseChange::Release;
                 transition.run = Some(change);
             }
         }

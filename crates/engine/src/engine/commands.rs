@@ -481,7 +481,7 @@ impl Engine {
                 Decision::Abort => {
                     change.status = RunStatus::Failed;
                     change.finished_at = Some(now);
-                    change.release_lease = true;
+                    change.lease = LeaseChange::Release;
                 }
             }
             transition.events.push(

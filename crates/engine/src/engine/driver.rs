@@ -215,7 +215,7 @@ impl Driver<'_> {
                         self.change_run(
                             |change| {
                                 change.status = RunStatus::Waiting;
-                                change.release_lease = true;
+                                change.lease = LeaseChange::Release;
                             },
                             AuditData::RunWaiting,
                             Some(&step.id),
@@ -230,7 +230,7 @@ impl Driver<'_> {
                     self.change_run(
                         |change| {
                             change.status = RunStatus::NeedsAttention;
-                            change.release_lease = true;
+                            change.lease = LeaseChange::Release;
                         },
                         AuditData::RunNeedsAttention,
                         Some(&step.id),
@@ -253,7 +253,7 @@ impl Driver<'_> {
                     let mut change = RunChange::from(self.run_record());
                     change.status = status;
                     change.finished_at = Some(self.engine.now());
-                    change.release_lease = true;
+                    change.lease = LeaseChange::Release;
                     transition.run = Some(change);
                     transition.events.push(finished_event(self.run_id, status));
                     self.engine.verification_end(&self.snapshot, status, &mut transition).await?;
@@ -452,7 +452,7 @@ impl Driver<'_> {
             {
                 let mut change = RunChange::from(&fresh.run);
                 change.status = RunStatus::NeedsAttention;
-                change.release_lease = true;
+                change.lease = LeaseChange::Release;
                 transition.run = Some(change);
             }
             let duration_ms = match (attempt.started_at, attempt.finished_at) {

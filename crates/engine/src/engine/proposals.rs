@@ -265,6 +265,30 @@ impl Engine {
         actor: &Actor,
         assignments: Vec<Assignment>,
     ) -> Result<(), EngineError> {
+        self.take_proposal_as(run_id, actor, assignments, LeaseChange::Keep).await
+    }
+
+    /// [`Engine::take_proposal`] for a run this process drives itself (`steady take`): the run
+    /// is taken under this node's lease, in the same commit, so that no server polling the same
+    /// database for work can drive it first, with the server's environment and secrets.
+    pub async fn take_proposal_here(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        assignments: Vec<Assignment>,
+    ) -> Result<(), EngineError> {
+        let lease =
+            Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
+        self.take_proposal_as(run_id, actor, assignments, LeaseChange::Take(lease)).await
+    }
+
+    async fn take_proposal_as(
+        &self,
+        run_id: Uuid,
+        actor: &Actor,
+        assignments: Vec<Assignment>,
+        lease: LeaseChange,
+    ) -> Result<(), EngineError> {
         self.check_person(actor, actor).await?;
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;
@@ -284,6 +308,7 @@ impl Engine {
             change.status = RunStatus::Running;
             change.started_by = actor.clone();
             change.commander = actor.clone();
+            change.lease = lease.clone();
             transition.run = Some(change);
             transition.assign = assignments.clone();
             let taken = RunTaken {

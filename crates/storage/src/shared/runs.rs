@@ -42,27 +42,41 @@ pub(crate) async fn guard(
 /// changes to the same run from other nodes.
 pub(crate) fn guard_statement<'a>(id: &'a str, transition: &'a Transition) -> Statement<'a> {
     let at = format_timestamp(now());
-    let update = match &transition.run {
-        Some(change) => sql(
-            "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
-                 revision = revision + 1,
-                 lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-                 lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END,
-                 started_by = $7
-             WHERE id = $8 AND revision = $9 AND (CAST($10 AS TEXT) IS NULL OR lease_owner = $10)",
-        )
-        .bind(change.status.as_str())
-        .bind(change.phase.as_str())
-        .bind(change.commander.to_string())
-        .bind(change.finished_at.map(format_timestamp))
-        .bind(at)
-        .bind(change.release_lease)
-        .bind(change.started_by.to_string()),
-        None => sql("UPDATE runs SET updated_at = $1, revision = revision + 1
-             WHERE id = $2 AND revision = $3 AND (CAST($4 AS TEXT) IS NULL OR lease_owner = $4)")
-        .bind(at),
+    let guard = |update: Statement<'a>| {
+        update.bind(id).bind(transition.revision).bind(&transition.lease_owner)
     };
-    update.bind(id).bind(transition.revision).bind(&transition.lease_owner)
+    match &transition.run {
+        Some(change) => {
+            let (lease, taken) = match &change.lease {
+                LeaseChange::Keep => ("keep", None),
+                LeaseChange::Release => ("release", None),
+                LeaseChange::Take(lease) => ("take", Some(lease)),
+            };
+            let update = sql(
+                "UPDATE runs SET status = $1, phase = $2, commander = $3, finished_at = $4, updated_at = $5,
+                     revision = revision + 1,
+                     lease_owner = CASE $6 WHEN 'release' THEN NULL WHEN 'take' THEN $11 ELSE lease_owner END,
+                     lease_expires_at = CASE $6 WHEN 'release' THEN NULL WHEN 'take' THEN $12 ELSE lease_expires_at END,
+                     started_by = $7
+                 WHERE id = $8 AND revision = $9 AND (CAST($10 AS TEXT) IS NULL OR lease_owner = $10)",
+            )
+            .bind(change.status.as_str())
+            .bind(change.phase.as_str())
+            .bind(change.commander.to_string())
+            .bind(change.finished_at.map(format_timestamp))
+            .bind(at)
+            .bind(lease)
+            .bind(change.started_by.to_string());
+            guard(update)
+                .bind(taken.map(|lease| lease.owner.as_str()))
+                .bind(taken.map(|lease| format_timestamp(lease.expires_at)))
+        }
+        None => guard(
+            sql("UPDATE runs SET updated_at = $1, revision = revision + 1
+                 WHERE id = $2 AND revision = $3 AND (CAST($4 AS TEXT) IS NULL OR lease_owner = $4)")
+            .bind(at),
+        ),
+    }
 }
 
 /// Why a transition's guard changed no row: the run is gone, its lease is another's, or it

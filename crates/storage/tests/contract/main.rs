@@ -106,6 +106,7 @@ contract!(
     rehearsals_are_the_succeeded_live_runs_and_drills_of_a_runbook,
     a_verification_period_is_claimed_once_and_its_result_kept,
     an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken,
+    a_proposal_taken_at_a_terminal_is_held_from_that_moment,
 );
 
 const SOURCE: &str = "name: story\nsteps:\n  - id: nap\n    sleep: 1s\n";
@@ -178,7 +179,7 @@ fn finish(revision: i64) -> Transition {
             started_by: actor(),
             commander: actor(),
             finished_at: Some(now()),
-            release_lease: true,
+            lease: LeaseChange::Release,
         }),
         ..Transition::default()
     }
@@ -321,6 +322,45 @@ async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: 
         Err(StoreError::LockHeld { run_id, .. }) => assert_eq!(run_id, id),
         other => panic!("the taken proposal holds the lock: {other:?}"),
     }
+}
+
+/// `steady take` beside a `steady serve` on one database: the proposal becomes `running` and
+/// the terminal's lease in one commit, so the server, polling for runs without a driver, never
+/// finds it free before the terminal's first drive.
+async fn a_proposal_taken_at_a_terminal_is_held_from_that_moment(store: Arc<dyn Store>) {
+    use steady_engine::store::Filed;
+    let version = match store.publish("story", SOURCE, &actor(), now()).await.unwrap() {
+        Published::New(version) | Published::Unchanged(version) => version,
+    };
+    let proposed = proposal(&version, "pg/main");
+    let id = proposed.run.id;
+    let subject = proposed.run.subject().unwrap();
+    let filed = store.file_alert(&subject, alert_event(), Some(proposed), now()).await.unwrap();
+    assert_eq!(filed, Filed::Proposed(id));
+
+    let at = now();
+    let terminal = Lease { owner: "take:host:1".into(), expires_at: at + Duration::seconds(10) };
+    let snapshot = store.run(id).await.unwrap().unwrap();
+    let mut change = RunChange::from(&snapshot.run);
+    change.status = RunStatus::Running;
+    change.started_by = actor();
+    change.commander = actor();
+    change.lease = LeaseChange::Take(terminal.clone());
+    let take =
+        Transition { revision: snapshot.run.revision, run: Some(change), ..Transition::default() };
+    store.take_proposal(id, take).await.unwrap();
+
+    let taken = store.run(id).await.unwrap().unwrap().run;
+    assert_eq!((taken.status, taken.lease), (RunStatus::Running, Some(terminal.clone())));
+    assert!(!store.runs_needing_a_driver(at).await.unwrap().contains(&id), "offered to others");
+    let server = Lease { owner: "serve:host:2".into(), expires_at: at + Duration::seconds(20) };
+    assert!(!store.acquire_lease(id, &server, at).await.unwrap(), "taken from the terminal");
+    assert!(store.acquire_lease(id, &terminal, at).await.unwrap(), "its holder drives it");
+
+    // A later change that keeps the lease leaves it to its holder.
+    let revision = store.run(id).await.unwrap().unwrap().run.revision;
+    store.commit(id, note(revision)).await.unwrap();
+    assert_eq!(store.run(id).await.unwrap().unwrap().run.lease, Some(terminal));
 }
 
 /// A transition computed from `revision` that adds a note to the run.

@@ -71,7 +71,7 @@ async fn run_of(
         started_by: actor(),
         commander: actor(),
         finished_at: (!status.is_active()).then(|| created + Duration::seconds(took)),
-        release_lease: true,
+        lease: LeaseChange::Release,
     };
     let transition =
         Transition { revision: 0, run: Some(ended), steps, attempts, ..Default::default() };

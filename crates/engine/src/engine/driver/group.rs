@@ -221,7 +221,7 @@ impl Driver<'_> {
                 self.change_run(
                     |change| {
                         change.status = RunStatus::Waiting;
-                        change.release_lease = true;
+                        change.lease = LeaseChange::Release;
                     },
                     AuditData::RunWaiting,
                     Some(&child.id),
@@ -261,7 +261,7 @@ impl Driver<'_> {
         transition.steps.push(ended);
         let mut change = RunChange::from(self.run_record());
         change.status = RunStatus::NeedsAttention;
-        change.release_lease = true;
+        change.lease = LeaseChange::Release;
         transition.run = Some(change);
         let settled = StepSettled { status: StepStatus::Interrupted, note };
         for data in

@@ -368,7 +368,7 @@ impl Driver<'_> {
         if new_state.parent.is_none() {
             let mut change = RunChange::from(self.run_record());
             change.status = RunStatus::Waiting;
-            change.release_lease = true;
+            change.lease = LeaseChange::Release;
             transition.run = Some(change);
         }
         transition.steps.push(new_state);
