@@ -327,27 +327,7 @@ steps:
 
     /// A live run with `check_lag`, `go` and `fence` done and `promote` pending.
     fn three_steps_done(runbook: &Runbook) -> RunSnapshot {
-        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        let run = RunRecord {
-            id: uuid::Uuid::nil(),
-            runbook: runbook.name.clone(),
-            version: 1,
-            sha256: String::new(),
-            mode: RunMode::Live,
-            origin: RunOrigin::Person,
-            status: RunStatus::Running,
-            phase: Phase::Main,
-            started_by: Actor::user("carol"),
-            commander: Actor::user("carol"),
-            params: Default::default(),
-            lock_key: None,
-            created_at: at,
-            updated_at: at,
-            finished_at: None,
-            lease: None,
-            revision: 0,
-            dry_run: None,
-        };
+        let run = RunRecord::would_start(&runbook.name, &Actor::user("carol"));
         let done = [StepStatus::Succeeded, StepStatus::Approved, StepStatus::Succeeded];
         let steps = runbook
             .steps
@@ -359,15 +339,7 @@ steps:
                 state
             })
             .collect();
-        RunSnapshot {
-            run,
-            steps,
-            attempts: vec![],
-            votes: vec![],
-            assignments: vec![],
-            notes: vec![],
-            index: Default::default(),
-        }
+        RunSnapshot::begun(run, steps, vec![])
     }
 
     fn about(next: Next) -> String {

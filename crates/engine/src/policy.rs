@@ -8,8 +8,7 @@
 
 use crate::machine;
 use crate::run::{
-    Actor, Assignment, Decision, Phase, RunMode, RunOrigin, RunRecord, RunSnapshot, RunStatus,
-    StepState, StepStatus,
+    Actor, Assignment, Decision, Phase, RunRecord, RunSnapshot, RunStatus, StepState, StepStatus,
 };
 use crate::runbook::{Approval, Runbook, Step, StepKind};
 
@@ -262,36 +261,8 @@ pub fn gates_out_of_reach<'r>(
     starter: &Actor,
     assignments: &[Assignment],
 ) -> Vec<(&'r Step, u32)> {
-    let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    let run = RunRecord {
-        id: uuid::Uuid::nil(),
-        runbook: runbook.name.clone(),
-        version: 0,
-        sha256: String::new(),
-        mode: RunMode::Live,
-        origin: RunOrigin::Person,
-        status: RunStatus::Running,
-        phase: Phase::Main,
-        started_by: starter.clone(),
-        commander: starter.clone(),
-        params: Default::default(),
-        lock_key: None,
-        created_at: at,
-        updated_at: at,
-        finished_at: None,
-        lease: None,
-        revision: 0,
-        dry_run: None,
-    };
-    let snapshot = RunSnapshot {
-        run,
-        steps: vec![],
-        attempts: vec![],
-        votes: vec![],
-        assignments: assignments.to_vec(),
-        notes: vec![],
-        index: Default::default(),
-    };
+    let run = RunRecord::would_start(&runbook.name, starter);
+    let snapshot = RunSnapshot::begun(run, vec![], assignments.to_vec());
     runbook
         .all_steps()
         .filter_map(|step| {

@@ -259,6 +259,34 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A live run of `runbook` as it would start, with `starter` its commander: running, in
+    /// its main phase, without parameters, lock or lease, revision 0, the nil id and version 0,
+    /// made at the Unix epoch. What the policy asks about before a run exists
+    /// ([`crate::policy::gates_out_of_reach`]); stories set the fields they are about.
+    pub fn would_start(runbook: &str, starter: &Actor) -> RunRecord {
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        RunRecord {
+            id: Uuid::nil(),
+            runbook: runbook.to_owned(),
+            version: 0,
+            sha256: String::new(),
+            mode: RunMode::Live,
+            origin: RunOrigin::Person,
+            status: RunStatus::Running,
+            phase: Phase::Main,
+            started_by: starter.clone(),
+            commander: starter.clone(),
+            params: Default::default(),
+            lock_key: None,
+            created_at: at,
+            updated_at: at,
+            finished_at: None,
+            lease: None,
+            revision: 0,
+            dry_run: None,
+        }
+    }
+
     /// What the run acts on, as alerts are matched to runs: `lock:HASH` of the lock key a run
     /// holds (or, proposed, will hold); without a lock, `params:RUNBOOK:HASH` of its runbook
     /// and parameters. Hashed, so that a subject is short whatever the key (it is indexed). `None` for a dry run, which acts on nothing. A repeated or related alert is
@@ -507,6 +535,20 @@ impl PartialEq for StepIndex {
 }
 
 impl RunSnapshot {
+    /// A run as it is created: its record, its steps' states and its role holders, with
+    /// nothing attempted, voted or noted yet.
+    pub fn begun(run: RunRecord, steps: Vec<StepState>, assignments: Vec<Assignment>) -> Self {
+        RunSnapshot {
+            run,
+            steps,
+            attempts: Vec::new(),
+            votes: Vec::new(),
+            assignments,
+            notes: Vec::new(),
+            index: StepIndex::default(),
+        }
+    }
+
     fn maps(&self) -> &IndexMaps {
         self.index.0.get_or_init(|| {
             let mut maps = IndexMaps::default();

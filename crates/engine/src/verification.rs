@@ -296,34 +296,17 @@ mod tests {
     #[test]
     fn a_verification_that_went_on_past_a_failed_check_failed() {
         use crate::run::{Phase, RunMode, RunOrigin, StepState};
-        let mut snapshot = RunSnapshot {
-            run: crate::run::RunRecord {
-                id: Uuid::nil(),
-                runbook: "continued".to_owned(),
-                version: 1,
-                sha256: String::new(),
-                mode: RunMode::DryRun,
-                origin: RunOrigin::Verification,
-                status: RunStatus::Succeeded,
-                phase: Phase::Main,
-                started_by: crate::run::Actor::steady(),
-                commander: crate::run::Actor::steady(),
-                params: Default::default(),
-                lock_key: None,
-                created_at: at("2026-11-30T02:00:00Z"),
-                updated_at: at("2026-11-30T02:00:00Z"),
-                finished_at: None,
-                lease: None,
-                revision: 0,
-                dry_run: None,
-            },
-            steps: vec![StepState::pending("standby", Phase::Main, 0)],
-            attempts: vec![],
-            votes: vec![],
-            assignments: vec![],
-            notes: vec![],
-            index: Default::default(),
+        let run = crate::run::RunRecord {
+            version: 1,
+            mode: RunMode::DryRun,
+            origin: RunOrigin::Verification,
+            status: RunStatus::Succeeded,
+            created_at: at("2026-11-30T02:00:00Z"),
+            updated_at: at("2026-11-30T02:00:00Z"),
+            ..crate::run::RunRecord::would_start("continued", &crate::run::Actor::steady())
         };
+        let steps = vec![StepState::pending("standby", Phase::Main, 0)];
+        let mut snapshot = RunSnapshot::begun(run, steps, vec![]);
         snapshot.steps[0].status = StepStatus::Failed;
         let when = at("2026-11-30T02:00:05Z");
         let outcome = Outcome::of_run(&snapshot, RunStatus::Succeeded, when).expect("an end");

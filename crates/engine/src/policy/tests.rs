@@ -2,7 +2,7 @@
 //! is what.
 
 use super::*;
-use crate::run::{Assignment, Phase, RunMode, RunOrigin, Vote};
+use crate::run::{Assignment, Phase, Vote};
 
 /// Carol starts the run and commands it; Alice and Carol approve; Dave leads, to whom a
 /// gate escalates; Olga operates; Bob holds nothing.
@@ -33,26 +33,10 @@ fn runbook() -> Runbook {
 
 /// A run of `runbook` by Carol with every step waiting for people.
 fn snapshot(runbook: &Runbook) -> RunSnapshot {
-    let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     let run = RunRecord {
-        id: uuid::Uuid::nil(),
-        runbook: runbook.name.clone(),
-        version: 1,
-        sha256: String::new(),
-        mode: RunMode::Live,
-        origin: RunOrigin::Person,
         status: RunStatus::Waiting,
-        phase: Phase::Main,
-        started_by: person("carol"),
-        commander: person("carol"),
-        params: Default::default(),
-        lock_key: None,
-        created_at: at,
-        updated_at: at,
-        finished_at: None,
-        lease: None,
-        revision: 0,
-        dry_run: None,
+        version: 1,
+        ..RunRecord::would_start(&runbook.name, &person("carol"))
     };
     let steps = runbook
         .steps
@@ -69,15 +53,7 @@ fn snapshot(runbook: &Runbook) -> RunSnapshot {
             .into_iter()
             .map(|(role, name)| Assignment { role: role.to_owned(), person: person(name) })
             .collect();
-    RunSnapshot {
-        run,
-        steps,
-        attempts: vec![],
-        votes: vec![],
-        assignments,
-        notes: vec![],
-        index: Default::default(),
-    }
+    RunSnapshot::begun(run, steps, assignments)
 }
 
 fn vote(step: &str, name: &str) -> Vote {

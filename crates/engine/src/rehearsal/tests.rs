@@ -129,24 +129,10 @@ fn figures() -> Figures {
 fn snapshot() -> RunSnapshot {
     let runbook = runbook();
     let run = RunRecord {
-        id: Uuid::nil(),
-        runbook: runbook.name.clone(),
         version: 1,
-        sha256: String::new(),
-        mode: RunMode::Live,
-        origin: crate::run::RunOrigin::Person,
-        status: RunStatus::Running,
-        phase: Phase::Main,
-        started_by: crate::run::Actor::user("carol"),
-        commander: crate::run::Actor::user("carol"),
-        params: Default::default(),
-        lock_key: None,
         created_at: at(0),
         updated_at: at(0),
-        finished_at: None,
-        lease: None,
-        revision: 0,
-        dry_run: None,
+        ..RunRecord::would_start(&runbook.name, &crate::run::Actor::user("carol"))
     };
     let mut steps = Vec::new();
     for (position, step) in runbook.steps.iter().enumerate() {
@@ -155,15 +141,7 @@ fn snapshot() -> RunSnapshot {
             steps.push(StepState::child(&branch.id, &step.id, Phase::Main, index));
         }
     }
-    RunSnapshot {
-        run,
-        steps,
-        attempts: vec![],
-        votes: vec![],
-        assignments: vec![],
-        notes: vec![],
-        index: Default::default(),
-    }
+    RunSnapshot::begun(run, steps, vec![])
 }
 
 fn set(snapshot: &mut RunSnapshot, id: &str, status: StepStatus, started: Option<i64>) {

@@ -154,15 +154,7 @@ impl Runs for MemoryStore {
         }
         let at = new.run.created_at;
         contents.events.push((at, new.event));
-        contents.runs.push(RunSnapshot {
-            run: new.run,
-            steps: new.steps,
-            attempts: Vec::new(),
-            votes: Vec::new(),
-            assignments: new.assignments,
-            notes: Vec::new(),
-            index: Default::default(),
-        });
+        contents.runs.push(RunSnapshot::begun(new.run, new.steps, new.assignments));
         drop(contents);
         self.signals.events_appended();
         self.signals.work_available();

@@ -124,23 +124,11 @@ fn record(version: &RunbookVersion) -> RunRecord {
     let at = now();
     RunRecord {
         id: Uuid::now_v7(),
-        runbook: version.name.clone(),
         version: version.version,
         sha256: version.sha256.clone(),
-        mode: RunMode::Live,
-        origin: RunOrigin::Person,
-        status: RunStatus::Running,
-        phase: Phase::Main,
-        started_by: actor(),
-        commander: actor(),
-        params: BTreeMap::new(),
-        lock_key: None,
         created_at: at,
         updated_at: at,
-        finished_at: None,
-        lease: None,
-        revision: 0,
-        dry_run: None,
+        ..RunRecord::would_start(&version.name, &actor())
     }
 }
 
