@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use steady_engine::engine::{DriveEnd, EngineError, StartRun};
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy;
-use steady_engine::run::{Assignment, Completion, RunMode, RunStatus, StepStatus};
+use steady_engine::run::{Answer, Assignment, Completion, RunMode, RunStatus, StepStatus};
 use steady_engine::runbook::StepKind;
 use steady_engine::runner::Stop;
 use steady_engine::store::Published;
@@ -300,11 +300,13 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             );
             let answer = ask("approve? [y]es / [n]o / anything else to leave it waiting: ")?;
             let comment = Some("answered at the terminal");
-            match answer.as_str() {
-                "y" | "yes" => app.engine.approve(run_id, &step.id, &app.actor, comment).await?,
-                "n" | "no" => app.engine.reject(run_id, &step.id, &app.actor, comment).await?,
+            let answer = match answer.as_str() {
+                "y" | "yes" => Answer::Approve,
+                "n" | "no" => Answer::Reject,
                 _ => return Ok(false),
             };
+            // Taken under this terminal's lease with the answer: it drives the run on next.
+            app.engine.answer_here(run_id, &step.id, &app.actor, answer, comment).await?;
             Ok(true)
         }
         StepKind::Manual(_) => {
@@ -327,7 +329,7 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             };
             let note = ask("note (optional): ")?;
             let note = (!note.is_empty()).then_some(note.as_str());
-            app.engine.complete_manual(run_id, &step.id, &app.actor, completion, note).await?;
+            app.engine.complete_manual_here(run_id, &step.id, &app.actor, completion, note).await?;
             Ok(true)
         }
         _ => Ok(false),

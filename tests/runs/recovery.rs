@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use steady_engine::engine::{DriveEnd, EngineError, Quiet};
-use steady_engine::run::{Decision, RunStatus, StepStatus};
+use steady_engine::run::{Answer, Decision, RunStatus, StepStatus};
 use steady_engine::runner::Stop;
 use tokio::sync::watch;
 
@@ -16,6 +16,7 @@ stories!(
     a_driver_asked_to_stop_finishes_its_step_and_leaves_the_run_resumable,
     a_driver_whose_lease_is_gone_stops_and_records_nothing_more,
     a_run_started_at_a_terminal_is_driven_there_not_by_a_server_polling_for_work,
+    a_gate_answered_at_the_terminal_is_driven_on_there,
 );
 
 /// Drives the run in a task and drops that task once `ledger` shows the step started: the
@@ -214,5 +215,38 @@ async fn a_run_started_at_a_terminal_is_driven_there_not_by_a_server_polling_for
         matches!(&taken, Err(EngineError::LeaseHeld { owner, .. }) if owner == "node-a"),
         "{taken:?}"
     );
+    assert_eq!(h.drive(run).await, RunStatus::Succeeded);
+}
+
+/// `steady run` asking its person at a gate: the approval lets the run go on, and the
+/// terminal drives it next. The answer takes the terminal's lease in the same commit, so a
+/// server polling the same database does not drive the rest first. Answered anywhere else,
+/// the run is free for whichever driver comes, as before.
+async fn a_gate_answered_at_the_terminal_is_driven_on_there(h: Harness) {
+    h.publish(
+        "name: gated
+roles:
+  approver: { description: Senior DBA }
+steps:
+  - id: go
+    approval: { role: approver }
+  - id: nap
+    sleep: 1ms
+",
+    )
+    .await;
+    let server = h.another_node("serve").await;
+    let run = h.start("gated", &[], &[("approver", &alice())]).await;
+    assert_eq!(h.drive(run).await, RunStatus::Waiting);
+    let held = h.store.run(run).await.unwrap().unwrap().run.lease;
+    assert_eq!(held, None, "a waiting run is held by nobody");
+
+    h.engine.answer_here(run, "go", &alice(), Answer::Approve, None).await.unwrap();
+    let held = h.store.run(run).await.unwrap().unwrap().run.lease;
+    assert_eq!(held.map(|lease| lease.owner), Some("node-a".to_owned()));
+    assert!(!server.store.runs_needing_a_driver(h.now()).await.unwrap().contains(&run));
+    let (_keep, stop) = watch::channel(Stop::No);
+    let taken = server.engine.drive(run, &Quiet, stop).await;
+    assert!(matches!(&taken, Err(EngineError::LeaseHeld { .. })), "{taken:?}");
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
 }

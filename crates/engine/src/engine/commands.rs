@@ -161,10 +161,35 @@ impl Engine {
             Timestamp,
         ) -> (Option<Transition>, Result<T, EngineError>),
     ) -> Result<T, EngineError> {
+        self.act_then(run_id, Then::AnyDriver, change).await
+    }
+
+    /// [`Engine::act`], saying who drives the run on when the change lets it go on.
+    async fn act_then<T>(
+        &self,
+        run_id: Uuid,
+        then: Then,
+        change: impl Fn(
+            &Runbook,
+            &RunSnapshot,
+            Timestamp,
+        ) -> (Option<Transition>, Result<T, EngineError>),
+    ) -> Result<T, EngineError> {
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;
             let (transition, answer) = change(&runbook, &snapshot, self.now());
             let Some(mut transition) = transition else { return answer };
+            // Only a run that waited (and so held no lease) is taken: a run already running
+            // is another driver's, whose lease stays its own.
+            if then == Then::Here
+                && snapshot.run.status != RunStatus::Running
+                && let Some(change) = &mut transition.run
+                && change.status == RunStatus::Running
+            {
+                let expires_at = self.later(self.config.lease);
+                let lease = Lease { owner: self.config.node.clone(), expires_at };
+                change.lease = LeaseChange::Take(lease);
+            }
             transition.make_storable();
             match self.store.commit(run_id, transition).await {
                 Ok(()) => return answer,
@@ -213,8 +238,35 @@ impl Engine {
         answer: Answer,
         comment: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
+        self.answer_then(run_id, step_id, actor, answer, comment, Then::AnyDriver).await
+    }
+
+    /// [`Engine::answer`], given at a terminal that drives the run on itself (`steady run`
+    /// asking its person): when the answer lets the run go on, it is taken under this node's
+    /// lease in the same commit, so no server polling the same database drives it first, with
+    /// the server's environment and secrets.
+    pub async fn answer_here(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        answer: Answer,
+        comment: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.answer_then(run_id, step_id, actor, answer, comment, Then::Here).await
+    }
+
+    async fn answer_then(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        answer: Answer,
+        comment: Option<&str>,
+        then: Then,
+    ) -> Result<StepStatus, EngineError> {
         let approve = answer == Answer::Approve;
-        self.act(run_id, |runbook, snapshot, now| {
+        self.act_then(run_id, then, |runbook, snapshot, now| {
             let comment = comment.map(|text| self.people_text(runbook, text));
             let comment = comment.as_deref();
             let (step, state) = match waiting_step(runbook, snapshot, step_id) {
@@ -317,7 +369,32 @@ impl Engine {
         completion: Completion,
         note: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
-        self.act(run_id, |runbook, snapshot, now| {
+        self.complete_manual_then(run_id, step_id, actor, completion, note, Then::AnyDriver).await
+    }
+
+    /// [`Engine::complete_manual`] at a terminal that drives the run on itself: the run is
+    /// taken under this node's lease in the same commit (see [`Engine::answer_here`]).
+    pub async fn complete_manual_here(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        completion: Completion,
+        note: Option<&str>,
+    ) -> Result<StepStatus, EngineError> {
+        self.complete_manual_then(run_id, step_id, actor, completion, note, Then::Here).await
+    }
+
+    async fn complete_manual_then(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        actor: &Actor,
+        completion: Completion,
+        note: Option<&str>,
+        then: Then,
+    ) -> Result<StepStatus, EngineError> {
+        self.act_then(run_id, then, |runbook, snapshot, now| {
             let note = note.map(|text| self.people_text(runbook, text));
             let note = note.as_deref();
             let (step, state) = match waiting_step(runbook, snapshot, step_id) {
@@ -794,4 +871,13 @@ fn waiting_step<'r, 's>(
         return Err(EngineError::NotWaiting { step: step_id.to_owned(), status: state.status });
     }
     Ok((step, state))
+}
+
+/// Who drives a run on once a person's change lets it go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Whichever node takes it: a `steady serve` polling for work, or `steady resume`.
+    AnyDriver,
+    /// This node, which drives it next: the change takes this node's lease with it.
+    Here,
 }
