@@ -261,7 +261,7 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
             }
             DriveEnd::Settled(status) => status,
         };
-        if status == RunStatus::Waiting && answer_here(app, run_id).await? {
+        if status == RunStatus::Waiting && answer_here(app, run_id, &observer).await? {
             continue;
         }
         return Ok(settled(app, run_id, status).await);
@@ -270,7 +270,7 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
 
 /// At a gate or manual step this person may answer, asks at the terminal. Returns whether
 /// the run can go on.
-async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
+async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
@@ -306,7 +306,9 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
                 _ => return Ok(false),
             };
             // Taken under this terminal's lease with the answer: it drives the run on next.
-            app.engine.answer_here(run_id, &step.id, &app.actor, answer, comment).await?;
+            let status =
+                app.engine.answer_here(run_id, &step.id, &app.actor, answer, comment).await?;
+            observer.answered(step, status);
             Ok(true)
         }
         StepKind::Manual(_) => {
@@ -329,7 +331,11 @@ async fn answer_here(app: &App, run_id: Uuid) -> anyhow::Result<bool> {
             };
             let note = ask("note (optional): ")?;
             let note = (!note.is_empty()).then_some(note.as_str());
-            app.engine.complete_manual_here(run_id, &step.id, &app.actor, completion, note).await?;
+            let status = app
+                .engine
+                .complete_manual_here(run_id, &step.id, &app.actor, completion, note)
+                .await?;
+            observer.answered(step, status);
             Ok(true)
         }
         _ => Ok(false),

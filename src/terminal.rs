@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use steady_engine::engine::{Observer, Progress};
 use steady_engine::run::{RunRecord, RunStatus, StepStatus};
-use steady_engine::runbook::Runbook;
+use steady_engine::runbook::{Runbook, Step};
 
 /// Text from a run (step output, parameters, notes, names) as it may be shown to a person at
 /// a terminal: control characters other than newline and tab are written as escapes such as
@@ -147,6 +147,14 @@ impl TerminalObserver {
         }
         board.lines.insert(step_id.to_owned(), text);
         redraw(&mut board);
+    }
+
+    /// Shows the answer just given at this terminal to a question asked below the step list:
+    /// the list is drawn anew under the question, with the step as it now stands.
+    pub fn answered(&self, step: &Step, status: StepStatus) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).drawn = 0;
+        let text = line(step.title(), &step.id, badge(status), Some("answered here"));
+        self.update(&step.id, text, format!("step {}: {status}, answered here", step.id));
     }
 
     fn footer(&self, text: String) {
