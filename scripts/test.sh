@@ -35,6 +35,14 @@ if ! schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
     || pip3 install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# Tests keep their folders (databases, ledgers, a PostgreSQL data directory) for looking into a
+# failure, about 200 MB a run: they go in one folder, and what earlier runs left there over two
+# hours ago is removed, so that runs on one machine do not fill its disk. 1777 like /tmp: the
+# tests' PostgreSQL runs as `postgres` inside it.
+export TMPDIR="${TMPDIR:-/tmp}/steady-tests"
+mkdir -p "$TMPDIR" && chmod 1777 "$TMPDIR"
+find "$TMPDIR" -mindepth 1 -maxdepth 1 -mmin +120 -exec rm -rf {} +
+
 # Snapshots are compared, never written, when tests run for real.
 export INSTA_UPDATE=no
 cargo test --workspace --locked
