@@ -175,6 +175,8 @@ async fn a_failed_item_stops_new_items_and_a_retry_runs_only_what_did_not_succee
     // The commander fixes host b and retries: what succeeded does not run again.
     std::fs::remove_file(h.path("fail-b")).unwrap();
     h.engine.decide(run, &commander(), Decision::Retry).await.unwrap();
+    let retried = h.snapshot(run).await;
+    assert_eq!(retried.step("restart").unwrap().note, None, "why it failed is history now");
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
     let ledger = std::fs::read_to_string(h.path("ledger")).unwrap();
     let starts =

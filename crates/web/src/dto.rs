@@ -515,23 +515,29 @@ fn plural_of(name: &str) -> String {
 
 /// A group step's progress in words, as the run page and `steady show` say it: "17 of 40
 /// hosts, 2 running, 1 failed, limit 2" for a fan-out (its `as` name made plural when that is
-/// safe, see [`plural_of`]), "1 of 2 branches done" for a `parallel` group. `children` are
-/// the group's step states.
+/// safe, see [`plural_of`]), "1 of 2 branches done" for a `parallel` group; children whose
+/// driver died are counted apart ("2 interrupted"): they did not fail, though they await the
+/// same decision. `children` are the group's step states.
 pub fn group_progress(step: &Step, group: &StepState, children: &[&StepState]) -> String {
-    // An interrupted child counts as failed: it awaits the same decision a failed one does.
-    let failed = |s: StepStatus| s.is_failure() || s == StepStatus::Interrupted;
-    let over = |s: StepStatus| s.is_passed() || failed(s) || s == StepStatus::Cancelled;
+    let interrupted = |s: StepStatus| s == StepStatus::Interrupted;
+    let over = |s: StepStatus| {
+        s.is_passed() || s.is_failure() || interrupted(s) || s == StepStatus::Cancelled
+    };
     let count = |test: &dyn Fn(StepStatus) -> bool| {
         children.iter().filter(|child| test(child.status)).count()
     };
     let done = count(&|s| s.is_passed());
-    let failed = count(&failed);
+    let failed = count(&|s| s.is_failure());
+    let interrupted = match count(&interrupted) {
+        0 => String::new(),
+        n => format!(", {n} interrupted"),
+    };
     let Some(fan_out) = &step.fan_out else {
         let total = step.branches().len();
         let ended = count(&over);
         let noun = if total == 1 { "branch" } else { "branches" };
         let failures = if failed > 0 { format!(", {failed} failed") } else { String::new() };
-        return format!("{ended} of {total} {noun} done{failures}");
+        return format!("{ended} of {total} {noun} done{failures}{interrupted}");
     };
     let noun = plural_of(&fan_out.name);
     let total = match &group.rendered {
@@ -544,12 +550,53 @@ pub fn group_progress(step: &Step, group: &StepState, children: &[&StepState]) -
     let running = count(&|s| !over(s) && s != StepStatus::Pending);
     let running = if running > 0 { format!(", {running} running") } else { String::new() };
     let limit = fan_out.max_failures.allowed(total);
-    format!("{done} of {total} {noun}{running}, {failed} failed, limit {limit}")
+    format!("{done} of {total} {noun}{running}, {failed} failed{interrupted}, limit {limit}")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::plural_of;
+    use super::{group_progress, plural_of};
+    use steady_engine::run::{Phase, StepState, StepStatus};
+
+    #[test]
+    fn items_whose_driver_died_are_counted_as_interrupted_not_failed() {
+        let source = r#"
+name: restart
+steps:
+  - id: restart
+    for_each: "[1, 2, 3, 4, 5]"
+    as: host
+    max_failures: 2
+    run: ["true"]
+"#;
+        let parsed = steady_engine::parse(source);
+        let runbook = parsed.runbook.unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+        let step = &runbook.steps[0];
+        let mut group = StepState::pending("restart", Phase::Main, 0);
+        group.status = StepStatus::Interrupted;
+        let statuses = [
+            StepStatus::Succeeded,
+            StepStatus::Succeeded,
+            StepStatus::Succeeded,
+            StepStatus::Interrupted,
+            StepStatus::Failed,
+        ];
+        let children: Vec<StepState> = statuses
+            .iter()
+            .enumerate()
+            .map(|(n, status)| {
+                let id = steady_engine::run::item_id("restart", n);
+                let mut child = StepState::child(&id, "restart", Phase::Main, n);
+                child.status = *status;
+                child
+            })
+            .collect();
+        let children: Vec<&StepState> = children.iter().collect();
+        assert_eq!(
+            group_progress(step, &group, &children),
+            "3 of 5 hosts, 1 failed, 1 interrupted, limit 2"
+        );
+    }
 
     #[test]
     fn a_fan_out_name_is_made_plural_only_when_that_reads_right() {

@@ -109,11 +109,14 @@ impl StepState {
         self.finished_at = Some(at);
     }
 
-    /// The commander retries the step: `pending`, with a fresh round of retries.
+    /// The commander retries the step: `pending`, with a fresh round of retries. Why it ended
+    /// last time ("1 of 2 branches failed", a person's note) is history, kept in the audit log,
+    /// not what the step says now.
     pub(crate) fn retry(&mut self) {
         self.status = StepStatus::Pending;
         self.attempts_before_round = self.attempt;
         self.finished_at = None;
+        self.note = None;
     }
 
     /// A gate asked again starts afresh: no escalation, deadline or answerer.
