@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use steady_engine::engine::EngineError;
+use steady_engine::engine::{EngineError, Then};
 use steady_engine::run::{Completion, Decision, RoleChange, RunStatus, StepStatus};
 
 use crate::app::{App, DbArgs, person};
@@ -129,12 +129,26 @@ pub async fn answer(args: GateArgs, answer: Answer) -> anyhow::Result<ExitCode> 
         Answer::Reject => engine.reject(run_id, &args.step, &app.actor, comment).await?,
         Answer::Complete => {
             engine
-                .complete_manual(run_id, &args.step, &app.actor, Completion::Done, comment)
+                .complete_manual(
+                    run_id,
+                    &args.step,
+                    &app.actor,
+                    Completion::Done,
+                    comment,
+                    Then::AnyDriver,
+                )
                 .await?
         }
         Answer::Fail => {
             engine
-                .complete_manual(run_id, &args.step, &app.actor, Completion::Failed, comment)
+                .complete_manual(
+                    run_id,
+                    &args.step,
+                    &app.actor,
+                    Completion::Failed,
+                    comment,
+                    Then::AnyDriver,
+                )
                 .await?
         }
     };

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use steady_engine::engine::{DriveEnd, EngineError, StartRun};
+use steady_engine::engine::{DriveEnd, EngineError, StartRun, Then};
 use steady_engine::plan::{Action, Rendered};
 use steady_engine::policy;
 use steady_engine::run::{Answer, Assignment, Completion, RunMode, RunStatus, StepStatus};
@@ -129,7 +129,7 @@ pub async fn take(args: TakeArgs) -> anyhow::Result<ExitCode> {
     let snapshot = app.store.run(run_id).await?.context("the run vanished")?;
     let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
     let assignments = roles_given(&args.assign, &runbook, &app);
-    match app.engine.take_proposal_here(run_id, &app.actor, assignments).await {
+    match app.engine.take_proposal(run_id, &app.actor, assignments, Then::Here).await {
         Ok(()) => {}
         Err(EngineError::NotProposed { status }) => {
             report::error(&format!(
@@ -306,8 +306,10 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
                 _ => return Ok(false),
             };
             // Taken under this terminal's lease with the answer: it drives the run on next.
-            let status =
-                app.engine.answer_here(run_id, &step.id, &app.actor, answer, comment).await?;
+            let status = app
+                .engine
+                .answer(run_id, &step.id, &app.actor, answer, comment, Then::Here)
+                .await?;
             observer.answered(step, status);
             Ok(true)
         }
@@ -333,7 +335,7 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
             let note = (!note.is_empty()).then_some(note.as_str());
             let status = app
                 .engine
-                .complete_manual_here(run_id, &step.id, &app.actor, completion, note)
+                .complete_manual(run_id, &step.id, &app.actor, completion, note, Then::Here)
                 .await?;
             observer.answered(step, status);
             Ok(true)

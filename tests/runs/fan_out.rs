@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use steady_engine::engine::Quiet;
+use steady_engine::engine::{Quiet, Then};
 use steady_engine::run::{Completion, Decision, RunMode, RunStatus, StepStatus};
 use steady_engine::runner::Stop;
 use tokio::sync::watch;
@@ -290,7 +290,10 @@ async fn a_manual_branch_waits_while_the_other_branch_runs(h: Harness) {
     assert_eq!(h.step_status(run, "confirm_us").await, StepStatus::Waiting);
     assert_eq!(h.step_status(run, "drain").await, StepStatus::Running);
 
-    h.engine.complete_manual(run, "confirm_us", &bob(), Completion::Done, None).await.unwrap();
+    h.engine
+        .complete_manual(run, "confirm_us", &bob(), Completion::Done, None, Then::AnyDriver)
+        .await
+        .unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Succeeded);
     assert_eq!(h.step_status(run, "after").await, StepStatus::Succeeded);
     h.verify_chain().await;

@@ -1,6 +1,6 @@
 //! Approval gates and manual steps: people, roles and separation of duties.
 
-use steady_engine::engine::EngineError;
+use steady_engine::engine::{EngineError, Then};
 use steady_engine::run::{Completion, Decision, RoleChange, RunStatus, StepStatus};
 
 use crate::*;
@@ -269,15 +269,32 @@ steps:
     .await;
     let run = h.start("manual", &[], &[("dba", &alice())]).await;
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
-    let refused = h.engine.complete_manual(run, "fence", &bob(), Completion::Done, None).await;
+    let refused = h
+        .engine
+        .complete_manual(run, "fence", &bob(), Completion::Done, None, Then::AnyDriver)
+        .await;
     assert!(matches!(refused, Err(EngineError::NotEligible { .. })), "{refused:?}");
     h.engine
-        .complete_manual(run, "fence", &alice(), Completion::Done, Some("powered off at 03:12"))
+        .complete_manual(
+            run,
+            "fence",
+            &alice(),
+            Completion::Done,
+            Some("powered off at 03:12"),
+            Then::AnyDriver,
+        )
         .await
         .unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Waiting);
     h.engine
-        .complete_manual(run, "confirm", &alice(), Completion::Failed, Some("still writing"))
+        .complete_manual(
+            run,
+            "confirm",
+            &alice(),
+            Completion::Failed,
+            Some("still writing"),
+            Then::AnyDriver,
+        )
         .await
         .unwrap();
     assert_eq!(h.drive(run).await, RunStatus::Failed);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use steady_engine::engine::{DriveEnd, EngineError, Quiet};
+use steady_engine::engine::{DriveEnd, EngineError, Quiet, Then};
 use steady_engine::run::{Answer, Decision, RunStatus, StepStatus};
 use steady_engine::runner::Stop;
 use tokio::sync::watch;
@@ -241,7 +241,7 @@ steps:
     let held = h.store.run(run).await.unwrap().unwrap().run.lease;
     assert_eq!(held, None, "a waiting run is held by nobody");
 
-    h.engine.answer_here(run, "go", &alice(), Answer::Approve, None).await.unwrap();
+    h.engine.answer(run, "go", &alice(), Answer::Approve, None, Then::Here).await.unwrap();
     let held = h.store.run(run).await.unwrap().unwrap().run.lease;
     assert_eq!(held.map(|lease| lease.owner), Some("node-a".to_owned()));
     assert!(!server.store.runs_needing_a_driver(h.now()).await.unwrap().contains(&run));

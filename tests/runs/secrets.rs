@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use steady_engine::engine::{EngineError, StartRun};
+use steady_engine::engine::{EngineError, StartRun, Then};
 use steady_engine::run::{Completion, RunMode, RunStatus, StepStatus};
 use steady_engine::secrets::SecretsError;
 
@@ -385,7 +385,14 @@ steps:
     let pasted = format!("used {SECRET} to log in");
     h.engine.add_note(run, &commander(), None, &pasted).await.unwrap();
     h.engine
-        .complete_manual(run, "log_in", &crate::alice(), Completion::Done, Some(&pasted))
+        .complete_manual(
+            run,
+            "log_in",
+            &crate::alice(),
+            Completion::Done,
+            Some(&pasted),
+            Then::AnyDriver,
+        )
         .await
         .unwrap();
     let snapshot = h.snapshot(run).await;

@@ -44,7 +44,7 @@ use crate::secrets::SecretsError;
 use crate::store::{Store, StoreError};
 
 pub use crate::policy::waiting_for;
-pub use commands::StartRun;
+pub use commands::{StartRun, Then};
 pub use proposals::{AlertOutcome, Filing};
 pub use publish::{FolderFile, VersionTests, run_tests};
 pub use verify::Verifying;
@@ -309,6 +309,12 @@ impl Engine {
     /// `duration` from now by this engine's clock; the end of time when that overflows.
     pub(crate) fn later(&self, duration: StdDuration) -> Timestamp {
         self.clock.later(duration)
+    }
+
+    /// A lease on a run for this node, from now for the configured lease time: what a driver
+    /// takes, and what a run driven here next is created or taken under.
+    pub(crate) fn lease_here(&self) -> Lease {
+        Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) }
     }
 
     /// The store every run lives in.

@@ -277,8 +277,8 @@ pub fn position(runbook: &Runbook, phase: Phase, step_id: &str) -> Option<usize>
 
 fn index(runbook: &Runbook, phase: Phase) -> &SequenceIndex {
     match phase {
-        Phase::Main => &runbook.index[0],
-        Phase::Rollback => &runbook.index[1],
+        Phase::Main => &runbook.steps_index,
+        Phase::Rollback => &runbook.rollback_index,
     }
 }
 

@@ -93,9 +93,10 @@ pub struct Runbook {
     pub rollback: Vec<Step>,
     /// The alerts that propose this runbook (`triggers:`), in the order written.
     pub triggers: Vec<Trigger>,
-    /// Where each step of `steps` and of `rollback` sits, built at parse (see
-    /// [`crate::machine::position`]).
-    pub(crate) index: [SequenceIndex; 2],
+    /// Where each step of `steps` sits, built at parse (see [`crate::machine::position`]).
+    pub(crate) steps_index: SequenceIndex,
+    /// The same for `rollback`.
+    pub(crate) rollback_index: SequenceIndex,
 }
 
 impl Runbook {

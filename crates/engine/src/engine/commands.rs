@@ -47,9 +47,7 @@ impl Engine {
     /// secrets. Should this process die before driving it, the lease expires and the run is
     /// taken over like any other.
     pub async fn start_run_here(&self, start: StartRun) -> Result<Uuid, EngineError> {
-        let lease =
-            Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
-        self.start_run_as(start, Uuid::now_v7(), Some(lease)).await
+        self.start_run_as(start, Uuid::now_v7(), Some(self.lease_here())).await
     }
 
     /// [`Engine::start_run`], with the id the run gets (a verification's id is recorded with
@@ -186,9 +184,7 @@ impl Engine {
                 && let Some(change) = &mut transition.run
                 && change.status == RunStatus::Running
             {
-                let expires_at = self.later(self.config.lease);
-                let lease = Lease { owner: self.config.node.clone(), expires_at };
-                change.lease = LeaseChange::Take(lease);
+                change.lease = LeaseChange::Take(self.lease_here());
             }
             transition.make_storable();
             match self.store.commit(run_id, transition).await {
@@ -208,7 +204,7 @@ impl Engine {
         actor: &Actor,
         comment: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
-        self.answer(run_id, step_id, actor, Answer::Approve, comment).await
+        self.answer(run_id, step_id, actor, Answer::Approve, comment, Then::AnyDriver).await
     }
 
     /// Rejects a gate: one rejection ends it, and the step's `on_failure` decides what follows.
@@ -219,7 +215,7 @@ impl Engine {
         actor: &Actor,
         comment: Option<&str>,
     ) -> Result<StepStatus, EngineError> {
-        self.answer(run_id, step_id, actor, Answer::Reject, comment).await
+        self.answer(run_id, step_id, actor, Answer::Reject, comment, Then::AnyDriver).await
     }
 
     /// Answers a waiting gate for `actor`, with an optional comment (its secrets masked).
@@ -229,34 +225,8 @@ impl Engine {
     /// Errors: `NoSuchStep`, `RunNotActive`, `NotWaiting`, `WrongKind` (not a gate),
     /// `GateTimedOut` (its deadline passed: the timeout is committed), and the refusals of
     /// [`policy::may_approve`] / [`policy::may_answer`] (`NotEligible`, `SelfApproval`,
-    /// `AlreadyAnswered`).
+    /// `AlreadyAnswered`). `then` says who drives the run on once the gate opens or closes.
     pub async fn answer(
-        &self,
-        run_id: Uuid,
-        step_id: &str,
-        actor: &Actor,
-        answer: Answer,
-        comment: Option<&str>,
-    ) -> Result<StepStatus, EngineError> {
-        self.answer_then(run_id, step_id, actor, answer, comment, Then::AnyDriver).await
-    }
-
-    /// [`Engine::answer`], given at a terminal that drives the run on itself (`steady run`
-    /// asking its person): when the answer lets the run go on, it is taken under this node's
-    /// lease in the same commit, so no server polling the same database drives it first, with
-    /// the server's environment and secrets.
-    pub async fn answer_here(
-        &self,
-        run_id: Uuid,
-        step_id: &str,
-        actor: &Actor,
-        answer: Answer,
-        comment: Option<&str>,
-    ) -> Result<StepStatus, EngineError> {
-        self.answer_then(run_id, step_id, actor, answer, comment, Then::Here).await
-    }
-
-    async fn answer_then(
         &self,
         run_id: Uuid,
         step_id: &str,
@@ -360,32 +330,8 @@ impl Engine {
     /// masked). Returns the step's status after it.
     ///
     /// Errors: `NoSuchStep`, `RunNotActive`, `NotWaiting`, `WrongKind` (not a manual step), and
-    /// `NotEligible` from [`policy::may_answer`].
+    /// `NotEligible` from [`policy::may_answer`]. `then` says who drives the run on.
     pub async fn complete_manual(
-        &self,
-        run_id: Uuid,
-        step_id: &str,
-        actor: &Actor,
-        completion: Completion,
-        note: Option<&str>,
-    ) -> Result<StepStatus, EngineError> {
-        self.complete_manual_then(run_id, step_id, actor, completion, note, Then::AnyDriver).await
-    }
-
-    /// [`Engine::complete_manual`] at a terminal that drives the run on itself: the run is
-    /// taken under this node's lease in the same commit (see [`Engine::answer_here`]).
-    pub async fn complete_manual_here(
-        &self,
-        run_id: Uuid,
-        step_id: &str,
-        actor: &Actor,
-        completion: Completion,
-        note: Option<&str>,
-    ) -> Result<StepStatus, EngineError> {
-        self.complete_manual_then(run_id, step_id, actor, completion, note, Then::Here).await
-    }
-
-    async fn complete_manual_then(
         &self,
         run_id: Uuid,
         step_id: &str,
@@ -873,11 +819,14 @@ fn waiting_step<'r, 's>(
     Ok((step, state))
 }
 
-/// Who drives a run on once a person's change lets it go on.
+/// Who drives a run on once a person's command lets it go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Then {
+pub enum Then {
     /// Whichever node takes it: a `steady serve` polling for work, or `steady resume`.
     AnyDriver,
-    /// This node, which drives it next: the change takes this node's lease with it.
+    /// This node, which drives it next (a terminal answering its own question, `steady take`):
+    /// the command takes this node's lease in the same commit, so that no server polling the
+    /// same database drives the run first, with the server's environment and secrets. Only a
+    /// run that was not running is taken: a running one's lease stays its driver's.
     Here,
 }

@@ -54,8 +54,7 @@ impl Engine {
         observer: &dyn Observer,
         stop: watch::Receiver<Stop>,
     ) -> Result<DriveEnd, EngineError> {
-        let lease =
-            Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
+        let lease = self.lease_here();
         // Refused, then found free: its holder let go in between (a run it left waiting, say),
         // so it is asked for once more rather than reported lost.
         let mut tries = 0;

@@ -17,7 +17,7 @@ use crate::secrets::Secrets;
 use crate::store::{Filed, StoreError};
 use crate::trigger::{self, Alert, AlertStatus};
 
-use super::{Engine, EngineError, StartRun, transition_from};
+use super::{Engine, EngineError, StartRun, Then, transition_from};
 
 /// The most runs one delivery proposes: a payload of thousands of distinct alerts must not
 /// make thousands of proposals, notifications and dry runs. Alerts past it are still added to
@@ -258,37 +258,19 @@ impl Engine {
     ///
     /// Errors: `NotProposed` when it is not (or no longer) a proposal; `LockHeld` when an
     /// active run holds its lock key; `NoSuchRole`/`NoSuchPerson` for an assignment;
-    /// `Secrets` when the runbook's secrets are not all configured here.
+    /// `Secrets` when the runbook's secrets are not all configured here. `then` says who drives
+    /// it: [`Then::Here`] for `steady take`, which drives it in its terminal.
     pub async fn take_proposal(
         &self,
         run_id: Uuid,
         actor: &Actor,
         assignments: Vec<Assignment>,
+        then: Then,
     ) -> Result<(), EngineError> {
-        self.take_proposal_as(run_id, actor, assignments, LeaseChange::Keep).await
-    }
-
-    /// [`Engine::take_proposal`] for a run this process drives itself (`steady take`): the run
-    /// is taken under this node's lease, in the same commit, so that no server polling the same
-    /// database for work can drive it first, with the server's environment and secrets.
-    pub async fn take_proposal_here(
-        &self,
-        run_id: Uuid,
-        actor: &Actor,
-        assignments: Vec<Assignment>,
-    ) -> Result<(), EngineError> {
-        let lease =
-            Lease { owner: self.config.node.clone(), expires_at: self.later(self.config.lease) };
-        self.take_proposal_as(run_id, actor, assignments, LeaseChange::Take(lease)).await
-    }
-
-    async fn take_proposal_as(
-        &self,
-        run_id: Uuid,
-        actor: &Actor,
-        assignments: Vec<Assignment>,
-        lease: LeaseChange,
-    ) -> Result<(), EngineError> {
+        let lease = match then {
+            Then::Here => LeaseChange::Take(self.lease_here()),
+            Then::AnyDriver => LeaseChange::Keep,
+        };
         self.check_person(actor, actor).await?;
         for _ in 0..20 {
             let (snapshot, runbook) = self.snapshot(run_id).await?;

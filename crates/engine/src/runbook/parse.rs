@@ -134,7 +134,7 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         .unwrap_or_default();
 
     let (name, name_at) = name?;
-    let index = [SequenceIndex::of(&steps), SequenceIndex::of(&rollback)];
+    let (steps_index, rollback_index) = (SequenceIndex::of(&steps), SequenceIndex::of(&rollback));
     let runbook = Runbook {
         name,
         name_at,
@@ -151,8 +151,9 @@ pub(super) fn runbook(source: &str, out: &mut Vec<Diagnostic>) -> Option<Runbook
         params,
         steps,
         rollback,
+        steps_index,
+        rollback_index,
         triggers,
-        index,
     };
     (out.len() == errors_before).then_some(runbook)
 }

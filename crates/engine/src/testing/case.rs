@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::{Clock, VirtualClock};
-use crate::engine::{Engine, EngineConfig, Quiet, StartRun};
+use crate::engine::{Engine, EngineConfig, Quiet, StartRun, Then};
 use crate::machine;
 use crate::plan::{Action, Rendered};
 use crate::run::{Actor, Assignment, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp};
@@ -361,7 +361,14 @@ impl People<'_> {
                     };
                     let answer = self
                         .engine
-                        .complete_manual(self.run_id, id, &person, *completion, note.as_deref())
+                        .complete_manual(
+                            self.run_id,
+                            id,
+                            &person,
+                            *completion,
+                            note.as_deref(),
+                            Then::AnyDriver,
+                        )
                         .await;
                     match answer {
                         Ok(_) => acted = true,

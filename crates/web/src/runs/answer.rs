@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
+use steady_engine::engine::Then;
 use steady_engine::run::{Actor, Completion, StepStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -55,10 +56,14 @@ async fn answer(
         Answer::Approve => engine.approve(id, step, actor, comment).await?,
         Answer::Reject => engine.reject(id, step, actor, comment).await?,
         Answer::Complete => {
-            engine.complete_manual(id, step, actor, Completion::Done, comment).await?
+            engine
+                .complete_manual(id, step, actor, Completion::Done, comment, Then::AnyDriver)
+                .await?
         }
         Answer::Fail => {
-            engine.complete_manual(id, step, actor, Completion::Failed, comment).await?
+            engine
+                .complete_manual(id, step, actor, Completion::Failed, comment, Then::AnyDriver)
+                .await?
         }
     })
 }

@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use steady_engine::engine::EngineError;
+use steady_engine::engine::{EngineError, Then};
 use steady_engine::plan::Plan;
 use steady_engine::run::{Actor, Assignment, RunStatus};
 use utoipa::ToSchema;
@@ -50,7 +50,7 @@ pub(crate) async fn take(
         .iter()
         .map(|a| Assignment { role: a.role().to_owned(), person: Actor::person(a.person()) })
         .collect();
-    state.engine.take_proposal(id, &caller.user.actor(), assignments).await?;
+    state.engine.take_proposal(id, &caller.user.actor(), assignments, Then::AnyDriver).await?;
     Ok(Json(RunStatusAnswer::of(RunStatus::Running)))
 }
 
@@ -134,7 +134,8 @@ pub(crate) async fn take_form(
     if !fields.iter().any(|(key, value)| key == "confirmed" && value == "yes") {
         return confirmation(&state, id, me, &fields).await;
     }
-    let taken = state.engine.take_proposal(id, &me.actor, form_assignments(&fields)).await;
+    let taken =
+        state.engine.take_proposal(id, &me.actor, form_assignments(&fields), Then::AnyDriver).await;
     taken.map_err(|error| settled(id, error))?;
     Ok(back_to(id, ""))
 }
