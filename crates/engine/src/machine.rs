@@ -329,16 +329,10 @@ steps:
     fn three_steps_done(runbook: &Runbook) -> RunSnapshot {
         let run = RunRecord::would_start(&runbook.name, &Actor::user("carol"));
         let done = [StepStatus::Succeeded, StepStatus::Approved, StepStatus::Succeeded];
-        let steps = runbook
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(position, step)| {
-                let mut state = StepState::pending(&step.id, Phase::Main, position as u32);
-                state.status = done.get(position).copied().unwrap_or(StepStatus::Pending);
-                state
-            })
-            .collect();
+        let mut steps = StepState::all_pending(runbook);
+        for (state, status) in steps.iter_mut().zip(done) {
+            state.status = status;
+        }
         RunSnapshot::begun(run, steps, vec![])
     }
 

@@ -353,6 +353,19 @@ impl StepState {
         child
     }
 
+    /// Every step of `runbook`, main sequence then rollback, pending: a run as it starts.
+    pub fn all_pending(runbook: &crate::runbook::Runbook) -> Vec<StepState> {
+        [(Phase::Main, &runbook.steps), (Phase::Rollback, &runbook.rollback)]
+            .into_iter()
+            .flat_map(|(phase, steps)| {
+                let pending = move |(n, step): (usize, &crate::runbook::Step)| {
+                    StepState::pending(&step.id, phase, u32::try_from(n).unwrap_or(u32::MAX))
+                };
+                steps.iter().enumerate().map(pending)
+            })
+            .collect()
+    }
+
     /// A step of a run that has just started: pending, never attempted.
     pub fn pending(step_id: &str, phase: Phase, position: u32) -> StepState {
         StepState {

@@ -113,7 +113,7 @@ impl Engine {
             revision: 0,
             dry_run: None,
         };
-        let steps = super::proposals::pending_steps(&runbook);
+        let steps = StepState::all_pending(&runbook);
         let started = RunStarted {
             runbook: stored.name.clone(),
             version: stored.version,

@@ -193,7 +193,7 @@ impl Engine {
                 dry_run,
             };
             let event = NewEvent::typed(by, Some(run.id), AuditData::RunProposed(proposed));
-            NewRun { steps: pending_steps(runbook), run, assignments: Vec::new(), event }
+            NewRun { steps: StepState::all_pending(runbook), run, assignments: Vec::new(), event }
         });
         match self.store.file_alert(&subject, added, proposal, at).await? {
             Filed::Added(run) => Ok(Filing::Added { run }),
@@ -408,19 +408,6 @@ fn end_proposal(snapshot: &RunSnapshot, now: Timestamp) -> Result<Transition, En
     change.finished_at = Some(now);
     transition.run = Some(change);
     Ok(transition)
-}
-
-/// Every step of the runbook, pending, as a run starts with them.
-pub(super) fn pending_steps(runbook: &Runbook) -> Vec<StepState> {
-    [(Phase::Main, &runbook.steps), (Phase::Rollback, &runbook.rollback)]
-        .into_iter()
-        .flat_map(|(phase, steps)| {
-            steps
-                .iter()
-                .enumerate()
-                .map(move |(position, step)| StepState::pending(&step.id, phase, position as u32))
-        })
-        .collect()
 }
 
 /// An error filing an alert, said where its trigger is written (a store error is left as it

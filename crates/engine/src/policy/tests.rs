@@ -38,16 +38,8 @@ fn snapshot(runbook: &Runbook) -> RunSnapshot {
         version: 1,
         ..RunRecord::would_start(&runbook.name, &person("carol"))
     };
-    let steps = runbook
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(position, step)| {
-            let mut state = StepState::pending(&step.id, Phase::Main, position as u32);
-            state.status = StepStatus::Waiting;
-            state
-        })
-        .collect();
+    let mut steps = StepState::all_pending(runbook);
+    steps.iter_mut().for_each(|state| state.status = StepStatus::Waiting);
     let assignments =
         [("approver", "alice"), ("approver", "carol"), ("lead", "dave"), ("operator", "olga")]
             .into_iter()
