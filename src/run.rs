@@ -282,7 +282,8 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
     let Some(step) = runbook.find_step(&state.step_id) else {
         return Ok(false);
     };
-    let text = state.rendered.as_ref().map(|r| r.to_string()).unwrap_or_default();
+    // What the step waits for in words, where the runbook wrote no prompt or instructions.
+    let text = policy::waiting_for(&snapshot, step);
     let action = state.rendered.as_ref().and_then(Rendered::action);
     match &step.kind {
         StepKind::Approval(_) => {
@@ -306,12 +307,9 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
                 _ => return Ok(false),
             };
             // Taken under this terminal's lease with the answer: it drives the run on next.
-            let status = app
-                .engine
-                .answer(run_id, &step.id, &app.actor, answer, comment, Then::Here)
-                .await?;
-            observer.answered(step, status);
-            Ok(true)
+            let answered =
+                app.engine.answer(run_id, &step.id, &app.actor, answer, comment, Then::Here).await;
+            given_here(answered, step, observer)
         }
         StepKind::Manual(_) => {
             if policy::may_answer(&snapshot, step, &app.actor).is_err() {
@@ -333,12 +331,11 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
             };
             let note = ask("note (optional): ")?;
             let note = (!note.is_empty()).then_some(note.as_str());
-            let status = app
+            let completed = app
                 .engine
                 .complete_manual(run_id, &step.id, &app.actor, completion, note, Then::Here)
-                .await?;
-            observer.answered(step, status);
-            Ok(true)
+                .await;
+            given_here(completed, step, observer)
         }
         _ => Ok(false),
     }
@@ -355,6 +352,34 @@ fn ask(question: &str) -> anyhow::Result<String> {
 }
 
 /// Says where the run stands and what can be done next; the exit code follows the status.
+/// Shows an answer given at this terminal; or, when someone answered elsewhere while the
+/// question was open (or the run ended meanwhile), says so instead of failing: either way the
+/// terminal goes on following the run.
+fn given_here(
+    answered: Result<StepStatus, EngineError>,
+    step: &steady_engine::runbook::Step,
+    observer: &TerminalObserver,
+) -> anyhow::Result<bool> {
+    match answered {
+        // An approval below the gate's quorum leaves it waiting for more.
+        Ok(StepStatus::Waiting) => observer.answered(
+            step,
+            StepStatus::Waiting,
+            "your approval given here; it waits for more",
+        ),
+        Ok(status) => observer.answered(step, status, "answered here"),
+        Err(EngineError::NotWaiting { status, .. }) => {
+            say!("step `{}` was answered elsewhere meanwhile: it is {status}", step.id);
+            observer.answered(step, status, "answered elsewhere");
+        }
+        Err(EngineError::RunNotActive { status }) => {
+            say!("the run ended meanwhile: it is {status}")
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(true)
+}
+
 async fn settled(app: &App, run_id: Uuid, status: RunStatus) -> ExitCode {
     say!("run {run_id}: {}", run_badge(status));
     match status {

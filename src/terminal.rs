@@ -149,12 +149,12 @@ impl TerminalObserver {
         redraw(&mut board);
     }
 
-    /// Shows the answer just given at this terminal to a question asked below the step list:
-    /// the list is drawn anew under the question, with the step as it now stands.
-    pub fn answered(&self, step: &Step, status: StepStatus) {
+    /// Shows a step just answered, at this terminal or elsewhere while its question was open,
+    /// with `detail` saying which: the list is drawn anew under the question.
+    pub fn answered(&self, step: &Step, status: StepStatus, detail: &str) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).drawn = 0;
-        let text = line(step.title(), &step.id, badge(status), Some("answered here"));
-        self.update(&step.id, text, format!("step {}: {status}, answered here", step.id));
+        let text = line(step.title(), &step.id, badge(status), Some(detail));
+        self.update(&step.id, text, format!("step {}: {status}, {detail}", step.id));
     }
 
     fn footer(&self, text: String) {
