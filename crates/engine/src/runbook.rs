@@ -8,14 +8,18 @@
 
 mod index;
 mod lint;
+mod param;
 pub(crate) mod parse;
 mod references;
 mod secrecy;
+mod trigger;
 pub(crate) mod yaml;
 
 use serde::Serialize;
 
 pub use index::SequenceIndex;
+pub use param::{Param, ParamType, ParamValue, Pattern};
+pub use trigger::{AlertSource, ParamMapping, Trigger, TriggerAction};
 
 use crate::diagnostic::{Diagnostic, Position};
 use crate::duration::Duration;
@@ -171,190 +175,6 @@ pub struct Role {
     pub name: String,
     pub description: Option<String>,
     pub at: Position,
-}
-
-#[derive(Debug, Clone)]
-pub struct Param {
-    pub name: String,
-    pub kind: ParamType,
-    pub required: bool,
-    pub default: Option<ParamValue>,
-    /// The allowed values (`enum:` in YAML); empty when any value of the type is allowed.
-    pub choices: Vec<ParamValue>,
-    /// A regular expression a string value must match.
-    pub pattern: Option<Pattern>,
-    pub description: Option<String>,
-    pub at: Position,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamType {
-    String,
-    Integer,
-    Number,
-    Boolean,
-    /// A list of strings (`-p hosts=a,b` on a command line, a JSON array over the API);
-    /// `enum` and `pattern` apply to each element.
-    List,
-}
-
-impl ParamType {
-    pub const ALL: [ParamType; 5] = [
-        ParamType::String,
-        ParamType::Integer,
-        ParamType::Number,
-        ParamType::Boolean,
-        ParamType::List,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParamType::String => "string",
-            ParamType::Integer => "integer",
-            ParamType::Number => "number",
-            ParamType::Boolean => "boolean",
-            ParamType::List => "list",
-        }
-    }
-
-    /// The type of one value of `enum`: a list's items are strings.
-    pub fn element(self) -> ParamType {
-        match self {
-            ParamType::List => ParamType::String,
-            other => other,
-        }
-    }
-}
-
-/// A parameter's value, always of its parameter's type.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum ParamValue {
-    String(String),
-    Integer(i64),
-    Number(f64),
-    Boolean(bool),
-    List(Vec<String>),
-}
-
-impl std::fmt::Display for ParamValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ParamValue::String(value) => f.write_str(value),
-            ParamValue::Integer(value) => write!(f, "{value}"),
-            ParamValue::Number(value) => write!(f, "{value}"),
-            ParamValue::Boolean(value) => write!(f, "{value}"),
-            ParamValue::List(values) => f.write_str(&values.join(",")),
-        }
-    }
-}
-
-/// A compiled regular expression that remembers how it was written.
-#[derive(Debug, Clone)]
-pub struct Pattern(regex::Regex);
-
-impl Pattern {
-    pub fn new(source: &str) -> Result<Self, regex::Error> {
-        regex::Regex::new(source).map(Pattern)
-    }
-
-    pub fn is_match(&self, text: &str) -> bool {
-        self.0.is_match(text)
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-/// An alert that proposes this runbook: which alerting system sends it, which of its alerts
-/// it answers, and how each parameter is read from the alert. Its templates read only `alert`
-/// (see [`crate::trigger`]).
-#[derive(Debug, Clone)]
-pub struct Trigger {
-    /// Whose webhook payload the alert comes in.
-    pub source: AlertSource,
-    /// An expression over `alert`: the alert proposes the runbook when it is true.
-    pub when: Expression,
-    /// The parameters read from the alert, in the order written. Every required parameter
-    /// of the runbook is among them.
-    pub params: Vec<ParamMapping>,
-    /// What a matching firing alert does: a proposal, or a dry run and then a proposal.
-    pub then: TriggerAction,
-    /// Where the trigger is written (its first key), for what is said about it as a whole.
-    pub at: Position,
-}
-
-/// One parameter of a trigger: `name: "{{ alert.labels.x }}"`.
-#[derive(Debug, Clone)]
-pub struct ParamMapping {
-    /// A parameter the runbook declares.
-    pub name: String,
-    /// Where the name is written, for warnings about the parameter the alert fills.
-    pub at: Position,
-    /// Rendered as text over `alert`, then read like a `KEY=VALUE` parameter: typed and
-    /// checked against the parameter's `enum` and `pattern`. A literal is allowed.
-    pub value: Template,
-}
-
-/// The alerting systems whose webhook payloads Steady reads: a trigger's `source`, and the
-/// last segment of the hook's path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertSource {
-    /// Prometheus Alertmanager's `webhook_config`, payload version 4.
-    Alertmanager,
-    /// Grafana unified alerting's webhook contact point.
-    Grafana,
-    /// Any JSON object, which is the alert itself.
-    Json,
-}
-
-impl AlertSource {
-    pub const ALL: [AlertSource; 3] =
-        [AlertSource::Alertmanager, AlertSource::Grafana, AlertSource::Json];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertSource::Alertmanager => "alertmanager",
-            AlertSource::Grafana => "grafana",
-            AlertSource::Json => "json",
-        }
-    }
-
-    /// The source a name (`alertmanager`, `grafana`, `json`) stands for.
-    pub fn from_name(name: &str) -> Option<AlertSource> {
-        AlertSource::ALL.into_iter().find(|source| source.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for AlertSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `then:` of a trigger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TriggerAction {
-    /// The run is proposed, running nothing until a person takes command.
-    #[default]
-    Propose,
-    /// A dry run gathers the facts first (its read-only steps run), then the run is proposed.
-    DryRun,
-}
-
-impl TriggerAction {
-    pub const ALL: [TriggerAction; 2] = [TriggerAction::Propose, TriggerAction::DryRun];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerAction::Propose => "propose",
-            TriggerAction::DryRun => "dry-run",
-        }
-    }
 }
 
 /// A piece of runbook text that is rendered with Jinja syntax before it is used.

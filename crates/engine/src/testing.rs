@@ -32,6 +32,8 @@
 mod case;
 mod check;
 mod parse;
+mod people;
+mod stubs;
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use steady_engine::store::{ChangeSignals, StoreError};
 use uuid::Uuid;
 
 use crate::shared::audit::append_events;
-use crate::shared::runs::{commit_alone, guard, write_rows};
+use crate::shared::transitions::{commit_alone, guard, write_rows};
 use crate::shared::{Backend, SqlStore, hint_work};
 use crate::sql::database;
 

@@ -31,6 +31,7 @@ mod accounts;
 pub(crate) mod audit;
 mod rehearsals;
 pub(crate) mod runs;
+pub(crate) mod transitions;
 mod verifications;
 
 /// A Steady database: the engine's store traits (and `Accounts`) on one of the backends,
@@ -77,7 +78,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, StoreError>> + Send;
 
-    /// Applies a transition, as [`runs::commit_alone`] does or several at once.
+    /// Applies a transition, as [`transitions::commit_alone`] does or several at once.
     fn commit(
         &self,
         run_id: Uuid,

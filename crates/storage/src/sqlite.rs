@@ -131,7 +131,7 @@ impl Backend for SqliteBackend {
         self.pool.begin().await.map_err(database)
     }
 
-    /// On the committer's thread: the shared statements of [`crate::shared::runs::commit_alone`]
+    /// On the committer's thread: the shared statements of [`crate::shared::transitions::commit_alone`]
     /// in one hand-off instead of one per statement.
     async fn commit(&self, run_id: Uuid, transition: Transition) -> Result<(), StoreError> {
         // A person's change (an answer, a decision) may leave the run for a driver to take.

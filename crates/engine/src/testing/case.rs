@@ -3,23 +3,25 @@
 //! then what the run did is held against `expect`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::{Clock, VirtualClock};
-use crate::engine::{Engine, EngineConfig, Quiet, StartRun, Then};
+use crate::engine::{Engine, EngineConfig, Quiet, StartRun};
 use crate::machine;
 use crate::plan::{Action, Rendered};
-use crate::run::{Actor, Assignment, RunSnapshot, RunStatus, StepState, StepStatus, Timestamp};
+use crate::run::{Actor, Assignment, RunSnapshot, RunStatus, StepStatus, Timestamp};
 use crate::runbook::Runbook;
-use crate::runner::{Call, Effect, Effects, Ending, Output, Stop};
+use crate::runner::Stop;
 use crate::store::Runbooks as _;
 use crate::store::memory::MemoryStore;
 
-use super::{Case, Given, Stub, TestFile};
+use super::people::People;
+use super::stubs::Stubs;
+use super::{Case, TestFile};
 
 /// How one case went.
 #[derive(Debug, Clone)]
@@ -278,272 +280,6 @@ async fn snapshot(store: &MemoryStore, run_id: Uuid) -> Result<RunSnapshot, Stri
         Ok(None) => Err("the run is gone".to_owned()),
         Err(error) => Err(error.to_string()),
     }
-}
-
-/// The case's people: who answers gates, manual steps and decisions, and what was refused.
-struct People<'c> {
-    engine: &'c Engine,
-    run_id: Uuid,
-    case: &'c Case,
-    commander: Actor,
-    /// Step or item id → how many times it was answered (waits, decisions), for answers given
-    /// as a list.
-    answered: HashMap<String, u32>,
-    /// What the engine refused, in words: shown with a difference, which it often explains.
-    refusals: Vec<String>,
-}
-
-impl People<'_> {
-    /// Answers every waiting step the case gives an answer for; false when none of the
-    /// answers changed anything (nothing more can happen).
-    async fn answer_waiting(
-        &mut self,
-        runbook: &Runbook,
-        snapshot: &RunSnapshot,
-        now: Timestamp,
-    ) -> Result<bool, String> {
-        let mut acted = false;
-        let waiting: Vec<&StepState> =
-            snapshot.steps.iter().filter(|state| state.status == StepStatus::Waiting).collect();
-        for state in waiting {
-            let id = &state.step_id;
-            let Some((key, given)) = given_for(self.case, id) else { continue };
-            let count = self.answered.entry(id.clone()).or_default();
-            *count += 1;
-            let n = *count;
-            if key != id.as_str() {
-                // An item answered by its fan-out's answer: the fan-out's answer was used.
-                let used = self.answered.entry(key.to_owned()).or_default();
-                *used = (*used).max(n);
-            }
-            let Some(stub) = given.nth(n) else { continue };
-            match stub {
-                Stub::Timeout => {
-                    let Some(deadline) = state.deadline else {
-                        return Err(format!(
-                            "`{id}` is given `timeout`, but it has no timeout: it waits for ever"
-                        ));
-                    };
-                    let wait = (deadline - now).to_std().unwrap_or_default();
-                    tokio::time::advance(wait + Duration::from_secs(1)).await;
-                    acted = true;
-                }
-                Stub::Approve(people) => {
-                    for person in people {
-                        let actor = Actor::person(person);
-                        // An answer given once for every wait: who already approved this wait
-                        // of the gate does not approve again.
-                        if snapshot.live_votes(id).any(|vote| vote.actor == actor) {
-                            continue;
-                        }
-                        match self.engine.approve(self.run_id, id, &actor, None).await {
-                            Ok(_) => acted = true,
-                            Err(error) => {
-                                self.refusals.push(format!("{person} approving `{id}`: {error}"))
-                            }
-                        }
-                    }
-                }
-                Stub::Reject(person) => {
-                    let actor = Actor::person(person);
-                    match self.engine.reject(self.run_id, id, &actor, None).await {
-                        Ok(_) => acted = true,
-                        Err(error) => {
-                            self.refusals.push(format!("{person} rejecting `{id}`: {error}"))
-                        }
-                    }
-                }
-                Stub::Manual { completion, by, note } => {
-                    let person = match by {
-                        Some(person) => Actor::person(person),
-                        None => first_holder(runbook, snapshot, id)
-                            .unwrap_or_else(|| self.commander.clone()),
-                    };
-                    let answer = self
-                        .engine
-                        .complete_manual(
-                            self.run_id,
-                            id,
-                            &person,
-                            *completion,
-                            note.as_deref(),
-                            Then::AnyDriver,
-                        )
-                        .await;
-                    match answer {
-                        Ok(_) => acted = true,
-                        Err(error) => {
-                            self.refusals.push(format!("{person} answering `{id}`: {error}"))
-                        }
-                    }
-                }
-                Stub::Effect(_) => {}
-            }
-        }
-        Ok(acted)
-    }
-
-    /// Takes the commander's next decision for the step (or the first of its failed items)
-    /// that needs attention; false when the case gives none.
-    async fn decide(&mut self, runbook: &Runbook, snapshot: &RunSnapshot) -> bool {
-        let Some(step) = machine::attention_step(runbook, snapshot) else { return false };
-        let mut candidates: Vec<(String, Option<String>)> = snapshot
-            .children(&step.id)
-            .filter(|child| {
-                matches!(child.status, StepStatus::Failed | StepStatus::Interrupted)
-                    || child.status.is_failure()
-            })
-            .map(|child| (child.step_id.clone(), Some(child.step_id.clone())))
-            .collect();
-        candidates.push((step.id.clone(), None));
-        for (key, child) in candidates {
-            let Some(decisions) = self.case.decisions.iter().find(|placed| placed.value.0 == key)
-            else {
-                continue;
-            };
-            let count = self.answered.entry(format!("decision {key}")).or_default();
-            *count += 1;
-            let Some(decision) = decisions.value.1.get(*count as usize - 1).copied() else {
-                continue;
-            };
-            let result = self
-                .engine
-                .decide_because(self.run_id, &self.commander, decision, child.as_deref(), None)
-                .await;
-            match result {
-                Ok(_) => return true,
-                Err(error) => {
-                    self.refusals.push(format!("deciding `{decision}` at `{key}`: {error}"));
-                    return false;
-                }
-            }
-        }
-        false
-    }
-}
-
-/// The first person holding the role of manual step `id` in the run.
-fn first_holder(runbook: &Runbook, snapshot: &RunSnapshot, id: &str) -> Option<Actor> {
-    let own = id.split_once('[').map_or(id, |(own, _)| own);
-    let role = match &runbook.find_step(own)?.kind {
-        crate::runbook::StepKind::Manual(manual) => manual.role.name.clone(),
-        _ => return None,
-    };
-    snapshot.assignments.iter().find(|a| a.role == role).map(|a| a.person.clone())
-}
-
-/// What the case gives a step, and under which id: its own answers, or, for an item of a
-/// fan-out, the fan-out's.
-fn given_for<'c>(case: &'c Case, id: &str) -> Option<(&'c str, &'c Given)> {
-    let find = |key: &str| case.given.iter().find(|placed| placed.value.0 == key);
-    find(id)
-        .or_else(|| id.split_once('[').and_then(|(own, _)| find(own)))
-        .map(|placed| (placed.value.0.as_str(), &placed.value.1))
-}
-
-/// The world of a case: each effect answered by the case's stubs, and every effect it does
-/// not stub recorded as a miss that fails the case.
-#[derive(Debug)]
-struct Stubs {
-    given: HashMap<String, Given>,
-    misses: Mutex<Vec<String>>,
-    /// Given id → the highest attempt it answered.
-    used: Mutex<HashMap<String, u32>>,
-}
-
-impl Stubs {
-    fn new(case: &Case) -> Stubs {
-        let given = case
-            .given
-            .iter()
-            .map(|placed| (placed.value.0.clone(), placed.value.1.clone()))
-            .collect();
-        Stubs { given, misses: Mutex::default(), used: Mutex::default() }
-    }
-
-    fn first_miss(&self) -> Option<String> {
-        self.misses.lock().unwrap_or_else(|e| e.into_inner()).first().cloned()
-    }
-
-    fn miss(&self, message: String) -> Output {
-        self.misses.lock().unwrap_or_else(|e| e.into_inner()).push(message.clone());
-        Output::error(message)
-    }
-}
-
-#[async_trait::async_trait]
-impl Effects for Stubs {
-    async fn execute(&self, call: Call<'_>, _stop: &mut watch::Receiver<Stop>) -> Output {
-        let id = call.step_id;
-        if let Effect::Sleep(duration) = call.effect {
-            tokio::time::sleep(*duration).await;
-            return Output::ended(Ending::Completed);
-        }
-        let key = if self.given.contains_key(id) {
-            Some(id)
-        } else {
-            id.split_once('[').map(|(own, _)| own).filter(|own| self.given.contains_key(*own))
-        };
-        let Some((key, given)) = key.and_then(|key| Some((key, self.given.get(key)?))) else {
-            return self.miss(format!(
-                "`{id}` was about to run, and the case does not say what it returns: give it \
-                 an answer (a test never runs a real command or request)"
-            ));
-        };
-        {
-            let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            let highest = used.entry(key.to_owned()).or_default();
-            *highest = (*highest).max(call.attempt);
-        }
-        let Some(stub) = given.nth(call.attempt) else {
-            return self.miss(format!(
-                "`{id}` ran a {} time, and the case gives {} answer{}",
-                ordinal(call.attempt),
-                given.answers.len(),
-                if given.answers.len() == 1 { "" } else { "s" }
-            ));
-        };
-        let effect = match stub {
-            Stub::Timeout => {
-                tokio::time::sleep(call.timeout).await;
-                return Output::ended(Ending::TimedOut);
-            }
-            Stub::Effect(effect) => effect,
-            other => {
-                return self.miss(format!("`{id}` ran, and is given {}", other.describe()));
-            }
-        };
-        if let Some(takes) = effect.takes {
-            if takes > call.timeout {
-                tokio::time::sleep(call.timeout).await;
-                return Output::ended(Ending::TimedOut);
-            }
-            tokio::time::sleep(takes).await;
-        }
-        if let Some(error) = &effect.error {
-            return Output::error(error.clone());
-        }
-        let http = matches!(call.effect, Effect::Http { .. });
-        let stdout = if http { effect.body.clone() } else { effect.stdout.clone() };
-        Output {
-            exit_code: (!http).then(|| effect.exit_code.unwrap_or(0)),
-            http_status: http.then(|| effect.status.unwrap_or(200)),
-            stdout: stdout.unwrap_or_default().into_bytes(),
-            stderr: effect.stderr.clone().unwrap_or_default().into_bytes(),
-            ..Output::ended(Ending::Completed)
-        }
-    }
-}
-
-fn ordinal(n: u32) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (1, 11) | (2, 12) | (3, 13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
 }
 
 /// The first difference between `case.expect` and what the run did.

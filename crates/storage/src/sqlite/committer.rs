@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::shared::audit::{CHAIN_HEAD, chain_statements};
-use crate::shared::runs;
+use crate::shared::transitions;
 use crate::sql::{BindLimit as _, Statement, Value, database, sql};
 
 /// The sending end of the committer thread's queue. The thread ends when the last store
@@ -68,7 +68,7 @@ impl Committer {
         Ok(Committer { jobs })
     }
 
-    /// Commits one transition as [`crate::shared::runs::commit_alone`] does: the guard, the
+    /// Commits one transition as [`crate::shared::transitions::commit_alone`] does: the guard, the
     /// rows, the chained events and the votes in one `BEGIN IMMEDIATE` transaction, or nothing.
     /// Errors: `Conflict`, `LeaseLost` and `NoSuchRun` from the guard, `Conflict` for a vote the
     /// one-vote index refuses, `Database` for anything SQLite refuses.
@@ -112,21 +112,21 @@ fn commit(
     let tx =
         connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
     let id = run_id.to_string();
-    if execute(&tx, &runs::guard_statement(&id, transition)).map_err(database)? != 1 {
-        let owner = query_row(&tx, &runs::lease_owner_statement(run_id), |row| row.get(0))?;
-        return Err(runs::guard_error(run_id, owner, transition));
+    if execute(&tx, &transitions::guard_statement(&id, transition)).map_err(database)? != 1 {
+        let owner = query_row(&tx, &transitions::lease_owner_statement(run_id), |row| row.get(0))?;
+        return Err(transitions::guard_error(run_id, owner, transition));
     }
     let head = query_row(&tx, &sql(CHAIN_HEAD), |row| Ok((row.get(0)?, row.get(1)?)))?;
     let head = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
     let transitions = [(run_id, transition)];
     let ids = [id.clone()];
-    let mut writes = runs::row_statements(&transitions, &ids, MAX_BINDS);
+    let mut writes = transitions::row_statements(&transitions, &ids, MAX_BINDS);
     writes.extend(chain_statements(head, &transition.events, MAX_BINDS).0);
     for write in &writes {
         execute(&tx, write).map_err(database)?;
     }
     for vote in &transition.votes {
-        match execute(&tx, &runs::vote_statement(&id, vote)) {
+        match execute(&tx, &transitions::vote_statement(&id, vote)) {
             Ok(_) => {}
             Err(error) if is_unique_violation(&error) => return Err(StoreError::Conflict),
             Err(error) => return Err(database(error)),
