@@ -47,6 +47,11 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(database)?
             .create_if_missing(true)
+            // Small pages for a new file (an existing one keeps its own): a driver's commit
+            // changes one row in each of a few tables and indexes, and what it syncs is one WAL
+            // frame, a whole page, for each. At 1 KiB a commit syncs about 6 KiB instead of 24,
+            // which made a no-op step about 10 % faster on a virtual disk.
+            .page_size(1024)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)

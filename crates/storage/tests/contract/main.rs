@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod page_size;
 mod rehearsals;
 mod typed_audit;
 
