@@ -87,8 +87,9 @@ impl<B: Backend> Audit for SqlStore<B> {
         // Only the fixed word DESC varies in the text; everything the caller gives is bound.
         let order = if filter.newest_first { "DESC" } else { "" };
         let statement = format!(
-            "SELECT seq, body, prev_hash, hash FROM audit_events WHERE {SELECTED}
-               AND seq > $7 AND seq < $8 ORDER BY seq {order} LIMIT $9"
+            "SELECT seq, body, prev_hash, hash FROM audit_events WHERE {}
+               AND seq > $7 AND seq < $8 ORDER BY seq {order} LIMIT $9",
+            selected(filter)
         );
         bind_filter(sql(statement), filter)
             .bind(filter.after_seq.unwrap_or(0))
@@ -102,7 +103,8 @@ impl<B: Backend> Audit for SqlStore<B> {
     }
 
     async fn count_audit_events(&self, filter: &AuditFilter) -> Result<u64, StoreError> {
-        let statement = format!("SELECT count(*) AS n FROM audit_events WHERE {SELECTED}");
+        let statement =
+            format!("SELECT count(*) AS n FROM audit_events WHERE {}", selected(filter));
         let row =
             bind_filter(sql(statement), filter).fetch_one(&mut *self.backend.conn().await?).await?;
         Ok(u64::try_from(row.integer("n")?).unwrap_or(0))
@@ -120,11 +122,23 @@ impl<B: Backend> Audit for SqlStore<B> {
     }
 }
 
-/// What selects events, bound by [`bind_filter`] as `$1` to `$6`.
-const SELECTED: &str =
-    "(CAST($1 AS TEXT) IS NULL OR run_id = $1) AND (CAST($2 AS TEXT) IS NULL OR actor = $2)
-    AND (CAST($3 AS TEXT) IS NULL OR action = $3) AND (CAST($4 AS TEXT) IS NULL OR at >= $4)
-    AND (CAST($5 AS TEXT) IS NULL OR at < $5) AND (CAST($6 AS TEXT) IS NULL OR run_id LIKE $6)";
+/// What selects events, bound by [`bind_filter`] as `$1` to `$6`. A filter that is not set is
+/// written `CAST($N AS TEXT) IS NULL`, true for its NULL; one that is set is written as the
+/// plain comparison, so that the database can use the run's index for a run's events (a
+/// comparison behind `OR` is one it cannot use, and a run's trail read the whole log).
+fn selected(filter: &AuditFilter) -> String {
+    let conditions = [
+        (filter.run_id.is_some(), "run_id = $1", "CAST($1 AS TEXT) IS NULL"),
+        (filter.actor.is_some(), "actor = $2", "CAST($2 AS TEXT) IS NULL"),
+        (filter.action.is_some(), "action = $3", "CAST($3 AS TEXT) IS NULL"),
+        (filter.since.is_some(), "at >= $4", "CAST($4 AS TEXT) IS NULL"),
+        (filter.until.is_some(), "at < $5", "CAST($5 AS TEXT) IS NULL"),
+        (filter.run_prefix.is_some(), "run_id LIKE $6", "CAST($6 AS TEXT) IS NULL"),
+    ];
+    let written: Vec<&str> =
+        conditions.iter().map(|&(set, test, unset)| if set { test } else { unset }).collect();
+    written.join(" AND ")
+}
 
 /// Binds what selects events (`$1` to `$6`), shared by reading and counting them. The prefix
 /// is bound with its `%` here; `AuditFilter` promises it holds no wildcard itself.
@@ -136,4 +150,46 @@ fn bind_filter<'a>(statement: Statement<'a>, filter: &'a AuditFilter) -> Stateme
         .bind(filter.since.map(format_timestamp))
         .bind(filter.until.map(format_timestamp))
         .bind(filter.run_prefix.as_ref().map(|prefix| format!("{prefix}%")))
+}
+
+#[cfg(test)]
+mod tests {
+    use steady_engine::store::AuditFilter;
+    use uuid::Uuid;
+
+    use super::selected;
+
+    /// How SQLite would read the events `filter` selects, in its words.
+    fn plan(file: &std::path::Path, filter: &AuditFilter) -> String {
+        let connection = rusqlite::Connection::open(file).unwrap();
+        let query = format!(
+            "EXPLAIN QUERY PLAN SELECT seq, body FROM audit_events WHERE {}
+               AND seq > $7 AND seq < $8 ORDER BY seq LIMIT $9",
+            selected(filter)
+        );
+        let mut statement = connection.prepare(&query).unwrap();
+        // Unbound parameters are NULL: the plan does not depend on them.
+        let mut rows = statement.raw_query();
+        let mut details = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            details.push(row.get::<_, String>(3).unwrap());
+        }
+        details.join("; ")
+    }
+
+    #[tokio::test]
+    async fn a_runs_trail_is_read_through_the_runs_index_not_the_whole_log() {
+        let dir = std::env::temp_dir().join(format!("steady-audit-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("steady.db");
+        crate::SqliteStore::open(&format!("sqlite://{}", file.display())).await.unwrap();
+
+        let of_run = AuditFilter { run_id: Some(Uuid::nil()), ..AuditFilter::default() };
+        assert!(plan(&file, &of_run).contains("audit_events_run"), "{}", plan(&file, &of_run));
+        // The whole log is read in the order it was written, without an index.
+        let everything = AuditFilter::default();
+        assert!(!plan(&file, &everything).contains("INDEX"), "{}", plan(&file, &everything));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
