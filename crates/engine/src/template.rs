@@ -108,7 +108,17 @@ pub fn render(
     target: Target,
     context: &Context,
 ) -> Result<String, RenderError> {
-    Ok(environment(target).render_str(&template.source, &context.root)?)
+    render_source(target, &template.source, context)
+}
+
+/// Renders template text. Text without a tag (`{{`, `{%`, `{#`) renders as itself, so it is
+/// not compiled: most of a runbook's templates are plain words (`["systemctl", "restart"]`),
+/// and compiling each at every step was a visible share of a no-op step.
+fn render_source(target: Target, source: &str, context: &Context) -> Result<String, RenderError> {
+    if !["{{", "{%", "{#"].iter().any(|tag| source.contains(tag)) {
+        return Ok(source.to_owned());
+    }
+    Ok(environment(target).render_str(source, &context.root)?)
 }
 
 /// Renders every string inside a JSON document (an `http.json` body) as a text template. A
@@ -125,7 +135,7 @@ pub fn render_json(
             Some(expression) => {
                 typed_json(expression, context)?.unwrap_or_else(|| Json::String(String::new()))
             }
-            None => Json::String(environment(Target::Text).render_str(source, &context.root)?),
+            None => Json::String(render_source(Target::Text, source, context)?),
         },
         Json::Array(items) => Json::Array(
             items.iter().map(|item| render_json(item, context)).collect::<Result<_, _>>()?,
@@ -518,6 +528,35 @@ fn describe(error: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::matches_with_placeholders as matches;
+    use super::{Context, Target, environment, render_source};
+
+    #[test]
+    fn text_without_a_tag_renders_as_the_template_engine_would_render_it() {
+        let runbook =
+            crate::parse("name: plain\nsteps:\n  - id: a\n    run: [\"true\"]\n").runbook.unwrap();
+        let params = crate::params::ParamValues::default();
+        let context = Context::offline(&runbook, &params);
+        let texts = [
+            "true",
+            "",
+            "line one\nline two\n",
+            "trailing newlines\n\n",
+            "\r\nwindows\r\n",
+            "braces { } {} and }} alone",
+            "a percent % and a hash # and {-",
+            "quotes ' \" and $HOME and `ticks`",
+        ];
+        for target in [Target::Shell, Target::Text] {
+            for text in texts {
+                let compiled = environment(target).render_str(text, &context.root).unwrap();
+                assert_eq!(render_source(target, text, &context).unwrap(), compiled, "{text:?}");
+                assert_eq!(compiled, text);
+            }
+        }
+        // A tag anywhere is rendered.
+        let tagged = render_source(Target::Text, "{# a comment #}kept", &context).unwrap();
+        assert_eq!(tagged, "kept");
+    }
 
     #[test]
     fn an_approved_rendering_with_placeholders_matches_what_runs() {

@@ -1,6 +1,8 @@
 //! Publishing runbooks: a new version when the content changed, and the server's folder read
 //! without ever turning an older file back into the latest version.
 
+use std::sync::Arc;
+
 use crate::audit::sha256_hex;
 use crate::run::*;
 use crate::runbook::{self, Runbook};
@@ -73,7 +75,7 @@ impl Engine {
             run_tests(source, &runbook, tests).await?;
         }
         let store = &self.store;
-        Ok(store
+        let published = store
             .publish_with_message(
                 &runbook.name,
                 source,
@@ -82,7 +84,14 @@ impl Engine {
                 message,
                 tests.as_deref(),
             )
-            .await?)
+            .await?;
+        // The version holds this very text, parsed already: a run started on it right away
+        // (`steady run`) does not parse it again.
+        let (Published::New(version) | Published::Unchanged(version)) = &published;
+        if version.sha256 == sha256_hex(source.as_bytes()) {
+            self.remember(version.version, Arc::new(runbook));
+        }
+        Ok(published)
     }
 
     /// The text of the tests to publish `name` with: the latest version's when they are kept.
