@@ -18,7 +18,7 @@ async fn a_new_database_is_made_of_small_pages_and_an_old_one_keeps_its_own() {
     let new = dir.join("new.db");
     let store = steady_storage::open(&format!("sqlite://{}", new.display())).await.unwrap();
     drop(store);
-    assert_eq!(page_size(&new), 1024, "a new database syncs 1 KiB a changed row");
+    assert_eq!(page_size(&new), 2048, "a new database syncs 2 KiB a changed row");
 
     // A database written before keeps its 4 KiB pages: SQLite changes a WAL file's page size
     // only by rewriting it whole, which opening must not do behind its owner's back.
