@@ -2,18 +2,23 @@
 //! traits and run unchanged against each backend: SQLite files, and a real PostgreSQL server
 //! the test kit starts.
 //!
-//! - this file: runbooks, runs, leases, proposals, the audit chain, notification targets and
-//!   nodes;
+//! - this file: runbooks, runs, leases, the audit chain, notification targets and nodes;
+//! - `proposals`: alerts filed on proposals, and proposals taken;
 //! - `accounts`: users, sessions, tokens and the sign-in throttle;
 //! - `rehearsals`: what a runbook's succeeded live runs and drills measured;
 //! - `typed_audit`: audit data read as types hashes as a database written before the types,
-//!   and its runs read back as types and write the same text.
+//!   and its runs read back as types and write the same text;
+//! - `page_size`: the page size of a new SQLite file and of one written before;
+//! - `backends`: what only one backend does (PostgreSQL's notifications, a SQLite file shared
+//!   by processes or opened read-only).
 
 // The stories are tests called by `#[tokio::test]` functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod backends;
 mod page_size;
+mod proposals;
 mod rehearsals;
 mod typed_audit;
 
@@ -22,6 +27,7 @@ use std::sync::Arc;
 
 use accounts::*;
 use chrono::Duration;
+use proposals::*;
 use rehearsals::*;
 use steady_engine::audit::{AuditData, Binding, Login, NewEvent, NoteAdded, RunStarted};
 use steady_engine::engine::now;
@@ -213,143 +219,6 @@ async fn a_lock_key_has_one_active_holder(store: Arc<dyn Store>) {
     new_run(&store, Some("pg/other")).await.unwrap();
     store.commit(holder, finish(0)).await.unwrap();
     new_run(&store, Some("pg/main")).await.unwrap();
-}
-
-/// A proposal of the story runbook for lock `key`, as an alert makes it.
-fn proposal(version: &RunbookVersion, key: &str) -> NewRun {
-    let run = RunRecord {
-        origin: RunOrigin::Trigger,
-        status: RunStatus::Proposed,
-        started_by: Actor::user("alerts"),
-        commander: Actor::user("alerts"),
-        lock_key: Some(key.to_owned()),
-        ..record(version)
-    };
-    let id = run.id;
-    let note = AuditData::NoteAdded(NoteAdded { text: "proposed".into() });
-    let event = NewEvent::typed(&Actor::user("alerts"), Some(id), note);
-    NewRun {
-        run,
-        steps: vec![StepState::pending("nap", Phase::Main, 0)],
-        assignments: vec![],
-        event,
-    }
-}
-
-fn alert_event() -> NewEvent {
-    NewEvent::typed(
-        &Actor::user("alerts"),
-        None,
-        AuditData::NoteAdded(NoteAdded { text: "again".into() }),
-    )
-}
-
-async fn an_alert_is_filed_on_one_proposal_per_subject_until_it_is_taken(store: Arc<dyn Store>) {
-    use steady_engine::store::Filed;
-    let version = match store.publish("story", SOURCE, &actor(), now()).await.unwrap() {
-        Published::New(version) | Published::Unchanged(version) => version,
-    };
-    // Nothing is about pg/main: a resolved alert finds nothing, a firing one proposes.
-    let subject = proposal(&version, "pg/main").run.subject().unwrap();
-    let subject = subject.as_str();
-    let unmatched = store.file_alert(subject, alert_event(), None, now()).await.unwrap();
-    assert_eq!(unmatched, Filed::Unmatched);
-    let first = proposal(&version, "pg/main");
-    let id = first.run.id;
-    assert_eq!(
-        store.file_alert(subject, alert_event(), Some(first), now()).await.unwrap(),
-        Filed::Proposed(id)
-    );
-
-    // Ten deliveries at once, each with a proposal of its own: all go to the first.
-    let racing: Vec<_> = (0..10)
-        .map(|_| {
-            let store = store.clone();
-            let new = proposal(&version, "pg/main");
-            let subject = subject.to_owned();
-            tokio::spawn(async move {
-                store.file_alert(&subject, alert_event(), Some(new), now()).await
-            })
-        })
-        .collect();
-    for filed in racing {
-        assert_eq!(filed.await.unwrap().unwrap(), Filed::Added(id));
-    }
-    let proposals = RunFilter { status: Some(RunStatus::Proposed), ..RunFilter::default() };
-    assert_eq!(store.runs(&proposals).await.unwrap().len(), 1);
-    let filter = AuditFilter { run_id: Some(id), ..AuditFilter::default() };
-    assert_eq!(store.audit_events(&filter).await.unwrap().len(), 11, "its event and ten alerts");
-
-    // A proposal holds no lock: a live run takes pg/main, and alerts now go to it.
-    let live = new_run(&store, Some("pg/main")).await.unwrap();
-    let again = proposal(&version, "pg/main");
-    assert_eq!(
-        store.file_alert(subject, alert_event(), Some(again), now()).await.unwrap(),
-        Filed::Added(live)
-    );
-
-    // Taking the proposal is refused while the live run holds the lock, and takes it after.
-    let snapshot = store.run(id).await.unwrap().unwrap();
-    let take = |revision| {
-        let mut change = RunChange::from(&snapshot.run);
-        change.status = RunStatus::Running;
-        change.started_by = actor();
-        change.commander = actor();
-        Transition { revision, run: Some(change), ..Transition::default() }
-    };
-    match store.take_proposal(id, take(snapshot.run.revision)).await {
-        Err(StoreError::LockHeld { key, run_id }) => {
-            assert_eq!((key.as_str(), run_id), ("pg/main", live))
-        }
-        other => panic!("expected the lock to be held, got {other:?}"),
-    }
-    store.commit(live, finish(0)).await.unwrap();
-    store.take_proposal(id, take(snapshot.run.revision)).await.unwrap();
-    let taken = store.run(id).await.unwrap().unwrap().run;
-    assert_eq!((taken.status, taken.started_by), (RunStatus::Running, actor()));
-    match new_run(&store, Some("pg/main")).await {
-        Err(StoreError::LockHeld { run_id, .. }) => assert_eq!(run_id, id),
-        other => panic!("the taken proposal holds the lock: {other:?}"),
-    }
-}
-
-/// `steady take` beside a `steady serve` on one database: the proposal becomes `running` and
-/// the terminal's lease in one commit, so the server, polling for runs without a driver, never
-/// finds it free before the terminal's first drive.
-async fn a_proposal_taken_at_a_terminal_is_held_from_that_moment(store: Arc<dyn Store>) {
-    use steady_engine::store::Filed;
-    let version = match store.publish("story", SOURCE, &actor(), now()).await.unwrap() {
-        Published::New(version) | Published::Unchanged(version) => version,
-    };
-    let proposed = proposal(&version, "pg/main");
-    let id = proposed.run.id;
-    let subject = proposed.run.subject().unwrap();
-    let filed = store.file_alert(&subject, alert_event(), Some(proposed), now()).await.unwrap();
-    assert_eq!(filed, Filed::Proposed(id));
-
-    let at = now();
-    let terminal = Lease { owner: "take:host:1".into(), expires_at: at + Duration::seconds(10) };
-    let snapshot = store.run(id).await.unwrap().unwrap();
-    let mut change = RunChange::from(&snapshot.run);
-    change.status = RunStatus::Running;
-    change.started_by = actor();
-    change.commander = actor();
-    change.lease = LeaseChange::Take(terminal.clone());
-    let take =
-        Transition { revision: snapshot.run.revision, run: Some(change), ..Transition::default() };
-    store.take_proposal(id, take).await.unwrap();
-
-    let taken = store.run(id).await.unwrap().unwrap().run;
-    assert_eq!((taken.status, taken.lease), (RunStatus::Running, Some(terminal.clone())));
-    assert!(!store.runs_needing_a_driver(at).await.unwrap().contains(&id), "offered to others");
-    let server = Lease { owner: "serve:host:2".into(), expires_at: at + Duration::seconds(20) };
-    assert!(!store.acquire_lease(id, &server, at).await.unwrap(), "taken from the terminal");
-    assert!(store.acquire_lease(id, &terminal, at).await.unwrap(), "its holder drives it");
-
-    // A later change that keeps the lease leaves it to its holder.
-    let revision = store.run(id).await.unwrap().unwrap().run.revision;
-    store.commit(id, note(revision)).await.unwrap();
-    assert_eq!(store.run(id).await.unwrap().unwrap().run.lease, Some(terminal));
 }
 
 /// A transition computed from `revision` that adds a note to the run.
@@ -599,94 +468,6 @@ async fn runs_are_listed_found_and_offered_to_drivers(store: Arc<dyn Store>) {
     store.acquire_lease(second, &held, now()).await.unwrap();
     assert!(store.runs_needing_a_driver(now()).await.unwrap().is_empty());
     assert_eq!(store.run_status(second).await.unwrap(), Some(RunStatus::Running));
-}
-
-/// Several nodes on PostgreSQL: a change one node commits reaches another node as a hint
-/// through the database (`LISTEN/NOTIFY`), which is how live event streams and executors on
-/// every node learn of it without waiting for their next poll. (On SQLite only the process's
-/// own changes are hinted; other processes are found by polling.)
-#[tokio::test]
-async fn on_postgres_a_change_on_one_node_wakes_the_others() {
-    let url = steady_testkit::postgres_database();
-    let node_a = steady_storage::open(&url).await.unwrap();
-    let node_b = steady_storage::open(&url).await.unwrap();
-    let mut events = node_b.changes().events;
-    let mut work = node_b.changes().work;
-    events.mark_unchanged();
-    work.mark_unchanged();
-    // B's listener connects in the background: A keeps changing things until B hears.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    let (mut heard_events, mut heard_work) = (false, false);
-    while !(heard_events && heard_work) {
-        assert!(tokio::time::Instant::now() < deadline, "node B never heard of node A's runs");
-        new_run(&node_a, None).await.unwrap();
-        let wait = std::time::Duration::from_millis(200);
-        heard_events |= tokio::time::timeout(wait, events.changed()).await.is_ok();
-        heard_work |= tokio::time::timeout(wait, work.changed()).await.is_ok();
-    }
-}
-
-/// Two processes on one SQLite file, as `steady serve` and a `steady run` beside it: each
-/// commits transitions on its own committer thread while the other also writes through its
-/// sqlx connections (runs created, events appended). Every commit lands once, in order, and
-/// the audit chain both wrote into stays whole.
-#[tokio::test]
-async fn on_sqlite_two_processes_commit_to_one_file_and_the_chain_stays_whole() {
-    let url = sqlite("two_processes");
-    let first = steady_storage::open(&url).await.unwrap();
-    let second = steady_storage::open(&url).await.unwrap();
-    let note = |revision| Transition {
-        events: vec![NewEvent::typed(&actor(), None, AuditData::RunWaiting)],
-        ..note(revision)
-    };
-    let write = |store: Arc<dyn Store>| async move {
-        let run = new_run(&store, None).await.unwrap();
-        for revision in 0..40 {
-            store.commit(run, note(revision)).await.unwrap();
-            if revision % 10 == 0 {
-                store.append_events(vec![alert_event()]).await.unwrap();
-                new_run(&store, None).await.unwrap();
-            }
-        }
-        run
-    };
-    let (one, two) = tokio::join!(write(first.clone()), write(second.clone()));
-    for run in [one, two] {
-        let snapshot = second.run(run).await.unwrap().unwrap();
-        assert_eq!((snapshot.run.revision, snapshot.notes.len()), (40, 40));
-    }
-    let verification = first.verify_audit().await.unwrap();
-    assert_eq!(verification.first_broken, None, "{verification:?}");
-    // The runbook published once; each side: 5 runs started, 40 commits of one event, 4
-    // events appended.
-    assert_eq!(verification.events, 1 + 2 * (5 + 40 + 4));
-}
-
-/// A database opened read-only (`?mode=ro`), to look at a copy, say, refuses every change,
-/// the commits of runs included: nothing is written.
-#[tokio::test]
-async fn on_sqlite_a_database_opened_read_only_refuses_changes() {
-    let url = sqlite("read_only");
-    let store = steady_storage::open(&url).await.unwrap();
-    let run = new_run(&store, None).await.unwrap();
-    let looking = steady_storage::open(&format!("{url}?mode=ro")).await.unwrap();
-    let refused = looking.commit(run, note(0)).await;
-    assert!(
-        matches!(&refused, Err(StoreError::Database(error)) if error.contains("readonly")),
-        "{refused:?}"
-    );
-    let stored = store.run(run).await.unwrap().unwrap();
-    assert_eq!((stored.run.revision, stored.notes.len()), (0, 0));
-}
-
-/// An in-memory SQLite database would be a different, empty database on each connection:
-/// it is refused, saying what to give instead.
-#[tokio::test]
-async fn on_sqlite_an_in_memory_database_is_refused() {
-    let Err(error) = steady_storage::open("sqlite::memory:").await else {
-        panic!("an in-memory database was opened");
-    };
-    assert!(error.to_string().contains("sqlite://PATH"), "{error}");
 }
 
 /// Batched inserts are cut into statements each database takes (500 values on SQLite, whose
