@@ -2,7 +2,10 @@
 //! incident commanders and approvers live. Every test runs twice, unchanged: on a real SQLite
 //! file and on a real PostgreSQL server that the test kit starts.
 //!
-//! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input.
+//! - `stories`: the failover story, quorum, rejection and rollback, locks, bad input, a gate's
+//!   timeout, live events and notifications.
+//! - `operations`: nodes alive and gone, a run nobody drives taken over, people who do not
+//!   exist or were disabled, publishing only when a version's tests pass.
 //! - `access`: authentication, sessions, CSRF, tokens, and who may do what.
 //! - `cockpit_work`: *my work* as the commander's cockpit, signing in back to a link, role
 //!   picks and the nobody-can-approve warning, publishing from the browser, notifications.
@@ -51,6 +54,7 @@ mod cockpit_work;
 mod contract;
 mod figures;
 mod matrix;
+mod operations;
 mod pages;
 mod proposal_pages;
 mod proposals;
