@@ -123,7 +123,9 @@ impl Runbook {
 
     /// The step with this id, wherever it is written (a branch of a group included).
     pub fn find_step(&self, id: &str) -> Option<&Step> {
-        self.all_steps().find(|step| step.id == id)
+        self.steps_index
+            .find(&self.steps, id)
+            .or_else(|| self.rollback_index.find(&self.rollback, id))
     }
 }
 

@@ -11,6 +11,9 @@ use super::Step;
 pub struct SequenceIndex {
     /// Step id → its position in the sequence.
     by_id: HashMap<String, usize>,
+    /// A branch's id → the position of its group in the sequence and its own among the
+    /// group's branches.
+    branch_by_id: HashMap<String, (usize, usize)>,
     /// For each position, the position of the nearest approval gate before it, if any.
     gate_before: Vec<Option<usize>>,
 }
@@ -26,7 +29,29 @@ impl SequenceIndex {
             }
         }
         let by_id = steps.iter().enumerate().map(|(n, step)| (step.id.clone(), n)).collect();
-        SequenceIndex { by_id, gate_before }
+        let branch_by_id = steps
+            .iter()
+            .enumerate()
+            .flat_map(|(n, step)| {
+                step.branches()
+                    .iter()
+                    .enumerate()
+                    .map(move |(b, branch)| (branch.id.clone(), (n, b)))
+            })
+            .collect();
+        SequenceIndex { by_id, branch_by_id, gate_before }
+    }
+
+    /// The step with this id in `steps`, the sequence this index was built from, or among the
+    /// branches of its groups; searched like [`SequenceIndex::position`] should `steps` differ.
+    pub fn find<'s>(&self, steps: &'s [Step], id: &str) -> Option<&'s Step> {
+        if let Some(position) = self.position(steps, id) {
+            return steps.get(position);
+        }
+        let indexed = self.branch_by_id.get(id).and_then(|&(group, branch)| {
+            steps.get(group)?.branches().get(branch).filter(|step| step.id == id)
+        });
+        indexed.or_else(|| steps.iter().flat_map(Step::branches).find(|step| step.id == id))
     }
 
     /// Where step `id` sits in `steps`, the sequence this index was built from. Runbooks are
@@ -45,6 +70,48 @@ impl SequenceIndex {
         match self.gate_before.get(position) {
             Some(&gate) if indexed => gate.map(|gate| &steps[gate]),
             _ => steps.get(..position)?.iter().rev().find(|step| step.is_gate()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SequenceIndex;
+
+    const RUNBOOK: &str = r#"
+name: drain
+steps:
+  - id: check
+    run: ["true"]
+  - id: drain
+    parallel:
+      - id: east
+        run: ["true"]
+      - id: west
+        run: ["true"]
+  - id: done
+    run: ["true"]
+rollback:
+  - id: undo
+    parallel:
+      - id: undo_east
+        run: ["true"]
+      - id: undo_west
+        run: ["true"]
+"#;
+
+    #[test]
+    fn every_step_is_found_by_its_id_with_the_index_or_without_it() {
+        let parsed = crate::runbook::parse(RUNBOOK);
+        let mut runbook = parsed.runbook.unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+        for _ in 0..2 {
+            for id in ["check", "drain", "east", "west", "done", "undo", "undo_east", "undo_west"] {
+                assert_eq!(runbook.find_step(id).map(|step| step.id.as_str()), Some(id));
+            }
+            assert!(runbook.find_step("nowhere").is_none());
+            // A runbook built without an index (as tests may) is searched instead.
+            runbook.steps_index = SequenceIndex::default();
+            runbook.rollback_index = SequenceIndex::default();
         }
     }
 }
