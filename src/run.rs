@@ -231,8 +231,9 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
         }
         let _ = interrupt.send(Stop::Interrupt);
     });
-    let snapshot = app.store.run(run_id).await?.with_context(|| format!("no run {run_id}"))?;
-    let runbook = app.engine.runbook(&snapshot.run.runbook, snapshot.run.version).await?;
+    // Only the run's runbook is needed here: the driver reads the whole run itself.
+    let record = app.store.run_record(run_id).await?.with_context(|| format!("no run {run_id}"))?;
+    let runbook = app.engine.runbook(&record.runbook, record.version).await?;
     let observer = TerminalObserver::new(&runbook);
     loop {
         let end = loop {

@@ -285,6 +285,11 @@ pub trait Runs: Send + Sync {
     /// no such run.
     async fn run(&self, id: Uuid) -> Result<Option<RunSnapshot>, StoreError>;
 
+    /// One run's own record, without its steps, attempts, votes or notes: one row however
+    /// long the runbook, for a caller that needs only the run's runbook, version or status.
+    /// `None` when there is no such run.
+    async fn run_record(&self, id: Uuid) -> Result<Option<RunRecord>, StoreError>;
+
     /// Just a run's status: what a driver polls to notice a cancellation.
     async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError>;
 

@@ -165,6 +165,10 @@ impl Runs for MemoryStore {
         Ok(self.contents().runs.iter().find(|run| run.run.id == id).cloned())
     }
 
+    async fn run_record(&self, id: Uuid) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.contents().runs.iter().find(|run| run.run.id == id).map(|run| run.run.clone()))
+    }
+
     async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError> {
         Ok(self.contents().runs.iter().find(|run| run.run.id == id).map(|run| run.run.status))
     }

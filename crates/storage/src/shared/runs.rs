@@ -235,6 +235,16 @@ impl<B: Backend> Runs for SqlStore<B> {
         }))
     }
 
+    async fn run_record(&self, id: Uuid) -> Result<Option<RunRecord>, StoreError> {
+        sql("SELECT * FROM runs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.backend.conn().await?)
+            .await?
+            .as_ref()
+            .map(run_record)
+            .transpose()
+    }
+
     async fn run_status(&self, id: Uuid) -> Result<Option<RunStatus>, StoreError> {
         sql("SELECT status FROM runs WHERE id = $1")
             .bind(id.to_string())

@@ -468,6 +468,10 @@ async fn runs_are_listed_found_and_offered_to_drivers(store: Arc<dyn Store>) {
     store.acquire_lease(second, &held, now()).await.unwrap();
     assert!(store.runs_needing_a_driver(now()).await.unwrap().is_empty());
     assert_eq!(store.run_status(second).await.unwrap(), Some(RunStatus::Running));
+    let record = store.run_record(second).await.unwrap().expect("the run's record");
+    let snapshot = store.run(second).await.unwrap().expect("the run");
+    assert_eq!(record, snapshot.run, "the snapshot's own record, read alone");
+    assert!(store.run_record(Uuid::now_v7()).await.unwrap().is_none());
 }
 
 /// Batched inserts are cut into statements each database takes (500 values on SQLite, whose
