@@ -17,9 +17,17 @@ Usage (after `cargo build --release`):
     scripts/bench-driver.py                       # 200 and 1,000 steps, 5 rounds each
     scripts/bench-driver.py --steps 1000 --rounds 3 --binary target/release/steady
     scripts/bench-driver.py --dir /dev/shm        # the database on tmpfs: the CPU path alone
+    scripts/bench-driver.py --per-step 5000       # one long run: what each step costs, by window
+
+A whole run's rate also carries the fixed costs of its start and of the WAL's first fill, so it
+says little about whether the per-step cost grows with the run's length. `--per-step N` answers
+that: one `steady run` of N steps on an existing file, then the cost of a step in successive
+windows of the run (steps 0-100, 100-1,000, then each 1,000), read from the start times the
+run recorded for its steps (`run_steps.started_at`, microseconds).
 """
 
 import argparse
+import datetime
 import os
 import shutil
 import sqlite3
@@ -105,19 +113,47 @@ def floor(steps: int, folder: Path) -> tuple[float, float]:
     return elapsed, statistics.median(commits) * 1000
 
 
+def per_step(binary: str, steps: int, folder: Path, existing: Path) -> None:
+    """One `steady run` of `steps` steps on a copy of `existing`, and the milliseconds a step
+    took in each window of the run, from the start times Steady recorded for its steps."""
+    book = folder / f"bench-{steps}.yaml"
+    runbook(book, steps)
+    seconds = steady_run(binary, book, folder, existing)
+    db = sqlite3.connect(folder / "bench.db")
+    started = [
+        datetime.datetime.fromisoformat(at)
+        for (at,) in db.execute(
+            "SELECT started_at FROM run_steps WHERE phase = 'main' ORDER BY position"
+        )
+    ]
+    db.close()
+    if len(started) != steps:
+        raise SystemExit(f"expected {steps} started steps, found {len(started)}")
+    print(f"{steps} steps in {seconds:.3f} s = {steps / seconds:.0f} steps/s as a whole process")
+    bounds = sorted({0, min(100, steps - 1), *range(1000, steps, 1000), steps - 1})
+    for first, last in zip(bounds, bounds[1:]):
+        span = (started[last] - started[first]).total_seconds()
+        print(f"  steps {first:>5} to {last:>5}: {span / (last - first) * 1000:.2f} ms a step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--binary", default="target/release/steady")
     parser.add_argument("--steps", type=int, action="append", help="repeatable; default 200 and 1000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", help="where the database goes (default: a new folder under the current one)")
+    parser.add_argument(
+        "--per-step", type=int, metavar="STEPS", help="one run of STEPS steps: a step's cost by window"
+    )
     args = parser.parse_args()
     if not Path(args.binary).exists():
         raise SystemExit(f"{args.binary} not found: run `cargo build --release` first")
     folder = Path(tempfile.mkdtemp(prefix="steady-bench-", dir=args.dir or "."))
     print(f"database folder: {folder}")
     existing = migrated(args.binary, folder)
-    for steps in args.steps or [200, 1000]:
+    if args.per_step:
+        per_step(args.binary, args.per_step, folder, existing)
+    for steps in [] if args.per_step else args.steps or [200, 1000]:
         book = folder / f"bench-{steps}.yaml"
         runbook(book, steps)
         fresh, reused = [], []
@@ -139,6 +175,17 @@ def main() -> None:
                     f"({seconds / steps * 1000:.2f} ms a step), steady/loop {seconds / loop:.2f}, "
                     f"steady/floor {seconds / least:.2f}"
                 )
+        floors = [least / loop for _, loop, least in fresh]
+        print(
+            f"{steps:>5} steps, the floor: median {statistics.median(floors):.2f} x the loop "
+            f"(best {min(floors):.2f})"
+            + (
+                "; above 2, so no driver making two durable commits a step reaches 2 x the loop "
+                "on this disk in these rounds"
+                if statistics.median(floors) > 2
+                else ""
+            )
+        )
         for label, rounds in (("fresh file", fresh), ("existing file", reused)):
             rates = [steps / run for run, _, _ in rounds]
             ratios = [run / loop for run, loop, _ in rounds]
