@@ -21,9 +21,10 @@ Usage (after `cargo build --release`):
 
 A whole run's rate also carries the fixed costs of its start and of the WAL's first fill, so it
 says little about whether the per-step cost grows with the run's length. `--per-step N` answers
-that: one `steady run` of N steps on an existing file, then the cost of a step in successive
-windows of the run (steps 0-100, 100-1,000, then each 1,000), read from the start times the
-run recorded for its steps (`run_steps.started_at`, microseconds).
+that: one `steady run` of N steps on an existing file, then the mean cost of a step in windows
+of the run (steps [0, 100), [100, 1000), then each 1,000; the first carries the WAL's first
+fill), read from the times the run recorded for its steps (`run_steps.started_at`,
+microseconds), and a durable commit's time measured just after, since the disk moves.
 """
 
 import argparse
@@ -79,7 +80,7 @@ def migrated(binary: str, folder: Path) -> Path:
 
 def shell_loop(steps: int) -> float:
     started = time.perf_counter()
-    # bash, as PERF.md's baseline was measured (dash forks faster: about 0.6 s for 1,000).
+    # bash, as the issue's baseline (the project's shared PERF.md) was measured (dash forks faster: about 0.6 s for 1,000).
     subprocess.run(["bash", "-c", f"for ((i = 0; i < {steps}; i++)); do /bin/true; done"], check=True)
     return time.perf_counter() - started
 
@@ -113,55 +114,64 @@ def floor(steps: int, folder: Path) -> tuple[float, float]:
     return elapsed, statistics.median(commits) * 1000
 
 
+def step_times(db_path: Path) -> list[tuple[datetime.datetime, datetime.datetime]]:
+    """When each step of the run in `db_path` started and finished, in sequence order."""
+
+    def at(text: str) -> datetime.datetime:
+        # Steady stores RFC 3339 in UTC with microseconds: `2026-12-02T01:53:16.976698Z`.
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+    db = sqlite3.connect(db_path)
+    rows = db.execute(
+        "SELECT started_at, finished_at FROM run_steps WHERE phase = 'main' ORDER BY position"
+    ).fetchall()
+    db.close()
+    return [(at(started), at(finished)) for started, finished in rows]
+
+
+def windows(steps: int) -> list[tuple[int, int]]:
+    """Half-open windows of step positions: [0, 100), [100, 1000), then each 1,000; a
+    remainder under 100 steps joins the window before it."""
+    bounds = [0, *(b for b in [100, *range(1000, steps, 1000)] if b < steps), steps]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 100:
+        del bounds[-2]
+    return list(zip(bounds, bounds[1:]))
+
+
 def per_step(binary: str, steps: int, folder: Path, existing: Path) -> None:
-    """One `steady run` of `steps` steps on a copy of `existing`, and the milliseconds a step
-    took in each window of the run, from the start times Steady recorded for its steps."""
+    """One `steady run` of `steps` steps on a copy of `existing`, then the mean milliseconds a
+    step took in each window of the run: from the start of its first step to the start of the
+    step after its last (the end of the run's last step, for the last window)."""
     book = folder / f"bench-{steps}.yaml"
     runbook(book, steps)
     seconds = steady_run(binary, book, folder, existing)
-    db = sqlite3.connect(folder / "bench.db")
-    started = [
-        datetime.datetime.fromisoformat(at)
-        for (at,) in db.execute(
-            "SELECT started_at FROM run_steps WHERE phase = 'main' ORDER BY position"
-        )
-    ]
-    db.close()
-    if len(started) != steps:
-        raise SystemExit(f"expected {steps} started steps, found {len(started)}")
-    print(f"{steps} steps in {seconds:.3f} s = {steps / seconds:.0f} steps/s as a whole process")
-    bounds = sorted({0, min(100, steps - 1), *range(1000, steps, 1000), steps - 1})
-    for first, last in zip(bounds, bounds[1:]):
-        span = (started[last] - started[first]).total_seconds()
-        print(f"  steps {first:>5} to {last:>5}: {span / (last - first) * 1000:.2f} ms a step")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--binary", default="target/release/steady")
-    parser.add_argument("--steps", type=int, action="append", help="repeatable; default 200 and 1000")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--dir", help="where the database goes (default: a new folder under the current one)")
-    parser.add_argument(
-        "--per-step", type=int, metavar="STEPS", help="one run of STEPS steps: a step's cost by window"
+    times = step_times(folder / "bench.db")
+    if len(times) != steps:
+        raise SystemExit(f"expected {steps} steps, found {len(times)}")
+    _, commit = floor(200, folder)
+    print(
+        f"{steps} steps in {seconds:.3f} s = {steps / seconds:.0f} steps/s as a whole process "
+        f"(a durable commit took {commit:.2f} ms just after, in a 200-step floor)"
     )
-    args = parser.parse_args()
-    if not Path(args.binary).exists():
-        raise SystemExit(f"{args.binary} not found: run `cargo build --release` first")
-    folder = Path(tempfile.mkdtemp(prefix="steady-bench-", dir=args.dir or "."))
-    print(f"database folder: {folder}")
-    existing = migrated(args.binary, folder)
-    if args.per_step:
-        per_step(args.binary, args.per_step, folder, existing)
-    for steps in [] if args.per_step else args.steps or [200, 1000]:
+    for first, end in windows(steps):
+        began = times[first][0]
+        ended = times[end][0] if end < steps else times[-1][1]
+        mean = (ended - began).total_seconds() / (end - first) * 1000
+        print(f"  steps {first:>5} to {end - 1:>5}: {mean:.2f} ms a step")
+
+
+def bench(binary: str, step_counts: list[int], rounds: int, folder: Path, existing: Path) -> None:
+    """Each step count, `rounds` times: the shell loop, the floor and `steady run` on a fresh
+    and on an existing file, back to back, then the medians."""
+    for steps in step_counts:
         book = folder / f"bench-{steps}.yaml"
         runbook(book, steps)
         fresh, reused = [], []
-        for round_ in range(1, args.rounds + 1):
+        for round_ in range(1, rounds + 1):
             loop = shell_loop(steps)
             least, commit = floor(steps, folder)
-            run = steady_run(args.binary, book, folder)
-            again = steady_run(args.binary, book, folder, existing)
+            run = steady_run(binary, book, folder)
+            again = steady_run(binary, book, folder, existing)
             fresh.append((run, loop, least))
             reused.append((again, loop, least))
             print(
@@ -176,28 +186,61 @@ def main() -> None:
                     f"steady/floor {seconds / least:.2f}"
                 )
         floors = [least / loop for _, loop, least in fresh]
+        verdict = (
+            "; the floor alone is above 2 x the loop in the median round: there the disk, before "
+            "any work of a driver's own, leaves no room under 2 x"
+            if statistics.median(floors) > 2
+            else ""
+        )
         print(
             f"{steps:>5} steps, the floor: median {statistics.median(floors):.2f} x the loop "
-            f"(best {min(floors):.2f})"
-            + (
-                "; above 2, so no driver making two durable commits a step reaches 2 x the loop "
-                "on this disk in these rounds"
-                if statistics.median(floors) > 2
-                else ""
-            )
+            f"(best {min(floors):.2f}){verdict}"
         )
-        for label, rounds in (("fresh file", fresh), ("existing file", reused)):
-            rates = [steps / run for run, _, _ in rounds]
-            ratios = [run / loop for run, loop, _ in rounds]
-            over_floor = [run / least for run, _, least in rounds]
+        for label, results in (("fresh file", fresh), ("existing file", reused)):
+            rates = [steps / run for run, _, _ in results]
+            ratios = [run / loop for run, loop, _ in results]
+            over_floor = [run / least for run, _, least in results]
             print(
                 f"{steps:>5} steps, {label}: median {statistics.median(rates):.0f} steps/s "
                 f"(best {max(rates):.0f}), steady/loop median {statistics.median(ratios):.2f} "
                 f"(best {min(ratios):.2f}), steady/floor median {statistics.median(over_floor):.2f}"
             )
-    for leftover in folder.iterdir():
-        leftover.unlink()
-    folder.rmdir()
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--binary", default="target/release/steady")
+    parser.add_argument("--dir", help="where the database goes (default: a new folder under the current one)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--steps", type=positive, action="append", help="repeatable; default 200 and 1000")
+    mode.add_argument(
+        "--per-step",
+        type=positive,
+        metavar="STEPS",
+        help="instead: one run of STEPS steps, and the mean cost of a step in [0, 100), "
+        "[100, 1000), then each 1,000 steps",
+    )
+    parser.add_argument("--rounds", type=positive, default=5, help="rounds of each step count (not with --per-step)")
+    args = parser.parse_args()
+    if not Path(args.binary).exists():
+        raise SystemExit(f"{args.binary} not found: run `cargo build --release` first")
+    folder = Path(tempfile.mkdtemp(prefix="steady-bench-", dir=args.dir or "."))
+    print(f"database folder: {folder}")
+    try:
+        existing = migrated(args.binary, folder)
+        if args.per_step is not None:
+            per_step(args.binary, args.per_step, folder, existing)
+        else:
+            bench(args.binary, args.steps or [200, 1000], args.rounds, folder, existing)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
