@@ -205,11 +205,16 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
 
 /// Drives a run until it settles, answering at the terminal what this person may answer.
 async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
+    // Only the run's runbook is needed here: the driver reads the whole run itself.
+    let record = app.store.run_record(run_id).await?.with_context(|| format!("no run {run_id}"))?;
+    let runbook = app.engine.runbook(&record.runbook, record.version).await?;
+    let observer = std::sync::Arc::new(TerminalObserver::new(&runbook));
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
     let interrupt = stop_tx.clone();
+    let told = observer.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nfinishing the running step, then stopping; Ctrl-C again interrupts it");
+            told.notice("finishing the running step, then stopping; Ctrl-C again interrupts it");
             let _ = stop_tx.send(Stop::AfterStep);
             if tokio::signal::ctrl_c().await.is_ok() {
                 let _ = stop_tx.send(Stop::Interrupt);
@@ -231,13 +236,9 @@ async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
         }
         let _ = interrupt.send(Stop::Interrupt);
     });
-    // Only the run's runbook is needed here: the driver reads the whole run itself.
-    let record = app.store.run_record(run_id).await?.with_context(|| format!("no run {run_id}"))?;
-    let runbook = app.engine.runbook(&record.runbook, record.version).await?;
-    let observer = TerminalObserver::new(&runbook);
     loop {
         let end = loop {
-            match app.engine.drive(run_id, &observer, stop_rx.clone()).await {
+            match app.engine.drive(run_id, &*observer, stop_rx.clone()).await {
                 Err(EngineError::LeaseHeld { owner, until }) => {
                     let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
                     say!(
