@@ -293,6 +293,7 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
             if policy::may_approve(&snapshot, step, &app.actor).is_err() {
                 return Ok(false);
             }
+            observer.asking();
             say!(
                 "\ngate `{}`: {}",
                 step.id,
@@ -317,6 +318,7 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
             if policy::may_answer(&snapshot, step, &app.actor).is_err() {
                 return Ok(false);
             }
+            observer.asking();
             say!(
                 "\nmanual step `{}`:\n{}",
                 step.id,

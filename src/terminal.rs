@@ -132,13 +132,28 @@ impl TerminalObserver {
             return;
         }
         board.set(entry);
-        redraw(&mut board);
+        if !board.asking {
+            redraw(&mut board);
+        }
+    }
+
+    /// Leaves the step list where it is, for a question asked under it: until the answer
+    /// ([`TerminalObserver::answered`]) nothing redraws over the question, and a notice
+    /// meanwhile is printed after it instead.
+    pub fn asking(&self) {
+        let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        board.asking = true;
+        board.drawn = 0;
     }
 
     /// Shows a step just answered, at this terminal or elsewhere while its question was open,
     /// with `detail` saying which: the list is drawn anew under the question.
     pub fn answered(&self, step: &Step, status: StepStatus, detail: &str) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).drawn = 0;
+        {
+            let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            board.asking = false;
+            board.drawn = 0;
+        }
         let entry = Entry::new(status, step, Some(detail));
         self.update(entry, format!("step {}: {status}, {detail}", step.id));
     }
@@ -147,7 +162,8 @@ impl TerminalObserver {
     /// after this step): under the step list on a TTY, where a redraw cannot wipe it out;
     /// on standard error otherwise.
     pub fn notice(&self, text: &str) {
-        if self.live {
+        let asking = self.state.lock().unwrap_or_else(|e| e.into_inner()).asking;
+        if self.live && !asking {
             self.footer(text.to_owned());
         } else {
             eprintln!("\n{text}");
@@ -162,7 +178,9 @@ impl TerminalObserver {
             return;
         }
         board.footer = text;
-        redraw(&mut board);
+        if !board.asking {
+            redraw(&mut board);
+        }
     }
 }
 
@@ -175,12 +193,16 @@ fn redraw(board: &mut Board) {
         .map_or((80, 24), |(width, height)| (usize::from(width.0), usize::from(height.0)));
     let lines = board::frame(board, cols, rows);
     let mut out = std::io::stdout().lock();
+    // Back to the board's first row (a terminal made shorter since stops the cursor at its
+    // top), then each row erased as it is written, and what is left below cleared last: a
+    // clear from the top left corner is what tmux copies into its history.
     if board.drawn > 0 {
-        let _ = write!(out, "\x1b[{}F\x1b[J", board.drawn);
+        let _ = write!(out, "\x1b[{}F", board.drawn);
     }
     for text in &lines {
-        let _ = writeln!(out, "{text}");
+        let _ = writeln!(out, "\x1b[2K{text}");
     }
+    let _ = write!(out, "\x1b[J");
     let _ = out.flush();
     board.drawn = lines.len();
 }

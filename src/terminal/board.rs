@@ -24,6 +24,8 @@ pub(super) struct Board {
     pub(super) footer: String,
     /// Rows drawn last time, which the next redraw goes back up over.
     pub(super) drawn: usize,
+    /// A question is open under the board: nothing redraws over it.
+    pub(super) asking: bool,
 }
 
 /// One step's row: what it shows, and the status it counts as.
@@ -56,23 +58,30 @@ impl Entry {
     }
 
     /// The row in at most `width` columns: `  ✗  failed        Promote the standby (promote) —
-    /// exit code 1`. The name gives way first, then the end of the detail: the id is what a
-    /// person types to act on the step, and the detail says why it is where it is.
+    /// exit code 1`. The name gives way first, then an id of over 24 columns, then the end of
+    /// the detail: the id is what a person types to act on the step, and the detail says why
+    /// it is where it is. Under 48 columns the badge loses its padding.
     fn row(&self, width: usize) -> String {
-        let head = format!("  {:<16} ", self.badge);
+        const LONG_ID: usize = 24;
+        let head =
+            if width >= 48 { format!("  {:<16} ", self.badge) } else { format!("{} ", self.badge) };
         let tail = self.detail.as_ref().map(|detail| format!(" — {detail}")).unwrap_or_default();
         let bare = format!("{head}{}{tail}", self.id);
-        let Some(name) = &self.name else { return fit(&bare, width) };
-        let whole = format!("{head}{name} ({}){tail}", self.id);
-        if columns(&whole) <= width {
-            return whole;
+        if let Some(name) = &self.name {
+            let whole = format!("{head}{name} ({}){tail}", self.id);
+            if columns(&whole) <= width {
+                return whole;
+            }
+            // What the name may have: the row without it, less the space and brackets it brings.
+            let room = width.saturating_sub(columns(&bare) + 3);
+            if room >= 8 {
+                return format!("{head}{} ({}){tail}", fit(name, room), self.id);
+            }
         }
-        // What the name may have: the row without it, less the space and brackets it brings.
-        let room = width.saturating_sub(columns(&bare) + 3);
-        if room < 8 {
-            return fit(&bare, width);
+        if columns(&bare) > width && columns(&self.id) > LONG_ID {
+            return fit(&format!("{head}{}{tail}", fit(&self.id, LONG_ID)), width);
         }
-        format!("{head}{} ({}){tail}", fit(name, room), self.id)
+        fit(&bare, width)
     }
 }
 
@@ -100,22 +109,42 @@ impl Board {
 /// with one row counting the steps above it and one those below, by status, naming the
 /// failed ones.
 pub(super) fn frame(board: &Board, cols: usize, rows: usize) -> Vec<String> {
+    const PINNED: usize = 2;
     let width = cols.saturating_sub(1);
     let budget = rows.saturating_sub(2);
-    let footer: Vec<&str> = board.footer.lines().take(budget).collect();
+    let footer: Vec<String> =
+        board.footer.lines().flat_map(|line| wrap(line, width)).take(budget).collect();
     let room = budget - footer.len();
     let entries: Vec<&Entry> = board.order.iter().filter_map(|id| board.steps.get(id)).collect();
-    let (start, end) = window(entries.len(), focus(board), room);
+    let focus = focus(board);
+    // Steps that ended badly keep a row of their own, with their reason, out of the window.
+    let outside = |(start, end): (usize, usize)| -> Vec<usize> {
+        (0..entries.len())
+            .filter(|n| !(start..end).contains(n) && named(entries[*n].status))
+            .collect()
+    };
+    let mut shown = window(entries.len(), focus, room);
+    let mut pinned = Vec::new();
+    let wanted = outside(shown).len().min(PINNED);
+    if wanted > 0 && room >= 3 + wanted {
+        shown = window(entries.len(), focus, room - wanted);
+        let left = outside(shown);
+        pinned = left[left.len().saturating_sub(wanted)..].to_vec();
+    }
+    let (start, end) = shown;
     let counted = room >= 3;
+    let row = |n: &usize| entries[*n].row(width);
     let mut lines = Vec::with_capacity(budget);
     if counted && start > 0 {
         lines.push(fit(&tally(&entries[..start], "above"), width));
     }
-    lines.extend(entries[start..end].iter().map(|entry| entry.row(width)));
+    lines.extend(pinned.iter().filter(|n| **n < start).map(row));
+    lines.extend((start..end).map(|n| row(&n)));
+    lines.extend(pinned.iter().filter(|n| **n >= end).map(row));
     if counted && end < entries.len() {
         lines.push(fit(&tally(&entries[end..], "below"), width));
     }
-    lines.extend(footer.iter().map(|text| fit(text, width)));
+    lines.extend(footer);
     lines
 }
 
@@ -175,6 +204,8 @@ fn tally(entries: &[&Entry], place: &str) -> String {
             None => counts.push((entry.status, vec![&entry.id])),
         }
     }
+    // What ended badly first, where a narrow row is not cut.
+    counts.sort_by_key(|(status, _)| !named(*status));
     let counts: Vec<String> = counts
         .iter()
         .map(|(status, ids)| {
@@ -200,6 +231,36 @@ fn columns(text: &str) -> usize {
 
 fn char_columns(c: char) -> usize {
     if c == '\u{FE0F}' { 1 } else { c.width().unwrap_or(0) }
+}
+
+/// `text` in rows of at most `width` columns ([`columns`]), broken at spaces where it can be.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    if width == 0 {
+        return Vec::new();
+    }
+    let mut rows: Vec<String> = Vec::new();
+    let mut row = String::new();
+    for word in text.split(' ') {
+        let gap = usize::from(!row.is_empty());
+        if columns(&row) + gap + columns(word) <= width {
+            if gap == 1 {
+                row.push(' ');
+            }
+            row.push_str(word);
+            continue;
+        }
+        if !row.is_empty() {
+            rows.push(std::mem::take(&mut row));
+        }
+        for c in word.chars() {
+            if columns(&row) + char_columns(c) > width {
+                rows.push(std::mem::take(&mut row));
+            }
+            row.push(c);
+        }
+    }
+    rows.push(row);
+    rows
 }
 
 /// `text` cut to `width` columns ([`columns`]), ending in `…` where it was cut.
@@ -327,7 +388,12 @@ mod tests {
         undo_step.id = "undo_drain".to_owned();
         board.set(Entry::new(StepStatus::Running, &undo_step, None));
         let lines = frame(&board, 80, 24);
-        assert_eq!(lines[0], "  ⋮  80 steps above: 60 succeeded, 1 failed (s60), 19 pending");
+        assert_eq!(lines[0], "  ⋮  81 steps above: 1 failed (s60), 60 succeeded, 20 pending");
+        assert_eq!(
+            lines[1], "  ✗  failed        s60 — exit code 1, expected 0",
+            "kept in view with its reason"
+        );
+        assert_eq!(lines.len(), 22);
         assert_eq!(lines.last().unwrap(), "  ▶  running       undo_drain");
     }
 
@@ -344,7 +410,7 @@ mod tests {
             "  ✗  failed        Drain the connection pool of… (s0) — exit code 1, expected 0"
         );
         assert_eq!(entry.row(50), "  ✗  failed        s0 — exit code 1, expected 0");
-        assert_eq!(entry.row(30), "  ✗  failed        s0 — exit …");
+        assert_eq!(entry.row(30), "✗  failed s0 — exit code 1, e…", "no padding when narrow");
     }
 
     #[test]
@@ -360,7 +426,35 @@ mod tests {
             assert_fits(&lines, cols, 24);
             assert!(lines.iter().all(|l| !l.contains(['\n', '\t'])), "{lines:#?}");
         }
-        assert!(frame(&board, 40, 24)[0].ends_with('…'));
+        assert_eq!(frame(&board, 40, 24)[0], "✗  failed promote — exit 1: lag 4.2 s");
+        let row = &frame(&board, 80, 24)[0];
+        assert!(row.ends_with("… (promote) — exit 1: lag 4.2 s"), "{row}");
+    }
+
+    #[test]
+    fn a_long_id_and_a_long_footer_still_say_what_failed_and_what_to_do() {
+        let id = "verify_replication_lag_on_every_replica_of_the_primary_cluster_eu_west_1";
+        let yaml = format!(
+            "name: x\ndescription: x\nsteps:\n  - id: {id}\n    name: Promote the standby\n    run: [\"true\"]\n"
+        );
+        let book = steady_engine::runbook::parse(&yaml).runbook.expect("a valid runbook");
+        let mut board = Board::default();
+        board.set(Entry::new(StepStatus::Failed, &book.steps[0], Some("exit code 3, expected 0")));
+        board.footer = format!("step {id} needs a decision: retry, skip, rollback or abort");
+        let lines = frame(&board, 80, 24);
+        assert_fits(&lines, 80, 24);
+        assert_eq!(
+            lines[0],
+            "  ✗  failed        verify_replication_lag_… — exit code 3, expected 0"
+        );
+        assert_eq!(
+            lines[1..],
+            [
+                "step verify_replication_lag_on_every_replica_of_the_primary_cluster_eu_west_1",
+                "needs a decision: retry, skip, rollback or abort"
+            ],
+            "the footer wraps instead of losing its end"
+        );
     }
 
     #[test]
@@ -369,10 +463,10 @@ mod tests {
         for (cols, rows) in [(20, 3), (15, 6), (10, 2), (0, 0), (80, 4)] {
             assert_fits(&frame(&board, cols, rows), cols, rows);
         }
-        assert_eq!(frame(&board, 40, 3), vec!["  ▶  running       s50"]);
+        assert_eq!(frame(&board, 40, 3), vec!["▶  running s50"]);
         board.footer = "rolling back".to_owned();
         assert_eq!(frame(&board, 40, 3), vec!["rolling back"], "the footer first");
-        assert_eq!(frame(&board, 40, 4), vec!["  ▶  running       s50", "rolling back"]);
+        assert_eq!(frame(&board, 40, 4), vec!["▶  running s50", "rolling back"]);
     }
 
     #[test]
