@@ -78,10 +78,14 @@ impl Entry {
                 return format!("{head}{} ({}){tail}", fit(name, room), self.id);
             }
         }
-        if columns(&bare) > width && columns(&self.id) > LONG_ID {
-            return fit(&format!("{head}{}{tail}", fit(&self.id, LONG_ID)), width);
+        if columns(&bare) <= width {
+            return bare;
         }
-        fit(&bare, width)
+        // An id too long for the row loses its middle, where ids that share a prefix and a
+        // number at the end do not differ; beside a detail, down to 24 columns.
+        let room = width.saturating_sub(columns(&head) + columns(&tail));
+        let id_room = if tail.is_empty() { room } else { room.max(LONG_ID.min(columns(&self.id))) };
+        fit(&format!("{head}{}{tail}", fit_middle(&self.id, id_room)), width)
     }
 }
 
@@ -263,6 +267,24 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     rows
 }
 
+/// `text` in `width` columns ([`columns`]), its middle replaced by `…` when it is longer.
+fn fit_middle(text: &str, width: usize) -> String {
+    if columns(text) <= width || width < 3 {
+        return fit(text, width);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut end = chars.len();
+    let mut used = 0;
+    // The end gets half the room (less the `…`), the start the rest.
+    while end > 0 && used + char_columns(chars[end - 1]) <= (width - 1) / 2 {
+        end -= 1;
+        used += char_columns(chars[end]);
+    }
+    let head = fit(&chars[..end].iter().collect::<String>(), width - used);
+    let head = head.strip_suffix('…').unwrap_or(&head).to_owned();
+    format!("{head}…{}", chars[end..].iter().collect::<String>())
+}
+
 /// `text` cut to `width` columns ([`columns`]), ending in `…` where it was cut.
 fn fit(text: &str, width: usize) -> String {
     if columns(text) <= width {
@@ -426,6 +448,13 @@ mod tests {
             assert_fits(&lines, cols, 24);
             assert!(lines.iter().all(|l| !l.contains(['\n', '\t'])), "{lines:#?}");
         }
+        for text in ["主节点复制延迟过高 👨‍👩‍👧‍👦 ❤️❤️❤️ promote_the_standby_now", "s1", ""]
+        {
+            for width in 0..50 {
+                let cut = fit_middle(text, width);
+                assert!(columns(&cut) <= width, "{width}: {cut:?}");
+            }
+        }
         assert_eq!(frame(&board, 40, 24)[0], "✗  failed promote — exit 1: lag 4.2 s");
         let row = &frame(&board, 80, 24)[0];
         assert!(row.ends_with("… (promote) — exit 1: lag 4.2 s"), "{row}");
@@ -445,7 +474,7 @@ mod tests {
         assert_fits(&lines, 80, 24);
         assert_eq!(
             lines[0],
-            "  ✗  failed        verify_replication_lag_… — exit code 3, expected 0"
+            "  ✗  failed        verify_replicatio…luster_eu_west_1 — exit code 3, expected 0"
         );
         assert_eq!(
             lines[1..],
@@ -455,6 +484,23 @@ mod tests {
             ],
             "the footer wraps instead of losing its end"
         );
+    }
+
+    #[test]
+    fn steps_whose_ids_share_a_long_prefix_stay_apart() {
+        let prefix = "verify_replication_lag_on_every_replica_of_the_primary_cluster_eu_west_1";
+        let mut yaml = String::from("name: x\ndescription: x\nsteps:\n");
+        for n in [7, 17] {
+            yaml += &format!("  - id: {prefix}_{n}\n    run: [\"true\"]\n");
+        }
+        let book = steady_engine::runbook::parse(&yaml).runbook.expect("a valid runbook");
+        let rows: Vec<String> = book
+            .steps
+            .iter()
+            .map(|step| Entry::new(StepStatus::Succeeded, step, None).row(60))
+            .collect();
+        assert_eq!(rows[0], "  ✓  succeeded     verify_replication_l…_cluster_eu_west_1_7");
+        assert_eq!(rows[1], "  ✓  succeeded     verify_replication_l…cluster_eu_west_1_17");
     }
 
     #[test]
