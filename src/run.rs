@@ -107,7 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Err(error.into()),
     };
     say!("run {run_id}: {} ({mode}) as {}", runbook.name, app.actor);
-    drive_here(&app, run_id).await
+    drive_here(&app, run_id, Taken::AtStart).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,7 +154,7 @@ pub async fn take(args: TakeArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Err(error.into()),
     }
     say!("run {run_id}: {} (live) taken by {}; it runs now", runbook.name, app.actor);
-    drive_here(&app, run_id).await
+    drive_here(&app, run_id, Taken::AtStart).await
 }
 
 /// The roles given with `--assign ROLE=PERSON`, and every other role of the runbook to the
@@ -195,7 +195,7 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         say!("resuming run {run_id} as {}", app.engine.config().node);
-        let outcome = drive_here(&app, run_id).await?;
+        let outcome = drive_here(&app, run_id, Taken::PartWay).await?;
         if outcome != ExitCode::SUCCESS {
             code = outcome;
         }
@@ -203,12 +203,26 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// Where a run driven here stands when this terminal takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Nothing has run yet (`steady run`, `steady take`).
+    AtStart,
+    /// Some steps may have run under another driver (`steady resume`).
+    PartWay,
+}
+
 /// Drives a run until it settles, answering at the terminal what this person may answer.
-async fn drive_here(app: &App, run_id: Uuid) -> anyhow::Result<ExitCode> {
+async fn drive_here(app: &App, run_id: Uuid, taken: Taken) -> anyhow::Result<ExitCode> {
     // Only the run's runbook is needed here: the driver reads the whole run itself.
     let record = app.store.run_record(run_id).await?.with_context(|| format!("no run {run_id}"))?;
     let runbook = app.engine.runbook(&record.runbook, record.version).await?;
     let observer = std::sync::Arc::new(TerminalObserver::new(&runbook));
+    if taken == Taken::PartWay
+        && let Some(snapshot) = app.store.run(run_id).await?
+    {
+        observer.seed(&runbook, &snapshot.steps);
+    }
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
     let interrupt = stop_tx.clone();
     let told = observer.clone();

@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use steady_engine::engine::{Observer, Progress};
-use steady_engine::run::{RunRecord, RunStatus, StepStatus};
+use steady_engine::run::{Phase, RunRecord, RunStatus, StepState, StepStatus};
 use steady_engine::runbook::{Runbook, Step};
 
 use board::{Board, Entry};
@@ -122,6 +122,20 @@ impl TerminalObserver {
             board.set(Entry::new(StepStatus::Pending, step, None));
         }
         TerminalObserver { live, state: Mutex::new(board) }
+    }
+
+    /// Shows each step of a run taken over part way (`steady resume`) as the run's rows have
+    /// it, not as pending: drawn with the next change.
+    pub fn seed(&self, runbook: &Runbook, states: &[StepState]) {
+        let mut states: Vec<&StepState> =
+            states.iter().filter(|state| state.status != StepStatus::Pending).collect();
+        states.sort_by_key(|state| (state.phase == Phase::Rollback, state.position));
+        let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for state in states {
+            if let Some(step) = runbook.find_step(&state.step_id) {
+                board.set(Entry::new(state.status, step, None));
+            }
+        }
     }
 
     fn update(&self, entry: Entry, event_line: String) {
@@ -257,5 +271,34 @@ impl Observer for TerminalObserver {
             Progress::RolledBack => self.footer("rolling back".to_owned()),
             Progress::Finished { status } => self.footer(format!("run {}", run_badge(status))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use steady_engine::run::{Phase, StepState, StepStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_run_resumed_part_way_shows_what_already_ran() {
+        let yaml = "name: x\ndescription: x\nsteps:\n  - id: drain\n    run: [\"true\"]\n  - id: promote\n    run: [\"true\"]\n  - id: verify\n    run: [\"true\"]\n";
+        let runbook = steady_engine::runbook::parse(yaml).runbook.expect("a valid runbook");
+        let observer = TerminalObserver::new(&runbook);
+        let mut drained = StepState::pending("drain", Phase::Main, 0);
+        drained.status = StepStatus::Succeeded;
+        let mut promoted = StepState::pending("promote", Phase::Main, 1);
+        promoted.status = StepStatus::Interrupted;
+        let states = [promoted, StepState::pending("verify", Phase::Main, 2), drained];
+        observer.seed(&runbook, &states);
+        let board = observer.state.lock().unwrap();
+        assert_eq!(
+            board::frame(&board, 80, 24),
+            [
+                "  ✓  succeeded     drain",
+                "  ⚡ interrupted    promote",
+                "  ·  pending       verify"
+            ]
+        );
     }
 }
