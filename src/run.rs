@@ -218,7 +218,9 @@ async fn drive_here(app: &App, run_id: Uuid, taken: Taken) -> anyhow::Result<Exi
     let record = app.store.run_record(run_id).await?.with_context(|| format!("no run {run_id}"))?;
     let runbook = app.engine.runbook(&record.runbook, record.version).await?;
     let observer = std::sync::Arc::new(TerminalObserver::new(&runbook));
+    // The whole run is read only where it shows: a TTY, for a run some steps of which ran.
     if taken == Taken::PartWay
+        && observer.live()
         && let Some(snapshot) = app.store.run(run_id).await?
     {
         observer.seed(&runbook, &snapshot.steps);
@@ -307,7 +309,7 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
             if policy::may_approve(&snapshot, step, &app.actor).is_err() {
                 return Ok(false);
             }
-            observer.asking();
+            let _question = observer.asking();
             say!(
                 "\ngate `{}`: {}",
                 step.id,
@@ -332,7 +334,7 @@ async fn answer_here(app: &App, run_id: Uuid, observer: &TerminalObserver) -> an
             if policy::may_answer(&snapshot, step, &app.actor).is_err() {
                 return Ok(false);
             }
-            observer.asking();
+            let _question = observer.asking();
             say!(
                 "\nmanual step `{}`:\n{}",
                 step.id,

@@ -151,13 +151,20 @@ impl TerminalObserver {
         }
     }
 
+    /// Whether progress is drawn in place (stdout is a TTY) rather than printed line by line.
+    pub fn live(&self) -> bool {
+        self.live
+    }
+
     /// Leaves the step list where it is, for a question asked under it: until the answer
-    /// ([`TerminalObserver::answered`]) nothing redraws over the question, and a notice
-    /// meanwhile is printed after it instead.
-    pub fn asking(&self) {
+    /// ([`TerminalObserver::answered`]) or the end of the returned guard, whichever comes
+    /// first, nothing redraws over the question, and a notice meanwhile is printed after it
+    /// instead. Hold the guard for as long as the question is open.
+    pub fn asking(&self) -> Question<'_> {
         let mut board = self.state.lock().unwrap_or_else(|e| e.into_inner());
         board.asking = true;
         board.drawn = 0;
+        Question(self)
     }
 
     /// Shows a step just answered, at this terminal or elsewhere while its question was open,
@@ -194,6 +201,22 @@ impl TerminalObserver {
         board.footer = text;
         if !board.asking {
             redraw(&mut board);
+        }
+    }
+}
+
+/// A question open under the step list ([`TerminalObserver::asking`]). However the question
+/// ends — answered, left waiting, refused, or the run ended meanwhile — the list is drawn
+/// again after it, anew, below the question.
+#[must_use = "the question closes when this guard goes"]
+pub struct Question<'a>(&'a TerminalObserver);
+
+impl Drop for Question<'_> {
+    fn drop(&mut self) {
+        let mut board = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        if board.asking {
+            board.asking = false;
+            board.drawn = 0;
         }
     }
 }

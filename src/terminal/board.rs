@@ -504,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn escapes_in_a_name_or_in_a_command_s_output_are_shown_not_obeyed() {
+        let yaml = "name: x\ndescription: x\nsteps:\n  - id: wipe\n    name: \"\\e[2J\\e]0;pwned\\a\"\n    run: [\"true\"]\n";
+        let book = steady_engine::runbook::parse(yaml).runbook.expect("a valid runbook");
+        let entry =
+            Entry::new(StepStatus::Failed, &book.steps[0], Some("exit 1: \u{1b}[31mred\r\u{1b}[K"));
+        let row = entry.row(200);
+        assert!(!row.contains(['\u{1b}', '\u{7}', '\r']), "{row:?}");
+        assert_eq!(
+            row,
+            "  ✗  failed        \\x1b[2J\\x1b]0;pwned\\x07 (wipe) — exit 1: \\x1b[31mred\\x0d\\x1b[K"
+        );
+    }
+
+    #[test]
     fn a_tiny_terminal_gets_what_fits_and_never_more() {
         let (_, mut board) = long_run(50, 100);
         for (cols, rows) in [(20, 3), (15, 6), (10, 2), (0, 0), (80, 4)] {
